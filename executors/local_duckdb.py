@@ -1,0 +1,82 @@
+"""A party's local DuckDB: its own tables as views over its source files.
+
+Everything a party computes in plaintext runs here; results leave as Arrow.
+One connection per node, one cursor per query (DuckDB cursors are
+independent and safe to use from concurrent query threads).
+"""
+
+from __future__ import annotations
+
+import threading
+
+import duckdb
+import pyarrow as pa
+
+from fedsql.config import PartyConfig, TableConfig
+from fedsql.errors import ConfigError, DataError, ProgrammingError
+from planner.catalog import Schema
+from planner.validate import quote
+
+
+def _scan(table: TableConfig) -> str:
+    path = str(table.source).replace("'", "''")
+    if table.format == "parquet":
+        return f"read_parquet('{path}')"
+    return f"read_csv('{path}', header = true)"
+
+
+class LocalExecutor:
+    def __init__(self, party: PartyConfig):
+        self.party = party
+        self._con = duckdb.connect(":memory:")
+        self._lock = threading.Lock()
+        for table in party.tables.values():
+            if not table.source.is_file():
+                raise ConfigError(
+                    f"party '{party.name}': table '{table.name}' source {table.source} does not exist; "
+                    "fix parties.{party}.tables.{table}.source in the configuration".format(party=party.name, table=table.name)
+                )
+            try:
+                self._con.execute(f"CREATE VIEW {quote(table.name)} AS SELECT * FROM {_scan(table)}")
+            except duckdb.Error as exc:
+                raise ConfigError(f"party '{party.name}': cannot read {table.source}: {str(exc).splitlines()[0]}") from None
+
+    def schema(self, table: str) -> Schema:
+        """Public schema of one of this party's tables."""
+        if table not in self.party.tables:
+            raise ProgrammingError(f"party '{self.party.name}' has no table '{table}'")
+        with self._lock:
+            rows = self._con.execute(f"DESCRIBE SELECT * FROM {quote(table)}").fetchall()
+        return tuple((r[0], r[1]) for r in rows)
+
+    def query(self, sql: str) -> pa.Table:
+        """Run plaintext SQL over own tables; errors carry DuckDB's message, never data."""
+        with self._lock:
+            cur = self._con.cursor()
+        try:
+            return cur.execute(sql).fetch_arrow_table()
+        except duckdb.ConversionException as exc:
+            raise DataError(f"at party '{self.party.name}': {_first(exc)}") from None
+        except duckdb.OutOfRangeException as exc:
+            raise DataError(f"at party '{self.party.name}': {_first(exc)}") from None
+        except duckdb.Error as exc:
+            raise ProgrammingError(f"at party '{self.party.name}': {_first(exc)}") from None
+        finally:
+            cur.close()
+
+
+def run_over_tables(sql: str, tables: dict[str, pa.Table]) -> pa.Table:
+    """Plaintext SQL over received Arrow tables (the issuer's final step)."""
+    con = duckdb.connect(":memory:")
+    try:
+        for name, table in tables.items():
+            con.register(name, table)
+        return con.execute(sql).fetch_arrow_table()
+    except duckdb.Error as exc:
+        raise DataError(f"in the final step: {_first(exc)}") from None
+    finally:
+        con.close()
+
+
+def _first(exc: Exception) -> str:
+    return str(exc).strip().split("\n\nLINE")[0]

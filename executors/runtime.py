@@ -1,0 +1,283 @@
+"""One party's run of a physical plan (every participant runs the same steps).
+
+Each step says where it runs; a party does its part of each step and skips
+the rest. Secure steps run at the three compute parties in lockstep; the MPC
+context numbers their rounds. Only the issuer ends with a result table.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Callable
+
+import numpy as np
+import pyarrow as pa
+
+from executors import codec
+from executors import secure_ops as ops
+from executors.local_duckdb import LocalExecutor, run_over_tables
+from executors.mpc.context import MPC
+from executors.secure_table import SecretTable, concat_tables, segmented_extreme, segmented_sum, segments
+from executors.transport import Channel
+from planner.physical import (
+    AgreeWidth,
+    FinalQuery,
+    GroupCombine,
+    LocalQuery,
+    PhysicalPlan,
+    RevealResult,
+    SecureUnion,
+    SendPlain,
+    ShareTable,
+)
+
+Progress = Callable[[str], None]
+
+
+def table_to_bytes(table: pa.Table) -> np.ndarray:
+    sink = io.BytesIO()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return np.frombuffer(sink.getvalue(), dtype=np.uint8)
+
+
+def table_from_bytes(data: np.ndarray) -> pa.Table:
+    return pa.ipc.open_stream(pa.py_buffer(data.tobytes())).read_all()
+
+
+class PartyRun:
+    """State of this party during one query."""
+
+    def __init__(self, me: str, plan: PhysicalPlan, executor: LocalExecutor | None, channel: Channel,
+                 progress: Progress | None = None):
+        self.me = me
+        self.plan = plan
+        self.executor = executor
+        self.channel = channel
+        self.progress = progress or (lambda _step: None)
+        self.plain: dict[str, pa.Table] = {}
+        self.secret: dict[str, SecretTable] = {}
+        self.widths: dict[str, int] = {}
+        self.mpc: MPC | None = None
+        self.is_compute = me in plan.compute
+
+    # -- driver ------------------------------------------------------------------
+
+    def run(self) -> pa.Table | None:
+        if self.plan.secure and self.is_compute:
+            self.mpc = MPC(self.channel, self.plan.compute)
+            self.mpc.setup()
+        for i, step in enumerate(self.plan.steps, 1):
+            self.progress(f"step {i}/{len(self.plan.steps)}: {step.op}")
+            getattr(self, f"_{step.op}")(step)
+        return self.plain.get(self.plan.result) if self.me == self.plan.issuer else None
+
+    def stats(self) -> dict[str, int]:
+        return {
+            "rounds": self.mpc.rounds if self.mpc else 0,
+            "bytes_sent": int(getattr(self.channel, "bytes_sent", 0)),
+        }
+
+    # -- plaintext steps -------------------------------------------------------
+
+    def _local_query(self, step: LocalQuery) -> None:
+        if self.me == step.party:
+            self.plain[step.id] = self.executor.query(step.sql)
+
+    def _send_plain(self, step: SendPlain) -> None:
+        if self.me == step.party:
+            self.channel.send(step.to, step.id, [table_to_bytes(self.plain[step.source])])
+        elif self.me == step.to:
+            self.plain[step.id] = table_from_bytes(self.channel.recv(step.party, step.id)[0])
+
+    def _final_query(self, step: FinalQuery) -> None:
+        if self.me != step.party:
+            return
+        tables = {}
+        for name, ref in step.inputs:
+            if ref.startswith("*"):
+                parts = [self.plain[r] for r in ref[1:].split(",") if r]
+                tables[name] = pa.concat_tables(parts, promote_options="default")
+            else:
+                tables[name] = self.plain[ref]
+        self.plain[step.id] = run_over_tables(step.sql, tables)
+
+    # -- secure steps ----------------------------------------------------------
+
+    def _share_vector(self, owner: str, tag: str, values: np.ndarray | None, n: int) -> ops.AShare | None:
+        """Owner's uint64 vector → shares at the compute parties (owner may be outside them)."""
+        if owner in self.plan.compute:
+            if self.is_compute:
+                return ops.share_input(self.mpc, owner, values if self.me == owner else None, n)
+            return None
+        if self.me == owner:
+            ops.deal_to_compute(self.channel, self.plan.compute, tag, values)
+            return None
+        if self.is_compute:
+            return ops.receive_dealt(self.mpc, owner, tag)
+        return None
+
+    def _announce(self, owner: str, tag: str, value: int | None) -> int | None:
+        """Owner tells the compute parties a public number (a row count)."""
+        if self.me == owner:
+            for p in self.plan.compute:
+                if p != owner:
+                    self.channel.send(p, tag, [np.array([value], dtype=np.int64)])
+            return value
+        if self.is_compute:
+            return int(self.channel.recv(owner, tag)[0][0])
+        return None
+
+    def _agree_width(self, step: AgreeWidth) -> None:
+        members = [p for p, _ in step.sources]
+        mine = {p: s for p, s in step.sources}
+        shared = []
+        for owner in members:
+            local = None
+            if self.me == owner:
+                table = self.plain[mine[owner]]
+                cols = [c for c in table.column_names if table.schema.field(c).type in (pa.string(), pa.large_string())]
+                local = np.array([max([codec.string_width(table[c]) for c in cols] or [1])], dtype=np.uint64)
+            share = self._share_vector(owner, f"{step.id}.{owner}", local, 1)
+            if share is not None:
+                shared.append(share)
+        width = None
+        if self.is_compute:
+            best = shared[0]
+            for other in shared[1:]:
+                best = ops.extreme_many(self.mpc, [best], [other], ["max"])[0]
+            width = int(ops.reveal(self.mpc, best, None)[0])
+            if self.me == self.plan.compute[0]:
+                for owner in members:
+                    if owner not in self.plan.compute:
+                        self.channel.send(owner, f"{step.id}.w", [np.array([width], dtype=np.int64)])
+        elif self.me in members:
+            width = int(self.channel.recv(self.plan.compute[0], f"{step.id}.w")[0][0])
+        if width is not None:
+            self.widths[step.id] = width
+
+    def _share_table(self, step: ShareTable) -> None:
+        width = self.widths.get(step.width_from, 1)
+        words: list[np.ndarray] = []
+        n = None
+        if self.me == step.party:
+            table = self.plain[step.source]
+            n = table.num_rows
+            for col in step.columns:
+                words += codec.encode_column(table[col.name], col.encoding, width, col.name)
+        n = self._announce(step.party, f"{step.id}.n", n)
+        layout = [(c.name, width if c.encoding.kind == "string" else 1) for c in step.columns]
+        total = sum(w for _, w in layout)
+        flat = np.concatenate(words).astype(np.uint64) if words else None
+        shared = self._share_vector(step.party, step.id, flat, (n or 0) * total)
+        if shared is None:
+            return
+        table = SecretTable(n=n)
+        offset = 0
+        for name, w in layout:
+            for k in range(w):
+                key = name if w == 1 else f"{name}#{k}"
+                table.secret[key] = ops.slice_(shared, offset * n, (offset + 1) * n)
+                offset += 1
+        self.secret[step.id] = table
+
+    def _secure_union(self, step: SecureUnion) -> None:
+        if self.is_compute:
+            self.secret[step.id] = concat_tables([self.secret[i] for i in step.inputs])
+
+    def _group_combine(self, step: GroupCombine) -> None:
+        if not self.is_compute:
+            return
+        table = self.secret[step.input]
+        key_cols = [c for c in table.secret if c.split("#")[0] in step.keys]
+        value_cols = [c.column for c in step.combine]
+        if key_cols:
+            shuffled = ops.shuffle(self.mpc, [table.secret[c] for c in key_cols + value_cols])
+            opened = ops.reveal_many(self.mpc, shuffled[: len(key_cols)], None)
+            values = dict(zip(value_cols, shuffled[len(key_cols):]))
+            order, starts, distinct = segments(opened)
+            public = {c: np.ascontiguousarray(distinct[:, i]) for i, c in enumerate(key_cols)}
+        else:
+            values = {c: table.secret[c] for c in value_cols}
+            order = np.arange(table.n)
+            starts = np.zeros(1 if table.n else 0, dtype=np.int64)
+            public = {}
+        out = SecretTable(n=len(starts), public=public)
+        extremes = [c for c in step.combine if c.how in ("min", "max")]
+        for c in step.combine:
+            if c.how == "sum":
+                out.secret[c.column] = segmented_sum(values[c.column], order, starts)
+        if extremes:
+            reduced = segmented_extreme(
+                self.mpc, [values[c.column] for c in extremes], [c.how for c in extremes], order, starts, table.n
+            )
+            out.secret.update({c.column: r for c, r in zip(extremes, reduced)})
+        self.secret[step.id] = out
+
+    def _reveal_result(self, step: RevealResult) -> None:
+        issuer = step.to
+        to_open: list[ops.AShare] = []
+        names: list[str] = []
+        table = self.secret.get(step.input)
+        if self.is_compute:
+            for col in step.columns:
+                if col.how == "key":
+                    continue
+                to_open.append(table.secret[col.source])
+                names.append(col.source)
+                if col.how == "sum_or_null":
+                    flag = ops.greater_than_zero(self.mpc, table.secret[col.count])
+                    to_open.append(flag)
+                    names.append(col.count + "?")
+        opened = self._open_to(issuer, to_open, step.id)
+        keys = self._keys_to(issuer, table, step)
+        if self.me != issuer:
+            return
+        values = dict(zip(names, opened))
+        arrays, fields = [], []
+        for col in step.columns:
+            if col.how == "key":
+                words = [keys[k] for k in sorted(keys, key=_word_index) if k.split("#")[0] == col.source]
+                arr = codec.decode_words(words, col.encoding, keys[col.count] != 0)
+            elif col.how == "sum_or_null":
+                arr = codec.decode_words([values[col.source]], col.encoding, values[col.count + "?"] != 0)
+            elif col.how == "minmax":
+                raw = values[col.source].view(np.int64)
+                arr = codec.decode_words([values[col.source]], col.encoding, np.abs(raw) < (1 << 62))
+            else:
+                arr = codec.decode_words([values[col.source]], col.encoding)
+            arrays.append(arr)
+            fields.append(col.name)
+        self.plain[step.id] = pa.table(arrays, names=fields)
+
+    def _open_to(self, issuer: str, shares: list[ops.AShare], tag: str) -> list[np.ndarray]:
+        """Open shared columns to the issuer only, in one batch."""
+        if issuer in self.plan.compute:
+            if not self.is_compute:
+                return []
+            return ops.reveal_many(self.mpc, shares, issuer) or []
+        if self.is_compute:
+            ops.reveal_many_to_outsider(self.mpc, shares, issuer, tag)
+            return []
+        if self.me == issuer:
+            return ops.receive_revealed_many(self.channel, self.plan.compute, tag)
+        return []
+
+    def _keys_to(self, issuer: str, table: SecretTable | None, step: RevealResult) -> dict[str, np.ndarray]:
+        """Opened group keys are public among compute parties; the issuer gets them from compute[0]."""
+        if self.is_compute:
+            keys = dict(table.public)
+            if issuer not in self.plan.compute and self.me == self.plan.compute[0]:
+                names = sorted(keys)
+                header = np.frombuffer(json.dumps(names).encode(), dtype=np.uint8)
+                self.channel.send(issuer, f"{step.id}.keys", [header] + [keys[k] for k in names])
+            return keys
+        if self.me == issuer and any(c.how == "key" for c in step.columns):
+            arrays = self.channel.recv(self.plan.compute[0], f"{step.id}.keys")
+            return dict(zip(json.loads(arrays[0].tobytes().decode()), arrays[1:]))
+        return {}
+
+
+def _word_index(name: str) -> int:
+    return int(name.split("#")[1]) if "#" in name else 0

@@ -1,0 +1,75 @@
+"""Tables held in secret shares by the compute parties, and their relational helpers.
+
+A SecretTable is a set of equally long shared columns, plus columns that are
+public to the compute parties (e.g. group keys opened after a shuffle).
+Grouped reductions run over all groups at once: sums locally with
+`np.add.reduceat`, MIN/MAX as a segmented tree of secure comparisons whose
+depth is log2 of the largest group, one round batch per level.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from executors import secure_ops as ops
+from executors.mpc.context import MPC
+
+
+@dataclass
+class SecretTable:
+    n: int
+    secret: dict[str, ops.AShare] = field(default_factory=dict)
+    public: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def concat_tables(tables: list[SecretTable]) -> SecretTable:
+    names = list(tables[0].secret)
+    return SecretTable(
+        n=sum(t.n for t in tables),
+        secret={c: ops.concat([t.secret[c] for t in tables]) for c in names},
+    )
+
+
+def segments(keys: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sort order, segment starts and the distinct key rows of opened key columns."""
+    n = len(keys[0])
+    mat = np.stack(keys, axis=1)
+    distinct, inverse = np.unique(mat, axis=0, return_inverse=True)
+    inverse = inverse.reshape(n)
+    order = np.argsort(inverse, kind="stable")
+    starts = np.searchsorted(inverse[order], np.arange(len(distinct)))
+    return order, starts, distinct
+
+
+def segmented_sum(x: ops.AShare, order: np.ndarray, starts: np.ndarray) -> ops.AShare:
+    """Per-group sums of a shared column: local, no communication."""
+    if len(starts) == 0:
+        return ops.take(x, np.zeros(0, dtype=np.int64))
+    return ops.reduceat_sum(ops.take(x, order), starts)
+
+
+def segmented_extreme(
+    mpc: MPC, columns: list[ops.AShare], hows: list[str], order: np.ndarray, starts: np.ndarray, n: int
+) -> list[ops.AShare]:
+    """Per-group MIN/MAX of several shared columns, all columns batched per level."""
+    if len(starts) == 0:
+        return [ops.take(c, np.zeros(0, dtype=np.int64)) for c in columns]
+    group = np.zeros(n, dtype=np.int64)
+    group[starts[1:]] = 1
+    group = np.cumsum(group)  # group id of each sorted position
+    cols = [ops.take(c, order) for c in columns]
+    while len(group) > len(starts):
+        first = np.r_[True, group[1:] != group[:-1]]
+        rank = np.arange(len(group)) - np.maximum.accumulate(np.where(first, np.arange(len(group)), 0))
+        size = np.bincount(group)[group]
+        left = np.flatnonzero((rank % 2 == 0) & (rank + 1 < size))
+        right = left + 1
+        single = np.flatnonzero((rank % 2 == 0) & (rank + 1 >= size))
+        reduced = ops.extreme_many(mpc, [ops.take(c, left) for c in cols], [ops.take(c, right) for c in cols], hows)
+        keep = np.concatenate([left, single])
+        new_order = np.argsort(keep, kind="stable")
+        cols = [ops.take(ops.concat([r, ops.take(c, single)]), new_order) for r, c in zip(reduced, cols)]
+        group = group[keep][new_order]
+    return cols

@@ -1,0 +1,142 @@
+"""The `fedsql` command: node, up, demo, shell.
+
+Users see one line `error: ...` for anything that goes wrong, never a
+traceback (set FEDSQL_DEBUG=1 to get one). Exit codes: 0 ok, 1 a query or
+runtime failure, 2 bad usage or configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Sequence
+
+from fedsql import __version__, errors
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fedsql",
+        description="Privacy-preserving federated SQL: query tables held by several parties "
+        "without any party seeing another's rows.",
+        epilog="Start with `fedsql demo`. Configuration reference: docs/configuration.md.",
+    )
+    parser.add_argument("--version", action="version", version=f"fedsql {__version__}")
+    sub = parser.add_subparsers(dest="cmd", metavar="COMMAND")
+
+    p = sub.add_parser(
+        "node",
+        help="run one party's node (gRPC server) until Ctrl-C/SIGTERM",
+        description="Run the node of party NAME as described in CONFIG. Each party runs its own node "
+        "next to its data; peers and clients reach it at parties.NAME.address.",
+    )
+    p.add_argument("config", metavar="CONFIG", help="federation TOML file")
+    p.add_argument("--party", "-p", required=True, metavar="NAME", help="which party of CONFIG this node is")
+
+    p = sub.add_parser(
+        "up",
+        help="start every party of a federation on this machine",
+        description="Start one node process per party of CONFIG on this machine, print one line when all "
+        "answer, and stop them all on Ctrl-C/SIGTERM (or when any of them dies).",
+    )
+    p.add_argument("config", metavar="CONFIG", help="federation TOML file")
+    p.add_argument("--log-dir", metavar="DIR", help="where each node's log goes (default: a new temp dir)")
+    p.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
+                   help="how long to wait for every node to come up (default 60)")
+
+    p = sub.add_parser(
+        "demo",
+        help="write demo data, start a local federation, run a tour, open the shell",
+        description="Write a synthetic five-party federation (three hospitals, a bank, a telco) into DIR, "
+        "start it on free local ports, run a short tour of queries with their results and leakage "
+        "reports, then open the shell as party h1. Ctrl-C stops everything.",
+    )
+    p.add_argument("--dir", default="fedsql-demo", metavar="DIR", help="where to write the demo (default ./fedsql-demo)")
+    p.add_argument("--no-shell", action="store_true", help="run the tour and exit (0 when every query behaved)")
+
+    p = sub.add_parser(
+        "shell",
+        help="SQL shell connected to your party's node",
+        description="Open a SQL shell on the node of party NAME (it must be running: `fedsql up CONFIG`). "
+        "Statements end with ';'. With -c or -f, run them and exit: 0 when all succeeded, 1 when one failed.",
+    )
+    p.add_argument("config", metavar="CONFIG", help="federation TOML file")
+    p.add_argument("--party", "-p", required=True, metavar="NAME", help="your party (the query issuer)")
+    p.add_argument("-c", "--command", metavar="SQL", help="run SQL (one or more ';'-separated statements) and exit")
+    p.add_argument("-f", "--file", metavar="FILE", help="run the statements in FILE ('-' for stdin) and exit")
+    p.add_argument("--mode", choices=["reveal", "sizes", "oblivious"], help="session execution mode (default: the federation's)")
+    return parser
+
+
+def _cmd_node(args: argparse.Namespace) -> int:
+    from fedsql.config import load_config
+
+    fed = load_config(args.config)
+    fed.party(args.party)
+    try:
+        from fedsql.node import serve
+    except ImportError as exc:  # pragma: no cover - only while the node is being built
+        if exc.name not in ("fedsql.node",):
+            raise
+        raise errors.OperationalError(f"the node is not available in this installation: {exc}") from None
+    try:
+        serve(fed, args.party)
+    except KeyboardInterrupt:
+        pass
+    return EXIT_OK
+
+
+def _cmd_up(args: argparse.Namespace) -> int:
+    from fedsql.launcher import run_up
+
+    return run_up(args.config, log_dir=args.log_dir, timeout=args.timeout)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from fedsql.demo import run_demo
+
+    return run_demo(args.dir, shell=not args.no_shell)
+
+
+def _cmd_shell(args: argparse.Namespace) -> int:
+    from fedsql.shell import run_shell
+
+    if args.command is not None and args.file is not None:
+        raise errors.InterfaceError("use either -c or -f, not both")
+    return run_shell(args.config, args.party, command=args.command, file=args.file, mode=args.mode)
+
+
+_COMMANDS = {"node": _cmd_node, "up": _cmd_up, "demo": _cmd_demo, "shell": _cmd_shell}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    if not args.cmd:
+        parser.print_help()
+        return EXIT_USAGE
+    debug = os.environ.get("FEDSQL_DEBUG") == "1"
+    try:
+        return _COMMANDS[args.cmd](args)
+    except errors.Error as exc:
+        if debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return EXIT_USAGE if isinstance(exc, errors.InterfaceError) else EXIT_FAILED
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return EXIT_FAILED
+    except Exception as exc:  # noqa: BLE001 - users get one line, FEDSQL_DEBUG=1 gets the trace
+        if debug:
+            raise
+        print(f"error: internal error ({type(exc).__name__}: {exc}); rerun with FEDSQL_DEBUG=1 for details",
+              file=sys.stderr, flush=True)
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

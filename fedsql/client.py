@@ -1,0 +1,171 @@
+"""gRPC client of one party's node: the single place that speaks the wire protocol.
+
+The shell, the DB-API and the launcher all go through `NodeClient`, so grpc
+failures are mapped to fedsql's PEP 249 errors exactly once, with messages that
+say which node is unreachable and how to start it.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any, Callable
+
+import grpc
+
+from fedsql import errors
+from fedsql.proto import node_pb2, node_pb2_grpc
+
+MAX_MESSAGE_BYTES = (1 << 30) - 1
+"""Results travel as one Arrow IPC message; allow up to 1 GiB."""
+
+DEADLINE_GRACE_SECONDS = 5.0
+"""Extra time given to the grpc deadline so the node's own, clearer timeout error wins."""
+
+ProgressCallback = Callable[[float, str], None]
+
+
+def _channel_options() -> list[tuple[str, Any]]:
+    return [
+        ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+        # Fail fast instead of waiting for a node that is down.
+        ("grpc.enable_retries", 0),
+    ]
+
+
+class NodeClient:
+    """Connection to one node's `Node` service.
+
+    `party` and `config_path` only improve error messages (which party is down
+    and the exact command that starts it).
+    """
+
+    def __init__(
+        self,
+        address: str,
+        party: str | None = None,
+        config_path: str | None = None,
+        default_timeout: float | None = None,
+    ) -> None:
+        self.address = address
+        self.party = party
+        self.config_path = config_path
+        self.default_timeout = default_timeout
+        self._channel = grpc.insecure_channel(address, options=_channel_options())
+        self._stub = node_pb2_grpc.NodeStub(self._channel)
+
+    # -- error mapping -------------------------------------------------------
+
+    def _who(self) -> str:
+        return f"party '{self.party}' node at {self.address}" if self.party else f"node at {self.address}"
+
+    def _map_rpc_error(self, exc: grpc.RpcError, timeout: float | None) -> errors.Error:
+        code = exc.code() if hasattr(exc, "code") else None
+        details = (exc.details() if hasattr(exc, "details") else None) or ""
+        if code == grpc.StatusCode.UNAVAILABLE:
+            cfg = self.config_path or "CONFIG"
+            return errors.PartyUnavailable(
+                f"cannot reach {self._who()} (is it running? start the federation with "
+                f"`fedsql up {cfg}`"
+                + (f" or this node alone with `fedsql node {cfg} --party {self.party}`" if self.party else "")
+                + ")"
+            )
+        if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+            limit = f" of {timeout:g} s" if timeout else ""
+            return errors.QueryTimeout(f"no answer from {self._who()} within the deadline{limit}")
+        if code == grpc.StatusCode.CANCELLED:
+            return errors.QueryCancelled(f"request to {self._who()} was cancelled")
+        if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+            return errors.OperationalError(f"{self._who()}: message too large: {details}")
+        name = code.name if code is not None else "UNKNOWN"
+        return errors.OperationalError(f"{self._who()} failed ({name}): {details or 'no details'}")
+
+    # -- calls ---------------------------------------------------------------
+
+    def health(self, timeout: float = 5.0) -> dict[str, str]:
+        """Ask the node who it is; raises PartyUnavailable when it does not answer."""
+        try:
+            reply = self._stub.Health(node_pb2.Empty(), timeout=timeout)
+        except grpc.RpcError as exc:
+            mapped = self._map_rpc_error(exc, timeout)
+            if isinstance(mapped, errors.QueryTimeout):
+                mapped = errors.PartyUnavailable(f"{self._who()} did not answer a health check within {timeout:g} s")
+            raise mapped from None
+        return {"party": reply.party, "federation": reply.federation, "version": reply.version}
+
+    def execute(
+        self,
+        sql: str,
+        settings: dict[str, str] | None = None,
+        timeout: float | None = None,
+        on_progress: ProgressCallback | None = None,
+        query_id: str | None = None,
+    ) -> tuple[Any, dict[str, Any]]:
+        """Run one statement; returns (pyarrow.Table, meta dict).
+
+        Ctrl-C while waiting cancels the query at the node (and so at every
+        party) before re-raising KeyboardInterrupt.
+        """
+        import pyarrow as pa
+
+        qid = query_id or uuid.uuid4().hex
+        timeout = timeout if timeout is not None else self.default_timeout
+        request = node_pb2.ExecuteRequest(
+            sql=sql,
+            settings=dict(settings or {}),
+            query_id=qid,
+            timeout_seconds=float(timeout or 0.0),
+        )
+        grpc_deadline = timeout + DEADLINE_GRACE_SECONDS if timeout else None
+        call = self._stub.Execute(request, timeout=grpc_deadline)
+        result = None
+        try:
+            for event in call:
+                which = event.WhichOneof("event")
+                if which == "progress":
+                    if on_progress is not None:
+                        on_progress(event.progress.elapsed_seconds, event.progress.step)
+                elif which == "error":
+                    raise errors.error_from_kind(event.error.kind, event.error.message)
+                elif which == "result":
+                    result = event.result
+        except grpc.RpcError as exc:
+            raise self._map_rpc_error(exc, timeout) from None
+        except KeyboardInterrupt:
+            call.cancel()
+            try:
+                self.cancel(qid, reason="interrupted by user")
+            except errors.Error:
+                pass
+            raise
+        if result is None:
+            raise errors.OperationalError(f"{self._who()} ended the query without a result")
+        try:
+            meta = json.loads(result.meta_json) if result.meta_json else {}
+        except json.JSONDecodeError as exc:
+            raise errors.InternalError(f"{self._who()} sent malformed result metadata: {exc}") from None
+        if result.arrow_ipc:
+            try:
+                table = pa.ipc.open_stream(result.arrow_ipc).read_all()
+            except pa.ArrowInvalid as exc:
+                raise errors.InternalError(f"{self._who()} sent a malformed Arrow result: {exc}") from None
+        else:
+            table = pa.table({})
+        return table, meta
+
+    def cancel(self, query_id: str, reason: str = "") -> None:
+        """Ask the node to cancel a running query at every party (best effort)."""
+        try:
+            self._stub.Cancel(node_pb2.CancelRequest(query_id=query_id, reason=reason), timeout=5.0)
+        except grpc.RpcError as exc:
+            raise self._map_rpc_error(exc, 5.0) from None
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> "NodeClient":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

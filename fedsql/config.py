@@ -1,0 +1,249 @@
+"""Federation configuration: TOML file → validated, immutable model.
+
+Every node of a federation loads its own copy of the same file; the planner is
+deterministic over this model, which is what lets each party compile every
+query itself and compare plan hashes. Errors say the file, the key and the fix.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fedsql.errors import ConfigError
+
+LEVELS = ("private", "aggregate", "join_key", "group_key", "public")
+"""Column levels, weakest to strongest (see DESIGN.md §3)."""
+
+_RANK = {name: i for i, name in enumerate(LEVELS)}
+RESERVED_NAMES = {"main", "temp", "system", "information_schema", "pg_catalog", "memory"}
+SOURCE_FORMATS = {".parquet": "parquet", ".csv": "csv"}
+
+
+def level_at_least(level: str, required: str) -> bool:
+    """True when `level` permits everything `required` permits.
+
+    `group_key` implies `aggregate`; `join_key` implies `aggregate` too; the two
+    are otherwise independent, so they are not a total order.
+    """
+    if level == required or level == "public":
+        return True
+    if required == "aggregate":
+        return level in ("join_key", "group_key")
+    if required == "private":
+        return True
+    return False
+
+
+@dataclass(frozen=True)
+class TableConfig:
+    party: str
+    name: str
+    source: Path
+    format: str
+    levels: dict[str, str]
+    grants: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.party}.{self.name}"
+
+    def level(self, column: str, issuer: str | None = None) -> str:
+        """Level of `column` for queries issued by `issuer` (owner: public)."""
+        if issuer == self.party:
+            return "public"
+        if issuer is not None and column in self.grants.get(issuer, {}):
+            return self.grants[issuer][column]
+        return self.levels.get(column, "private")
+
+
+@dataclass(frozen=True)
+class PartyConfig:
+    name: str
+    address: str
+    flight: str | None
+    tables: dict[str, TableConfig]
+
+    @property
+    def is_helper(self) -> bool:
+        return not self.tables
+
+
+@dataclass(frozen=True)
+class FederatedTable:
+    name: str
+    members: tuple[tuple[str, str], ...]  # (party, table)
+
+
+@dataclass(frozen=True)
+class Federation:
+    name: str
+    path: Path
+    compute: tuple[str, str, str]
+    parties: dict[str, PartyConfig]
+    federated: dict[str, FederatedTable]
+    deadline_seconds: float = 300.0
+    fixed_point_bits: int = 20
+    default_mode: str = "sizes"
+
+    def table(self, party: str, name: str) -> TableConfig:
+        return self.parties[party].tables[name]
+
+    def party(self, name: str) -> PartyConfig:
+        if name not in self.parties:
+            raise ConfigError(
+                f"party '{name}' is not in federation '{self.name}' ({self.path}); "
+                f"parties are: {', '.join(sorted(self.parties))}"
+            )
+        return self.parties[name]
+
+
+def _err(path: Path, where: str, problem: str) -> ConfigError:
+    return ConfigError(f"{path}: {where}: {problem}")
+
+
+def _expect(path: Path, where: str, value: Any, kind: type, what: str) -> Any:
+    if not isinstance(value, kind):
+        raise _err(path, where, f"expected {what}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _check_address(path: Path, where: str, address: Any) -> str:
+    _expect(path, where, address, str, 'a "host:port" string')
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise _err(path, where, f'expected "host:port" with a port 1-65535, got {address!r}')
+    return address
+
+
+def _check_levels(path: Path, where: str, raw: Any) -> dict[str, str]:
+    _expect(path, where, raw, dict, "a table of column = level")
+    for col, level in raw.items():
+        if level not in LEVELS:
+            raise _err(
+                path, f"{where}.{col}", f"unknown level {level!r}; use one of {', '.join(LEVELS)}"
+            )
+    return dict(raw)
+
+
+def _load_table(path: Path, party: str, name: str, raw: Any) -> TableConfig:
+    where = f"parties.{party}.tables.{name}"
+    _expect(path, where, raw, dict, "a table")
+    known = {"source", "columns", "grants", "dp", "format"}
+    unknown = set(raw) - known
+    if unknown:
+        raise _err(path, where, f"unknown key(s) {sorted(unknown)}; known keys: {sorted(known)}")
+    if "source" not in raw:
+        raise _err(path, where, 'missing "source" (a .parquet or .csv path)')
+    source = Path(_expect(path, f"{where}.source", raw["source"], str, "a file path"))
+    if not source.is_absolute():
+        source = (path.parent / source).resolve()
+    fmt = raw.get("format") or SOURCE_FORMATS.get(source.suffix.lower())
+    if fmt not in SOURCE_FORMATS.values():
+        raise _err(path, f"{where}.source", f"unsupported file type {source.suffix!r}; use .parquet or .csv")
+    levels = _check_levels(path, f"{where}.columns", raw.get("columns", {}))
+    grants_raw = raw.get("grants", {})
+    _expect(path, f"{where}.grants", grants_raw, dict, "a table of issuer = {column = level}")
+    grants = {
+        issuer: _check_levels(path, f"{where}.grants.{issuer}", g) for issuer, g in grants_raw.items()
+    }
+    return TableConfig(party, name, source, fmt, levels, grants)
+
+
+def parse_config(text: str, path: Path) -> Federation:
+    """Validate a configuration text; `path` anchors relative sources and messages."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    fed = _expect(path, "[federation]", raw.get("federation"), dict, "a [federation] table")
+    name = _expect(path, "federation.name", fed.get("name", path.stem), str, "a string")
+    parties_raw = _expect(path, "[parties]", raw.get("parties"), dict, "[parties.NAME] tables")
+    if not parties_raw:
+        raise _err(path, "[parties]", "no parties declared")
+    parties: dict[str, PartyConfig] = {}
+    addresses: dict[str, str] = {}
+    for pname, praw in parties_raw.items():
+        where = f"parties.{pname}"
+        if pname.lower() in RESERVED_NAMES or not pname.isidentifier():
+            raise _err(path, where, f"party name {pname!r} must be an identifier and not one of {sorted(RESERVED_NAMES)}")
+        _expect(path, where, praw, dict, "a table")
+        if "address" not in praw:
+            raise _err(path, where, 'missing "address" ("host:port" of the node)')
+        address = _check_address(path, f"{where}.address", praw["address"])
+        if address in addresses:
+            raise _err(path, f"{where}.address", f"{address} is also used by party '{addresses[address]}'")
+        addresses[address] = pname
+        flight = praw.get("flight")
+        if flight is not None:
+            flight = _check_address(path, f"{where}.flight", flight)
+        tables_raw = _expect(path, f"{where}.tables", praw.get("tables", {}), dict, "a table")
+        tables = {t: _load_table(path, pname, t, traw) for t, traw in tables_raw.items()}
+        parties[pname] = PartyConfig(pname, address, flight, tables)
+
+    compute_raw = fed.get("compute")
+    if compute_raw is None:
+        if len(parties) != 3:
+            raise _err(
+                path,
+                "federation.compute",
+                f"there are {len(parties)} parties; name the three compute parties, "
+                'e.g. compute = ["a", "b", "c"] (add a helper party with no tables when there are two)',
+            )
+        compute_raw = list(parties)
+    _expect(path, "federation.compute", compute_raw, list, "a list of three party names")
+    if len(compute_raw) != 3 or len(set(compute_raw)) != 3:
+        raise _err(path, "federation.compute", f"needs exactly three distinct parties, got {compute_raw}")
+    for p in compute_raw:
+        if p not in parties:
+            raise _err(path, "federation.compute", f"unknown party {p!r}")
+
+    federated: dict[str, FederatedTable] = {}
+    for fname, fraw in _expect(path, "[federated]", raw.get("federated", {}), dict, "a table").items():
+        where = f"federated.{fname}"
+        union = _expect(path, f"{where}.union", (fraw or {}).get("union"), list, 'a list like ["h1.t", "h2.t"]')
+        members = []
+        for ref in union:
+            party, _, table = str(ref).partition(".")
+            if party not in parties or table not in parties[party].tables:
+                raise _err(path, f"{where}.union", f"{ref!r} is not a declared party.table")
+            members.append((party, table))
+        if not members:
+            raise _err(path, f"{where}.union", "is empty")
+        if fname in parties:
+            raise _err(path, where, f"name {fname!r} clashes with a party name")
+        federated[fname] = FederatedTable(fname, tuple(members))
+
+    deadline = fed.get("deadline_seconds", 300.0)
+    if not isinstance(deadline, (int, float)) or deadline <= 0:
+        raise _err(path, "federation.deadline_seconds", "expected a positive number of seconds")
+    bits = fed.get("fixed_point_bits", 20)
+    if not isinstance(bits, int) or not 8 <= bits <= 30:
+        raise _err(path, "federation.fixed_point_bits", "expected an integer from 8 to 30")
+    mode = fed.get("default_mode", "sizes")
+    if mode not in ("reveal", "sizes", "oblivious"):
+        raise _err(path, "federation.default_mode", "expected 'reveal', 'sizes' or 'oblivious'")
+    return Federation(
+        name=name,
+        path=path,
+        compute=tuple(compute_raw),  # type: ignore[arg-type]
+        parties=parties,
+        federated=federated,
+        deadline_seconds=float(deadline),
+        fixed_point_bits=bits,
+        default_mode=mode,
+    )
+
+
+def load_config(path: str | Path) -> Federation:
+    """Load and validate a federation file; raises ConfigError with the fix."""
+    p = Path(path).expanduser().resolve()
+    if not p.is_file():
+        raise ConfigError(f"{p}: configuration file not found")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{p}: cannot read configuration: {exc}") from None
+    return parse_config(text, p)

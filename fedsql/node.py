@@ -1,0 +1,328 @@
+"""A party's node: serves its own clients and takes part in peers' queries.
+
+The issuer's node compiles the query, asks every other participant to run it
+(each compiles it again and refuses on a different plan hash or a policy
+violation), runs its own part, and streams progress and the result back. A
+failure anywhere cancels the query everywhere; the error names the party.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import signal
+import threading
+import time
+import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Callable, Iterator
+
+import grpc
+
+from executors.local_duckdb import LocalExecutor
+from executors.runtime import PartyRun, table_to_bytes
+from executors.transport import Channel, Mailbox, PeerLinks, TransportError, add_peer_servicer
+from fedsql import errors
+from fedsql.config import Federation
+from fedsql.proto import node_pb2 as pb
+from fedsql.proto import node_pb2_grpc as rpc
+from planner.catalog import Schema
+from planner.compile import Compiled, compile_query
+from planner.explain import explain_lines
+
+import pyarrow as pa
+
+log = logging.getLogger("fedsql.node")
+
+VERSION = "0.1.0"
+GRPC_OPTIONS = [
+    ("grpc.max_send_message_length", 1 << 30),
+    ("grpc.max_receive_message_length", 1 << 30),
+]
+DESCRIBE_TIMEOUT = 10.0
+
+
+def _error_event(exc: errors.Error) -> pb.ExecuteEvent:
+    return pb.ExecuteEvent(error=pb.Error(kind=exc.kind, message=str(exc)))
+
+
+def as_fedsql_error(exc: BaseException, where: str = "") -> errors.Error:
+    """Any failure → a fedsql error safe to show (no data, no traceback)."""
+    if isinstance(exc, errors.Error):
+        return exc
+    if isinstance(exc, TransportError):
+        name = type(exc).__name__
+        kind = {
+            "PeerTimeout": errors.QueryTimeout,
+            "PeerUnavailable": errors.PartyUnavailable,
+            "QueryCancelled": errors.QueryCancelled,
+        }.get(name, errors.OperationalError)
+        return kind(str(exc))
+    log.exception("internal error %s", where)
+    return errors.InternalError(
+        f"internal error{' ' + where if where else ''} ({type(exc).__name__}); the node logged the details"
+    )
+
+
+class Node(rpc.NodeServicer):
+    def __init__(self, fed: Federation, party: str):
+        self.fed = fed
+        self.me = party
+        self.party = fed.party(party)
+        self.executor = LocalExecutor(self.party)
+        self.mailbox = Mailbox()
+        peers = {p: cfg.address for p, cfg in fed.parties.items() if p != party}
+        self.links = PeerLinks(party, peers, GRPC_OPTIONS)
+        self._channels = {p: grpc.insecure_channel(a, options=GRPC_OPTIONS) for p, a in peers.items()}
+        self.stubs = {p: rpc.NodeStub(ch) for p, ch in self._channels.items()}
+        self._schemas: dict[tuple[str, str], Schema] = {}
+        self._schema_lock = threading.Lock()
+        self.pool = ThreadPoolExecutor(max_workers=64, thread_name_prefix=f"fedsql-{party}")
+
+    # -- catalog -----------------------------------------------------------------
+
+    def schema_of(self, party: str, table: str) -> Schema:
+        if party == self.me:
+            return self.executor.schema(table)
+        key = (party, table)
+        with self._schema_lock:
+            if key in self._schemas:
+                return self._schemas[key]
+        try:
+            reply = self.stubs[party].Describe(pb.DescribeRequest(tables=[table]), timeout=DESCRIBE_TIMEOUT)
+        except grpc.RpcError as exc:
+            raise self._unreachable(party, exc) from None
+        if reply.error.kind:
+            raise errors.error_from_kind(reply.error.kind, f"party '{party}': {reply.error.message}")
+        schema = tuple(tuple(c) for c in json.loads(reply.schemas_json)[table])
+        with self._schema_lock:
+            self._schemas[key] = schema
+        return schema
+
+    def _unreachable(self, party: str, exc: grpc.RpcError) -> errors.Error:
+        code = exc.code() if hasattr(exc, "code") else None
+        if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+            return errors.QueryTimeout(f"party '{party}' did not answer in time")
+        return errors.PartyUnavailable(
+            f"party '{party}' is not reachable at {self.fed.parties[party].address}; "
+            "is its node running? (start the federation with `fedsql up CONFIG`)"
+        )
+
+    def compile(self, sql: str, issuer: str, settings: dict[str, str]) -> Compiled:
+        return compile_query(sql, self.fed, issuer, settings, self.schema_of)
+
+    # -- client API ----------------------------------------------------------------
+
+    def Health(self, request, context):
+        return pb.HealthReply(party=self.me, federation=self.fed.name, version=VERSION)
+
+    def Cancel(self, request, context):
+        self._abort_everywhere(request.query_id, request.reason or "cancelled by the client", set(self.fed.parties))
+        return pb.Empty()
+
+    def Execute(self, request, context) -> Iterator[pb.ExecuteEvent]:
+        started = time.monotonic()
+        query_id = request.query_id or uuid.uuid4().hex
+        settings = dict(request.settings)
+        try:
+            compiled = self.compile(request.sql, self.me, settings)
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a clear error
+            yield _error_event(as_fedsql_error(exc, "while planning"))
+            return
+        if compiled.kind == "set":
+            name, value = compiled.setting
+            meta = {"kind": "set", "columns": [], "leakage": [], "settings": {**settings, name: value}, "stats": {}}
+            yield pb.ExecuteEvent(result=pb.Result(arrow_ipc=b"", meta_json=json.dumps(meta)))
+            return
+        plan = compiled.plan
+        if compiled.kind == "explain":
+            table = pa.table({"plan": explain_lines(plan)})
+            meta = {"kind": "explain", "columns": [{"name": "plan", "type": "VARCHAR", "note": None}],
+                    "leakage": list(plan.leakage), "settings": settings, "stats": {}, "plan_hash": plan.hash}
+            yield pb.ExecuteEvent(result=pb.Result(arrow_ipc=table_to_bytes(table).tobytes(), meta_json=json.dumps(meta)))
+            return
+        timeout = request.timeout_seconds or self.fed.deadline_seconds
+        events: queue.Queue = queue.Queue()
+        context.add_callback(lambda: self._abort_everywhere(query_id, "the client went away", set(plan.participants)))
+        worker = self.pool.submit(self._coordinate, plan, request.sql, settings, query_id, timeout, events.put)
+        while True:
+            try:
+                item = events.get(timeout=0.25)
+                yield pb.ExecuteEvent(progress=pb.Progress(elapsed_seconds=time.monotonic() - started, step=item))
+            except queue.Empty:
+                if worker.done():
+                    break
+        try:
+            table, stats = worker.result()
+        except Exception as exc:  # noqa: BLE001
+            yield _error_event(as_fedsql_error(exc, "while running the query"))
+            return
+        stats["elapsed_seconds"] = round(time.monotonic() - started, 6)
+        meta = {
+            "kind": "rows",
+            "columns": [{"name": n, "type": t, "note": None} for n, t in plan.output],
+            "leakage": list(plan.leakage),
+            "settings": settings,
+            "stats": stats,
+            "plan_hash": plan.hash,
+            "query_id": query_id,
+        }
+        yield pb.ExecuteEvent(result=pb.Result(arrow_ipc=table_to_bytes(table).tobytes(), meta_json=json.dumps(meta)))
+
+    def _coordinate(self, plan, sql, settings, query_id, timeout, progress) -> tuple[pa.Table, dict]:
+        deadline_unix = time.time() + timeout
+        others = [p for p in plan.participants if p != self.me]
+        futures: dict[str, Future] = {}
+        for p in others:
+            req = pb.RunRequest(query_id=query_id, issuer=self.me, sql=sql, settings=settings,
+                                plan_hash=plan.hash, deadline_unix=deadline_unix)
+            futures[p] = self.pool.submit(self._call_run, p, req, timeout)
+        own = self.pool.submit(self._run_part, plan, query_id, deadline_unix, progress)
+        failures: list[tuple[str, errors.Error]] = []
+        try:
+            pending = {self.me: own, **futures}
+            while pending:
+                for party, fut in list(pending.items()):
+                    if not fut.done():
+                        continue
+                    del pending[party]
+                    try:
+                        fut.result()
+                    except Exception as exc:  # noqa: BLE001
+                        failures.append((party, as_fedsql_error(exc)))
+                        self._abort_everywhere(query_id, f"party '{party}' failed", set(plan.participants))
+                time.sleep(0.005)
+            if failures:
+                raise _root_cause(failures)
+            table, stats = own.result()
+            return _cast_output(table, plan.output), stats
+        finally:
+            self.mailbox.drop(query_id)
+
+    def _call_run(self, party: str, req: pb.RunRequest, timeout: float) -> None:
+        try:
+            reply = self.stubs[party].Run(req, timeout=timeout + 5)
+        except grpc.RpcError as exc:
+            raise self._unreachable(party, exc) from None
+        if not reply.ok:
+            raise errors.error_from_kind(reply.error.kind, f"party '{party}': {reply.error.message}")
+
+    def _run_part(self, plan, query_id: str, deadline_unix: float, progress: Callable[[str], None] | None):
+        deadline = time.monotonic() + max(0.0, deadline_unix - time.time())
+        channel = Channel(self.me, query_id, self.links, self.mailbox, deadline)
+        run = PartyRun(self.me, plan, self.executor, channel, progress)
+        table = run.run()
+        return table, run.stats()
+
+    def _abort_everywhere(self, query_id: str, reason: str, parties: set[str]) -> None:
+        self.mailbox.cancel(query_id, reason)
+        for p in parties - {self.me}:
+            self.pool.submit(self._send_abort, p, query_id, reason)
+
+    def _send_abort(self, party: str, query_id: str, reason: str) -> None:
+        try:
+            self.stubs[party].Abort(pb.CancelRequest(query_id=query_id, reason=reason), timeout=5)
+        except grpc.RpcError:
+            pass  # a party that is down has nothing left to cancel
+
+    # -- peer API ------------------------------------------------------------------
+
+    def Describe(self, request, context):
+        try:
+            out = {t: [list(c) for c in self.executor.schema(t)] for t in request.tables}
+            return pb.DescribeReply(schemas_json=json.dumps(out))
+        except Exception as exc:  # noqa: BLE001
+            err = as_fedsql_error(exc, "describing tables")
+            return pb.DescribeReply(error=pb.Error(kind=err.kind, message=str(err)))
+
+    def Abort(self, request, context):
+        self.mailbox.cancel(request.query_id, request.reason or "aborted by the issuer")
+        return pb.Empty()
+
+    def Run(self, request, context):
+        try:
+            if request.issuer not in self.fed.parties:
+                raise errors.ProgrammingError(f"unknown issuer '{request.issuer}'")
+            compiled = self.compile(request.sql, request.issuer, dict(request.settings))
+            plan = compiled.plan
+            if plan is None or plan.hash != request.plan_hash:
+                raise errors.PlanMismatch(
+                    f"the plan sent by '{request.issuer}' differs from the plan '{self.me}' compiled itself; refused"
+                )
+            if self.me not in plan.participants:
+                raise errors.ProgrammingError(f"party '{self.me}' has no part in this plan")
+            _, stats = self._run_part(plan, request.query_id, request.deadline_unix, None)
+            return pb.RunReply(ok=True, stats_json=json.dumps(stats))
+        except Exception as exc:  # noqa: BLE001
+            err = as_fedsql_error(exc, "while running its part")
+            self.mailbox.cancel(request.query_id, f"party '{self.me}' failed")
+            return pb.RunReply(ok=False, error=pb.Error(kind=err.kind, message=str(err)))
+        finally:
+            self.mailbox.drop(request.query_id)
+
+    def close(self) -> None:
+        self.links.close()
+        for ch in self._channels.values():
+            ch.close()
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+_PRIORITY = (errors.PartyUnavailable, errors.PlanMismatch, errors.ProgrammingError, errors.DataError,
+             errors.QueryTimeout, errors.QueryCancelled)
+
+
+def _root_cause(failures: list[tuple[str, errors.Error]]) -> errors.Error:
+    """The failure that explains the others (a dead party causes timeouts elsewhere)."""
+    def rank(item: tuple[str, errors.Error]) -> int:
+        for i, cls in enumerate(_PRIORITY):
+            if isinstance(item[1], cls):
+                return i
+        return len(_PRIORITY)
+
+    return min(failures, key=rank)[1]
+
+
+def _cast_output(table: pa.Table, output) -> pa.Table:
+    names = [n for n, _ in output]
+    if table.column_names != names and table.num_columns == len(names):
+        table = table.rename_columns(names)
+    return table
+
+
+def serve(fed: Federation, party: str, on_ready: Callable[[], None] | None = None) -> None:
+    """Run this party's node until SIGTERM/SIGINT."""
+    node = Node(fed, party)
+    server = grpc.server(ThreadPoolExecutor(max_workers=64, thread_name_prefix="grpc"), options=GRPC_OPTIONS)
+    rpc.add_NodeServicer_to_server(node, server)
+    add_peer_servicer(server, node.mailbox)
+    address = node.party.address
+    try:
+        port = server.add_insecure_port(address)
+    except RuntimeError:
+        port = 0
+    if port == 0:
+        node.close()
+        raise errors.OperationalError(
+            f"party '{party}': cannot listen on {address} (port in use or address not local); "
+            f"stop what uses it or change parties.{party}.address in {fed.path}"
+        )
+    server.start()
+    stop = threading.Event()
+
+    def _stop(signum, frame):
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            signal.signal(sig, _stop)
+        except ValueError:
+            pass  # not the main thread (embedded use): the caller stops us
+    if on_ready:
+        on_ready()
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        server.stop(grace=2).wait(5)
+        node.close()

@@ -1,0 +1,87 @@
+"""Name resolution: what a table name in a query refers to, and its public schema.
+
+Schemas are public in fedsql (DESIGN.md §3): each owner describes its own
+tables and every node plans over the same schemas, so the plan hash matches.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from fedsql.config import Federation, TableConfig
+from fedsql.errors import UnknownObjectError
+
+Schema = tuple[tuple[str, str], ...]
+"""Ordered (column, DuckDB type) pairs."""
+
+SchemaLookup = Callable[[str, str], Schema]
+"""(party, table) → schema; the node backs it with its own tables and peers' Describe."""
+
+
+@dataclass(frozen=True)
+class TableRef:
+    """A table as the query names it: one party's table or a federated union."""
+
+    name: str  # as the user wrote it, normalised: "h1.patients" or "patients"
+    members: tuple[TableConfig, ...]
+    schema: Schema
+    federated: bool
+
+    @property
+    def owners(self) -> tuple[str, ...]:
+        return tuple(m.party for m in self.members)
+
+    @property
+    def internal_name(self) -> str:
+        """Name used in generated SQL and in the validation database."""
+        return self.name.replace(".", "__")
+
+    def column_type(self, column: str) -> str:
+        for name, typ in self.schema:
+            if name == column:
+                return typ
+        raise KeyError(column)
+
+
+def resolve_table(fed: Federation, db: str | None, name: str, schema_of: SchemaLookup) -> TableRef:
+    """Resolve `db.name` (party table) or `name` (federated table)."""
+    if db:
+        party = fed.parties.get(db)
+        if party is None:
+            raise UnknownObjectError(
+                f"unknown party '{db}' in table '{db}.{name}'; parties are: {', '.join(sorted(fed.parties))}"
+            )
+        table = party.tables.get(name)
+        if table is None:
+            have = ", ".join(f"{db}.{t}" for t in sorted(party.tables)) or "none"
+            raise UnknownObjectError(f"party '{db}' has no table '{name}'; its tables are: {have}")
+        return TableRef(f"{db}.{name}", (table,), schema_of(db, name), federated=False)
+    fedtable = fed.federated.get(name)
+    if fedtable is None:
+        raise UnknownObjectError(
+            f"unknown table '{name}'; write party.table (e.g. "
+            f"{_example(fed)}) or one of the federated tables: {', '.join(sorted(fed.federated)) or 'none'}"
+        )
+    members = tuple(fed.table(p, t) for p, t in fedtable.members)
+    schemas = [schema_of(m.party, m.name) for m in members]
+    first = schemas[0]
+    for member, schema in zip(members[1:], schemas[1:]):
+        if schema != first:
+            raise UnknownObjectError(
+                f"federated table '{name}': {member.qualified} has schema {_fmt(schema)} but "
+                f"{members[0].qualified} has {_fmt(first)}; the members of a union must have the same "
+                "column names and types (cast in the source files or fix the config)"
+            )
+    return TableRef(name, members, first, federated=True)
+
+
+def _example(fed: Federation) -> str:
+    for p in fed.parties.values():
+        for t in p.tables:
+            return f"{p.name}.{t}"
+    return "party.table"
+
+
+def _fmt(schema: Schema) -> str:
+    return "(" + ", ".join(f"{c} {t}" for c, t in schema) + ")"

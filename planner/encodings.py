@@ -1,0 +1,68 @@
+"""Which ring encoding a DuckDB type gets, and the SQL that produces it at the owner.
+
+Owners encode in their own DuckDB (exact decimal scaling, dates to days), so
+what leaves a party is already a BIGINT column ready to be shared.
+"""
+
+from __future__ import annotations
+
+import re
+
+from fedsql.errors import UnsupportedSql
+from planner.physical import Encoding
+
+INT_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT", "HUGEINT", "UHUGEINT"}
+FLOAT_TYPES = {"DOUBLE", "FLOAT", "REAL"}
+_DECIMAL = re.compile(r"DECIMAL\((\d+),\s*(\d+)\)")
+
+SENTINEL = 1 << 62
+"""Fill for NULL partials of MIN/MAX; every encoded value must stay below 2^61."""
+VALUE_LIMIT = 1 << 61
+
+
+def value_encoding(duck_type: str, fixed_bits: int, what: str) -> Encoding:
+    """Encoding of a numeric/temporal value that enters arithmetic or comparison."""
+    t = duck_type.upper()
+    if t in INT_TYPES:
+        return Encoding("int", 0, "BIGINT")
+    m = _DECIMAL.fullmatch(t)
+    if m:
+        return Encoding("decimal", int(m.group(2)), f"DECIMAL(38,{m.group(2)})")
+    if t in FLOAT_TYPES:
+        return Encoding("fixed", fixed_bits, "DOUBLE")
+    if t == "DATE":
+        return Encoding("date", 0, "DATE")
+    if t.startswith("TIMESTAMP") and "TIME ZONE" not in t and t != "TIMESTAMPTZ":
+        return Encoding("timestamp", 0, "TIMESTAMP")
+    if t == "BOOLEAN":
+        return Encoding("bool", 0, "BOOLEAN")
+    raise UnsupportedSql(f"{what} over type {duck_type} is not supported under secret sharing yet")
+
+
+def key_encoding(duck_type: str, what: str) -> Encoding:
+    """Encoding of a GROUP BY key: exact, equality only."""
+    t = duck_type.upper()
+    if t == "VARCHAR":
+        return Encoding("string", 0, "VARCHAR")
+    if t in FLOAT_TYPES:
+        return Encoding("float_bits", 0, "DOUBLE")
+    return value_encoding(duck_type, 0, what)
+
+
+def encode_sql(expr: str, enc: Encoding) -> str:
+    """DuckDB SQL turning a plaintext expression into its BIGINT ring form (NULL stays NULL)."""
+    if enc.kind == "int":
+        return f"CAST({expr} AS BIGINT)"
+    if enc.kind == "decimal":
+        return f"CAST(CAST({expr} AS DECIMAL(38,{enc.scale})) * {10 ** enc.scale} AS BIGINT)"
+    if enc.kind == "fixed":
+        return f"CAST(round(CAST({expr} AS DOUBLE) * {float(1 << enc.scale)!r}) AS BIGINT)"
+    if enc.kind == "date":
+        return f"CAST(CAST({expr} AS DATE) - DATE '1970-01-01' AS BIGINT)"
+    if enc.kind == "timestamp":
+        return f"epoch_us(CAST({expr} AS TIMESTAMP))"
+    if enc.kind == "bool":
+        return f"CAST({expr} AS BIGINT)"
+    if enc.kind in ("string", "float_bits"):
+        return expr  # split into words by the owner's codec
+    raise ValueError(enc.kind)

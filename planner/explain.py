@@ -1,0 +1,58 @@
+"""EXPLAIN: the plan as lines of text — each step, where it runs, what it reveals."""
+
+from __future__ import annotations
+
+from planner.physical import PhysicalPlan, Step
+
+
+def _where(step: Step, plan: PhysicalPlan) -> str:
+    op = step.op
+    if op in ("local_query", "final_query"):
+        return f"{step.party} (local DuckDB, plaintext)"
+    if op == "send_plain":
+        return f"{step.party} -> {step.to} (plaintext, permitted by policy)"
+    if op == "share_table":
+        return f"{step.party} -> {', '.join(plan.compute)} (secret shares)"
+    if op == "reveal_result":
+        return f"secure ({', '.join(plan.compute)}) -> {step.to} only"
+    return f"secure ({', '.join(plan.compute)})"
+
+
+def _what(step: Step) -> str:
+    op = step.op
+    if op in ("local_query", "final_query"):
+        return f"{step.purpose + ': ' if getattr(step, 'purpose', '') else ''}{step.sql}"
+    if op == "send_plain":
+        return step.purpose
+    if op == "share_table":
+        return "columns " + ", ".join(c.name for c in step.columns)
+    if op == "secure_union":
+        return "concatenate shared partials of " + ", ".join(s.split("_", 1)[1] for s in step.inputs)
+    if op == "group_combine":
+        how = ", ".join(f"{c.how}({c.column})" for c in step.combine)
+        if step.keys:
+            return f"shuffle, open keys {', '.join(k for k in step.keys if not k.endswith('_valid'))}, reduce: {how}"
+        return f"reduce: {how}"
+    if op == "reveal_result":
+        return "open " + ", ".join(c.name for c in step.columns)
+    if op == "agree_width":
+        return f"secure max of {step.column} width"
+    return ""
+
+
+def explain_lines(plan: PhysicalPlan) -> list[str]:
+    mode = dict(plan.settings).get("fedsql.mode", "")
+    lines = [
+        f"plan {plan.hash[:16]}  issuer={plan.issuer}  mode={mode}  compute={','.join(plan.compute)}",
+        f"participants: {', '.join(plan.participants)}",
+        "steps:",
+    ]
+    for i, step in enumerate(plan.steps, 1):
+        lines.append(f"  {i}. {step.op:<14} at {_where(step, plan)}")
+        what = _what(step)
+        if what:
+            lines.append(f"       {what}")
+    lines.append("output: " + ", ".join(f"{n} {t}" for n, t in plan.output))
+    lines.append("leakage report:")
+    lines.extend(f"  - {item}" for item in plan.leakage)
+    return lines

@@ -1,0 +1,163 @@
+"""Logical query block → physical plan: choose where each step runs.
+
+Four shapes, cheapest first:
+- the issuer owns every member table: run the query in its own DuckDB;
+- one owner (not the issuer): the owner runs it and sends the permitted result;
+- a union, non-aggregate: owners filter locally, send public rows to the issuer;
+- a union, aggregate: owners compute partial aggregates locally, share them,
+  the compute parties combine them under MPC, only the issuer sees the result.
+"""
+
+from __future__ import annotations
+
+from fedsql.errors import UnsupportedSql
+from planner.analyze import QueryBlock, canonical
+from planner.parse import DIALECT
+from planner.passes.finalize import final_sql
+from planner.passes.pushdown import rewrite_source, row_fragment_sql, source_sql, where_sql
+from planner.passes.split_aggregates import AggregateSplit, split_aggregates
+from planner.physical import (
+    AgreeWidth,
+    FinalQuery,
+    GroupCombine,
+    LocalQuery,
+    RevealResult,
+    SecureUnion,
+    SendPlain,
+    ShareTable,
+    Step,
+)
+from planner.validate import OutputSchema, describe, quote
+
+PUBLIC_TEXT = "public to every participating party: the SQL text, the plan and the table schemas"
+
+
+def lower(
+    block: QueryBlock,
+    issuer: str,
+    compute: tuple[str, str, str],
+    output: OutputSchema,
+    mode: str,
+    fixed_bits: int,
+) -> tuple[tuple[Step, ...], str, tuple[str, ...]]:
+    """Return (steps, result step id, leakage report)."""
+    owners = block.table.owners
+    if set(owners) == {issuer} and len(owners) == 1:
+        sql = rewrite_source(block, block.table.members[0].name)
+        return (LocalQuery("result", issuer, sql, "whole query at the owner"),), "result", (
+            f"nothing leaves {issuer}: it owns the table and runs the query in its own DuckDB",
+        )
+    if len(owners) == 1:
+        return _single_owner(block, issuer)
+    if not block.is_aggregate:
+        return _union_rows(block, issuer, output)
+    if mode == "oblivious" and block.group_by:
+        raise UnsupportedSql(
+            "GROUP BY over a federated table in 'oblivious' mode needs secret GROUP BY, which is not built "
+            "yet (planned: issue #4); use SET fedsql.mode = 'sizes'"
+        )
+    return _union_aggregate(block, issuer, compute, output, fixed_bits)
+
+
+def _single_owner(block: QueryBlock, issuer: str):
+    member = block.table.members[0]
+    sql = rewrite_source(block, member.name)
+    steps = (
+        LocalQuery("q", member.party, sql, "whole query at the owner"),
+        SendPlain("result", "q", member.party, issuer, "permitted result to the issuer"),
+    )
+    what = "aggregates" if block.is_aggregate else "public row values"
+    leakage = (
+        f"{member.party} runs the query over its own table and sends the result ({what}) to {issuer} only",
+        f"{issuer} learns the result; no other party takes part",
+    )
+    return steps, "result", leakage
+
+
+def _union_rows(block: QueryBlock, issuer: str, output: OutputSchema):
+    columns = [c for c, _ in block.table.schema if c in block.uses.get("row", set()) | block.uses.get("where", set())]
+    needed = [c for c in columns if c in block.uses.get("row", set())]
+    steps: list[Step] = []
+    received = []
+    for m in block.table.members:
+        steps.append(LocalQuery(f"q_{m.party}", m.party, row_fragment_sql(block, m.name, needed), "filter and project own rows"))
+        if m.party != issuer:
+            steps.append(SendPlain(f"rows_{m.party}", f"q_{m.party}", m.party, issuer, "public rows to the issuer"))
+            received.append(f"rows_{m.party}")
+        else:
+            received.append(f"q_{m.party}")
+    sql = final_sql(block, "__rows", {}, output)
+    steps.append(FinalQuery("result", issuer, sql, (("__rows", "*" + ",".join(received)),)))
+    others = [m.party for m in block.table.members if m.party != issuer]
+    leakage = (
+        f"{', '.join(others)} send their rows matching the WHERE clause, columns {', '.join(needed) or '(none)'} "
+        f"(all 'public'), in plaintext to {issuer}",
+        f"{issuer} learns how many rows each of {', '.join(others)} contributed",
+    )
+    return tuple(steps), "result", leakage
+
+
+def _union_aggregate(block: QueryBlock, issuer: str, compute, output: OutputSchema, fixed_bits: int):
+    types = _expression_types(block)
+    split = split_aggregates(block, types, fixed_bits)
+    members = block.table.members
+    steps: list[Step] = []
+    group_by = f" GROUP BY {', '.join(split.group_sql)}" if split.group_sql else ""
+    for m in members:
+        sql = f"SELECT {', '.join(split.select_items)} {source_sql(block, m.name)}{where_sql(block)}{group_by}"
+        steps.append(LocalQuery(f"p_{m.party}", m.party, sql, "partial aggregates over own rows"))
+    width = ""
+    if split.has_string_key:
+        width = "w"
+        steps.append(AgreeWidth("w", tuple((m.party, f"p_{m.party}") for m in members), "string keys"))
+    for m in members:
+        steps.append(ShareTable(f"s_{m.party}", f"p_{m.party}", m.party, split.shares, width))
+    steps.append(SecureUnion("u", tuple(f"s_{m.party}" for m in members)))
+    keys = tuple(c.name for c in split.shares if c.role == "key")
+    steps.append(GroupCombine("g", "u", keys, split.combine))
+    steps.append(RevealResult("r", "g", issuer, split.reveal))
+    sql = final_sql(block, "__agg", split.replacements, output)
+    steps.append(FinalQuery("result", issuer, sql, (("__agg", "r"),)))
+    return tuple(steps), "result", _aggregate_leakage(block, issuer, compute, split)
+
+
+def _aggregate_leakage(block: QueryBlock, issuer: str, compute, split: AggregateSplit) -> tuple[str, ...]:
+    owners = ", ".join(block.table.owners)
+    cp = ", ".join(compute)
+    out = []
+    if block.group_by:
+        keys = ", ".join(g.sql(dialect=DIALECT) for g in block.group_by)
+        out.append(f"to {cp}: how many groups ({keys}) each of {owners} has locally (the size of its shared partial table)")
+        out.append(
+            f"to {cp}: the group key values ({keys}) after an oblivious shuffle, and how many parties hold each; "
+            "which party holds which key stays hidden"
+        )
+        if split.has_string_key:
+            out.append(f"to {owners}: the length of the longest string group key, in 8-byte words")
+    else:
+        out.append(f"nothing to {cp}: each of {owners} shares exactly one row of partial aggregates")
+    avgs = [a.key for a in block.aggs if a.func == "avg"]
+    sums = [a.key for a in block.aggs if a.func in ("sum", "avg")]
+    out.append(f"to {issuer} only: the result (aggregates over the union of {owners}); no party sees another's partials")
+    if avgs:
+        out.append(f"to {issuer}: each of {', '.join(avgs)} as its SUM and COUNT (divided at the issuer)")
+    if sums:
+        out.append(f"to {issuer}: for {', '.join(sums)}, whether any input value was non-NULL")
+    return tuple(out)
+
+
+def _expression_types(block: QueryBlock) -> dict[str, str]:
+    """DuckDB types of the group keys and aggregate arguments (bound over empty tables)."""
+    exprs = {canonical(g): g for g in block.group_by}
+    exprs.update({canonical(a.arg): a.arg for a in block.aggs if a.arg is not None})
+    if not exprs:
+        return {}
+    keys = list(exprs)
+    items = ", ".join(f"{exprs[k].sql(dialect=DIALECT)} AS {quote(f'c{i}')}" for i, k in enumerate(keys))
+    table = block.table
+    sql = f"SELECT {items} FROM {quote(table.internal_name)} AS {quote(block.alias)}"
+    described = describe(sql, {table.internal_name: table.schema}, {table.internal_name: table.name})
+    return {k: typ for k, (_, typ) in zip(keys, described)}
+
+
+__all__ = ["lower", "PUBLIC_TEXT"]

@@ -1,0 +1,46 @@
+"""Pass: the issuer's final DuckDB query over what it received.
+
+Aggregates and group keys are replaced by columns of the received table;
+HAVING becomes a filter; ORDER BY and LIMIT stay; every output column is cast
+to the exact name and type plain DuckDB gives for the user's query.
+"""
+
+from __future__ import annotations
+
+import sqlglot
+from sqlglot import exp
+
+from planner.analyze import QueryBlock, canonical, strip_qualifiers
+from planner.parse import DIALECT
+from planner.validate import OutputSchema, quote
+
+
+def final_sql(block: QueryBlock, table: str, replacements: dict[str, str], output: OutputSchema) -> str:
+    ast = block.ast.copy()
+    parsed = {k: sqlglot.parse_one(v, read=DIALECT) for k, v in replacements.items()}
+
+    def replace(node: exp.Expression) -> exp.Expression:
+        if isinstance(node, (exp.AggFunc, exp.Column)) or node.find(exp.Column, exp.AggFunc):
+            key = canonical(node)
+            if key in parsed:
+                return parsed[key].copy()
+        return node
+
+    items = []
+    for item, (name, typ) in zip(ast.expressions, output):
+        inner = item.unalias() if isinstance(item, exp.Alias) else item
+        new = strip_qualifiers(inner).transform(replace) if replacements else strip_qualifiers(inner)
+        items.append(f"CAST({new.sql(dialect=DIALECT)} AS {typ}) AS {quote(name)}")
+    sql = f"SELECT {', '.join(items)} FROM {quote(table)}"
+    having = ast.args.get("having")  # the WHERE ran at the owners already
+    if having is not None:
+        sql += f" WHERE {strip_qualifiers(having.this).transform(replace).sql(dialect=DIALECT)}"
+    order = ast.args.get("order")
+    if order is not None:
+        new_order = strip_qualifiers(order).transform(replace) if replacements else strip_qualifiers(order)
+        sql += " " + new_order.sql(dialect=DIALECT)
+    for clause in ("limit", "offset"):
+        node = ast.args.get(clause)
+        if node is not None:
+            sql += " " + node.sql(dialect=DIALECT)
+    return sql

@@ -1,0 +1,188 @@
+"""Physical plan: the program every participating party runs, step by step.
+
+All parties run the same list of steps in the same order (SPMD); each step
+says where it runs. Steps are plain frozen dataclasses so the plan has one
+canonical JSON form, whose hash every party compares before it takes part.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Encoding:
+    """How a plaintext value becomes a ring element (and back).
+
+    kind: int | decimal (scale = decimal digits) | fixed (scale = fraction bits)
+          | date (days) | timestamp (microseconds) | bool | string (key only,
+          `width` 64-bit words) | float_bits (key only: exact IEEE bits).
+    """
+
+    kind: str
+    scale: int = 0
+    type: str = "BIGINT"  # DuckDB type of the decoded value
+
+
+@dataclass(frozen=True)
+class ShareColumn:
+    name: str  # column of the local table
+    encoding: Encoding
+    role: str = "value"  # value | key
+
+
+@dataclass(frozen=True)
+class LocalQuery:
+    """Run SQL over this party's own tables in its DuckDB (plaintext)."""
+
+    id: str
+    party: str
+    sql: str
+    purpose: str = ""
+    op: str = "local_query"
+
+
+@dataclass(frozen=True)
+class SendPlain:
+    """Send a plaintext local table to another party (allowed by policy)."""
+
+    id: str
+    source: str
+    party: str
+    to: str
+    purpose: str = ""
+    op: str = "send_plain"
+
+
+@dataclass(frozen=True)
+class AgreeWidth:
+    """Agree, under MPC, on the widest string key in words (only the max is revealed)."""
+
+    id: str
+    sources: tuple[tuple[str, str], ...]  # (party, local step id)
+    column: str
+    op: str = "agree_width"
+
+
+@dataclass(frozen=True)
+class ShareTable:
+    """The owner secret-shares columns of a local table to the compute parties."""
+
+    id: str
+    source: str
+    party: str
+    columns: tuple[ShareColumn, ...]
+    width_from: str = ""  # AgreeWidth step giving the string key width
+    op: str = "share_table"
+
+
+@dataclass(frozen=True)
+class SecureUnion:
+    id: str
+    inputs: tuple[str, ...]
+    op: str = "secure_union"
+
+
+@dataclass(frozen=True)
+class Combine:
+    column: str
+    how: str  # sum | min | max
+
+
+@dataclass(frozen=True)
+class GroupCombine:
+    """Merge partial aggregates: shuffle, open the keys to the compute parties, reduce."""
+
+    id: str
+    input: str
+    keys: tuple[str, ...]
+    combine: tuple[Combine, ...]
+    op: str = "group_combine"
+
+
+@dataclass(frozen=True)
+class RevealColumn:
+    name: str  # column of the revealed table
+    how: str  # key | value | sum_or_null (value, NULL when `count` is 0) | minmax (sentinel → NULL)
+    source: str  # secret (or opened key) column
+    encoding: Encoding
+    count: str = ""  # count column for sum_or_null
+
+
+@dataclass(frozen=True)
+class RevealResult:
+    """Open the final aggregates to the issuer only."""
+
+    id: str
+    input: str
+    to: str
+    columns: tuple[RevealColumn, ...]
+    op: str = "reveal_result"
+
+
+@dataclass(frozen=True)
+class FinalQuery:
+    """The issuer's DuckDB finishes over what it received: expressions, HAVING, ORDER BY, LIMIT."""
+
+    id: str
+    party: str
+    sql: str
+    inputs: tuple[tuple[str, str], ...]  # (table name in the SQL, step id or '*'+step ids to concatenate)
+    op: str = "final_query"
+
+
+Step = LocalQuery | SendPlain | AgreeWidth | ShareTable | SecureUnion | GroupCombine | RevealResult | FinalQuery
+
+SECURE_OPS = {"agree_width", "share_table", "secure_union", "group_combine", "reveal_result"}
+
+
+@dataclass(frozen=True)
+class PhysicalPlan:
+    issuer: str
+    compute: tuple[str, str, str]
+    schemas: tuple[tuple[str, tuple[tuple[str, str], ...]], ...]  # public schemas the plan was built on
+    steps: tuple[Step, ...]
+    result: str  # step id of the issuer's final table
+    output: tuple[tuple[str, str], ...]  # result (name, DuckDB type)
+    leakage: tuple[str, ...]
+    settings: tuple[tuple[str, str], ...] = ()
+    fixed_point_bits: int = 20
+    hash: str = field(default="", compare=False)
+
+    @property
+    def secure(self) -> bool:
+        return any(s.op in SECURE_OPS for s in self.steps)
+
+    @property
+    def participants(self) -> tuple[str, ...]:
+        """Parties that take part: step owners, the compute parties if MPC runs, the issuer."""
+        names = {self.issuer}
+        for s in self.steps:
+            for attr in ("party", "to"):
+                if getattr(s, attr, None):
+                    names.add(getattr(s, attr))
+        if self.secure:
+            names.update(self.compute)
+        return tuple(sorted(names))
+
+    def step(self, step_id: str) -> Step:
+        for s in self.steps:
+            if s.id == step_id:
+                return s
+        raise KeyError(step_id)
+
+
+def to_json(plan: PhysicalPlan) -> dict[str, Any]:
+    d = dataclasses.asdict(plan)
+    d.pop("hash", None)
+    return d
+
+
+def with_hash(plan: PhysicalPlan) -> PhysicalPlan:
+    """Attach the SHA-256 of the plan's canonical JSON."""
+    canonical = json.dumps(to_json(plan), sort_keys=True, separators=(",", ":"))
+    return dataclasses.replace(plan, hash=hashlib.sha256(canonical.encode()).hexdigest())

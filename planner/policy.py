@@ -1,0 +1,36 @@
+"""Policy check: refuse any plan that uses a column beyond its owner's level.
+
+Rules (DESIGN.md §3), applied to every member table the issuer does not own:
+- predicates need `aggregate` or above;
+- aggregate arguments need `aggregate` or above (COUNT(*) needs nothing);
+- group labels that reach the result need `group_key` or `public`;
+- row values (non-aggregate queries, their ORDER BY too) need `public`.
+"""
+
+from __future__ import annotations
+
+from fedsql.config import level_at_least
+from fedsql.errors import PolicyViolation
+from planner.analyze import QueryBlock
+
+_RULES = {
+    "where": ("aggregate", "a WHERE predicate may only use columns at level 'aggregate' or above"),
+    "aggregate": ("aggregate", "an aggregate may only be revealed over columns at level 'aggregate' or above"),
+    "group": ("group_key", "a GROUP BY key reaches the result, so it needs level 'group_key' or 'public'"),
+    "row": ("public", "a non-aggregate query reveals row values, which needs level 'public'"),
+}
+
+
+def check_policy(block: QueryBlock, issuer: str) -> None:
+    """Raise PolicyViolation naming party, table, column, level and rule."""
+    for member in block.table.members:
+        for role in ("row", "group", "aggregate", "where"):
+            required, rule = _RULES[role]
+            for column in sorted(block.uses.get(role, ())):
+                level = member.level(column, issuer)
+                if not level_at_least(level, required):
+                    raise PolicyViolation(
+                        f"refused by the policy of party '{member.party}': column "
+                        f"{member.qualified}.{column} is '{level}' for issuer '{issuer}', and {rule}. "
+                        f"Use an aggregate over a permitted column, or ask '{member.party}' to raise the level."
+                    )

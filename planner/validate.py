@@ -1,0 +1,52 @@
+"""Bind a query against empty tables of the public schemas in DuckDB.
+
+DuckDB's own binder gives the exact output names and types a user would get
+from plain DuckDB, and its error for unknown columns, wrong types or bad
+functions. Only schemas are involved, never data.
+"""
+
+from __future__ import annotations
+
+import duckdb
+
+from fedsql.errors import ProgrammingError, SqlSyntaxError
+from planner.catalog import Schema
+
+OutputSchema = tuple[tuple[str, str], ...]
+
+
+def quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def describe(sql: str, tables: dict[str, Schema], display: dict[str, str] | None = None) -> OutputSchema:
+    """Output (name, type) of `sql` over empty tables named by `tables` ("party.table" or "table").
+
+    `display` maps internal table names back to the user's names for errors.
+    """
+    con = duckdb.connect(":memory:")
+    try:
+        for name, schema in tables.items():
+            cols = ", ".join(f"{quote(c)} {t}" for c, t in schema)
+            db, _, table = name.rpartition(".")
+            if db:
+                con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(db)}")
+            target = f"{quote(db)}.{quote(table)}" if db else quote(table)
+            con.execute(f"CREATE TABLE {target} ({cols})")
+        try:
+            rows = con.execute(f"DESCRIBE {sql}").fetchall()
+        except duckdb.ParserException as exc:
+            raise SqlSyntaxError(_clean(exc, display or {})) from None
+        except duckdb.Error as exc:
+            raise ProgrammingError(_clean(exc, display or {})) from None
+        return tuple((r[0], r[1]) for r in rows)
+    finally:
+        con.close()
+
+
+def _clean(exc: Exception, display: dict[str, str]) -> str:
+    # DuckDB appends a LINE/caret excerpt of the rewritten query; the first part says it all
+    text = str(exc).strip().split("\n\nLINE")[0]
+    for internal, shown in display.items():
+        text = text.replace(internal, shown)
+    return text

@@ -1,0 +1,176 @@
+"""The `fedsql` command as users run it: help, clear one-line errors, exit codes, demo.
+
+Tests that need real nodes are marked `e2e`; the full demo run is
+`test_demo_no_shell_end_to_end` (also marked `demo`).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from fedsql import render
+from fedsql.launcher import free_ports, port_in_use
+from fedsql.shell import split_statements
+
+e2e = pytest.mark.e2e
+
+
+def fedsql_cmd() -> list[str]:
+    script = Path(sys.executable).parent / "fedsql"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "fedsql.cli"]
+
+
+def run(*args: str, cwd: Path | None = None, timeout: float = 120, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "FEDSQL_DEBUG"}
+    return subprocess.run(
+        [*fedsql_cmd(), *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, input=stdin, env=env
+    )
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess[str], *needles: str) -> None:
+    assert "Traceback" not in proc.stderr + proc.stdout
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert lines and lines[0].startswith("error: "), proc.stderr
+    for needle in needles:
+        assert needle in proc.stderr, proc.stderr
+
+
+# -- help and usage ---------------------------------------------------------------------
+
+
+def test_help() -> None:
+    proc = run("--help")
+    assert proc.returncode == 0
+    for cmd in ("node", "up", "demo", "shell"):
+        assert cmd in proc.stdout
+
+
+@pytest.mark.parametrize("cmd", ["node", "up", "demo", "shell"])
+def test_subcommand_help(cmd: str) -> None:
+    proc = run(cmd, "--help")
+    assert proc.returncode == 0
+    assert "usage: fedsql " + cmd in proc.stdout
+
+
+def test_no_command_is_usage_error() -> None:
+    assert run().returncode == 2
+
+
+# -- configuration errors ------------------------------------------------------------------
+
+
+def test_missing_config(tmp_path: Path) -> None:
+    proc = run("shell", str(tmp_path / "nope.toml"), "--party", "h1", "-c", "SELECT 1")
+    assert proc.returncode == 2
+    assert_one_line_error(proc, "nope.toml", "not found")
+
+
+def test_bad_config(tmp_path: Path) -> None:
+    cfg = tmp_path / "federation.toml"
+    cfg.write_text("[federation]\nname = 'x'\n[parties.a]\naddress = 'localhost'\n")
+    for args in (("up", str(cfg)), ("node", str(cfg), "--party", "a"), ("shell", str(cfg), "--party", "a")):
+        proc = run(*args)
+        assert proc.returncode == 2, args
+        assert_one_line_error(proc, "parties.a.address")
+
+
+def test_shell_party_not_running(tmp_path: Path) -> None:
+    ports = free_ports(3)
+    cfg = tmp_path / "federation.toml"
+    cfg.write_text("[federation]\nname = 'x'\n" + "".join(f"[parties.p{i}]\naddress = '127.0.0.1:{p}'\n" for i, p in enumerate(ports, 1)))
+    proc = run("shell", str(cfg), "--party", "p1", "-c", "SELECT 1")
+    assert proc.returncode == 1
+    assert_one_line_error(proc, "p1", f"127.0.0.1:{ports[0]}", "fedsql up")
+
+
+def test_up_refuses_busy_port(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert port_in_use(f"127.0.0.1:{port}")
+        free = free_ports(2)
+        cfg = tmp_path / "federation.toml"
+        cfg.write_text(
+            "[federation]\nname = 'x'\n"
+            f"[parties.a]\naddress = '127.0.0.1:{free[0]}'\n"
+            f"[parties.b]\naddress = '127.0.0.1:{port}'\n"
+            f"[parties.c]\naddress = '127.0.0.1:{free[1]}'\n"
+        )
+        proc = run("up", str(cfg))
+    assert proc.returncode == 1
+    assert_one_line_error(proc, "'b'", str(port), "already in use")
+
+
+# -- rendering and statement splitting (no node needed) --------------------------------------
+
+
+def test_render_table() -> None:
+    import decimal
+
+    table = pa.table({"k": ["a", None], "n": [1, 200], "c": [decimal.Decimal("1.50"), None]})
+    text = render.format_table(table)
+    lines = text.splitlines()
+    assert lines[0].split("|")[0].strip() == "k"
+    assert "NULL" in lines[3]
+    assert lines[2].endswith(" 1.50")  # numbers right-aligned
+    assert render.format_footer(2, 0.5) == "(2 rows, 0.50 s)"
+    assert render.format_leakage([]) == "leakage: nothing beyond the result"
+
+
+def test_render_long_table_elides_middle() -> None:
+    text = render.format_table(pa.table({"n": list(range(100))}), max_rows=10)
+    assert "…" in text
+    assert len(text.splitlines()) == 2 + 11
+
+
+def test_split_statements() -> None:
+    done, rest = split_statements("SELECT ';' FROM t; -- x;\nSELECT 2;\nSELECT")
+    assert done == ["SELECT ';' FROM t", "-- x;\nSELECT 2"]
+    assert rest.strip() == "SELECT"
+
+
+# -- end to end ------------------------------------------------------------------------------
+
+
+@e2e
+def test_shell_batch_modes(federation: tuple[Path, Any], tmp_path: Path) -> None:
+    config, _ = federation
+    proc = run("shell", str(config), "--party", "p1", "-c", "SELECT COUNT(*) AS n FROM t;")
+    assert proc.returncode == 0, proc.stderr
+    assert "n" in proc.stdout and "leakage" in proc.stdout and "1 row" in proc.stdout
+
+    script = tmp_path / "q.sql"
+    script.write_text("SELECT COUNT(*)\n  AS n FROM t;\nSELECT id FROM t;\nSELECT 1;\n")
+    proc = run("shell", str(config), "--party", "p1", "-f", str(script))
+    assert proc.returncode == 1  # the second statement is refused; the batch stops there
+    assert_one_line_error(proc, "id")
+
+    proc = run("shell", str(config), "--party", "p1", stdin=".parties\nSELECT COUNT(*)\nFROM t;\n")
+    assert proc.returncode == 0, proc.stderr
+    assert "compute" in proc.stdout and "1 row" in proc.stdout
+
+
+@e2e
+@pytest.mark.demo
+def test_demo_no_shell_end_to_end(tmp_path: Path) -> None:
+    """`fedsql demo --no-shell` writes data, starts 5 nodes, runs the tour, exits 0."""
+    pytest.importorskip("fedsql.node", reason="fedsql.node is not available yet")
+    proc = run("demo", "--dir", str(tmp_path / "demo"), "--no-shell", timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    out = proc.stdout
+    assert "federation 'demo' ready" in out
+    assert "SELECT COUNT(*) AS patients FROM patients" in out
+    assert "leakage" in out
+    assert "error: " in out and "patient_id" in out  # the refused query, one clear line
+    assert "Traceback" not in out + proc.stderr
+    assert (tmp_path / "demo" / "federation.toml").is_file()
+    assert (tmp_path / "demo" / "data" / "telco_subscribers.csv").is_file()

@@ -1,0 +1,156 @@
+"""Planner unit tests: placement, policy refusals, unsupported SQL, determinism."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fedsql import errors
+from fedsql.config import parse_config
+from planner.compile import compile_query
+from planner.explain import explain_lines
+
+CONFIG = """
+[federation]
+name = "unit"
+[parties.h1]
+address = "127.0.0.1:7101"
+[parties.h1.tables.patients]
+source = "a.parquet"
+columns = { age = "aggregate", diagnosis = "group_key", cost = "aggregate", zip = "public", pid = "join_key" }
+[parties.h2]
+address = "127.0.0.1:7102"
+[parties.h2.tables.patients]
+source = "b.parquet"
+columns = { age = "aggregate", diagnosis = "group_key", cost = "aggregate", zip = "public", pid = "join_key" }
+grants = { h3 = { age = "private" } }
+[parties.h3]
+address = "127.0.0.1:7103"
+[parties.h3.tables.patients]
+source = "c.parquet"
+columns = { age = "aggregate", diagnosis = "group_key", cost = "aggregate", zip = "public", pid = "join_key" }
+[federated.patients]
+union = ["h1.patients", "h2.patients", "h3.patients"]
+"""
+
+SCHEMA = (("id", "BIGINT"), ("pid", "BIGINT"), ("age", "INTEGER"), ("diagnosis", "VARCHAR"),
+          ("cost", "DECIMAL(10,2)"), ("zip", "VARCHAR"), ("w", "DOUBLE"))
+
+
+@pytest.fixture(scope="module")
+def fed():
+    return parse_config(CONFIG, Path("/tmp/unit.toml"))
+
+
+def plan(fed, sql, issuer="h1", settings=None):
+    return compile_query(sql, fed, issuer, settings or {}, lambda p, t: SCHEMA).plan
+
+
+def ops(p):
+    return [(s.op, getattr(s, "party", None)) for s in p.steps]
+
+
+def test_own_table_runs_locally(fed):
+    p = plan(fed, "SELECT * FROM h1.patients")
+    assert ops(p) == [("local_query", "h1")]
+    assert not p.secure and p.participants == ("h1",)
+
+
+def test_single_owner_runs_at_owner_and_sends_result(fed):
+    p = plan(fed, "SELECT diagnosis, COUNT(*) FROM h2.patients GROUP BY diagnosis")
+    assert ops(p) == [("local_query", "h2"), ("send_plain", "h2")]
+    assert p.participants == ("h1", "h2")
+
+
+def test_union_aggregate_pushes_filter_and_partials_to_owners(fed):
+    p = plan(fed, "SELECT diagnosis, AVG(cost) FROM patients WHERE age > 30 GROUP BY diagnosis")
+    local = [s for s in p.steps if s.op == "local_query"]
+    assert [s.party for s in local] == ["h1", "h2", "h3"]
+    assert all("WHERE age > 30" in s.sql and "GROUP BY diagnosis" in s.sql for s in local)
+    assert {"share_table", "secure_union", "group_combine", "reveal_result", "final_query"} <= {s.op for s in p.steps}
+    assert p.output == (("diagnosis", "VARCHAR"), ('avg("cost")', "DOUBLE"))
+
+
+def test_plan_is_deterministic_and_hash_covers_settings(fed):
+    sql = "SELECT COUNT(*) FROM patients"
+    assert plan(fed, sql).hash == plan(fed, sql).hash
+    assert plan(fed, sql).hash != plan(fed, sql, settings={"fedsql.mode": "reveal"}).hash
+    assert plan(fed, sql).hash != plan(fed, sql, issuer="h2").hash
+
+
+@pytest.mark.parametrize(
+    "sql,fragment",
+    [
+        ("SELECT age FROM patients", "non-aggregate"),
+        ("SELECT pid, COUNT(*) FROM patients GROUP BY pid", "GROUP BY key"),
+        ("SELECT SUM(id) FROM patients", "h2.patients.id is 'private'"),
+        ("SELECT COUNT(*) FROM patients WHERE id = 1", "WHERE predicate"),
+        ("SELECT COUNT(*) FROM h2.patients ORDER BY COUNT(*)", None),
+    ],
+)
+def test_policy(fed, sql, fragment):
+    if fragment is None:
+        plan(fed, sql)
+        return
+    with pytest.raises(errors.PolicyViolation) as info:
+        plan(fed, sql)
+    assert fragment in str(info.value)
+    assert "party 'h2'" in str(info.value)
+
+
+def test_per_issuer_grant_lowers_a_level(fed):
+    plan(fed, "SELECT SUM(age) FROM h2.patients", issuer="h1")
+    with pytest.raises(errors.PolicyViolation, match="h2.patients.age is 'private' for issuer 'h3'"):
+        plan(fed, "SELECT SUM(age) FROM h2.patients", issuer="h3")
+
+
+def test_owner_is_unrestricted_on_its_own_table(fed):
+    plan(fed, "SELECT id, age FROM h2.patients", issuer="h2")
+
+
+@pytest.mark.parametrize(
+    "sql,cls,fragment",
+    [
+        ("SELEC 1", errors.SqlSyntaxError, "syntax"),
+        ("SELECT 1; SELECT 2", errors.SqlSyntaxError, "one statement"),
+        ("", errors.SqlSyntaxError, "empty"),
+        ("DELETE FROM h1.patients", errors.UnsupportedSql, "DELETE"),
+        ("SELECT COUNT(*) FROM nowhere", errors.UnknownObjectError, "unknown table 'nowhere'"),
+        ("SELECT COUNT(*) FROM h9.patients", errors.UnknownObjectError, "unknown party 'h9'"),
+        ("SELECT COUNT(*) FROM h1.nope", errors.UnknownObjectError, "no table 'nope'"),
+        ("SELECT nope FROM patients", errors.UnknownObjectError, "no column 'nope'"),
+        ("SELECT STDDEV(age) FROM patients", errors.UnsupportedSql, "STDDEV"),
+        ("SELECT COUNT(DISTINCT age) FROM patients", errors.UnsupportedSql, "DISTINCT"),
+        ("SELECT SUM(age) OVER () FROM patients", errors.UnsupportedSql, "window"),
+        ("SELECT COUNT(*) FROM patients a JOIN h2.patients b ON a.pid = b.pid", errors.UnsupportedSql, "JOIN"),
+        ("SELECT COUNT(*) FROM (SELECT * FROM patients) s", errors.UnsupportedSql, "subqueries"),
+        ("SELECT MIN(diagnosis) FROM patients", errors.UnsupportedSql, "VARCHAR"),
+        ("SELECT SUM(diagnosis) FROM patients", errors.ProgrammingError, ""),
+    ],
+)
+def test_refusals_name_the_problem(fed, sql, cls, fragment):
+    with pytest.raises(cls) as info:
+        plan(fed, sql)
+    assert fragment.lower() in str(info.value).lower()
+
+
+def test_set_mode(fed):
+    compiled = compile_query("SET fedsql.mode = 'oblivious'", fed, "h1", {}, lambda p, t: SCHEMA)
+    assert compiled.setting == ("fedsql.mode", "oblivious")
+    with pytest.raises(errors.SqlSyntaxError):
+        compile_query("SET fedsql.mode = 'fast'", fed, "h1", {}, lambda p, t: SCHEMA)
+
+
+def test_oblivious_mode_refuses_grouped_union_until_secret_group_by(fed):
+    with pytest.raises(errors.UnsupportedSql, match="oblivious"):
+        plan(fed, "SELECT diagnosis, COUNT(*) FROM patients GROUP BY 1", settings={"fedsql.mode": "oblivious"})
+    plan(fed, "SELECT COUNT(*) FROM patients", settings={"fedsql.mode": "oblivious"})
+
+
+def test_explain_lists_each_step_and_the_leakage_report(fed):
+    text = "\n".join(explain_lines(plan(fed, "SELECT diagnosis, SUM(cost) FROM patients GROUP BY 1")))
+    assert "leakage report:" in text
+    assert "to h1 only" in text
+    assert "oblivious shuffle" in text
+    assert "at h3 (local DuckDB, plaintext)" in text
