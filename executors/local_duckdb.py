@@ -54,15 +54,20 @@ class LocalExecutor:
         with self._lock:
             cur = self._con.cursor()
         try:
-            return cur.execute(sql).fetch_arrow_table()
-        except duckdb.ConversionException as exc:
-            raise DataError(f"at party '{self.party.name}': {_first(exc)}") from None
-        except duckdb.OutOfRangeException as exc:
-            raise DataError(f"at party '{self.party.name}': {_first(exc)}") from None
-        except duckdb.Error as exc:
+            return cur.execute(sql).to_arrow_table()
+        except _SCHEMA_ERRORS as exc:  # about SQL and schemas only: safe to show
             raise ProgrammingError(f"at party '{self.party.name}': {_first(exc)}") from None
+        except duckdb.Error as exc:  # may quote a value: say what kind, not what
+            raise DataError(
+                f"at party '{self.party.name}': a value could not be computed or encoded "
+                f"({type(exc).__name__}); the value stays private. Check the column types and ranges "
+                "(secure values must satisfy |x| < 2^61 after scaling)"
+            ) from None
         finally:
             cur.close()
+
+
+_SCHEMA_ERRORS = (duckdb.BinderException, duckdb.ParserException, duckdb.CatalogException)
 
 
 def run_over_tables(sql: str, tables: dict[str, pa.Table]) -> pa.Table:
@@ -71,7 +76,7 @@ def run_over_tables(sql: str, tables: dict[str, pa.Table]) -> pa.Table:
     try:
         for name, table in tables.items():
             con.register(name, table)
-        return con.execute(sql).fetch_arrow_table()
+        return con.execute(sql).to_arrow_table()
     except duckdb.Error as exc:
         raise DataError(f"in the final step: {_first(exc)}") from None
     finally:

@@ -17,9 +17,9 @@ import pyarrow as pa
 from executors import codec
 from executors import secure_ops as ops
 from executors.local_duckdb import LocalExecutor, run_over_tables
-from executors.mpc.context import MPC
+from executors.secure_ops import MPC
 from executors.secure_table import SecretTable, concat_tables, segmented_extreme, segmented_sum, segments
-from executors.transport import Channel
+from executors.peer_channel import Channel
 from planner.physical import (
     AgreeWidth,
     FinalQuery,

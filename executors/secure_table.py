@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from executors import secure_ops as ops
-from executors.mpc.context import MPC
+from executors.secure_ops import MPC
 
 
 @dataclass

@@ -80,18 +80,27 @@ def tail(path: Path, lines: int = 15) -> str:
     return "\n".join("    " + ln for ln in kept) if kept else "    (log is empty)"
 
 
-def _preexec() -> None:
-    """Child setup: own session (Ctrl-C goes to the launcher, which stops nodes in
-    order) and, on Linux, SIGTERM when the launcher dies so no node is orphaned."""
-    os.setsid()
-    if sys.platform.startswith("linux"):
-        try:
-            import ctypes
+def _load_prctl() -> object | None:
+    """libc's prctl, loaded in the parent so the forked child does no dlopen."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
 
-            libc = ctypes.CDLL("libc.so.6", use_errno=True)
-            libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-        except OSError:
-            pass
+        return ctypes.CDLL("libc.so.6", use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+_PRCTL = _load_prctl()
+_PR_SET_PDEATHSIG = 1
+
+
+def _preexec() -> None:
+    """In the child before exec: SIGTERM it when the launcher dies, so no node is
+    orphaned holding its port (Linux only; elsewhere `stop()` is the only cleanup)."""
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)  # type: ignore[operator]
 
 
 @dataclass
@@ -152,9 +161,10 @@ class FederationProcesses:
             time.sleep(poll)
 
 
-def check_ports(fed: Federation) -> None:
+def check_ports(fed: Federation, parties: list[str] | None = None) -> None:
     """Refuse to start when a party's port is taken, naming party and port."""
-    for name, party in fed.parties.items():
+    for name in parties or list(fed.parties):
+        party = fed.parties[name]
         if port_in_use(party.address):
             raise OperationalError(
                 f"cannot start party '{name}': address {party.address} is already in use "
@@ -211,7 +221,7 @@ def start_federation(
     selected = parties or list(fed.parties)
     for p in selected:
         fed.party(p)  # ConfigError for unknown names
-    check_ports(fed)
+    check_ports(fed, selected)
     logs = Path(log_dir) if log_dir else Path(tempfile.mkdtemp(prefix=f"fedsql-{fed.name}-"))
     logs.mkdir(parents=True, exist_ok=True)
     procs = FederationProcesses(fed, fed.path, logs)
@@ -228,7 +238,9 @@ def start_federation(
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     env=env,
-                    preexec_fn=_preexec if os.name == "posix" else None,  # noqa: PLW1509
+                    # Own session: Ctrl-C reaches only the launcher, which stops nodes in order.
+                    start_new_session=True,
+                    preexec_fn=_preexec if _PRCTL is not None else None,  # noqa: PLW1509
                 )
             finally:
                 log.close()

@@ -22,7 +22,7 @@ import grpc
 
 from executors.local_duckdb import LocalExecutor
 from executors.runtime import PartyRun, table_to_bytes
-from executors.transport import Channel, Mailbox, PeerLinks, TransportError, add_peer_servicer
+from executors.peer_channel import Channel, Mailbox, PeerLinks, TransportError, add_peer_servicer
 from fedsql import errors
 from fedsql.config import Federation
 from fedsql.proto import node_pb2 as pb

@@ -71,17 +71,35 @@ class Shell:
             self.print(f"{self.prompt_text()}{sql};")
         cur = self.conn.cursor()
         start = time.monotonic()
+        progress = self._progress_line if _isatty(self.err) else None
         try:
-            cur.execute(sql)
+            cur.execute(sql, on_progress=progress)
         except errors.Error as exc:
+            self._clear_progress()
             self.error(exc)
             return False
         except KeyboardInterrupt:
-            self.error(errors.QueryCancelled("query cancelled"))
+            self._clear_progress()
+            self.error(errors.QueryCancelled("query cancelled (Ctrl-C)"))
             return False
+        self._clear_progress()
         elapsed = time.monotonic() - start
         self.print_result(cur, elapsed)
         return True
+
+    def _progress_line(self, elapsed: float, step: str) -> None:
+        """Live status for long queries on a terminal: elapsed time and the current step."""
+        text = f"  running {elapsed:5.1f} s  {step}"[:100]
+        self.err.write("\r" + text.ljust(getattr(self, "_progress_width", 0)))
+        self.err.flush()
+        self._progress_width = len(text)
+
+    def _clear_progress(self) -> None:
+        width = getattr(self, "_progress_width", 0)
+        if width:
+            self.err.write("\r" + " " * width + "\r")
+            self.err.flush()
+            self._progress_width = 0
 
     def print_result(self, cur: object, elapsed: float) -> None:
         meta = getattr(cur, "meta", {}) or {}
@@ -194,6 +212,13 @@ class Shell:
         if _has_code(buffer) and not interactive:
             status = 0 if self.run_statement(buffer.strip()) else 1
         return status
+
+
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
 
 
 def _plain_reader(stdin: TextIO) -> Callable[[str], str | None]:

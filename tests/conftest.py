@@ -169,3 +169,9 @@ def conn(federation: tuple[Path, dict[str, Any]]) -> Iterator[Any]:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "e2e: end-to-end test over real `fedsql node` processes")
     config.addinivalue_line("markers", "demo: runs the whole `fedsql demo --no-shell`")
+
+
+@pytest.fixture()
+def write_federation() -> Callable[..., tuple[Path, dict[str, Any]]]:
+    """`write_federation(directory, sizes=(n1, n2, n3))` writes (not starts) a fresh test federation."""
+    return write_test_federation

@@ -23,6 +23,13 @@ from fedsql.shell import split_statements
 e2e = pytest.mark.e2e
 
 
+def _require_node() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("fedsql.node") is None:
+        pytest.skip("fedsql.node is not available yet")
+
+
 def fedsql_cmd() -> list[str]:
     script = Path(sys.executable).parent / "fedsql"
     return [str(script)] if script.exists() else [sys.executable, "-m", "fedsql.cli"]
@@ -163,7 +170,7 @@ def test_shell_batch_modes(federation: tuple[Path, Any], tmp_path: Path) -> None
 @pytest.mark.demo
 def test_demo_no_shell_end_to_end(tmp_path: Path) -> None:
     """`fedsql demo --no-shell` writes data, starts 5 nodes, runs the tour, exits 0."""
-    pytest.importorskip("fedsql.node", reason="fedsql.node is not available yet")
+    _require_node()
     proc = run("demo", "--dir", str(tmp_path / "demo"), "--no-shell", timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     out = proc.stdout
@@ -174,3 +181,93 @@ def test_demo_no_shell_end_to_end(tmp_path: Path) -> None:
     assert "Traceback" not in out + proc.stderr
     assert (tmp_path / "demo" / "federation.toml").is_file()
     assert (tmp_path / "demo" / "data" / "telco_subscribers.csv").is_file()
+
+
+def _node_pids(config: Path) -> dict[str, int]:
+    """party → pid of the `fedsql node` processes of `config` (Linux /proc)."""
+    out = {}
+    for proc_dir in Path("/proc").glob("[0-9]*"):
+        try:
+            argv = (proc_dir / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        args = [a.decode(errors="replace") for a in argv]
+        if "node" in args and str(config) in args and "--party" in args:
+            out[args[args.index("--party") + 1]] = int(proc_dir.name)
+    return out
+
+
+def _start_up(config: Path) -> tuple[subprocess.Popen[str], str]:
+    import select
+
+    proc = subprocess.Popen(
+        [*fedsql_cmd(), "up", str(config)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    ready, _, _ = select.select([proc.stdout], [], [], 120)
+    line = proc.stdout.readline() if ready else ""  # type: ignore[union-attr]
+    return proc, line
+
+
+@e2e
+@pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="needs /proc to find node pids")
+def test_up_ready_line_ctrl_c_and_dead_node(tmp_path: Path, write_federation: Any) -> None:
+    """`fedsql up`: one ready line; SIGINT stops every node; a dying node stops the rest."""
+    import signal
+
+    _require_node()
+    config, _ = write_federation(tmp_path, sizes=(5, 5, 5))
+    config = config.resolve()
+
+    proc, line = _start_up(config)
+    try:
+        assert line.startswith("fedsql: federation 'testfed' ready: p1=127.0.0.1:"), line + proc.stderr.read()  # type: ignore[union-attr]
+        pids = _node_pids(config)
+        assert sorted(pids) == ["p1", "p2", "p3"]
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0
+        assert _node_pids(config) == {}
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+    proc, line = _start_up(config)
+    try:
+        assert "ready" in line
+        os.kill(_node_pids(config)["p2"], signal.SIGKILL)
+        assert proc.wait(timeout=30) == 1
+        err = proc.stderr.read()  # type: ignore[union-attr]
+        assert "error: " in err and "'p2'" in err and "Traceback" not in err
+        assert _node_pids(config) == {}
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+@e2e
+def test_interactive_shell_in_a_terminal(federation: tuple[Path, Any], tmp_path: Path) -> None:
+    """Drive the prompt_toolkit shell in a pseudo-terminal: multi-line query, meta command, quit."""
+    pexpect = pytest.importorskip("pexpect")
+    config, _ = federation
+    env = {**os.environ, "HOME": str(tmp_path), "PROMPT_TOOLKIT_NO_CPR": "1", "TERM": "xterm"}
+    env.pop("FEDSQL_DEBUG", None)
+    child = pexpect.spawn(fedsql_cmd()[0], [*fedsql_cmd()[1:], "shell", str(config), "--party", "p1"],
+                          env=env, encoding="utf-8", timeout=60, dimensions=(40, 200))
+    try:
+        child.expect_exact("fedsql p1>")
+        child.send("SELECT COUNT(*) AS n\r")
+        child.expect_exact("...>")
+        child.send("FROM t;\r")
+        child.expect_exact("1 row")
+        child.expect_exact("leakage")
+        child.expect_exact("fedsql p1>")
+        child.send(".parties\r")
+        child.expect_exact("compute")
+        child.expect_exact("fedsql p1>")
+        child.send("SELECT id FROM t;\r")
+        child.expect_exact("error: ")
+        child.expect_exact("fedsql p1>")
+        child.send(".quit\r")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+    assert child.exitstatus == 0 or child.exitstatus == 1

@@ -1,0 +1,23 @@
+"""Differential privacy inside the MPC: distributed integer noise (see docs/dp.md)."""
+
+from executors.dp.noise import (
+    FAMILIES,
+    MAX_STD,
+    N_PARTIES,
+    NoiseParams,
+    central_variance,
+    confidence_interval,
+    confidence_interval_95,
+    interval_coverage,
+    noise_params,
+    noise_scale,
+    noise_variance,
+    sample_party_noise,
+    skellam_epsilon,
+)
+
+__all__ = [
+    "FAMILIES", "MAX_STD", "N_PARTIES", "NoiseParams", "central_variance", "confidence_interval",
+    "confidence_interval_95", "interval_coverage", "noise_params", "noise_scale", "noise_variance",
+    "sample_party_noise", "skellam_epsilon",
+]
