@@ -29,12 +29,12 @@ TOUR: list[tuple[str, str, bool]] = [
      False),
     ("Youngest and oldest patient across all hospitals",
      "SELECT MIN(age) AS youngest, MAX(age) AS oldest FROM patients", False),
-    ("A filter evaluated under MPC: total cost of patients aged 65 and over",
+    ("A filter (each hospital applies it in its own DuckDB): patients aged 65+ and their total cost",
      "SELECT COUNT(*) AS n, SUM(cost) AS total_cost FROM patients WHERE age >= 65", False),
     ("EXPLAIN shows where each step runs and what the plan reveals",
      "EXPLAIN SELECT sex, AVG(age) AS avg_age FROM patients WHERE cost > 1000 GROUP BY sex", False),
     ("Refused: patient_id is private, so no party may see it row by row",
-     "SELECT patient_id, age FROM patients", True),
+     "SELECT patient_id FROM patients", True),
 ]
 
 

@@ -405,13 +405,21 @@ def _calibrate_skellam(epsilon: float, sensitivity: int, delta: float) -> float:
     return hi
 
 
-@lru_cache(maxsize=4096)
 def noise_params(family: str, epsilon: float, sensitivity: int, parties_for_guarantee: int = 2, *,
                  delta: float = 0.0, n_parties: int = N_PARTIES) -> NoiseParams:
-    """Calibrate the distributed noise (deterministic: every party gets the same)."""
+    """Calibrate the distributed noise (deterministic: every party gets the same).
+
+    Raises ValueError for unusable parameters (the planner should turn that
+    into a user-facing error before any share is used)."""
     _check_common(family, epsilon, sensitivity, delta, parties_for_guarantee, n_parties)
-    t = parties_for_guarantee
-    epsilon, delta, sensitivity = float(epsilon), float(delta), int(sensitivity)
+    # validated first: the cache would otherwise treat True like 1
+    return _noise_params(family, float(epsilon), int(sensitivity), int(parties_for_guarantee),
+                         float(delta), int(n_parties))
+
+
+@lru_cache(maxsize=4096)
+def _noise_params(family: str, epsilon: float, sensitivity: int, t: int, delta: float,
+                  n_parties: int) -> NoiseParams:
     if family == "laplace":
         x = epsilon / sensitivity
         # c = p/(1-p) = 1/expm1(ε/Δ); rounded up by a few ulps → p rounded up → effective ε ≤ stated.
@@ -531,7 +539,6 @@ def _prob_abs_le(prm: NoiseParams, k: int, parts: int | None = None) -> float:
     return min(1.0, max(0.0, total / math.pi))
 
 
-@lru_cache(maxsize=4096)
 def confidence_interval(level: float, family: str, epsilon: float, sensitivity: int, parties_for_guarantee: int = 2,
                         *, delta: float = 0.0, n_parties: int = N_PARTIES) -> tuple[int, int]:
     """Smallest symmetric integer interval (−k, k) with P(|noise| ≤ k) ≥ level
@@ -543,6 +550,11 @@ def confidence_interval(level: float, family: str, epsilon: float, sensitivity: 
     if not 0 < level < 1:
         raise ValueError("level must be in (0, 1)")
     prm = noise_params(family, epsilon, sensitivity, parties_for_guarantee, delta=delta, n_parties=n_parties)
+    return _interval(float(level), prm)
+
+
+@lru_cache(maxsize=4096)
+def _interval(level: float, prm: NoiseParams) -> tuple[int, int]:
     target = level + 1e-9
     if _prob_abs_le(prm, 0) >= target:
         return (0, 0)

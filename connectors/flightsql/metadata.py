@@ -1,0 +1,343 @@
+"""Flight SQL metadata of a federation: result schemas, SqlInfo, table schemas.
+
+Kept apart from the server so the exact shapes the spec demands live in one
+place, testable without a network. Table schemas come from each owner's node
+(`Describe`): schemas are public in fedsql, rows never pass through here.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Iterable, Sequence
+
+import grpc
+import pyarrow as pa
+
+from fedsql import errors  # first: fedsql/__init__ imports connectors.dbapi (import cycle otherwise)
+from connectors.flightsql import FlightSql_pb2 as fsql  # noqa: I001
+from fedsql.config import Federation, TableConfig
+from fedsql.proto import node_pb2, node_pb2_grpc
+
+SERVER_NAME = "fedsql"
+TABLE_TYPE = "TABLE"
+DESCRIBE_TIMEOUT = 10.0
+SCHEMA_CACHE_SECONDS = 60.0
+HANDLE_IDLE_SECONDS = 3600.0
+"""Prepared statements and sessions unused this long are forgotten (reported as the statement timeout)."""
+
+Columns = Sequence[Sequence[str]]
+"""Ordered (column, DuckDB type) pairs, as `Describe` returns them."""
+
+# -- result schemas of the metadata commands, exactly as FlightSql.proto states -----
+
+CATALOGS_SCHEMA = pa.schema([pa.field("catalog_name", pa.utf8(), nullable=False)])
+DB_SCHEMAS_SCHEMA = pa.schema([
+    pa.field("catalog_name", pa.utf8()),
+    pa.field("db_schema_name", pa.utf8(), nullable=False),
+])
+TABLES_SCHEMA = pa.schema([
+    pa.field("catalog_name", pa.utf8()),
+    pa.field("db_schema_name", pa.utf8()),
+    pa.field("table_name", pa.utf8(), nullable=False),
+    pa.field("table_type", pa.utf8(), nullable=False),
+])
+TABLES_SCHEMA_WITH_SCHEMA = TABLES_SCHEMA.append(pa.field("table_schema", pa.binary(), nullable=False))
+TABLE_TYPES_SCHEMA = pa.schema([pa.field("table_type", pa.utf8(), nullable=False)])
+PRIMARY_KEYS_SCHEMA = pa.schema([
+    pa.field("catalog_name", pa.utf8()),
+    pa.field("db_schema_name", pa.utf8()),
+    pa.field("table_name", pa.utf8(), nullable=False),
+    pa.field("column_name", pa.utf8(), nullable=False),
+    pa.field("key_name", pa.utf8()),
+    pa.field("key_sequence", pa.int32(), nullable=False),
+])
+KEYS_SCHEMA = pa.schema([
+    pa.field("pk_catalog_name", pa.utf8()),
+    pa.field("pk_db_schema_name", pa.utf8()),
+    pa.field("pk_table_name", pa.utf8(), nullable=False),
+    pa.field("pk_column_name", pa.utf8(), nullable=False),
+    pa.field("fk_catalog_name", pa.utf8()),
+    pa.field("fk_db_schema_name", pa.utf8()),
+    pa.field("fk_table_name", pa.utf8(), nullable=False),
+    pa.field("fk_column_name", pa.utf8(), nullable=False),
+    pa.field("key_sequence", pa.int32(), nullable=False),
+    pa.field("fk_key_name", pa.utf8()),
+    pa.field("pk_key_name", pa.utf8()),
+    pa.field("update_rule", pa.uint8(), nullable=False),
+    pa.field("delete_rule", pa.uint8(), nullable=False),
+])
+
+_STRING_LIST = pa.list_(pa.field("string_data", pa.utf8()))
+_INT32_TO_INT32_LIST_MAP = pa.map_(pa.int32(), pa.list_(pa.field("$data$", pa.int32())))
+SQL_INFO_VALUE_FIELDS = [
+    pa.field("string_value", pa.utf8()),
+    pa.field("bool_value", pa.bool_()),
+    pa.field("bigint_value", pa.int64()),
+    pa.field("int32_bitmask", pa.int32()),
+    pa.field("string_list", _STRING_LIST),
+    pa.field("int32_to_int32_list_map", _INT32_TO_INT32_LIST_MAP),
+]
+SQL_INFO_VALUE_TYPE = pa.dense_union(SQL_INFO_VALUE_FIELDS, type_codes=list(range(6)))
+SQL_INFO_SCHEMA = pa.schema([
+    pa.field("info_name", pa.uint32(), nullable=False),
+    pa.field("value", SQL_INFO_VALUE_TYPE),
+])
+
+# -- DuckDB type names → Arrow types ----------------------------------------------
+
+_SIMPLE_TYPES: dict[str, pa.DataType] = {
+    "BOOLEAN": pa.bool_(), "BOOL": pa.bool_(),
+    "TINYINT": pa.int8(), "SMALLINT": pa.int16(), "INTEGER": pa.int32(), "INT": pa.int32(),
+    "BIGINT": pa.int64(), "HUGEINT": pa.decimal128(38, 0),
+    "UTINYINT": pa.uint8(), "USMALLINT": pa.uint16(), "UINTEGER": pa.uint32(), "UBIGINT": pa.uint64(),
+    "FLOAT": pa.float32(), "REAL": pa.float32(), "DOUBLE": pa.float64(),
+    "VARCHAR": pa.utf8(), "TEXT": pa.utf8(), "STRING": pa.utf8(), "UUID": pa.utf8(), "JSON": pa.utf8(),
+    "BLOB": pa.binary(), "BYTEA": pa.binary(),
+    "DATE": pa.date32(), "TIME": pa.time64("us"),
+    "TIMESTAMP": pa.timestamp("us"), "DATETIME": pa.timestamp("us"),
+    "TIMESTAMP_S": pa.timestamp("s"), "TIMESTAMP_MS": pa.timestamp("ms"), "TIMESTAMP_NS": pa.timestamp("ns"),
+    "TIMESTAMP WITH TIME ZONE": pa.timestamp("us", tz="UTC"), "TIMESTAMPTZ": pa.timestamp("us", tz="UTC"),
+    "INTERVAL": pa.month_day_nano_interval(),
+}
+_DECIMAL = re.compile(r"^(?:DECIMAL|NUMERIC)\s*(?:\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?\))?$", re.I)
+
+
+def duckdb_to_arrow(type_name: str) -> pa.DataType:
+    """Arrow type DuckDB itself exports for `type_name` (what a query result will carry).
+
+    Nested and unusual types fall back to utf8: schemas here are for browsing,
+    and a result always carries its own exact schema.
+    """
+    name = " ".join(type_name.strip().upper().split())
+    if name in _SIMPLE_TYPES:
+        return _SIMPLE_TYPES[name]
+    m = _DECIMAL.match(name)
+    if m:
+        precision = int(m.group(1) or 18)
+        scale = int(m.group(2) or (0 if m.group(1) else 3))
+        return pa.decimal128(precision, scale)
+    if name.endswith("[]"):
+        return pa.list_(duckdb_to_arrow(type_name.strip()[:-2]))
+    return pa.utf8()
+
+
+def _column_metadata(type_name: str, arrow_type: pa.DataType) -> dict[str, str]:
+    """Flight SQL column metadata (ARROW:FLIGHT:SQL:*) that JDBC/ADBC show as xdbc fields."""
+    meta = {"ARROW:FLIGHT:SQL:TYPE_NAME": type_name, "ARROW:FLIGHT:SQL:IS_READ_ONLY": "1",
+            "ARROW:FLIGHT:SQL:IS_AUTO_INCREMENT": "0",
+            "ARROW:FLIGHT:SQL:IS_CASE_SENSITIVE": "1" if pa.types.is_string(arrow_type) else "0"}
+    if pa.types.is_decimal(arrow_type):
+        meta["ARROW:FLIGHT:SQL:PRECISION"] = str(arrow_type.precision)
+        meta["ARROW:FLIGHT:SQL:SCALE"] = str(arrow_type.scale)
+    return meta
+
+
+def arrow_schema(columns: Columns, table_meta: dict[str, str] | None = None,
+                 levels: dict[str, str] | None = None) -> pa.Schema:
+    """Arrow schema of a table or result from its DuckDB column types.
+
+    `levels` (column → policy level for this party) is shown as `fedsql:level`
+    metadata and decides IS_SEARCHABLE, so BI users see what they may filter on.
+    """
+    fields = []
+    for column, type_name in columns:
+        arrow_type = duckdb_to_arrow(type_name)
+        meta = {**(table_meta or {}), **_column_metadata(type_name, arrow_type)}
+        if levels is not None:
+            level = levels.get(column, "private")
+            meta["fedsql:level"] = level
+            meta["ARROW:FLIGHT:SQL:IS_SEARCHABLE"] = "0" if level in ("private", "mixed") else "1"
+        fields.append(pa.field(column, arrow_type, nullable=True, metadata=meta))
+    return pa.schema(fields)
+
+
+# -- catalog --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TableEntry:
+    db_schema: str
+    name: str
+    members: tuple[TableConfig, ...]  # one party table, or the members of a union
+
+    def level(self, column: str, issuer: str) -> str:
+        """The column's level for `issuer`: the members' level when they agree."""
+        found = {m.level(column, issuer) for m in self.members}
+        return found.pop() if len(found) == 1 else "mixed"
+
+
+class Catalog:
+    """The federation's public table schemas, asked of each owner's node (`Describe`)."""
+
+    def __init__(self, fed: Federation, party: str) -> None:
+        self.fed = fed
+        self.party = party
+        self.federated_schema = "federated" if "federated" not in fed.parties else "federated_tables"
+        self._stubs: dict[str, node_pb2_grpc.NodeStub] = {}
+        self._channels: list[grpc.Channel] = []
+        self._cache: dict[tuple[str, str], tuple[float, tuple[tuple[str, str], ...]]] = {}
+        self._lock = threading.Lock()
+
+    def db_schemas(self) -> list[str]:
+        return sorted([*self.fed.parties, *([self.federated_schema] if self.fed.federated else [])])
+
+    def tables(self) -> list[TableEntry]:
+        out = [TableEntry(p, t, (tcfg,)) for p, pcfg in self.fed.parties.items() for t, tcfg in pcfg.tables.items()]
+        out += [TableEntry(self.federated_schema, name, tuple(self.fed.table(p, t) for p, t in ftable.members))
+                for name, ftable in self.fed.federated.items()]
+        return sorted(out, key=lambda e: (e.db_schema, e.name))
+
+    def columns(self, entry: TableEntry) -> tuple[tuple[str, str], ...]:
+        """A union has the schema of its first member (the planner checks the others)."""
+        first = entry.members[0]
+        return self.schema_of(first.party, first.name)
+
+    def schema_of(self, party: str, table: str) -> tuple[tuple[str, str], ...]:
+        """(column, DuckDB type) pairs of `party.table`, cached for a minute."""
+        key = (party, table)
+        with self._lock:
+            hit = self._cache.get(key)
+        if hit and time.monotonic() - hit[0] < SCHEMA_CACHE_SECONDS:
+            return hit[1]
+        schema = self._describe(party, table)
+        with self._lock:
+            self._cache[key] = (time.monotonic(), schema)
+        return schema
+
+    def _describe(self, party: str, table: str) -> tuple[tuple[str, str], ...]:
+        stub = self._stub(party)
+        try:
+            reply = stub.Describe(node_pb2.DescribeRequest(tables=[table]), timeout=DESCRIBE_TIMEOUT)
+        except grpc.RpcError:
+            raise errors.PartyUnavailable(
+                f"cannot describe {party}.{table}: party '{party}' node at {self.fed.parties[party].address} "
+                "does not answer"
+            ) from None
+        if reply.error.kind:
+            raise errors.error_from_kind(reply.error.kind, f"party '{party}': {reply.error.message}")
+        try:
+            return tuple((str(c), str(t)) for c, t in json.loads(reply.schemas_json)[table])
+        except (ValueError, KeyError, TypeError):
+            raise errors.InternalError(f"party '{party}' sent a malformed schema for table '{table}'") from None
+
+    def _stub(self, party: str) -> node_pb2_grpc.NodeStub:
+        with self._lock:
+            if party not in self._stubs:
+                channel = grpc.insecure_channel(self.fed.parties[party].address)
+                self._channels.append(channel)
+                self._stubs[party] = node_pb2_grpc.NodeStub(channel)
+            return self._stubs[party]
+
+    def table_schema(self, entry: TableEntry) -> pa.Schema:
+        meta = {"ARROW:FLIGHT:SQL:CATALOG_NAME": self.fed.name,
+                "ARROW:FLIGHT:SQL:DB_SCHEMA_NAME": entry.db_schema,
+                "ARROW:FLIGHT:SQL:TABLE_NAME": entry.name}
+        columns = self.columns(entry)
+        return arrow_schema(columns, meta, {c: entry.level(c, self.party) for c, _ in columns})
+
+    def close(self) -> None:
+        for channel in self._channels:
+            channel.close()
+
+
+def like_to_regex(pattern: str | None) -> re.Pattern[str] | None:
+    """SQL LIKE pattern (`%`, `_`, `\\` escapes) → regex; None matches everything."""
+    if pattern is None:
+        return None
+    out, escaped = [], False
+    for ch in pattern:
+        if escaped:
+            out.append(re.escape(ch))
+            escaped = False
+        elif ch == "\\":
+            escaped = True
+        elif ch == "%":
+            out.append(".*")
+        elif ch == "_":
+            out.append(".")
+        else:
+            out.append(re.escape(ch))
+    return re.compile("".join(out) + r"\Z", re.S)
+
+
+def _matches(regex: re.Pattern[str] | None, value: str) -> bool:
+    return regex is None or regex.match(value) is not None
+
+
+# -- SqlInfo -------------------------------------------------------------------------------
+
+
+def _sql_info_values() -> dict[int, tuple[int, Any]]:
+    """SqlInfo id → (union type code, value); codes: 0 string, 1 bool, 2 int64,
+    3 int32 bitmask, 4 string list, 5 int32 → int32 list map."""
+    from fedsql import __version__
+
+    s = fsql
+    return {
+        s.FLIGHT_SQL_SERVER_NAME: (0, SERVER_NAME),
+        s.FLIGHT_SQL_SERVER_VERSION: (0, __version__),
+        s.FLIGHT_SQL_SERVER_ARROW_VERSION: (0, pa.__version__),
+        s.FLIGHT_SQL_SERVER_READ_ONLY: (1, True),
+        s.FLIGHT_SQL_SERVER_SQL: (1, True),
+        s.FLIGHT_SQL_SERVER_SUBSTRAIT: (1, False),
+        s.FLIGHT_SQL_SERVER_TRANSACTION: (3, s.SQL_SUPPORTED_TRANSACTION_NONE),
+        s.FLIGHT_SQL_SERVER_CANCEL: (1, False),
+        s.FLIGHT_SQL_SERVER_STATEMENT_TIMEOUT: (3, int(HANDLE_IDLE_SECONDS * 1000)),
+        s.FLIGHT_SQL_SERVER_TRANSACTION_TIMEOUT: (3, 0),
+        s.SQL_DDL_CATALOG: (1, False),
+        s.SQL_DDL_SCHEMA: (1, False),
+        s.SQL_DDL_TABLE: (1, False),
+        s.SQL_IDENTIFIER_CASE: (3, s.SQL_CASE_SENSITIVITY_CASE_INSENSITIVE),
+        s.SQL_IDENTIFIER_QUOTE_CHAR: (0, '"'),
+        s.SQL_QUOTED_IDENTIFIER_CASE: (3, s.SQL_CASE_SENSITIVITY_CASE_INSENSITIVE),
+        # policies decide which columns of a table a party may see
+        s.SQL_ALL_TABLES_ARE_SELECTABLE: (1, False),
+        s.SQL_NULL_ORDERING: (3, s.SQL_NULLS_SORTED_AT_END),
+        s.SQL_KEYWORDS: (4, ["EXPLAIN", "SET"]),
+        s.SQL_SEARCH_STRING_ESCAPE: (0, "\\"),
+        s.SQL_EXTRA_NAME_CHARACTERS: (0, ""),
+        s.SQL_SUPPORTS_COLUMN_ALIASING: (1, True),
+        s.SQL_NULL_PLUS_NULL_IS_NULL: (1, True),
+        s.SQL_SUPPORTS_CONVERT: (5, []),
+        s.SQL_SUPPORTS_LIKE_ESCAPE_CLAUSE: (1, False),
+        s.SQL_SUPPORTS_NON_NULLABLE_COLUMNS: (1, False),
+        s.SQL_SUPPORTED_GRAMMAR: (3, 1 << s.SQL_MINIMUM_GRAMMAR),
+        s.SQL_ANSI92_SUPPORTED_LEVEL: (3, 1 << s.ANSI92_ENTRY_SQL),
+        s.SQL_SCHEMA_TERM: (0, "party"),
+        s.SQL_PROCEDURE_TERM: (0, ""),
+        s.SQL_CATALOG_TERM: (0, "federation"),
+        s.SQL_CATALOG_AT_START: (1, True),
+        s.SQL_SELECT_FOR_UPDATE_SUPPORTED: (1, False),
+        s.SQL_STORED_PROCEDURES_SUPPORTED: (1, False),
+        s.SQL_MAX_STATEMENT_LENGTH: (2, 0),
+        s.SQL_DEFAULT_TRANSACTION_ISOLATION: (3, s.SQL_TRANSACTION_NONE),
+        s.SQL_TRANSACTIONS_SUPPORTED: (1, False),
+        s.SQL_SUPPORTED_TRANSACTIONS_ISOLATION_LEVELS: (3, 1 << s.SQL_TRANSACTION_NONE),
+        s.SQL_SUPPORTED_RESULT_SET_TYPES: (3, 1 << s.SQL_RESULT_SET_TYPE_FORWARD_ONLY),
+        s.SQL_BATCH_UPDATES_SUPPORTED: (1, False),
+        s.SQL_SAVEPOINTS_SUPPORTED: (1, False),
+        s.SQL_NAMED_PARAMETERS_SUPPORTED: (1, False),
+    }
+
+
+def sql_info_table(requested: Iterable[int] = ()) -> pa.Table:
+    """GetSqlInfo result: one row per known requested id (all ids when none requested)."""
+    values = _sql_info_values()
+    ids = [i for i in (list(requested) or sorted(values)) if i in values]
+    children: list[list[Any]] = [[] for _ in SQL_INFO_VALUE_FIELDS]
+    type_ids, offsets = [], []
+    for i in ids:
+        code, value = values[i]
+        type_ids.append(code)
+        offsets.append(len(children[code]))
+        children[code].append(value)
+    arrays = [pa.array(vals, type=f.type) for vals, f in zip(children, SQL_INFO_VALUE_FIELDS)]
+    union = pa.UnionArray.from_dense(
+        pa.array(type_ids, pa.int8()), pa.array(offsets, pa.int32()), arrays,
+        [f.name for f in SQL_INFO_VALUE_FIELDS], list(range(6)),
+    )
+    return pa.Table.from_arrays([pa.array(ids, pa.uint32()), union], schema=SQL_INFO_SCHEMA)
