@@ -58,6 +58,15 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-shell", action="store_true", help="run the tour and exit (0 when every query behaved)")
 
     p = sub.add_parser(
+        "flight",
+        help="serve a party's Arrow Flight SQL endpoint on its own (for BI tools)",
+        description="Serve the Arrow Flight SQL endpoint of party NAME at parties.NAME.flight, forwarding "
+        "queries to its node. `fedsql node` already starts it when `flight` is configured; use this to run "
+        "it as a separate process.",
+    )
+    p.add_argument("config", metavar="CONFIG", help="federation TOML file")
+    p.add_argument("--party", "-p", required=True, metavar="NAME", help="which party's endpoint to serve")
+    p = sub.add_parser(
         "shell",
         help="SQL shell connected to your party's node",
         description="Open a SQL shell on the node of party NAME (it must be running: `fedsql up CONFIG`). "
@@ -109,7 +118,14 @@ def _cmd_shell(args: argparse.Namespace) -> int:
     return run_shell(args.config, args.party, command=args.command, file=args.file, mode=args.mode)
 
 
-_COMMANDS = {"node": _cmd_node, "up": _cmd_up, "demo": _cmd_demo, "shell": _cmd_shell}
+def _cmd_flight(args: argparse.Namespace) -> int:
+    from connectors.flight_sql import run_flight
+
+    run_flight(args.config, args.party)
+    return EXIT_OK
+
+
+_COMMANDS = {"node": _cmd_node, "up": _cmd_up, "demo": _cmd_demo, "shell": _cmd_shell, "flight": _cmd_flight}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -308,6 +308,16 @@ def serve(fed: Federation, party: str, on_ready: Callable[[], None] | None = Non
             f"stop what uses it or change parties.{party}.address in {fed.path}"
         )
     server.start()
+    flight = None
+    if node.party.flight:
+        from connectors.flight_sql import start_flight_server
+
+        try:
+            flight = start_flight_server(fed, party, address, node.party.flight)
+        except errors.Error:
+            server.stop(0)
+            node.close()
+            raise
     stop = threading.Event()
 
     def _stop(signum, frame):
@@ -324,5 +334,7 @@ def serve(fed: Federation, party: str, on_ready: Callable[[], None] | None = Non
         while not stop.wait(0.5):
             pass
     finally:
+        if flight is not None:
+            flight.shutdown()
         server.stop(grace=2).wait(5)
         node.close()
