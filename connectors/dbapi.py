@@ -288,15 +288,29 @@ class Connection:
         raise NotSupportedError("fedsql has no transactions; there is nothing to roll back")
 
     def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._client.close()
+        """Close the session; closing twice raises InterfaceError (PEP 249: any use after close)."""
+        self._check_open()
+        self._closed = True
+        self._client.close()
 
     def __enter__(self) -> "Connection":
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.close()
+        if not self._closed:
+            self.close()
+
+    # -- catalog (answered by the own node: configuration, public schemas, scratch space) --
+
+    def tables(self) -> list[tuple[str, str, str]]:
+        """(schema, name, kind) of every table this party can name: `kind` is `table`
+        (a party's table, schema = the party), `federated` (schema `federated`; SQL names
+        it without schema) or `scratch` (this party's own scratch space, schema `scratch`)."""
+        return [tuple(r) for r in self.execute("SHOW TABLES").fetchall()]  # type: ignore[misc]
+
+    def describe(self, table: str) -> list[tuple[str, str, str]]:
+        """(column, DuckDB type, level for this party) of `table` (`p.t`, `t` or `scratch.t`)."""
+        return [tuple(r) for r in self.execute(f"DESCRIBE {table}").fetchall()]  # type: ignore[misc]
 
     def _run(self, sql: str, on_progress: Any = None) -> tuple[Any, dict[str, Any]]:
         self._check_open()
@@ -321,6 +335,7 @@ class Cursor:
         self._pos = 0
         self.description: list[tuple[Any, ...]] | None = None
         self.rowcount = -1
+        self.lastrowid = None  # fedsql tables have no row ids
         self.leakage: list[str] = []
         self.columns_meta: list[dict[str, Any]] = []
         self.meta: dict[str, Any] = {}
@@ -349,6 +364,8 @@ class Cursor:
             self._table = table
             self.description = [_describe_column(c) for c in self.columns_meta] or None
             self.rowcount = table.num_rows
+        else:  # DDL / INSERT into the scratch space, SET: no result set
+            self.rowcount = int(meta.get("rowcount", -1))
         return self
 
     def executemany(self, operation: str, seq_of_parameters: Any) -> "Cursor":
@@ -401,6 +418,28 @@ class Cursor:
         if self._table is None:
             raise ProgrammingError("no result set: execute a query first")
         return self._table
+
+    def fetch_record_batch(self) -> Any:
+        """The whole result as a pyarrow.RecordBatchReader."""
+        import pyarrow as pa
+
+        table = self.fetch_arrow_table()
+        return pa.RecordBatchReader.from_batches(table.schema, table.to_batches())
+
+    def callproc(self, procname: str, parameters: Sequence[Any] = ()) -> Sequence[Any]:
+        """fedsql has no stored procedures; a scalar function is called instead:
+        `SELECT procname(?, …)`, its one-row result is the result set. Returns
+        `parameters` unchanged (there are no output parameters)."""
+        if not isinstance(procname, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?", procname):
+            raise ProgrammingError(f"not a function name: {procname!r}")
+        params = list(parameters or ())
+        self.execute(f"SELECT {procname}({', '.join('?' for _ in params)})", params)
+        return parameters
+
+    def nextset(self) -> None:
+        """fedsql statements return at most one result set: always None (no more sets)."""
+        self._materialise()
+        return None
 
     def __iter__(self) -> Iterator[tuple[Any, ...]]:
         return self

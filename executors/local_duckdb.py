@@ -13,7 +13,7 @@ import duckdb
 import pyarrow as pa
 
 from fedsql.config import PartyConfig, TableConfig
-from fedsql.errors import ConfigError, DataError, ProgrammingError
+from fedsql.errors import ConfigError, DataError, ProgrammingError, ResourceLimitExceeded
 from planner.catalog import Schema
 from planner.validate import quote
 
@@ -30,6 +30,7 @@ class LocalExecutor:
         self.party = party
         self._con = duckdb.connect(":memory:")
         self._lock = threading.Lock()
+        self.max_rows: int | None = None  # set by the node: max_rows_per_query
         for table in party.tables.values():
             if not table.source.is_file():
                 raise ConfigError(
@@ -54,7 +55,22 @@ class LocalExecutor:
         with self._lock:
             cur = self._con.cursor()
         try:
-            return cur.execute(sql).to_arrow_table()
+            result = cur.execute(sql)
+            if self.max_rows is None:
+                return result.to_arrow_table()
+            # stream, so an oversized result is refused before it is all in memory
+            stream = getattr(result, "to_arrow_reader", None) or result.fetch_record_batch  # duckdb 2 / 1.x
+            reader = stream(65536)
+            batches, rows = [], 0
+            for batch in reader:
+                rows += batch.num_rows
+                if rows > self.max_rows:
+                    raise ResourceLimitExceeded(
+                        f"at party '{self.party.name}': a local step of this query produces more than "
+                        f"{self.max_rows} rows (max_rows_per_query); refused"
+                    )
+                batches.append(batch)
+            return pa.Table.from_batches(batches, schema=reader.schema)
         except _SCHEMA_ERRORS as exc:  # about SQL and schemas only: safe to show
             raise ProgrammingError(f"at party '{self.party.name}': {_first(exc)}") from None
         except duckdb.Error as exc:  # may quote a value: say what kind, not what

@@ -12,6 +12,7 @@ import struct
 import threading
 import time
 from collections import OrderedDict
+from typing import Any, Callable
 
 import grpc
 import numpy as np
@@ -39,92 +40,156 @@ class MessageError(TransportError):
     pass
 
 
-_ALLOWED_DTYPES = {"<u8", "<i8", "<u4", "<i4", "|u1", "|b1", "<f8"}
+GRPC_OPTIONS = [("grpc.max_send_message_length", 1 << 30), ("grpc.max_receive_message_length", 1 << 30)]
+"""Channel/server options: one message carries a whole column (10^6 rows and more)."""
+
+_MAGIC = b"FSA1"
+_ALLOWED_DTYPES = frozenset({"<u8", "<i8", "<u4", "<i4", "<u2", "<i2", "|u1", "|i1", "|b1", "<f8"})
+_MAX_ARRAYS = 100_000
+_MAX_NDIM = 4
+_MAX_DIM = 1 << 40
 _FINISHED_KEEP = 4096
 
 
 def encode_arrays(arrays: list[np.ndarray]) -> bytes:
-    parts = [struct.pack("<I", len(arrays))]
-    for a in arrays:
-        a = np.ascontiguousarray(a)
-        dt = a.dtype.str.encode()
-        parts.append(struct.pack("<B", len(dt)) + dt + struct.pack("<B", a.ndim))
-        parts.append(struct.pack(f"<{a.ndim}Q", *a.shape))
-        raw = a.tobytes()
-        parts.append(struct.pack("<Q", len(raw)))
-        parts.append(raw)
+    """Serialise arrays (little-endian, allowed dtypes only) without pickle."""
+    parts: list = [_MAGIC, struct.pack("<I", len(arrays))]
+    for arr in arrays:
+        a = np.ascontiguousarray(arr)
+        dt = a.dtype.str
+        if dt not in _ALLOWED_DTYPES:
+            raise MessageError(f"cannot send arrays of type {dt!r}")
+        if a.ndim > _MAX_NDIM:
+            raise MessageError(f"cannot send arrays with more than {_MAX_NDIM} dimensions")
+        dtb = dt.encode("ascii")
+        parts.append(struct.pack(f"<B{len(dtb)}sB{a.ndim}Q", len(dtb), dtb, a.ndim, *a.shape))
+        parts.append(memoryview(a).cast("B") if a.size else b"")
     return b"".join(parts)
 
 
 def decode_arrays(payload: bytes) -> list[np.ndarray]:
     """Inverse of encode_arrays; any inconsistency raises MessageError."""
+    view = memoryview(payload)
     try:
-        view = memoryview(payload)
-        (count,), pos = struct.unpack_from("<I", view, 0), 4
-        if count > 10_000:
-            raise MessageError("message declares too many arrays")
+        if bytes(view[:4]) != _MAGIC:
+            raise MessageError("peer message has an unknown format (bad magic); are both nodes the same fedsql version?")
+        (count,) = struct.unpack_from("<I", view, 4)
+        pos = 8
+        if count > _MAX_ARRAYS:
+            raise MessageError(f"peer message declares {count} arrays (limit {_MAX_ARRAYS})")
         out = []
         for _ in range(count):
             (dlen,) = struct.unpack_from("<B", view, pos)
             pos += 1
-            dtype = bytes(view[pos:pos + dlen]).decode("ascii")
+            dtype = bytes(view[pos:pos + dlen]).decode("ascii", errors="replace")
+            if len(dtype) != dlen:
+                raise MessageError("peer message is truncated")
             pos += dlen
             if dtype not in _ALLOWED_DTYPES:
-                raise MessageError(f"message has an unsupported array type {dtype!r}")
+                raise MessageError(f"peer message has an unsupported array type {dtype!r}")
             (ndim,) = struct.unpack_from("<B", view, pos)
             pos += 1
-            if ndim > 4:
-                raise MessageError("message array has too many dimensions")
+            if ndim > _MAX_NDIM:
+                raise MessageError(f"peer message array has {ndim} dimensions (limit {_MAX_NDIM})")
             shape = struct.unpack_from(f"<{ndim}Q", view, pos)
             pos += 8 * ndim
-            (nbytes,) = struct.unpack_from("<Q", view, pos)
-            pos += 8
             itemsize = np.dtype(dtype).itemsize
-            if nbytes != int(np.prod(shape, dtype=np.uint64)) * itemsize or pos + nbytes > len(view):
-                raise MessageError("message array size does not match its shape")
-            out.append(np.frombuffer(view[pos:pos + nbytes], dtype=dtype).reshape(shape).copy())
+            nbytes = itemsize
+            for s in shape:  # Python ints: no overflow; a zero dimension makes it empty
+                nbytes *= s
+            if nbytes > len(view):
+                raise MessageError("peer message array size does not match the message length")
+            if pos + nbytes > len(view):
+                raise MessageError("peer message is truncated")
+            if any(s > _MAX_DIM for s in shape):  # e.g. (0, 2**60): empty, but numpy refuses the shape
+                raise MessageError("peer message array has an impossible dimension")
+            try:
+                out.append(np.frombuffer(view[pos:pos + nbytes], dtype=dtype).reshape(shape).copy())
+            except ValueError:
+                raise MessageError("peer message array does not match its shape") from None
             pos += nbytes
         if pos != len(view):
-            raise MessageError("message has trailing bytes")
+            raise MessageError("peer message has trailing bytes")
         return out
     except struct.error:
-        raise MessageError("message is truncated") from None
+        raise MessageError("peer message is truncated") from None
+
+
+# -- inbound side ---------------------------------------------------------------
+
+_FINISHED_KEEP = 4096  # remember this many finished/cancelled query ids to drop late messages
 
 
 class Mailbox:
     """Thread-safe store of inbound messages, woken by arrivals and cancellation."""
 
-    def __init__(self) -> None:
+    def __init__(self, stale_after: float = 3600.0, max_pending_bytes: int = 2 << 30) -> None:
         self._cond = threading.Condition()
         self._messages: dict[tuple[str, str, str], bytes] = {}
         self._cancelled: OrderedDict[str, str] = OrderedDict()
         self._finished: OrderedDict[str, None] = OrderedDict()
+        self._consumed: dict[str, set[tuple[str, str]]] = {}  # per query: (sender, tag) already taken
+        self._arrived: dict[str, float] = {}  # first message of a query not yet finished
+        self._waiting: dict[str, int] = {}
+        self._bytes = 0
+        self.stale_after = stale_after
+        self.max_pending_bytes = max_pending_bytes
+        self._next_sweep = time.monotonic() + 10.0
 
     def put(self, query_id: str, sender: str, tag: str, payload: bytes) -> None:
+        if not query_id or not sender or not tag:
+            raise MessageError("message without query id, sender or step tag")
         with self._cond:
             if query_id in self._finished or query_id in self._cancelled:
                 return  # late message of a finished query: drop
             key = (query_id, sender, tag)
-            if key in self._messages:
+            if key in self._messages or (sender, tag) in self._consumed.get(query_id, ()):
                 raise MessageError(f"duplicate message {tag!r} from '{sender}' (replay?)")
+            self._sweep()
+            if self._bytes + len(payload) > self.max_pending_bytes:
+                raise MessageError("too much undelivered share traffic at this node; message refused")
             self._messages[key] = payload
+            self._bytes += len(payload)
+            self._arrived.setdefault(query_id, time.monotonic())
             self._cond.notify_all()
+
+    def _sweep(self) -> None:
+        """Forget messages of queries that never started here (their issuer died before
+        asking this node to run) once they are older than `stale_after`."""
+        now = time.monotonic()
+        if now < self._next_sweep:
+            return
+        self._next_sweep = now + 10.0
+        for qid, first in list(self._arrived.items()):
+            if now - first > self.stale_after and not self._waiting.get(qid):
+                self._purge(qid)
 
     def get(self, query_id: str, sender: str, tag: str, deadline: float) -> bytes:
         key = (query_id, sender, tag)
         with self._cond:
-            while True:
-                if query_id in self._cancelled:
-                    raise QueryCancelled(f"query cancelled: {self._cancelled[query_id]}")
-                if key in self._messages:
-                    return self._messages.pop(key)
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise PeerTimeout(
-                        f"party '{sender}' sent nothing for step {tag} before the query deadline; "
-                        "it may be down or overloaded"
-                    )
-                self._cond.wait(min(remaining, 1.0))
+            self._waiting[query_id] = self._waiting.get(query_id, 0) + 1
+            try:
+                while True:
+                    if query_id in self._cancelled:
+                        raise QueryCancelled(f"query cancelled: {self._cancelled[query_id]}")
+                    if key in self._messages:
+                        payload = self._messages.pop(key)
+                        self._bytes -= len(payload)
+                        self._consumed.setdefault(query_id, set()).add((sender, tag))
+                        return payload
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise PeerTimeout(
+                            f"party '{sender}' sent nothing for step {tag} before the query deadline; "
+                            "it may be down or overloaded"
+                        )
+                    self._cond.wait(min(remaining, 1.0))
+            finally:
+                left = self._waiting.get(query_id, 1) - 1
+                if left > 0:
+                    self._waiting[query_id] = left
+                else:
+                    self._waiting.pop(query_id, None)
 
     def cancel(self, query_id: str, reason: str) -> None:
         with self._cond:
@@ -143,7 +208,9 @@ class Mailbox:
 
     def _purge(self, query_id: str) -> None:
         for key in [k for k in self._messages if k[0] == query_id]:
-            del self._messages[key]
+            self._bytes -= len(self._messages.pop(key))
+        self._consumed.pop(query_id, None)
+        self._arrived.pop(query_id, None)
 
     def pending(self) -> int:
         with self._cond:
@@ -151,13 +218,26 @@ class Mailbox:
 
 
 class PeerServicer(peer_pb2_grpc.PeerServicer):
-    def __init__(self, mailbox: Mailbox, known_parties: set[str] | None = None):
+    """`identify(context)` (when given) names the authenticated party of the connection
+    (its pinned TLS certificate); a message is accepted only from the sender it names."""
+
+    def __init__(self, mailbox: Mailbox, known_parties: set[str] | None = None,
+                 identify: Callable[[Any], str | None] | None = None):
         self.mailbox = mailbox
         self.known = known_parties
+        self.identify = identify
 
     def Send(self, request, context):
         if self.known is not None and request.sender not in self.known:
             context.abort(grpc.StatusCode.PERMISSION_DENIED, f"unknown sender '{request.sender}'")
+        if self.identify is not None:
+            who = self.identify(context)
+            if who is None or who != request.sender:
+                context.abort(
+                    grpc.StatusCode.PERMISSION_DENIED,
+                    f"the connection's certificate is {'not a party of this federation' if who is None else repr(who)}, "
+                    f"but the message claims sender '{request.sender}'; refused",
+                )
         try:
             self.mailbox.put(request.query_id, request.sender, request.tag, request.payload)
         except MessageError as exc:
@@ -165,33 +245,69 @@ class PeerServicer(peer_pb2_grpc.PeerServicer):
         return peer_pb2.Ack()
 
 
-def add_peer_servicer(server: grpc.Server, mailbox: Mailbox, known_parties: set[str] | None = None) -> None:
-    peer_pb2_grpc.add_PeerServicer_to_server(PeerServicer(mailbox, known_parties), server)
+def add_peer_servicer(server: grpc.Server, mailbox: Mailbox, known_parties: set[str] | None = None,
+                      identify: Callable[[Any], str | None] | None = None) -> None:
+    peer_pb2_grpc.add_PeerServicer_to_server(PeerServicer(mailbox, known_parties, identify), server)
+
+
+RECONNECT_GRACE = 3.0
+"""Seconds an RPC to an unreachable peer may wait for its channel to reconnect (a node
+that was just restarted) before the peer counts as unavailable."""
+
+
+def call_with_reconnect(method: Callable[..., Any], request: Any, deadline: float) -> Any:
+    """Call a unary gRPC method by the monotonic `deadline`. On UNAVAILABLE (no connection
+    right now, e.g. the channel is still backing off after the peer restarted) try once more,
+    waiting for the channel to be ready for at most RECONNECT_GRACE seconds; a peer that is
+    really down is reported as UNAVAILABLE within that grace, not at the query deadline."""
+    remaining = deadline - time.monotonic()
+    try:
+        return method(request, timeout=max(remaining, 0.001), wait_for_ready=False)
+    except grpc.RpcError as exc:
+        if exc.code() != grpc.StatusCode.UNAVAILABLE:
+            raise
+        first = exc
+    grace = min(RECONNECT_GRACE, deadline - time.monotonic())
+    if grace <= 0:
+        raise first
+    try:
+        return method(request, timeout=grace, wait_for_ready=True)
+    except grpc.RpcError as exc:
+        if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED and time.monotonic() < deadline - 0.05:
+            raise first from None  # still unreachable after the grace: it is down
+        raise
 
 
 class PeerLinks:
     """One reusable gRPC channel per peer."""
 
     def __init__(self, me: str, addresses: dict[str, str], channel_options=None, credentials=None):
+        """`credentials`: None (plaintext, in-process tests only), one ChannelCredentials for
+        every peer, or {peer: (ChannelCredentials, extra channel options)} (the node: each
+        peer's pinned certificate and TLS name)."""
         self.me = me
         self.addresses = dict(addresses)
-        opts = channel_options or [("grpc.max_send_message_length", 1 << 30), ("grpc.max_receive_message_length", 1 << 30)]
-        self._channels = {
-            p: (grpc.secure_channel(a, credentials, options=opts) if credentials else grpc.insecure_channel(a, options=opts))
-            for p, a in addresses.items()
-        }
+        opts = list(channel_options or [("grpc.max_send_message_length", 1 << 30),
+                                        ("grpc.max_receive_message_length", 1 << 30)])
+
+        def open_channel(p: str, a: str) -> grpc.Channel:
+            if isinstance(credentials, dict):
+                creds, extra = credentials[p]
+                return grpc.secure_channel(a, creds, options=opts + list(extra))
+            if credentials is not None:
+                return grpc.secure_channel(a, credentials, options=opts)
+            return grpc.insecure_channel(a, options=opts)
+
+        self._channels = {p: open_channel(p, a) for p, a in addresses.items()}
         self._stubs = {p: peer_pb2_grpc.PeerStub(ch) for p, ch in self._channels.items()}
 
     def send(self, to: str, query_id: str, tag: str, payload: bytes, deadline: float) -> None:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise PeerTimeout(f"query deadline passed before sending step {tag} to party '{to}'")
+        message = peer_pb2.PeerMessage(query_id=query_id, sender=self.me, tag=tag, payload=payload)
         try:
-            self._stubs[to].Send(
-                peer_pb2.PeerMessage(query_id=query_id, sender=self.me, tag=tag, payload=payload),
-                timeout=remaining,
-                wait_for_ready=False,
-            )
+            call_with_reconnect(self._stubs[to].Send, message, deadline)
         except grpc.RpcError as exc:
             code = exc.code()
             if code == grpc.StatusCode.DEADLINE_EXCEEDED:

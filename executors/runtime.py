@@ -15,10 +15,19 @@ import numpy as np
 import pyarrow as pa
 
 from executors import codec
-from executors import secure_ops as ops
+from executors import mpc as ops
 from executors.local_duckdb import LocalExecutor, run_over_tables
-from executors.secure_ops import MPC
-from executors.secure_table import SecretTable, concat_tables, segmented_extreme, segmented_sum, segments
+from executors.mpc import MPC, AShare
+from executors.secure_table import (
+    SecretTable,
+    concat_tables,
+    extreme_many,
+    nonzero_flags,
+    segmented_extreme,
+    segmented_sum,
+    segments,
+    slice_rows,
+)
 from executors.peer_channel import Channel
 from planner.physical import (
     AgreeWidth,
@@ -105,7 +114,7 @@ class PartyRun:
 
     # -- secure steps ----------------------------------------------------------
 
-    def _share_vector(self, owner: str, tag: str, values: np.ndarray | None, n: int) -> ops.AShare | None:
+    def _share_vector(self, owner: str, tag: str, values: np.ndarray | None, n: int) -> AShare | None:
         """Owner's uint64 vector → shares at the compute parties (owner may be outside them)."""
         if owner in self.plan.compute:
             if self.is_compute:
@@ -146,7 +155,7 @@ class PartyRun:
         if self.is_compute:
             best = shared[0]
             for other in shared[1:]:
-                best = ops.extreme_many(self.mpc, [best], [other], ["max"])[0]
+                best = extreme_many(self.mpc, [best], [other], ["max"])[0]
             width = int(ops.reveal(self.mpc, best, None)[0])
             if self.me == self.plan.compute[0]:
                 for owner in members:
@@ -178,7 +187,7 @@ class PartyRun:
         for name, w in layout:
             for k in range(w):
                 key = name if w == 1 else f"{name}#{k}"
-                table.secret[key] = ops.slice_(shared, offset * n, (offset + 1) * n)
+                table.secret[key] = slice_rows(shared, offset * n, (offset + 1) * n)
                 offset += 1
         self.secret[step.id] = table
 
@@ -217,20 +226,23 @@ class PartyRun:
 
     def _reveal_result(self, step: RevealResult) -> None:
         issuer = step.to
-        to_open: list[ops.AShare] = []
         names: list[str] = []
+        for col in step.columns:
+            if col.how != "key":
+                names.append(col.source)
+            if col.how == "sum_or_null":
+                names.append(col.count + "?")
+        to_open: list[AShare] = []
         table = self.secret.get(step.input)
         if self.is_compute:
+            counts = [table.secret[c.count] for c in step.columns if c.how == "sum_or_null"]
+            flags = iter(nonzero_flags(self.mpc, counts))
             for col in step.columns:
-                if col.how == "key":
-                    continue
-                to_open.append(table.secret[col.source])
-                names.append(col.source)
+                if col.how != "key":
+                    to_open.append(table.secret[col.source])
                 if col.how == "sum_or_null":
-                    flag = ops.greater_than_zero(self.mpc, table.secret[col.count])
-                    to_open.append(flag)
-                    names.append(col.count + "?")
-        opened = self._open_to(issuer, to_open, step.id)
+                    to_open.append(next(flags))
+        opened = self._open_to(issuer, to_open, step.id, len(names))
         keys = self._keys_to(issuer, table, step)
         if self.me != issuer:
             return
@@ -251,17 +263,19 @@ class PartyRun:
             fields.append(col.name)
         self.plain[step.id] = pa.table(arrays, names=fields)
 
-    def _open_to(self, issuer: str, shares: list[ops.AShare], tag: str) -> list[np.ndarray]:
-        """Open shared columns to the issuer only, in one batch."""
+    def _open_to(self, issuer: str, shares: list[AShare], tag: str, count: int) -> list[np.ndarray]:
+        """Open `count` equally long shared columns to the issuer only, in one batch."""
         if issuer in self.plan.compute:
             if not self.is_compute:
                 return []
             return ops.reveal_many(self.mpc, shares, issuer) or []
+        # every opened column of a result has one value per group: equal lengths
         if self.is_compute:
-            ops.reveal_many_to_outsider(self.mpc, shares, issuer, tag)
+            if shares:
+                ops.reveal_to_outsider(self.mpc, ops.concat(shares), issuer, tag)
             return []
-        if self.me == issuer:
-            return ops.receive_revealed_many(self.channel, self.plan.compute, tag)
+        if self.me == issuer and count:
+            return np.split(ops.receive_revealed(self.channel, self.plan.compute, tag), count)
         return []
 
     def _keys_to(self, issuer: str, table: SecretTable | None, step: RevealResult) -> dict[str, np.ndarray]:

@@ -13,14 +13,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from executors import secure_ops as ops
-from executors.secure_ops import MPC
+from executors import mpc as ops
+from executors.mpc import MPC, AShare, BShare
 
 
 @dataclass
 class SecretTable:
     n: int
-    secret: dict[str, ops.AShare] = field(default_factory=dict)
+    secret: dict[str, AShare] = field(default_factory=dict)
     public: dict[str, np.ndarray] = field(default_factory=dict)
 
 
@@ -43,16 +43,40 @@ def segments(keys: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray
     return order, starts, distinct
 
 
-def segmented_sum(x: ops.AShare, order: np.ndarray, starts: np.ndarray) -> ops.AShare:
+def segmented_sum(x: AShare, order: np.ndarray, starts: np.ndarray) -> AShare:
     """Per-group sums of a shared column: local, no communication."""
     if len(starts) == 0:
         return ops.take(x, np.zeros(0, dtype=np.int64))
-    return ops.reduceat_sum(ops.take(x, order), starts)
+    sorted_ = ops.take(x, order)
+    return AShare(np.add.reduceat(sorted_.a, starts), np.add.reduceat(sorted_.b, starts))
+
+
+def slice_rows(x: AShare, start: int, stop: int) -> AShare:
+    return AShare(x.a[start:stop].copy(), x.b[start:stop].copy())
+
+
+def extreme_many(mpc: MPC, xs: list[AShare], ys: list[AShare], hows: list[str]) -> list[AShare]:
+    """Elementwise MIN or MAX of several column pairs: one batched comparison, one batched mux."""
+    if not xs:
+        return []
+    bits = ops.compare_many(mpc, [("lt" if h == "min" else "gt", x, y) for x, y, h in zip(xs, ys, hows)])
+    lengths = [len(x) for x in xs]
+    chosen = ops.mux(mpc, ops.concat(bits), ops.concat(xs), ops.concat(ys))
+    return ops.split(chosen, lengths)
+
+
+def nonzero_flags(mpc: MPC, counts: list[AShare]) -> list[AShare]:
+    """Arithmetic 0/1 sharings of (count > 0) for several columns, in one batch."""
+    if not counts:
+        return []
+    bits = ops.compare_many(mpc, [("gt", c, 0) for c in counts])
+    flags = ops.b2a_bit(mpc, ops.concat(bits))
+    return ops.split(flags, [len(c) for c in counts])
 
 
 def segmented_extreme(
-    mpc: MPC, columns: list[ops.AShare], hows: list[str], order: np.ndarray, starts: np.ndarray, n: int
-) -> list[ops.AShare]:
+    mpc: MPC, columns: list[AShare], hows: list[str], order: np.ndarray, starts: np.ndarray, n: int
+) -> list[AShare]:
     """Per-group MIN/MAX of several shared columns, all columns batched per level."""
     if len(starts) == 0:
         return [ops.take(c, np.zeros(0, dtype=np.int64)) for c in columns]
@@ -67,7 +91,7 @@ def segmented_extreme(
         left = np.flatnonzero((rank % 2 == 0) & (rank + 1 < size))
         right = left + 1
         single = np.flatnonzero((rank % 2 == 0) & (rank + 1 >= size))
-        reduced = ops.extreme_many(mpc, [ops.take(c, left) for c in cols], [ops.take(c, right) for c in cols], hows)
+        reduced = extreme_many(mpc, [ops.take(c, left) for c in cols], [ops.take(c, right) for c in cols], hows)
         keep = np.concatenate([left, single])
         new_order = np.argsort(keep, kind="stable")
         cols = [ops.take(ops.concat([r, ops.take(c, single)]), new_order) for r, c in zip(reduced, cols)]

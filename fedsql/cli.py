@@ -1,4 +1,4 @@
-"""The `fedsql` command: node, up, demo, shell.
+"""The `fedsql` command: node, up, demo, shell, flight, keys, audit, budget.
 
 Users see one line `error: ...` for anything that goes wrong, never a
 traceback (set FEDSQL_DEBUG=1 to get one). Exit codes: 0 ok, 1 a query or
@@ -77,6 +77,39 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("-c", "--command", metavar="SQL", help="run SQL (one or more ';'-separated statements) and exit")
     p.add_argument("-f", "--file", metavar="FILE", help="run the statements in FILE ('-' for stdin) and exit")
     p.add_argument("--mode", choices=["reveal", "sizes", "oblivious"], help="session execution mode (default: the federation's)")
+
+    p = sub.add_parser(
+        "keys",
+        help="create a party's key pair and certificates (mutual TLS identity)",
+        description="Create party NAME's node key and self-signed certificate, and a client key and "
+        "certificate for its users (defaults under <config dir>/.fedsql/; see docs/security.md). Give "
+        ".fedsql/certs/NAME.crt to every other party and pin its printed SHA-256 in the shared config "
+        "(parties.NAME.certificate_sha256). Keys never leave the party.",
+    )
+    p.add_argument("config", metavar="CONFIG", help="federation TOML file")
+    p.add_argument("--party", "-p", required=True, metavar="NAME", help="whose keys to create")
+    p.add_argument("--force", action="store_true", help="replace existing keys (re-distribute the certificate)")
+
+    p = sub.add_parser(
+        "budget",
+        help="show a data owner's privacy-budget ledger (DP spends per issuer and table)",
+        description="Print, for each issuing party and each DP table of party NAME, the epsilon spent, "
+        "the budget and what is left, the delta spent and the number of queries (docs/dp.md). Reads the "
+        "ledger at <config dir>/.fedsql/NAME/ledger.sqlite; safe to run next to a live node.",
+    )
+    p.add_argument("config", metavar="CONFIG", help="federation TOML file")
+    p.add_argument("--party", "-p", required=True, metavar="NAME", help="whose ledger (the data owner)")
+    p.add_argument("--ledger", metavar="PATH", help="read this ledger file instead of the default")
+
+    p = sub.add_parser(
+        "audit",
+        help="check a node's hash-chained audit log",
+        description="`fedsql audit verify CONFIG --party NAME` (or `fedsql audit verify PATH`) checks the "
+        "audit log's hash chain and reports the first broken line. Exit 0 intact, 1 broken.",
+    )
+    p.add_argument("action", choices=["verify"], help="what to do (verify)")
+    p.add_argument("target", metavar="CONFIG|PATH", help="federation TOML file (with --party) or an audit.log path")
+    p.add_argument("--party", "-p", metavar="NAME", help="whose audit log (with CONFIG)")
     return parser
 
 
@@ -125,7 +158,50 @@ def _cmd_flight(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-_COMMANDS = {"node": _cmd_node, "up": _cmd_up, "demo": _cmd_demo, "shell": _cmd_shell, "flight": _cmd_flight}
+def _cmd_keys(args: argparse.Namespace) -> int:
+    from fedsql import tls
+    from fedsql.config import load_config
+
+    fed = load_config(args.config)
+    fed.party(args.party)
+    created = tls.create_keys(fed, args.party, force=args.force)
+    p = tls.paths(fed, args.party)
+    print(f"created the identity of party '{args.party}':")
+    for f in created:
+        print(f"  {f}")
+    print(f"give {p.certificate} to every other party; pin it in the shared config:\n"
+          f"  [parties.{args.party}]\n  certificate_sha256 = \"{tls.fingerprint(p.certificate.read_bytes())}\"\n"
+          f"keep {p.private_key} secret; {p.client_key} and {p.client_certificate} are for your users")
+    return EXIT_OK
+
+
+def _cmd_budget(args: argparse.Namespace) -> int:
+    from fedsql.budget_cli import run_budget
+
+    return run_budget(args.config, args.party, args.ledger)
+
+
+def _cmd_audit(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from fedsql.audit import audit_path, verify
+
+    if args.party:
+        from fedsql.config import load_config
+
+        fed = load_config(args.target)
+        fed.party(args.party)
+        path = audit_path(fed, args.party)
+    else:
+        path = Path(args.target)
+        if path.suffix == ".toml":
+            raise errors.InterfaceError("with a configuration file, say whose log: --party NAME")
+    result = verify(path)
+    print(result.describe(), file=sys.stdout if result.ok else sys.stderr)
+    return EXIT_OK if result.ok else EXIT_FAILED
+
+
+_COMMANDS = {"keys": _cmd_keys, "audit": _cmd_audit, "budget": _cmd_budget, "node": _cmd_node, "up": _cmd_up, "demo": _cmd_demo, "shell": _cmd_shell, "flight": _cmd_flight}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -31,14 +31,19 @@ def _channel_options() -> list[tuple[str, Any]]:
         ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
         # Fail fast instead of waiting for a node that is down.
         ("grpc.enable_retries", 0),
+        ("grpc.initial_reconnect_backoff_ms", 200),
+        ("grpc.min_reconnect_backoff_ms", 200),
+        ("grpc.max_reconnect_backoff_ms", 1000),
     ]
 
 
 class NodeClient:
     """Connection to one node's `Node` service.
 
-    `party` and `config_path` only improve error messages (which party is down
-    and the exact command that starts it).
+    `party` and `config_path` also select the identity: nodes speak only mutual
+    TLS, so the client presents the party's client certificate and trusts only the
+    party's pinned node certificate (fedsql/tls.py). Without them (or with
+    `secure=False`) the channel is plaintext, which every node refuses.
     """
 
     def __init__(
@@ -47,12 +52,21 @@ class NodeClient:
         party: str | None = None,
         config_path: str | None = None,
         default_timeout: float | None = None,
+        secure: bool = True,
     ) -> None:
         self.address = address
         self.party = party
         self.config_path = config_path
         self.default_timeout = default_timeout
-        self._channel = grpc.insecure_channel(address, options=_channel_options())
+        if secure and party and config_path:
+            from fedsql import tls
+            from fedsql.config import load_config
+
+            fed = load_config(config_path)
+            creds, extra = tls.Identity.client(fed, party).channel_credentials(party)
+            self._channel = grpc.secure_channel(address, creds, options=_channel_options() + extra)
+        else:
+            self._channel = grpc.insecure_channel(address, options=_channel_options())
         self._stub = node_pb2_grpc.NodeStub(self._channel)
 
     # -- error mapping -------------------------------------------------------
@@ -63,6 +77,16 @@ class NodeClient:
     def _map_rpc_error(self, exc: grpc.RpcError, timeout: float | None) -> errors.Error:
         code = exc.code() if hasattr(exc, "code") else None
         details = (exc.details() if hasattr(exc, "details") else None) or ""
+        if code in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED):
+            return errors.AuthenticationError(f"{self._who()} refused this client: {details}")
+        low = details.lower()
+        if code == grpc.StatusCode.UNAVAILABLE and any(
+            w in low for w in ("handshake", "certificate", "ssl", "tls", "hostname", "verification")
+        ):
+            return errors.AuthenticationError(
+                f"TLS with {self._who()} failed ({details.splitlines()[0][:200]}); check that this client has "
+                f"the party's client.key/client.crt and its current node certificate (`fedsql keys` creates them)"
+            )
         if code == grpc.StatusCode.UNAVAILABLE:
             cfg = self.config_path or "CONFIG"
             return errors.PartyUnavailable(

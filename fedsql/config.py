@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fedsql.dp_config import DPPolicy, parse_dp_policy
 from fedsql.errors import ConfigError
 
 LEVELS = ("private", "aggregate", "join_key", "group_key", "public")
@@ -45,6 +46,7 @@ class TableConfig:
     format: str
     levels: dict[str, str]
     grants: dict[str, dict[str, str]] = field(default_factory=dict)
+    dp: DPPolicy | None = None  # [parties.P.tables.T.dp] (fedsql/dp_config.py, docs/dp.md)
 
     @property
     def qualified(self) -> str:
@@ -65,6 +67,13 @@ class PartyConfig:
     address: str
     flight: str | None
     tables: dict[str, TableConfig]
+    # identity files (fedsql/tls.py; unset = defaults under <config dir>/.fedsql/)
+    certificate: str | None = None
+    certificate_sha256: str | None = None
+    private_key: str | None = None
+    client_certificate: str | None = None
+    client_key: str | None = None
+    max_rows_per_query: int | None = None  # overrides federation.max_rows_per_query for this node
 
     @property
     def is_helper(self) -> bool:
@@ -87,6 +96,13 @@ class Federation:
     deadline_seconds: float = 300.0
     fixed_point_bits: int = 20
     default_mode: str = "sizes"
+    max_rows_per_query: int = 50_000_000
+    max_concurrent_queries: int = 32
+
+    def rows_limit(self, party: str) -> int:
+        """Most rows one query may make `party`'s node hold in one local table or shared column."""
+        own = self.parties[party].max_rows_per_query if party in self.parties else None
+        return own or self.max_rows_per_query
 
     def table(self, party: str, name: str) -> TableConfig:
         return self.parties[party].tables[name]
@@ -149,7 +165,14 @@ def _load_table(path: Path, party: str, name: str, raw: Any) -> TableConfig:
     grants = {
         issuer: _check_levels(path, f"{where}.grants.{issuer}", g) for issuer, g in grants_raw.items()
     }
-    return TableConfig(party, name, source, fmt, levels, grants)
+    dp = parse_dp_policy(raw["dp"], f"{where}.dp", path) if "dp" in raw else None
+    return TableConfig(party, name, source, fmt, levels, grants, dp)
+
+
+def _check_limit(path: Path, where: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise _err(path, where, "expected a positive integer")
+    return value
 
 
 def parse_config(text: str, path: Path) -> Federation:
@@ -181,7 +204,18 @@ def parse_config(text: str, path: Path) -> Federation:
             flight = _check_address(path, f"{where}.flight", flight)
         tables_raw = _expect(path, f"{where}.tables", praw.get("tables", {}), dict, "a table")
         tables = {t: _load_table(path, pname, t, traw) for t, traw in tables_raw.items()}
-        parties[pname] = PartyConfig(pname, address, flight, tables)
+        identity = {}
+        for key in ("certificate", "certificate_sha256", "private_key", "client_certificate", "client_key"):
+            if key in praw:
+                identity[key] = _expect(path, f"{where}.{key}", praw[key], str, "a string")
+        if "certificate_sha256" in identity:
+            pin = identity["certificate_sha256"].lower().replace(":", "")
+            if len(pin) != 64 or any(c not in "0123456789abcdef" for c in pin):
+                raise _err(path, f"{where}.certificate_sha256", "expected 64 hex digits (`fedsql keys` prints it)")
+            identity["certificate_sha256"] = pin
+        if "max_rows_per_query" in praw:
+            identity["max_rows_per_query"] = _check_limit(path, f"{where}.max_rows_per_query", praw["max_rows_per_query"])
+        parties[pname] = PartyConfig(pname, address, flight, tables, **identity)
 
     compute_raw = fed.get("compute")
     if compute_raw is None:
@@ -225,7 +259,12 @@ def parse_config(text: str, path: Path) -> Federation:
     mode = fed.get("default_mode", "sizes")
     if mode not in ("reveal", "sizes", "oblivious"):
         raise _err(path, "federation.default_mode", "expected 'reveal', 'sizes' or 'oblivious'")
+    limits = {}
+    for key in ("max_rows_per_query", "max_concurrent_queries"):
+        if key in fed:
+            limits[key] = _check_limit(path, f"federation.{key}", fed[key])
     return Federation(
+        **limits,
         name=name,
         path=path,
         compute=tuple(compute_raw),  # type: ignore[arg-type]

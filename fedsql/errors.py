@@ -76,6 +76,12 @@ class PolicyViolation(ProgrammingError):
     kind = "PolicyViolation"
 
 
+class BudgetExhausted(PolicyViolation):
+    """A query would take an issuer over a table's privacy budget: refused by the table's owner."""
+
+    kind = "BudgetExhausted"
+
+
 class UnsupportedSql(NotSupportedError):
     kind = "UnsupportedSql"
 
@@ -104,6 +110,18 @@ class PlanMismatch(OperationalError):
     """A party compiled a different plan than the issuer sent: refused."""
 
     kind = "PlanMismatch"
+
+
+class ResourceLimitExceeded(OperationalError):
+    """A query needs more than a node's configured limits (rows, concurrent queries)."""
+
+    kind = "ResourceLimitExceeded"
+
+
+class AuthenticationError(OperationalError):
+    """A connection or call was refused: missing, unknown or mismatched certificate."""
+
+    kind = "AuthenticationError"
 
 
 def _all_subclasses(cls: type) -> list[type]:

@@ -176,7 +176,8 @@ def _wait_ready(procs: FederationProcesses, timeout: float) -> None:
     from fedsql.client import NodeClient
 
     pending = dict(procs.nodes)
-    clients = {p: NodeClient(n.address, party=p) for p, n in pending.items()}
+    cfg = str(procs.config_path)
+    clients = {p: NodeClient(n.address, party=p, config_path=cfg) for p, n in pending.items()}
     deadline = time.monotonic() + timeout
     try:
         while pending:
@@ -222,6 +223,10 @@ def start_federation(
     for p in selected:
         fed.party(p)  # ConfigError for unknown names
     check_ports(fed, selected)
+    # a federation run on one machine gets its keys made here (production: `fedsql keys`)
+    from fedsql.tls import ensure_local_keys
+
+    ensure_local_keys(fed, selected)
     logs = Path(log_dir) if log_dir else Path(tempfile.mkdtemp(prefix=f"fedsql-{fed.name}-"))
     logs.mkdir(parents=True, exist_ok=True)
     procs = FederationProcesses(fed, fed.path, logs)

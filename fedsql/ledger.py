@@ -36,7 +36,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import NamedTuple, Sequence
 
-from fedsql.errors import OperationalError, PolicyViolation
+from fedsql.errors import BudgetExhausted, OperationalError, PolicyViolation  # noqa: F401 (re-exported)
 
 SCHEMA_VERSION = 1
 
@@ -53,16 +53,6 @@ CREATE TABLE IF NOT EXISTS spends (
 );
 CREATE INDEX IF NOT EXISTS spends_by_issuer_table ON spends (issuer, table_name);
 """
-
-
-class BudgetExhausted(PolicyViolation):
-    """A query would take an issuer over a table's privacy budget: refused.
-
-    Register ``BudgetExhausted`` in ``fedsql.errors._KINDS`` so that clients
-    rebuild this class (today ``error_from_kind`` maps unknown kinds to
-    DatabaseError)."""
-
-    kind = "BudgetExhausted"
 
 
 class Spent(NamedTuple):
@@ -180,22 +170,28 @@ class Ledger:
 
     def reserve(self, query_id: str, issuer: str, table: str, epsilon: float, delta: float,
                 limit_epsilon: float, limit_delta: float, per_query_cap: float,
-                per_query_delta_cap: float | None = None) -> None:
+                per_query_delta_cap: float | None = None) -> bool:
         """Record that `issuer`'s query `query_id` spends (ε, δ) on `table`.
 
         Durable when it returns; call it before the table's shares are used.
         Idempotent per (query_id, table): a retry or replay of the same query
         is a no-op (it neither counts twice nor is refused for budget).
+        Returns True when the spend was recorded now, False when it was
+        already recorded. NOTE for the node: False means this query id has
+        been admitted before; fresh noise on a second execution would be a
+        second, uncharged release, so the node must run a query id's secure
+        part at most once (refuse re-execution when it already started it).
         Raises BudgetExhausted when the spend would take the issuer's total on
         this table over (limit_epsilon, limit_delta), PolicyViolation when ε
         exceeds the per-query cap or the query id was recorded with other
         parameters. Nothing is recorded when it raises.
         """
-        self.reserve_many(query_id, issuer, [Reservation(table, epsilon, delta, limit_epsilon, limit_delta,
-                                                         per_query_cap, per_query_delta_cap)])
+        return self.reserve_many(query_id, issuer, [Reservation(table, epsilon, delta, limit_epsilon, limit_delta,
+                                                                per_query_cap, per_query_delta_cap)])
 
-    def reserve_many(self, query_id: str, issuer: str, items: Sequence[Reservation]) -> None:
-        """Reserve on several tables of this owner atomically: all or none."""
+    def reserve_many(self, query_id: str, issuer: str, items: Sequence[Reservation]) -> bool:
+        """Reserve on several tables of this owner atomically: all or none.
+        Returns True when anything was recorded now (see `reserve`)."""
         _check_name("query id", query_id)
         _check_name("issuer", issuer)
         checked = []
@@ -256,6 +252,7 @@ class Ledger:
                         "INSERT INTO spends (query_id, issuer, table_name, epsilon, delta, created_at) "
                         "VALUES (?, ?, ?, ?, ?, ?)", todo)
                     c.execute("COMMIT")
+                    return bool(todo)
                 except BaseException:
                     if c.in_transaction:
                         c.execute("ROLLBACK")

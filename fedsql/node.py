@@ -22,11 +22,14 @@ import grpc
 
 from executors.local_duckdb import LocalExecutor
 from executors.runtime import PartyRun, table_to_bytes
-from executors.peer_channel import Channel, Mailbox, PeerLinks, TransportError, add_peer_servicer
-from fedsql import errors
+from executors.peer_channel import (Channel, Mailbox, PeerLinks, TransportError, add_peer_servicer,
+                                    call_with_reconnect)
+from fedsql import errors, tls
+from fedsql.audit import AuditLog, audit_path, query_fields
 from fedsql.config import Federation
 from fedsql.proto import node_pb2 as pb
 from fedsql.proto import node_pb2_grpc as rpc
+from fedsql.scratch import IssuerLocal
 from planner.catalog import Schema
 from planner.compile import Compiled, compile_query
 from planner.explain import explain_lines
@@ -39,6 +42,10 @@ VERSION = "0.1.0"
 GRPC_OPTIONS = [
     ("grpc.max_send_message_length", 1 << 30),
     ("grpc.max_receive_message_length", 1 << 30),
+    # a restarted peer is reachable again within a second (grpc's default backoff grows to 2 min)
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.min_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 1000),
 ]
 DESCRIBE_TIMEOUT = 10.0
 
@@ -71,14 +78,23 @@ class Node(rpc.NodeServicer):
         self.me = party
         self.party = fed.party(party)
         self.executor = LocalExecutor(self.party)
+        self.executor.max_rows = fed.rows_limit(party)
         self.mailbox = Mailbox()
+        # mutual TLS with pinned party certificates (fedsql/tls.py); missing keys: ConfigError
+        self.identity = tls.Identity(fed, party)
+        self.identity.check()
         peers = {p: cfg.address for p, cfg in fed.parties.items() if p != party}
-        self.links = PeerLinks(party, peers, GRPC_OPTIONS)
-        self._channels = {p: grpc.insecure_channel(a, options=GRPC_OPTIONS) for p, a in peers.items()}
+        creds = {p: self.identity.channel_credentials(p) for p in peers}
+        self.links = PeerLinks(party, peers, GRPC_OPTIONS, credentials=creds)
+        self._channels = {p: self.identity.secure_channel(p, GRPC_OPTIONS) for p in peers}
         self.stubs = {p: rpc.NodeStub(ch) for p, ch in self._channels.items()}
+        self.audit = AuditLog(audit_path(fed, party))
+        self._slots = threading.BoundedSemaphore(fed.max_concurrent_queries)
+        self._running: dict[str, frozenset[str]] = {}  # query id -> participants, for Abort checks
         self._schemas: dict[tuple[str, str], Schema] = {}
         self._schema_lock = threading.Lock()
         self.pool = ThreadPoolExecutor(max_workers=64, thread_name_prefix=f"fedsql-{party}")
+        self.issuer_local = IssuerLocal(self)  # scratch space and catalog statements (fedsql/scratch.py)
 
     # -- catalog -----------------------------------------------------------------
 
@@ -90,7 +106,8 @@ class Node(rpc.NodeServicer):
             if key in self._schemas:
                 return self._schemas[key]
         try:
-            reply = self.stubs[party].Describe(pb.DescribeRequest(tables=[table]), timeout=DESCRIBE_TIMEOUT)
+            reply = call_with_reconnect(self.stubs[party].Describe, pb.DescribeRequest(tables=[table]),
+                                        time.monotonic() + DESCRIBE_TIMEOUT)
         except grpc.RpcError as exc:
             raise self._unreachable(party, exc) from None
         if reply.error.kind:
@@ -112,23 +129,75 @@ class Node(rpc.NodeServicer):
     def compile(self, sql: str, issuer: str, settings: dict[str, str]) -> Compiled:
         return compile_query(sql, self.fed, issuer, settings, self.schema_of)
 
+    # -- authentication and limits --------------------------------------------------
+
+    def _caller(self, context, allowed: str, claimed: str | None = None) -> str:
+        """Who calls (by pinned certificate); aborts the RPC unless allowed.
+
+        allowed: "client" (own party's client certificate), "party" (a federation node,
+        equal to `claimed` when given), "any" (either)."""
+        who = self.identity.identify(context)
+        client = f"client:{self.me}"
+        ok = (
+            who is not None
+            and (allowed == "any" or (allowed == "client") == (who == client))
+            and (claimed is None or who == claimed)
+        )
+        if not ok:
+            what = "an unknown certificate" if who is None else f"the certificate of {who!r}"
+            need = {"client": f"a client certificate of party '{self.me}'",
+                    "party": f"the node certificate of party '{claimed}'" if claimed else "a party's node certificate",
+                    "any": "a certificate of this federation"}[allowed]
+            msg = f"party '{self.me}' refused a call made with {what}; it needs {need}"
+            self._audit_safe("refused", reason="authentication", caller=who, message=msg)
+            context.abort(grpc.StatusCode.PERMISSION_DENIED, msg)
+        return who  # type: ignore[return-value]
+
+    def _slot(self) -> None:
+        if not self._slots.acquire(blocking=False):
+            raise errors.ResourceLimitExceeded(
+                f"party '{self.me}' is running its maximum of {self.fed.max_concurrent_queries} queries "
+                "(max_concurrent_queries); try again shortly"
+            )
+
+    def _audit_safe(self, event: str, **fields) -> None:
+        try:
+            self.audit.append(event, **fields)
+        except errors.Error:
+            log.exception("audit log write failed")
+
     # -- client API ----------------------------------------------------------------
 
     def Health(self, request, context):
+        self._caller(context, "any")
         return pb.HealthReply(party=self.me, federation=self.fed.name, version=VERSION)
 
     def Cancel(self, request, context):
+        self._caller(context, "client")
         self._abort_everywhere(request.query_id, request.reason or "cancelled by the client", set(self.fed.parties))
         return pb.Empty()
 
     def Execute(self, request, context) -> Iterator[pb.ExecuteEvent]:
+        self._caller(context, "client")  # only this party's own users (client certificate)
+        try:  # statements only the issuer takes part in: scratch tables, SHOW TABLES, DESCRIBE
+            routed = self.issuer_local.route(request.sql)
+        except errors.Error as exc:
+            yield _error_event(exc)
+            return
+        if routed is not None:
+            yield from self.issuer_local.execute(routed, request, context)
+            return
         started = time.monotonic()
         query_id = request.query_id or uuid.uuid4().hex
         settings = dict(request.settings)
         try:
             compiled = self.compile(request.sql, self.me, settings)
         except Exception as exc:  # noqa: BLE001 - every failure becomes a clear error
-            yield _error_event(as_fedsql_error(exc, "while planning"))
+            err = as_fedsql_error(exc, "while planning")
+            if isinstance(err, (errors.PolicyViolation, errors.PlanMismatch)):
+                self._audit_safe("refused", query_id=query_id, issuer=self.me, role="issuer", sql=request.sql,
+                                 error={"kind": err.kind, "message": str(err)})
+            yield _error_event(err)
             return
         if compiled.kind == "set":
             name, value = compiled.setting
@@ -142,10 +211,28 @@ class Node(rpc.NodeServicer):
                     "leakage": list(plan.leakage), "settings": settings, "stats": {}, "plan_hash": plan.hash}
             yield pb.ExecuteEvent(result=pb.Result(arrow_ipc=table_to_bytes(table).tobytes(), meta_json=json.dumps(meta)))
             return
-        timeout = request.timeout_seconds or self.fed.deadline_seconds
+        timeout = min(request.timeout_seconds or self.fed.deadline_seconds, self.fed.deadline_seconds)
         events: queue.Queue = queue.Queue()
-        context.add_callback(lambda: self._abort_everywhere(query_id, "the client went away", set(plan.participants)))
+        try:
+            self._slot()
+        except errors.Error as exc:
+            yield _error_event(exc)
+            return
+        finished = threading.Event()
+
+        def _client_gone() -> None:
+            if not finished.is_set():
+                self._abort_everywhere(query_id, "the client went away", set(plan.participants))
+
+        context.add_callback(_client_gone)
+        try:
+            self.audit.append("query", **query_fields(query_id, self.me, request.sql, plan, self.me, "issuer"))
+        except errors.Error as exc:
+            self._slots.release()
+            yield _error_event(exc)
+            return
         worker = self.pool.submit(self._coordinate, plan, request.sql, settings, query_id, timeout, events.put)
+        worker.add_done_callback(lambda _f: self._slots.release())
         while True:
             try:
                 item = events.get(timeout=0.25)
@@ -156,8 +243,13 @@ class Node(rpc.NodeServicer):
         try:
             table, stats = worker.result()
         except Exception as exc:  # noqa: BLE001
-            yield _error_event(as_fedsql_error(exc, "while running the query"))
+            err = as_fedsql_error(exc, "while running the query")
+            finished.set()
+            self._audit_safe("failed", query_id=query_id, error={"kind": err.kind, "message": str(err)})
+            yield _error_event(err)
             return
+        finished.set()
+        self._audit_safe("done", query_id=query_id, rows=table.num_rows)
         stats["elapsed_seconds"] = round(time.monotonic() - started, 6)
         meta = {
             "kind": "rows",
@@ -173,6 +265,7 @@ class Node(rpc.NodeServicer):
     def _coordinate(self, plan, sql, settings, query_id, timeout, progress) -> tuple[pa.Table, dict]:
         deadline_unix = time.time() + timeout
         others = [p for p in plan.participants if p != self.me]
+        self._running[query_id] = frozenset(plan.participants)
         futures: dict[str, Future] = {}
         for p in others:
             req = pb.RunRequest(query_id=query_id, issuer=self.me, sql=sql, settings=settings,
@@ -198,11 +291,12 @@ class Node(rpc.NodeServicer):
             table, stats = own.result()
             return _cast_output(table, plan.output), stats
         finally:
+            self._running.pop(query_id, None)
             self.mailbox.drop(query_id)
 
     def _call_run(self, party: str, req: pb.RunRequest, timeout: float) -> None:
         try:
-            reply = self.stubs[party].Run(req, timeout=timeout + 5)
+            reply = call_with_reconnect(self.stubs[party].Run, req, time.monotonic() + timeout + 5)
         except grpc.RpcError as exc:
             raise self._unreachable(party, exc) from None
         if not reply.ok:
@@ -229,6 +323,7 @@ class Node(rpc.NodeServicer):
     # -- peer API ------------------------------------------------------------------
 
     def Describe(self, request, context):
+        self._caller(context, "any")
         try:
             out = {t: [list(c) for c in self.executor.schema(t)] for t in request.tables}
             return pb.DescribeReply(schemas_json=json.dumps(out))
@@ -237,13 +332,24 @@ class Node(rpc.NodeServicer):
             return pb.DescribeReply(error=pb.Error(kind=err.kind, message=str(err)))
 
     def Abort(self, request, context):
+        who = self._caller(context, "party")
+        running = self._running.get(request.query_id)
+        if running is not None and who not in running:
+            context.abort(grpc.StatusCode.PERMISSION_DENIED,
+                          f"party '{who}' takes no part in query {request.query_id}; abort refused")
         self.mailbox.cancel(request.query_id, request.reason or "aborted by the issuer")
         return pb.Empty()
 
     def Run(self, request, context):
+        # the issuer is whoever holds the calling connection's certificate: no party can
+        # make this node run a query in another party's name
+        self._caller(context, "party", claimed=request.issuer)
+        started, slot, plan = False, False, None
         try:
             if request.issuer not in self.fed.parties:
                 raise errors.ProgrammingError(f"unknown issuer '{request.issuer}'")
+            if not request.query_id or len(request.query_id) > 128:
+                raise errors.ProgrammingError("a query id of 1 to 128 characters is required")
             compiled = self.compile(request.sql, request.issuer, dict(request.settings))
             plan = compiled.plan
             if plan is None or plan.hash != request.plan_hash:
@@ -252,33 +358,54 @@ class Node(rpc.NodeServicer):
                 )
             if self.me not in plan.participants:
                 raise errors.ProgrammingError(f"party '{self.me}' has no part in this plan")
-            _, stats = self._run_part(plan, request.query_id, request.deadline_unix, None)
+            self._slot()
+            slot = True
+            self.audit.append("query", **query_fields(request.query_id, request.issuer, request.sql, plan,
+                                                      self.me, "participant"))
+            started = True
+            self._running[request.query_id] = frozenset(plan.participants)
+            # never run longer than this node's own deadline, whatever the issuer asks
+            deadline = min(request.deadline_unix, time.time() + self.fed.deadline_seconds)
+            _, stats = self._run_part(plan, request.query_id, deadline, None)
+            self._audit_safe("done", query_id=request.query_id)
             return pb.RunReply(ok=True, stats_json=json.dumps(stats))
         except Exception as exc:  # noqa: BLE001
             err = as_fedsql_error(exc, "while running its part")
             self.mailbox.cancel(request.query_id, f"party '{self.me}' failed")
+            if started:
+                self._audit_safe("failed", query_id=request.query_id, error={"kind": err.kind, "message": str(err)})
+            else:
+                self._audit_safe("refused", **query_fields(request.query_id, request.issuer, request.sql, plan,
+                                                             self.me, "participant"),
+                                 claimed_plan_hash=request.plan_hash, error={"kind": err.kind, "message": str(err)})
             return pb.RunReply(ok=False, error=pb.Error(kind=err.kind, message=str(err)))
         finally:
+            self._running.pop(request.query_id, None)
+            if slot:
+                self._slots.release()
             self.mailbox.drop(request.query_id)
 
     def close(self) -> None:
+        self.audit.close()
         self.links.close()
         for ch in self._channels.values():
             ch.close()
         self.pool.shutdown(wait=False, cancel_futures=True)
 
 
-_PRIORITY = (errors.PartyUnavailable, errors.PlanMismatch, errors.ProgrammingError, errors.DataError,
-             errors.QueryTimeout, errors.QueryCancelled)
-
-
 def _root_cause(failures: list[tuple[str, errors.Error]]) -> errors.Error:
-    """The failure that explains the others (a dead party causes timeouts elsewhere)."""
+    """The failure that explains the others: a dead party first, then a real error,
+    then timeouts, and cancellations (the echo of someone else's failure) last."""
+
     def rank(item: tuple[str, errors.Error]) -> int:
-        for i, cls in enumerate(_PRIORITY):
-            if isinstance(item[1], cls):
-                return i
-        return len(_PRIORITY)
+        err = item[1]
+        if isinstance(err, errors.PartyUnavailable):
+            return 0
+        if isinstance(err, errors.QueryCancelled):
+            return 3
+        if isinstance(err, errors.QueryTimeout):
+            return 2
+        return 1
 
     return min(failures, key=rank)[1]
 
@@ -292,13 +419,15 @@ def _cast_output(table: pa.Table, output) -> pa.Table:
 
 def serve(fed: Federation, party: str, on_ready: Callable[[], None] | None = None) -> None:
     """Run this party's node until SIGTERM/SIGINT."""
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {party} %(levelname)s %(name)s: %(message)s")
     node = Node(fed, party)
     server = grpc.server(ThreadPoolExecutor(max_workers=64, thread_name_prefix="grpc"), options=GRPC_OPTIONS)
     rpc.add_NodeServicer_to_server(node, server)
-    add_peer_servicer(server, node.mailbox)
+    add_peer_servicer(server, node.mailbox, set(fed.parties) - {party}, identify=node.identity.identify)
     address = node.party.address
     try:
-        port = server.add_insecure_port(address)
+        # TLS only, client certificate required: there is no plaintext port
+        port = server.add_secure_port(address, node.identity.server_credentials())
     except RuntimeError:
         port = 0
     if port == 0:

@@ -139,3 +139,71 @@ def format_notes(columns: list[dict[str, Any]]) -> str:
     """Per-column notes from the node (e.g. DP noise scale), one line each."""
     lines = [f"note: {c['name']}: {c['note']}" for c in columns if c.get("note")]
     return "\n".join(lines)
+
+
+# -- other result formats (the shell's .mode) -------------------------------------
+
+
+def _plain(value: Any) -> Any:
+    """JSON-friendly value: numbers stay numbers, the rest becomes text."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value if value == value and value not in (float("inf"), float("-inf")) else str(value)
+    if isinstance(value, decimal.Decimal):
+        return int(value) if value == value.to_integral_value() and value.as_tuple().exponent >= 0 else float(value)
+    if isinstance(value, (bytes, bytearray)):
+        return "\\x" + bytes(value).hex()
+    if isinstance(value, (_dt.datetime, _dt.date, _dt.time)):
+        return _cell(value)
+    return str(value)
+
+
+def _csv_field(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, decimal.Decimal):
+        return format(value, "f")
+    if isinstance(value, str):
+        return value
+    return str(_plain(value))
+
+
+def format_csv(table: Any) -> str:
+    """RFC 4180 CSV with a header line; NULL is an empty field."""
+    import csv
+    import io
+
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(table.column_names)
+    for row in _to_rows(table):
+        writer.writerow([_csv_field(v) for v in row])
+    return buf.getvalue()
+
+
+def format_json(table: Any) -> str:
+    """A JSON array of row objects (column name → value)."""
+    import json
+
+    names = list(table.column_names)
+    return json.dumps([dict(zip(names, (_plain(v) for v in row))) for row in _to_rows(table)], ensure_ascii=False)
+
+
+def format_markdown(table: Any) -> str:
+    """A GitHub-flavoured Markdown table; numbers right-aligned."""
+    names = list(table.column_names)
+    rows = _to_rows(table)
+    columns = list(zip(*rows)) if rows else [() for _ in names]
+
+    def esc(text: str) -> str:
+        return text.replace("|", "\\|")
+
+    head = "| " + " | ".join(esc(str(n)) for n in names) + " |"
+    rule = "|" + "|".join("---:" if _is_numeric_column(c) else "---" for c in columns) + "|"
+    body = ["| " + " | ".join(esc(_cell(v)) for v in row) + " |" for row in rows]
+    return "\n".join([head, rule, *body])

@@ -1,29 +1,56 @@
-"""Minimal SQL shell over the DB-API: statements end with `;`, results print as tables.
+"""`fedsql shell`: an interactive SQL shell over the DB-API, and its batch modes.
 
-Interactive input uses prompt_toolkit (history, multi-line) when stdin and
-stdout are terminals; otherwise plain lines are read, so piping a file in
-behaves like `-f`. The full shell (completion, .mode, progress line) is a
-later issue; this keeps its shape: one `Shell` object, one `run_statement`.
+Interactive (stdin and stdout are terminals) it runs on prompt_toolkit:
+statements end with `;` and may span lines, history is kept in
+`~/.fedsql_history` (Up/Down search by prefix, Ctrl-R reverse search),
+Tab completes keywords, table names (`p.t`, federated `t`, `scratch.t`),
+columns of the tables the statement names and meta commands; SQL is
+highlighted with Pygments' SqlLexer. While a query runs, a progress line on
+stderr shows the elapsed time and the current secure step, and Ctrl-C
+cancels the query at every party (not the shell).
+
+Otherwise plain lines are read, so piping a file in behaves like `-f`.
+`-c SQL` and `-f FILE` run statements and exit: 0 when all succeeded, 1 at
+the first failure.
 """
 
 from __future__ import annotations
 
+import re
 import sys
+import threading
 import time
 from pathlib import Path
-from typing import Callable, TextIO
+from typing import Any, Callable, Iterable, TextIO
 
 from connectors.dbapi import Connection, sql_segments
 from fedsql import errors, render
 
+MODES = ("table", "csv", "json", "markdown")
+
 HELP = """\
 Statements end with ';' and may span lines. Meta commands:
-  .help       this text
-  .tables     tables of the federation (party.table and federated tables) with column levels
-  .parties    parties, their addresses and roles
-  .quit       leave (also .exit or Ctrl-D)
+  .help                 this text
+  .tables               tables you can query: party.table, federated tables, your scratch tables
+  .schema TABLE         columns of TABLE with their types and their policy level for you
+  .parties              parties, their addresses and roles
+  .mode MODE            result format: table (default), csv, json, markdown
+  .timer on|off         print how long each statement took
+  .explain [next]       EXPLAIN the last query (plan + leakage report); 'next': explain the next one instead of running it
+  .budget               differential-privacy budgets your node keeps as a data owner
+  .quit                 leave (also .exit or Ctrl-D)
+Keys: Tab completes, Up/Down search history by prefix, Ctrl-R searches it, Ctrl-C cancels a running query.
 Settings: SET fedsql.mode = 'reveal' | 'sizes' | 'oblivious';
-Prefix a query with EXPLAIN to see its plan and leakage report."""
+Results you want to keep: CREATE TABLE scratch.name AS SELECT ...; (only you can read them)."""
+
+KEYWORDS = (
+    "SELECT", "FROM", "WHERE", "GROUP BY", "HAVING", "ORDER BY", "LIMIT", "OFFSET", "AS", "AND", "OR", "NOT",
+    "IN", "IS", "NULL", "BETWEEN", "LIKE", "CASE", "WHEN", "THEN", "ELSE", "END", "DISTINCT", "JOIN", "ON",
+    "USING", "LEFT", "INNER", "UNION ALL", "WITH", "ASC", "DESC", "NULLS FIRST", "NULLS LAST", "CAST",
+    "COUNT", "SUM", "AVG", "MIN", "MAX", "EXPLAIN", "SET", "fedsql.mode", "CREATE TABLE", "CREATE OR REPLACE TABLE",
+    "INSERT INTO", "VALUES", "DROP TABLE", "DELETE FROM", "UPDATE", "DESCRIBE", "SHOW TABLES", "TRUE", "FALSE",
+)
+META_COMMANDS = (".help", ".tables", ".schema", ".parties", ".mode", ".timer", ".explain", ".budget", ".quit", ".exit")
 
 
 def split_statements(text: str) -> tuple[list[str], str]:
@@ -48,6 +75,57 @@ def _has_code(sql: str) -> bool:
     return any(k not in ("line_comment", "block_comment") and p.strip() for k, p in sql_segments(sql))
 
 
+class Progress:
+    """The live status line of a running query on a terminal: elapsed time and current step.
+
+    A ticker thread keeps the time moving between the node's step events; it
+    only writes after `delay` seconds, so fast queries print nothing.
+    """
+
+    def __init__(self, stream: TextIO, delay: float = 0.3) -> None:
+        self.stream = stream
+        self.delay = delay
+        self.step = "planning"
+        self.width = 0
+        self._start = time.monotonic()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._tick, daemon=True)
+
+    def __enter__(self) -> "Progress":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=1)
+        with self._lock:
+            if self.width:
+                self.stream.write("\r" + " " * self.width + "\r")
+                self.stream.flush()
+                self.width = 0
+
+    def update(self, elapsed: float, step: str) -> None:
+        self.step = step
+        self._draw()
+
+    def _tick(self) -> None:
+        while not self._stop.wait(0.2):
+            self._draw()
+
+    def _draw(self) -> None:
+        elapsed = time.monotonic() - self._start
+        if elapsed < self.delay or self._stop.is_set():
+            return
+        text = f"  running {elapsed:5.1f} s  {self.step}  (Ctrl-C cancels)"[:110]
+        with self._lock:
+            if self._stop.is_set():
+                return
+            self.stream.write("\r" + text.ljust(self.width))
+            self.stream.flush()
+            self.width = len(text)
+
+
 class Shell:
     """Runs statements against one connection and prints to `out`/`err`."""
 
@@ -55,6 +133,13 @@ class Shell:
         self.conn = conn
         self.out = out or sys.stdout
         self.err = err or sys.stderr
+        self.mode = "table"
+        self.timer = False
+        self.last_query: str | None = None
+        self.explain_next = False
+        self.pending = ""  # lines of an unfinished statement (for completion)
+        self._tables: list[tuple[str, str, str]] | None = None
+        self._columns: dict[str, list[str]] = {}
 
     def print(self, text: str = "") -> None:
         if text:
@@ -69,79 +154,97 @@ class Shell:
         """Run one statement and print its outcome; False when it failed."""
         if show_sql:
             self.print(f"{self.prompt_text()}{sql};")
+        if self.explain_next and not re.match(r"\s*EXPLAIN\b", sql, re.I):
+            self.explain_next = False
+            sql = "EXPLAIN " + sql
         cur = self.conn.cursor()
         start = time.monotonic()
-        progress = self._progress_line if _isatty(self.err) else None
         try:
-            cur.execute(sql, on_progress=progress)
+            if _isatty(self.err):
+                with Progress(self.err) as progress:
+                    cur.execute(sql, on_progress=progress.update)
+            else:
+                cur.execute(sql)
         except errors.Error as exc:
-            self._clear_progress()
             self.error(exc)
             return False
         except KeyboardInterrupt:
-            self._clear_progress()
-            self.error(errors.QueryCancelled("query cancelled (Ctrl-C)"))
+            self.error(errors.QueryCancelled("query cancelled (Ctrl-C); it was stopped at every party"))
             return False
-        self._clear_progress()
         elapsed = time.monotonic() - start
+        if re.match(r"\s*(SELECT|WITH|\()", sql, re.I):
+            self.last_query = sql
+        if re.match(r"\s*(CREATE|DROP)\b", sql, re.I):
+            self._tables = None  # the scratch space changed
         self.print_result(cur, elapsed)
+        if self.timer:
+            self.print(f"Run Time: {elapsed:.3f} s")
         return True
 
-    def _progress_line(self, elapsed: float, step: str) -> None:
-        """Live status for long queries on a terminal: elapsed time and the current step."""
-        text = f"  running {elapsed:5.1f} s  {step}"[:100]
-        self.err.write("\r" + text.ljust(getattr(self, "_progress_width", 0)))
-        self.err.flush()
-        self._progress_width = len(text)
-
-    def _clear_progress(self) -> None:
-        width = getattr(self, "_progress_width", 0)
-        if width:
-            self.err.write("\r" + " " * width + "\r")
-            self.err.flush()
-            self._progress_width = 0
-
-    def print_result(self, cur: object, elapsed: float) -> None:
+    def print_result(self, cur: Any, elapsed: float) -> None:
         meta = getattr(cur, "meta", {}) or {}
         kind = meta.get("kind", "rows")
         if kind == "explain":
-            self.print(render.format_explain(cur.fetch_arrow_table()))  # type: ignore[attr-defined]
-            self.print(render.format_leakage(cur.leakage))  # type: ignore[attr-defined]
+            self.print(render.format_explain(cur.fetch_arrow_table()))
+            self.print(render.format_leakage(cur.leakage))
             return
         if kind == "set":
             settings = meta.get("settings") or {}
             self.print("SET " + ", ".join(f"{k} = {v!r}" for k, v in sorted(settings.items())))
             return
-        if kind == "ok" or cur.description is None:  # type: ignore[attr-defined]
-            self.print(f"OK ({elapsed:.2f} s)")
+        if kind == "ok" or cur.description is None:
+            count = getattr(cur, "rowcount", -1)
+            done = f"{count} row{'s' if count != 1 else ''}" if count is not None and count >= 0 else "done"
+            self.print(f"OK, {done} ({elapsed:.2f} s)")
+            if cur.leakage and self.mode in ("table", "markdown"):
+                self.print(render.format_leakage(cur.leakage))
             return
-        table = cur.fetch_arrow_table()  # type: ignore[attr-defined]
-        self.print(render.format_table(table))
-        notes = render.format_notes(cur.columns_meta)  # type: ignore[attr-defined]
+        table = cur.fetch_arrow_table()
+        if self.mode == "csv":
+            self.print(render.format_csv(table).rstrip("\n"))
+            return
+        if self.mode == "json":
+            self.print(render.format_json(table))
+            return
+        if self.mode == "markdown":
+            self.print(render.format_markdown(table))
+        else:
+            self.print(render.format_table(table))
+        notes = render.format_notes(cur.columns_meta)
         if notes:
             self.print(notes)
         self.print(render.format_footer(table.num_rows, elapsed, meta.get("stats")))
-        self.print(render.format_leakage(cur.leakage))  # type: ignore[attr-defined]
+        self.print(render.format_leakage(cur.leakage))
 
     # -- meta commands -----------------------------------------------------------
 
     def meta_command(self, line: str) -> bool:
         """Handle a `.command`; returns False when the shell should quit."""
-        cmd = line.strip().split()[0].lower()
+        parts = line.strip().split(None, 1)
+        cmd = parts[0].lower()
+        arg = parts[1].strip().rstrip(";").strip() if len(parts) > 1 else ""
+        try:
+            return self._meta(cmd, arg)
+        except errors.Error as exc:
+            self.error(exc)
+            self.meta_failed = True
+            return True
+
+    meta_failed = False
+
+    def _meta(self, cmd: str, arg: str) -> bool:
         fed = self.conn.federation
         if cmd in (".quit", ".exit", ".q"):
             return False
         if cmd == ".help":
             self.print(HELP)
-        elif cmd == ".tables" and fed is not None:
-            rows = []
-            for pname, party in fed.parties.items():
-                for tname, t in party.tables.items():
-                    cols = ", ".join(f"{c}:{lvl}" for c, lvl in t.levels.items())
-                    rows.append((f"{pname}.{tname}", t.format, cols + ("  (others private)" if cols else "all private")))
-            for fname, ft in fed.federated.items():
-                rows.append((fname, "federated", "UNION ALL of " + ", ".join(f"{p}.{t}" for p, t in ft.members)))
-            self.print(render.format_rows(["table", "source", "columns (level for other parties)"], rows, max_col_width=100))
+        elif cmd == ".tables":
+            self.print_tables()
+        elif cmd == ".schema":
+            if not arg:
+                raise errors.InterfaceError("usage: .schema TABLE (e.g. .schema p1.t, .schema t, .schema scratch.x)")
+            rows = self.conn.describe(arg)
+            self.print(render.format_rows(["column", "type", "level (for you)"], rows))
         elif cmd == ".parties" and fed is not None:
             rows = []
             for pname, party in fed.parties.items():
@@ -153,9 +256,96 @@ class Shell:
                     roles.append("you")
                 rows.append((pname, party.address, ", ".join(roles), len(party.tables)))
             self.print(render.format_rows(["party", "address", "role", "tables"], rows))
+        elif cmd == ".mode":
+            if arg.lower() not in MODES:
+                raise errors.InterfaceError(f"usage: .mode {'|'.join(MODES)} (now: {self.mode})")
+            self.mode = arg.lower()
+        elif cmd == ".timer":
+            if arg.lower() not in ("on", "off"):
+                raise errors.InterfaceError(f"usage: .timer on|off (now: {'on' if self.timer else 'off'})")
+            self.timer = arg.lower() == "on"
+        elif cmd == ".explain":
+            if arg.lower() == "next":
+                self.explain_next = True
+                self.print("the next statement will be explained, not run")
+            elif arg:
+                raise errors.InterfaceError("usage: .explain (the last query) or .explain next")
+            elif self.last_query is None:
+                self.explain_next = True
+                self.print("no query yet: the next statement will be explained, not run")
+            else:
+                self.run_statement("EXPLAIN " + self.last_query)
+        elif cmd == ".budget":
+            self.print_budget()
         else:
-            print(f"error: unknown command {cmd!r}; try .help", file=self.err, flush=True)
+            raise errors.InterfaceError(f"unknown command {cmd!r}; try .help")
         return True
+
+    def print_tables(self) -> None:
+        fed = self.conn.federation
+        rows = []
+        for schema, name, kind in self.tables(refresh=True):
+            if kind == "table" and fed is not None and schema in fed.parties:
+                t = fed.parties[schema].tables.get(name)
+                levels = ", ".join(f"{c}:{lvl}" for c, lvl in t.levels.items()) if t else ""
+                rows.append((f"{schema}.{name}", t.format if t else "table",
+                             (levels + "  (others private)") if levels else "all private"))
+            elif kind == "federated" and fed is not None and name in fed.federated:
+                members = ", ".join(f"{p}.{t}" for p, t in fed.federated[name].members)
+                rows.append((name, "federated", "UNION ALL of " + members))
+            elif kind == "scratch":
+                rows.append((f"scratch.{name}", "scratch", "your own results; only you can read them"))
+            else:
+                rows.append((f"{schema}.{name}", kind, ""))
+        self.print(render.format_rows(["table", "source", "columns (level for other parties)"], rows, max_col_width=100))
+
+    def print_budget(self) -> None:
+        try:
+            from fedsql.budget_cli import run_budget
+        except ImportError:
+            self.print("DP budgets: not available yet")
+            return
+        fed = self.conn.federation
+        if fed is None:
+            self.print("DP budgets: not available (no federation file)")
+            return
+        run_budget(str(fed.path), self.conn.party, out=self.out)
+
+    # -- catalog for completion ---------------------------------------------------
+
+    def tables(self, refresh: bool = False) -> list[tuple[str, str, str]]:
+        if self._tables is None or refresh:
+            self._tables = self.conn.tables()
+        return self._tables
+
+    def table_names(self) -> list[str]:
+        """Names as SQL writes them: `p.t`, federated `t`, `scratch.t`."""
+        try:
+            return [name if kind == "federated" else f"{schema}.{name}" for schema, name, kind in self.tables()]
+        except errors.Error:
+            return []
+
+    def columns_of(self, table: str) -> list[str]:
+        if table not in self._columns:
+            try:
+                self._columns[table] = [c for c, _, _ in self.conn.describe(table)]
+            except errors.Error:
+                self._columns[table] = []
+        return self._columns[table]
+
+    def completions(self, text: str, word: str) -> list[str]:
+        """Candidates for `word` (the token before the cursor) given the statement so far."""
+        if text.lstrip().startswith(".") and " " not in text.strip():
+            return [m for m in META_COMMANDS if m.startswith(word.lower())]
+        tables = self.table_names()
+        mentioned = [t for t in tables if re.search(r"(?<![\w.])" + re.escape(t) + r"(?![\w.])", text, re.I)]
+        columns = sorted({c for t in mentioned for c in self.columns_of(t)})
+        low = word.lower()
+        out = [t for t in tables if t.lower().startswith(low)]
+        out += [c for c in columns if c.lower().startswith(low) and c not in out]
+        if "." not in word:
+            out += [k for k in KEYWORDS if k.lower().startswith(low)]
+        return out
 
     def prompt_text(self) -> str:
         return f"fedsql {self.conn.party}> "
@@ -170,8 +360,11 @@ class Shell:
         buffer = ""
         for line in text.splitlines():
             if not _has_code(buffer) and line.strip().startswith("."):
+                self.meta_failed = False
                 if not self.meta_command(line):
                     return 0
+                if self.meta_failed:
+                    return 1
                 continue
             buffer += line + "\n"
             statements, buffer = split_statements(buffer)
@@ -185,13 +378,14 @@ class Shell:
     def repl(self, stdin: TextIO | None = None) -> int:
         """Interactive loop; returns the exit code (0, or 1 if the last statement failed)."""
         stdin = stdin or sys.stdin
-        interactive = stdin.isatty() and self.out.isatty()
+        interactive = _isatty(stdin) and _isatty(self.out)
         read = _prompt_toolkit_reader(self) if interactive else _plain_reader(stdin)
         if interactive:
             self.print(f"fedsql shell, party '{self.conn.party}'. End statements with ';'. .help for help.")
         buffer = ""
         status = 0
         while True:
+            self.pending = buffer
             try:
                 line = read("...> " if buffer.strip() else self.prompt_text())
             except KeyboardInterrupt:
@@ -214,9 +408,9 @@ class Shell:
         return status
 
 
-def _isatty(stream: TextIO) -> bool:
+def _isatty(stream: Any) -> bool:
     try:
-        return stream.isatty()
+        return bool(stream.isatty())
     except (AttributeError, ValueError):
         return False
 
@@ -234,15 +428,31 @@ def _plain_reader(stdin: TextIO) -> Callable[[str], str | None]:
 def _prompt_toolkit_reader(shell: Shell) -> Callable[[str], str | None]:
     try:
         from prompt_toolkit import PromptSession
+        from prompt_toolkit.completion import Completer, Completion
         from prompt_toolkit.history import FileHistory, InMemoryHistory
-    except ImportError:  # pragma: no cover - dependency is declared
+        from prompt_toolkit.lexers import PygmentsLexer
+        from pygments.lexers.sql import SqlLexer
+    except ImportError:  # pragma: no cover - dependencies are declared
         return lambda prompt: input(prompt)
+
+    class SqlCompleter(Completer):
+        def get_completions(self, document: Any, complete_event: Any) -> Iterable[Any]:
+            word = document.get_word_before_cursor(pattern=re.compile(r"[\w.]+|^\.\w*"))
+            text = shell.pending + document.text_before_cursor
+            for cand in shell.completions(text, word):
+                yield Completion(cand, start_position=-len(word))
+
     try:
-        hist_path = Path.home() / ".fedsql_history"
-        history = FileHistory(str(hist_path))
+        history: Any = FileHistory(str(Path.home() / ".fedsql_history"))
     except OSError:
         history = InMemoryHistory()
-    session: PromptSession[str] = PromptSession(history=history)
+    session: Any = PromptSession(
+        history=history,
+        completer=SqlCompleter(),
+        complete_while_typing=False,  # Tab completes; typing stays fast over a slow catalog
+        lexer=PygmentsLexer(SqlLexer),
+        enable_history_search=True,
+    )
     return lambda prompt: session.prompt(prompt)
 
 
@@ -269,4 +479,8 @@ def run_shell(
             return shell.run_script(text)
         return shell.repl()
     finally:
-        conn.close()
+        if not conn.closed:
+            conn.close()
+
+
+__all__ = ["Shell", "Progress", "run_shell", "split_statements", "HELP", "MODES"]

@@ -16,6 +16,7 @@ from planner.parse import Statement, parse_statement
 from planner.physical import PhysicalPlan, with_hash
 from planner.policy import check_policy
 from planner.validate import describe
+from fedsql.errors import SqlSyntaxError
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,21 @@ def session_mode(fed: Federation, settings: dict[str, str]) -> str:
     return settings.get("fedsql.mode") or fed.default_mode
 
 
+MAX_SQL_CHARS = 1 << 20
+
+
 def compile_query(
+    sql: str, fed: Federation, issuer: str, settings: dict[str, str], schema_of: SchemaLookup
+) -> Compiled:
+    if len(sql) > MAX_SQL_CHARS:
+        raise SqlSyntaxError(f"the statement is {len(sql)} characters long; the limit is {MAX_SQL_CHARS}")
+    try:
+        return _compile(sql, fed, issuer, settings, schema_of)
+    except RecursionError:  # sqlglot and the passes recurse over the tree (issue #6: bad input)
+        raise SqlSyntaxError("the statement is nested too deeply to plan; simplify it") from None
+
+
+def _compile(
     sql: str, fed: Federation, issuer: str, settings: dict[str, str], schema_of: SchemaLookup
 ) -> Compiled:
     stmt: Statement = parse_statement(sql)

@@ -19,6 +19,7 @@ _EXPLAIN = re.compile(r"^\s*EXPLAIN\s+", re.IGNORECASE)
 
 SETTINGS = {
     "fedsql.mode": ("reveal", "sizes", "oblivious"),
+    "fedsql.epsilon": None,  # a number > 0; default: min(1.0, every touched DP table's max_epsilon_per_query)
 }
 """Session settings a client may SET, with their allowed values (None: free text)."""
 
@@ -69,7 +70,20 @@ def _parse_set(ast: exp.Set) -> tuple[str, str]:
     allowed = SETTINGS[name]
     if allowed and value not in allowed:
         raise SqlSyntaxError(f"{name} must be one of {', '.join(allowed)}, got '{value}'")
+    if name == "fedsql.epsilon":
+        value = check_epsilon(value)
     return name, value
+
+
+def check_epsilon(value: str) -> str:
+    """`SET fedsql.epsilon = 0.5`: a finite number > 0 (the query's total ε, docs/dp.md)."""
+    try:
+        eps = float(value)
+    except ValueError:
+        eps = float("nan")
+    if not (0 < eps < float("inf")):
+        raise SqlSyntaxError(f"fedsql.epsilon must be a number > 0 (e.g. SET fedsql.epsilon = 0.5), got '{value}'")
+    return repr(eps)
 
 
 def _first_line(exc: Exception) -> str:

@@ -125,6 +125,60 @@ class RevealResult:
 
 
 @dataclass(frozen=True)
+class NoiseSpec:
+    """DP noise for one shared column: each compute party samples its part (executors/dp)."""
+
+    column: str
+    family: str  # laplace | skellam
+    epsilon: float
+    delta: float
+    sensitivity: int  # in the column's scaled integer units
+
+
+@dataclass(frozen=True)
+class AddNoise:
+    """Each compute party inputs its part of the DP noise as shares; the parts are added
+    to the aggregate shares before anything is opened (docs/dp.md)."""
+
+    id: str
+    input: str
+    noise: tuple[NoiseSpec, ...]
+    op: str = "add_noise"
+
+
+@dataclass(frozen=True)
+class DPCharge:
+    """What one owner's ledger records for this query before its shares are used."""
+
+    party: str
+    table: str  # the owner's table name (unqualified)
+    epsilon: float
+    delta: float
+
+
+@dataclass(frozen=True)
+class DPOutput:
+    """How a DP aggregate reaches the result, for notes and EXPLAIN (planner/passes/dp.py)."""
+
+    key: str  # canonical SQL of the aggregate, e.g. SUM(x)
+    func: str  # count | sum | avg
+    noise: tuple[NoiseSpec, ...]  # sum part first for avg
+    divisor: int  # scaled units per output unit (10^s for DECIMAL, 2^bits for DOUBLE)
+    bounds: tuple[str, str] = ("", "")  # clamping range of the argument (output units, as text)
+
+
+@dataclass(frozen=True)
+class DPInfo:
+    epsilon: float  # the query's total ε (split across `outputs`)
+    delta: float
+    family: str
+    charges: tuple[DPCharge, ...]
+    outputs: tuple[DPOutput, ...]
+    columns: tuple[tuple[str, tuple[str, ...]], ...]  # result column → DP aggregate keys it uses
+    groups: tuple[tuple[str, tuple[str, ...]], ...] = ()  # GROUP BY column → declared public values
+
+
+@dataclass(frozen=True)
 class FinalQuery:
     """The issuer's DuckDB finishes over what it received: expressions, HAVING, ORDER BY, LIMIT."""
 
@@ -135,9 +189,9 @@ class FinalQuery:
     op: str = "final_query"
 
 
-Step = LocalQuery | SendPlain | AgreeWidth | ShareTable | SecureUnion | GroupCombine | RevealResult | FinalQuery
+Step = LocalQuery | SendPlain | AgreeWidth | ShareTable | SecureUnion | GroupCombine | AddNoise | RevealResult | FinalQuery
 
-SECURE_OPS = {"agree_width", "share_table", "secure_union", "group_combine", "reveal_result"}
+SECURE_OPS = {"agree_width", "share_table", "secure_union", "group_combine", "add_noise", "reveal_result"}
 
 
 @dataclass(frozen=True)
@@ -151,6 +205,7 @@ class PhysicalPlan:
     leakage: tuple[str, ...]
     settings: tuple[tuple[str, str], ...] = ()
     fixed_point_bits: int = 20
+    dp: DPInfo | None = None  # differential privacy: parameters, ledger charges (covered by the hash)
     hash: str = field(default="", compare=False)
 
     @property

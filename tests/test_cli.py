@@ -93,6 +93,8 @@ def test_shell_party_not_running(tmp_path: Path) -> None:
     ports = free_ports(3)
     cfg = tmp_path / "federation.toml"
     cfg.write_text("[federation]\nname = 'x'\n" + "".join(f"[parties.p{i}]\naddress = '127.0.0.1:{p}'\n" for i, p in enumerate(ports, 1)))
+    # without keys the shell says which command creates them (test_security_tls.py); with them, who is down
+    assert run("keys", str(cfg), "--party", "p1").returncode == 0
     proc = run("shell", str(cfg), "--party", "p1", "-c", "SELECT 1")
     assert proc.returncode == 1
     assert_one_line_error(proc, "p1", f"127.0.0.1:{ports[0]}", "fedsql up")

@@ -229,6 +229,10 @@ def _config_with_free_ports(tmp_path: Path) -> Path:
 
 def test_connect_to_a_party_that_is_not_running(tmp_path: Path) -> None:
     config = _config_with_free_ports(tmp_path)
+    from fedsql.config import load_config
+    from fedsql.tls import create_keys
+
+    create_keys(load_config(config), "p2")  # without keys: a ConfigError naming `fedsql keys`
     with pytest.raises(fedsql.PartyUnavailable) as info:
         fedsql.connect(str(config), party="p2")
     message = str(info.value)

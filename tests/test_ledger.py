@@ -68,8 +68,8 @@ def test_budgets_are_per_issuer_and_per_table(ledger):
 
 
 def test_idempotent_per_query_and_table(ledger):
-    reserve(ledger, "q1", 0.4)
-    reserve(ledger, "q1", 0.4)  # retry: no double count
+    assert ledger.reserve("q1", "bank", "h1.patients", 0.4, 0.0, 1.0, 0.0, 0.5) is True
+    assert ledger.reserve("q1", "bank", "h1.patients", 0.4, 0.0, 1.0, 0.0, 0.5) is False  # retry: no double count
     reserve(ledger, "q1", 0.4, table="h1.visits")  # same query, another table: its own spend
     assert ledger.spent("bank", "h1.patients") == (0.4, 0.0, 1)
     assert ledger.has("q1", "h1.patients") and not ledger.has("q2", "h1.patients")
@@ -250,3 +250,81 @@ print(ok)
     assert sum(oks) == 40  # 2.0 / 0.05
     with Ledger(path) as led:
         assert led.spent("bank", "h1.patients") == (2.0, 0.0, 40)
+
+
+# ---------------------------------------------------------------- fedsql budget
+
+
+BUDGET_CONFIG = """\
+[federation]
+name = "budgets"
+compute = ["h1", "bank", "telco"]
+
+[parties.h1]
+address = "127.0.0.1:7101"
+[parties.h1.tables.patients]
+source = "p.parquet"
+[parties.h1.tables.patients.dp]
+unit = "patient_id"
+max_rows = 2
+bounds = { age = [0, 120] }
+epsilon = 2.0
+max_epsilon_per_query = 0.5
+delta = 1e-6
+[parties.h1.tables.visits]
+source = "v.parquet"
+
+[parties.bank]
+address = "127.0.0.1:7102"
+[parties.telco]
+address = "127.0.0.1:7103"
+"""
+
+
+def test_budget_command_prints_spent_and_left(tmp_path):
+    import io
+
+    from fedsql.budget_cli import default_ledger_path, run_budget
+
+    cfg = tmp_path / "fed.toml"
+    cfg.write_text(BUDGET_CONFIG)
+    path = default_ledger_path(cfg, "h1")
+    assert path == tmp_path / ".fedsql" / "h1" / "ledger.sqlite"
+
+    out = io.StringIO()
+    assert run_budget(str(cfg), "h1", out=out) == 0
+    text = out.getvalue()
+    assert "not created yet" in text and not path.exists()  # inspecting does not create the ledger
+    assert "bank" in text and "telco" in text and "h1.patients" in text and "h1.visits" not in text
+
+    with Ledger(path) as led:
+        led.reserve("q1", "bank", "h1.patients", 0.5, 1e-7, 2.0, 1e-6, 0.5)
+        led.reserve("q2", "bank", "h1.patients", 0.25, 0.0, 2.0, 1e-6, 0.5)
+        led.reserve("q3", "telco", "h1.old", 0.1, 0.0, 1.0, 0.0, 0.5)  # table whose policy is gone
+    out = io.StringIO()
+    assert run_budget(str(cfg), "h1", out=out) == 0
+    lines = out.getvalue().splitlines()
+    bank = next(line for line in lines if line.strip().startswith("bank") and "h1.patients" in line)
+    cells = [c.strip() for c in bank.split("|")]
+    assert cells == ["bank", "h1.patients", "0.75", "2", "1.25", "1e-07", "1e-06", "2"]
+    telco = next(line for line in lines if line.strip().startswith("telco") and "h1.patients" in line)
+    assert [c.strip() for c in telco.split("|")][2:5] == ["0", "2", "2"]
+    assert any("h1.old" in line and "NULL" in line for line in lines)
+    assert "per-query epsilon caps: h1.patients 0.5" in out.getvalue()
+
+    # explicit ledger path, and errors for an unknown party
+    out = io.StringIO()
+    assert run_budget(str(cfg), "h1", str(tmp_path / "elsewhere.sqlite"), out=out) == 0
+    with pytest.raises(errors.ConfigError, match="nobody"):
+        run_budget(str(cfg), "nobody", out=io.StringIO())
+
+
+def test_budget_command_reports_bad_dp_policy(tmp_path):
+    import io
+
+    from fedsql.budget_cli import run_budget
+
+    cfg = tmp_path / "fed.toml"
+    cfg.write_text(BUDGET_CONFIG.replace("max_epsilon_per_query = 0.5", "max_epsilon_per_query = 5.0"))
+    with pytest.raises(errors.ConfigError, match=r"parties\.h1\.tables\.patients\.dp\.max_epsilon_per_query"):
+        run_budget(str(cfg), "h1", out=io.StringIO())

@@ -227,7 +227,9 @@ class Catalog:
     def _stub(self, party: str) -> node_pb2_grpc.NodeStub:
         with self._lock:
             if party not in self._stubs:
-                channel = grpc.insecure_channel(self.fed.parties[party].address)
+                from fedsql.tls import Identity  # mutual TLS as this party's node (docs/security.md)
+
+                channel = Identity(self.fed, self.party).secure_channel(party)
                 self._channels.append(channel)
                 self._stubs[party] = node_pb2_grpc.NodeStub(channel)
             return self._stubs[party]

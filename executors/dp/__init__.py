@@ -12,12 +12,13 @@ from executors.dp.noise import (
     noise_params,
     noise_scale,
     noise_variance,
+    partition_threshold,
     sample_party_noise,
     skellam_epsilon,
 )
 
 __all__ = [
     "FAMILIES", "MAX_STD", "N_PARTIES", "NoiseParams", "central_variance", "confidence_interval",
-    "confidence_interval_95", "interval_coverage", "noise_params", "noise_scale", "noise_variance",
+    "confidence_interval_95", "interval_coverage", "noise_params", "noise_scale", "noise_variance", "partition_threshold",
     "sample_party_noise", "skellam_epsilon",
 ]

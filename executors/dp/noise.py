@@ -498,6 +498,18 @@ def _prob_abs_le(prm: NoiseParams, k: int, parts: int | None = None) -> float:
     laplace: φ(t) = (1 + 4c(1+c)·sin²(t/2))^(−R), R = parts/t (NB(R)−NB(R));
     skellam: φ(t) = exp(−4m·sin²(t/2)), m = parts·μ/t (Pois(m)−Pois(m)).
     """
+    import warnings
+
+    from scipy.integrate import IntegrationWarning
+
+    with warnings.catch_warnings():
+        # the 1e-14 absolute target is sometimes a hair beyond double precision; the
+        # result is still good to ~1e-13, far inside the margin callers use
+        warnings.simplefilter("ignore", IntegrationWarning)
+        return _prob_abs_le_quad(prm, k, parts)
+
+
+def _prob_abs_le_quad(prm: NoiseParams, k: int, parts: int | None) -> float:
     from scipy.integrate import quad
 
     parts = prm.n_parties if parts is None else parts
@@ -544,8 +556,8 @@ def confidence_interval(level: float, family: str, epsilon: float, sensitivity: 
     """Smallest symmetric integer interval (−k, k) with P(|noise| ≤ k) ≥ level
     for the sum of all `n_parties` parts (exact quantile, see `_prob_abs_le`).
 
-    A safety margin of 1e-9 on the probability absorbs quadrature error, so
-    the true coverage is ≥ `level`.
+    A safety margin of min(1e-9, (1 − level)/100) on the probability absorbs
+    quadrature error, so the true coverage is ≥ `level`.
     """
     if not 0 < level < 1:
         raise ValueError("level must be in (0, 1)")
@@ -555,7 +567,7 @@ def confidence_interval(level: float, family: str, epsilon: float, sensitivity: 
 
 @lru_cache(maxsize=4096)
 def _interval(level: float, prm: NoiseParams) -> tuple[int, int]:
-    target = level + 1e-9
+    target = level + min(1e-9, (1.0 - level) / 100.0)
     if _prob_abs_le(prm, 0) >= target:
         return (0, 0)
     # Chebyshev: P(|S| > k) ≤ var/k² ⇒ k = ceil(std/sqrt(1−level)) + 1 is enough.
@@ -594,3 +606,23 @@ def interval_coverage(family: str, epsilon: float, sensitivity: int, k: int, par
     """P(|S| ≤ k) for the sum S of `parts` parts (default all `n_parties`)."""
     prm = noise_params(family, epsilon, sensitivity, parties_for_guarantee, delta=delta, n_parties=n_parties)
     return _prob_abs_le(prm, int(k), parts)
+
+
+def partition_threshold(family: str, epsilon: float, sensitivity: int, delta: float, parties_for_guarantee: int = 2,
+                        *, mechanism_delta: float = 0.0, n_parties: int = N_PARTIES) -> int:
+    """Threshold τ for private partition selection over secret GROUP BY keys.
+
+    A group is released only when its noisy count (noise: the sum of all
+    parts, calibrated by (epsilon, sensitivity)) is ≥ τ. A group that exists
+    only because of one privacy unit has count ≤ Δ (= `sensitivity`, i.e.
+    max_rows in count units), so it appears with probability
+    P(S ≥ τ − Δ) ≤ `delta`. By symmetry P(S ≥ k + 1) = (1 − P(|S| ≤ k))/2,
+    hence τ = Δ + k + 1 with k the (1 − 2δ) symmetric quantile. Pass
+    δ/max_rows per group when a unit can create up to max_rows groups.
+    `mechanism_delta` is the δ of a Skellam count mechanism (0 for laplace).
+    """
+    if isinstance(delta, bool) or not isinstance(delta, (int, float)) or not 0 < delta < 0.5:
+        raise ValueError(f"partition selection needs 0 < delta < 0.5, got {delta!r}")
+    _, k = confidence_interval(1.0 - 2.0 * delta, family, epsilon, sensitivity, parties_for_guarantee,
+                               delta=mechanism_delta, n_parties=n_parties)
+    return int(sensitivity) + k + 1

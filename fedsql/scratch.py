@@ -1,0 +1,428 @@
+"""Statements the issuer's node answers on its own: the scratch space and the catalog.
+
+The *scratch space* keeps results for the issuer (DESIGN: results belong to the
+issuer only). Each party's node stores its user's scratch tables as Parquet
+files under ``<config dir>/.fedsql/<party>/scratch/<name>.parquet``; SQL names
+them ``scratch.<name>``. Only that party's node reads or writes them, and no
+other party ever takes part in a statement over them:
+
+- ``CREATE TABLE scratch.x AS SELECT …`` and ``INSERT INTO scratch.x SELECT …``
+  whose SELECT reads federation tables first run that SELECT as an ordinary
+  federated query (same planning, policy checks, leakage report), then store
+  the issuer's result;
+- every statement that reads only scratch tables (or no table: ``SELECT 1``)
+  runs in a private in-memory DuckDB at the issuer: SELECT, CREATE TABLE
+  (with columns or AS SELECT), INSERT (VALUES or SELECT), UPDATE, DELETE,
+  DROP TABLE. That DuckDB has file access and Python replacement scans turned
+  off, so SQL cannot read files or the node's memory; scratch tables are
+  loaded into it through pyarrow and written back atomically.
+
+A statement may not mix scratch and federation tables (a cross-party join of
+the issuer's own data is the planner's business); it is refused by name.
+
+The catalog statements are answered here too, from the configuration and the
+owners' public schemas: ``SHOW TABLES`` (schema, name, kind) and
+``DESCRIBE name`` (column_name, column_type, level — the level for this
+issuer). They serve the shell's `.tables`/`.schema` and the SQLAlchemy
+inspector over the client's own node only.
+
+If a party is called ``scratch``, ``scratch.x`` means its tables and the
+scratch space is off.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import pyarrow as pa
+
+from fedsql import errors
+from fedsql.proto import node_pb2 as pb
+
+log = logging.getLogger("fedsql.node")
+
+SCRATCH = "scratch"
+SOURCE = "__fedsql_source"
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+_EXPLAIN = re.compile(r"^\s*EXPLAIN\s+", re.IGNORECASE)
+DIALECT = "duckdb"
+
+
+def scratch_dir(config_path: str | Path, party: str) -> Path:
+    """``<config dir>/.fedsql/<party>/scratch`` (next to the DP ledger)."""
+    return Path(config_path).expanduser().resolve().parent / ".fedsql" / party / SCRATCH
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+@dataclass
+class Routed:
+    kind: str  # local | from_federated | show_tables | describe
+    ast: Any
+    explain: bool = False
+    source_sql: str = ""  # from_federated: the federated SELECT to run first
+    target: str = ""  # scratch table written (lower case), if any
+
+
+class IssuerLocal:
+    """Routes and runs the issuer-only statements of one node."""
+
+    def __init__(self, node: Any) -> None:
+        self.node = node
+        self.fed = node.fed
+        self.me = node.me
+        self.enabled = SCRATCH not in self.fed.parties
+        self.directory = scratch_dir(self.fed.path, self.me)
+        self.federated_schema = "federated" if "federated" not in self.fed.parties else "federated_tables"
+        self._lock = threading.Lock()
+
+    # -- routing ---------------------------------------------------------------
+
+    def route(self, sql: str) -> Routed | None:
+        """How to run `sql`: a Routed, or None for the normal federated path.
+
+        Raises a fedsql error for statements that are refused here (mixing
+        scratch and federation tables, writing outside the scratch space).
+        """
+        import sqlglot
+        from sqlglot import exp
+
+        text = sql.strip().rstrip(";").strip()
+        explain = bool(_EXPLAIN.match(text))
+        if explain:
+            text = _EXPLAIN.sub("", text, count=1)
+        try:
+            trees = [t for t in sqlglot.parse(text, read=DIALECT) if t is not None]
+        except Exception:  # noqa: BLE001 - the planner reports syntax errors itself
+            return None
+        if len(trees) != 1:
+            return None
+        ast = trees[0]
+        if isinstance(ast, exp.Show) and not explain:
+            if (ast.name or "").upper() == "TABLES" and not ast.args.get("target"):
+                return Routed("show_tables", ast)
+            return None
+        if isinstance(ast, exp.Describe) and not explain:
+            if isinstance(ast.this, exp.Table):
+                return Routed("describe", ast)
+            return None
+        writes = isinstance(ast, (exp.Create, exp.Insert, exp.Drop, exp.Delete, exp.Update, exp.Alter))
+        if writes:
+            return self._route_write(ast, explain)
+        if isinstance(ast, exp.Query) and self.enabled:
+            local, federated = self._classify(ast)
+            if local and federated:
+                raise self._mixed()
+            if not federated:
+                return Routed("local", ast, explain)
+        return None
+
+    def _route_write(self, ast: Any, explain: bool) -> Routed:
+        from sqlglot import exp
+
+        if isinstance(ast, exp.Alter):
+            raise errors.UnsupportedSql("ALTER TABLE is not supported; recreate the scratch table with CREATE TABLE … AS")
+        if isinstance(ast, (exp.Create, exp.Drop)) and str(ast.args.get("kind") or "").upper() != "TABLE":
+            raise errors.UnsupportedSql(
+                f"{ast.key.upper()} {str(ast.args.get('kind') or '').upper()} is not supported: "
+                "fedsql keeps only tables in the scratch space (CREATE TABLE scratch.name …)"
+            )
+        target = ast.this
+        if isinstance(ast, exp.Drop) and target is None:
+            tables = ast.args.get("tables") or []
+            if len(tables) != 1:
+                raise errors.UnsupportedSql("drop one scratch table at a time: DROP TABLE scratch.name")
+            target = tables[0]
+        if isinstance(target, exp.Schema):  # CREATE TABLE x (cols) / INSERT INTO x (cols)
+            target = target.this
+        if not isinstance(target, exp.Table) or not self._is_scratch(target):
+            where = "" if self.enabled else f" (the scratch space is off: a party is called '{SCRATCH}')"
+            raise errors.UnsupportedSql(
+                f"fedsql writes only to your own scratch space{where}: name the table scratch.<name>, "
+                f"e.g. CREATE TABLE scratch.result AS SELECT …; other parties' tables are read-only"
+            )
+        name = target.name
+        if not _NAME.match(name):
+            raise errors.ProgrammingError(
+                f"scratch table names are letters, digits and '_' (at most 63, not starting with a digit): {name!r}"
+            )
+        source = ast.args.get("expression")
+        if isinstance(ast, (exp.Create, exp.Insert)) and isinstance(source, exp.Query):
+            local, federated = self._classify(source)
+            # the target itself may appear in the source (INSERT INTO scratch.x SELECT … FROM scratch.x)
+            if federated and local:
+                raise self._mixed()
+            if federated:
+                return Routed("from_federated", ast, explain, source.sql(dialect=DIALECT), name.lower())
+        local, federated = self._classify(ast)
+        if federated:
+            raise self._mixed()
+        return Routed("local", ast, explain, target=name.lower())
+
+    def _classify(self, ast: Any) -> tuple[bool, bool]:
+        """(reads scratch tables, reads federation tables)."""
+        from sqlglot import exp
+
+        ctes = {c.alias_or_name.lower() for c in ast.find_all(exp.CTE)}
+        local = federated = False
+        for table in ast.find_all(exp.Table):
+            if self._is_scratch(table):
+                local = True
+            elif not table.name or isinstance(table.this, (exp.Anonymous, exp.Func)):
+                continue  # table function: runs with file access off
+            elif not table.db and table.name.lower() in ctes:
+                continue
+            else:
+                federated = True
+        return local, federated
+
+    def _is_scratch(self, table: Any) -> bool:
+        return self.enabled and not table.catalog and table.db.lower() == SCRATCH
+
+    def _mixed(self) -> errors.Error:
+        return errors.UnsupportedSql(
+            "a statement may read your scratch tables or the federation's tables, not both; "
+            "store the federated part first (CREATE TABLE scratch.x AS SELECT … FROM federation tables) "
+            "and combine scratch tables afterwards"
+        )
+
+    # -- execution -------------------------------------------------------------
+
+    def execute(self, routed: Routed, request: Any, context: Any) -> Iterator[pb.ExecuteEvent]:
+        settings = dict(request.settings)
+        try:
+            if routed.kind == "show_tables":
+                yield _result(self.show_tables(), "rows", [], settings)
+            elif routed.kind == "describe":
+                yield _result(self.describe(routed.ast.this), "rows", [], settings)
+            elif routed.kind == "local":
+                if routed.explain:
+                    yield _explain(self._local_plan(routed), self._local_leakage(routed), settings)
+                    return
+                table, kind, rowcount, types = self.run_local(routed.ast, routed.target)
+                yield _result(table, kind, self._local_leakage(routed), settings, rowcount, types=types)
+            else:
+                yield from self._from_federated(routed, request, context, settings)
+        except errors.Error as exc:
+            yield pb.ExecuteEvent(error=pb.Error(kind=exc.kind, message=str(exc)))
+        except Exception as exc:  # noqa: BLE001 - a clear error, never a broken stream
+            log.exception("internal error in an issuer-local statement")
+            err = errors.InternalError(f"internal error in a scratch/catalog statement ({type(exc).__name__}); "
+                                       "the node logged the details")
+            yield pb.ExecuteEvent(error=pb.Error(kind=err.kind, message=str(err)))
+
+    def _local_plan(self, routed: Routed) -> list[str]:
+        what = f"writes scratch.{routed.target}" if routed.target else "reads only scratch tables (or none)"
+        return [f"issuer-local statement at {self.me}: {what}",
+                f"  runs in {self.me}'s own DuckDB over its scratch space ({self.directory}); no other party takes part"]
+
+    def _local_leakage(self, routed: Routed) -> list[str]:
+        return [f"nothing leaves {self.me}: the statement {'writes' if routed.target else 'reads'} "
+                f"only its own scratch space"]
+
+    def _from_federated(self, routed: Routed, request: Any, context: Any, settings: dict[str, str]):
+        inner_sql = ("EXPLAIN " if routed.explain else "") + routed.source_sql
+        inner = pb.ExecuteRequest(sql=inner_sql, settings=settings, query_id=request.query_id,
+                                  timeout_seconds=request.timeout_seconds)
+        result = None
+        for event in self.node.Execute(inner, context):
+            which = event.WhichOneof("event")
+            if which == "result":
+                result = event.result
+            else:
+                yield event
+                if which == "error":
+                    return
+        if result is None:
+            raise errors.InternalError("the federated part ended without a result")
+        meta = json.loads(result.meta_json) if result.meta_json else {}
+        table = pa.ipc.open_stream(result.arrow_ipc).read_all() if result.arrow_ipc else pa.table({})
+        stored = f"then {self.me} stores the result in scratch.{routed.target}, which only {self.me} can read"
+        leakage = list(meta.get("leakage") or []) + [stored]
+        if routed.explain:
+            lines = [str(v) for v in table.column(0).to_pylist()] if table.num_columns else []
+            yield _explain(lines + [stored], leakage, settings)
+            return
+        if meta.get("kind") != "rows":
+            raise errors.ProgrammingError("the SELECT of CREATE TABLE … AS / INSERT … SELECT returned no rows")
+        from sqlglot import exp
+
+        ast = routed.ast.copy()
+        ast.set("expression", exp.select("*").from_(SOURCE))
+        out, kind, rowcount, _ = self.run_local(ast, routed.target, source=table)
+        yield _result(out, kind, leakage, settings, rowcount, stats=meta.get("stats"))
+
+    def run_local(self, ast: Any, target: str = "",
+                  source: pa.Table | None = None) -> tuple[pa.Table, str, int, list[str]]:
+        """Run one statement over the scratch tables it names; store `target` back.
+
+        Returns (result table, "rows" | "ok", rowcount, DuckDB type names of the columns).
+        """
+        import duckdb
+        from sqlglot import exp
+
+        names = sorted({t.name.lower() for t in ast.find_all(exp.Table) if self._is_scratch(t)} | ({target} - {""}))
+        sql = ast.sql(dialect=DIALECT)
+        with self._lock:
+            con = duckdb.connect(":memory:", config={"enable_external_access": False,
+                                                     "python_enable_replacements": False})
+            try:
+                con.execute(f"CREATE SCHEMA {SCRATCH}")
+                for name in names:
+                    path = self._path(name)
+                    if not path.is_file() and name != target:
+                        have = ", ".join(f"scratch.{t}" for t in self.scratch_tables()) or "none"
+                        raise errors.UnknownObjectError(f"no scratch table '{name}'; your scratch tables: {have}")
+                    if path.is_file():
+                        con.register("__load", self._read(path))
+                        con.execute(f"CREATE TABLE {SCRATCH}.{_quote(name)} AS SELECT * FROM __load")
+                        con.unregister("__load")
+                if source is not None:
+                    con.register(SOURCE, source)
+                con.execute("SET lock_configuration = true")
+                try:
+                    cur = con.execute(sql)
+                    rows_kind = isinstance(ast, (exp.Query, exp.Describe))
+                    types = [str(d[1]) for d in cur.description or []]
+                    table = cur.to_arrow_table() if cur.description else pa.table({})
+                except duckdb.Error as exc:
+                    raise _duckdb_error(exc) from None
+                if not rows_kind:
+                    rowcount = -1
+                    if table.num_columns and table.column_names[0] == "Count" and table.num_rows:
+                        rowcount = int(table.column(0)[0].as_py())
+                    if target:
+                        self._store(con, target)
+                    return pa.table({}), "ok", rowcount, []
+                return table, "rows", table.num_rows, types
+            finally:
+                con.close()
+
+    def _path(self, name: str) -> Path:
+        return self.directory / f"{name.lower()}.parquet"
+
+    @staticmethod
+    def _read(path: Path) -> pa.Table:
+        import pyarrow.parquet as pq
+
+        try:
+            return pq.read_table(path)
+        except (OSError, pa.ArrowException) as exc:
+            raise errors.OperationalError(f"cannot read scratch table {path.name}: {exc}") from None
+
+    def _store(self, con: Any, name: str) -> None:
+        """Write scratch.name back (atomically), or remove it when it was dropped."""
+        import pyarrow.parquet as pq
+
+        exists = con.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? AND lower(table_name) = ?", [SCRATCH, name]
+        ).fetchone()[0]
+        path = self._path(name)
+        if not exists:
+            path.unlink(missing_ok=True)
+            return
+        table = con.execute(f"SELECT * FROM {SCRATCH}.{_quote(name)}").to_arrow_table()
+        self.directory.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=self.directory)
+        os.close(fd)
+        try:
+            pq.write_table(table, tmp)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    # -- catalog ---------------------------------------------------------------
+
+    def scratch_tables(self) -> list[str]:
+        if not self.enabled or not self.directory.is_dir():
+            return []
+        return sorted(p.stem for p in self.directory.glob("*.parquet") if _NAME.match(p.stem))
+
+    def show_tables(self) -> pa.Table:
+        rows: list[tuple[str, str, str]] = []
+        for pname, party in sorted(self.fed.parties.items()):
+            rows += [(pname, tname, "table") for tname in sorted(party.tables)]
+        rows += [(self.federated_schema, name, "federated") for name in sorted(self.fed.federated)]
+        rows += [(SCRATCH, name, "scratch") for name in self.scratch_tables()]
+        cols = list(zip(*rows)) if rows else [(), (), ()]
+        return pa.table({"schema": pa.array(cols[0], pa.utf8()), "name": pa.array(cols[1], pa.utf8()),
+                         "kind": pa.array(cols[2], pa.utf8())})
+
+    def describe(self, table: Any) -> pa.Table:
+        from sqlglot import exp
+
+        from planner.catalog import resolve_table
+
+        db = table.db
+        if self._is_scratch(table):
+            ast = exp.Describe(this=table.copy())
+            out, _, _, _ = self.run_local(ast)
+            names = out.column("column_name").to_pylist()
+            types = out.column("column_type").to_pylist()
+            levels = ["owner"] * len(names)
+        else:
+            if db and db not in self.fed.parties and db.lower() in (self.federated_schema, self.fed.name.lower()):
+                db = ""
+            ref = resolve_table(self.fed, db or None, table.name, self.node.schema_of)
+            names = [c for c, _ in ref.schema]
+            types = [t for _, t in ref.schema]
+            # what binds the issuer is the other owners' levels (its own columns are public to it)
+            others = [m for m in ref.members if m.party != self.me] or list(ref.members)
+            levels = []
+            for c in names:
+                found = {m.level(c, self.me) for m in others}
+                levels.append(found.pop() if len(found) == 1 else "mixed")
+        return pa.table({"column_name": pa.array(names, pa.utf8()), "column_type": pa.array(types, pa.utf8()),
+                         "level": pa.array(levels, pa.utf8())})
+
+
+def _duckdb_error(exc: Exception) -> errors.Error:
+    """DuckDB's message is safe to show here: scratch data belongs to the issuer."""
+    import duckdb
+
+    text = str(exc).strip().split("\n\nLINE")[0].split("\nDid you mean")[0]
+    if isinstance(exc, duckdb.PermissionException):
+        return errors.ProgrammingError("scratch statements cannot access files or extensions: " + text)
+    if isinstance(exc, duckdb.ConstraintException):
+        return errors.IntegrityError(text)
+    if isinstance(exc, (duckdb.ConversionException, duckdb.OutOfRangeException, duckdb.InvalidInputException)):
+        return errors.DataError(text)
+    if isinstance(exc, duckdb.ParserException):
+        return errors.SqlSyntaxError(text)
+    if isinstance(exc, (duckdb.CatalogException, duckdb.BinderException)):
+        return errors.ProgrammingError(text)
+    if isinstance(exc, duckdb.NotImplementedException):
+        return errors.NotSupportedError(text)
+    return errors.OperationalError(text)
+
+
+def _result(table: pa.Table, kind: str, leakage: list[str], settings: dict[str, str], rowcount: int = -1,
+            stats: dict[str, Any] | None = None, types: list[str] | None = None) -> pb.ExecuteEvent:
+    from executors.runtime import table_to_bytes
+
+    types = types or ["VARCHAR"] * table.num_columns  # catalog answers are all text
+    columns = [{"name": n, "type": t, "note": None} for n, t in zip(table.column_names, types)]
+    meta = {"kind": kind, "columns": columns if kind == "rows" else [], "leakage": leakage,
+            "settings": settings, "stats": stats or {}, "rowcount": rowcount}
+    payload = table_to_bytes(table).tobytes() if table.num_columns else b""
+    return pb.ExecuteEvent(result=pb.Result(arrow_ipc=payload, meta_json=json.dumps(meta)))
+
+
+def _explain(lines: list[str], leakage: list[str], settings: dict[str, str]) -> pb.ExecuteEvent:
+    from executors.runtime import table_to_bytes
+
+    table = pa.table({"plan": pa.array(lines, pa.utf8())})
+    meta = {"kind": "explain", "columns": [{"name": "plan", "type": "VARCHAR", "note": None}],
+            "leakage": leakage, "settings": settings, "stats": {}}
+    return pb.ExecuteEvent(result=pb.Result(arrow_ipc=table_to_bytes(table).tobytes(), meta_json=json.dumps(meta)))

@@ -1,0 +1,242 @@
+"""Property-based fuzzing of peer message handling (issue #6, item 6).
+
+`decode_arrays` over random and mutated payloads returns arrays or raises
+`MessageError` — nothing else, no huge allocation, no hang. The Mailbox refuses
+replays, drops late messages, forgets messages of queries that never ran, and
+caps undelivered bytes. A live node fed garbage stays healthy. Bounded: < 30 s.
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from executors.peer_channel import (
+    Channel,
+    Mailbox,
+    MessageError,
+    PeerServicer,
+    PeerTimeout,
+    QueryCancelled,
+    decode_arrays,
+    encode_arrays,
+)
+
+FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None)
+
+DTYPES = [np.uint64, np.int64, np.uint32, np.int32, np.uint8, np.bool_, np.float64]
+
+
+def _decode_or_message_error(payload: bytes) -> list[np.ndarray] | None:
+    try:
+        out = decode_arrays(payload)
+    except MessageError as exc:
+        assert str(exc)
+        return None
+    total = sum(a.nbytes for a in out)
+    assert total <= len(payload), "decoded more bytes than were sent"
+    return out
+
+
+arrays_strategy = st.lists(
+    # ndim >= 1: encode_arrays sends 0-d arrays as shape (1,) (np.ascontiguousarray)
+    st.tuples(st.sampled_from(DTYPES), st.lists(st.integers(0, 5), min_size=1, max_size=3)).map(
+        lambda t: (np.arange(int(np.prod(t[1], dtype=np.int64))) % 7).astype(t[0]).reshape(t[1])
+    ),
+    max_size=5,
+)
+
+
+@FUZZ
+@given(arrays_strategy)
+def test_roundtrip(arrays: list[np.ndarray]) -> None:
+    out = decode_arrays(encode_arrays(arrays))
+    assert len(out) == len(arrays)
+    for a, b in zip(arrays, out):
+        assert a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b)
+
+
+@FUZZ
+@given(st.binary(max_size=300))
+def test_random_bytes(payload: bytes) -> None:
+    _decode_or_message_error(payload)
+
+
+@FUZZ
+@given(st.binary(max_size=200))
+def test_random_bytes_after_a_valid_header(tail: bytes) -> None:
+    header = encode_arrays([])[:4]
+    _decode_or_message_error(header + tail)
+
+
+@FUZZ
+@given(arrays_strategy, st.integers(0, 10_000), st.integers(0, 255), st.sampled_from(["flip", "cut", "extend", "insert"]))
+def test_mutated_valid_messages(arrays: list[np.ndarray], where: int, byte: int, how: str) -> None:
+    payload = bytearray(encode_arrays(arrays))
+    i = where % (len(payload) + 1)
+    if how == "flip" and payload:
+        payload[i % len(payload)] ^= byte or 1
+    elif how == "cut":
+        payload = payload[:i]
+    elif how == "extend":
+        payload += bytes([byte]) * (1 + where % 9)
+    else:
+        payload[i:i] = bytes([byte])
+    _decode_or_message_error(bytes(payload))
+
+
+def _header(count: int) -> bytes:
+    return encode_arrays([])[:4] + struct.pack("<I", count)
+
+
+@pytest.mark.parametrize("body", [
+    # shape whose product overflows 64 bits with no data behind it
+    _header(1) + struct.pack("<B3sB2Q", 3, b"<u8", 2, 1 << 32, 1 << 32),
+    _header(1) + struct.pack("<B3sB4Q", 3, b"<u8", 4, (1 << 64) - 1, (1 << 64) - 1, 2, 2),
+    # huge array count, then nothing
+    _header(0xFFFFFFFF),
+    # dtype that could smuggle objects / unknown kinds
+    _header(1) + struct.pack("<B3sB1Q", 3, b"|O8", 1, 1) + b"\x00" * 8,
+    _header(1) + struct.pack("<B3sB1Q", 3, b">u8", 1, 1) + b"\x00" * 8,
+    _header(1) + struct.pack("<B5sB", 5, b"\xff\xfe<u8", 0),
+    # too many dimensions
+    _header(1) + struct.pack("<B3sB", 3, b"<u8", 200),
+    # dtype length beyond the message
+    _header(1) + struct.pack("<B", 250) + b"<u8",
+    b"",
+    b"FSA",
+])
+def test_adversarial_headers(body: bytes) -> None:
+    start = time.monotonic()
+    assert _decode_or_message_error(body) is None
+    assert time.monotonic() - start < 1
+
+
+# -- the mailbox ----------------------------------------------------------------------------
+
+
+def test_replay_while_pending_and_after_delivery_refused() -> None:
+    box = Mailbox()
+    box.put("q", "p2", "r1", b"a")
+    with pytest.raises(MessageError, match="replay"):
+        box.put("q", "p2", "r1", b"a")
+    assert box.get("q", "p2", "r1", time.monotonic() + 1) == b"a"
+    with pytest.raises(MessageError, match="replay"):
+        box.put("q", "p2", "r1", b"b")
+    box.put("q", "p3", "r1", b"c")  # same tag from another sender is another message
+    box.drop("q")
+    box.put("q", "p2", "r2", b"late")  # late message of a finished query: silently dropped
+    assert box.pending() == 0
+
+
+def test_messages_of_cancelled_and_unknown_queries() -> None:
+    box = Mailbox()
+    box.put("unknown", "p2", "r1", b"x" * 10)
+    assert box.pending() == 1
+    box.cancel("unknown", "aborted")
+    assert box.pending() == 0
+    box.put("unknown", "p2", "r2", b"y")  # after cancel: dropped
+    assert box.pending() == 0
+    with pytest.raises(QueryCancelled):
+        box.get("unknown", "p2", "r2", time.monotonic() + 1)
+
+
+def test_messages_of_queries_that_never_ran_are_forgotten() -> None:
+    box = Mailbox(stale_after=0.0)
+    box.put("never-ran", "p2", "r1", b"x")
+    box._next_sweep = 0.0  # the sweep runs at most every 10 s; force it
+    box.put("other", "p2", "r1", b"y")
+    assert box.pending() == 1
+
+
+def test_undelivered_bytes_are_capped() -> None:
+    box = Mailbox(max_pending_bytes=100)
+    box.put("q", "p2", "r1", b"x" * 60)
+    with pytest.raises(MessageError, match="too much"):
+        box.put("q", "p2", "r2", b"x" * 60)
+    box.get("q", "p2", "r1", time.monotonic() + 1)
+    box.put("q", "p2", "r2", b"x" * 60)  # room again once delivered
+
+
+@pytest.mark.parametrize("missing", [("", "p2", "r1"), ("q", "", "r1"), ("q", "p2", "")])
+def test_message_without_ids_refused(missing: tuple[str, str, str]) -> None:
+    with pytest.raises(MessageError):
+        Mailbox().put(*missing, b"x")
+
+
+def test_get_times_out_naming_the_sender() -> None:
+    with pytest.raises(PeerTimeout, match="'p3'"):
+        Mailbox().get("q", "p3", "r9", time.monotonic() + 0.05)
+
+
+def test_wrong_payload_surfaces_as_message_error_on_receive() -> None:
+    box = Mailbox()
+    box.put("q", "p2", "r1", b"not an array message")
+    chan = Channel("p1", "q", links=None, mailbox=box, deadline=time.monotonic() + 1)  # type: ignore[arg-type]
+    with pytest.raises(MessageError):
+        chan.recv("p2", "r1")
+
+
+class _Ctx:
+    def __init__(self, who: str | None) -> None:
+        self.who = who
+        self.aborted: tuple[Any, str] | None = None
+
+    def abort(self, code: Any, details: str) -> None:
+        self.aborted = (code, details)
+        raise RuntimeError("aborted")
+
+
+@FUZZ
+@given(st.text(max_size=20), st.text(max_size=20), st.sampled_from([None, "p1", "p2", "p3"]))
+def test_servicer_accepts_only_the_authenticated_sender(sender: str, tag: str, who: str | None) -> None:
+    from executors.proto import peer_pb2
+
+    box = Mailbox()
+    servicer = PeerServicer(box, {"p2", "p3"}, identify=lambda ctx: ctx.who)
+    ctx = _Ctx(who)
+    try:
+        servicer.Send(peer_pb2.PeerMessage(query_id="q", sender=sender, tag=tag, payload=b"x"), ctx)
+        accepted = True
+    except RuntimeError:
+        accepted = False
+    if accepted:
+        assert sender == who and sender in {"p2", "p3"} and tag
+    else:
+        assert ctx.aborted is not None
+
+
+# -- a live node fed garbage ------------------------------------------------------------------
+
+
+@pytest.mark.e2e
+def test_node_survives_garbage_share_traffic(federation: tuple[Path, Any], conn: Any) -> None:
+    import random
+
+    import grpc
+
+    from executors.proto import peer_pb2, peer_pb2_grpc
+    from fedsql import tls
+    from fedsql.config import load_config
+
+    fed = load_config(federation[0])
+    rng = random.Random(5)
+    with tls.Identity(fed, "p2").secure_channel("p1") as ch:
+        stub = peer_pb2_grpc.PeerStub(ch)
+        for i in range(200):
+            payload = bytes(rng.getrandbits(8) for _ in range(rng.randrange(0, 64)))
+            try:
+                stub.Send(peer_pb2.PeerMessage(query_id=f"garbage-{i % 7}", sender="p2", tag=f"r{i}",
+                                               payload=payload), timeout=5)
+            except grpc.RpcError as exc:
+                assert exc.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.PERMISSION_DENIED)
+    cur = conn.cursor()
+    cur.execute("SELECT COUNT(*) FROM t")
+    assert cur.fetchone()[0] == 200
