@@ -8,11 +8,14 @@ Arrow columns. Errors name the column, never a value.
 
 from __future__ import annotations
 
+import hashlib
+import os
 from decimal import Decimal
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from fedsql.errors import EncodingError
 from planner.encodings import SENTINEL, VALUE_LIMIT
@@ -36,6 +39,8 @@ def encode_column(column: pa.ChunkedArray | pa.Array, enc: Encoding, width: int,
         column = column.combine_chunks()
     if enc.kind == "string":
         return _string_words(column, width, name)
+    if enc.kind == "raw":  # e.g. keyed tags: full 64-bit words, no range limit
+        return [column.to_numpy(zero_copy_only=False).astype(np.int64, copy=False).view(np.uint64)]
     if enc.kind == "float_bits":
         values = column.fill_null(0.0).to_numpy(zero_copy_only=False).astype(np.float64)
         return [values.view(np.uint64).copy()]
@@ -87,3 +92,46 @@ def decode_words(words: list[np.ndarray], enc: Encoding, valid: np.ndarray | Non
         scaled = [Decimal(int(v)).scaleb(-enc.scale) for v in signed.tolist()]
         return pa.array(scaled, type=pa.decimal128(38, enc.scale), mask=mask)
     raise EncodingError(f"unknown encoding {enc.kind}")
+
+
+def key_words(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """A join key column → (64-bit words, NULL mask); equal keys give equal words on every party."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    nulls = column.is_null().to_numpy(zero_copy_only=False).astype(bool)
+    t = column.type
+    if pa.types.is_integer(t) or pa.types.is_boolean(t):
+        words = pc.cast(column, pa.int64()).fill_null(0).to_numpy(zero_copy_only=False)
+    elif pa.types.is_date32(t):
+        words = pc.cast(column, pa.int32()).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+    elif pa.types.is_timestamp(t) or pa.types.is_date64(t):
+        words = pc.cast(column, pa.int64()).fill_null(0).to_numpy(zero_copy_only=False)
+    else:  # strings, decimals, anything else: a hash of the canonical text (equality only)
+        texts = pc.cast(column, pa.string()).fill_null("").to_pylist()
+        digests = b"".join(hashlib.blake2b(v.encode(), digest_size=8).digest() for v in texts)
+        words = np.frombuffer(digests, dtype=np.int64) if texts else np.zeros(0, np.int64)
+    return np.ascontiguousarray(words, dtype=np.int64).view(np.uint64), nulls
+
+
+def keyed_tags(key: bytes, columns: list) -> np.ndarray:
+    """PRF_key(join key) per row, 64 bits: AES over the key words (a permutation: no
+    collisions for up to two columns); rows with a NULL key get a random tag that matches nothing."""
+    words, nulls = zip(*(key_words(c) for c in columns)) if columns else ((), ())
+    n = len(words[0]) if words else 0
+    if len(words) <= 2:
+        block = np.zeros((n, 2), dtype=np.uint64)
+        for i, w in enumerate(words):
+            block[:, i] = w
+        if len(words) == 1:
+            block[:, 1] = 0x9E3779B97F4A7C15  # domain separation from two-column keys
+    else:
+        joined = np.stack(words, axis=1)
+        digests = b"".join(hashlib.blake2b(r.tobytes(), digest_size=16).digest() for r in joined)
+        block = np.frombuffer(digests, dtype=np.uint64).reshape(n, 2).copy()
+    encryptor = Cipher(algorithms.AES(key), modes.ECB()).encryptor()
+    out = np.frombuffer(encryptor.update(block.tobytes()) + encryptor.finalize(), dtype=np.uint64)
+    tags = out.reshape(n, 2)[:, 0].copy() if n else np.zeros(0, np.uint64)
+    null_rows = np.logical_or.reduce(nulls) if nulls else np.zeros(n, bool)
+    if null_rows.any():
+        tags[null_rows] = np.frombuffer(os.urandom(8 * int(null_rows.sum())), dtype=np.uint64)
+    return tags

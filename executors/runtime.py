@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from typing import Callable
 
 import numpy as np
@@ -18,6 +19,7 @@ from executors import codec
 from executors import mpc as ops
 from executors.local_duckdb import LocalExecutor, run_over_tables
 from executors.mpc import MPC, AShare
+from executors.secure_eval import Evaluator
 from executors.secure_table import (
     SecretTable,
     concat_tables,
@@ -40,6 +42,8 @@ from planner.physical import (
     SendPlain,
     ShareTable,
 )
+
+from planner.encodings import SENTINEL
 
 Progress = Callable[[str], None]
 
@@ -68,6 +72,7 @@ class PartyRun:
         self.plain: dict[str, pa.Table] = {}
         self.secret: dict[str, SecretTable] = {}
         self.widths: dict[str, int] = {}
+        self.tag_keys: dict[str, bytes] = {}
         self.mpc: MPC | None = None
         self.is_compute = me in plan.compute
 
@@ -202,15 +207,23 @@ class PartyRun:
         key_cols = [c for c in table.secret if c.split("#")[0] in step.keys]
         value_cols = [c.column for c in step.combine]
         if key_cols:
-            shuffled = ops.shuffle(self.mpc, [table.secret[c] for c in key_cols + value_cols])
-            opened = ops.reveal_many(self.mpc, shuffled[: len(key_cols)], None)
-            values = dict(zip(value_cols, shuffled[len(key_cols):]))
+            opened_cols = key_cols + ([step.flag] if step.flag else [])
+            shuffled = ops.shuffle(self.mpc, [table.secret[c] for c in opened_cols + value_cols])
+            opened = ops.reveal_many(self.mpc, shuffled[: len(opened_cols)], None)
+            values = dict(zip(value_cols, shuffled[len(opened_cols):]))
+            if step.flag:  # rows the WHERE clause dropped form no group (sizes mode reveals the count)
+                keep = np.flatnonzero(opened.pop() != 0)
+                opened = [k[keep] for k in opened]
+                values = {c: ops.take(v, keep) for c, v in values.items()}
             order, starts, distinct = segments(opened)
             public = {c: np.ascontiguousarray(distinct[:, i]) for i, c in enumerate(key_cols)}
+        elif table.n == 0:  # a global aggregate over no rows is still one row
+            self.secret[step.id] = self._empty_global(step)
+            return
         else:
             values = {c: table.secret[c] for c in value_cols}
             order = np.arange(table.n)
-            starts = np.zeros(1 if table.n else 0, dtype=np.int64)
+            starts = np.zeros(1, dtype=np.int64)
             public = {}
         out = SecretTable(n=len(starts), public=public)
         extremes = [c for c in step.combine if c.how in ("min", "max")]
@@ -223,6 +236,21 @@ class PartyRun:
             )
             out.secret.update({c.column: r for c, r in zip(extremes, reduced)})
         self.secret[step.id] = out
+
+    def _empty_global(self, step: GroupCombine) -> SecretTable:
+        out = SecretTable(n=1)
+        zero = AShare(np.zeros(1, np.uint64), np.zeros(1, np.uint64))
+        for c in step.combine:
+            fill = {"sum": 0, "min": SENTINEL, "max": -SENTINEL}[c.how]
+            out.secret[c.column] = ops.add_public(self.mpc, zero, fill)
+        return out
+
+    def _add_noise(self, step) -> None:
+        """DP noise inside the MPC (executors/dp/mpc_noise.py): each compute party inputs its part."""
+        if self.is_compute:
+            from executors.dp.mpc_noise import add_noise
+
+            self.secret[step.id] = add_noise(self.mpc, self.plan.compute, self.secret[step.input], step.noise)
 
     def _reveal_result(self, step: RevealResult) -> None:
         issuer = step.to
@@ -292,6 +320,78 @@ class PartyRun:
             return dict(zip(json.loads(arrays[0].tobytes().decode()), arrays[1:]))
         return {}
 
+
+    # -- joins -------------------------------------------------------------------
+
+    def _agree_tag_key(self, step) -> None:
+        first, others = step.parties[0], step.parties[1:]
+        if self.me == first:
+            key = os.urandom(16)
+            for p in others:
+                self.channel.send(p, step.id, [np.frombuffer(key, dtype=np.uint8)])
+            self.tag_keys[step.id] = key
+        elif self.me in others:
+            self.tag_keys[step.id] = self.channel.recv(first, step.id)[0].tobytes()
+
+    def _compute_tags(self, step) -> None:
+        if self.me != step.party:
+            return
+        table = self.plain[step.source]
+        tags = codec.keyed_tags(self.tag_keys[step.key_from], [table[c] for c in step.columns])
+        self.plain[step.source] = table.append_column(step.out, pa.array(tags.view(np.int64)))
+
+    def _secure_join(self, step) -> None:
+        if not self.is_compute:
+            return
+        left, right = self.secret[step.left], self.secret[step.right]
+        lcols, rcols = list(left.secret), list(right.secret)
+        lvals = [left.secret[c] for c in lcols]
+        rvals = [right.secret[c] for c in rcols]
+        if step.shuffle:  # the matcher then sees only an equality pattern of a random permutation
+            lvals = ops.shuffle(self.mpc, lvals)
+            rvals = ops.shuffle(self.mpc, rvals)
+        lside, rside = dict(zip(lcols, lvals)), dict(zip(rcols, rvals))
+        opened = ops.reveal_many(self.mpc, [lside[step.left_tag], rside[step.right_tag]], step.matcher)
+        tag = f"{step.id}.pairs"
+        if self.me == step.matcher:
+            li, ri = match_pairs(opened[0], opened[1])
+            for p in self.plan.compute:
+                if p != self.me:
+                    self.channel.send(p, tag, [li, ri])
+        else:
+            li, ri = self.channel.recv(step.matcher, tag)
+        out = SecretTable(n=len(li))
+        for c, v in lside.items():
+            if c != step.left_tag:
+                out.secret[c] = ops.take(v, li)
+        for c, v in rside.items():
+            if c != step.right_tag:
+                out.secret[c] = ops.take(v, ri)
+        self.secret[step.id] = out
+
+    def _secure_eval(self, step) -> None:
+        if not self.is_compute:
+            return
+        table = self.secret[step.input]
+        out = SecretTable(n=table.n, secret=dict(table.secret), public=dict(table.public))
+        evaluator = Evaluator(self.mpc, out)  # later outputs may use earlier ones (the row flag)
+        for name, node in step.outputs:
+            out.secret[name] = evaluator.number(node).value
+        self.secret[step.id] = out
+
+
+def match_pairs(left: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """All (i, j) with left[i] == right[j], vectorised (sort + searchsorted)."""
+    order = np.argsort(right, kind="stable")
+    sorted_right = right[order]
+    lo = np.searchsorted(sorted_right, left, side="left")
+    hi = np.searchsorted(sorted_right, left, side="right")
+    counts = hi - lo
+    total = int(counts.sum())
+    li = np.repeat(np.arange(len(left), dtype=np.int64), counts)
+    within = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
+    ri = order[np.repeat(lo, counts) + within].astype(np.int64)
+    return li, ri
 
 def _word_index(name: str) -> int:
     return int(name.split("#")[1]) if "#" in name else 0

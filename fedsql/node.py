@@ -95,6 +95,8 @@ class Node(rpc.NodeServicer):
         self._schema_lock = threading.Lock()
         self.pool = ThreadPoolExecutor(max_workers=64, thread_name_prefix=f"fedsql-{party}")
         self.issuer_local = IssuerLocal(self)  # scratch space and catalog statements (fedsql/scratch.py)
+        self._ledger = None  # DP budget ledger (fedsql/ledger.py), opened on first use
+        self._ledger_lock = threading.Lock()
 
     # -- catalog -----------------------------------------------------------------
 
@@ -250,10 +252,11 @@ class Node(rpc.NodeServicer):
             return
         finished.set()
         self._audit_safe("done", query_id=query_id, rows=table.num_rows)
+        notes = _dp_notes(plan)
         stats["elapsed_seconds"] = round(time.monotonic() - started, 6)
         meta = {
             "kind": "rows",
-            "columns": [{"name": n, "type": t, "note": None} for n, t in plan.output],
+            "columns": [{"name": n, "type": t, "note": notes.get(n)} for n, t in plan.output],
             "leakage": list(plan.leakage),
             "settings": settings,
             "stats": stats,
@@ -304,10 +307,36 @@ class Node(rpc.NodeServicer):
 
     def _run_part(self, plan, query_id: str, deadline_unix: float, progress: Callable[[str], None] | None):
         deadline = time.monotonic() + max(0.0, deadline_unix - time.time())
+        self._reserve_budget(plan, query_id)  # DP: the owner's ledger, before any of its shares is used
         channel = Channel(self.me, query_id, self.links, self.mailbox, deadline)
         run = PartyRun(self.me, plan, self.executor, channel, progress)
         table = run.run()
         return table, run.stats()
+
+    def _reserve_budget(self, plan, query_id: str) -> None:
+        """Record this owner's DP spend durably, or refuse (docs/dp.md §6). A query id runs at most once:
+        fresh noise on a second run would be a second, uncharged release."""
+        charges = [c for c in plan.dp.charges if c.party == self.me] if plan.dp else []
+        if not charges:
+            return
+        from fedsql.budget_cli import default_ledger_path
+        from fedsql.ledger import Ledger, Reservation
+
+        items = []
+        for c in charges:
+            policy = self.party.tables[c.table].dp
+            if policy is None:  # the plan hash matched, so this cannot happen with one config
+                raise errors.PolicyViolation(f"table {self.me}.{c.table} has no DP policy here; refused")
+            items.append(Reservation(f"{self.me}.{c.table}", c.epsilon, c.delta, policy.epsilon, policy.delta,
+                                     policy.max_epsilon_per_query, policy.max_delta_per_query))
+        with self._ledger_lock:
+            if self._ledger is None:
+                self._ledger = Ledger(default_ledger_path(self.fed.path, self.me))
+        if not self._ledger.reserve_many(query_id, plan.issuer, items):
+            raise errors.PolicyViolation(
+                f"query id {query_id} has already run at '{self.me}' (its privacy spend is recorded); a DP query "
+                "runs at most once, since fresh noise would be a second, uncharged release: send it with a new id"
+            )
 
     def _abort_everywhere(self, query_id: str, reason: str, parties: set[str]) -> None:
         self.mailbox.cancel(query_id, reason)
@@ -386,6 +415,8 @@ class Node(rpc.NodeServicer):
             self.mailbox.drop(request.query_id)
 
     def close(self) -> None:
+        if self._ledger is not None:
+            self._ledger.close()
         self.audit.close()
         self.links.close()
         for ch in self._channels.values():
@@ -408,6 +439,19 @@ def _root_cause(failures: list[tuple[str, errors.Error]]) -> errors.Error:
         return 1
 
     return min(failures, key=rank)[1]
+
+
+def _dp_notes(plan) -> dict[str, str]:
+    """Per result column: ε spent, noise std and 95% interval (planner/passes/dp.py)."""
+    if plan.dp is None:
+        return {}
+    from planner.passes.dp import column_notes
+
+    try:
+        return column_notes(plan.dp)
+    except Exception:  # noqa: BLE001 - a note must never fail a finished query
+        log.exception("DP notes")
+        return {}
 
 
 def _cast_output(table: pa.Table, output) -> pa.Table:

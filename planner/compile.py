@@ -9,14 +9,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fedsql.config import Federation
+from sqlglot import exp
+
 from planner.analyze import analyze
+from planner.join_analyze import analyze_join
+from planner.lower_join import check_join_policy, lower_join
 from planner.catalog import SchemaLookup
 from planner.lower import PUBLIC_TEXT, lower
 from planner.parse import Statement, parse_statement
 from planner.physical import PhysicalPlan, with_hash
+from planner.passes.dp import dp_pass
 from planner.policy import check_policy
 from planner.validate import describe
-from fedsql.errors import SqlSyntaxError
+from fedsql.errors import SqlSyntaxError, UnsupportedSql
 
 
 @dataclass(frozen=True)
@@ -58,13 +63,16 @@ def plan_select(
 ) -> PhysicalPlan:
     ast = stmt.ast
     fed.party(issuer)
+    if isinstance(ast, exp.Select) and ast.args.get("joins"):  # tables of several parties
+        return _plan_join(stmt, fed, issuer, session_mode(fed, settings), schema_of)
     block = analyze(ast, fed, schema_of)
     table = block.table
     # bind the user's own text: output names are then exactly plain DuckDB's
     output = describe(stmt.text, {table.name: table.schema})
-    check_policy(block, issuer)
+    dp = dp_pass(block, issuer, settings, fed.fixed_point_bits, output)  # differential privacy (docs/dp.md)
+    check_policy(block, issuer, dp.noised if dp else frozenset())
     mode = session_mode(fed, settings)
-    steps, result, leakage = lower(block, issuer, fed.compute, output, mode, fed.fixed_point_bits)
+    steps, result, leakage = lower(block, issuer, fed.compute, output, mode, fed.fixed_point_bits, dp)
     plan = PhysicalPlan(
         issuer=issuer,
         schemas=((table.name, table.schema),),
@@ -73,7 +81,63 @@ def plan_select(
         result=result,
         output=output,
         leakage=(PUBLIC_TEXT,) + leakage,
+        settings=(("fedsql.mode", mode),) + ((("fedsql.epsilon", repr(dp.info.epsilon)),) if dp else ()),
+        fixed_point_bits=fed.fixed_point_bits,
+        dp=dp.info if dp else None,
+    )
+    return with_hash(plan)
+
+
+def _plan_join(stmt: Statement, fed: Federation, issuer: str, mode: str, schema_of: SchemaLookup) -> PhysicalPlan:
+    """Queries joining tables of several parties (planner/join_analyze.py, planner/lower_join.py)."""
+    block = analyze_join(stmt.ast, fed, schema_of)
+    dp_tables = [r.name for r in block.tables.values() if getattr(r.members[0], "dp", None) and r.owners[0] != issuer]
+    if dp_tables:
+        raise UnsupportedSql(
+            f"{', '.join(dp_tables)} have a differential-privacy policy, and DP over cross-party joins is not "
+            "built yet; query them without a join"
+        )
+    schemas = {ref.name: ref.schema for ref in block.tables.values()}
+    output = describe(stmt.text, schemas)
+    check_join_policy(block, issuer)
+    if set(block.parties) == {issuer}:
+        from planner.physical import LocalQuery
+
+        steps: tuple = (LocalQuery("result", issuer, _local_join_sql(block), "whole query at the owner"),)
+        leakage: tuple = (f"nothing leaves {issuer}: it owns every table and runs the query in its own DuckDB",)
+        result = "result"
+    else:
+        steps, result, leakage = lower_join(block, issuer, fed.compute, output, mode, fed.fixed_point_bits)
+    plan = PhysicalPlan(
+        issuer=issuer,
+        schemas=tuple(sorted(schemas.items())),
+        compute=fed.compute,
+        steps=steps,
+        result=result,
+        output=output,
+        leakage=(PUBLIC_TEXT,) + tuple(leakage),
         settings=(("fedsql.mode", mode),),
         fixed_point_bits=fed.fixed_point_bits,
     )
     return with_hash(plan)
+
+
+def _local_join_sql(block) -> str:
+    """A join over the issuer's own tables: the user's query with view names."""
+    ast = block.ast.copy()
+    for table in ast.find_all(exp.Table):
+        alias = table.alias_or_name
+        ref = block.tables.get(alias)
+        if ref is not None:
+            new = exp.Table(this=exp.to_identifier(ref.members[0].name, quoted=True))
+            new.set("alias", exp.TableAlias(this=exp.to_identifier(alias, quoted=True)))
+            table.replace(new)
+    where = [c for p in block.local.values() for c in p] + [
+        exp.EQ(this=exp.column(lc, table=e.left), expression=exp.column(rc, table=e.right))
+        for e in block.edges for lc, rc in zip(e.left_cols, e.right_cols)] + list(block.residual)
+    if where:
+        cond = where[0]
+        for c in where[1:]:
+            cond = exp.And(this=cond, expression=c)
+        ast.set("where", exp.Where(this=cond))
+    return ast.sql(dialect="duckdb")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from planner.passes.dp import explain_lines as dp_explain_lines
 from planner.physical import PhysicalPlan, Step
 
 
@@ -37,6 +38,9 @@ def _what(step: Step) -> str:
         return "open " + ", ".join(c.name for c in step.columns)
     if op == "agree_width":
         return f"secure max of {step.column} width"
+    if op == "add_noise":
+        return "each compute party inputs its DP noise part as shares, added before any reveal: " + ", ".join(
+            f"{n.column} (epsilon {n.epsilon:.4g}, sensitivity {n.sensitivity})" for n in step.noise)
     return ""
 
 
@@ -53,6 +57,7 @@ def explain_lines(plan: PhysicalPlan) -> list[str]:
         if what:
             lines.append(f"       {what}")
     lines.append("output: " + ", ".join(f"{n} {t}" for n, t in plan.output))
+    lines.extend(dp_explain_lines(plan.dp))
     lines.append("leakage report:")
     lines.extend(f"  - {item}" for item in plan.leakage)
     return lines

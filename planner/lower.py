@@ -15,8 +15,10 @@ from planner.analyze import QueryBlock, canonical
 from planner.parse import DIALECT
 from planner.passes.finalize import final_sql
 from planner.passes.pushdown import rewrite_source, row_fragment_sql, source_sql, where_sql
-from planner.passes.split_aggregates import AggregateSplit, split_aggregates
+from planner.passes.dp import DPRequest, leakage_lines
+from planner.passes.split_aggregates import AggregateSplit, split_aggregates, split_dp
 from planner.physical import (
+    AddNoise,
     AgreeWidth,
     FinalQuery,
     GroupCombine,
@@ -39,9 +41,13 @@ def lower(
     output: OutputSchema,
     mode: str,
     fixed_bits: int,
+    dp: DPRequest | None = None,
 ) -> tuple[tuple[Step, ...], str, tuple[str, ...]]:
-    """Return (steps, result step id, leakage report)."""
+    """Return (steps, result step id, leakage report). With `dp` (planner/passes/dp.py) the
+    aggregates are noised inside the MPC, whoever owns the tables."""
     owners = block.table.owners
+    if dp is not None:
+        return _union_aggregate(block, issuer, compute, output, fixed_bits, dp)
     if set(owners) == {issuer} and len(owners) == 1:
         sql = rewrite_source(block, block.table.members[0].name)
         return (LocalQuery("result", issuer, sql, "whole query at the owner"),), "result", (
@@ -97,13 +103,19 @@ def _union_rows(block: QueryBlock, issuer: str, output: OutputSchema):
     return tuple(steps), "result", leakage
 
 
-def _union_aggregate(block: QueryBlock, issuer: str, compute, output: OutputSchema, fixed_bits: int):
+def _union_aggregate(block: QueryBlock, issuer: str, compute, output: OutputSchema, fixed_bits: int,
+                     dp: DPRequest | None = None):
     types = _expression_types(block)
-    split = split_aggregates(block, types, fixed_bits)
+    split = split_aggregates(block, types, fixed_bits) if dp is None else split_dp(block, types, dp)
     members = block.table.members
     steps: list[Step] = []
     group_by = f" GROUP BY {', '.join(split.group_sql)}" if split.group_sql else ""
     for m in members:
+        if split.local_sql:
+            purpose = ("DP partials: bounded rows per unit, clamped values, every declared group"
+                       if m.qualified in dp.members else "partials for every declared group")
+            steps.append(LocalQuery(f"p_{m.party}", m.party, split.local_sql[m.qualified], purpose))
+            continue
         sql = f"SELECT {', '.join(split.select_items)} {source_sql(block, m.name)}{where_sql(block)}{group_by}"
         steps.append(LocalQuery(f"p_{m.party}", m.party, sql, "partial aggregates over own rows"))
     width = ""
@@ -115,10 +127,24 @@ def _union_aggregate(block: QueryBlock, issuer: str, compute, output: OutputSche
     steps.append(SecureUnion("u", tuple(f"s_{m.party}" for m in members)))
     keys = tuple(c.name for c in split.shares if c.role == "key")
     steps.append(GroupCombine("g", "u", keys, split.combine))
-    steps.append(RevealResult("r", "g", issuer, split.reveal))
+    combined = "g"
+    if split.noise:
+        steps.append(AddNoise("n", "g", split.noise))
+        combined = "n"
+    steps.append(RevealResult("r", combined, issuer, split.reveal))
     sql = final_sql(block, "__agg", split.replacements, output)
     steps.append(FinalQuery("result", issuer, sql, (("__agg", "r"),)))
+    if dp is not None:
+        return tuple(steps), "result", _dp_leakage(block, issuer, compute, dp)
     return tuple(steps), "result", _aggregate_leakage(block, issuer, compute, split)
+
+
+def _dp_leakage(block: QueryBlock, issuer: str, compute, dp: DPRequest) -> tuple[str, ...]:
+    owners = ", ".join(block.table.owners)
+    out = []
+    if not block.group_by:
+        out.append(f"nothing to {', '.join(compute)}: each of {owners} shares exactly one row of partial aggregates")
+    return tuple(out) + leakage_lines(dp.info, issuer, owners)
 
 
 def _aggregate_leakage(block: QueryBlock, issuer: str, compute, split: AggregateSplit) -> tuple[str, ...]:

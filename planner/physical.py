@@ -101,6 +101,7 @@ class GroupCombine:
     input: str
     keys: tuple[str, ...]
     combine: tuple[Combine, ...]
+    flag: str = ""  # row filter column (0/1): opened with the keys, so only kept rows form groups
     op: str = "group_combine"
 
 
@@ -174,7 +175,7 @@ class DPInfo:
     family: str
     charges: tuple[DPCharge, ...]
     outputs: tuple[DPOutput, ...]
-    columns: tuple[tuple[str, tuple[str, ...]], ...]  # result column → DP aggregate keys it uses
+    columns: tuple[tuple[str, bool, tuple[str, ...]], ...]  # result column, is it one aggregate as is, keys it uses
     groups: tuple[tuple[str, tuple[str, ...]], ...] = ()  # GROUP BY column → declared public values
 
 
@@ -189,9 +190,58 @@ class FinalQuery:
     op: str = "final_query"
 
 
-Step = LocalQuery | SendPlain | AgreeWidth | ShareTable | SecureUnion | GroupCombine | AddNoise | RevealResult | FinalQuery
+@dataclass(frozen=True)
+class AgreeTagKey:
+    """The owners of a join's key columns agree a PRF key that no other party learns."""
 
-SECURE_OPS = {"agree_width", "share_table", "secure_union", "group_combine", "add_noise", "reveal_result"}
+    id: str
+    parties: tuple[str, ...]  # key owners; the first draws the key and sends it to the others
+    op: str = "agree_tag_key"
+
+
+@dataclass(frozen=True)
+class ComputeTags:
+    """The owner adds keyed tags PRF_k(join key) to a local table (NULL keys get a random tag)."""
+
+    id: str
+    source: str
+    party: str
+    key_from: str  # AgreeTagKey step
+    columns: tuple[str, ...]
+    out: str
+    op: str = "compute_tags"
+
+
+@dataclass(frozen=True)
+class SecureJoin:
+    """Equi-join of two shared tables on tags opened to one compute party (`matcher`)
+    that knows no tag key: it returns the matching row pairs, the parties gather."""
+
+    id: str
+    left: str
+    right: str
+    left_tag: str
+    right_tag: str
+    matcher: str
+    shuffle: bool  # sizes mode: shuffle both sides first, so the matcher sees only a pattern
+    reveal_to: tuple[str, ...] = ()  # reveal mode: the key owners also learn the matching rows
+    op: str = "secure_join"
+
+
+@dataclass(frozen=True)
+class SecureEval:
+    """Evaluate expressions under MPC into new shared columns (see planner/secure_expr.py)."""
+
+    id: str
+    input: str
+    outputs: tuple[tuple[str, "object"], ...]  # (column, SNode or ("partial", func, SNode|None))
+    op: str = "secure_eval"
+
+
+Step = LocalQuery | SendPlain | AgreeWidth | ShareTable | SecureUnion | GroupCombine | AddNoise | RevealResult | FinalQuery | AgreeTagKey | ComputeTags | SecureJoin | SecureEval
+
+SECURE_OPS = {"agree_width", "share_table", "secure_union", "group_combine", "add_noise", "reveal_result",
+              "secure_join", "secure_eval"}
 
 
 @dataclass(frozen=True)

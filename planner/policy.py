@@ -21,9 +21,17 @@ _RULES = {
 }
 
 
-def check_policy(block: QueryBlock, issuer: str) -> None:
-    """Raise PolicyViolation naming party, table, column, level and rule."""
+def check_policy(block: QueryBlock, issuer: str, noised: frozenset[str] = frozenset()) -> None:
+    """Raise PolicyViolation naming party, table, column, level and rule.
+
+    `noised`: member tables (qualified) with a DP policy whose every influence on the
+    result is DP-noised (planner/passes/dp.py). DESIGN.md §3: a column at any level,
+    `private` included, may then be used in WHERE, in aggregate arguments and as a
+    group key over the owner's declared public groups; rows are refused by the DP pass.
+    """
     for member in block.table.members:
+        if member.qualified in noised:
+            continue
         for role in ("row", "group", "aggregate", "where"):
             required, rule = _RULES[role]
             for column in sorted(block.uses.get(role, ())):

@@ -185,3 +185,13 @@ def test_sigkill_mid_query(faultfed, victim: str, issuer: str) -> None:
     assert _rows(config, issuer, LONG) == expected
     for p in PARTIES:
         assert procs.nodes[p].process.poll() is None, procs.nodes[p].describe_exit()
+
+
+def test_client_deadline_stops_the_query_everywhere(faultfed) -> None:
+    config, _, procs, expected = faultfed
+    start = time.monotonic()
+    with pytest.raises((errors.QueryTimeout, errors.QueryCancelled)):
+        _rows(config, "p2", LONG, timeout=0.3)
+    assert time.monotonic() - start < 0.3 + 6
+    assert _rows(config, "p2", LONG) == expected  # nothing left behind that breaks the next query
+    assert all(n.process.poll() is None for n in procs.nodes.values())

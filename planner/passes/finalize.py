@@ -15,13 +15,15 @@ from planner.parse import DIALECT
 from planner.validate import OutputSchema, quote
 
 
-def final_sql(block: QueryBlock, table: str, replacements: dict[str, str], output: OutputSchema) -> str:
+def final_sql(block: QueryBlock, table: str, replacements: dict[str, str], output: OutputSchema,
+              qualified: bool = False) -> str:
+    """`qualified`: replacement keys keep table qualifiers (join blocks, where names can clash)."""
     ast = block.ast.copy()
     parsed = {k: sqlglot.parse_one(v, read=DIALECT) for k, v in replacements.items()}
 
     def replace(node: exp.Expression) -> exp.Expression:
         if isinstance(node, (exp.AggFunc, exp.Column)) or node.find(exp.Column, exp.AggFunc):
-            key = canonical(node)
+            key = node.sql(dialect=DIALECT, normalize=True) if qualified else canonical(node)
             if key in parsed:
                 return parsed[key].copy()
         return node
@@ -29,18 +31,22 @@ def final_sql(block: QueryBlock, table: str, replacements: dict[str, str], outpu
     items = []
     for item, (name, typ) in zip(ast.expressions, output):
         inner = item.unalias() if isinstance(item, exp.Alias) else item
-        new = strip_qualifiers(inner).transform(replace) if replacements else strip_qualifiers(inner)
+        new = _prepare(inner, qualified).transform(replace) if replacements else strip_qualifiers(inner)
         items.append(f"CAST({new.sql(dialect=DIALECT)} AS {typ}) AS {quote(name)}")
     sql = f"SELECT {', '.join(items)} FROM {quote(table)}"
     having = ast.args.get("having")  # the WHERE ran at the owners already
     if having is not None:
-        sql += f" WHERE {strip_qualifiers(having.this).transform(replace).sql(dialect=DIALECT)}"
+        sql += f" WHERE {_prepare(having.this, qualified).transform(replace).sql(dialect=DIALECT)}"
     order = ast.args.get("order")
     if order is not None:
-        new_order = strip_qualifiers(order).transform(replace) if replacements else strip_qualifiers(order)
+        new_order = _prepare(order, qualified).transform(replace) if replacements else strip_qualifiers(order)
         sql += " " + new_order.sql(dialect=DIALECT)
     for clause in ("limit", "offset"):
         node = ast.args.get(clause)
         if node is not None:
             sql += " " + node.sql(dialect=DIALECT)
     return sql
+
+
+def _prepare(node: exp.Expression, qualified: bool) -> exp.Expression:
+    return node.copy() if qualified else strip_qualifiers(node)

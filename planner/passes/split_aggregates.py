@@ -8,7 +8,7 @@ no value carries a sentinel beyond the encodable range.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlglot import exp
 
@@ -16,7 +16,7 @@ from fedsql.errors import UnsupportedSql
 from planner.analyze import QueryBlock, canonical
 from planner.encodings import SENTINEL, encode_sql, key_encoding, value_encoding
 from planner.parse import DIALECT
-from planner.physical import Combine, Encoding, RevealColumn, ShareColumn
+from planner.physical import Combine, Encoding, NoiseSpec, RevealColumn, ShareColumn
 from planner.validate import quote
 
 COUNT = Encoding("int", 0, "BIGINT")
@@ -31,6 +31,8 @@ class AggregateSplit:
     reveal: tuple[RevealColumn, ...]
     replacements: dict[str, str]  # canonical expr → SQL over the revealed table
     has_string_key: bool
+    local_sql: dict[str, str] = field(default_factory=dict)  # DP: member table (qualified) → its own partial SQL
+    noise: tuple[NoiseSpec, ...] = ()  # DP: noise added to combined columns before the reveal
 
 
 def split_aggregates(block: QueryBlock, types: dict[str, str], fixed_bits: int) -> AggregateSplit:
@@ -90,3 +92,114 @@ def split_aggregates(block: QueryBlock, types: dict[str, str], fixed_bits: int) 
     return AggregateSplit(
         tuple(items), tuple(group_sql), tuple(shares), tuple(combine), tuple(reveal), replacements, has_string
     )
+
+
+# -- differential privacy -----------------------------------------------------------
+
+
+def split_dp(block: QueryBlock, types: dict[str, str], dp) -> AggregateSplit:
+    """The split of a query over DP tables (planner/passes/dp.py gives `dp`, a DPRequest).
+
+    Each owner's SQL: filter (WHERE), contribution bounding at DP members (at most
+    max_rows rows per privacy unit, chosen deterministically by a hash of the row),
+    clamping of summed values into the declared bounds (in scaled integer units, so
+    the sensitivity is exact), and one partial row per declared group, empty or not.
+    SUM reveals no NULL bit and AVG no exact count: only noisy columns are opened.
+    """
+    from planner.passes.pushdown import where_sql
+
+    shares: list[ShareColumn] = []
+    combine: list[Combine] = []
+    reveal: list[RevealColumn] = []
+    replacements: dict[str, str] = {}
+    has_string = False
+    key_items, key_encs = [], []
+    for i, ((column, typ, _), g) in enumerate(zip(dp.groups, block.group_by)):
+        enc = key_encoding(typ, f"GROUP BY {column}")
+        has_string |= enc.kind == "string"
+        name = f"__g{i}"
+        grp_key = "__grp." + quote(f"__k{i}")
+        key_items += [f"CAST(1 AS BIGINT) AS {quote(name + '_valid')}",
+                      f"{encode_sql(grp_key, enc)} AS {quote(name)}"]
+        key_encs.append(enc)
+        shares += [ShareColumn(f"{name}_valid", COUNT, "key"), ShareColumn(name, enc, "key")]
+        reveal.append(RevealColumn(name, "key", name, enc, count=f"{name}_valid"))
+        replacements[canonical(g)] = quote(name)
+    partials: list[str] = []
+    for agg in block.aggs:
+        info = dp.aggs[agg.key]
+        a = f"__{agg.name}"
+        v = quote(f"__v_{agg.name}")
+        if agg.func == "count_star":
+            partials.append(f"COUNT(__r.{quote('__one')}) AS {quote(a)}")
+        elif agg.func == "count":
+            partials.append(f"COUNT(__r.{v}) AS {quote(a)}")
+        else:
+            partials.append(f"COALESCE(CAST(SUM(__r.{v}) AS BIGINT), 0) AS {quote(a + '_sum')}")
+            if agg.func == "avg":
+                partials.append(f"COUNT(__r.{v}) AS {quote(a + '_cnt')}")
+        if agg.func in ("count_star", "count"):
+            shares.append(ShareColumn(a, COUNT))
+            combine.append(Combine(a, "sum"))
+            reveal.append(RevealColumn(a, "value", a, COUNT))
+            replacements[agg.key] = quote(a)
+            continue
+        shares.append(ShareColumn(f"{a}_sum", info.encoding))
+        combine.append(Combine(f"{a}_sum", "sum"))
+        reveal.append(RevealColumn(f"{a}_sum", "value", f"{a}_sum", info.encoding))
+        if agg.func == "sum":
+            replacements[agg.key] = quote(f"{a}_sum")
+        else:
+            shares.append(ShareColumn(f"{a}_cnt", COUNT))
+            combine.append(Combine(f"{a}_cnt", "sum"))
+            reveal.append(RevealColumn(f"{a}_cnt", "value", f"{a}_cnt", COUNT))
+            lo, hi = info.out_bounds
+            s_, c_ = quote(a + "_sum"), quote(a + "_cnt")
+            replacements[agg.key] = (f"(CASE WHEN {c_} > 0 THEN LEAST(GREATEST(CAST({s_} AS DOUBLE) / {c_}, "
+                                     f"{float(lo)!r}), {float(hi)!r}) END)")
+
+    columns = [c for c, _ in block.table.schema]
+    local: dict[str, str] = {}
+    for m in block.table.members:
+        policy = dp.members.get(m.qualified)
+        rows = ["1 AS " + quote("__one")]
+        rows += [f"{g.sql(dialect=DIALECT)} AS {quote(f'__k{i}')}" for i, g in enumerate(block.group_by)]
+        for agg in block.aggs:
+            v = quote(f"__v_{agg.name}")
+            if agg.func == "count":
+                rows.append(f"({agg.arg.sql(dialect=DIALECT)}) AS {v}")
+            elif agg.func in ("sum", "avg"):
+                info = dp.aggs[agg.key]
+                enc_sql = encode_sql(f"({agg.arg.sql(dialect=DIALECT)})", info.encoding)
+                if policy is not None:
+                    lo, hi = info.bounds[m.qualified]
+                    enc_sql = f"LEAST(GREATEST({enc_sql}, {lo}), {hi})"
+                rows.append(f"{enc_sql} AS {v}")
+        source = f"{quote(m.name)} AS {quote(block.alias)}{where_sql(block)}"
+        if policy is not None and not policy.row_level:
+            order = ", ".join(quote(c) for c in columns)
+            source = (f"(SELECT *, ROW_NUMBER() OVER (PARTITION BY {quote(policy.unit)} ORDER BY hash({order})) "
+                      f"AS {quote('__fedsql_rn')} FROM {source}) AS {quote(block.alias)} "
+                      f"WHERE {quote('__fedsql_rn')} <= {policy.max_rows}")
+        inner = f"SELECT {', '.join(rows)} FROM {source}"
+        if not dp.groups:
+            local[m.qualified] = f"SELECT {', '.join(partials)} FROM ({inner}) AS __r"
+            continue
+        dims = []
+        for i, (_, typ, values) in enumerate(dp.groups):
+            vals = ", ".join(f"(CAST({_literal(v)} AS {typ}))" for v in values)
+            dims.append(f"(VALUES {vals}) AS {quote(f'__d{i}')}({quote(f'__k{i}')})")
+        grp = f"(SELECT * FROM {' CROSS JOIN '.join(dims)}) AS __grp"
+        on = " AND ".join(f"__r.{quote(f'__k{i}')} = __grp.{quote(f'__k{i}')}" for i in range(len(dp.groups)))
+        group_by = ", ".join(f"__grp.{quote(f'__k{i}')}" for i in range(len(dp.groups)))
+        local[m.qualified] = (f"SELECT {', '.join(key_items + partials)} FROM {grp} LEFT JOIN ({inner}) AS __r "
+                              f"ON {on} GROUP BY {group_by}")
+    noise = tuple(spec for agg in block.aggs for spec in dp.aggs[agg.key].noise)
+    return AggregateSplit((), (), tuple(shares), tuple(combine), tuple(reveal), replacements, has_string,
+                          local, noise)
+
+
+def _literal(value) -> str:
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    return repr(value)

@@ -1,0 +1,315 @@
+"""Join block → physical plan: local fragments, keyed tags, secure joins, secure aggregation.
+
+Each party runs one local fragment over all of its own tables (their joins
+and filters included) and computes the single-party parts of every
+expression. Cross-party equi-joins match on keyed tags PRF_k(key) that only
+the two key owners can compute: in `sizes` mode both sides are shuffled and
+the tags are opened to a third compute party, which returns matching row
+pairs; in `reveal` mode the shuffle is skipped (the match becomes visible).
+Everything above the join — cross-party predicates, arithmetic, per-row
+aggregate partials — runs under MPC; grouping reuses the union path's
+shuffle-and-open-keys combine.
+"""
+
+from __future__ import annotations
+
+from sqlglot import exp
+
+from fedsql.config import level_at_least
+from fedsql.errors import PolicyViolation, UnsupportedSql
+from planner.encodings import SENTINEL, encode_sql, key_encoding, value_encoding
+from planner.join_analyze import JoinBlock, aliases_of
+from planner.parse import DIALECT
+from planner.passes.finalize import final_sql
+from planner.physical import (
+    AgreeTagKey,
+    AgreeWidth,
+    Combine,
+    ComputeTags,
+    Encoding,
+    FinalQuery,
+    GroupCombine,
+    LocalQuery,
+    RevealColumn,
+    RevealResult,
+    SecureEval,
+    SecureJoin,
+    ShareColumn,
+    ShareTable,
+    Step,
+)
+from planner.secure_expr import BOOL, LocalLeaf, SNode, split_expression
+from planner.validate import OutputSchema, describe, quote
+
+COUNT = Encoding("int", 0, "BIGINT")
+RAW = Encoding("raw", 0, "UBIGINT")
+
+_RULES = {
+    "join": ("join_key", "a join condition may only use columns at level 'join_key' or above"),
+    "where": ("aggregate", "a predicate may only use columns at level 'aggregate' or above"),
+    "aggregate": ("aggregate", "an aggregate may only be revealed over columns at level 'aggregate' or above"),
+    "group": ("group_key", "a GROUP BY key reaches the result, so it needs level 'group_key' or 'public'"),
+    "row": ("public", "a non-aggregate query reveals row values, which needs level 'public'"),
+}
+
+
+def check_join_policy(block: JoinBlock, issuer: str) -> None:
+    for role in ("row", "group", "join", "aggregate", "where"):
+        required, rule = _RULES[role]
+        for alias, column in sorted(block.uses.get(role, ())):
+            table = block.tables[alias].members[0]
+            level = table.level(column, issuer)
+            if not level_at_least(level, required):
+                raise PolicyViolation(
+                    f"refused by the policy of party '{table.party}': column {table.qualified}.{column} is "
+                    f"'{level}' for issuer '{issuer}', and {rule}. Ask '{table.party}' to raise the level."
+                )
+
+
+class _Fragments:
+    """Per party: the SELECT list of its local fragment and what it shares."""
+
+    def __init__(self, block: JoinBlock, fixed_bits: int):
+        self.block = block
+        self.fixed_bits = fixed_bits
+        self.items: dict[str, list[str]] = {p: [] for p in block.parties}
+        self.shares: dict[str, list[ShareColumn]] = {p: [] for p in block.parties}
+        self.leaves: dict[str, LocalLeaf] = {}
+        self.by_sql: dict[tuple[str, str, str], LocalLeaf] = {}
+        self.valid: set[str] = set()  # leaves with a validity column
+
+    def party_of(self, node: exp.Expression) -> str | None:
+        parties = {self.block.owner[a] for a in aliases_of(node)}
+        if not parties:
+            return self.block.parties[0]  # a constant: any party can compute it
+        return parties.pop() if len(parties) == 1 else None
+
+    def _type(self, party: str, sql: str) -> str:
+        tables = {}
+        froms = []
+        for alias, ref in self.block.tables.items():
+            if self.block.owner[alias] == party:
+                internal = f"{ref.internal_name}__{alias}"
+                tables[internal] = ref.schema
+                froms.append(f"{quote(internal)} AS {quote(alias)}")
+        return describe(f"SELECT {sql} FROM {', '.join(froms)}", tables)[0][1]
+
+    def leaf(self, party: str, node: exp.Expression, role: str = "value") -> LocalLeaf:
+        sql = node.sql(dialect=DIALECT)
+        key = (party, sql, role)
+        if key in self.by_sql:
+            return self.by_sql[key]
+        typ = self._type(party, sql)
+        if role == "key":
+            enc = key_encoding(typ, f"GROUP BY {sql}")
+        elif typ.upper() == "BOOLEAN":
+            enc = BOOL
+        else:
+            enc = value_encoding(typ, self.fixed_bits, sql)
+        name = f"__l{len(self.leaves)}"
+        fill = "''" if enc.kind == "string" else ("0.0" if enc.kind == "float_bits" else "0")
+        self.items[party] += [
+            f"COALESCE({encode_sql(f'({sql})', enc)}, {fill}) AS {name}",
+            f"CAST(({sql}) IS NOT NULL AS BIGINT) AS {name}__v",
+        ]
+        self.shares[party] += [ShareColumn(name, enc, role), ShareColumn(f"{name}__v", COUNT, role)]
+        self.valid.add(name)
+        lf = LocalLeaf(party, sql, name, enc)
+        self.leaves[name] = lf
+        self.by_sql[key] = lf
+        return lf
+
+    def expr(self, node: exp.Expression) -> SNode:
+        return split_expression(node, self.party_of, lambda p, n: self.leaf(p, n))
+
+
+def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], output: OutputSchema,
+               mode: str, fixed_bits: int) -> tuple[tuple[Step, ...], str, tuple[str, ...]]:
+    if not block.is_aggregate:
+        raise UnsupportedSql("a join across parties must aggregate its rows (COUNT/SUM/AVG/MIN/MAX) for now")
+    if mode == "oblivious":
+        raise UnsupportedSql(
+            "joins in 'oblivious' mode need the sort-based oblivious join, which is not built yet; "
+            "use SET fedsql.mode = 'sizes' (intermediate sizes leak) or 'reveal'"
+        )
+    if not block.edges:
+        raise UnsupportedSql("the tables of different parties need an equality join condition (a.k = b.k)")
+    frags = _Fragments(block, fixed_bits)
+    steps: list[Step] = []
+    leakage: list[str] = []
+
+    # join order: a spanning tree over the parties; extra edges become secure equalities
+    order, tree_edges, extra = _join_order(block)
+    residual = list(block.residual) + extra
+    # group keys and aggregate arguments → leaves and secure expressions
+    keys = []
+    for g in block.group_by:
+        party = frags.party_of(g)
+        if party is None:
+            raise UnsupportedSql(f"GROUP BY {g.sql(dialect=DIALECT)} mixes parties; group by one party's columns")
+        keys.append(frags.leaf(party, g, role="key"))
+    agg_nodes = {a.key: (frags.expr(a.arg) if a.arg is not None else None) for a in block.aggs}
+    predicates = [frags.expr(c) for c in residual]
+
+    # tags for each tree edge
+    for e_i, (edge, pa, pb) in enumerate(tree_edges):
+        steps.append(AgreeTagKey(f"k{e_i}", (pa, pb)))
+        for party, alias, cols in ((pa, edge.left, edge.left_cols), (pb, edge.right, edge.right_cols)):
+            for j, c in enumerate(cols):
+                frags.items[party].append(f"{quote(alias)}.{quote(c)} AS __k{e_i}_{party}_{j}")
+    # local fragments
+    for party in block.parties:
+        froms = ", ".join(
+            f"{quote(ref.members[0].name)} AS {quote(alias)}"
+            for alias, ref in block.tables.items() if block.owner[alias] == party
+        )
+        conds = [c.sql(dialect=DIALECT) for c in block.local.get(party, [])]
+        where = f" WHERE {' AND '.join(conds)}" if conds else ""
+        items = frags.items[party] or ["1 AS __one"]
+        steps.append(LocalQuery(f"f_{party}", party, f"SELECT {', '.join(items)} FROM {froms}{where}",
+                                "own tables: joins, filters, single-party expressions"))
+    for e_i, (edge, pa, pb) in enumerate(tree_edges):
+        for party, cols in ((pa, edge.left_cols), (pb, edge.right_cols)):
+            names = tuple(f"__k{e_i}_{party}_{j}" for j in range(len(cols)))
+            steps.append(ComputeTags(f"t{e_i}_{party}", f"f_{party}", party, f"k{e_i}", names, f"__t{e_i}"))
+            frags.shares[party].append(ShareColumn(f"__t{e_i}", RAW))
+    string_parties = [p for p in block.parties if any(c.encoding.kind == "string" for c in frags.shares[p])]
+    width = ""
+    if string_parties:
+        width = "w"
+        steps.append(AgreeWidth("w", tuple((p, f"f_{p}") for p in string_parties), "string keys"))
+    for party in block.parties:
+        steps.append(ShareTable(f"s_{party}", f"f_{party}", party, tuple(frags.shares[party]), width))
+    # secure joins along the tree
+    current = f"s_{order[0]}"
+    joined = {order[0]}
+    for e_i, (edge, pa, pb) in enumerate(tree_edges):
+        new = pb if pa in joined else pa
+        matcher = next((c for c in compute if c not in (pa, pb)), None)
+        if matcher is None:
+            raise UnsupportedSql(
+                f"the join between {pa} and {pb} has no compute party outside its key owners to match tags; "
+                "it needs the oblivious join (not built yet)"
+            )
+        shuffle = mode == "sizes"
+        steps.append(SecureJoin(f"j{e_i}", current, f"s_{new}", f"__t{e_i}", f"__t{e_i}", matcher, shuffle,
+                                () if shuffle else (pa, pb)))
+        current = f"j{e_i}"
+        joined.add(new)
+        what = "a random permutation of" if shuffle else "the positions of"
+        leakage.append(f"to {matcher}: which rows match in {what} the {pa}–{pb} join inputs "
+                       "(tags are keyed; it cannot learn key values)")
+        leakage.append(f"to {', '.join(compute)}: the number of rows of the {pa}–{pb} join")
+        if not shuffle:
+            leakage.append(f"to {', '.join(compute)}: which rows of {pa} and {pb} matched (reveal mode)")
+    # secure predicates and per-row partials
+    outputs: list[tuple[str, object]] = []
+    flag = ""
+    if predicates:
+        cond = predicates[0]
+        for p in predicates[1:]:
+            cond = SNode("and", (cond, p), encoding=BOOL)
+        outputs.append(("__flag", SNode("truth", (cond,), encoding=COUNT)))
+        flag = "__flag"
+        leakage.append(f"to {', '.join(compute)}: how many joined rows pass the cross-party conditions"
+                       if block.group_by else "nothing more: cross-party conditions are evaluated under MPC")
+    flag_node = SNode("col", column="__flag", encoding=COUNT) if flag and not block.group_by else None
+    combine: list[Combine] = []
+    reveal: list[RevealColumn] = []
+    replacements: dict[str, str] = {}
+    for i, k in enumerate(keys):
+        reveal.append(RevealColumn(f"__g{i}", "key", k.name, k.encoding, count=f"{k.name}__v"))
+        replacements[_canon(block.group_by[i])] = quote(f"__g{i}")
+    for agg in block.aggs:
+        a = f"__{agg.name}"
+        node = agg_nodes[agg.key]
+        if agg.func == "count_star":
+            outputs.append((a, flag_node or SNode("const", value=1, encoding=COUNT)))
+            combine.append(Combine(a, "sum"))
+            reveal.append(RevealColumn(a, "value", a, COUNT))
+            replacements[agg.key] = quote(a)
+            continue
+        present = SNode("valid", (node,), encoding=COUNT)
+        if flag_node is not None:
+            present = SNode("mul", (flag_node, present), encoding=COUNT)
+        if agg.func == "count":
+            outputs.append((a, present))
+            combine.append(Combine(a, "sum"))
+            reveal.append(RevealColumn(a, "value", a, COUNT))
+            replacements[agg.key] = quote(a)
+            continue
+        enc = node.encoding
+        if enc.kind in ("bool", "string", "float_bits"):
+            raise UnsupportedSql(f"{agg.func.upper()} over a {enc.type} expression is not supported under MPC yet")
+        if agg.func in ("sum", "avg"):
+            outputs.append((f"{a}_sum", SNode("mul", (present, node), encoding=enc)))
+            outputs.append((f"{a}_cnt", present))
+            combine += [Combine(f"{a}_sum", "sum"), Combine(f"{a}_cnt", "sum")]
+            reveal.append(RevealColumn(f"{a}_sum", "sum_or_null", f"{a}_sum", enc, count=f"{a}_cnt"))
+            if agg.func == "sum":
+                replacements[agg.key] = quote(f"{a}_sum")
+            else:
+                reveal.append(RevealColumn(f"{a}_cnt", "value", f"{a}_cnt", COUNT))
+                replacements[agg.key] = f"(CAST({quote(a + '_sum')} AS DOUBLE) / {quote(a + '_cnt')})"
+        else:
+            fill = SENTINEL if agg.func == "min" else -SENTINEL
+            outputs.append((a, SNode("case", (present, node, SNode("const", value=fill, encoding=enc)), encoding=enc)))
+            combine.append(Combine(a, agg.func))
+            reveal.append(RevealColumn(a, "minmax", a, enc))
+            replacements[agg.key] = quote(a)
+    steps.append(SecureEval("e", current, tuple(outputs)))
+    key_cols = tuple(n for k in keys for n in (k.name, f"{k.name}__v"))
+    steps.append(GroupCombine("g", "e", key_cols, tuple(combine), flag if block.group_by else ""))
+    steps.append(RevealResult("r", "g", issuer, tuple(reveal)))
+    steps.append(FinalQuery("result", issuer, final_sql(_as_block(block), "__agg", replacements, output, qualified=True),
+                            (("__agg", "r"),)))
+    if block.group_by:
+        names = ", ".join(g.sql(dialect=DIALECT) for g in block.group_by)
+        leakage.append(f"to {', '.join(compute)}: the group key values ({names}) of the joined rows after an "
+                       "oblivious shuffle")
+    leakage.append(f"to {issuer} only: the result")
+    return tuple(steps), "result", tuple(leakage)
+
+
+def _canon(node: exp.Expression) -> str:
+    return node.sql(dialect=DIALECT, normalize=True)
+
+
+class _BlockView:
+    """What finalize.final_sql needs from a block, for a qualified join block."""
+
+    def __init__(self, block: JoinBlock):
+        self.ast = block.ast
+
+
+def _as_block(block: JoinBlock):
+    return _BlockView(block)
+
+
+def _join_order(block: JoinBlock):
+    """A spanning tree of party-to-party edges, in join order, plus leftover equalities."""
+    parties = block.parties
+    order = [parties[0]]
+    tree = []
+    extra: list[exp.Expression] = []
+    pending = list(block.edges)
+    while pending:
+        progressed = False
+        for edge in list(pending):
+            pa, pb = block.owner[edge.left], block.owner[edge.right]
+            if (pa in order) != (pb in order):
+                tree.append((edge, pa, pb))
+                order.append(pb if pa in order else pa)
+                pending.remove(edge)
+                progressed = True
+            elif pa in order and pb in order:
+                for lc, rc in zip(edge.left_cols, edge.right_cols):
+                    extra.append(exp.EQ(this=exp.column(lc, table=edge.left), expression=exp.column(rc, table=edge.right)))
+                pending.remove(edge)
+                progressed = True
+        if not progressed:
+            break
+    missing = [p for p in parties if p not in order]
+    if missing:
+        raise UnsupportedSql(f"no join condition connects {', '.join(missing)} to the other parties' tables")
+    return order, tree, extra

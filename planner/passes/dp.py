@@ -1,0 +1,365 @@
+"""Pass: differential privacy for queries over tables whose owner declares a DP policy.
+
+Runs before the policy check and the lowering of an aggregate over a union (or
+one owner's table). For every member table with a DP policy whose owner is not
+the issuer (policies bind other parties), it:
+
+- refuses what cannot be made private, saying why: non-aggregate output, MIN/MAX,
+  SUM/AVG over an expression or a column without declared bounds, GROUP BY a
+  key without declared public groups (secret keys need private partition
+  selection over secret GROUP BY, not built yet);
+- fixes the query's ε (``SET fedsql.epsilon``, default min(1, every touched
+  table's ``max_epsilon_per_query``)) and δ, splits them evenly across the noisy
+  columns, and computes each column's sensitivity in scaled integer units;
+- records what each owner's ledger will be charged (the plan hash covers it).
+
+The SQL each owner runs (clamping, contribution bounding, one partial row per
+declared group) is built by ``planner.passes.split_aggregates.split_dp``; the
+noise step by ``planner.lower``. Semantics: docs/dp.md §5.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+from functools import reduce
+
+from sqlglot import exp
+
+from fedsql.config import TableConfig
+from fedsql.dp_config import DPPolicy
+from fedsql.errors import PolicyViolation, UnsupportedSql
+from planner.analyze import QueryBlock, canonical
+from planner.encodings import value_encoding
+from planner.parse import DIALECT
+from planner.physical import DPCharge, DPInfo, DPOutput, Encoding, NoiseSpec
+
+DEFAULT_EPSILON = 1.0
+"""ε of a query when the session does not SET fedsql.epsilon (capped by every table's max_epsilon_per_query)."""
+
+PARTIES_FOR_GUARANTEE = 2
+"""Any two of the three compute parties' noise parts already give the full guarantee (docs/dp.md §2)."""
+
+
+@dataclass(frozen=True)
+class DPAggregate:
+    """One aggregate of the query under DP."""
+
+    key: str
+    func: str  # count_star | count | sum | avg
+    name: str  # a0, a1... (as the split names it)
+    encoding: Encoding | None  # sum/avg: encoding of the argument
+    bounds: dict[str, tuple[int, int]]  # sum/avg: DP member (qualified) → clamping range in scaled units
+    out_bounds: tuple[float, float] | None  # sum/avg: loosest range in output units (AVG post-processing)
+    noise: tuple[NoiseSpec, ...]
+
+
+@dataclass(frozen=True)
+class DPRequest:
+    info: DPInfo
+    members: dict[str, DPPolicy]  # qualified member table → its policy (DP members only)
+    groups: tuple[tuple[str, str, tuple], ...]  # per GROUP BY key: (column, DuckDB type, declared values)
+    aggs: dict[str, DPAggregate]  # by aggregate key
+
+    @property
+    def noised(self) -> frozenset[str]:
+        """Member tables (qualified) whose every influence on the result is noised."""
+        return frozenset(self.members)
+
+
+def dp_pass(block: QueryBlock, issuer: str, settings: dict[str, str], fixed_bits: int,
+            output: tuple[tuple[str, str], ...]) -> DPRequest | None:
+    """plan_dp with the expression types bound here (None when no DP table of another party is touched)."""
+    if not dp_members(block, issuer):
+        return None
+    from planner.lower import _expression_types
+
+    return plan_dp(block, issuer, settings, _expression_types(block), fixed_bits, output)
+
+
+def dp_members(block: QueryBlock, issuer: str) -> list[TableConfig]:
+    return [m for m in block.table.members if m.dp is not None and m.party != issuer]
+
+
+def plan_dp(block: QueryBlock, issuer: str, settings: dict[str, str], types: dict[str, str], fixed_bits: int,
+            output: tuple[tuple[str, str], ...]) -> DPRequest | None:
+    """The DP parameters of this query, or None when it touches no DP table of another party.
+
+    `types` maps canonical SQL of group keys and aggregate arguments to DuckDB types."""
+    members = dp_members(block, issuer)
+    if not members:
+        return None
+    names = ", ".join(m.qualified for m in members)
+    columns = {c for c, _ in block.table.schema}
+    for m in members:
+        if not m.dp.row_level and m.dp.unit not in columns:
+            raise PolicyViolation(
+                f"the DP policy of {m.qualified} names the privacy unit column '{m.dp.unit}', which the table "
+                f"does not have (columns: {', '.join(sorted(columns))}); the owner must fix its dp.unit"
+            )
+    if not block.is_aggregate:
+        raise PolicyViolation(
+            f"{names} declares a differential-privacy policy: only noisy aggregates (COUNT, SUM, AVG) may be "
+            "revealed, and this query would reveal rows. Aggregate the rows, e.g. SELECT COUNT(*) ..."
+        )
+    groups = _groups(block, members, types)
+    epsilon, delta, family = _budget(members, settings)
+
+    noisy = sum(2 if a.func == "avg" else 1 for a in block.aggs)
+    for a in block.aggs:
+        _check_aggregate(a, members, names)
+    eps_each = _split(epsilon, noisy) if noisy else 0.0
+    delta_each = delta / noisy if noisy and delta else 0.0
+    max_rows = max(m.dp.max_rows for m in members)
+
+    aggs: dict[str, DPAggregate] = {}
+    outputs: list[DPOutput] = []
+    for a in block.aggs:
+        col = f"__{a.name}"
+        if a.func in ("count_star", "count"):
+            spec = _spec(col, family, eps_each, delta_each, max_rows, a.key)
+            aggs[a.key] = DPAggregate(a.key, a.func, a.name, None, {}, None, (spec,))
+            outputs.append(DPOutput(a.key, "count", (spec,), 1))
+            continue
+        arg = a.arg.sql(dialect=DIALECT)
+        enc = value_encoding(types[canonical(a.arg)], fixed_bits, f"{a.func.upper()}({arg})")
+        if enc.kind not in ("int", "decimal", "fixed"):
+            raise UnsupportedSql(f"{a.func.upper()} over {types[canonical(a.arg)]} is not supported")
+        divisor = _divisor(enc)
+        bounds = {}
+        sens = 1
+        lo_out, hi_out = math.inf, -math.inf
+        for m in members:
+            lo, hi = m.dp.bound(a.arg.name)
+            lo_s = math.ceil(Fraction(lo) * divisor)
+            hi_s = math.floor(Fraction(hi) * divisor)
+            if lo_s > hi_s:
+                raise PolicyViolation(f"bounds [{lo}, {hi}] of {m.qualified}.{a.arg.name} contain no value of its "
+                                      f"type {types[canonical(a.arg)]}; the owner must widen dp.bounds")
+            bounds[m.qualified] = (lo_s, hi_s)
+            sens = max(sens, m.dp.max_rows * max(abs(lo_s), abs(hi_s)))
+            lo_out, hi_out = min(lo_out, float(lo)), max(hi_out, float(hi))
+        specs = [_spec(f"{col}_sum", family, eps_each, delta_each, sens, a.key)]
+        if a.func == "avg":
+            specs.append(_spec(f"{col}_cnt", family, eps_each, delta_each, max_rows, a.key))
+        aggs[a.key] = DPAggregate(a.key, a.func, a.name, enc, bounds, (lo_out, hi_out), tuple(specs))
+        outputs.append(DPOutput(a.key, a.func, tuple(specs), divisor, (f"{lo_out:g}", f"{hi_out:g}")))
+
+    charges = tuple(DPCharge(m.party, m.name, epsilon, delta) for m in members) if noisy else ()
+    info = DPInfo(
+        epsilon=epsilon if noisy else 0.0,
+        delta=delta if noisy else 0.0,
+        family=family,
+        charges=charges,
+        outputs=tuple(outputs),
+        columns=_output_columns(block, output),
+        groups=tuple((c, tuple(str(v) for v in values)) for c, _, values in groups),
+    )
+    return DPRequest(info, {m.qualified: m.dp for m in members}, groups, aggs)
+
+
+# -- checks ------------------------------------------------------------------------
+
+
+def _check_aggregate(a, members: list[TableConfig], names: str) -> None:
+    if a.func in ("min", "max"):
+        raise PolicyViolation(
+            f"{a.key} over {names}, which declares a differential-privacy policy: MIN and MAX cannot be released "
+            "with noise calibrated to one unit (a single person can move them anywhere in the bounds); "
+            "use COUNT, SUM or AVG"
+        )
+    if a.func not in ("sum", "avg"):
+        return
+    if not isinstance(a.arg, exp.Column):
+        raise PolicyViolation(
+            f"{a.key} over {names}, which declares a differential-privacy policy: the owner bounds columns, not "
+            f"expressions, so the sensitivity of {a.arg.sql(dialect=DIALECT)} is unknown; aggregate a bounded "
+            "column (e.g. SUM(cost)) and compute the expression from the result"
+        )
+    for m in members:
+        if m.dp.bound(a.arg.name) is None:
+            have = ", ".join(sorted(m.dp.bounds)) or "none"
+            raise PolicyViolation(
+                f"{a.key}: column {m.qualified}.{a.arg.name} has no bounds in its owner's DP policy, so its "
+                f"sensitivity is unbounded and no noise can make the {a.func.upper()} private (bounded columns: "
+                f"{have}); ask '{m.party}' to declare dp.bounds = {{ {a.arg.name} = [lo, hi] }}"
+            )
+
+
+def _groups(block: QueryBlock, members: list[TableConfig], types: dict[str, str]) -> tuple:
+    out = []
+    for g in block.group_by:
+        if not isinstance(g, exp.Column):
+            raise PolicyViolation(
+                f"GROUP BY {g.sql(dialect=DIALECT)} over a table with a DP policy: only a column whose values the "
+                "owner declares in dp.public_groups may be a group key"
+            )
+        column = g.name
+        values = None
+        for m in members:
+            declared = m.dp.public_groups.get(column)
+            if declared is None:
+                raise PolicyViolation(
+                    f"GROUP BY {column} over {m.qualified}, which declares a differential-privacy policy: its owner "
+                    f"declares no public groups for '{column}'. Grouping by a secret key needs private partition "
+                    "selection over a secret GROUP BY, which fedsql does not build yet (planned with issue #4); "
+                    f"ask '{m.party}' to declare dp.public_groups = {{ {column} = [...] }}"
+                )
+            values = list(declared) if values is None else [v for v in values if v in declared]
+        if not values:
+            raise PolicyViolation(f"GROUP BY {column}: the owners' dp.public_groups for '{column}' have no value "
+                                  "in common, so no group may be released")
+        typ = types[canonical(g)]
+        is_text = typ.upper() == "VARCHAR"
+        if any(isinstance(v, str) != is_text for v in values):
+            raise PolicyViolation(f"GROUP BY {column}: dp.public_groups lists values of another type than the "
+                                  f"column's {typ}; the owner must list {'strings' if is_text else 'numbers'}")
+        out.append((column, typ, tuple(values)))
+    return tuple(out)
+
+
+def _budget(members: list[TableConfig], settings: dict[str, str]) -> tuple[float, float, str]:
+    cap = min(m.dp.max_epsilon_per_query for m in members)
+    raw = settings.get("fedsql.epsilon")
+    if raw is None:
+        epsilon = min(DEFAULT_EPSILON, cap)
+    else:
+        try:
+            epsilon = float(raw)
+        except ValueError:
+            epsilon = float("nan")
+        if not 0 < epsilon < math.inf:
+            raise PolicyViolation(f"fedsql.epsilon must be a number > 0, got '{raw}'")
+    for m in members:
+        if epsilon > m.dp.max_epsilon_per_query:
+            raise PolicyViolation(
+                f"epsilon {epsilon:g} exceeds the per-query cap of {m.qualified} (max_epsilon_per_query = "
+                f"{m.dp.max_epsilon_per_query:g}); lower it with SET fedsql.epsilon = {cap:g}"
+            )
+    family = "skellam" if all(m.dp.mechanism == "skellam" for m in members) else "laplace"
+    delta = min(m.dp.max_delta_per_query for m in members) if family == "skellam" else 0.0
+    return epsilon, delta, family
+
+
+def _split(total: float, parts: int) -> float:
+    each = total / parts
+    while each * parts > total:  # basic composition must never exceed the charged ε
+        each = math.nextafter(each, 0.0)
+    return each
+
+
+def _spec(column: str, family: str, epsilon: float, delta: float, sensitivity: int, what: str) -> NoiseSpec:
+    from executors.dp import noise_params
+
+    try:
+        noise_params(family, epsilon, int(sensitivity), PARTIES_FOR_GUARANTEE, delta=delta)
+    except ValueError as exc:
+        raise PolicyViolation(f"{what}: cannot calibrate the DP noise: {exc}") from None
+    return NoiseSpec(column, family, epsilon, delta, int(sensitivity))
+
+
+def _divisor(enc: Encoding) -> int:
+    if enc.kind == "decimal":
+        return 10**enc.scale
+    if enc.kind == "fixed":
+        return 1 << enc.scale
+    return 1
+
+
+def _output_columns(block: QueryBlock, output) -> tuple[tuple[str, bool, tuple[str, ...]], ...]:
+    out = []
+    for item, (name, _) in zip(block.ast.expressions, output):
+        keys = []
+        for node in item.find_all(exp.AggFunc):
+            k = canonical(node)
+            if k not in keys:
+                keys.append(k)
+        out.append((name, isinstance(item.unalias(), exp.AggFunc), tuple(keys)))
+    return tuple(out)
+
+
+# -- reporting -------------------------------------------------------------------
+
+
+def _interval(spec: NoiseSpec) -> tuple[float, int]:
+    from executors.dp import confidence_interval_95, noise_scale
+
+    std = noise_scale(spec.family, spec.epsilon, spec.sensitivity, PARTIES_FOR_GUARANTEE, delta=spec.delta)
+    _, k = confidence_interval_95(spec.family, spec.epsilon, spec.sensitivity, PARTIES_FOR_GUARANTEE,
+                                  delta=spec.delta)
+    return std, k
+
+
+def _describe(o: DPOutput) -> str:
+    parts = []
+    for spec, what, div in zip(o.noise, ("sum", "count") if o.func == "avg" else (o.func,),
+                               (o.divisor, 1) if o.func == "avg" else (o.divisor,)):
+        std, k = _interval(spec)
+        parts.append(f"{what} epsilon {spec.epsilon:.4g}, noise std {std / div:.4g}, 95% interval ±{k / div:.4g}")
+    return "; ".join(parts)
+
+
+def column_notes(info: DPInfo | None) -> dict[str, str]:
+    """Result column → note on its privacy (ε spent, noise std, 95% interval, in output units)."""
+    if info is None:
+        return {}
+    by_key = {o.key: o for o in info.outputs}
+    groups = dict(info.groups)
+    notes = {}
+    for name, direct, keys in info.columns:
+        used = [by_key[k] for k in keys if k in by_key]
+        if not used:
+            if name in groups:
+                notes[name] = "group label from the owners' declared public groups (every declared group is output)"
+            continue
+        if not direct:
+            note = "DP: computed from noisy " + "; ".join(f"{o.key} ({_describe(o)})" for o in used)
+        elif used[0].func in ("count", "sum"):
+            o = used[0]
+            note = f"DP noisy {o.func}: {_describe(o)}"
+            if o.func == "sum":
+                note += f"; values clamped to [{o.bounds[0]}, {o.bounds[1]}]"
+        else:
+            o = used[0]
+            note = (f"DP: noisy sum / noisy count, clamped to [{o.bounds[0]}, {o.bounds[1]}], NULL when the noisy "
+                    f"count is <= 0: {_describe(o)}")
+        notes[name] = note + f" (query epsilon {info.epsilon:g}, {info.family})"
+    return notes
+
+
+def explain_lines(info: DPInfo | None) -> list[str]:
+    """EXPLAIN section: ε, δ, charges, noise per noisy column."""
+    if info is None:
+        return []
+    lines = [
+        f"differential privacy: epsilon {info.epsilon:g}, delta {info.delta:g} for the whole query, "
+        f"{info.family} noise added inside the MPC (each compute party inputs one part; any two parts give "
+        "the guarantee)"
+    ]
+    if info.charges:
+        lines.append("  charged before any share is used, by each owner's ledger: "
+                     + ", ".join(f"{c.party}.{c.table} epsilon {c.epsilon:g}" for c in info.charges))
+    for c, values in info.groups:
+        lines.append(f"  groups of {c}: exactly the declared public values ({len(values)}), every owner sends all")
+    for o in info.outputs:
+        sens = ", ".join(f"sensitivity {s.sensitivity}" for s in o.noise)
+        clamp = f", clamped to [{o.bounds[0]}, {o.bounds[1]}]" if o.func in ("sum", "avg") else ""
+        lines.append(f"  {o.key}: {_describe(o)} ({sens} scaled units{clamp})")
+    return lines
+
+
+def leakage_lines(info: DPInfo, issuer: str, owners: str) -> tuple[str, ...]:
+    out = []
+    if info.outputs:
+        out.append(f"to {issuer} only: noisy aggregates (epsilon {info.epsilon:g} in all, {info.family} noise "
+                   "added under MPC); nobody, the issuer included, sees an un-noised value")
+        out.append(f"to {issuer}: nothing exact about {owners}: no NULL bit of a SUM and no exact count of an AVG")
+    if info.groups:
+        out.append(f"to the compute parties: the declared group values only; each of {owners} shares one partial "
+                   "row per declared group, empty or not")
+    return tuple(out)
+
+
+def reduce_noise_columns(req: DPRequest) -> tuple[NoiseSpec, ...]:
+    return tuple(reduce(lambda acc, a: acc + a.noise, req.aggs.values(), ()))
