@@ -354,12 +354,19 @@ class PartyRun:
         opened = ops.reveal_many(self.mpc, [lside[step.left_tag], rside[step.right_tag]], step.matcher)
         tag = f"{step.id}.pairs"
         if self.me == step.matcher:
-            li, ri = match_pairs(opened[0], opened[1])
+            if step.kind == "inner":
+                li, ri = match_pairs(opened[0], opened[1])
+            else:  # semi / anti: keep left rows with (without) a match; no right columns
+                hit = np.isin(opened[0], opened[1])
+                li = np.flatnonzero(hit if step.kind == "semi" else ~hit).astype(np.int64)
+                ri = np.zeros(0, dtype=np.int64)
             for p in self.plan.compute:
                 if p != self.me:
                     self.channel.send(p, tag, [li, ri])
         else:
             li, ri = self.channel.recv(step.matcher, tag)
+        if step.kind != "inner":
+            rside = {}
         out = SecretTable(n=len(li))
         for c, v in lside.items():
             if c != step.left_tag:

@@ -12,7 +12,7 @@ from fedsql.config import Federation
 from sqlglot import exp
 
 from planner.analyze import analyze
-from planner.join_analyze import analyze_join
+from planner.join_analyze import analyze_join, semi_conjuncts
 from planner.lower_join import check_join_policy, lower_join
 from planner.catalog import SchemaLookup
 from planner.lower import PUBLIC_TEXT, lower
@@ -63,7 +63,7 @@ def plan_select(
 ) -> PhysicalPlan:
     ast = stmt.ast
     fed.party(issuer)
-    if isinstance(ast, exp.Select) and ast.args.get("joins"):  # tables of several parties
+    if isinstance(ast, exp.Select) and (ast.args.get("joins") or semi_conjuncts(ast)):  # several tables
         return _plan_join(stmt, fed, issuer, session_mode(fed, settings), schema_of)
     block = analyze(ast, fed, schema_of)
     table = block.table
@@ -98,12 +98,13 @@ def _plan_join(stmt: Statement, fed: Federation, issuer: str, mode: str, schema_
             "built yet; query them without a join"
         )
     schemas = {ref.name: ref.schema for ref in block.tables.values()}
+    schemas.update({sj.table.name: sj.table.schema for sj in block.semis})
     output = describe(stmt.text, schemas)
     check_join_policy(block, issuer)
-    if set(block.parties) == {issuer}:
+    if set(block.parties) | {sj.table.owners[0] for sj in block.semis} == {issuer}:
         from planner.physical import LocalQuery
 
-        steps: tuple = (LocalQuery("result", issuer, _local_join_sql(block), "whole query at the owner"),)
+        steps: tuple = (LocalQuery("result", issuer, _local_join_sql(stmt.ast, fed), "whole query at the owner"),)
         leakage: tuple = (f"nothing leaves {issuer}: it owns every table and runs the query in its own DuckDB",)
         result = "result"
     else:
@@ -122,22 +123,12 @@ def _plan_join(stmt: Statement, fed: Federation, issuer: str, mode: str, schema_
     return with_hash(plan)
 
 
-def _local_join_sql(block) -> str:
-    """A join over the issuer's own tables: the user's query with view names."""
-    ast = block.ast.copy()
-    for table in ast.find_all(exp.Table):
-        alias = table.alias_or_name
-        ref = block.tables.get(alias)
-        if ref is not None:
-            new = exp.Table(this=exp.to_identifier(ref.members[0].name, quoted=True))
-            new.set("alias", exp.TableAlias(this=exp.to_identifier(alias, quoted=True)))
+def _local_join_sql(ast: exp.Expression, fed: Federation) -> str:
+    """A query over the issuer's own tables only: the user's text with its view names."""
+    ast = ast.copy()
+    for table in list(ast.find_all(exp.Table)):
+        if table.db in fed.parties:
+            new = exp.Table(this=exp.to_identifier(table.name, quoted=True))
+            new.set("alias", exp.TableAlias(this=exp.to_identifier(table.alias_or_name, quoted=True)))
             table.replace(new)
-    where = [c for p in block.local.values() for c in p] + [
-        exp.EQ(this=exp.column(lc, table=e.left), expression=exp.column(rc, table=e.right))
-        for e in block.edges for lc, rc in zip(e.left_cols, e.right_cols)] + list(block.residual)
-    if where:
-        cond = where[0]
-        for c in where[1:]:
-            cond = exp.And(this=cond, expression=c)
-        ast.set("where", exp.Where(this=cond))
     return ast.sql(dialect="duckdb")

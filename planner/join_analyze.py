@@ -31,6 +31,19 @@ class JoinEdge:
     right_cols: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class SemiJoin:
+    """`outer IN (SELECT inner ...)` / `[NOT] EXISTS (SELECT ... WHERE inner = outer ...)` against one party's table."""
+
+    outer: str  # alias of the outer table whose rows are kept or dropped
+    outer_cols: tuple[str, ...]
+    inner: str  # alias of the subquery's table
+    table: TableRef
+    inner_cols: tuple[str, ...]
+    conditions: tuple[exp.Expression, ...]  # over the inner table only: pushed to its owner
+    anti: bool
+
+
 @dataclass
 class JoinBlock:
     ast: exp.Select  # qualified, tables renamed to internal names
@@ -42,6 +55,7 @@ class JoinBlock:
     group_by: list[exp.Expression]
     aggs: list[AggCall]
     uses: dict[str, set[tuple[str, str]]] = field(default_factory=dict)  # role → {(alias, column)}
+    semis: list[SemiJoin] = field(default_factory=list)
 
     @property
     def parties(self) -> list[str]:
@@ -70,14 +84,47 @@ def conjuncts(node: exp.Expression | None) -> list[exp.Expression]:
     return [node]
 
 
+def semi_conjuncts(ast: exp.Select) -> list[exp.Expression]:
+    """Top-level WHERE conjuncts that are IN (subquery) / [NOT] EXISTS (subquery)."""
+    where = ast.args.get("where")
+    out = []
+    for cond in conjuncts(where.this if where else None):
+        inner = cond.this if isinstance(cond, exp.Not) else cond
+        if isinstance(inner, exp.Exists) or (isinstance(inner, exp.In) and inner.args.get("query")):
+            out.append(cond)
+    return out
+
+
+def _without(ast: exp.Select, conds: list[exp.Expression]) -> exp.Select:
+    where = ast.args.get("where")
+    keep = [c for c in conjuncts(where.this if where else None) if not any(c is d for d in conds)]
+    out = ast.copy() if conds else ast
+    if conds:
+        out.set("where", exp.Where(this=exp.and_(*[k.copy() for k in keep])) if keep else None)
+    return out
+
+
 def analyze_join(ast: exp.Select, fed: Federation, schema_of: SchemaLookup) -> JoinBlock:
-    _refuse_unsupported(ast)
     ast = ast.copy()
+    semis_raw = semi_conjuncts(ast)
+    _refuse_unsupported(_without(ast, semis_raw))
     from_ = ast.args.get("from_") or ast.args.get("from")
     sources = [from_.this] + [j.this for j in ast.args.get("joins") or []]
+    inner_sources = []
+    for cond in semis_raw:
+        sub = (cond.this if isinstance(cond, exp.Not) else cond)
+        query = sub.this if isinstance(sub, exp.Exists) else sub.args["query"]
+        query = query.this if isinstance(query, exp.Subquery) else query
+        if not isinstance(query, exp.Select) or query.args.get("joins") or query.find(exp.AggFunc) or \
+                len([t for t in query.find_all(exp.Table)]) != 1:
+            raise UnsupportedSql("IN/EXISTS subqueries must read one party's table without joins or aggregates")
+        inner_sources.append(next(query.find_all(exp.Table)))
     tables: dict[str, TableRef] = {}
     schema: dict[str, dict[str, str]] = {}
-    for src in sources:
+    inner_aliases = set()
+    for src in sources + inner_sources:
+        if any(src is x for x in inner_sources):
+            inner_aliases.add(src.alias_or_name)
         if not isinstance(src, exp.Table):
             raise UnsupportedSql("subqueries in FROM are not supported yet (planned: issue #4)")
         ref = resolve_table(fed, src.db or None, src.name, schema_of)
@@ -108,6 +155,10 @@ def analyze_join(ast: exp.Select, fed: Federation, schema_of: SchemaLookup) -> J
     for join in ast.args.get("joins") or []:
         on_conds += conjuncts(join.args.get("on"))
         join.set("on", None)
+    semi_nodes = semi_conjuncts(ast)
+    ast = _without(ast, semi_nodes)
+    inner_tables = {a: tables.pop(a) for a in inner_aliases}
+    semis = [_semi(c, set(tables), inner_tables) for c in semi_nodes]
     where = ast.args.get("where")
     all_conds = on_conds + conjuncts(where.this if where else None)
     owner = {a: t.owners[0] for a, t in tables.items()}
@@ -135,9 +186,55 @@ def analyze_join(ast: exp.Select, fed: Federation, schema_of: SchemaLookup) -> J
         aggs[key] = AggCall(func, arg, key, f"a{len(aggs)}")
     group = ast.args.get("group")
     group_by = list(group.expressions) if group else []
-    block = JoinBlock(ast, tables, owner, local, edges, residual, group_by, list(aggs.values()))
+    block = JoinBlock(ast, tables, owner, local, edges, residual, group_by, list(aggs.values()), semis=semis)
     block.uses = _uses(block, all_conds)
+    for sj in semis:
+        block.uses["join"] |= {(sj.outer, c) for c in sj.outer_cols}
+        block.uses.setdefault("semi_join", set()).update((sj.inner, c) for c in sj.inner_cols)
+        block.uses.setdefault("semi_where", set()).update(
+            (c.table, c.name) for cond in sj.conditions for c in cond.find_all(exp.Column))
     return block
+
+
+def _semi(cond: exp.Expression, outer_aliases: set[str], inner_tables: dict[str, TableRef]) -> SemiJoin:
+    anti = isinstance(cond, exp.Not)
+    node = cond.this if anti else cond
+    if isinstance(node, exp.In):
+        if anti:
+            raise UnsupportedSql("NOT IN (subquery) has NULL pitfalls and is not supported; write NOT EXISTS")
+        query = node.args["query"]
+        query = query.this if isinstance(query, exp.Subquery) else query
+        if len(query.expressions) != 1 or not isinstance(node.this, exp.Column) or \
+                not isinstance(query.expressions[0].unalias(), exp.Column):
+            raise UnsupportedSql("write IN subqueries as column IN (SELECT column FROM party.table WHERE ...)")
+        outer_col, inner_col = node.this, query.expressions[0].unalias()
+        pairs = [(outer_col, inner_col)]
+        where = query.args.get("where")
+        inner_conds = conjuncts(where.this if where else None)
+    else:
+        query = node.this
+        query = query.this if isinstance(query, exp.Subquery) else query
+        where = query.args.get("where")
+        pairs, inner_conds = [], []
+        for c in conjuncts(where.this if where else None):
+            used = aliases_of(c)
+            if isinstance(c, exp.EQ) and isinstance(c.left, exp.Column) and isinstance(c.right, exp.Column) and \
+                    len(used) == 2 and used & outer_aliases:
+                o, i = (c.left, c.right) if c.left.table in outer_aliases else (c.right, c.left)
+                pairs.append((o, i))
+            elif used & outer_aliases:
+                raise UnsupportedSql("EXISTS subqueries may correlate only through equalities inner.k = outer.k")
+            else:
+                inner_conds.append(c)
+        if not pairs:
+            raise UnsupportedSql("an EXISTS subquery needs an equality with the outer query (inner.k = outer.k)")
+    outer = {o.table for o, _ in pairs}
+    inner = {i.table for _, i in pairs}
+    if len(outer) != 1 or len(inner) != 1 or not inner <= set(inner_tables):
+        raise UnsupportedSql("a semi-join subquery must match one outer table with its own table")
+    alias = inner.pop()
+    return SemiJoin(outer.pop(), tuple(o.name for o, _ in pairs), alias, inner_tables[alias],
+                    tuple(i.name for _, i in pairs), tuple(inner_conds), anti)
 
 
 def _is_equi(cond: exp.Expression) -> bool:

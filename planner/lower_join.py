@@ -54,10 +54,12 @@ _RULES = {
 
 
 def check_join_policy(block: JoinBlock, issuer: str) -> None:
-    for role in ("row", "group", "join", "aggregate", "where"):
-        required, rule = _RULES[role]
+    refs = dict(block.tables)
+    refs.update({sj.inner: sj.table for sj in block.semis})
+    for role in ("row", "group", "join", "semi_join", "aggregate", "where", "semi_where"):
+        required, rule = _RULES[role.replace("semi_", "")]
         for alias, column in sorted(block.uses.get(role, ())):
-            table = block.tables[alias].members[0]
+            table = refs[alias].members[0]
             level = table.level(column, issuer)
             if not level_at_least(level, required):
                 raise PolicyViolation(
@@ -132,7 +134,7 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
             "joins in 'oblivious' mode need the sort-based oblivious join, which is not built yet; "
             "use SET fedsql.mode = 'sizes' (intermediate sizes leak) or 'reveal'"
         )
-    if not block.edges:
+    if not block.edges and len(block.parties) > 1:
         raise UnsupportedSql("the tables of different parties need an equality join condition (a.k = b.k)")
     frags = _Fragments(block, fixed_bits)
     steps: list[Step] = []
@@ -157,6 +159,11 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
         for party, alias, cols in ((pa, edge.left, edge.left_cols), (pb, edge.right, edge.right_cols)):
             for j, c in enumerate(cols):
                 frags.items[party].append(f"{quote(alias)}.{quote(c)} AS __k{e_i}_{party}_{j}")
+    # semi-joins: the outer side's key columns go into its fragment
+    for s_i, sj in enumerate(block.semis):
+        p_out = block.owner[sj.outer]
+        for j, c in enumerate(sj.outer_cols):
+            frags.items[p_out].append(f"{quote(sj.outer)}.{quote(c)} AS __sk{s_i}_{j}")
     # local fragments
     for party in block.parties:
         froms = ", ".join(
@@ -173,6 +180,18 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
             names = tuple(f"__k{e_i}_{party}_{j}" for j in range(len(cols)))
             steps.append(ComputeTags(f"t{e_i}_{party}", f"f_{party}", party, f"k{e_i}", names, f"__t{e_i}"))
             frags.shares[party].append(ShareColumn(f"__t{e_i}", RAW))
+    for s_i, sj in enumerate(block.semis):
+        p_out, p_in = block.owner[sj.outer], sj.table.owners[0]
+        steps.append(AgreeTagKey(f"ks{s_i}", tuple(dict.fromkeys((p_out, p_in)))))
+        names = tuple(f"__sk{s_i}_{j}" for j in range(len(sj.outer_cols)))
+        steps.append(ComputeTags(f"ts{s_i}_out", f"f_{p_out}", p_out, f"ks{s_i}", names, f"__st{s_i}"))
+        frags.shares[p_out].append(ShareColumn(f"__st{s_i}", RAW))
+        conds = " AND ".join(c.sql(dialect=DIALECT) for c in sj.conditions)
+        cols = ", ".join(f"{quote(sj.inner)}.{quote(c)} AS __sk{s_i}_{j}" for j, c in enumerate(sj.inner_cols))
+        steps.append(LocalQuery(f"fs{s_i}", p_in, f"SELECT {cols} FROM {quote(sj.table.members[0].name)} AS "
+                                f"{quote(sj.inner)}{' WHERE ' + conds if conds else ''}", "semi-join keys"))
+        steps.append(ComputeTags(f"ts{s_i}_in", f"fs{s_i}", p_in, f"ks{s_i}", names, f"__st{s_i}"))
+        steps.append(ShareTable(f"ss{s_i}", f"fs{s_i}", p_in, (ShareColumn(f"__st{s_i}", RAW),)))
     string_parties = [p for p in block.parties if any(c.encoding.kind == "string" for c in frags.shares[p])]
     width = ""
     if string_parties:
@@ -202,6 +221,19 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
         leakage.append(f"to {', '.join(compute)}: the number of rows of the {pa}–{pb} join")
         if not shuffle:
             leakage.append(f"to {', '.join(compute)}: which rows of {pa} and {pb} matched (reveal mode)")
+    for s_i, sj in enumerate(block.semis):
+        p_out, p_in = block.owner[sj.outer], sj.table.owners[0]
+        matcher = next((c for c in compute if c not in (p_out, p_in)), None)
+        if matcher is None:
+            raise UnsupportedSql(f"the semi-join between {p_out} and {p_in} has no compute party outside its key "
+                                 "owners to match tags; it needs the oblivious join (not built yet)")
+        shuffle = mode == "sizes"
+        steps.append(SecureJoin(f"sj{s_i}", current, f"ss{s_i}", f"__st{s_i}", f"__st{s_i}", matcher, shuffle,
+                                kind="anti" if sj.anti else "semi"))
+        current = f"sj{s_i}"
+        leakage.append(f"to {', '.join(compute)}: how many rows pass the {'NOT ' if sj.anti else ''}EXISTS/IN "
+                       f"subquery on {sj.table.name}; to {matcher}: the match pattern of "
+                       f"{'shuffled' if shuffle else 'positioned'} keyed tags")
     # secure predicates and per-row partials
     outputs: list[tuple[str, object]] = []
     flag = ""

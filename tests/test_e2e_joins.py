@@ -134,6 +134,13 @@ QUERIES = [
     "SELECT x.region, y.branch, COUNT(*) AS n FROM a.cust x JOIN b.acct y ON x.cid = y.cid "
     "GROUP BY x.region, y.branch HAVING COUNT(*) > 2 ORDER BY n DESC, x.region, y.branch LIMIT 4",
     "SELECT COUNT(*) FROM a.cust x JOIN b.acct y ON x.cid = y.cid AND x.region = 2",
+    # semi- and anti-joins (IN / EXISTS / NOT EXISTS), decorrelated into keyed-tag matches
+    "SELECT COUNT(*), SUM(x.credit) FROM a.cust x WHERE x.cid IN (SELECT y.cid FROM b.acct y WHERE y.vip)",
+    "SELECT x.seg, COUNT(*) FROM a.cust x WHERE EXISTS (SELECT 1 FROM c.txn z WHERE z.cid = x.cid "
+    "AND z.kind = 'wire') GROUP BY x.seg",
+    "SELECT COUNT(*) FROM a.cust x WHERE NOT EXISTS (SELECT 1 FROM b.acct y WHERE y.cid = x.cid)",
+    "SELECT y.branch, SUM(y.bal) FROM a.cust x JOIN b.acct y ON x.cid = y.cid "
+    "WHERE EXISTS (SELECT 1 FROM c.txn z WHERE z.cid = y.cid) GROUP BY y.branch",
 ]
 
 
