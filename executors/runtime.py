@@ -354,8 +354,12 @@ class PartyRun:
         opened = ops.reveal_many(self.mpc, [lside[step.left_tag], rside[step.right_tag]], step.matcher)
         tag = f"{step.id}.pairs"
         if self.me == step.matcher:
-            if step.kind == "inner":
+            if step.kind in ("inner", "left"):
                 li, ri = match_pairs(opened[0], opened[1])
+                if step.kind == "left":  # unmatched left rows too, with no right row (-1)
+                    lonely = np.setdiff1d(np.arange(len(opened[0]), dtype=np.int64), li)
+                    li = np.concatenate([li, lonely])
+                    ri = np.concatenate([ri, np.full(len(lonely), -1, dtype=np.int64)])
             else:  # semi / anti: keep left rows with (without) a match; no right columns
                 hit = np.isin(opened[0], opened[1])
                 li = np.flatnonzero(hit if step.kind == "semi" else ~hit).astype(np.int64)
@@ -365,15 +369,18 @@ class PartyRun:
                     self.channel.send(p, tag, [li, ri])
         else:
             li, ri = self.channel.recv(step.matcher, tag)
-        if step.kind != "inner":
+        if step.kind in ("semi", "anti"):
             rside = {}
         out = SecretTable(n=len(li))
         for c, v in lside.items():
             if c != step.left_tag:
                 out.secret[c] = ops.take(v, li)
+        present = (ri >= 0).astype(np.uint64)  # public: 0 where a LEFT JOIN found no right row
+        rows = np.where(ri >= 0, ri, 0)
         for c, v in rside.items():
             if c != step.right_tag:
-                out.secret[c] = ops.take(v, ri)
+                got = ops.take(v, rows) if len(v) else AShare(np.zeros(len(rows), np.uint64), np.zeros(len(rows), np.uint64))
+                out.secret[c] = AShare(got.a * present, got.b * present) if step.kind == "left" else got
         self.secret[step.id] = out
 
     def _secure_eval(self, step) -> None:

@@ -276,6 +276,7 @@ class Node(rpc.NodeServicer):
             futures[p] = self.pool.submit(self._call_run, p, req, timeout)
         own = self.pool.submit(self._run_part, plan, query_id, deadline_unix, progress)
         failures: list[tuple[str, errors.Error]] = []
+        party_stats: dict[str, dict] = {}
         try:
             pending = {self.me: own, **futures}
             while pending:
@@ -284,7 +285,7 @@ class Node(rpc.NodeServicer):
                         continue
                     del pending[party]
                     try:
-                        fut.result()
+                        party_stats[party] = fut.result()
                     except Exception as exc:  # noqa: BLE001
                         failures.append((party, as_fedsql_error(exc)))
                         self._abort_everywhere(query_id, f"party '{party}' failed", set(plan.participants))
@@ -292,18 +293,24 @@ class Node(rpc.NodeServicer):
             if failures:
                 raise _root_cause(failures)
             table, stats = own.result()
+            # each party's own counters (its RunReply), e.g. for benchmarks: bytes sent per party
+            stats["parties"] = {p: (dict(s) if isinstance(s, dict) else {}) for p, s in party_stats.items()}
             return _cast_output(table, plan.output), stats
         finally:
             self._running.pop(query_id, None)
             self.mailbox.drop(query_id)
 
-    def _call_run(self, party: str, req: pb.RunRequest, timeout: float) -> None:
+    def _call_run(self, party: str, req: pb.RunRequest, timeout: float) -> dict:
         try:
             reply = call_with_reconnect(self.stubs[party].Run, req, time.monotonic() + timeout + 5)
         except grpc.RpcError as exc:
             raise self._unreachable(party, exc) from None
         if not reply.ok:
             raise errors.error_from_kind(reply.error.kind, f"party '{party}': {reply.error.message}")
+        try:
+            return json.loads(reply.stats_json) if reply.stats_json else {}
+        except ValueError:
+            return {}
 
     def _run_part(self, plan, query_id: str, deadline_unix: float, progress: Callable[[str], None] | None):
         deadline = time.monotonic() + max(0.0, deadline_unix - time.time())

@@ -29,6 +29,7 @@ class JoinEdge:
     right: str  # alias
     left_cols: tuple[str, ...]
     right_cols: tuple[str, ...]
+    kind: str = "inner"  # inner | left (every row of `left` is kept; `right` is the LEFT JOINed table)
 
 
 @dataclass(frozen=True)
@@ -142,18 +143,25 @@ def analyze_join(ast: exp.Select, fed: Federation, schema_of: SchemaLookup) -> J
         new.set("alias", exp.TableAlias(this=exp.to_identifier(alias)))
         src.replace(new)
     on_conds: list[exp.Expression] = []
+    outer_joined: list[str] = []  # aliases brought in by LEFT JOIN
     for join in ast.args.get("joins") or []:
         kind = (join.side or join.kind or "").upper()
-        if kind not in ("", "INNER", "CROSS"):
-            raise UnsupportedSql(f"{kind} JOIN across parties is not supported yet; use an inner join")
+        if kind == "LEFT":
+            outer_joined.append(join.this.alias_or_name)
+        elif kind not in ("", "INNER", "CROSS"):
+            raise UnsupportedSql(f"{kind} JOIN across parties is not supported yet; use INNER or LEFT JOIN")
         if join.args.get("using"):
             raise UnsupportedSql("JOIN ... USING is not supported yet; write ON a.k = b.k")
     try:
         ast = qualify_columns(ast, schema=schema, expand_alias_refs=False)
     except Exception as exc:  # sqlglot raises OptimizeError for unknown/ambiguous columns
         raise UnknownObjectError(f"cannot resolve a column: {str(exc).splitlines()[0]}") from None
+    left_on: dict[str, list[exp.Expression]] = {}
     for join in ast.args.get("joins") or []:
-        on_conds += conjuncts(join.args.get("on"))
+        if join.this.alias_or_name in outer_joined:
+            left_on[join.this.alias_or_name] = conjuncts(join.args.get("on"))
+        else:
+            on_conds += conjuncts(join.args.get("on"))
         join.set("on", None)
     semi_nodes = semi_conjuncts(ast)
     ast = _without(ast, semi_nodes)
@@ -165,8 +173,26 @@ def analyze_join(ast: exp.Select, fed: Federation, schema_of: SchemaLookup) -> J
     local: dict[str, list[exp.Expression]] = {p: [] for p in dict.fromkeys(owner.values())}
     edges: list[JoinEdge] = []
     residual: list[exp.Expression] = []
+    for alias in outer_joined:
+        if sum(1 for a in owner if owner[a] == owner[alias]) > 1:
+            raise UnsupportedSql(f"LEFT JOIN of {tables[alias].name}: its party may have no other table in the query")
+        for cond in left_on.get(alias, []):
+            used = aliases_of(cond)
+            if used == {alias}:
+                local[owner[alias]].append(cond)  # filters the joined side before the join
+            elif _is_equi(cond) and alias in used and len({owner[a] for a in used}) == 2:
+                left, right = (cond.left, cond.right) if cond.right.table == alias else (cond.right, cond.left)
+                _add_edge(edges, exp.EQ(this=left, expression=right), kind="left")
+            else:
+                raise UnsupportedSql(
+                    "a LEFT JOIN's ON clause may only hold equalities with the joined table and conditions "
+                    "on the joined table alone"
+                )
     for cond in all_conds:
         parties = {owner[a] for a in aliases_of(cond)}
+        if aliases_of(cond) & set(outer_joined):
+            residual.append(cond)  # after the outer join (NULL rows must fail it): under MPC
+            continue
         if len(parties) <= 1:
             party = parties.pop() if parties else next(iter(local))
             local[party].append(cond)
@@ -246,8 +272,15 @@ def _is_equi(cond: exp.Expression) -> bool:
     )
 
 
-def _add_edge(edges: list[JoinEdge], cond: exp.EQ) -> None:
+def _add_edge(edges: list[JoinEdge], cond: exp.EQ, kind: str = "inner") -> None:
     left, right = cond.left, cond.right
+    if kind == "left":
+        for i, e in enumerate(edges):
+            if (e.left, e.right, e.kind) == (left.table, right.table, "left"):
+                edges[i] = JoinEdge(e.left, e.right, e.left_cols + (left.name,), e.right_cols + (right.name,), "left")
+                return
+        edges.append(JoinEdge(left.table, right.table, (left.name,), (right.name,), "left"))
+        return
     for i, e in enumerate(edges):
         if (e.left, e.right) == (left.table, right.table):
             edges[i] = JoinEdge(e.left, e.right, e.left_cols + (left.name,), e.right_cols + (right.name,))

@@ -212,7 +212,7 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
             )
         shuffle = mode == "sizes"
         steps.append(SecureJoin(f"j{e_i}", current, f"s_{new}", f"__t{e_i}", f"__t{e_i}", matcher, shuffle,
-                                () if shuffle else (pa, pb)))
+                                () if shuffle else (pa, pb), kind=edge.kind))
         current = f"j{e_i}"
         joined.add(new)
         what = "a random permutation of" if shuffle else "the positions of"
@@ -329,6 +329,10 @@ def _join_order(block: JoinBlock):
         progressed = False
         for edge in list(pending):
             pa, pb = block.owner[edge.left], block.owner[edge.right]
+            if edge.kind == "left" and pb in order:
+                if pa not in order:
+                    continue  # its preserved side must be joined first
+                raise UnsupportedSql("a LEFT JOIN must bring in a party not joined before it; reorder the joins")
             if (pa in order) != (pb in order):
                 tree.append((edge, pa, pb))
                 order.append(pb if pa in order else pa)

@@ -202,3 +202,14 @@ def test_add_noise_inside_mpc_opens_only_noisy_values():
     var = noise_variance("laplace", 0.5, 4, 2)
     assert abs(err.mean()) < 5 * np.sqrt(var / n)
     assert 0.75 * var < err.var() < 1.3 * var  # relative sd of the estimate ~0.07
+
+
+def test_budget_command(tmp_path, capsys):
+    from fedsql.cli import main
+
+    config = tmp_path / "fed.toml"
+    config.write_text(BASE, encoding="utf-8")
+    assert main(["budget", str(config), "--party", "h2"]) == 0
+    out = capsys.readouterr().out
+    assert "privacy budget of party h2" in out and "not created yet" in out and "h2.patients" in out
+    assert main(["budget", str(config), "--party", "nobody"]) == 2

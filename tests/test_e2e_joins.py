@@ -139,6 +139,13 @@ QUERIES = [
     "SELECT x.seg, COUNT(*) FROM a.cust x WHERE EXISTS (SELECT 1 FROM c.txn z WHERE z.cid = x.cid "
     "AND z.kind = 'wire') GROUP BY x.seg",
     "SELECT COUNT(*) FROM a.cust x WHERE NOT EXISTS (SELECT 1 FROM b.acct y WHERE y.cid = x.cid)",
+    # LEFT JOIN: unmatched left rows survive with NULLs on the right
+    "SELECT COUNT(*), COUNT(y.bal), SUM(y.bal), MIN(y.opened) FROM a.cust x LEFT JOIN b.acct y ON x.cid = y.cid",
+    "SELECT x.seg, COUNT(y.cid), AVG(y.bal) FROM a.cust x LEFT JOIN b.acct y ON x.cid = y.cid AND y.vip "
+    "GROUP BY x.seg",
+    "SELECT y.branch, COUNT(*) FROM a.cust x LEFT JOIN b.acct y ON x.cid = y.cid WHERE x.region = 1 "
+    "GROUP BY y.branch",
+    "SELECT COUNT(*) FROM a.cust x LEFT JOIN b.acct y ON x.cid = y.cid WHERE y.bal > 0",
     "SELECT y.branch, SUM(y.bal) FROM a.cust x JOIN b.acct y ON x.cid = y.cid "
     "WHERE EXISTS (SELECT 1 FROM c.txn z WHERE z.cid = y.cid) GROUP BY y.branch",
 ]

@@ -92,7 +92,23 @@ def faultfed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, A
     directory = tmp_path_factory.mktemp("faultfed")
     config, tables = _write(directory)
     with start_federation(config, log_dir=directory / "logs", timeout=120) as procs:
+        stop = threading.Event()
+
+        def watch() -> None:  # DEBUG
+            seen = {}
+            with open("/tmp/sec/watch.log", "a") as f:
+                while not stop.wait(0.02):
+                    for p, n in procs.nodes.items():
+                        rc = n.process.poll()
+                        key = (p, n.process.pid)
+                        if rc is not None and key not in seen:
+                            seen[key] = rc
+                            f.write(f"{time.time():.3f} {p} pid={n.process.pid} rc={rc}\n")
+                            f.flush()
+
+        threading.Thread(target=watch, daemon=True).start()
         yield config, tables, procs, _reference(tables, LONG)
+        stop.set()
 
 
 def _rows(config: Path, party: str, sql: str, timeout: float | None = None) -> list[tuple]:
@@ -140,6 +156,8 @@ def test_long_query_is_correct(faultfed) -> None:
 @pytest.mark.parametrize("victim,issuer", [("p2", "p1"), ("p3", "p1"), ("p1", "p2")])
 def test_sigkill_mid_query(faultfed, victim: str, issuer: str) -> None:
     config, tables, procs, expected = faultfed
+    for p in PARTIES:
+        assert procs.nodes[p].process.poll() is None, procs.nodes[p].describe_exit()
     # time one run, then kill the victim at a random point of the next one
     start = time.monotonic()
     assert _rows(config, issuer, LONG) == expected
@@ -156,8 +174,10 @@ def test_sigkill_mid_query(faultfed, victim: str, issuer: str) -> None:
 
     thread = threading.Thread(target=run)
     thread.start()
+    open("/tmp/sec/watch.log", "a").write(f"{time.time():.3f} test {victim}-{issuer} query started\n")
     at = random.Random(f"{victim}{issuer}").uniform(0.15, 0.75) * duration
     time.sleep(at)
+    open("/tmp/sec/watch.log", "a").write(f"{time.time():.3f} test kills {victim} pid={procs.nodes[victim].process.pid}\n")
     procs.nodes[victim].process.send_signal(signal.SIGKILL)
     procs.nodes[victim].process.wait(10)
     thread.join(DEADLINE + 30)

@@ -1,0 +1,1 @@
+"""Federated TPC-H (issue #3): data and federation setup, query runner."""

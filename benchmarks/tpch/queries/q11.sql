@@ -1,0 +1,11 @@
+-- Q11 (important stock): supply's tables only, with a scalar subquery in HAVING.
+-- Rewrite: party-qualified table names only.
+select ps_partkey, sum(ps_supplycost * ps_availqty) as value
+from supply.partsupp, supply.supplier, supply.nation
+where ps_suppkey = s_suppkey and s_nationkey = n_nationkey and n_name = 'GERMANY'
+group by ps_partkey
+having sum(ps_supplycost * ps_availqty) > (
+    select sum(ps_supplycost * ps_availqty) * 0.0001
+    from supply.partsupp, supply.supplier, supply.nation
+    where ps_suppkey = s_suppkey and s_nationkey = n_nationkey and n_name = 'GERMANY')
+order by value desc;

@@ -1,0 +1,6 @@
+-- Q6 (forecasting revenue change): one party's table (logistics.lineitem); runs locally at logistics.
+-- Rewrite: party-qualified table name only.
+select sum(l_extendedprice * l_discount) as revenue
+from logistics.lineitem
+where l_shipdate >= date '1994-01-01' and l_shipdate < date '1994-01-01' + interval '1' year
+  and l_discount between 0.06 - 0.01 and 0.06 + 0.01 and l_quantity < 24;
