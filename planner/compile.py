@@ -6,6 +6,7 @@ party runs this itself and compares the hash with the issuer's.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from fedsql.config import Federation
@@ -13,6 +14,7 @@ from sqlglot import exp
 
 from planner.analyze import analyze
 from planner.join_analyze import analyze_join, semi_conjuncts
+from planner.passes.inline_subqueries import has_inline_candidates, inline_subqueries
 from planner.lower_join import check_join_policy, lower_join
 from planner.catalog import SchemaLookup
 from planner.lower import PUBLIC_TEXT, lower
@@ -63,6 +65,9 @@ def plan_select(
 ) -> PhysicalPlan:
     ast = stmt.ast
     fed.party(issuer)
+    if has_inline_candidates(ast):
+        ast = inline_subqueries(ast, fed, schema_of)
+        stmt = dataclasses.replace(stmt, ast=ast)
     if isinstance(ast, exp.Select) and (ast.args.get("joins") or semi_conjuncts(ast)):  # several tables
         return _plan_join(stmt, fed, issuer, session_mode(fed, settings), schema_of)
     block = analyze(ast, fed, schema_of)

@@ -139,6 +139,8 @@ QUERIES = [
     "SELECT x.seg, COUNT(*) FROM a.cust x WHERE EXISTS (SELECT 1 FROM c.txn z WHERE z.cid = x.cid "
     "AND z.kind = 'wire') GROUP BY x.seg",
     "SELECT COUNT(*) FROM a.cust x WHERE NOT EXISTS (SELECT 1 FROM b.acct y WHERE y.cid = x.cid)",
+    "WITH v AS (SELECT cid, bal FROM b.acct WHERE vip) SELECT COUNT(*), SUM(v.bal) FROM a.cust x "
+    "JOIN v ON x.cid = v.cid",
     # LEFT JOIN: unmatched left rows survive with NULLs on the right
     "SELECT COUNT(*), COUNT(y.bal), SUM(y.bal), MIN(y.opened) FROM a.cust x LEFT JOIN b.acct y ON x.cid = y.cid",
     "SELECT x.seg, COUNT(y.cid), AVG(y.bal) FROM a.cust x LEFT JOIN b.acct y ON x.cid = y.cid AND y.vip "

@@ -44,6 +44,10 @@ QUERIES = [
     # public rows of a union: filtered and sent in plaintext
     "SELECT g FROM t WHERE x > 500 ORDER BY g",
     "SELECT g, g * 2 FROM t ORDER BY g LIMIT 5",
+    # CTEs and derived tables fold into the outer query
+    "WITH pos AS (SELECT k, x FROM t WHERE x > 0) SELECT k, SUM(x) AS s FROM pos GROUP BY k",
+    "SELECT kk, COUNT(*) FROM (SELECT k AS kk, x FROM t WHERE b) s GROUP BY kk",
+    "WITH big AS (SELECT * FROM p2.t WHERE x > 100) SELECT COUNT(*), MAX(d) FROM big",
     # one party's table: the owner runs it
     "SELECT COUNT(*), SUM(x), AVG(d) FROM p2.t",
     "SELECT k, COUNT(*) FROM p2.t GROUP BY k ORDER BY k",

@@ -19,6 +19,8 @@ from executors.mpc.context import MPC
 from executors.mpc.convert import a2b, b2a_bit, mux, mux_many
 from executors.mpc.shares import AShare, BShare, concat, split, take
 from executors.mpc.shuffle import shuffle
+from executors.mpc.sort import sort_by
+from executors.mpc.scan import segment_starts, segmented_scan
 
 __all__ = [
     "MPC", "AShare", "BShare", "concat", "split", "take",
@@ -29,5 +31,5 @@ __all__ = [
     "b_shift_left", "b_shift_right", "b_reveal",
     "a2b", "b2a_bit", "mux", "mux_many",
     "compare_many", "msb", "lt", "le", "gt", "ge", "eq", "ne", "minimum", "maximum",
-    "shuffle",
+    "shuffle", "sort_by", "segment_starts", "segmented_scan",
 ]

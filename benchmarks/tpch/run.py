@@ -1,0 +1,248 @@
+"""Run TPC-H over the three-party federation and check every result with DuckDB (issue #3).
+
+    python -m benchmarks.tpch.run --sf 0.1 --mode sizes [--dir DIR] [--queries 3,5,10,12,14]
+
+Starts the federation of DIR/federation.toml (made by benchmarks.tpch.setup when
+missing; DIR defaults to /tmp/fedsql-tpch-sf<SF>), then for each query sends
+benchmarks/tpch/queries/qN.sql (the fedsql form) as party `retail` (--issuer)
+and runs the standard TPC-H text benchmarks/tpch/queries/reference/qN.sql in
+plain DuckDB over the same Parquet files. Per query it records: status (ok,
+WRONG, refused with the engine's message, error), secure wall time at the
+client, plaintext DuckDB time (best of --ref-repeat runs), their ratio, rounds
+and bytes sent (issuer's counters, and every party's own counters from its
+RunReply), and the issuer's step timeline. Prints a Markdown table and writes
+DIR/results-<mode>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import decimal
+import json
+import math
+import os
+import platform
+import re
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+QUERIES = HERE / "queries"
+REQUIRED = (3, 5, 10, 12, 14)
+TABLES = ("customer", "orders", "lineitem", "supplier", "part", "partsupp", "nation", "region")
+
+
+def default_dir(sf: float) -> Path:
+    return Path(f"/tmp/fedsql-tpch-sf{sf:g}")
+
+
+def fedsql_text(n: int) -> str:
+    """The fedsql form without its comment header (comments explain the rewrite)."""
+    lines = (QUERIES / f"q{n}.sql").read_text().splitlines()
+    return "\n".join(ln for ln in lines if not ln.lstrip().startswith("--")).strip().rstrip(";")
+
+
+def reference_text(n: int) -> str:
+    return (QUERIES / "reference" / f"q{n}.sql").read_text().strip().rstrip(";")
+
+
+def reference_db(data: Path):
+    import duckdb
+
+    db = duckdb.connect()
+    for t in TABLES:
+        db.execute(f"CREATE VIEW {t} AS SELECT * FROM read_parquet('{data / (t + '.parquet')}')")
+    return db
+
+
+def run_reference(db, sql: str, repeat: int) -> tuple[list[tuple], float]:
+    best = math.inf
+    rows: list[tuple] = []
+    for _ in range(max(repeat, 1)):
+        t0 = time.perf_counter()
+        rows = [tuple(r) for r in db.execute(sql).fetchall()]
+        best = min(best, time.perf_counter() - t0)
+    return rows, best
+
+
+# -- comparison -----------------------------------------------------------------
+
+def _num(v):
+    if isinstance(v, (decimal.Decimal, float, int)) and not isinstance(v, bool):
+        return float(v)
+    return None
+
+
+def _same(a, b) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    x, y = _num(a), _num(b)
+    if x is not None and y is not None:
+        return math.isclose(x, y, rel_tol=1e-6, abs_tol=1e-2)
+    if isinstance(a, (datetime.date, datetime.datetime)) or isinstance(b, (datetime.date, datetime.datetime)):
+        return str(a)[:10] == str(b)[:10]
+    return str(a).rstrip() == str(b).rstrip()
+
+
+def _rows_equal(got: list[tuple], want: list[tuple]) -> bool:
+    return len(got) == len(want) and all(
+        len(g) == len(w) and all(_same(x, y) for x, y in zip(g, w)) for g, w in zip(got, want)
+    )
+
+
+def _sort_key(row):
+    return tuple((v is None, _num(v) if _num(v) is not None else 0.0, str(v)) for v in row)
+
+
+def compare(got: list[tuple], want: list[tuple]) -> str:
+    """'ok', 'ok (ties reordered)' or a short description of the difference."""
+    if _rows_equal(got, want):
+        return "ok"
+    if _rows_equal(sorted(got, key=_sort_key), sorted(want, key=_sort_key)):
+        return "ok (ties reordered)"
+    if len(got) != len(want):
+        return f"WRONG: {len(got)} rows, DuckDB {len(want)}"
+    for i, (g, w) in enumerate(zip(got, want)):
+        if not (len(g) == len(w) and all(_same(x, y) for x, y in zip(g, w))):
+            return f"WRONG at row {i}: got {g!r}, DuckDB {w!r}"
+    return "WRONG"
+
+
+# -- the run ----------------------------------------------------------------------
+
+def machine() -> str:
+    model = "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = "?"
+    try:
+        kb = int(Path("/proc/meminfo").read_text().split()[1])
+        mem = f"{kb / 2**20:.0f} GiB"
+    except (OSError, ValueError, IndexError):
+        pass
+    return f"nproc={os.cpu_count()}, CPU: {model}, {mem}, Python {platform.python_version()}"
+
+
+def run_query(conn, n: int, mode: str) -> dict:
+    import fedsql
+
+    sql = fedsql_text(n)
+    cur = conn.cursor()
+    timeline: list[tuple[float, str]] = []
+
+    def progress(elapsed: float, step: str) -> None:
+        if not timeline or timeline[-1][1] != step:
+            timeline.append((round(elapsed, 3), step))
+
+    t0 = time.perf_counter()
+    try:
+        cur.execute(sql, on_progress=progress)
+        rows = [tuple(r) for r in cur.fetchall()]
+    except fedsql.Error as exc:
+        kind = "refused" if isinstance(exc, (fedsql.NotSupportedError, fedsql.ProgrammingError)) else "error"
+        return {"query": n, "status": kind, "message": f"{type(exc).__name__}: {exc}",
+                "secure_s": round(time.perf_counter() - t0, 3)}
+    secure = time.perf_counter() - t0
+    stats = dict(cur.meta.get("stats") or {})
+    return {"query": n, "rows": rows, "secure_s": round(secure, 3), "stats": stats, "timeline": timeline,
+            "leakage": list(cur.leakage)}
+
+
+def _mb(x) -> str:
+    return "" if x is None else f"{x / 1e6:.1f}"
+
+
+def markdown(results: list[dict], mode: str) -> str:
+    out = [
+        f"| Q | mode | status | secure (s) | DuckDB (s) | ratio | rounds | MB sent: issuer | MB sent per party "
+        "(retail / logistics / supply) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        stats = r.get("stats") or {}
+        parties = dict(stats.get("parties") or {})
+        parties[r.get("issuer", "retail")] = {"bytes_sent": stats.get("bytes_sent"), "rounds": stats.get("rounds")}
+        per = " / ".join(_mb((parties.get(p) or {}).get("bytes_sent")) for p in ("retail", "logistics", "supply"))
+        status = r["status"] if r["status"].startswith(("ok", "WRONG")) else f"{r['status']}: {r.get('message', '')}"
+        ratio = f"{r['secure_s'] / r['plain_s']:.0f}x" if r.get("plain_s") and r["status"].startswith("ok") else ""
+        out.append(
+            f"| {r['query']} | {mode} | {status} | {r['secure_s'] if r['status'].startswith(('ok', 'WRONG')) else ''} "
+            f"| {r.get('plain_s', '')} | {ratio} | {stats.get('rounds', '')} | {_mb(stats.get('bytes_sent'))} | {per} |"
+        )
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sf", type=float, default=0.1)
+    ap.add_argument("--mode", default="sizes", help="sizes | reveal | oblivious, or a comma list")
+    ap.add_argument("--dir", type=Path, default=None, help="federation dir (default /tmp/fedsql-tpch-sf<SF>)")
+    ap.add_argument("--queries", default="all", help="comma list of TPC-H query numbers (default: all 22)")
+    ap.add_argument("--issuer", default="retail", help="party that issues the queries (default retail)")
+    ap.add_argument("--ref-repeat", type=int, default=3, help="DuckDB runs per query; the best is kept")
+    ap.add_argument("--timeout", type=float, default=None, help="per-query timeout in seconds")
+    args = ap.parse_args(argv)
+
+    sys.path.insert(0, str(HERE.parents[1]))
+    import fedsql
+    from benchmarks.tpch.setup import write_federation
+    from fedsql.launcher import start_federation
+
+    directory = args.dir or default_dir(args.sf)
+    config = directory / "federation.toml"
+    if not config.is_file():
+        write_federation(args.sf, directory)
+    numbers = list(range(1, 23)) if args.queries == "all" else [int(q) for q in args.queries.split(",") if q]
+    modes = [m.strip() for m in args.mode.split(",") if m.strip()]
+
+    ref = reference_db(directory / "data")
+    reference: dict[int, tuple[list[tuple], float]] = {}
+    for n in numbers:
+        reference[n] = run_reference(ref, reference_text(n), args.ref_repeat)
+
+    print(f"# TPC-H SF {args.sf:g}, issuer {args.issuer}, {machine()}", flush=True)
+    all_results: dict[str, list[dict]] = {}
+    with start_federation(config, log_dir=directory / "logs", timeout=180):
+        conn = fedsql.connect(str(config), party=args.issuer, timeout=args.timeout)
+        try:
+            for mode in modes:
+                cur = conn.cursor()
+                cur.execute(f"SET fedsql.mode = '{mode}'")
+                results = []
+                for n in numbers:
+                    r = run_query(conn, n, mode)
+                    r["issuer"] = args.issuer
+                    want, plain = reference[n]
+                    r["plain_s"] = round(plain, 4)
+                    if "rows" in r:
+                        r["status"] = compare(r["rows"], want)
+                        r["rows_out"] = len(r.pop("rows"))
+                    results.append(r)
+                    line = (f"Q{n} {mode}: {r['status']} secure {r['secure_s']} s, DuckDB {r['plain_s']} s"
+                            + (f", rounds {r['stats'].get('rounds')}, issuer sent {_mb(r['stats'].get('bytes_sent'))} MB"
+                               if r.get("stats") else "")
+                            + (f" — {r['message']}" if r.get("message") else ""))
+                    print(line, flush=True)
+                all_results[mode] = results
+        finally:
+            conn.close()
+    for mode, results in all_results.items():
+        print()
+        print(markdown(results, mode))
+        out = directory / f"results-{mode}.json"
+        out.write_text(json.dumps({"sf": args.sf, "mode": mode, "machine": machine(), "results": results},
+                                  indent=1, default=str))
+        print(f"\n(details with step timelines: {out})")
+    bad = [r for rs in all_results.values() for r in rs if r["status"].startswith("WRONG")]
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
