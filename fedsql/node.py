@@ -26,6 +26,7 @@ from executors.peer_channel import (Channel, Mailbox, PeerLinks, TransportError,
                                     call_with_reconnect)
 from fedsql import errors, tls
 from fedsql.audit import AuditLog, audit_path, query_fields
+from fedsql import scalar_subqueries
 from fedsql.config import Federation
 from fedsql.proto import node_pb2 as pb
 from fedsql.proto import node_pb2_grpc as rpc
@@ -192,8 +193,10 @@ class Node(rpc.NodeServicer):
         started = time.monotonic()
         query_id = request.query_id or uuid.uuid4().hex
         settings = dict(request.settings)
-        try:
-            compiled = self.compile(request.sql, self.me, settings)
+        try:  # uncorrelated scalar subqueries run first, as queries of their own
+            sql, sub_leakage = scalar_subqueries.resolve(
+                request.sql, lambda inner: self._run_scalar(inner, settings, query_id))
+            compiled = self.compile(sql, self.me, settings)
         except Exception as exc:  # noqa: BLE001 - every failure becomes a clear error
             err = as_fedsql_error(exc, "while planning")
             if isinstance(err, (errors.PolicyViolation, errors.PlanMismatch)):
@@ -210,7 +213,7 @@ class Node(rpc.NodeServicer):
         if compiled.kind == "explain":
             table = pa.table({"plan": explain_lines(plan)})
             meta = {"kind": "explain", "columns": [{"name": "plan", "type": "VARCHAR", "note": None}],
-                    "leakage": list(plan.leakage), "settings": settings, "stats": {}, "plan_hash": plan.hash}
+                    "leakage": list(plan.leakage) + sub_leakage, "settings": settings, "stats": {}, "plan_hash": plan.hash}
             yield pb.ExecuteEvent(result=pb.Result(arrow_ipc=table_to_bytes(table).tobytes(), meta_json=json.dumps(meta)))
             return
         timeout = min(request.timeout_seconds or self.fed.deadline_seconds, self.fed.deadline_seconds)
@@ -228,12 +231,12 @@ class Node(rpc.NodeServicer):
 
         context.add_callback(_client_gone)
         try:
-            self.audit.append("query", **query_fields(query_id, self.me, request.sql, plan, self.me, "issuer"))
+            self.audit.append("query", **query_fields(query_id, self.me, sql, plan, self.me, "issuer"))
         except errors.Error as exc:
             self._slots.release()
             yield _error_event(exc)
             return
-        worker = self.pool.submit(self._coordinate, plan, request.sql, settings, query_id, timeout, events.put)
+        worker = self.pool.submit(self._coordinate, plan, sql, settings, query_id, timeout, events.put)
         worker.add_done_callback(lambda _f: self._slots.release())
         while True:
             try:
@@ -257,13 +260,23 @@ class Node(rpc.NodeServicer):
         meta = {
             "kind": "rows",
             "columns": [{"name": n, "type": t, "note": notes.get(n)} for n, t in plan.output],
-            "leakage": list(plan.leakage),
+            "leakage": list(plan.leakage) + sub_leakage,
             "settings": settings,
             "stats": stats,
             "plan_hash": plan.hash,
             "query_id": query_id,
         }
         yield pb.ExecuteEvent(result=pb.Result(arrow_ipc=table_to_bytes(table).tobytes(), meta_json=json.dumps(meta)))
+
+    def _run_scalar(self, sql: str, settings: dict[str, str], parent_id: str) -> tuple:
+        """Run a scalar subquery as its own federated query; its value is revealed to this issuer."""
+        compiled = self.compile(sql, self.me, settings)
+        if compiled.kind != "select":
+            raise errors.UnsupportedSql("a scalar subquery must be a SELECT")
+        plan = compiled.plan
+        query_id = f"{parent_id}.s{uuid.uuid4().hex[:8]}"
+        table, _ = self._coordinate(plan, sql, settings, query_id, self.fed.deadline_seconds, lambda _step: None)
+        return scalar_subqueries.single_value(table), plan.output[0][1], list(plan.leakage)
 
     def _coordinate(self, plan, sql, settings, query_id, timeout, progress) -> tuple[pa.Table, dict]:
         deadline_unix = time.time() + timeout

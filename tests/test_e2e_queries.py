@@ -48,6 +48,9 @@ QUERIES = [
     "WITH pos AS (SELECT k, x FROM t WHERE x > 0) SELECT k, SUM(x) AS s FROM pos GROUP BY k",
     "SELECT kk, COUNT(*) FROM (SELECT k AS kk, x FROM t WHERE b) s GROUP BY kk",
     "WITH big AS (SELECT * FROM p2.t WHERE x > 100) SELECT COUNT(*), MAX(d) FROM big",
+    # uncorrelated scalar subqueries run first as queries of their own
+    "SELECT COUNT(*) FROM t WHERE x > (SELECT AVG(x) FROM t)",
+    "SELECT k, COUNT(*) FROM t WHERE d < (SELECT MAX(d) FROM p2.t) / 2 GROUP BY k",
     # one party's table: the owner runs it
     "SELECT COUNT(*), SUM(x), AVG(d) FROM p2.t",
     "SELECT k, COUNT(*) FROM p2.t GROUP BY k ORDER BY k",

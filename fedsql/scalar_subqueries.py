@@ -1,0 +1,95 @@
+"""Uncorrelated scalar subqueries: run each as its own federated query first.
+
+`... WHERE cost > (SELECT AVG(cost) FROM patients)` becomes two queries: the
+subquery (checked by every party's policy like any query; its value is
+revealed to the issuer, as its own result would be) and the outer query with
+that value as a literal — which every party again compiles and checks. The
+leakage report of the whole statement lists both.
+"""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import re
+from typing import Any, Callable
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import ParseError, TokenError
+
+from fedsql.errors import Error, ProgrammingError, UnsupportedSql
+
+_EXPLAIN = re.compile(r"^\s*EXPLAIN\s+", re.IGNORECASE)
+
+RunScalar = Callable[[str], tuple[Any, str, list[str]]]
+"""SQL → (value, DuckDB type, leakage lines)."""
+
+
+def scalar_subqueries(ast: exp.Expression) -> list[exp.Subquery]:
+    out = []
+    for sub in ast.find_all(exp.Subquery):
+        parent = sub.parent
+        if isinstance(parent, (exp.From, exp.Join, exp.In, exp.Exists)) or isinstance(sub.this, exp.Union):
+            continue
+        if isinstance(parent, exp.In) and parent.args.get("query") is sub:
+            continue
+        out.append(sub)
+    return out
+
+
+def literal(value: Any, duck_type: str) -> exp.Expression:
+    if value is None:
+        return exp.cast(exp.Null(), duck_type)
+    if isinstance(value, bool):
+        return exp.Boolean(this=value)
+    if isinstance(value, (int, float, decimal.Decimal)):
+        return exp.cast(exp.Literal.number(str(value)), duck_type)
+    if isinstance(value, (datetime.date, datetime.datetime)):
+        return exp.cast(exp.Literal.string(value.isoformat(sep=" ") if isinstance(value, datetime.datetime)
+                                           else value.isoformat()), duck_type)
+    return exp.cast(exp.Literal.string(str(value)), duck_type)
+
+
+def resolve(sql: str, run_scalar: RunScalar | None) -> tuple[str, list[str]]:
+    """The statement with scalar subqueries replaced by their values (none run for EXPLAIN)."""
+    text = sql.strip().rstrip(";")
+    explain = bool(_EXPLAIN.match(text))
+    body = _EXPLAIN.sub("", text, count=1) if explain else text
+    if "(" not in body or not re.search(r"\(\s*(SELECT|WITH)\b", body, re.IGNORECASE):
+        return sql, []
+    try:
+        ast = sqlglot.parse_one(body, read="duckdb")
+    except (ParseError, TokenError):
+        return sql, []  # the planner reports the syntax error
+    subs = scalar_subqueries(ast)
+    if not subs:
+        return sql, []
+    leakage: list[str] = []
+    for sub in subs:
+        inner = sub.this.sql(dialect="duckdb")
+        if explain or run_scalar is None:
+            sub.replace(exp.Null())
+            leakage.append(f"runs first, its value revealed to the issuer: ({inner})")
+            continue
+        try:
+            value, duck_type, inner_leakage = run_scalar(inner)
+        except Error as exc:
+            if "column" in str(exc).lower() and ("not found" in str(exc).lower() or "no column" in str(exc).lower()):
+                raise UnsupportedSql(
+                    f"correlated scalar subqueries are not supported yet: ({inner}); rewrite as a join"
+                ) from None
+            raise type(exc)(f"in the scalar subquery ({inner}): {exc}") from None
+        sub.replace(literal(value, duck_type))
+        leakage.append(f"scalar subquery ({inner}) ran first; its value was revealed to the issuer")
+        leakage += [f"  {line}" for line in inner_leakage]
+    out = ast.sql(dialect="duckdb")
+    return (f"EXPLAIN {out}" if explain else out), leakage
+
+
+def single_value(table: Any) -> Any:
+    if table.num_columns != 1:
+        raise ProgrammingError(f"a scalar subquery must return one column, it returned {table.num_columns}")
+    if table.num_rows > 1:
+        raise ProgrammingError(f"a scalar subquery must return at most one row, it returned {table.num_rows}")
+    return table.column(0)[0].as_py() if table.num_rows else None
