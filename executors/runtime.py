@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import time
 from typing import Callable
 
 import numpy as np
@@ -75,6 +76,7 @@ class PartyRun:
         self.tag_keys: dict[str, bytes] = {}
         self.mpc: MPC | None = None
         self.is_compute = me in plan.compute
+        self.step_times: list[tuple[str, str, float]] = []
 
     # -- driver ------------------------------------------------------------------
 
@@ -82,16 +84,23 @@ class PartyRun:
         if self.plan.secure and self.is_compute:
             self.mpc = MPC(self.channel, self.plan.compute)
             self.mpc.setup()
+        timed = os.environ.get("FEDSQL_STEP_TIMES") == "1"  # benchmarks: per-step seconds in stats()
         for i, step in enumerate(self.plan.steps, 1):
             self.progress(f"step {i}/{len(self.plan.steps)}: {step.op}")
+            started = time.perf_counter()
             getattr(self, f"_{step.op}")(step)
+            if timed:
+                self.step_times.append((step.id, step.op, round(time.perf_counter() - started, 4)))
         return self.plain.get(self.plan.result) if self.me == self.plan.issuer else None
 
     def stats(self) -> dict[str, int]:
-        return {
+        out = {
             "rounds": self.mpc.rounds if self.mpc else 0,
             "bytes_sent": int(getattr(self.channel, "bytes_sent", 0)),
         }
+        if self.step_times:
+            out["steps"] = self.step_times
+        return out
 
     # -- plaintext steps -------------------------------------------------------
 

@@ -26,7 +26,7 @@ from executors.peer_channel import (Channel, Mailbox, PeerLinks, TransportError,
                                     call_with_reconnect)
 from fedsql import errors, tls
 from fedsql.audit import AuditLog, audit_path, query_fields
-from fedsql import scalar_subqueries
+from fedsql import scalar_subqueries, set_operations
 from fedsql.config import Federation
 from fedsql.proto import node_pb2 as pb
 from fedsql.proto import node_pb2_grpc as rpc
@@ -193,6 +193,10 @@ class Node(rpc.NodeServicer):
         started = time.monotonic()
         query_id = request.query_id or uuid.uuid4().hex
         settings = dict(request.settings)
+        set_ast = set_operations.parse_set_operation(request.sql)
+        if set_ast is not None:  # UNION / INTERSECT / EXCEPT: every branch is a query of its own
+            yield self._execute_set_operation(set_ast, settings, query_id, started)
+            return
         try:  # uncorrelated scalar subqueries run first, as queries of their own
             sql, sub_leakage = scalar_subqueries.resolve(
                 request.sql, lambda inner: self._run_scalar(inner, settings, query_id))
@@ -267,6 +271,30 @@ class Node(rpc.NodeServicer):
             "query_id": query_id,
         }
         yield pb.ExecuteEvent(result=pb.Result(arrow_ipc=table_to_bytes(table).tobytes(), meta_json=json.dumps(meta)))
+
+    def _execute_set_operation(self, ast, settings: dict[str, str], query_id: str, started: float):
+        def run_branch(sql: str):
+            compiled = self.compile(sql, self.me, settings)
+            if compiled.kind != "select":
+                raise errors.UnsupportedSql("each branch of a set operation must be a SELECT")
+            table, _ = self._coordinate(compiled.plan, sql, settings, f"{query_id}.b{uuid.uuid4().hex[:8]}",
+                                        self.fed.deadline_seconds, lambda _step: None)
+            return table, list(compiled.plan.leakage)
+
+        try:
+            table, leakage = set_operations.run(ast, run_branch)
+        except Exception as exc:  # noqa: BLE001
+            return _error_event(as_fedsql_error(exc, "while running a set operation"))
+        types = duckdb_types(table)
+        meta = {
+            "kind": "rows",
+            "columns": [{"name": n, "type": t, "note": None} for n, t in zip(table.column_names, types)],
+            "leakage": leakage,
+            "settings": settings,
+            "stats": {"elapsed_seconds": round(time.monotonic() - started, 6)},
+            "query_id": query_id,
+        }
+        return pb.ExecuteEvent(result=pb.Result(arrow_ipc=table_to_bytes(table).tobytes(), meta_json=json.dumps(meta)))
 
     def _run_scalar(self, sql: str, settings: dict[str, str], parent_id: str) -> tuple:
         """Run a scalar subquery as its own federated query; its value is revealed to this issuer."""
@@ -472,6 +500,18 @@ def _dp_notes(plan) -> dict[str, str]:
     except Exception:  # noqa: BLE001 - a note must never fail a finished query
         log.exception("DP notes")
         return {}
+
+
+def duckdb_types(table: pa.Table) -> list[str]:
+    """DuckDB type names of an Arrow table's columns (for result metadata)."""
+    import duckdb
+
+    con = duckdb.connect(":memory:")
+    try:
+        con.register("__t", table)
+        return [r[1] for r in con.execute("DESCRIBE SELECT * FROM __t").fetchall()]
+    finally:
+        con.close()
 
 
 def _cast_output(table: pa.Table, output) -> pa.Table:

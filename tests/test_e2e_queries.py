@@ -51,6 +51,10 @@ QUERIES = [
     # uncorrelated scalar subqueries run first as queries of their own
     "SELECT COUNT(*) FROM t WHERE x > (SELECT AVG(x) FROM t)",
     "SELECT k, COUNT(*) FROM t WHERE d < (SELECT MAX(d) FROM p2.t) / 2 GROUP BY k",
+    # set operations: each branch a query of its own, combined at the issuer
+    "SELECT k, COUNT(*) AS n FROM t GROUP BY k UNION ALL SELECT 'all', COUNT(*) FROM t ORDER BY n, k",
+    "SELECT g FROM p1.t WHERE g > 1 UNION SELECT g FROM t WHERE x > 900 ORDER BY g",
+    "SELECT g FROM p1.t INTERSECT SELECT g FROM p2.t",
     # one party's table: the owner runs it
     "SELECT COUNT(*), SUM(x), AVG(d) FROM p2.t",
     "SELECT k, COUNT(*) FROM p2.t GROUP BY k ORDER BY k",

@@ -195,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     from benchmarks.tpch.setup import write_federation
     from fedsql.launcher import start_federation
 
+    os.environ.setdefault("FEDSQL_STEP_TIMES", "1")  # nodes report per-step seconds (executors/runtime.py)
     directory = args.dir or default_dir(args.sf)
     config = directory / "federation.toml"
     if not config.is_file():
