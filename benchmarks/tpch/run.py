@@ -130,6 +130,17 @@ def machine() -> str:
     return f"nproc={os.cpu_count()}, CPU: {model}, {mem}, Python {platform.python_version()}"
 
 
+def peak_rss_mib(pid: int) -> int | None:
+    """VmHWM: the node's peak resident memory so far (MiB)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) // 1024
+    except OSError:
+        pass
+    return None
+
+
 def run_query(conn, n: int, mode: str) -> dict:
     import fedsql
 
@@ -210,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"# TPC-H SF {args.sf:g}, issuer {args.issuer}, {machine()}", flush=True)
     all_results: dict[str, list[dict]] = {}
-    with start_federation(config, log_dir=directory / "logs", timeout=180):
+    with start_federation(config, log_dir=directory / "logs", timeout=180) as procs:
         conn = fedsql.connect(str(config), party=args.issuer, timeout=args.timeout)
         try:
             for mode in modes:
@@ -222,6 +233,7 @@ def main(argv: list[str] | None = None) -> int:
                     r["issuer"] = args.issuer
                     want, plain = reference[n]
                     r["plain_s"] = round(plain, 4)
+                    r["peak_rss_mib"] = {p: peak_rss_mib(node.process.pid) for p, node in procs.nodes.items()}
                     if "rows" in r:
                         r["status"] = compare(r["rows"], want)
                         r["rows_out"] = len(r.pop("rows"))
@@ -229,7 +241,8 @@ def main(argv: list[str] | None = None) -> int:
                     line = (f"Q{n} {mode}: {r['status']} secure {r['secure_s']} s, DuckDB {r['plain_s']} s"
                             + (f", rounds {r['stats'].get('rounds')}, issuer sent {_mb(r['stats'].get('bytes_sent'))} MB"
                                if r.get("stats") else "")
-                            + (f" — {r['message']}" if r.get("message") else ""))
+                            + (f" — {r['message']}" if r.get("message") else "")
+                            + f"; peak RSS MiB {r['peak_rss_mib']}")
                     print(line, flush=True)
                 all_results[mode] = results
         finally:
