@@ -111,8 +111,9 @@ def _refuse_unsupported(ast: exp.Select) -> None:
             raise UnsupportedSql(f"{what} are not supported yet (planned: issue #4)")
     if any(isinstance(n, exp.Select) for n in ast.find_all(exp.Select) if n is not ast):
         raise UnsupportedSql("subqueries are not supported yet (planned: issue #4)")
-    if ast.args.get("distinct"):
-        raise UnsupportedSql("SELECT DISTINCT is not supported yet (planned: issue #4)")
+    distinct = ast.args.get("distinct")
+    if distinct is not None and distinct.args.get("on"):
+        raise UnsupportedSql("SELECT DISTINCT ON is not supported yet (planned: issue #4)")
     if ast.args.get("with_") or ast.args.get("with"):
         raise UnsupportedSql("WITH (CTEs) is not supported yet (planned: issue #4)")
     for node in ast.find_all(exp.AggFunc):

@@ -51,6 +51,12 @@ QUERIES = [
     # uncorrelated scalar subqueries run first as queries of their own
     "SELECT COUNT(*) FROM t WHERE x > (SELECT AVG(x) FROM t)",
     "SELECT k, COUNT(*) FROM t WHERE d < (SELECT MAX(d) FROM p2.t) / 2 GROUP BY k",
+    # DISTINCT: a GROUP BY of the select list, or on the final rows
+    "SELECT DISTINCT k FROM t ORDER BY k",
+    "SELECT DISTINCT g, k FROM t WHERE x > 0",
+    "SELECT DISTINCT COUNT(*) > 10 AS many FROM t GROUP BY g",
+    # the field's "password reuse" shape: keys that occur more than once
+    "SELECT DISTINCT k FROM t GROUP BY k, g HAVING COUNT(*) > 1",
     # set operations: each branch a query of its own, combined at the issuer
     "SELECT k, COUNT(*) AS n FROM t GROUP BY k UNION ALL SELECT 'all', COUNT(*) FROM t ORDER BY n, k",
     "SELECT g FROM p1.t WHERE g > 1 UNION SELECT g FROM t WHERE x > 900 ORDER BY g",
@@ -140,6 +146,7 @@ REFUSED = [
     ("SELECT COUNT(*) FROM p9.t", "ProgrammingError", "unknown party"),
     ("SELECT nope FROM t", "ProgrammingError", "nope"),
     ("SELECT COUNT(DISTINCT k) FROM t", "NotSupportedError", "DISTINCT"),
+    ("SELECT DISTINCT x FROM t", "PolicyViolation", "GROUP BY"),
     ("SELECT 1 FROM t a JOIN p2.t b ON a.id = b.id", "NotSupportedError", "JOIN"),
 ]
 

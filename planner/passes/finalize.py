@@ -33,7 +33,8 @@ def final_sql(block: QueryBlock, table: str, replacements: dict[str, str], outpu
         inner = item.unalias() if isinstance(item, exp.Alias) else item
         new = _prepare(inner, qualified).transform(replace) if replacements else strip_qualifiers(inner)
         items.append(f"CAST({new.sql(dialect=DIALECT)} AS {typ}) AS {quote(name)}")
-    sql = f"SELECT {', '.join(items)} FROM {quote(table)}"
+    distinct = "DISTINCT " if ast.args.get("distinct") is not None else ""
+    sql = f"SELECT {distinct}{', '.join(items)} FROM {quote(table)}"
     having = ast.args.get("having")  # the WHERE ran at the owners already
     if having is not None:
         sql += f" WHERE {_prepare(having.this, qualified).transform(replace).sql(dialect=DIALECT)}"
