@@ -128,6 +128,32 @@ class Evaluator:
         if op == "valid":
             a = self.number(node.args[0])
             return Num(a.valid if a.valid is not None else _ones(mpc, self.n), None, node.encoding)
+        if op == "null":
+            zero = AShare(np.zeros(self.n, U64), np.zeros(self.n, U64))
+            return Num(zero, zero, node.encoding)
+        if op == "isnull":
+            a = self.number(node.args[0])
+            if a.valid is None:
+                zero = AShare(np.zeros(self.n, U64), np.zeros(self.n, U64))
+                return Truth(zero, _ones(mpc, self.n))
+            return Truth(ops.sub(_ones(mpc, self.n), a.valid), a.valid)
+        if op == "coalesce":
+            a, b = self.number(node.args[0]), self.number(node.args[1])
+            if a.valid is None:
+                return a
+            x, y = _align(a, b)
+            value = ops.add(y, ops.mul(mpc, a.valid, ops.sub(x, y)))  # a where a is valid, else b
+            vb = b.valid if b.valid is not None else _ones(mpc, self.n)
+            valid = ops.add(vb, ops.mul(mpc, a.valid, ops.sub(_ones(mpc, self.n), vb)))
+            return Num(value, valid, node.encoding)
+        if op == "nullif":
+            a, b = self.number(node.args[0]), self.number(node.args[1])
+            x, y = _align(a, b)
+            same = ops.b2a_bit(mpc, ops.compare_many(mpc, [("eq", x, y)])[0])
+            bvalid = b.valid if b.valid is not None else _ones(mpc, self.n)
+            hit = ops.mul(mpc, same, bvalid)  # NULLIF(a, NULL) = a
+            avalid = a.valid if a.valid is not None else _ones(mpc, self.n)
+            return Num(a.value, ops.mul(mpc, avalid, ops.sub(_ones(mpc, self.n), hit)), node.encoding)
         if op == "case":
             cond = node.args[0]
             c = self.truth(cond).t if cond.encoding.kind == "bool" else self.number(cond).value

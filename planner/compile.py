@@ -14,6 +14,7 @@ from sqlglot import exp
 
 from planner.analyze import analyze
 from planner.join_analyze import analyze_join, semi_conjuncts
+from planner.passes.aggregate_filter import inline_aggregate_filters
 from planner.passes.distinct import distinct_to_group_by
 from planner.passes.inline_subqueries import has_inline_candidates, inline_subqueries
 from planner.lower_join import check_join_policy, lower_join
@@ -68,7 +69,7 @@ def plan_select(
     fed.party(issuer)
     if has_inline_candidates(ast):
         ast = inline_subqueries(ast, fed, schema_of)
-    ast = distinct_to_group_by(ast)
+    ast = distinct_to_group_by(inline_aggregate_filters(ast))
     if ast is not stmt.ast:
         stmt = dataclasses.replace(stmt, ast=ast)
     if isinstance(ast, exp.Select) and (ast.args.get("joins") or semi_conjuncts(ast)):  # several tables

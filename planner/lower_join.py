@@ -38,7 +38,7 @@ from planner.physical import (
     ShareTable,
     Step,
 )
-from planner.secure_expr import BOOL, LocalLeaf, SNode, split_expression
+from planner.secure_expr import BOOL, HASHED, LocalLeaf, SNode, split_expression
 from planner.validate import OutputSchema, describe, quote
 
 COUNT = Encoding("int", 0, "BIGINT")
@@ -106,6 +106,8 @@ class _Fragments:
             enc = key_encoding(typ, f"GROUP BY {sql}")
         elif typ.upper() == "BOOLEAN":
             enc = BOOL
+        elif typ.upper() == "VARCHAR":
+            enc = HASHED
         else:
             enc = value_encoding(typ, self.fixed_bits, sql)
         name = f"__l{len(self.leaves)}"
@@ -271,7 +273,7 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
             replacements[agg.key] = quote(a)
             continue
         enc = node.encoding
-        if enc.kind in ("bool", "string", "float_bits"):
+        if enc.kind in ("bool", "string", "float_bits", "hash"):
             raise UnsupportedSql(f"{agg.func.upper()} over a {enc.type} expression is not supported under MPC yet")
         if agg.func in ("sum", "avg"):
             outputs.append((f"{a}_sum", SNode("mul", (present, node), encoding=enc)))

@@ -81,6 +81,26 @@ def sum_encoding(a: Encoding, b: Encoding) -> Encoding:
     return Encoding(kind, scale, f"DECIMAL(38,{scale})" if kind == "decimal" else a.type)
 
 
+HASHED = Encoding("hash", 0, "VARCHAR")
+"""Strings in cross-party comparisons: 61 bits of MD5 computed by the owner (equality only)."""
+
+
+def _check_compare(op: str, a: "SNode", b: "SNode", node: exp.Expression) -> None:
+    if "hash" in (a.encoding.kind, b.encoding.kind):
+        if op not in ("eq", "ne") or a.encoding.kind != b.encoding.kind:
+            raise UnsupportedSql(
+                f"{node.sql(dialect=DIALECT)}: strings of different parties can only be compared with = or <>"
+            )
+    else:
+        sum_encoding(a.encoding, b.encoding)  # refuses incompatible scales
+
+
+def _no_hash(*nodes: "SNode") -> None:
+    for n in nodes:
+        if n.encoding.kind == "hash":
+            raise UnsupportedSql("strings of several parties can only be compared for equality under MPC")
+
+
 def split_expression(
     node: exp.Expression,
     party_of: Callable[[exp.Expression], str | None],
@@ -100,6 +120,7 @@ def split_expression(
     if type(node) in ARITH:
         a = split_expression(node.left, party_of, leaf)
         b = split_expression(node.right, party_of, leaf)
+        _no_hash(a, b)
         op = ARITH[type(node)]
         enc = product_encoding(a.encoding, b.encoding) if op == "mul" else sum_encoding(a.encoding, b.encoding)
         return SNode(op, (a, b), encoding=enc)
@@ -109,21 +130,56 @@ def split_expression(
     if type(node) in COMPARE:
         a = split_expression(node.left, party_of, leaf)
         b = split_expression(node.right, party_of, leaf)
-        sum_encoding(a.encoding, b.encoding)  # refuses incompatible scales
+        _check_compare(COMPARE[type(node)], a, b, node)
         return SNode(COMPARE[type(node)], (a, b), encoding=BOOL)
+    if isinstance(node, exp.Between):
+        x = node.this
+        low = exp.GTE(this=x.copy(), expression=node.args["low"].copy())
+        high = exp.LTE(this=x.copy(), expression=node.args["high"].copy())
+        return split_expression(exp.And(this=low, expression=high), party_of, leaf)
+    if isinstance(node, exp.In) and not node.args.get("query") and node.expressions:
+        ors = [exp.EQ(this=node.this.copy(), expression=e.copy()) for e in node.expressions]
+        cond = ors[0]
+        for o in ors[1:]:
+            cond = exp.Or(this=cond, expression=o)
+        return split_expression(cond, party_of, leaf)
+    if isinstance(node, exp.Coalesce):
+        args = [node.this, *node.expressions]
+        out = split_expression(args[-1], party_of, leaf)
+        for arg in reversed(args[:-1]):
+            a = split_expression(arg, party_of, leaf)
+            _no_hash(a, out)
+            out = SNode("coalesce", (a, out), encoding=sum_encoding(a.encoding, out.encoding))
+        return out
+    if isinstance(node, exp.Nullif):
+        a = split_expression(node.this, party_of, leaf)
+        b = split_expression(node.expression, party_of, leaf)
+        _check_compare("eq", a, b, node)
+        return SNode("nullif", (a, b), encoding=a.encoding)
+    if isinstance(node, exp.If):
+        case = exp.Case(ifs=[exp.If(this=node.this.copy(), true=node.args["true"].copy())],
+                        default=node.args.get("false").copy() if node.args.get("false") else None)
+        return split_expression(case, party_of, leaf)
+    if isinstance(node, exp.Is) and isinstance(node.expression, exp.Null):
+        return SNode("isnull", (split_expression(node.this, party_of, leaf),), encoding=BOOL)
     if isinstance(node, (exp.And, exp.Or)):
         a = split_expression(node.left, party_of, leaf)
         b = split_expression(node.right, party_of, leaf)
         return SNode("and" if isinstance(node, exp.And) else "or", (a, b), encoding=BOOL)
     if isinstance(node, exp.Not):
         return SNode("not", (split_expression(node.this, party_of, leaf),), encoding=BOOL)
-    if isinstance(node, exp.Case) and not node.this and len(node.args.get("ifs") or []) == 1:
-        cond_if = node.args["ifs"][0]
-        cond = split_expression(cond_if.this, party_of, leaf)
-        then = split_expression(cond_if.args["true"], party_of, leaf)
+    if isinstance(node, exp.Case) and not node.this and node.args.get("ifs"):
+        ifs = node.args["ifs"]
         default = node.args.get("default")
-        other = split_expression(default, party_of, leaf) if default is not None else SNode("const", value=0)
-        return SNode("case", (cond, then, other), encoding=sum_encoding(then.encoding, other.encoding))
+        other = split_expression(default, party_of, leaf) if default is not None else None
+        for cond_if in reversed(ifs):  # CASE WHEN a THEN x WHEN b THEN y ELSE z: nested from the end
+            cond = split_expression(cond_if.this, party_of, leaf)
+            then = split_expression(cond_if.args["true"], party_of, leaf)
+            if other is None:  # no ELSE: NULL
+                other = SNode("null", encoding=then.encoding)
+            _no_hash(then, other)
+            other = SNode("case", (cond, then, other), encoding=sum_encoding(then.encoding, other.encoding))
+        return other
     raise UnsupportedSql(
         f"the expression {node.sql(dialect=DIALECT)} combines columns of several parties in a way not supported "
         "under MPC yet (supported: + - * comparisons AND OR NOT and CASE WHEN c THEN a ELSE b)"

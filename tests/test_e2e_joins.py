@@ -141,6 +141,14 @@ QUERIES = [
     "SELECT COUNT(*) FROM a.cust x WHERE NOT EXISTS (SELECT 1 FROM b.acct y WHERE y.cid = x.cid)",
     "WITH v AS (SELECT cid, bal FROM b.acct WHERE vip) SELECT COUNT(*), SUM(v.bal) FROM a.cust x "
     "JOIN v ON x.cid = v.cid",
+    # CASE / COALESCE / NULLIF / BETWEEN / IN lists / strings across parties, under MPC
+    "SELECT COUNT(*) FROM a.cust x JOIN b.acct y ON x.cid = y.cid WHERE COALESCE(y.bal, 0) + x.credit BETWEEN 0 AND 500",
+    "SELECT SUM(CASE WHEN y.bal > 500 THEN 1 WHEN x.credit > 100 THEN 2 END), COUNT(NULLIF(y.bal, x.region)) "
+    "FROM a.cust x JOIN b.acct y ON x.cid = y.cid",
+    "SELECT COUNT(*) FROM a.cust x JOIN c.txn z ON x.cid = z.cid WHERE x.seg <> z.kind AND (z.amount + x.region) "
+    "IN (50, 51, 52) OR x.seg = z.kind",
+    "SELECT SUM(NULLIF(y.bal, 0) + x.credit), COUNT(*) FILTER (WHERE y.vip) FROM a.cust x JOIN b.acct y "
+    "ON x.cid = y.cid",
     # LEFT JOIN: unmatched left rows survive with NULLs on the right
     "SELECT COUNT(*), COUNT(y.bal), SUM(y.bal), MIN(y.opened) FROM a.cust x LEFT JOIN b.acct y ON x.cid = y.cid",
     "SELECT x.seg, COUNT(y.cid), AVG(y.bal) FROM a.cust x LEFT JOIN b.acct y ON x.cid = y.cid AND y.vip "

@@ -51,6 +51,7 @@ QUERIES = [
     # uncorrelated scalar subqueries run first as queries of their own
     "SELECT COUNT(*) FROM t WHERE x > (SELECT AVG(x) FROM t)",
     "SELECT k, COUNT(*) FROM t WHERE d < (SELECT MAX(d) FROM p2.t) / 2 GROUP BY k",
+    "SELECT k, COUNT(*) FILTER (WHERE b) AS nb, SUM(x) FILTER (WHERE x > 0) FROM t GROUP BY k",
     # DISTINCT: a GROUP BY of the select list, or on the final rows
     "SELECT DISTINCT k FROM t ORDER BY k",
     "SELECT DISTINCT g, k FROM t WHERE x > 0",
