@@ -280,7 +280,7 @@ class PartyRun:
                 if col.how == "sum_or_null":
                     to_open.append(next(flags))
         opened = self._open_to(issuer, to_open, step.id, len(names))
-        keys = self._keys_to(issuer, table, step)
+        keys = self._open_secret_keys(issuer, table, step) if step.secret_keys else self._keys_to(issuer, table, step)
         if self.me != issuer:
             return
         values = dict(zip(names, opened))
@@ -314,6 +314,50 @@ class PartyRun:
         if self.me == issuer and count:
             return np.split(ops.receive_revealed(self.channel, self.plan.compute, tag), count)
         return []
+
+    def _open_secret_keys(self, issuer: str, table: SecretTable | None, step: RevealResult) -> dict[str, np.ndarray]:
+        """Keys an oblivious GROUP BY kept secret: opened to the issuer only, with their names."""
+        tag = f"{step.id}.keys"
+        names: list[str] = []
+        if self.is_compute:
+            sources = {c.source for c in step.columns if c.how == "key"} | {c.count for c in step.columns if c.how == "key"}
+            names = sorted(c for c in table.secret if c.split("#")[0] in sources)
+            if issuer not in self.plan.compute and self.me == self.plan.compute[0]:
+                self.channel.send(issuer, tag + ".names", [np.frombuffer(json.dumps(names).encode(), dtype=np.uint8)])
+        elif self.me == issuer:
+            names = json.loads(self.channel.recv(self.plan.compute[0], tag + ".names")[0].tobytes().decode())
+        shares = [table.secret[n] for n in names] if self.is_compute else []
+        opened = self._open_to(issuer, shares, tag, len(names))
+        return dict(zip(names, opened)) if self.me == issuer else {}
+
+    def _oblivious_group(self, step) -> None:
+        if not self.is_compute:
+            return
+        table = self.secret[step.input]
+        key_cols = [c for c in table.secret if c.split("#")[0] in step.keys]
+        value_cols = [c.column for c in step.combine]
+        hows = [c.how for c in step.combine]
+        carried = [table.secret[c] for c in value_cols]
+        if step.flag:
+            carried.append(table.secret[step.flag])
+            hows.append("sum")
+        if table.n == 0:
+            self.secret[step.id] = SecretTable(n=0, secret={c: table.secret[c] for c in key_cols + value_cols})
+            return
+        keys, carried = ops.sort_by(self.mpc, [table.secret[c] for c in key_cols], carried)
+        starts = ops.segment_starts(self.mpc, keys)
+        totals = ops.segmented_scan(self.mpc, starts, carried, hows)  # a group's last row holds its total
+        one = ops.add_public(self.mpc, AShare(np.zeros(1, np.uint64), np.zeros(1, np.uint64)), 1)
+        last = ops.concat([slice_rows(starts, 1, table.n), one])
+        if step.flag:  # keep groups with at least one kept row
+            nonempty = nonzero_flags(self.mpc, [totals.pop()])[0]
+            last = ops.mul(self.mpc, last, nonempty)
+        shuffled = ops.shuffle(self.mpc, keys + totals + [last])
+        keep = np.flatnonzero(ops.reveal(self.mpc, shuffled[-1], None) != 0)
+        out = SecretTable(n=len(keep))
+        for name, col in zip(key_cols + value_cols, shuffled[:-1]):
+            out.secret[name] = ops.take(col, keep)
+        self.secret[step.id] = out
 
     def _keys_to(self, issuer: str, table: SecretTable | None, step: RevealResult) -> dict[str, np.ndarray]:
         """Opened group keys are public among compute parties; the issuer gets them from compute[0]."""

@@ -110,6 +110,8 @@ def analyze_join(ast: exp.Select, fed: Federation, schema_of: SchemaLookup) -> J
     semis_raw = semi_conjuncts(ast)
     _refuse_unsupported(_without(ast, semis_raw))
     from_ = ast.args.get("from_") or ast.args.get("from")
+    if from_ is None:  # e.g. `SELECT b.t JOIN b.u ON ...` (found by tests/test_fuzz_sql.py)
+        raise UnsupportedSql("a JOIN needs a FROM clause: SELECT ... FROM a JOIN b ON ...")
     sources = [from_.this] + [j.this for j in ast.args.get("joins") or []]
     inner_sources = []
     for cond in semis_raw:

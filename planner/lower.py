@@ -22,6 +22,7 @@ from planner.physical import (
     AgreeWidth,
     FinalQuery,
     GroupCombine,
+    ObliviousGroup,
     LocalQuery,
     RevealResult,
     SecureUnion,
@@ -57,12 +58,7 @@ def lower(
         return _single_owner(block, issuer)
     if not block.is_aggregate:
         return _union_rows(block, issuer, output)
-    if mode == "oblivious" and block.group_by:
-        raise UnsupportedSql(
-            "GROUP BY over a federated table in 'oblivious' mode needs secret GROUP BY, which is not built "
-            "yet (planned: issue #4); use SET fedsql.mode = 'sizes'"
-        )
-    return _union_aggregate(block, issuer, compute, output, fixed_bits)
+    return _union_aggregate(block, issuer, compute, output, fixed_bits, oblivious=mode == "oblivious")
 
 
 def _single_owner(block: QueryBlock, issuer: str):
@@ -104,7 +100,7 @@ def _union_rows(block: QueryBlock, issuer: str, output: OutputSchema):
 
 
 def _union_aggregate(block: QueryBlock, issuer: str, compute, output: OutputSchema, fixed_bits: int,
-                     dp: DPRequest | None = None):
+                     dp: DPRequest | None = None, oblivious: bool = False):
     types = _expression_types(block)
     split = split_aggregates(block, types, fixed_bits) if dp is None else split_dp(block, types, dp)
     members = block.table.members
@@ -126,17 +122,24 @@ def _union_aggregate(block: QueryBlock, issuer: str, compute, output: OutputSche
         steps.append(ShareTable(f"s_{m.party}", f"p_{m.party}", m.party, split.shares, width))
     steps.append(SecureUnion("u", tuple(f"s_{m.party}" for m in members)))
     keys = tuple(c.name for c in split.shares if c.role == "key")
-    steps.append(GroupCombine("g", "u", keys, split.combine))
+    secret_keys = oblivious and bool(keys)
+    # oblivious mode: secret GROUP BY (sort + segmented scans); keys reach the issuer only
+    steps.append(ObliviousGroup("g", "u", keys, split.combine) if secret_keys else GroupCombine("g", "u", keys, split.combine))
     combined = "g"
     if split.noise:
         steps.append(AddNoise("n", "g", split.noise))
         combined = "n"
-    steps.append(RevealResult("r", combined, issuer, split.reveal))
+    steps.append(RevealResult("r", combined, issuer, split.reveal, secret_keys=secret_keys))
     sql = final_sql(block, "__agg", split.replacements, output)
     steps.append(FinalQuery("result", issuer, sql, (("__agg", "r"),)))
     if dp is not None:
         return tuple(steps), "result", _dp_leakage(block, issuer, compute, dp)
-    return tuple(steps), "result", _aggregate_leakage(block, issuer, compute, split)
+    leakage = _aggregate_leakage(block, issuer, compute, split)
+    if secret_keys:
+        leakage = tuple(line for line in leakage if "group key values" not in line and "how many groups" not in line)
+        leakage += (f"to {', '.join(compute)}: the number of groups (the result size); the keys stay secret "
+                    "until the issuer gets the result (oblivious sort + segmented aggregation)",)
+    return tuple(steps), "result", leakage
 
 
 def _dp_leakage(block: QueryBlock, issuer: str, compute, dp: DPRequest) -> tuple[str, ...]:

@@ -122,6 +122,7 @@ class RevealResult:
     input: str
     to: str
     columns: tuple[RevealColumn, ...]
+    secret_keys: bool = False  # keys of an oblivious GROUP BY: opened to the issuer only
     op: str = "reveal_result"
 
 
@@ -191,6 +192,19 @@ class FinalQuery:
 
 
 @dataclass(frozen=True)
+class ObliviousGroup:
+    """Secret GROUP BY: oblivious sort by the keys, segmented scans, shuffle, then open only
+    which rows end a (non-empty) group — the number of groups is all the compute parties learn."""
+
+    id: str
+    input: str
+    keys: tuple[str, ...]
+    combine: tuple[Combine, ...]
+    flag: str = ""  # row filter column (0/1); groups with no kept row are dropped
+    op: str = "oblivious_group"
+
+
+@dataclass(frozen=True)
 class AgreeTagKey:
     """The owners of a join's key columns agree a PRF key that no other party learns."""
 
@@ -239,10 +253,10 @@ class SecureEval:
     op: str = "secure_eval"
 
 
-Step = LocalQuery | SendPlain | AgreeWidth | ShareTable | SecureUnion | GroupCombine | AddNoise | RevealResult | FinalQuery | AgreeTagKey | ComputeTags | SecureJoin | SecureEval
+Step = LocalQuery | SendPlain | AgreeWidth | ShareTable | SecureUnion | GroupCombine | AddNoise | RevealResult | FinalQuery | AgreeTagKey | ComputeTags | SecureJoin | SecureEval | ObliviousGroup
 
 SECURE_OPS = {"agree_width", "share_table", "secure_union", "group_combine", "add_noise", "reveal_result",
-              "secure_join", "secure_eval"}
+              "secure_join", "secure_eval", "oblivious_group"}
 
 
 @dataclass(frozen=True)

@@ -142,10 +142,11 @@ def test_set_mode(fed):
         compile_query("SET fedsql.mode = 'fast'", fed, "h1", {}, lambda p, t: SCHEMA)
 
 
-def test_oblivious_mode_refuses_grouped_union_until_secret_group_by(fed):
-    with pytest.raises(errors.UnsupportedSql, match="oblivious"):
-        plan(fed, "SELECT diagnosis, COUNT(*) FROM patients GROUP BY 1", settings={"fedsql.mode": "oblivious"})
-    plan(fed, "SELECT COUNT(*) FROM patients", settings={"fedsql.mode": "oblivious"})
+def test_oblivious_mode_uses_secret_group_by(fed):
+    p = plan(fed, "SELECT diagnosis, COUNT(*) FROM patients GROUP BY 1", settings={"fedsql.mode": "oblivious"})
+    assert "oblivious_group" in [s.op for s in p.steps] and "group_combine" not in [s.op for s in p.steps]
+    assert not any("group key values" in line for line in p.leakage)
+    assert any("number of groups" in line for line in p.leakage)
 
 
 def test_explain_lists_each_step_and_the_leakage_report(fed):
