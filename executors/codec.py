@@ -113,7 +113,7 @@ def key_words(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.ndarra
     return np.ascontiguousarray(words, dtype=np.int64).view(np.uint64), nulls
 
 
-def keyed_tags(key: bytes, columns: list) -> np.ndarray:
+def keyed_tags(key: bytes, columns: list, bits: int = 64) -> np.ndarray:
     """PRF_key(join key) per row, 64 bits: AES over the key words (a permutation: no
     collisions for up to two columns); rows with a NULL key get a random tag that matches nothing."""
     words, nulls = zip(*(key_words(c) for c in columns)) if columns else ((), ())
@@ -134,4 +134,4 @@ def keyed_tags(key: bytes, columns: list) -> np.ndarray:
     null_rows = np.logical_or.reduce(nulls) if nulls else np.zeros(n, bool)
     if null_rows.any():
         tags[null_rows] = np.frombuffer(os.urandom(8 * int(null_rows.sum())), dtype=np.uint64)
-    return tags
+    return tags >> np.uint64(64 - bits) if bits < 64 else tags

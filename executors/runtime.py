@@ -44,6 +44,7 @@ from planner.physical import (
     ShareTable,
 )
 
+from fedsql import errors
 from planner.encodings import SENTINEL
 
 Progress = Callable[[str], None]
@@ -390,7 +391,7 @@ class PartyRun:
         if self.me != step.party:
             return
         table = self.plain[step.source]
-        tags = codec.keyed_tags(self.tag_keys[step.key_from], [table[c] for c in step.columns])
+        tags = codec.keyed_tags(self.tag_keys[step.key_from], [table[c] for c in step.columns], step.bits)
         self.plain[step.source] = table.append_column(step.out, pa.array(tags.view(np.int64)))
 
     def _secure_join(self, step) -> None:
@@ -434,6 +435,61 @@ class PartyRun:
             if c != step.right_tag:
                 got = ops.take(v, rows) if len(v) else AShare(np.zeros(len(rows), np.uint64), np.zeros(len(rows), np.uint64))
                 out.secret[c] = AShare(got.a * present, got.b * present) if step.kind == "left" else got
+        self.secret[step.id] = out
+
+    def _oblivious_join(self, step) -> None:
+        if not self.is_compute:
+            return
+        mpc = self.mpc
+        sides = {"left": (self.secret[step.left], step.left_tag), "right": (self.secret[step.right], step.right_tag)}
+        (pk, pk_tag), (fk, fk_tag) = sides[step.pk], sides["right" if step.pk == "left" else "left"]
+        n_pk, n_fk = pk.n, fk.n
+        n = n_pk + n_fk
+
+        def zeros(k: int) -> AShare:
+            return AShare(np.zeros(k, np.uint64), np.zeros(k, np.uint64))
+
+        def ones(k: int) -> AShare:
+            return ops.add_public(mpc, zeros(k), 1)
+
+        pk_cols = [c for c in pk.secret if c != pk_tag]
+        fk_cols = [c for c in fk.secret if c != fk_tag]
+        key = ops.concat([pk.secret[pk_tag], fk.secret[fk_tag]])
+        is_pk = ops.concat([ones(n_pk), zeros(n_fk)])
+        pk_rows = pk.secret.get("__rows", ones(n_pk))
+        copied_in = [is_pk, ops.concat([pk_rows, zeros(n_fk)])] + [
+            ops.concat([pk.secret[c], zeros(n_fk)]) for c in pk_cols if c != "__rows"]
+        fk_in = [ops.concat([zeros(n_pk), fk.secret[c]]) for c in fk_cols]
+        if n == 0:
+            self.secret[step.id] = SecretTable(n=0, secret={c: zeros(0) for c in pk_cols + fk_cols + ["__rows"]})
+            return
+        # PK row first within a key: sort by (tag ascending, is_pk descending)
+        (key_s, is_pk_s), carried = ops.sort_by(mpc, [key, is_pk], copied_in + fk_in, [False, True])
+        starts = ops.segment_starts(mpc, [key_s])
+        copied = ops.segmented_scan(mpc, starts, carried[: len(copied_in)], ["copy"] * len(copied_in))
+        has_pk, pk_ok = copied[0], copied[1]
+        # a declared-unique key that repeats would silently drop rows: check, revealing one bit
+        dup = ops.mul(mpc, is_pk_s, ops.sub(ones(n), starts))
+        total = AShare(np.array([dup.a.sum()], np.uint64), np.array([dup.b.sum()], np.uint64))
+        if ops.reveal(mpc, total, None)[0] != 0:
+            raise errors.DataError(
+                "the join key declared unique (`unique` in the config) has duplicates; the oblivious join "
+                "cannot run on it — fix the declaration or use SET fedsql.mode = 'sizes'"
+            )
+        fk_flag = ops.sub(ones(n), is_pk_s)
+        fk_rows = fk.secret.get("__rows")
+        rows = ops.mul_many(mpc, [has_pk], [fk_flag])[0]
+        rows = ops.mul(mpc, rows, pk_ok)
+        if fk_rows is not None:
+            fk_rows_s = carried[len(copied_in) + fk_cols.index("__rows")]
+            rows = ops.mul(mpc, rows, fk_rows_s)
+        out = SecretTable(n=n)
+        for c, v in zip([c for c in pk_cols if c != "__rows"], copied[2:]):
+            out.secret[c] = v
+        for c, v in zip(fk_cols, carried[len(copied_in):]):
+            if c != "__rows":
+                out.secret[c] = v
+        out.secret["__rows"] = rows
         self.secret[step.id] = out
 
     def _secure_eval(self, step) -> None:

@@ -32,7 +32,6 @@ def _channel_options() -> list[tuple[str, Any]]:
         # Fail fast instead of waiting for a node that is down.
         ("grpc.enable_retries", 0),
         ("grpc.initial_reconnect_backoff_ms", 200),
-        ("grpc.min_reconnect_backoff_ms", 200),
         ("grpc.max_reconnect_backoff_ms", 1000),
     ]
 

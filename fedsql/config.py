@@ -47,6 +47,7 @@ class TableConfig:
     levels: dict[str, str]
     grants: dict[str, dict[str, str]] = field(default_factory=dict)
     dp: DPPolicy | None = None  # [parties.P.tables.T.dp] (fedsql/dp_config.py, docs/dp.md)
+    unique: tuple[tuple[str, ...], ...] = ()  # declared unique keys (an oblivious join's primary-key side)
 
     @property
     def qualified(self) -> str:
@@ -147,7 +148,7 @@ def _check_levels(path: Path, where: str, raw: Any) -> dict[str, str]:
 def _load_table(path: Path, party: str, name: str, raw: Any) -> TableConfig:
     where = f"parties.{party}.tables.{name}"
     _expect(path, where, raw, dict, "a table")
-    known = {"source", "columns", "grants", "dp", "format"}
+    known = {"source", "columns", "grants", "dp", "format", "unique"}
     unknown = set(raw) - known
     if unknown:
         raise _err(path, where, f"unknown key(s) {sorted(unknown)}; known keys: {sorted(known)}")
@@ -166,7 +167,15 @@ def _load_table(path: Path, party: str, name: str, raw: Any) -> TableConfig:
         issuer: _check_levels(path, f"{where}.grants.{issuer}", g) for issuer, g in grants_raw.items()
     }
     dp = parse_dp_policy(raw["dp"], f"{where}.dp", path) if "dp" in raw else None
-    return TableConfig(party, name, source, fmt, levels, grants, dp)
+    unique_raw = _expect(path, f"{where}.unique", raw.get("unique", []), list,
+                         'a list of unique keys, e.g. ["id"] or [["a", "b"]]')
+    unique = []
+    for key in unique_raw:
+        cols = [key] if isinstance(key, str) else key
+        if not isinstance(cols, list) or not cols or not all(isinstance(c, str) for c in cols):
+            raise _err(path, f"{where}.unique", f"expected a column name or a list of column names, got {key!r}")
+        unique.append(tuple(cols))
+    return TableConfig(party, name, source, fmt, levels, grants, dp, tuple(unique))
 
 
 def _check_limit(path: Path, where: str, value: Any) -> int:

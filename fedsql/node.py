@@ -45,8 +45,9 @@ GRPC_OPTIONS = [
     ("grpc.max_receive_message_length", 1 << 30),
     # a restarted peer is reachable again within a second (grpc's default backoff grows to 2 min)
     ("grpc.initial_reconnect_backoff_ms", 200),
-    ("grpc.min_reconnect_backoff_ms", 200),
     ("grpc.max_reconnect_backoff_ms", 1000),
+    # not grpc.min_reconnect_backoff_ms: it is also the minimum *connect timeout*, and a small
+    # one fails TLS handshakes on a busy machine (UNAVAILABLE under concurrent clients)
 ]
 DESCRIBE_TIMEOUT = 10.0
 

@@ -30,6 +30,8 @@ from planner.physical import (
     FinalQuery,
     GroupCombine,
     LocalQuery,
+    ObliviousGroup,
+    ObliviousJoin,
     RevealColumn,
     RevealResult,
     SecureEval,
@@ -131,11 +133,10 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
                mode: str, fixed_bits: int) -> tuple[tuple[Step, ...], str, tuple[str, ...]]:
     if not block.is_aggregate:
         raise UnsupportedSql("a join across parties must aggregate its rows (COUNT/SUM/AVG/MIN/MAX) for now")
-    if mode == "oblivious":
-        raise UnsupportedSql(
-            "joins in 'oblivious' mode need the sort-based oblivious join, which is not built yet; "
-            "use SET fedsql.mode = 'sizes' (intermediate sizes leak) or 'reveal'"
-        )
+    oblivious = mode == "oblivious"
+    if oblivious and (block.semis or any(e.kind != "inner" for e in block.edges)):
+        raise UnsupportedSql("LEFT JOIN and IN/EXISTS subqueries across parties are not supported in 'oblivious' "
+                             "mode yet; use 'sizes' or 'reveal'")
     if not block.edges and len(block.parties) > 1:
         raise UnsupportedSql("the tables of different parties need an equality join condition (a.k = b.k)")
     frags = _Fragments(block, fixed_bits)
@@ -180,7 +181,8 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
     for e_i, (edge, pa, pb) in enumerate(tree_edges):
         for party, cols in ((pa, edge.left_cols), (pb, edge.right_cols)):
             names = tuple(f"__k{e_i}_{party}_{j}" for j in range(len(cols)))
-            steps.append(ComputeTags(f"t{e_i}_{party}", f"f_{party}", party, f"k{e_i}", names, f"__t{e_i}"))
+            steps.append(ComputeTags(f"t{e_i}_{party}", f"f_{party}", party, f"k{e_i}", names, f"__t{e_i}",
+                                     62 if oblivious else 64))
             frags.shares[party].append(ShareColumn(f"__t{e_i}", RAW))
     for s_i, sj in enumerate(block.semis):
         p_out, p_in = block.owner[sj.outer], sj.table.owners[0]
@@ -206,6 +208,12 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
     joined = {order[0]}
     for e_i, (edge, pa, pb) in enumerate(tree_edges):
         new = pb if pa in joined else pa
+        if oblivious:
+            pk = _primary_key_side(block, edge, new == pb, first=e_i == 0)
+            steps.append(ObliviousJoin(f"j{e_i}", current, f"s_{new}", f"__t{e_i}", f"__t{e_i}", pk))
+            current = f"j{e_i}"
+            joined.add(new)
+            continue
         matcher = next((c for c in compute if c not in (pa, pb)), None)
         if matcher is None:
             raise UnsupportedSql(
@@ -248,6 +256,14 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
         leakage.append(f"to {', '.join(compute)}: how many joined rows pass the cross-party conditions"
                        if block.group_by else "nothing more: cross-party conditions are evaluated under MPC")
     flag_node = SNode("col", column="__flag", encoding=COUNT) if flag and not block.group_by else None
+    if oblivious and tree_edges:  # rows stay; `__rows` marks the real joined rows
+        rows = SNode("col", column="__rows", encoding=COUNT)
+        keep = SNode("mul", (rows, SNode("col", column="__flag", encoding=COUNT)), encoding=COUNT) if flag else rows
+        outputs.append(("__keep", keep))
+        flag, flag_node = "__keep", SNode("col", column="__keep", encoding=COUNT)
+        leakage.append(f"to {', '.join(compute)}: only the input sizes — the joins sort and scan under MPC")
+    elif oblivious and flag:
+        flag_node = SNode("col", column="__flag", encoding=COUNT)
     combine: list[Combine] = []
     reveal: list[RevealColumn] = []
     replacements: dict[str, str] = {}
@@ -293,16 +309,39 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
             replacements[agg.key] = quote(a)
     steps.append(SecureEval("e", current, tuple(outputs)))
     key_cols = tuple(n for k in keys for n in (k.name, f"{k.name}__v"))
-    steps.append(GroupCombine("g", "e", key_cols, tuple(combine), flag if block.group_by else ""))
-    steps.append(RevealResult("r", "g", issuer, tuple(reveal)))
+    if oblivious and block.group_by:
+        steps.append(ObliviousGroup("g", "e", key_cols, tuple(combine), flag))
+    else:
+        steps.append(GroupCombine("g", "e", key_cols, tuple(combine), flag if block.group_by else ""))
+    steps.append(RevealResult("r", "g", issuer, tuple(reveal), secret_keys=oblivious and bool(block.group_by)))
     steps.append(FinalQuery("result", issuer, final_sql(_as_block(block), "__agg", replacements, output, qualified=True),
                             (("__agg", "r"),)))
-    if block.group_by:
+    if block.group_by and oblivious:
+        leakage.append(f"to {', '.join(compute)}: the number of groups (the result size)")
+    elif block.group_by:
         names = ", ".join(g.sql(dialect=DIALECT) for g in block.group_by)
         leakage.append(f"to {', '.join(compute)}: the group key values ({names}) of the joined rows after an "
                        "oblivious shuffle")
     leakage.append(f"to {issuer} only: the result")
     return tuple(steps), "result", tuple(leakage)
+
+
+def _primary_key_side(block: JoinBlock, edge, new_is_right: bool, first: bool) -> str:
+    """Which input of an oblivious join holds the unique key: the new party's table, or
+    (for the first join only) the first party's table. Declared with `unique = [...]`."""
+    def unique(alias: str, cols: tuple[str, ...]) -> bool:
+        return any(set(k) <= set(cols) for k in block.tables[alias].members[0].unique)
+
+    new_alias, new_cols = (edge.right, edge.right_cols) if new_is_right else (edge.left, edge.left_cols)
+    old_alias, old_cols = (edge.left, edge.left_cols) if new_is_right else (edge.right, edge.right_cols)
+    if unique(new_alias, new_cols):
+        return "right"
+    if first and unique(old_alias, old_cols):
+        return "left"
+    raise UnsupportedSql(
+        f"the oblivious join of {block.tables[edge.left].name} and {block.tables[edge.right].name} needs one side's "
+        "join key declared unique (unique = [\"col\"] in that table's config); only PK–FK joins run obliviously"
+    )
 
 
 def _canon(node: exp.Expression) -> str:

@@ -223,6 +223,7 @@ class ComputeTags:
     key_from: str  # AgreeTagKey step
     columns: tuple[str, ...]
     out: str
+    bits: int = 64  # 62 for the oblivious join, which compares tags as signed ring values
     op: str = "compute_tags"
 
 
@@ -244,6 +245,21 @@ class SecureJoin:
 
 
 @dataclass(frozen=True)
+class ObliviousJoin:
+    """PK–FK join that reveals nothing but input sizes: sort the union of both sides by
+    (tag, PK first), copy each key's PK row onto the FK rows after it (segmented scan).
+    Output: every input row, with `__rows` = 1 for FK rows that found their PK row."""
+
+    id: str
+    left: str
+    right: str
+    left_tag: str
+    right_tag: str
+    pk: str  # "left" or "right": the side whose join key is unique
+    op: str = "oblivious_join"
+
+
+@dataclass(frozen=True)
 class SecureEval:
     """Evaluate expressions under MPC into new shared columns (see planner/secure_expr.py)."""
 
@@ -253,10 +269,10 @@ class SecureEval:
     op: str = "secure_eval"
 
 
-Step = LocalQuery | SendPlain | AgreeWidth | ShareTable | SecureUnion | GroupCombine | AddNoise | RevealResult | FinalQuery | AgreeTagKey | ComputeTags | SecureJoin | SecureEval | ObliviousGroup
+Step = LocalQuery | SendPlain | AgreeWidth | ShareTable | SecureUnion | GroupCombine | AddNoise | RevealResult | FinalQuery | AgreeTagKey | ComputeTags | SecureJoin | SecureEval | ObliviousGroup | ObliviousJoin
 
 SECURE_OPS = {"agree_width", "share_table", "secure_union", "group_combine", "add_noise", "reveal_result",
-              "secure_join", "secure_eval", "oblivious_group"}
+              "secure_join", "secure_eval", "oblivious_group", "oblivious_join"}
 
 
 @dataclass(frozen=True)

