@@ -13,7 +13,7 @@ from __future__ import annotations
 from fedsql.errors import UnsupportedSql
 from planner.analyze import QueryBlock, canonical
 from planner.parse import DIALECT
-from planner.passes.finalize import final_sql
+from planner.passes.finalize import final_sql, issuer_side_note
 from planner.passes.pushdown import rewrite_source, row_fragment_sql, source_sql, where_sql
 from planner.passes.dp import DPRequest, leakage_lines
 from planner.passes.split_aggregates import AggregateSplit, split_aggregates, split_dp
@@ -134,7 +134,7 @@ def _union_aggregate(block: QueryBlock, issuer: str, compute, output: OutputSche
     steps.append(FinalQuery("result", issuer, sql, (("__agg", "r"),)))
     if dp is not None:
         return tuple(steps), "result", _dp_leakage(block, issuer, compute, dp)
-    leakage = _aggregate_leakage(block, issuer, compute, split)
+    leakage = _aggregate_leakage(block, issuer, compute, split) + issuer_side_note(block.ast, issuer)
     if secret_keys:
         leakage = tuple(line for line in leakage if "group key values" not in line and "how many groups" not in line)
         leakage += (f"to {', '.join(compute)}: the number of groups (the result size); the keys stay secret "

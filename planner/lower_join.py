@@ -20,7 +20,7 @@ from fedsql.errors import PolicyViolation, UnsupportedSql
 from planner.encodings import SENTINEL, encode_sql, key_encoding, value_encoding
 from planner.join_analyze import JoinBlock, aliases_of
 from planner.parse import DIALECT
-from planner.passes.finalize import final_sql
+from planner.passes.finalize import final_sql, issuer_side_note
 from planner.physical import (
     AgreeTagKey,
     AgreeWidth,
@@ -323,6 +323,7 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
         leakage.append(f"to {', '.join(compute)}: the group key values ({names}) of the joined rows after an "
                        "oblivious shuffle")
     leakage.append(f"to {issuer} only: the result")
+    leakage.extend(issuer_side_note(block.ast, issuer))
     return tuple(steps), "result", tuple(leakage)
 
 

@@ -51,3 +51,13 @@ def final_sql(block: QueryBlock, table: str, replacements: dict[str, str], outpu
 
 def _prepare(node: exp.Expression, qualified: bool) -> exp.Expression:
     return node.copy() if qualified else strip_qualifiers(node)
+
+
+def issuer_side_note(ast: exp.Expression, issuer: str) -> tuple[str, ...]:
+    """HAVING / LIMIT run in the issuer's final step: its node sees every group first."""
+    clauses = [c for c, present in (("HAVING", ast.args.get("having")), ("LIMIT", ast.args.get("limit")),
+                                    ("OFFSET", ast.args.get("offset"))) if present is not None]
+    if not clauses:
+        return ()
+    return (f"to {issuer}: every group's aggregates before {'/'.join(clauses)} (applied in {issuer}'s final step; "
+            "each is an aggregate the policies allow revealing)",)
