@@ -250,7 +250,7 @@ def add_peer_servicer(server: grpc.Server, mailbox: Mailbox, known_parties: set[
     peer_pb2_grpc.add_PeerServicer_to_server(PeerServicer(mailbox, known_parties, identify), server)
 
 
-RECONNECT_GRACE = 3.0
+RECONNECT_GRACE = 5.0
 """Seconds an RPC to an unreachable peer may wait for its channel to reconnect (a node
 that was just restarted) before the peer counts as unavailable."""
 

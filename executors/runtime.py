@@ -492,6 +492,56 @@ class PartyRun:
         out.secret["__rows"] = rows
         self.secret[step.id] = out
 
+    def _secure_finish(self, step) -> None:
+        if not self.is_compute:
+            return
+        mpc = self.mpc
+        table = self.secret[step.input]
+        n = table.n
+        zero = AShare(np.zeros(n, np.uint64), np.zeros(n, np.uint64))
+        cols = dict(table.secret)
+        for name, values in table.public.items():  # opened keys become (trivial) shares again
+            cols[name] = ops.add_public(mpc, zero, values.astype(np.uint64))
+        counts = [p for p in step.preps if p.how == "count"]
+        for p, flag in zip(counts, nonzero_flags(mpc, [cols[p.source] for p in counts])):
+            cols[p.column + "__v"] = flag
+        for p in step.preps:
+            if p.how == "copy":
+                cols[p.column + "__v"] = cols[p.source]
+        sentinels = [p for p in step.preps if p.how == "sentinel"]
+        if sentinels and n:
+            bits = ops.compare_many(mpc, [(op, cols[p.column], bound) for p in sentinels
+                                          for op, bound in (("lt", SENTINEL), ("gt", -SENTINEL))])
+            both = ops.b2a_bit(mpc, ops.concat(bits))
+            parts = ops.split(both, [n] * (2 * len(sentinels)))
+            for i, p in enumerate(sentinels):
+                cols[p.column + "__v"] = ops.mul(mpc, parts[2 * i], parts[2 * i + 1])
+        names = list(cols)
+        if step.having is not None and n:
+            keep = Evaluator(mpc, SecretTable(n=n, secret=cols)).truth(step.having).t
+            shuffled = ops.shuffle(mpc, [cols[c] for c in names] + [keep])
+            kept = np.flatnonzero(ops.reveal(mpc, shuffled[-1], None) != 0)
+            cols = {c: ops.take(v, kept) for c, v in zip(names, shuffled[:-1])}
+            n = len(kept)
+        if step.order and n:
+            ev = Evaluator(mpc, SecretTable(n=n, secret=cols))
+            keys, desc = [], []
+            for node, descending, nulls_first in step.order:
+                value = ev.number(node)
+                valid = value.valid if value.valid is not None else ops.add_public(
+                    mpc, AShare(np.zeros(n, np.uint64), np.zeros(n, np.uint64)), 1)
+                keys.append(valid if nulls_first else ops.sub(ops.add_public(mpc, AShare(
+                    np.zeros(n, np.uint64), np.zeros(n, np.uint64)), 1), valid))
+                keys.append(value.value)
+                desc += [False, bool(descending)]
+            _, carried = ops.sort_by(mpc, keys, [cols[c] for c in names], desc)
+            cols = dict(zip(names, carried))
+        if step.limit >= 0:
+            rows = np.arange(min(n, step.offset), min(n, step.offset + step.limit))
+            cols = {c: ops.take(v, rows) for c, v in cols.items()}
+            n = len(rows)
+        self.secret[step.id] = SecretTable(n=n, secret=cols)
+
     def _secure_eval(self, step) -> None:
         if not self.is_compute:
             return

@@ -14,6 +14,7 @@ from fedsql.errors import UnsupportedSql
 from planner.analyze import QueryBlock, canonical
 from planner.parse import DIALECT
 from planner.passes.finalize import final_sql, issuer_side_note
+from planner.passes.secure_finish import finish_leakage, plan_secure_finish
 from planner.passes.pushdown import rewrite_source, row_fragment_sql, source_sql, where_sql
 from planner.passes.dp import DPRequest, leakage_lines
 from planner.passes.split_aggregates import AggregateSplit, split_aggregates, split_dp
@@ -129,12 +130,18 @@ def _union_aggregate(block: QueryBlock, issuer: str, compute, output: OutputSche
     if split.noise:
         steps.append(AddNoise("n", "g", split.noise))
         combined = "n"
-    steps.append(RevealResult("r", combined, issuer, split.reveal, secret_keys=secret_keys))
-    sql = final_sql(block, "__agg", split.replacements, output)
+    finish = None if dp is not None else plan_secure_finish(
+        block.ast, split.reveal, split.replacements, canonical, "h", combined)
+    if finish is not None:  # HAVING / ORDER BY … LIMIT under MPC: the issuer gets only the result rows
+        steps.append(finish)
+        combined = "h"
+    steps.append(RevealResult("r", combined, issuer, split.reveal, secret_keys=secret_keys or finish is not None))
+    sql = final_sql(block, "__agg", split.replacements, output, drop_offset=finish is not None)
     steps.append(FinalQuery("result", issuer, sql, (("__agg", "r"),)))
     if dp is not None:
         return tuple(steps), "result", _dp_leakage(block, issuer, compute, dp)
-    leakage = _aggregate_leakage(block, issuer, compute, split) + issuer_side_note(block.ast, issuer)
+    leakage = _aggregate_leakage(block, issuer, compute, split)
+    leakage += finish_leakage(finish, compute) if finish is not None else issuer_side_note(block.ast, issuer)
     if secret_keys:
         leakage = tuple(line for line in leakage if "group key values" not in line and "how many groups" not in line)
         leakage += (f"to {', '.join(compute)}: the number of groups (the result size); the keys stay secret "

@@ -21,6 +21,7 @@ from planner.encodings import SENTINEL, encode_sql, key_encoding, value_encoding
 from planner.join_analyze import JoinBlock, aliases_of
 from planner.parse import DIALECT
 from planner.passes.finalize import final_sql, issuer_side_note
+from planner.passes.secure_finish import finish_leakage, plan_secure_finish
 from planner.physical import (
     AgreeTagKey,
     AgreeWidth,
@@ -313,8 +314,13 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
         steps.append(ObliviousGroup("g", "e", key_cols, tuple(combine), flag))
     else:
         steps.append(GroupCombine("g", "e", key_cols, tuple(combine), flag if block.group_by else ""))
-    steps.append(RevealResult("r", "g", issuer, tuple(reveal), secret_keys=oblivious and bool(block.group_by)))
-    steps.append(FinalQuery("result", issuer, final_sql(_as_block(block), "__agg", replacements, output, qualified=True),
+    finish = plan_secure_finish(block.ast, tuple(reveal), replacements, _canon, "h", "g")
+    if finish is not None:  # HAVING / ORDER BY … LIMIT under MPC: the issuer gets only the result rows
+        steps.append(finish)
+    steps.append(RevealResult("r", "h" if finish is not None else "g", issuer, tuple(reveal),
+                              secret_keys=(oblivious and bool(block.group_by)) or finish is not None))
+    steps.append(FinalQuery("result", issuer, final_sql(_as_block(block), "__agg", replacements, output, qualified=True,
+                                      drop_offset=finish is not None),
                             (("__agg", "r"),)))
     if block.group_by and oblivious:
         leakage.append(f"to {', '.join(compute)}: the number of groups (the result size)")
@@ -323,7 +329,7 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
         leakage.append(f"to {', '.join(compute)}: the group key values ({names}) of the joined rows after an "
                        "oblivious shuffle")
     leakage.append(f"to {issuer} only: the result")
-    leakage.extend(issuer_side_note(block.ast, issuer))
+    leakage.extend(finish_leakage(finish, compute) if finish is not None else issuer_side_note(block.ast, issuer))
     return tuple(steps), "result", tuple(leakage)
 
 

@@ -205,6 +205,30 @@ class ObliviousGroup:
 
 
 @dataclass(frozen=True)
+class ValidityPrep:
+    """Make `<column>__v` (0/1: not NULL) for a combined column before secure HAVING/ORDER BY."""
+
+    column: str
+    how: str  # copy (from `source`) | count (source > 0) | sentinel (MIN/MAX filled with ±2^62)
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class SecureFinish:
+    """HAVING and ORDER BY … LIMIT over still-secret groups: only the passing count and
+    the first `limit` rows (after `offset`) ever get opened."""
+
+    id: str
+    input: str
+    preps: tuple[ValidityPrep, ...]
+    having: object  # SNode | None
+    order: tuple  # ((SNode, descending, nulls_first), ...)
+    limit: int  # -1: none
+    offset: int = 0
+    op: str = "secure_finish"
+
+
+@dataclass(frozen=True)
 class AgreeTagKey:
     """The owners of a join's key columns agree a PRF key that no other party learns."""
 
@@ -269,10 +293,10 @@ class SecureEval:
     op: str = "secure_eval"
 
 
-Step = LocalQuery | SendPlain | AgreeWidth | ShareTable | SecureUnion | GroupCombine | AddNoise | RevealResult | FinalQuery | AgreeTagKey | ComputeTags | SecureJoin | SecureEval | ObliviousGroup | ObliviousJoin
+Step = LocalQuery | SendPlain | AgreeWidth | ShareTable | SecureUnion | GroupCombine | AddNoise | RevealResult | FinalQuery | AgreeTagKey | ComputeTags | SecureJoin | SecureEval | ObliviousGroup | ObliviousJoin | SecureFinish
 
 SECURE_OPS = {"agree_width", "share_table", "secure_union", "group_combine", "add_noise", "reveal_result",
-              "secure_join", "secure_eval", "oblivious_group", "oblivious_join"}
+              "secure_join", "secure_eval", "oblivious_group", "oblivious_join", "secure_finish"}
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,11 @@ QUERIES = [
     "SELECT k, SUM(x) FROM t WHERE x < -2000 GROUP BY k",  # empty result
     "SELECT upper(k) AS uk, COUNT(*) FROM t GROUP BY k ORDER BY uk",
     "SELECT g + 1 AS g1, COUNT(*) FROM t GROUP BY g + 1 ORDER BY g1",
+    # HAVING and ORDER BY … LIMIT under MPC: only the result rows are opened
+    "SELECT g, SUM(x) AS s FROM t GROUP BY g HAVING SUM(x) > 0 AND COUNT(*) >= 5",
+    "SELECT g, COUNT(*) AS n FROM t GROUP BY g ORDER BY n DESC, g LIMIT 2",
+    "SELECT g, SUM(d) FROM t GROUP BY g ORDER BY 2 DESC LIMIT 2 OFFSET 1",
+    "SELECT g, MIN(x) FROM t WHERE x > 900 GROUP BY g HAVING MIN(x) IS NULL OR MIN(x) > 0 ORDER BY g",
     # public rows of a union: filtered and sent in plaintext
     "SELECT g FROM t WHERE x > 500 ORDER BY g",
     "SELECT g, g * 2 FROM t ORDER BY g LIMIT 5",
@@ -127,6 +132,13 @@ def test_leakage_report_names_what_is_revealed(conn):
     assert "shuffle" in report and "p1 only" in report
 
 
+def test_top_k_and_having_run_under_mpc(conn):
+    cur = conn.cursor()
+    cur.execute("EXPLAIN SELECT g, SUM(x) AS s FROM t GROUP BY g HAVING COUNT(*) > 3 ORDER BY s DESC LIMIT 1")
+    text = "\n".join(r[0] for r in cur.fetchall())
+    assert "secure_finish" in text and "never opened" in text and "before HAVING" not in text
+
+
 def test_explain_shows_placement_and_leakage(conn):
     cur = conn.cursor()
     cur.execute("EXPLAIN SELECT k, COUNT(*) FROM t WHERE x > 0 GROUP BY k")
@@ -166,6 +178,7 @@ def test_refusals_are_clear_and_node_keeps_serving(conn, sql, kind, fragment):
 
 
 OBLIVIOUS = [
+    "SELECT g, COUNT(*) AS n FROM t GROUP BY g ORDER BY n DESC, g LIMIT 2",
     "SELECT k, COUNT(*) AS n, SUM(x) AS sx FROM t GROUP BY k",
     "SELECT k, AVG(d), MIN(d), MAX(d) FROM t GROUP BY k ORDER BY k NULLS FIRST",
     "SELECT g, k, COUNT(x) FROM t GROUP BY g, k ORDER BY g, k",

@@ -40,8 +40,7 @@ def res():
     fed = Federation(others=())
 
     def inp(mpc, owner, v):
-        return m.share_input(mpc, owner, int_to_ring(v) if mpc.party(mpc.compute.index(owner)) == mpc.me else None,
-                             len(v))
+        return m.share_input(mpc, owner, int_to_ring(v) if owner == mpc.me else None, len(v))
 
     def compute(mpc):
         out = {}
@@ -58,6 +57,14 @@ def res():
         pa, pb = inp(mpc, "c0", np.arange(N2)), inp(mpc, "c2", np.arange(N2) * 3 - 7)
         keys2, cols2 = m.sort_by(mpc, [a, b], [pa, pb], descending=[False, True])
         out["sort2"] = m.reveal_many(mpc, keys2 + cols2, None)
+        st_packed: dict = {}
+        keys3, cols3 = m.sort_by(mpc, [a, b], [pa], descending=[False, True], key_bits=[4, 43], stats=st_packed)
+        out["packed_words"] = st_packed["words"]  # 4 + 43 + 14 tiebreak bits: one word, one lt per comparison
+        out["sort3"] = m.reveal_many(mpc, keys3 + cols3, None)
+        st_split: dict = {}
+        keys4, cols4 = m.sort_by(mpc, [a, b], [pa], descending=[True, False], key_bits=[4, 60], stats=st_split)
+        out["split_words"] = st_split["words"]
+        out["sort4"] = m.reveal_many(mpc, keys4 + cols4, None)
         (dk,), () = m.sort_by(mpc, [k1], [], descending=True)
         out["sort_desc"] = m.reveal(mpc, dk, None)
         # segment starts and scans
@@ -107,7 +114,8 @@ def test_sort_rounds_are_logarithmic(res):
     st = res[0]["stats1"]
     assert st["levels"] <= 4 * np.log(N1)  # expected ~2-3 ln n
     assert st["comparisons"] <= 4 * N1 * np.log(N1)  # O(n log n), never n^2
-    assert st["rounds"] <= 3 + 10 * st["levels"]
+    assert st["words"] == 2  # full-range key + tiebreak: lt, eq, lt per comparison
+    assert st["rounds"] == 3 + 9 * st["levels"]  # shuffle; compare 8 + fold-and-open 1 per level
 
 
 def test_sort_multi_key_mixed_direction_carries_columns(res):
@@ -115,6 +123,16 @@ def test_sort_multi_key_mixed_direction_carries_columns(res):
     order = np.lexsort((-B, A))  # A ascending, then B descending; stable
     assert np.array_equal(a, A[order]) and np.array_equal(b, B[order])
     assert np.array_equal(pa, order) and np.array_equal(pb, order * 3 - 7)
+
+
+def test_sort_with_declared_key_bits_packs_words(res):
+    assert res[0]["packed_words"] == 1 and res[0]["split_words"] == 3
+    a, b, pa = (I(x) for x in res[0]["sort3"])
+    order = np.lexsort((-B, A))
+    assert np.array_equal(a, A[order]) and np.array_equal(b, B[order]) and np.array_equal(pa, order)
+    a, b, pa = (I(x) for x in res[0]["sort4"])
+    order = np.lexsort((B, -A))
+    assert np.array_equal(a, A[order]) and np.array_equal(b, B[order]) and np.array_equal(pa, order)
 
 
 def test_sort_descending(res):

@@ -18,6 +18,7 @@ written federation.toml).
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import subprocess
 import sys
@@ -95,7 +96,8 @@ POLICY: dict[str, dict[str, tuple[str, str]]] = {
         "p_comment": ("private", "free text"),
     },
     "partsupp": {
-        "ps_partkey": ("join_key", "matched with lineitem (Q9)"),
+        "ps_partkey": ("public", "matched with lineitem (Q9: join_key) and Q11's group label (group_key); "
+                                 "no level below public allows both. A surrogate key"),
         "ps_suppkey": ("join_key", "matched with lineitem (Q9)"),
         "ps_availqty": ("aggregate", "a measure"),
         "ps_supplycost": ("aggregate", "a measure (Q9 profit)"),
@@ -104,6 +106,19 @@ POLICY: dict[str, dict[str, tuple[str, str]]] = {
     # reference data, identical at every party
     "nation": {c: ("public", "public reference table") for c in ("n_nationkey", "n_name", "n_regionkey", "n_comment")},
     "region": {c: ("public", "public reference table") for c in ("r_regionkey", "r_name", "r_comment")},
+}
+
+
+# primary keys, declared so that `oblivious` mode can run PK-FK joins (the engine checks them at run time)
+UNIQUE: dict[str, list] = {
+    "customer": ["c_custkey"],
+    "orders": ["o_orderkey"],
+    "lineitem": [["l_orderkey", "l_linenumber"]],
+    "supplier": ["s_suppkey"],
+    "part": ["p_partkey"],
+    "partsupp": [["ps_partkey", "ps_suppkey"]],
+    "nation": ["n_nationkey"],
+    "region": ["r_regionkey"],
 }
 
 
@@ -153,6 +168,7 @@ def federation_toml(sf: float, ports: list[int]) -> str:
                 if t not in PUBLIC_TABLES:
                     lines.append(f"# {col}: {lvl} - {why}")
             lines.append(f"columns = {_toml_columns(t)}")
+            lines.append("unique = " + json.dumps(UNIQUE[t]))
         lines.append("")
     return "\n".join(lines)
 

@@ -6,52 +6,59 @@ by the key columns (lexicographic, most significant first; signed int64 with
 
 Method
 ------
-1. Tiebreak. Each row gets a secret-to-be index t = 0..n-1 (its position
-   BEFORE the shuffle, a public constant shared trivially). It is the least
-   significant key, so the extended keys (k_1, ..., k_m, t) are pairwise
-   distinct and the sort is stable.
-2. Secure shuffle of keys, tiebreak and carried columns together (3 rounds):
-   row j moves to secret position pi^-1(j), pi uniform and unknown to any
-   single party. After it, t is a secret.
-3. Quicksort on public indices. The state is a public arrangement `perm` of
-   the shuffled rows and a list of unsorted segments. Each round compares
-   EVERY non-pivot element of EVERY unsorted segment with its segment's
-   pivot (first element) in one batched `compare_many` (per key: lt/gt and eq;
-   plus lt of the tiebreak), folds them into "element before pivot" bits with
-   a log-depth AND tree, opens the bits, and partitions all segments locally
-   (stable, O(n) numpy). Only public indices move; the shares are gathered
-   by index (`take`) for the comparisons and once at the end.
+1. Tiebreak. Each row gets an index t = 0..n-1 (its position BEFORE the
+   shuffle, a public constant shared trivially) as the least significant key,
+   so the extended keys (k_1, ..., k_m, t) are pairwise distinct and the sort
+   is stable.
+2. Secure shuffle of keys, tiebreak and carried columns together (3 rounds).
+   Afterwards t is secret: a uniformly random permutation of 0..n-1 nobody knows.
+3. Comparison words (pack_words, local): descending keys become ~k; keys with
+   declared bit widths and the tiebreak are packed into as few 64-bit words as
+   fit, so that one signed comparison of words is the lexicographic comparison.
+4. Quicksort on public indices (quicksort_perm). The state is a public
+   arrangement `perm` of the shuffled rows and the list of unsorted segments.
+   Each level compares, in ONE batched `compare_many`, every non-pivot element
+   of every unsorted segment with each of its segment's pivots (2 by default:
+   dual-pivot, fewer levels) and the pivots with each other; segments of at
+   most `small` (8) elements compare all their pairs and finish at once. The
+   per-word lt/eq bits are folded lexicographically, opened, and all segments
+   are partitioned locally (stable, O(n) numpy). Only public indices move; the
+   shares are gathered by index (`take`) for the comparisons and once at the
+   end to produce the output.
 
 Leakage (semi-honest, any single party)
 ----------------------------------------
 Let rho be the fixed rank of each ORIGINAL row in the order of the extended
-keys (k, t) — a total order because t is unique. The shuffled position i holds
-original row pi(i), so the rank vector of the shuffled array is
-sigma = rho o pi. pi is uniform and independent of the input, hence sigma is a
+keys (k, t) — a strict total order because t is unique. The shuffled position
+i holds original row pi(i), so the rank vector of the shuffled array is
+sigma = rho o pi. pi is uniform and independent of the data, hence sigma is a
 uniform permutation of 0..n-1 whatever the data (including duplicates). Every
-opened bit is "position e before position p in sigma", and the pivots,
-segments and the final arrangement are deterministic functions of sigma. So
-the whole transcript is simulatable from n alone: it reveals nothing about
-the values, their order, or how many are equal. The output is a fresh sharing
-in sorted order.
+opened bit is "position x before position y in sigma"; which pairs are
+compared next (pivots, buckets, small segments), the number of levels and the
+final arrangement are deterministic functions of sigma and n. So the whole
+transcript is simulatable from n alone: it reveals nothing about the values,
+their order relative to the input, or how many are equal. The shares a party
+sees are fresh (compare_many, shuffle) and the output is the shuffled sharing
+rearranged, i.e. uniformly random shares of the sorted rows.
 
-Why not the PUBLIC post-shuffle position as tiebreak (cheaper by one lt per
-comparison): then equal keys always compare in position order, so the
-revealed order is no longer uniform — e.g. an all-equal column always yields
-the identity (probability 1/n! for distinct keys); the transcript leaks the
-duplicate structure. `unique_keys=True` drops the tiebreak when the caller
-guarantees distinct keys (e.g. a unique row id is among them); with
-duplicates it still sorts correctly but then leaks the tie pattern.
+Why not the PUBLIC post-shuffle position as tiebreak (it would save one lt
+per comparison for full-width keys): equal keys would then always compare in
+position order, so the opened order is not uniform — an all-equal column
+always yields the identity arrangement (probability 1/n! with distinct keys).
+The transcript would leak the duplicate structure (number and sizes of ties).
+`unique_keys=True` drops the tiebreak only when the caller guarantees
+distinct keys (e.g. a unique row id is a key).
 
 Rounds and traffic
 ------------------
-shuffle 3 + per quicksort level [8 (compare_many) + ceil(log2(#key bits)) AND
-rounds to fold the lexicographic bits (1 for one key with tiebreak) + 1 open]
-+ 0 for the final gather. Levels = recursion depth of randomized quicksort,
-O(log n) expected (about 2-4 ln n; measured ~45 for 10^5). Comparisons
-~2 n ln n in total; each costs one lt + one eq per key + one lt for the
-tiebreak (~27 + 10 + 27 bytes per party); the bits are packed 8 per byte for
-the AND tree and the opening.
+shuffle: 3 rounds. Per quicksort level: 8 (compare_many) + ceil(log2 W)
+(fold of W comparison words; its last AND shares the opening round) — 9 for
+one or two words. Levels = depth of dual-pivot quicksort with an all-pairs
+base case, O(log n) expected (measured ~21 for 10^5, ~27 for 10^6; single
+pivot ~38 / ~49). Comparisons ~ 24 n at 10^5 and ~30 n at 10^6 (O(n log n)).
+Per comparison and party: one full-width key + tiebreak = 2 words = lt + eq +
+lt (~64 bytes); a key declared <= 63 - log2(n) bits packs with the tiebreak
+into 1 word = one lt (~27 bytes). Opened bits travel packed 8 per byte.
 """
 
 from __future__ import annotations
@@ -59,9 +66,9 @@ from __future__ import annotations
 import numpy as np
 
 from executors.mpc.arithmetic import add_public
-from executors.mpc.boolean import b_and_many, b_reveal, b_xor
+from executors.mpc.boolean import _local_and, b_and_many, b_reveal, b_xor
 from executors.mpc.compare import compare_many
-from executors.mpc.context import MPC
+from executors.mpc.context import MPC, check_arrays
 from executors.mpc.shares import AShare, BShare, U64, take
 from executors.mpc.shuffle import shuffle
 
@@ -79,34 +86,60 @@ def unpack_bits(x: BShare, n: int) -> BShare:
     return BShare(np.unpackbits(x.a, count=n).astype(U64), np.unpackbits(x.b, count=n).astype(U64))
 
 
-def lex_fold(mpc: MPC, pairs: list[tuple[BShare, BShare | None]]) -> BShare:
-    """Fold (before_j, equal_j) pairs, most significant first, into one "before" bit.
+def _fold_level(mpc: MPC, pairs: list[tuple[BShare, BShare | None]]) -> list[tuple[BShare, BShare | None]]:
+    """One batched AND round of the lexicographic monoid over adjacent pairs.
 
-    The lexicographic monoid (L1, E1) o (L2, E2) = (L1 ^ E1 & L2, E1 & E2)
-    (L and E exclusive, so OR is XOR) is associative: a balanced tree needs
-    ceil(log2 len) AND rounds, each one batched message. E of the last pair
-    may be None (never needed). Bits may be packed (any unsigned dtype).
+    (L1, E1) o (L2, E2) = (L1 ^ E1 & L2, E1 & E2): L and E are exclusive, so
+    OR is XOR; the operation is associative. E may be None (not needed).
+    """
+    xs, ys, plan = [], [], []
+    for k in range(0, len(pairs) - 1, 2):
+        (l1, e1), (l2, e2) = pairs[k], pairs[k + 1]
+        xs.append(e1)
+        ys.append(l2)
+        if e2 is not None:
+            xs.append(e1)
+            ys.append(e2)
+        plan.append((l1, e2 is not None))
+    outs = b_and_many(mpc, xs, ys)
+    nxt, pos = [], 0
+    for l1, has_e in plan:
+        nxt.append((b_xor(l1, outs[pos]), outs[pos + 1] if has_e else None))
+        pos += 2 if has_e else 1
+    if len(pairs) % 2:
+        nxt.append(pairs[-1])
+    return nxt
+
+
+def lex_fold(mpc: MPC, pairs: list[tuple[BShare, BShare | None]]) -> BShare:
+    """Fold (before_j, equal_j) pairs, most significant first, into one shared "before" bit.
+
+    Balanced tree: ceil(log2 len) AND rounds. Bits may be packed (any unsigned dtype).
     """
     while len(pairs) > 1:
-        xs, ys, plan = [], [], []
-        for k in range(0, len(pairs) - 1, 2):
-            (l1, e1), (l2, e2) = pairs[k], pairs[k + 1]
-            xs.append(e1)
-            ys.append(l2)
-            if e2 is not None:
-                xs.append(e1)
-                ys.append(e2)
-            plan.append((l1, e2 is not None))
-        outs = b_and_many(mpc, xs, ys)
-        nxt, pos = [], 0
-        for l1, has_e in plan:
-            left = b_xor(l1, outs[pos])
-            nxt.append((left, outs[pos + 1] if has_e else None))
-            pos += 2 if has_e else 1
-        if len(pairs) % 2:
-            nxt.append(pairs[-1])
-        pairs = nxt
+        pairs = _fold_level(mpc, pairs)
     return pairs[0][0]
+
+
+def lex_open(mpc: MPC, pairs: list[tuple[BShare, BShare | None]]) -> np.ndarray:
+    """Open the folded "before" bit to all parties; the last AND shares the opening round.
+
+    For the last step L1 ^ E1 & L2 every party forms its 3-out-of-3 share
+    z_i = l1_i ^ (e1 & l2)_i, re-randomised by a fresh XOR zero-sharing (so the
+    three opened z_i are uniform given the result), and sends z_i to both
+    peers: one round instead of an AND round plus an opening round.
+    """
+    while len(pairs) > 2:
+        pairs = _fold_level(mpc, pairs)
+    if len(pairs) == 1:
+        return b_reveal(mpc, pairs[0][0], None)
+    (l1, e1), (l2, _) = pairs
+    z = _local_and(mpc, e1, l2)  # includes the zero-sharing
+    z ^= l1.a
+    got = mpc.exchange({mpc.prev: [z], mpc.next: [z]}, [mpc.prev, mpc.next])
+    (zp,) = check_arrays(got[mpc.prev], [(z.shape, z.dtype)], mpc.prev)
+    (zn,) = check_arrays(got[mpc.next], [(z.shape, z.dtype)], mpc.next)
+    return z ^ zp ^ zn
 
 
 # -- sort ------------------------------------------------------------------------------------
@@ -121,90 +154,199 @@ def _norm_desc(descending, m: int) -> list[bool]:
     return desc
 
 
-def _before_pivot(mpc: MPC, keys: list[AShare], desc: list[bool], tie: AShare | None,
-                  e_idx: np.ndarray, p_idx: np.ndarray) -> np.ndarray:
-    """Opened bits: does row e_idx[k] come strictly before row p_idx[k]? (8 + fold + 1 rounds)."""
-    m = len(keys)
-    items = []
-    for j, (k, d) in enumerate(zip(keys, desc)):
-        ke, kp = take(k, e_idx), take(k, p_idx)
-        items.append(("gt" if d else "lt", ke, kp))
-        if j < m - 1 or tie is not None:
-            items.append(("eq", ke, kp))
-    if tie is not None:
-        items.append(("lt", take(tie, e_idx), take(tie, p_idx)))
-    bits = [pack_bits(b) for b in compare_many(mpc, items)]
-    pairs: list[tuple[BShare, BShare | None]] = []
-    pos = 0
-    for j in range(m):
-        if j < m - 1 or tie is not None:
-            pairs.append((bits[pos], bits[pos + 1]))
-            pos += 2
-        else:
-            pairs.append((bits[pos], None))
-            pos += 1
-    if tie is not None:
-        pairs.append((bits[pos], None))
-    before = b_reveal(mpc, lex_fold(mpc, pairs), None)
-    return np.unpackbits(before, count=len(e_idx)).astype(bool)
+def pack_words(mpc: MPC, keys: list[AShare], desc: list[bool], key_bits: list[int | None] | None,
+               tie: AShare | None, n: int) -> list[AShare]:
+    """Ascending comparison words (most significant first) equivalent to the lexicographic key order.
 
-
-def quicksort_perm(mpc: MPC, keys: list[AShare], desc: list[bool], tie: AShare | None,
-                   stats: dict | None = None) -> np.ndarray:
-    """Public arrangement sorting (already shuffled) rows; comparison bits are opened.
-
-    Only safe when the rows were securely shuffled and the extended keys are
-    distinct (see module docstring).
+    A descending key becomes ~k = -k - 1 (order reversed, differences kept).
+    Keys declared narrow (key_bits[j] = b: -2^(b-1) <= k < 2^(b-1)) and the
+    tiebreak (0 <= t < n) are packed greedily from the least significant end
+    into one word while the total stays <= 63 bits: a lower field is offset to
+    [0, 2^b), the top field stays signed, so any two words differ by < 2^63
+    and one signed comparison of words = lexicographic comparison of fields.
+    Local, no communication.
     """
-    n = len(keys[0])
+    m = len(keys)
+    bits = list(key_bits) if key_bits is not None else [None] * m
+    if len(bits) != m:
+        raise ValueError(f"sort_by: {len(bits)} key_bits for {m} key columns")
+    fields: list[tuple[AShare, int | None, bool]] = []  # (value, bits, signed), most significant first
+    for k, d, b in zip(keys, desc, bits):
+        if b is not None and not 1 <= b <= 63:
+            raise ValueError(f"key_bits must be in 1..63 or None, got {b}")
+        v = add_public(mpc, AShare(-k.a, -k.b), -1) if d else k
+        fields.append((v, b, True))
+    if tie is not None:
+        fields.append((tie, max(1, int(n - 1).bit_length()), False))
+    words: list[AShare] = []  # least significant first
+    cur: AShare | None = None
+    used = 0
+    for v, b, signed in reversed(fields):
+        if b is None:  # a full 64-bit key is a word of its own
+            if cur is not None:
+                words.append(cur)
+                cur, used = None, 0
+            words.append(v)
+            continue
+        g = add_public(mpc, v, 1 << (b - 1)) if signed else v  # now in [0, 2^b)
+        if cur is not None and used + b <= 63:
+            sh = np.uint64(used)
+            cur = AShare(cur.a + (g.a << sh), cur.b + (g.b << sh))
+            used += b
+        else:
+            if cur is not None:
+                words.append(cur)
+            cur, used = g, b
+    if cur is not None:
+        words.append(cur)
+    return words[::-1]
+
+
+def _before(mpc: MPC, words: list[AShare], x_idx: np.ndarray, y_idx: np.ndarray) -> np.ndarray:
+    """Opened bits: does row x_idx[k] come strictly before row y_idx[k]?
+
+    One compare_many (8 rounds): lt and eq per word (the last word: lt only),
+    then the lexicographic fold, whose last AND shares the opening round
+    (ceil(log2 words) rounds in all; 1 for one word).
+    """
+    items = []
+    for j, w in enumerate(words):
+        wx, wy = take(w, x_idx), take(w, y_idx)
+        items.append(("lt", wx, wy))
+        if j < len(words) - 1:
+            items.append(("eq", wx, wy))
+    bits = [pack_bits(b) for b in compare_many(mpc, items)]
+    pairs: list[tuple[BShare, BShare | None]] = [(bits[2 * j], bits[2 * j + 1]) for j in range(len(words) - 1)]
+    pairs.append((bits[-1], None))
+    return np.unpackbits(lex_open(mpc, pairs), count=len(x_idx)).astype(bool)
+
+
+_PAIRS: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+
+def _pairs(s: int) -> tuple[np.ndarray, np.ndarray]:
+    """All index pairs (u < v) of range(s)."""
+    if s not in _PAIRS:
+        _PAIRS[s] = tuple(np.triu_indices(s, 1))
+    return _PAIRS[s]
+
+
+def _ranges(starts: np.ndarray, lens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Concatenated ranges [starts[j], starts[j] + lens[j]) and the segment number of each entry."""
+    seg = np.repeat(np.arange(len(starts)), lens)
+    offs = np.cumsum(lens) - lens
+    return np.arange(int(lens.sum()), dtype=np.int64) - offs[seg] + starts[seg], seg
+
+
+def quicksort_perm(mpc: MPC, words: list[AShare], pivots: int = 2, small: int = 8, stats: dict | None = None) -> np.ndarray:
+    """Public arrangement sorting (already shuffled) rows; the comparison bits are opened.
+
+    `words` are ascending comparison words (pack_words). Only safe when the
+    rows were securely shuffled and the words are distinct (see module
+    docstring). Each level, in ONE batched comparison:
+    - segments longer than `small`: the first `pivots` elements are pivots;
+      every other element is compared with every pivot and the pivots with
+      each other; the segment splits into pivots + 1 buckets (stable);
+    - segments of 2..small elements: all pairs are compared and the segment
+      is finished at once (cuts the latency-bound tail of the recursion).
+    """
+    n = len(words[0])
+    k = pivots
+    if k < 1 or small < k:
+        raise ValueError("quicksort needs pivots >= 1 and small >= pivots")
     perm = np.arange(n, dtype=np.int64)
     seg_start = np.zeros(1 if n > 1 else 0, dtype=np.int64)
     seg_len = np.full(len(seg_start), n, dtype=np.int64)
     levels = comparisons = 0
+    pu, pv = _pairs(k)
     while len(seg_start):
-        S = len(seg_start)
-        total = int(seg_len.sum())
-        offs = np.cumsum(seg_len) - seg_len
-        seg_of = np.repeat(np.arange(S), seg_len)
-        pos = np.arange(total, dtype=np.int64) - offs[seg_of] + seg_start[seg_of]
-        nonpivot = pos != seg_start[seg_of]
-        epos, eseg = pos[nonpivot], seg_of[nonpivot]
-        e_idx = perm[epos]
-        piv_rows = perm[seg_start]
-        before = _before_pivot(mpc, keys, desc, tie, e_idx, piv_rows[eseg])
+        big = seg_len > small
+        b_start, b_len = seg_start[big], seg_len[big]
+        nb = len(b_start)
+        # (1) big segments: non-pivot elements x pivots, then pivot pairs
+        e_pos, e_seg = _ranges(b_start + k, b_len - k)
+        xs = [np.repeat(e_pos, k)]
+        ys = [(b_start[e_seg][:, None] + np.arange(k)[None, :]).reshape(-1)]
+        xs.append((b_start[:, None] + pu[None, :]).reshape(-1))
+        ys.append((b_start[:, None] + pv[None, :]).reshape(-1))
+        # (2) small segments: all pairs
+        sm_start, sm_len = seg_start[~big], seg_len[~big]
+        sm_groups = []
+        for s in np.unique(sm_len):
+            st = sm_start[sm_len == s]
+            u, v = _pairs(int(s))
+            xs.append((st[:, None] + u[None, :]).reshape(-1))
+            ys.append((st[:, None] + v[None, :]).reshape(-1))
+            sm_groups.append((int(s), st))
+        x_pos, y_pos = np.concatenate(xs), np.concatenate(ys)
+        before = _before(mpc, words, perm[x_pos], perm[y_pos])
         levels += 1
-        comparisons += len(e_idx)
-        # stable partition of every segment: [before...] pivot [after...]
-        n_before = np.bincount(eseg, weights=before, minlength=S).astype(np.int64)
-        np_offs = offs - np.arange(S)  # first non-pivot of each segment in e_* arrays
-        cb = np.concatenate(([0], np.cumsum(before)))
-        ca = np.concatenate(([0], np.cumsum(~before)))
-        k = np.arange(len(e_idx))
-        rank_b = cb[k] - cb[np_offs[eseg]]
-        rank_a = ca[k] - ca[np_offs[eseg]]
-        base = seg_start[eseg]
-        new_pos = np.where(before, base + rank_b, base + n_before[eseg] + 1 + rank_a)
-        perm[new_pos] = e_idx
-        perm[seg_start + n_before] = piv_rows
-        right_len = seg_len - n_before - 1
-        starts = np.concatenate((seg_start, seg_start + n_before + 1))
-        lens = np.concatenate((n_before, right_len))
+        comparisons += len(x_pos)
+        new_perm = perm.copy()
+        # decode big segments
+        ne = len(e_pos)
+        bep = before[:ne * k].reshape(ne, k)  # element before pivot j
+        bpp = before[ne * k: ne * k + nb * len(pu)].reshape(nb, len(pu))  # pivot u before pivot v
+        prank = np.zeros((nb, k), dtype=np.int64)  # rank of each pivot among its segment's pivots
+        for c, (u, v) in enumerate(zip(pu, pv)):
+            prank[:, v] += bpp[:, c]
+            prank[:, u] += 1 - bpp[:, c]
+        bucket = k - bep.sum(axis=1)  # number of pivots before the element
+        sizes = np.bincount(e_seg * (k + 1) + bucket, minlength=nb * (k + 1)).reshape(nb, k + 1)
+        boff = np.cumsum(sizes, axis=1) - sizes + np.arange(k + 1)[None, :]  # bucket start in segment
+        first_e = np.cumsum(b_len - k) - (b_len - k)  # index of each segment's first element in e_*
+        rank = np.zeros(ne, dtype=np.int64)
+        for b in range(k + 1):
+            mask = bucket == b
+            cex = np.concatenate(([0], np.cumsum(mask)))
+            rank[mask] = (cex[:-1] - cex[first_e][e_seg])[mask]
+        new_perm[b_start[e_seg] + boff[e_seg, bucket] + rank] = perm[e_pos]
+        piv_pos = b_start[:, None] + np.take_along_axis(boff, prank + 1, axis=1) - 1
+        new_perm[piv_pos.reshape(-1)] = perm[(b_start[:, None] + np.arange(k)[None, :]).reshape(-1)]
+        # decode small segments: rank = number of segment members before the element
+        pos = ne * k + nb * len(pu)
+        for s, st in sm_groups:
+            u, v = _pairs(s)
+            bits = before[pos: pos + len(st) * len(u)].reshape(len(st), len(u)).astype(np.int64)
+            pos += len(st) * len(u)
+            r = np.zeros((len(st), s), dtype=np.int64)
+            for c in range(len(u)):  # s <= small, so at most small^2/2 columns
+                r[:, v[c]] += bits[:, c]
+                r[:, u[c]] += 1 - bits[:, c]
+            rows = perm[st[:, None] + np.arange(s)[None, :]]
+            placed = np.empty_like(rows)
+            np.put_along_axis(placed, r, rows, axis=1)
+            new_perm[(st[:, None] + np.arange(s)[None, :]).reshape(-1)] = placed.reshape(-1)
+        perm = new_perm
+        # next level: buckets of the big segments with >= 2 elements
+        starts = (b_start[:, None] + boff).reshape(-1)
+        lens = sizes.reshape(-1)
         keep = lens >= 2
-        order = np.argsort(starts[keep], kind="stable")
-        seg_start, seg_len = starts[keep][order], lens[keep][order]
+        seg_start, seg_len = starts[keep], lens[keep]
     if stats is not None:
         stats.update(levels=levels, comparisons=comparisons)
     return perm
 
 
 def sort_by(mpc: MPC, keys: list[AShare], columns: list[AShare], descending: bool | list[bool] = False,
-            unique_keys: bool = False, stats: dict | None = None) -> tuple[list[AShare], list[AShare]]:
+            key_bits: list[int | None] | None = None, unique_keys: bool = False,
+            pivots: int = 2, small: int = 8, stats: dict | None = None) -> tuple[list[AShare], list[AShare]]:
     """Oblivious sort of rows by key columns (lexicographic), carrying `columns` along.
 
+    keys: signed int64 sharings, |a - b| < 2^63 within a column.
+    descending: one flag for all keys or one per key.
     Returns (sorted keys, sorted columns) as fresh sharings. Stable (equal keys
-    keep their input order) unless unique_keys=True, which skips the tiebreak
-    and is only leak-free if the keys really are distinct. `stats` (optional
-    dict) receives levels, comparisons and rounds.
+    keep their input order).
+    key_bits (optional, per key, None = full 64 bits): the caller GUARANTEES
+    -2^(b-1) <= k < 2^(b-1) (e.g. from the column type or dictionary size);
+    narrow keys and the tiebreak are then packed into fewer comparison words
+    (pack_words) — a single key of <= 63 - log2(n) bits costs one lt per
+    comparison instead of lt + eq + lt. Values outside the declared range give
+    a wrong order and may leak; never derive key_bits from the data.
+    unique_keys=True skips the tiebreak; only leak-free if the keys really are
+    distinct (with duplicates it still sorts, but reveals the tie pattern).
+    pivots / small: quicksort shape (see quicksort_perm).
+    stats (optional dict) receives levels, comparisons, words and rounds.
     """
     if not keys:
         raise ValueError("sort_by needs at least one key column")
@@ -224,10 +366,10 @@ def sort_by(mpc: MPC, keys: list[AShare], columns: list[AShare], descending: boo
         zero = AShare(np.zeros(n, U64), np.zeros(n, U64))
         cols.append(add_public(mpc, zero, np.arange(n, dtype=np.int64)))
     shuffled = shuffle(mpc, cols)
-    skeys = shuffled[:m]
     tie = None if unique_keys else shuffled[-1]
-    perm = quicksort_perm(mpc, skeys, desc, tie, stats)
+    words = pack_words(mpc, shuffled[:m], desc, key_bits, tie, n)
+    perm = quicksort_perm(mpc, words, pivots, small, stats)
     out = [take(c, perm) for c in shuffled[:m + len(columns)]]
     if stats is not None:
-        stats["rounds"] = mpc.rounds - r0
+        stats.update(rounds=mpc.rounds - r0, words=len(words))
     return out[:m], out[m:]

@@ -16,7 +16,7 @@ from planner.validate import OutputSchema, quote
 
 
 def final_sql(block: QueryBlock, table: str, replacements: dict[str, str], output: OutputSchema,
-              qualified: bool = False) -> str:
+              qualified: bool = False, drop_offset: bool = False) -> str:
     """`qualified`: replacement keys keep table qualifiers (join blocks, where names can clash)."""
     ast = block.ast.copy()
     parsed = {k: sqlglot.parse_one(v, read=DIALECT) for k, v in replacements.items()}
@@ -42,7 +42,7 @@ def final_sql(block: QueryBlock, table: str, replacements: dict[str, str], outpu
     if order is not None:
         new_order = _prepare(order, qualified).transform(replace) if replacements else strip_qualifiers(order)
         sql += " " + new_order.sql(dialect=DIALECT)
-    for clause in ("limit", "offset"):
+    for clause in ("limit",) if drop_offset else ("limit", "offset"):
         node = ast.args.get(clause)
         if node is not None:
             sql += " " + node.sql(dialect=DIALECT)
