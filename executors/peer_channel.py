@@ -255,11 +255,13 @@ RECONNECT_GRACE = 5.0
 that was just restarted) before the peer counts as unavailable."""
 
 
-def call_with_reconnect(method: Callable[..., Any], request: Any, deadline: float) -> Any:
+def call_with_reconnect(method: Callable[..., Any], request: Any, deadline: float,
+                        reconnect: Callable[[], Callable[..., Any]] | None = None) -> Any:
     """Call a unary gRPC method by the monotonic `deadline`. On UNAVAILABLE (no connection
-    right now, e.g. the channel is still backing off after the peer restarted) try once more,
-    waiting for the channel to be ready for at most RECONNECT_GRACE seconds; a peer that is
-    really down is reported as UNAVAILABLE within that grace, not at the query deadline."""
+    right now, e.g. the channel is still backing off after the peer restarted) try once more
+    — on a fresh channel when `reconnect` gives one (no backoff to sit out) — waiting for it
+    to be ready for at most RECONNECT_GRACE seconds; a peer that is really down is reported
+    as UNAVAILABLE within that grace, not at the query deadline."""
     remaining = deadline - time.monotonic()
     try:
         return method(request, timeout=max(remaining, 0.001), wait_for_ready=False)
@@ -270,6 +272,8 @@ def call_with_reconnect(method: Callable[..., Any], request: Any, deadline: floa
     grace = min(RECONNECT_GRACE, deadline - time.monotonic())
     if grace <= 0:
         raise first
+    if reconnect is not None:
+        method = reconnect()
     try:
         return method(request, timeout=grace, wait_for_ready=True)
     except grpc.RpcError as exc:
@@ -298,16 +302,31 @@ class PeerLinks:
                 return grpc.secure_channel(a, credentials, options=opts)
             return grpc.insecure_channel(a, options=opts)
 
+        self._open = open_channel
+        self._lock = threading.Lock()
         self._channels = {p: open_channel(p, a) for p, a in addresses.items()}
         self._stubs = {p: peer_pb2_grpc.PeerStub(ch) for p, ch in self._channels.items()}
+        self._retired: list[grpc.Channel] = []
+
+    def reconnect(self, to: str, failed: Any) -> Any:
+        """A fresh channel to `to` (unless another thread already replaced `failed`); returns
+        its Send. The old channel is kept open (others may still use it) until close()."""
+        with self._lock:
+            if self._stubs[to] is failed:
+                self._retired.append(self._channels[to])
+                del self._retired[:-8]
+                self._channels[to] = self._open(to, self.addresses[to])
+                self._stubs[to] = peer_pb2_grpc.PeerStub(self._channels[to])
+            return self._stubs[to].Send
 
     def send(self, to: str, query_id: str, tag: str, payload: bytes, deadline: float) -> None:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise PeerTimeout(f"query deadline passed before sending step {tag} to party '{to}'")
         message = peer_pb2.PeerMessage(query_id=query_id, sender=self.me, tag=tag, payload=payload)
+        stub = self._stubs[to]
         try:
-            call_with_reconnect(self._stubs[to].Send, message, deadline)
+            call_with_reconnect(stub.Send, message, deadline, lambda: self.reconnect(to, stub))
         except grpc.RpcError as exc:
             code = exc.code()
             if code == grpc.StatusCode.DEADLINE_EXCEEDED:
@@ -317,7 +336,7 @@ class PeerLinks:
             raise TransportError(f"party '{to}' rejected step {tag}: {exc.details()}") from None
 
     def close(self) -> None:
-        for ch in self._channels.values():
+        for ch in [*self._channels.values(), *self._retired]:
             ch.close()
 
 

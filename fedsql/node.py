@@ -90,6 +90,7 @@ class Node(rpc.NodeServicer):
         self.links = PeerLinks(party, peers, GRPC_OPTIONS, credentials=creds)
         self._channels = {p: self.identity.secure_channel(p, GRPC_OPTIONS) for p in peers}
         self.stubs = {p: rpc.NodeStub(ch) for p, ch in self._channels.items()}
+        self._retired: list[grpc.Channel] = []
         self.audit = AuditLog(audit_path(fed, party))
         self._slots = threading.BoundedSemaphore(fed.max_concurrent_queries)
         self._running: dict[str, frozenset[str]] = {}  # query id -> participants, for Abort checks
@@ -110,8 +111,10 @@ class Node(rpc.NodeServicer):
             if key in self._schemas:
                 return self._schemas[key]
         try:
-            reply = call_with_reconnect(self.stubs[party].Describe, pb.DescribeRequest(tables=[table]),
-                                        time.monotonic() + DESCRIBE_TIMEOUT)
+            stub = self.stubs[party]
+            reply = call_with_reconnect(stub.Describe, pb.DescribeRequest(tables=[table]),
+                                        time.monotonic() + DESCRIBE_TIMEOUT,
+                                        lambda: self._reconnect(party, stub).Describe)
         except grpc.RpcError as exc:
             raise self._unreachable(party, exc) from None
         if reply.error.kind:
@@ -120,6 +123,17 @@ class Node(rpc.NodeServicer):
         with self._schema_lock:
             self._schemas[key] = schema
         return schema
+
+    def _reconnect(self, party: str, failed) -> rpc.NodeStub:
+        """A fresh channel to `party` after UNAVAILABLE (a restarted peer is reachable at once,
+        not after grpc's reconnect backoff); the old channel stays open for calls in flight."""
+        with self._schema_lock:
+            if self.stubs[party] is failed:
+                self._retired.append(self._channels[party])
+                del self._retired[:-8]
+                self._channels[party] = self.identity.secure_channel(party, GRPC_OPTIONS)
+                self.stubs[party] = rpc.NodeStub(self._channels[party])
+            return self.stubs[party]
 
     def _unreachable(self, party: str, exc: grpc.RpcError) -> errors.Error:
         code = exc.code() if hasattr(exc, "code") else None
@@ -344,7 +358,9 @@ class Node(rpc.NodeServicer):
 
     def _call_run(self, party: str, req: pb.RunRequest, timeout: float) -> dict:
         try:
-            reply = call_with_reconnect(self.stubs[party].Run, req, time.monotonic() + timeout + 5)
+            stub = self.stubs[party]
+            reply = call_with_reconnect(stub.Run, req, time.monotonic() + timeout + 5,
+                                        lambda: self._reconnect(party, stub).Run)
         except grpc.RpcError as exc:
             raise self._unreachable(party, exc) from None
         if not reply.ok:
@@ -468,7 +484,7 @@ class Node(rpc.NodeServicer):
             self._ledger.close()
         self.audit.close()
         self.links.close()
-        for ch in self._channels.values():
+        for ch in [*self._channels.values(), *self._retired]:
             ch.close()
         self.pool.shutdown(wait=False, cancel_futures=True)
 

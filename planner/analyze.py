@@ -16,7 +16,19 @@ from fedsql.errors import UnknownObjectError, UnsupportedSql
 from planner.catalog import SchemaLookup, TableRef, resolve_table
 from planner.parse import DIALECT
 
-AGG_FUNCS = {exp.Count: "count", exp.Sum: "sum", exp.Avg: "avg", exp.Min: "min", exp.Max: "max"}
+AGG_FUNCS = {exp.Count: "count", exp.Sum: "sum", exp.Avg: "avg", exp.Min: "min", exp.Max: "max",
+             exp.Variance: "var_samp", exp.VariancePop: "var_pop", exp.Stddev: "stddev_samp",
+             exp.StddevSamp: "stddev_samp", exp.StddevPop: "stddev_pop"}
+SPREAD = ("var_samp", "var_pop", "stddev_samp", "stddev_pop")
+
+
+def spread_sql(func: str, total: str, squares: str, count: str) -> str:
+    """VAR/STDDEV from revealed SUM, SUM of squares and COUNT (DuckDB's NULL rules: n ≤ 1 → NULL for _samp)."""
+    s, q, n = (f"CAST({c} AS DOUBLE)" for c in (total, squares, count))
+    pop = func.endswith("_pop")
+    var = f"GREATEST(({q} - {s} * {s} / {n}) / ({n}{'' if pop else ' - 1'}), 0)"
+    value = f"sqrt({var})" if func.startswith("stddev") else var
+    return f"(CASE WHEN {count} > {0 if pop else 1} THEN {value} END)"
 
 
 @dataclass(frozen=True)
@@ -120,7 +132,7 @@ def _refuse_unsupported(ast: exp.Select) -> None:
         if type(node) not in AGG_FUNCS:
             raise UnsupportedSql(
                 f"aggregate {node.sql(dialect=DIALECT)} is not supported yet; "
-                "supported: COUNT(*), COUNT(x), SUM, AVG, MIN, MAX"
+                "supported: COUNT(*), COUNT(x), SUM, AVG, MIN, MAX, VAR_POP/VAR_SAMP/STDDEV"
             )
         if isinstance(node.this, exp.Distinct) or node.find(exp.Distinct):
             raise UnsupportedSql("aggregates with DISTINCT (e.g. COUNT(DISTINCT x)) are not supported yet (planned: issue #4)")

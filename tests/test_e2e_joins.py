@@ -160,6 +160,8 @@ QUERIES = [
     "IN (50, 51, 52) OR x.seg = z.kind",
     "SELECT SUM(NULLIF(y.bal, 0) + x.credit), COUNT(*) FILTER (WHERE y.vip) FROM a.cust x JOIN b.acct y "
     "ON x.cid = y.cid",
+    "SELECT x.seg, STDDEV(y.bal), VAR_POP(x.credit + y.bal) FROM a.cust x JOIN b.acct y ON x.cid = y.cid "
+    "GROUP BY x.seg",
     # LEFT JOIN: unmatched left rows survive with NULLs on the right
     "SELECT COUNT(*), COUNT(y.bal), SUM(y.bal), MIN(y.opened) FROM a.cust x LEFT JOIN b.acct y ON x.cid = y.cid",
     "SELECT x.seg, COUNT(y.cid), AVG(y.bal) FROM a.cust x LEFT JOIN b.acct y ON x.cid = y.cid AND y.vip "

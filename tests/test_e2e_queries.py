@@ -30,6 +30,7 @@ QUERIES = [
     "SELECT COUNT(*) FROM t WHERE x BETWEEN -100 AND 100 AND b",
     "SELECT COUNT(*), SUM(x), MIN(x) FROM t WHERE x > 100000",  # no row matches: NULLs
     "SELECT COUNT(*) AS n FROM t WHERE d IS NULL OR x = 0",
+    "SELECT VAR_SAMP(x), VAR_POP(x), STDDEV(x), STDDEV_POP(d), VARIANCE(f) FROM t",
     # GROUP BY on group_key / public columns (shuffle + opened keys)
     "SELECT k, COUNT(*) AS n, SUM(x) AS sx FROM t GROUP BY k",
     "SELECT k, AVG(d), MIN(d), MAX(d) FROM t GROUP BY k ORDER BY k NULLS FIRST",
@@ -38,6 +39,7 @@ QUERIES = [
     "SELECT k AS key, COUNT(*) AS n FROM t GROUP BY key HAVING COUNT(*) > 20 ORDER BY n DESC, key",
     "SELECT k, MAX(x) - MIN(x) AS spread FROM t WHERE b GROUP BY k ORDER BY spread DESC NULLS LAST LIMIT 2",
     "SELECT g FROM t GROUP BY g ORDER BY g",
+    "SELECT k, STDDEV_SAMP(x), VAR_POP(d) FROM t GROUP BY k",
     "SELECT k, SUM(x) FROM t WHERE x < -2000 GROUP BY k",  # empty result
     "SELECT upper(k) AS uk, COUNT(*) FROM t GROUP BY k ORDER BY uk",
     "SELECT g + 1 AS g1, COUNT(*) FROM t GROUP BY g + 1 ORDER BY g1",

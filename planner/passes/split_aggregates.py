@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from sqlglot import exp
 
 from fedsql.errors import UnsupportedSql
-from planner.analyze import QueryBlock, canonical
+from planner.analyze import SPREAD, QueryBlock, canonical, spread_sql
 from planner.encodings import SENTINEL, encode_sql, key_encoding, value_encoding
 from planner.parse import DIALECT
 from planner.physical import Combine, Encoding, NoiseSpec, RevealColumn, ShareColumn
@@ -82,6 +82,19 @@ def split_aggregates(block: QueryBlock, types: dict[str, str], fixed_bits: int) 
             else:
                 reveal.append(RevealColumn(f"{a}_cnt", "value", f"{a}_cnt", COUNT))
                 replacements[agg.key] = f"(CAST({quote(a + '_sum')} AS DOUBLE) / {quote(a + '_cnt')})"
+        elif agg.func in SPREAD:  # SUM, SUM of squares, COUNT; the issuer finishes the formula
+            if enc.kind not in ("int", "decimal", "fixed"):
+                raise UnsupportedSql(f"{agg.func.upper()} over {arg_type} is not supported")
+            sq_enc = Encoding("decimal", 2 * enc.scale, f"DECIMAL(38,{2 * enc.scale})") if enc.kind == "decimal" else enc
+            items.append(f"COALESCE({encode_sql(f'SUM({arg})', enc)}, 0) AS {a}_sum")
+            items.append(f"COALESCE({encode_sql(f'SUM(({arg}) * ({arg}))', sq_enc)}, 0) AS {a}_sq")
+            items.append(f"COUNT({arg}) AS {a}_cnt")
+            shares += [ShareColumn(f"{a}_sum", enc), ShareColumn(f"{a}_sq", sq_enc), ShareColumn(f"{a}_cnt", COUNT)]
+            combine += [Combine(f"{a}_sum", "sum"), Combine(f"{a}_sq", "sum"), Combine(f"{a}_cnt", "sum")]
+            reveal += [RevealColumn(f"{a}_sum", "value", f"{a}_sum", enc),
+                       RevealColumn(f"{a}_sq", "value", f"{a}_sq", sq_enc),
+                       RevealColumn(f"{a}_cnt", "value", f"{a}_cnt", COUNT)]
+            replacements[agg.key] = spread_sql(agg.func, quote(a + "_sum"), quote(a + "_sq"), quote(a + "_cnt"))
         else:  # min / max
             fill = SENTINEL if agg.func == "min" else -SENTINEL
             items.append(f"COALESCE({encode_sql(f'{agg.func.upper()}({arg})', enc)}, {fill}) AS {a}")
