@@ -41,7 +41,8 @@ from planner.physical import (
     ShareTable,
     Step,
 )
-from planner.analyze import SPREAD, spread_sql
+from planner.analyze import SPREAD
+from planner.passes.split_aggregates import spread_outputs
 from planner.secure_expr import BOOL, HASHED, LocalLeaf, SNode, product_encoding, split_expression
 from planner.validate import OutputSchema, describe, quote
 
@@ -308,11 +309,9 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
             outputs.append((f"{a}_sum", SNode("mul", (present, node), encoding=enc)))
             outputs.append((f"{a}_sq", SNode("mul", (present, square), encoding=square.encoding)))
             outputs.append((f"{a}_cnt", present))
-            combine += [Combine(f"{a}_sum", "sum"), Combine(f"{a}_sq", "sum"), Combine(f"{a}_cnt", "sum")]
-            reveal += [RevealColumn(f"{a}_sum", "value", f"{a}_sum", enc),
-                       RevealColumn(f"{a}_sq", "value", f"{a}_sq", square.encoding),
-                       RevealColumn(f"{a}_cnt", "value", f"{a}_cnt", COUNT)]
-            replacements[agg.key] = spread_sql(agg.func, quote(a + "_sum"), quote(a + "_sq"), quote(a + "_cnt"))
+            more_combine, more_reveal, replacements[agg.key] = spread_outputs(agg.func, a, enc, square.encoding)
+            combine += more_combine
+            reveal += more_reveal
         else:
             fill = SENTINEL if agg.func == "min" else -SENTINEL
             outputs.append((a, SNode("case", (present, node, SNode("const", value=fill, encoding=enc)), encoding=enc)))

@@ -115,6 +115,20 @@ def compare(got: list[tuple], want: list[tuple]) -> str:
 
 # -- the run ----------------------------------------------------------------------
 
+def revision() -> str:
+    """The engine's git commit (+ "dirty" when the tree has changes), for the record."""
+    import subprocess
+
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=HERE,
+                               capture_output=True, text=True).stdout.strip()
+        return head + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "?"
+
+
 def machine() -> str:
     model = "?"
     try:
@@ -225,8 +239,12 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("FEDSQL_STEP_TIMES", "1")  # nodes report per-step seconds (executors/runtime.py)
     directory = args.dir or default_dir(args.sf)
     config = directory / "federation.toml"
+    marker = directory / "data" / "SF"
     if not config.is_file():
         write_federation(args.sf, directory)
+    elif marker.is_file() and marker.read_text().strip() != f"{args.sf:g}":
+        raise SystemExit(f"{directory} holds SF {marker.read_text().strip()}, not {args.sf:g}: "
+                         f"pass --sf {marker.read_text().strip()} or another --dir")
     numbers = list(range(1, 23)) if args.queries == "all" else [int(q) for q in args.queries.split(",") if q]
     modes = [m.strip() for m in args.mode.split(",") if m.strip()]
 
@@ -235,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     for n in numbers:
         reference[n] = run_reference(ref, reference_text(n), args.ref_repeat)
 
-    print(f"# TPC-H SF {args.sf:g}, issuer {args.issuer}, {machine()}", flush=True)
+    print(f"# TPC-H SF {args.sf:g}, issuer {args.issuer}, {machine()}, fedsql {revision()}", flush=True)
     all_results: dict[str, list[dict]] = {}
     with start_federation(config, log_dir=directory / "logs", timeout=180) as procs:
         conn = fedsql.connect(str(config), party=args.issuer, timeout=args.timeout)
@@ -273,7 +291,8 @@ def main(argv: list[str] | None = None) -> int:
         print()
         print(markdown(results, mode))
         out = directory / f"results-{mode}.json"
-        out.write_text(json.dumps({"sf": args.sf, "mode": mode, "machine": machine(), "results": results},
+        out.write_text(json.dumps({"sf": args.sf, "mode": mode, "machine": machine(), "revision": revision(),
+                                   "results": results},
                                   indent=1, default=str))
         print(f"\n(details with step timelines: {out})")
     bad = [r for rs in all_results.values() for r in rs if r["status"].startswith("WRONG")]

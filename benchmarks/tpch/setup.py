@@ -39,7 +39,7 @@ POLICY: dict[str, dict[str, tuple[str, str]]] = {
         "c_custkey": ("group_key", "Q10 labels its groups by customer; customer joins orders only locally at retail"),
         "c_name": ("group_key", "Q10 returns it as a group label"),
         "c_address": ("group_key", "Q10 returns it as a group label"),
-        "c_nationkey": ("join_key", "Q5/Q7/Q8 match customers' and suppliers' nations across retail and supply"),
+        "c_nationkey": ("join_key", "Q5 matches it with the supplier's nation (supply)"),
         "c_phone": ("group_key", "Q10 returns it as a group label"),
         "c_acctbal": ("group_key", "Q10 returns it as a group label (a measure, but Q10 groups by it)"),
         "c_mktsegment": ("aggregate", "Q3 filters on it"),
@@ -134,16 +134,22 @@ def tpchgen() -> str:
 
 
 def generate(sf: float, data: Path) -> None:
-    missing = [t for t in TABLES if not (data / f"{t}.parquet").is_file()]
-    if not missing:
+    """DIR/data/<table>.parquet at scale factor `sf` (kept when DIR/data/SF already says so)."""
+    marker = data / "SF"
+    if marker.is_file() and marker.read_text().strip() == f"{sf:g}" and all(
+        (data / f"{t}.parquet").is_file() for t in TABLES
+    ):
         return
     data.mkdir(parents=True, exist_ok=True)
+    marker.unlink(missing_ok=True)
+    for t in TABLES:  # another scale factor, or an interrupted run: start afresh
+        (data / f"{t}.parquet").unlink(missing_ok=True)
     # one file per table (no --parts): each party's source is a single Parquet file
-    subprocess.run([tpchgen(), "parquet", "-s", f"{sf:g}", "--output-dir", str(data), "--overwrite", "-q"],
-                   check=True)
+    subprocess.run([tpchgen(), "parquet", "-s", f"{sf:g}", "--output-dir", str(data), "-q"], check=True)
     for t in TABLES:
         if not (data / f"{t}.parquet").is_file():
             raise SystemExit(f"tpchgen-cli did not write {data / (t + '.parquet')}")
+    marker.write_text(f"{sf:g}\n")
 
 
 def _toml_columns(table: str) -> str:

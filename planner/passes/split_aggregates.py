@@ -35,6 +35,15 @@ class AggregateSplit:
     noise: tuple[NoiseSpec, ...] = ()  # DP: noise added to combined columns before the reveal
 
 
+def spread_outputs(func: str, a: str, enc: Encoding, sq_enc: Encoding):
+    """VAR/STDDEV: combine and open SUM, SUM of squares and COUNT; the issuer finishes the formula."""
+    combine = [Combine(f"{a}_sum", "sum"), Combine(f"{a}_sq", "sum"), Combine(f"{a}_cnt", "sum")]
+    reveal = [RevealColumn(f"{a}_sum", "value", f"{a}_sum", enc),
+              RevealColumn(f"{a}_sq", "value", f"{a}_sq", sq_enc),
+              RevealColumn(f"{a}_cnt", "value", f"{a}_cnt", COUNT)]
+    return combine, reveal, spread_sql(func, quote(a + "_sum"), quote(a + "_sq"), quote(a + "_cnt"))
+
+
 def split_aggregates(block: QueryBlock, types: dict[str, str], fixed_bits: int) -> AggregateSplit:
     """`types` maps canonical SQL of each group key and aggregate argument to its DuckDB type."""
     items: list[str] = []
@@ -90,11 +99,9 @@ def split_aggregates(block: QueryBlock, types: dict[str, str], fixed_bits: int) 
             items.append(f"COALESCE({encode_sql(f'SUM(({arg}) * ({arg}))', sq_enc)}, 0) AS {a}_sq")
             items.append(f"COUNT({arg}) AS {a}_cnt")
             shares += [ShareColumn(f"{a}_sum", enc), ShareColumn(f"{a}_sq", sq_enc), ShareColumn(f"{a}_cnt", COUNT)]
-            combine += [Combine(f"{a}_sum", "sum"), Combine(f"{a}_sq", "sum"), Combine(f"{a}_cnt", "sum")]
-            reveal += [RevealColumn(f"{a}_sum", "value", f"{a}_sum", enc),
-                       RevealColumn(f"{a}_sq", "value", f"{a}_sq", sq_enc),
-                       RevealColumn(f"{a}_cnt", "value", f"{a}_cnt", COUNT)]
-            replacements[agg.key] = spread_sql(agg.func, quote(a + "_sum"), quote(a + "_sq"), quote(a + "_cnt"))
+            more_combine, more_reveal, replacements[agg.key] = spread_outputs(agg.func, a, enc, sq_enc)
+            combine += more_combine
+            reveal += more_reveal
         else:  # min / max
             fill = SENTINEL if agg.func == "min" else -SENTINEL
             items.append(f"COALESCE({encode_sql(f'{agg.func.upper()}({arg})', enc)}, {fill}) AS {a}")
