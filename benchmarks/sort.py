@@ -104,7 +104,8 @@ def run_fedsql(sizes: list[int], scan_n: int, key_bits: int, opts: dict) -> dict
     ctx = mp.get_context("spawn")
     addresses = {p: f"127.0.0.1:{_free_port()}" for p in PARTIES}
     ready, out = ctx.Event(), ctx.Queue()
-    procs = [ctx.Process(target=_party, args=(p, addresses, sizes, scan_n, key_bits, opts, ready, out)) for p in PARTIES]
+    procs = [ctx.Process(target=_party, args=(p, addresses, sizes, scan_n, key_bits, opts, ready, out))
+             for p in PARTIES]
     for pr in procs:
         pr.start()
     time.sleep(2.0)  # let the three servers bind
@@ -164,7 +165,8 @@ def main() -> None:
             continue
         mb = "/".join(f"{r['bytes_per_party'][p] / 1e6:.1f}" for p in PARTIES)
         check = ours.get(f"check_{label}", ours.get("check_scan")) if label.startswith(("sort", "scan")) else "?"
-        print(f"| {label} | {r['time']:.2f} | {r['cpu']:.2f} | {r['rounds']} | {r.get('levels', '-')} | {r.get('comparisons', '-')} "
+        print(f"| {label} | {r['time']:.2f} | {r['cpu']:.2f} | {r['rounds']} | {r.get('levels', '-')} "
+              f"| {r.get('comparisons', '-')} "
               f"| {mb} | {check} |")
     if "sort_1e5" in spu_res:
         print(f"SPU ABY3 FM64 jnp.sort of 10^5 (simulator, same run): {spu_res['sort_1e5']:.2f} s")

@@ -17,7 +17,7 @@ Method
    fit, so that one signed comparison of words is the lexicographic comparison.
 4. Quicksort on public indices (quicksort_perm). The state is a public
    arrangement `perm` of the shuffled rows and the list of unsorted segments.
-   Each level compares, in ONE batched `compare_many`, every non-pivot element
+   Each level compares, in ONE batched comparison, every non-pivot element
    of every unsorted segment with each of its segment's pivots (2 by default:
    dual-pivot, fewer levels) and the pivots with each other; segments of at
    most `small` (8) elements compare all their pairs and finish at once. The
@@ -38,11 +38,11 @@ compared next (pivots, buckets, small segments), the number of levels and the
 final arrangement are deterministic functions of sigma and n. So the whole
 transcript is simulatable from n alone: it reveals nothing about the values,
 their order relative to the input, or how many are equal. The shares a party
-sees are fresh (compare_many, shuffle) and the output is the shuffled sharing
+sees are fresh (comparison trees, shuffle) and the output is the shuffled sharing
 rearranged, i.e. uniformly random shares of the sorted rows.
 
-Why not the PUBLIC post-shuffle position as tiebreak (it would save one lt
-per comparison for full-width keys): equal keys would then always compare in
+Why not the PUBLIC post-shuffle position as tiebreak (it would save the
+tiebreak comparison): equal keys would then always compare in
 position order, so the opened order is not uniform — an all-equal column
 always yields the identity arrangement (probability 1/n! with distinct keys).
 The transcript would leak the duplicate structure (number and sizes of ties).
@@ -51,23 +51,30 @@ distinct keys (e.g. a unique row id is a key).
 
 Rounds and traffic
 ------------------
-shuffle: 3 rounds. Per quicksort level: 8 (compare_many) + ceil(log2 W)
-(fold of W comparison words; its last AND shares the opening round) — 9 for
-one or two words. Levels = depth of dual-pivot quicksort with an all-pairs
-base case, O(log n) expected (measured ~21 for 10^5, ~27 for 10^6; single
-pivot ~38 / ~49). Comparisons ~ 24 n at 10^5 and ~30 n at 10^6 (O(n log n)).
-Per comparison and party: one full-width key + tiebreak = 2 words = lt + eq +
-lt (~64 bytes); a key declared <= 63 - log2(n) bits packs with the tiebreak
-into 1 word = one lt (~27 bytes). Opened bits travel packed 8 per byte.
+shuffle: 3 rounds. Per quicksort level: 8 (one batched comparison) +
+ceil(log2 W) (fold of W comparison words; its last AND shares the opening
+round) — 9 for one or two words. Levels = depth of dual-pivot quicksort with
+an all-pairs base case, O(log n) expected (measured ~21 for 10^5, ~29 for
+10^6; single pivot ~38 / ~49). Comparisons ~24 n at 10^5 and ~30 n at 10^6
+(O(n log n)). Per comparison and party:
+- a key declared <= 63 - log2(n) bits packs with the tiebreak into one word:
+  one 64-bit lt (~27 bytes);
+- a full-width key + tiebreak: one 64-bit carry tree that also keeps the
+  group propagate, plus one 32-bit sign tree for the tiebreak, joined by the
+  carry-in trick (see _before): ~47 bytes, instead of lt + eq + lt (~64).
+Opened bits travel packed 8 per byte.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from executors.mpc.arithmetic import add_public
-from executors.mpc.boolean import _local_and, b_and_many, b_reveal, b_xor
-from executors.mpc.compare import compare_many
+from executors.mpc.arithmetic import add_public, sub
+from executors.mpc.boolean import _local_and, b_and_many, b_reveal, b_xor, b_xor_public, bit_not
+from executors.mpc.compare import (
+    BIT63, LOW63, U8, U16, U32, _halve, _msb_tree, _run_trees, _shr, _zero_tree, bitrev_index_perm,
+)
+from executors.mpc.convert import split_sum, xor_input_prepare, xor_input_round, xor_local
 from executors.mpc.context import MPC, check_arrays
 from executors.mpc.shares import AShare, BShare, U64, take
 from executors.mpc.shuffle import shuffle
@@ -202,23 +209,138 @@ def pack_words(mpc: MPC, keys: list[AShare], desc: list[bool], key_bits: list[in
     return words[::-1]
 
 
-def _before(mpc: MPC, words: list[AShare], x_idx: np.ndarray, y_idx: np.ndarray) -> np.ndarray:
+_REV5_SWAPS = ((15, 0x0000AAAA), (6, 0x00CC00CC))  # swap index bits 0<->4, then 1<->3
+
+
+def bitrev5_index_perm(v: np.ndarray) -> np.ndarray:
+    """uint32 words: move bit rev5(p) to position p (two delta swaps), as compare.bitrev_index_perm for 64."""
+    x = np.array(v, dtype=U32, copy=True)
+    t = np.empty_like(x)
+    for shift, mask in _REV5_SWAPS:
+        sh, mk = U32(shift), U32(mask)
+        np.right_shift(x, sh, out=t)
+        t ^= x
+        t &= mk
+        x ^= t
+        np.left_shift(t, sh, out=t)
+        x ^= t
+    return x
+
+
+def _bit0(x: BShare) -> BShare:
+    return BShare((x.a & 1).astype(U64), (x.b & 1).astype(U64))
+
+
+def _carry_in_tree(mpc: MPC, sa: BShare, sb: BShare):
+    """For A + B' (bit-permuted uint64 sharings): (a63 ^ b'63 ^ G, P) over bits 0..62.
+
+    Then msb(A + B' + c) = (a63 ^ b'63 ^ G) ^ (P & c) for a carry-in bit c:
+    the same reduction as compare._msb_tree, but it also keeps the group
+    propagate P in the last level. 7 AND rounds.
+    """
+    (g,) = yield [sa], [sb]
+    p = BShare(sa.a ^ sb.a, sa.b ^ sb.b)
+    top = BShare(p.a >> np.uint64(63), p.b >> np.uint64(63))
+    g = BShare(g.a & LOW63, g.b & LOW63)
+    p = b_xor_public(mpc, BShare(p.a & LOW63, p.b & LOW63), BIT63)  # position 63: identity (G=0, P=1)
+    for dtype in (U32, U16, U8):
+        (gh, gl), (ph, pl) = _halve(g, dtype), _halve(p, dtype)
+        x, p = yield [ph, ph], [gl, pl]
+        g = BShare(gh.a ^ x.a, gh.b ^ x.b)
+    for k in (4, 2, 1):
+        gh, ph = _shr(g, k), _shr(p, k)
+        x, p = yield [ph, ph], [g, p]
+        g = BShare(gh.a ^ x.a, gh.b ^ x.b)
+    return BShare(top.a ^ (g.a & 1).astype(U64), top.b ^ (g.b & 1).astype(U64)), _bit0(p)
+
+
+def _msb32_tree(mpc: MPC, sa: BShare, sb: BShare):
+    """Sign bit (bit 31) of A + B mod 2^32 from rev5-permuted uint32 sharings (6 AND rounds)."""
+    (g,) = yield [sa], [sb]
+    p = BShare(sa.a ^ sb.a, sa.b ^ sb.b)
+    top = BShare(p.a >> U32(31), p.b >> U32(31))
+    low31, bit31 = U32(0x7FFFFFFF), U32(0x80000000)
+    g = BShare(g.a & low31, g.b & low31)
+    p = b_xor_public(mpc, BShare(p.a & low31, p.b & low31), bit31)
+    for dtype in (U16, U8):
+        (gh, gl), (ph, pl) = _halve(g, dtype), _halve(p, dtype)
+        x, p = yield [ph, ph], [gl, pl]
+        g = BShare(gh.a ^ x.a, gh.b ^ x.b)
+    for k in (4, 2):
+        gh, ph = _shr(g, k), _shr(p, k)
+        x, p = yield [ph, ph], [g, p]
+        g = BShare(gh.a ^ x.a, gh.b ^ x.b)
+    gh, ph = _shr(g, 1), _shr(p, 1)
+    (x,) = yield [ph], [g]
+    return BShare(top.a.astype(U64) ^ ((gh.a ^ x.a) & 1).astype(U64),
+                  top.b.astype(U64) ^ ((gh.b ^ x.b) & 1).astype(U64))
+
+
+def _before(mpc: MPC, words: list[AShare], x_idx: np.ndarray, y_idx: np.ndarray,
+            tie_word: bool = False) -> np.ndarray:
     """Opened bits: does row x_idx[k] come strictly before row y_idx[k]?
 
-    One compare_many (8 rounds): lt and eq per word (the last word: lt only),
-    then the lexicographic fold, whose last AND shares the opening round
-    (ceil(log2 words) rounds in all; 1 for one word).
+    One batched comparison (8 rounds): lt and eq per word (the last word: lt
+    only), then the lexicographic fold, whose last AND shares the opening
+    round (ceil(log2 words) rounds in all; 1 for one or two words).
+
+    tie_word: the last word is the bare tiebreak t (0 <= t < 2^31) after a
+    full-width word K. Then (K, t) costs one 64-bit carry tree and one 32-bit
+    sign tree instead of lt + eq + lt:  before = [K_x - K_y - beta < 0] with
+    beta = [t_x < t_y] (K - beta < 0 iff K < 0 or K = 0 and beta), i.e.
+    msb(A + (B - 1) + (1 - beta)) = (a63 ^ b'63 ^ G) ^ (P & NOT beta): the
+    pair (a63 ^ b'63 ^ G, P) followed by NOT beta is exactly a lexicographic
+    fold step, so the carry-in AND also shares the opening round.
     """
-    items = []
-    for j, w in enumerate(words):
-        wx, wy = take(w, x_idx), take(w, y_idx)
-        items.append(("lt", wx, wy))
-        if j < len(words) - 1:
-            items.append(("eq", wx, wy))
-    bits = [pack_bits(b) for b in compare_many(mpc, items)]
-    pairs: list[tuple[BShare, BShare | None]] = [(bits[2 * j], bits[2 * j + 1]) for j in range(len(words) - 1)]
-    pairs.append((bits[-1], None))
-    return np.unpackbits(lex_open(mpc, pairs), count=len(x_idx)).astype(bool)
+    n = len(x_idx)
+    plain = words[:-2] if tie_word else words
+    preps, outs, gens = [], [], []
+
+    def add_tree(z: AShare, kind: str, b_minus_one: bool = False) -> None:
+        A, B = split_sum(mpc, z)
+        if b_minus_one and B is not None:
+            B = B - np.uint64(1)
+        if kind == "eq":
+            sa, out = xor_input_prepare(mpc, A, (-B) if B is not None else None, n)
+            gens.append(_zero_tree(mpc, sa))
+        elif kind == "msb32":
+            A32 = bitrev5_index_perm(A.astype(U32)) if A is not None else None
+            B32 = bitrev5_index_perm(B.astype(U32)) if B is not None else None
+            sa, out = xor_input_prepare(mpc, A32, None, n, U32)
+            gens.append(_msb32_tree(mpc, sa, xor_local(mpc, B32, n, U32)))
+        else:
+            A = bitrev_index_perm(A) if A is not None else None
+            B = bitrev_index_perm(B) if B is not None else None
+            sa, out = xor_input_prepare(mpc, A, None, n)
+            tree = _carry_in_tree if kind == "carry" else _msb_tree
+            gens.append(tree(mpc, sa, xor_local(mpc, B, n)))
+        preps.append(sa)
+        outs.append(out)
+
+    for j, w in enumerate(plain):
+        d = sub(take(w, x_idx), take(w, y_idx))
+        add_tree(d, "lt")
+        if j < len(plain) - 1 or tie_word:
+            add_tree(d, "eq")
+    if tie_word:
+        add_tree(sub(take(words[-2], x_idx), take(words[-2], y_idx)), "carry", b_minus_one=True)
+        add_tree(sub(take(words[-1], x_idx), take(words[-1], y_idx)), "msb32")
+    xor_input_round(mpc, preps, outs)
+    results = _run_trees(mpc, gens)
+    pairs: list[tuple[BShare, BShare | None]] = []
+    pos = 0
+    for j in range(len(plain)):
+        if j < len(plain) - 1 or tie_word:
+            pairs.append((pack_bits(results[pos]), pack_bits(results[pos + 1])))
+            pos += 2
+        else:
+            pairs.append((pack_bits(results[pos]), None))
+            pos += 1
+    if tie_word:
+        lk, pk = results[pos]
+        pairs.append((pack_bits(lk), pack_bits(pk)))
+        pairs.append((pack_bits(bit_not(mpc, results[pos + 1])), None))
+    return np.unpackbits(lex_open(mpc, pairs), count=n).astype(bool)
 
 
 _PAIRS: dict[int, tuple[np.ndarray, np.ndarray]] = {}
@@ -238,7 +360,8 @@ def _ranges(starts: np.ndarray, lens: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return np.arange(int(lens.sum()), dtype=np.int64) - offs[seg] + starts[seg], seg
 
 
-def quicksort_perm(mpc: MPC, words: list[AShare], pivots: int = 2, small: int = 8, stats: dict | None = None) -> np.ndarray:
+def quicksort_perm(mpc: MPC, words: list[AShare], pivots: int = 2, small: int = 8, stats: dict | None = None,
+                   tie_word: bool = False) -> np.ndarray:
     """Public arrangement sorting (already shuffled) rows; the comparison bits are opened.
 
     `words` are ascending comparison words (pack_words). Only safe when the
@@ -279,7 +402,7 @@ def quicksort_perm(mpc: MPC, words: list[AShare], pivots: int = 2, small: int = 
             ys.append((st[:, None] + v[None, :]).reshape(-1))
             sm_groups.append((int(s), st))
         x_pos, y_pos = np.concatenate(xs), np.concatenate(ys)
-        before = _before(mpc, words, perm[x_pos], perm[y_pos])
+        before = _before(mpc, words, perm[x_pos], perm[y_pos], tie_word)
         levels += 1
         comparisons += len(x_pos)
         new_perm = perm.copy()
@@ -368,7 +491,8 @@ def sort_by(mpc: MPC, keys: list[AShare], columns: list[AShare], descending: boo
     shuffled = shuffle(mpc, cols)
     tie = None if unique_keys else shuffled[-1]
     words = pack_words(mpc, shuffled[:m], desc, key_bits, tie, n)
-    perm = quicksort_perm(mpc, words, pivots, small, stats)
+    tie_word = tie is not None and len(words) >= 2 and words[-1] is tie and n <= 2**31
+    perm = quicksort_perm(mpc, words, pivots, small, stats, tie_word)
     out = [take(c, perm) for c in shuffled[:m + len(columns)]]
     if stats is not None:
         stats.update(rounds=mpc.rounds - r0, words=len(words))
