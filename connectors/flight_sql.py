@@ -281,9 +281,11 @@ class FedSqlFlightServer(flight.FlightServerBase):
 
     def __init__(self, fed: Federation, party: str, node_address: str, location: str,
                  tls_certificates: list[tuple[bytes, bytes]] | None = None,
-                 execute_timeout: float | None = None) -> None:
+                 execute_timeout: float | None = None, client_ca: bytes | None = None) -> None:
         fed.party(party)
+        # client_ca: only clients holding this certificate (the party's own users) may connect
         super().__init__(location, tls_certificates=tls_certificates or None,
+                         verify_client=client_ca is not None, root_certificates=client_ca,
                          middleware={"session": _SessionMiddlewareFactory()})
         self.fed = fed
         self.party = party
@@ -658,7 +660,8 @@ def _location(location: str, tls: bool) -> str:
 
 
 def start_flight_server(fed: Federation, party: str, node_address: str, location: str,
-                        tls_certificates: list[tuple[bytes, bytes]] | None = None) -> FedSqlFlightServer:
+                        tls_certificates: list[tuple[bytes, bytes]] | None = None,
+                        client_ca: bytes | None = None) -> FedSqlFlightServer:
     """Start the Flight SQL endpoint of `party` (serving in a background thread).
 
     `location` is "host:port" (port 0 picks a free one; see `.port`) or a
@@ -667,7 +670,8 @@ def start_flight_server(fed: Federation, party: str, node_address: str, location
     """
     uri = _location(location, bool(tls_certificates))
     try:
-        server = FedSqlFlightServer(fed, party, node_address, uri, tls_certificates=tls_certificates)
+        server = FedSqlFlightServer(fed, party, node_address, uri, tls_certificates=tls_certificates,
+                                    client_ca=client_ca)
     except (OSError, pa.ArrowException) as exc:
         raise errors.OperationalError(
             f"party '{party}': cannot serve Flight SQL on {location} ({exc}); "
@@ -679,6 +683,22 @@ def start_flight_server(fed: Federation, party: str, node_address: str, location
     return server
 
 
+def party_flight_tls(fed: Federation, party: str) -> dict:
+    """The node's certificate for the endpoint and the party's client certificate as the
+    only accepted client identity: the same mutual TLS as the node's own client port."""
+    from fedsql import tls
+
+    p = tls.paths(fed, party)
+    try:
+        cert, key, client = p.certificate.read_bytes(), p.private_key.read_bytes(), p.client_certificate.read_bytes()
+    except OSError:
+        raise errors.ConfigError(
+            f"party '{party}': the Flight SQL endpoint needs the party's keys; run `fedsql keys {fed.path} "
+            f"--party {party}`"
+        ) from None
+    return {"tls_certificates": [(cert, key)], "client_ca": client}
+
+
 def run_flight(config_path: str, party: str) -> None:
     """`fedsql flight CONFIG --party P`: serve P's Flight SQL endpoint until SIGINT/SIGTERM."""
     fed = load_config(config_path)
@@ -687,7 +707,7 @@ def run_flight(config_path: str, party: str) -> None:
         raise errors.ConfigError(
             f"{fed.path}: parties.{party}.flight is not set; add e.g. flight = \"127.0.0.1:32010\""
         )
-    server = start_flight_server(fed, party, pcfg.address, pcfg.flight)
+    server = start_flight_server(fed, party, pcfg.address, pcfg.flight, **party_flight_tls(fed, party))
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         try:

@@ -560,10 +560,10 @@ def serve(fed: Federation, party: str, on_ready: Callable[[], None] | None = Non
     server.start()
     flight = None
     if node.party.flight:
-        from connectors.flight_sql import start_flight_server
+        from connectors.flight_sql import party_flight_tls, start_flight_server
 
         try:
-            flight = start_flight_server(fed, party, address, node.party.flight)
+            flight = start_flight_server(fed, party, address, node.party.flight, **party_flight_tls(fed, party))
         except errors.Error:
             server.stop(0)
             node.close()

@@ -107,11 +107,29 @@ def endpoint(federation: tuple[Path, dict[str, Any]]) -> Iterator[fs.FedSqlFligh
 
     config, _ = federation
     fed = load_config(config)
-    server = fs.start_flight_server(fed, "p1", fed.parties["p1"].address, "127.0.0.1:0")
+    # as the node starts it: its certificate, and only p1's client certificate accepted
+    server = fs.start_flight_server(fed, "p1", fed.parties["p1"].address, "127.0.0.1:0",
+                                    **fs.party_flight_tls(fed, "p1"))
+    server.fed_config = fed
     try:
         yield server
     finally:
         server.shutdown()
+
+
+def connect_tls(endpoint: fs.FedSqlFlightServer, client: bool = True) -> Any:
+    """ADBC over mutual TLS with p1's client certificate (client=False: none)."""
+    from fedsql import tls
+
+    paths = tls.paths(endpoint.fed_config, "p1")
+    options = {
+        "adbc.flight.sql.client_option.tls_root_certs": paths.certificate.read_text(),
+        "adbc.flight.sql.client_option.tls_override_hostname": tls.server_name("p1"),
+    }
+    if client:
+        options["adbc.flight.sql.client_option.mtls_cert_chain"] = paths.client_certificate.read_text()
+        options["adbc.flight.sql.client_option.mtls_private_key"] = paths.client_key.read_text()
+    return adbc.connect(f"grpc+tls://127.0.0.1:{endpoint.port}", db_kwargs=options)
 
 
 @pytest.fixture()
@@ -120,7 +138,7 @@ def db(endpoint: fs.FedSqlFlightServer) -> Iterator[Any]:
         pytest.skip("adbc-driver-flightsql is not installed (pip install adbc-driver-flightsql)")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # ADBC: "Cannot disable autocommit" (fedsql is read-only)
-        conn = adbc.connect(f"grpc://127.0.0.1:{endpoint.port}")
+        conn = connect_tls(endpoint)
     try:
         yield conn
     finally:
@@ -181,7 +199,13 @@ def test_get_table_schema(db: Any, federation: Any) -> None:
 
 @pytest.mark.e2e
 def test_raw_metadata_results_have_exact_schemas(endpoint: fs.FedSqlFlightServer) -> None:
-    client = flight.FlightClient(f"grpc://127.0.0.1:{endpoint.port}")
+    from fedsql import tls
+
+    paths = tls.paths(endpoint.fed_config, "p1")
+    client = flight.FlightClient(
+        f"grpc+tls://127.0.0.1:{endpoint.port}", tls_root_certs=paths.certificate.read_bytes(),
+        cert_chain=paths.client_certificate.read_bytes(), private_key=paths.client_key.read_bytes(),
+        override_hostname=tls.server_name("p1"))
     try:
         cases = [
             (fsql.CommandGetCatalogs(), fs.CATALOGS_SCHEMA, 1),
@@ -285,10 +309,28 @@ def test_set_mode_is_kept_per_connection(db: Any, endpoint: fs.FedSqlFlightServe
     sessions_before = len(endpoint.sessions._by_key)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        other = adbc.connect(f"grpc://127.0.0.1:{endpoint.port}")
+        other = connect_tls(endpoint)
     try:
         assert _session_options(other) == {}
         assert len(endpoint.sessions._by_key) > sessions_before
     finally:
         other.close()  # the driver sends CloseSession
     assert len(endpoint.sessions._by_key) == sessions_before
+
+
+
+def test_flight_refuses_clients_without_the_party_certificate(endpoint: fs.FedSqlFlightServer) -> None:
+    if adbc is None:
+        pytest.skip("adbc-driver-flightsql is not installed")
+    with pytest.raises(Exception):
+        conn = connect_tls(endpoint, client=False)
+        try:
+            conn.cursor().execute("SELECT COUNT(*) FROM t")
+        finally:
+            conn.close()
+    with pytest.raises(Exception):
+        plain = adbc.connect(f"grpc://127.0.0.1:{endpoint.port}")
+        try:
+            plain.cursor().execute("SELECT COUNT(*) FROM t")
+        finally:
+            plain.close()
