@@ -21,7 +21,9 @@ from fedsql.errors import EncodingError
 from planner.encodings import SENTINEL, VALUE_LIMIT
 from planner.physical import Encoding
 
-WORD = 8
+WORD = 7
+"""String key bytes per 64-bit word: the top byte stays 0, so every word is below 2^56 and
+compares correctly as a signed ring value (oblivious sorts order keys by these words)."""
 
 
 def string_width(column: pa.Array | pa.ChunkedArray) -> int:
@@ -60,8 +62,11 @@ def _string_words(column: pa.Array, width: int, name: str) -> list[np.ndarray]:
     raw = column.fill_null("").cast(pa.binary()).to_pylist()
     if any(len(v) > width * WORD for v in raw):
         raise EncodingError(f"column {name}: a string key is longer than the agreed width")
+    n = len(raw)
     fixed = np.array(raw, dtype=f"S{width * WORD}") if raw else np.zeros(0, dtype=f"S{width * WORD}")
-    words = fixed.view(np.uint64).reshape(len(raw), width) if raw else np.zeros((0, width), np.uint64)
+    padded = np.zeros((n, width, 8), dtype=np.uint8)
+    padded[:, :, :WORD] = fixed.view(np.uint8).reshape(n, width, WORD) if n else padded[:, :, :WORD]
+    words = padded.view(np.uint64).reshape(n, width)
     return [np.ascontiguousarray(words[:, i]) for i in range(width)]
 
 
@@ -71,7 +76,9 @@ def decode_words(words: list[np.ndarray], enc: Encoding, valid: np.ndarray | Non
     if enc.kind == "string":
         n = len(words[0]) if words else 0
         mat = np.stack(words, axis=1) if words else np.zeros((0, 1), np.uint64)
-        raw = np.ascontiguousarray(mat).view(f"S{WORD * mat.shape[1]}").reshape(n)
+        width = mat.shape[1]
+        data = np.ascontiguousarray(mat).view(np.uint8).reshape(n, width, 8)[:, :, :WORD]
+        raw = np.ascontiguousarray(data).reshape(n, width * WORD).view(f"S{width * WORD}").reshape(n)
         values = [b.decode("utf-8", errors="replace") for b in raw.tolist()]
         return pa.array(values, type=pa.string(), mask=mask)
     value = words[0]

@@ -56,7 +56,7 @@ def _u(rng: np.random.Generator, n: int, first: int) -> pa.Table:
     base = datetime.date(2020, 1, 1)
     return pa.table({
         "id": pa.array(range(first, first + n), pa.int64()),
-        "grp": pa.array(nulls([["alpha", "beta", "gamma", "a much longer group label"][i] for i in rng.integers(0, 4, n)])),
+        "grp": pa.array(nulls([["alpha", "beta", "gamma", "a much longer group label: ünïcode ÿ"][i] for i in rng.integers(0, 4, n)])),
         "cat": pa.array(nulls(rng.integers(0, 5, n).tolist()), pa.int32()),
         "day": pa.array(nulls([base + datetime.timedelta(days=int(d)) for d in rng.integers(0, 40, n)]), pa.date32()),
         "n": pa.array(nulls(rng.integers(-50, 50, n).tolist()), pa.int32()),
