@@ -492,6 +492,21 @@ class PartyRun:
         out.secret["__rows"] = rows
         self.secret[step.id] = out
 
+    def _distinct_mark(self, step) -> None:
+        if not self.is_compute:
+            return
+        table = self.secret[step.input]
+        sort_cols = [c for c in table.secret if c.split("#")[0] in step.keys] + [step.column]
+        if table.n == 0:
+            out = SecretTable(n=0, secret=dict(table.secret))
+            out.secret[step.out] = table.secret[step.column]
+            self.secret[step.id] = out
+            return
+        keys, _ = ops.sort_by(self.mpc, [table.secret[c] for c in sort_cols], [])
+        out = SecretTable(n=table.n, secret=dict(zip(sort_cols, keys)))
+        out.secret[step.out] = ops.segment_starts(self.mpc, keys)
+        self.secret[step.id] = out
+
     def _secure_finish(self, step) -> None:
         if not self.is_compute:
             return

@@ -74,7 +74,7 @@ def analyze(ast: exp.Expression, fed: Federation, schema_of: SchemaLookup) -> Qu
     """Build the query block, refusing unsupported SQL by name."""
     if not isinstance(ast, exp.Select):
         raise UnsupportedSql(f"{ast.key.upper()} of several queries is not supported yet (planned: issue #4)")
-    _refuse_unsupported(ast)
+    _refuse_unsupported(ast, allow_count_distinct=True)
     from_ = ast.args.get("from_") or ast.args.get("from")
     if from_ is None:
         raise UnsupportedSql("a query without FROM has nothing federated to compute: name a table")
@@ -110,7 +110,7 @@ def analyze(ast: exp.Expression, fed: Federation, schema_of: SchemaLookup) -> Qu
     return block
 
 
-def _refuse_unsupported(ast: exp.Select) -> None:
+def _refuse_unsupported(ast: exp.Select, allow_count_distinct: bool = False) -> None:
     checks = [
         (exp.Window, "window functions (OVER ...)"),
         (exp.Subquery, "subqueries"),
@@ -135,7 +135,13 @@ def _refuse_unsupported(ast: exp.Select) -> None:
                 "supported: COUNT(*), COUNT(x), SUM, AVG, MIN, MAX, VAR_POP/VAR_SAMP/STDDEV"
             )
         if isinstance(node.this, exp.Distinct) or node.find(exp.Distinct):
-            raise UnsupportedSql("aggregates with DISTINCT (e.g. COUNT(DISTINCT x)) are not supported yet (planned: issue #4)")
+            single = isinstance(node, exp.Count) and isinstance(node.this, exp.Distinct) and \
+                len(node.this.expressions) == 1
+            if not (allow_count_distinct and single):
+                raise UnsupportedSql(
+                    "aggregates with DISTINCT are supported only as COUNT(DISTINCT x) over one table or union"
+                )
+            continue
         if any(isinstance(inner, exp.AggFunc) for inner in node.this.find_all(exp.AggFunc)) if node.this else False:
             raise UnsupportedSql("nested aggregates are not supported")
     group = ast.args.get("group")
@@ -187,7 +193,15 @@ def _collect_aggs(ast: exp.Select) -> list[AggCall]:
         arg = node.this
         if func == "count" and (arg is None or isinstance(arg, exp.Star)):
             func, arg = "count_star", None
+        if func == "count" and isinstance(arg, exp.Distinct):
+            func, arg = "count_distinct", arg.expressions[0]
         seen[key] = AggCall(func, strip_qualifiers(arg) if arg is not None else None, key, f"a{len(seen)}")
+    distinct = {canonical(a.arg) for a in seen.values() if a.func == "count_distinct"}
+    if distinct and (len(distinct) > 1 or any(a.func != "count_distinct" for a in seen.values())):
+        raise UnsupportedSql(
+            "COUNT(DISTINCT x) can not yet be combined with other aggregates or a second DISTINCT column "
+            "in one query; run them as separate queries (or UNION ALL them)"
+        )
     return list(seen.values())
 
 

@@ -17,11 +17,12 @@ from planner.passes.finalize import final_sql, issuer_side_note
 from planner.passes.secure_finish import finish_leakage, plan_secure_finish
 from planner.passes.pushdown import rewrite_source, row_fragment_sql, source_sql, where_sql
 from planner.passes.dp import DPRequest, leakage_lines
-from planner.passes.split_aggregates import AggregateSplit, split_aggregates, split_dp
+from planner.passes.split_aggregates import AggregateSplit, split_aggregates, split_count_distinct, split_dp
 from planner.physical import (
     AddNoise,
     AgreeWidth,
     FinalQuery,
+    DistinctMark,
     GroupCombine,
     ObliviousGroup,
     LocalQuery,
@@ -103,17 +104,25 @@ def _union_rows(block: QueryBlock, issuer: str, output: OutputSchema):
 def _union_aggregate(block: QueryBlock, issuer: str, compute, output: OutputSchema, fixed_bits: int,
                      dp: DPRequest | None = None, oblivious: bool = False):
     types = _expression_types(block)
-    split = split_aggregates(block, types, fixed_bits) if dp is None else split_dp(block, types, dp)
+    distinct = dp is None and any(a.func == "count_distinct" for a in block.aggs)
+    if distinct:
+        split = split_count_distinct(block, types, fixed_bits)
+    else:
+        split = split_aggregates(block, types, fixed_bits) if dp is None else split_dp(block, types, dp)
     members = block.table.members
     steps: list[Step] = []
     group_by = f" GROUP BY {', '.join(split.group_sql)}" if split.group_sql else ""
+    where = where_sql(block)
+    if distinct:  # COUNT(DISTINCT x) skips NULL x
+        not_null = f"({block.aggs[0].arg.sql(dialect=DIALECT)}) IS NOT NULL"
+        where = f"{where} AND {not_null}" if where else f" WHERE {not_null}"
     for m in members:
         if split.local_sql:
             purpose = ("DP partials: bounded rows per unit, clamped values, every declared group"
                        if m.qualified in dp.members else "partials for every declared group")
             steps.append(LocalQuery(f"p_{m.party}", m.party, split.local_sql[m.qualified], purpose))
             continue
-        sql = f"SELECT {', '.join(split.select_items)} {source_sql(block, m.name)}{where_sql(block)}{group_by}"
+        sql = f"SELECT {', '.join(split.select_items)} {source_sql(block, m.name)}{where}{group_by}"
         steps.append(LocalQuery(f"p_{m.party}", m.party, sql, "partial aggregates over own rows"))
     width = ""
     if split.has_string_key:
@@ -123,9 +132,14 @@ def _union_aggregate(block: QueryBlock, issuer: str, compute, output: OutputSche
         steps.append(ShareTable(f"s_{m.party}", f"p_{m.party}", m.party, split.shares, width))
     steps.append(SecureUnion("u", tuple(f"s_{m.party}" for m in members)))
     keys = tuple(c.name for c in split.shares if c.role == "key")
+    grouped_input = "u"
+    if distinct:  # mark the first row of every (keys, x) once, after an oblivious sort
+        steps.append(DistinctMark("dm", "u", keys, "__dx", "__dmark"))
+        grouped_input = "dm"
     secret_keys = oblivious and bool(keys)
     # oblivious mode: secret GROUP BY (sort + segmented scans); keys reach the issuer only
-    steps.append(ObliviousGroup("g", "u", keys, split.combine) if secret_keys else GroupCombine("g", "u", keys, split.combine))
+    steps.append(ObliviousGroup("g", grouped_input, keys, split.combine) if secret_keys
+                 else GroupCombine("g", grouped_input, keys, split.combine))
     combined = "g"
     if split.noise:
         steps.append(AddNoise("n", "g", split.noise))

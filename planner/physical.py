@@ -205,6 +205,19 @@ class ObliviousGroup:
 
 
 @dataclass(frozen=True)
+class DistinctMark:
+    """COUNT(DISTINCT x): sort rows by (keys, x) obliviously; `out` is 1 on the first row of
+    every distinct (keys, x) — summing it per group counts the distinct values."""
+
+    id: str
+    input: str
+    keys: tuple[str, ...]
+    column: str
+    out: str
+    op: str = "distinct_mark"
+
+
+@dataclass(frozen=True)
 class ValidityPrep:
     """Make `<column>__v` (0/1: not NULL) for a combined column before secure HAVING/ORDER BY."""
 
@@ -293,10 +306,10 @@ class SecureEval:
     op: str = "secure_eval"
 
 
-Step = LocalQuery | SendPlain | AgreeWidth | ShareTable | SecureUnion | GroupCombine | AddNoise | RevealResult | FinalQuery | AgreeTagKey | ComputeTags | SecureJoin | SecureEval | ObliviousGroup | ObliviousJoin | SecureFinish
+Step = LocalQuery | SendPlain | AgreeWidth | ShareTable | SecureUnion | GroupCombine | AddNoise | RevealResult | FinalQuery | AgreeTagKey | ComputeTags | SecureJoin | SecureEval | ObliviousGroup | ObliviousJoin | SecureFinish | DistinctMark
 
 SECURE_OPS = {"agree_width", "share_table", "secure_union", "group_combine", "add_noise", "reveal_result",
-              "secure_join", "secure_eval", "oblivious_group", "oblivious_join", "secure_finish"}
+              "secure_join", "secure_eval", "oblivious_group", "oblivious_join", "secure_finish", "distinct_mark"}
 
 
 @dataclass(frozen=True)

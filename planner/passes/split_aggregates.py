@@ -44,6 +44,38 @@ def spread_outputs(func: str, a: str, enc: Encoding, sq_enc: Encoding):
     return combine, reveal, spread_sql(func, quote(a + "_sum"), quote(a + "_sq"), quote(a + "_cnt"))
 
 
+def distinct_value_sql(arg_sql: str, arg_type: str) -> str:
+    """An exact-equality ring value for COUNT(DISTINCT x): the integer itself, else 61 bits of MD5."""
+    t = arg_type.upper()
+    if t in ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER", "BOOLEAN", "DATE"):
+        return encode_sql(f"({arg_sql})", Encoding("date" if t == "DATE" else "int"))
+    return f"CAST(md5_number_lower(CAST(({arg_sql}) AS VARCHAR)) >> 3 AS BIGINT)"
+
+
+def split_count_distinct(block: QueryBlock, types: dict[str, str], fixed_bits: int) -> AggregateSplit:
+    """COUNT(DISTINCT x): owners send their distinct (keys, x); under MPC a sort marks each
+    (keys, x) once and the marks are summed per group (see executors/runtime.py DistinctMark)."""
+    base = split_aggregates(_keys_only(block), types, fixed_bits)
+    arg = block.aggs[0].arg
+    arg_sql = arg.sql(dialect=DIALECT)
+    items = base.select_items + (f"{distinct_value_sql(arg_sql, types[canonical(arg)])} AS __dx",)
+    shares = base.shares + (ShareColumn("__dx", COUNT, "distinct"),)
+    reveal = list(base.reveal) + [RevealColumn("__dmark", "value", "__dmark", COUNT)]
+    replacements = dict(base.replacements)
+    for agg in block.aggs:
+        replacements[agg.key] = quote("__dmark")
+    return AggregateSplit(items, base.group_sql + (arg_sql,), shares, (Combine("__dmark", "sum"),),
+                          tuple(reveal), replacements, base.has_string_key)
+
+
+def _keys_only(block: QueryBlock) -> QueryBlock:
+    import copy
+
+    clone = copy.copy(block)
+    clone.aggs = []
+    return clone
+
+
 def split_aggregates(block: QueryBlock, types: dict[str, str], fixed_bits: int) -> AggregateSplit:
     """`types` maps canonical SQL of each group key and aggregate argument to its DuckDB type."""
     items: list[str] = []
