@@ -71,6 +71,12 @@ class JoinBlock:
         return bool(self.aggs or self.group_by)
 
 
+def owner_of(ref: TableRef) -> str:
+    """The party whose DuckDB computes a table's fragment; a federated union is a *virtual*
+    party "@name" whose fragment every member computes over its own rows."""
+    return f"@{ref.name}" if ref.federated else ref.owners[0]
+
+
 def aliases_of(node: exp.Expression) -> set[str]:
     return {c.table for c in node.find_all(exp.Column) if c.table}
 
@@ -131,10 +137,6 @@ def analyze_join(ast: exp.Select, fed: Federation, schema_of: SchemaLookup) -> J
         if not isinstance(src, exp.Table):
             raise UnsupportedSql("subqueries in FROM are not supported yet (planned: issue #4)")
         ref = resolve_table(fed, src.db or None, src.name, schema_of)
-        if ref.federated:
-            raise UnsupportedSql(
-                f"joining the federated table '{ref.name}' is not supported yet; join party tables (party.table)"
-            )
         alias = src.alias_or_name
         if alias in tables:
             raise UnknownObjectError(f"table alias '{alias}' is used twice; give each table its own alias")
@@ -171,7 +173,7 @@ def analyze_join(ast: exp.Select, fed: Federation, schema_of: SchemaLookup) -> J
     semis = [_semi(c, set(tables), inner_tables) for c in semi_nodes]
     where = ast.args.get("where")
     all_conds = on_conds + conjuncts(where.this if where else None)
-    owner = {a: t.owners[0] for a, t in tables.items()}
+    owner = {a: owner_of(t) for a, t in tables.items()}
     local: dict[str, list[exp.Expression]] = {p: [] for p in dict.fromkeys(owner.values())}
     edges: list[JoinEdge] = []
     residual: list[exp.Expression] = []

@@ -37,6 +37,7 @@ from planner.physical import (
     RevealResult,
     SecureEval,
     SecureJoin,
+    SecureUnion,
     ShareColumn,
     ShareTable,
     Step,
@@ -64,13 +65,13 @@ def check_join_policy(block: JoinBlock, issuer: str) -> None:
     for role in ("row", "group", "join", "semi_join", "aggregate", "where", "semi_where"):
         required, rule = _RULES[role.replace("semi_", "")]
         for alias, column in sorted(block.uses.get(role, ())):
-            table = refs[alias].members[0]
-            level = table.level(column, issuer)
-            if not level_at_least(level, required):
-                raise PolicyViolation(
-                    f"refused by the policy of party '{table.party}': column {table.qualified}.{column} is "
-                    f"'{level}' for issuer '{issuer}', and {rule}. Ask '{table.party}' to raise the level."
-                )
+            for table in refs[alias].members:
+                level = table.level(column, issuer)
+                if not level_at_least(level, required):
+                    raise PolicyViolation(
+                        f"refused by the policy of party '{table.party}': column {table.qualified}.{column} is "
+                        f"'{level}' for issuer '{issuer}', and {rule}. Ask '{table.party}' to raise the level."
+                    )
 
 
 class _Fragments:
@@ -137,6 +138,8 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
     if not block.is_aggregate:
         raise UnsupportedSql("a join across parties must aggregate its rows (COUNT/SUM/AVG/MIN/MAX) for now")
     oblivious = mode == "oblivious"
+    if any(block.owner[sj.outer].startswith("@") or sj.table.federated for sj in block.semis):
+        raise UnsupportedSql("IN/EXISTS subqueries with federated union tables are not supported yet")
     if oblivious and (block.semis or any(e.kind != "inner" for e in block.edges)):
         raise UnsupportedSql("LEFT JOIN and IN/EXISTS subqueries across parties are not supported in 'oblivious' "
                              "mode yet; use 'sizes' or 'reveal'")
@@ -160,11 +163,14 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
     predicates = [frags.expr(c) for c in residual]
 
     # tags for each tree edge
+    # an edge whose key owners include all three compute parties has no matcher: oblivious join
+    fallback = {e_i for e_i, (_, pa, pb) in enumerate(tree_edges)
+                if not oblivious and not any(c not in _runners(block, pa) + _runners(block, pb) for c in compute)}
     for e_i, (edge, pa, pb) in enumerate(tree_edges):
-        steps.append(AgreeTagKey(f"k{e_i}", (pa, pb)))
+        steps.append(AgreeTagKey(f"k{e_i}", tuple(dict.fromkeys(_runners(block, pa) + _runners(block, pb)))))
         for party, alias, cols in ((pa, edge.left, edge.left_cols), (pb, edge.right, edge.right_cols)):
             for j, c in enumerate(cols):
-                frags.items[party].append(f"{quote(alias)}.{quote(c)} AS __k{e_i}_{party}_{j}")
+                frags.items[party].append(f"{quote(alias)}.{quote(c)} AS __k{e_i}_{_ident(party)}_{j}")
     # semi-joins: the outer side's key columns go into its fragment
     for s_i, sj in enumerate(block.semis):
         p_out = block.owner[sj.outer]
@@ -172,20 +178,19 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
             frags.items[p_out].append(f"{quote(sj.outer)}.{quote(c)} AS __sk{s_i}_{j}")
     # local fragments
     for party in block.parties:
-        froms = ", ".join(
-            f"{quote(ref.members[0].name)} AS {quote(alias)}"
-            for alias, ref in block.tables.items() if block.owner[alias] == party
-        )
         conds = [c.sql(dialect=DIALECT) for c in block.local.get(party, [])]
         where = f" WHERE {' AND '.join(conds)}" if conds else ""
         items = frags.items[party] or ["1 AS __one"]
-        steps.append(LocalQuery(f"f_{party}", party, f"SELECT {', '.join(items)} FROM {froms}{where}",
-                                "own tables: joins, filters, single-party expressions"))
+        for unit, runner, views in _units(block, party):
+            froms = ", ".join(f"{quote(view)} AS {quote(alias)}" for alias, view in views)
+            steps.append(LocalQuery(f"f_{unit}", runner, f"SELECT {', '.join(items)} FROM {froms}{where}",
+                                    "own tables: joins, filters, single-party expressions"))
     for e_i, (edge, pa, pb) in enumerate(tree_edges):
         for party, cols in ((pa, edge.left_cols), (pb, edge.right_cols)):
-            names = tuple(f"__k{e_i}_{party}_{j}" for j in range(len(cols)))
-            steps.append(ComputeTags(f"t{e_i}_{party}", f"f_{party}", party, f"k{e_i}", names, f"__t{e_i}",
-                                     62 if oblivious else 64))
+            names = tuple(f"__k{e_i}_{_ident(party)}_{j}" for j in range(len(cols)))
+            for unit, runner, _ in _units(block, party):
+                steps.append(ComputeTags(f"t{e_i}_{unit}", f"f_{unit}", runner, f"k{e_i}", names, f"__t{e_i}",
+                                         62 if oblivious or e_i in fallback else 64))
             frags.shares[party].append(ShareColumn(f"__t{e_i}", RAW))
     for s_i, sj in enumerate(block.semis):
         p_out, p_in = block.owner[sj.outer], sj.table.owners[0]
@@ -203,26 +208,29 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
     width = ""
     if string_parties:
         width = "w"
-        steps.append(AgreeWidth("w", tuple((p, f"f_{p}") for p in string_parties), "string keys"))
+        steps.append(AgreeWidth("w", tuple((runner, f"f_{unit}") for p in string_parties
+                                           for unit, runner, _ in _units(block, p)), "string keys"))
     for party in block.parties:
-        steps.append(ShareTable(f"s_{party}", f"f_{party}", party, tuple(frags.shares[party]), width))
+        units = _units(block, party)
+        for unit, runner, _ in units:
+            steps.append(ShareTable(f"s_{unit}", f"f_{unit}", runner, tuple(frags.shares[party]), width))
+        if party.startswith("@"):  # a federated union: its members' shares, concatenated
+            steps.append(SecureUnion(f"s_{party}", tuple(f"s_{unit}" for unit, _, _ in units)))
     # secure joins along the tree
     current = f"s_{order[0]}"
     joined = {order[0]}
     for e_i, (edge, pa, pb) in enumerate(tree_edges):
         new = pb if pa in joined else pa
-        if oblivious:
+        if oblivious or e_i in fallback:
+            if edge.kind != "inner":
+                raise UnsupportedSql("this LEFT JOIN would need the oblivious join, which supports inner joins only")
             pk = _primary_key_side(block, edge, new == pb, first=e_i == 0)
             steps.append(ObliviousJoin(f"j{e_i}", current, f"s_{new}", f"__t{e_i}", f"__t{e_i}", pk))
             current = f"j{e_i}"
             joined.add(new)
             continue
-        matcher = next((c for c in compute if c not in (pa, pb)), None)
-        if matcher is None:
-            raise UnsupportedSql(
-                f"the join between {pa} and {pb} has no compute party outside its key owners to match tags; "
-                "it needs the oblivious join (not built yet)"
-            )
+        owners = _runners(block, pa) + _runners(block, pb)
+        matcher = next(c for c in compute if c not in owners)  # exists: else the edge is in `fallback`
         shuffle = mode == "sizes"
         steps.append(SecureJoin(f"j{e_i}", current, f"s_{new}", f"__t{e_i}", f"__t{e_i}", matcher, shuffle,
                                 () if shuffle else (pa, pb), kind=edge.kind))
@@ -259,7 +267,7 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
         leakage.append(f"to {', '.join(compute)}: how many joined rows pass the cross-party conditions"
                        if block.group_by else "nothing more: cross-party conditions are evaluated under MPC")
     flag_node = SNode("col", column="__flag", encoding=COUNT) if flag and not block.group_by else None
-    if oblivious and tree_edges:  # rows stay; `__rows` marks the real joined rows
+    if (oblivious and tree_edges) or fallback:  # rows stay; `__rows` marks the real joined rows
         rows = SNode("col", column="__rows", encoding=COUNT)
         keep = SNode("mul", (rows, SNode("col", column="__flag", encoding=COUNT)), encoding=COUNT) if flag else rows
         outputs.append(("__keep", keep))
@@ -347,7 +355,7 @@ def _primary_key_side(block: JoinBlock, edge, new_is_right: bool, first: bool) -
     """Which input of an oblivious join holds the unique key: the new party's table, or
     (for the first join only) the first party's table. Declared with `unique = [...]`."""
     def unique(alias: str, cols: tuple[str, ...]) -> bool:
-        return any(set(k) <= set(cols) for k in block.tables[alias].members[0].unique)
+        return all(any(set(k) <= set(cols) for k in m.unique) for m in block.tables[alias].members)
 
     new_alias, new_cols = (edge.right, edge.right_cols) if new_is_right else (edge.left, edge.left_cols)
     old_alias, old_cols = (edge.left, edge.left_cols) if new_is_right else (edge.right, edge.right_cols)
@@ -359,6 +367,24 @@ def _primary_key_side(block: JoinBlock, edge, new_is_right: bool, first: bool) -
         f"the oblivious join of {block.tables[edge.left].name} and {block.tables[edge.right].name} needs one side's "
         "join key declared unique (unique = [\"col\"] in that table's config); only PK–FK joins run obliviously"
     )
+
+
+def _units(block: JoinBlock, party: str) -> list[tuple[str, str, list[tuple[str, str]]]]:
+    """Who computes a fragment: (step suffix, executing party, [(alias, view)]) — one unit for a
+    real party, one per member for a federated union ("@name")."""
+    aliases = [a for a in block.tables if block.owner[a] == party]
+    if not party.startswith("@"):
+        return [(party, party, [(a, block.tables[a].members[0].name) for a in aliases])]
+    (alias,) = aliases
+    return [(f"{_ident(party)}_{m.party}", m.party, [(alias, m.name)]) for m in block.tables[alias].members]
+
+
+def _runners(block: JoinBlock, party: str) -> list[str]:
+    return [runner for _, runner, _ in _units(block, party)]
+
+
+def _ident(party: str) -> str:
+    return party.replace("@", "u_")
 
 
 def _canon(node: exp.Expression) -> str:

@@ -47,6 +47,19 @@ source = "c_profile.parquet"
 columns = {{ cid = "join_key", tier = "group_key", lim = "aggregate" }}
 unique = ["cid"]
 
+[parties.a.tables.visits]
+source = "a_visits.parquet"
+columns = {{ cid = "join_key", cost = "aggregate", kind = "group_key" }}
+[parties.b.tables.visits]
+source = "b_visits.parquet"
+columns = {{ cid = "join_key", cost = "aggregate", kind = "group_key" }}
+[parties.c.tables.visits]
+source = "c_visits.parquet"
+columns = {{ cid = "join_key", cost = "aggregate", kind = "group_key" }}
+
+[federated.visits]
+union = ["a.visits", "b.visits", "c.visits"]
+
 [parties.d]
 address = "127.0.0.1:{p3}"
 [parties.d.tables.score]
@@ -97,7 +110,14 @@ def _tables(rng: np.random.Generator) -> dict[str, pa.Table]:
         "tier": pa.array([["gold", "silver", None][int(v)] for v in rng.integers(0, 3, len(ids))]),
         "lim": pa.array(rng.integers(0, 800, len(ids)), pa.int64()),
     })
-    return {"a.cust": cust, "b.acct": acct, "c.txn": txn, "d.score": score, "c.profile": profile}
+    tables = {"a.cust": cust, "b.acct": acct, "c.txn": txn, "d.score": score, "c.profile": profile}
+    for party, n in (("a", 30), ("b", 25), ("c", 0)):  # a hospital-style union; c has no rows
+        tables[f"{party}.visits"] = pa.table({
+            "cid": pa.array([None if i == 3 else int(v) for i, v in enumerate(rng.integers(0, 75, n))], pa.int64()),
+            "cost": pa.array(rng.integers(10, 500, n), pa.int64()),
+            "kind": pa.array([["er", "gp"][int(v)] for v in rng.integers(0, 2, n)], pa.string()),
+        })
+    return tables
 
 
 @pytest.fixture(scope="module")
@@ -121,6 +141,8 @@ def joinfed(tmp_path_factory):
         ref.register("tmp", table)
         ref.execute(f'CREATE TABLE "{schema}"."{t}" AS SELECT * FROM tmp')
         ref.unregister("tmp")
+    ref.execute("CREATE VIEW visits AS SELECT * FROM a.visits UNION ALL SELECT * FROM b.visits "
+                "UNION ALL SELECT * FROM c.visits")
     with start_federation(config, log_dir=d / "logs", timeout=90):
         conn = fedsql.connect(str(config), party="a")
         yield conn, ref
@@ -264,6 +286,36 @@ def test_oblivious_pk_fk_join_matches_duckdb(joinfed, sql):
     finally:
         cur.execute("SET fedsql.mode = 'sizes'")
     assert_same(got, ref, sql)
+
+
+UNION_JOINS = [
+    "SELECT p.tier, COUNT(*), SUM(v.cost) FROM visits v JOIN c.profile p ON v.cid = p.cid GROUP BY p.tier",
+    "SELECT v.kind, COUNT(*), AVG(p.lim + v.cost) FROM visits v JOIN c.profile p ON v.cid = p.cid "
+    "WHERE v.cost > 100 GROUP BY v.kind",
+]
+
+
+@pytest.mark.parametrize("mode", ["sizes", "oblivious"])
+@pytest.mark.parametrize("sql", UNION_JOINS)
+def test_federated_union_joins(joinfed, sql, mode):
+    """Every compute party owns keys of the union: no tag matcher exists, so the join runs obliviously."""
+    conn, ref = joinfed
+    cur = conn.cursor()
+    cur.execute(f"SET fedsql.mode = '{mode}'")
+    try:
+        cur.execute(sql)
+        got = cur.fetch_arrow_table()
+    finally:
+        cur.execute("SET fedsql.mode = 'sizes'")
+    assert_same(got, ref, sql)
+
+
+def test_union_join_without_unique_side_is_refused(joinfed):
+    import fedsql
+
+    conn, _ = joinfed
+    with pytest.raises(fedsql.NotSupportedError, match="unique"):
+        conn.cursor().execute("SELECT COUNT(*) FROM visits v JOIN d.score w ON v.cid = w.cid")
 
 
 def test_oblivious_join_needs_a_declared_unique_side(joinfed):
