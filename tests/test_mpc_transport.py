@@ -95,11 +95,11 @@ def test_unreachable_peer_raises_unavailable_naming_it():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     links = PeerLinks("me", {"ghost": f"127.0.0.1:{port}"})
-    ch = Channel("me", "q", links, Mailbox(), time.monotonic() + 5)
+    ch = Channel("me", "q", links, Mailbox(), time.monotonic() + 30)
     t0 = time.monotonic()
     with pytest.raises(PeerUnavailable, match="'ghost'"):
         ch.send("ghost", "r1", [np.zeros(3, np.uint64)])
-    assert time.monotonic() - t0 < 6  # within the deadline (the link retries briefly for restarting peers)
+    assert time.monotonic() - t0 < 25  # well before the deadline (after a short reconnect grace)
     links.close()
 
 
