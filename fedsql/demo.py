@@ -33,6 +33,15 @@ TOUR: list[tuple[str, str, bool]] = [
      "SELECT COUNT(*) AS n, SUM(cost) AS total_cost FROM patients WHERE age >= 65", False),
     ("EXPLAIN shows where each step runs and what the plan reveals",
      "EXPLAIN SELECT sex, AVG(age) AS avg_age FROM patients WHERE cost > 1000 GROUP BY sex", False),
+    ("Joint risk control: telco spending of the bank's defaulters vs the rest, joined on customer_id under MPC",
+     "SELECT b.defaulted, COUNT(*) AS customers, AVG(t.monthly_spend) AS avg_spend, "
+     "SUM(b.credit_limit) AS total_limit FROM bank.customers b JOIN telco.subscribers t "
+     "ON b.customer_id = t.customer_id WHERE t.tenure_months > 12 GROUP BY b.defaulted ORDER BY b.defaulted", False),
+    ("Oblivious mode: the same per-diagnosis counts, with the keys kept secret until h1 gets the result",
+     "SET fedsql.mode = 'oblivious'", False),
+    ("",
+     "SELECT diagnosis, COUNT(*) AS n FROM patients GROUP BY diagnosis ORDER BY n DESC LIMIT 3", False),
+    ("", "SET fedsql.mode = 'sizes'", False),
     ("Refused: patient_id is private, so no party may see it row by row",
      "SELECT patient_id FROM patients", True),
 ]
@@ -188,8 +197,11 @@ def run_tour(conn: object, out: object = None) -> int:
 
     shell = Shell(conn, out=out or sys.stdout, err=out or sys.stdout)  # type: ignore[arg-type]
     failures = 0
-    for i, (title, sql, refused) in enumerate(TOUR, 1):
-        shell.print(f"\n-- {i}. {title}")
+    number = 0
+    for title, sql, refused in TOUR:
+        if title:  # an untitled entry continues the previous step
+            number += 1
+            shell.print(f"\n-- {number}. {title}")
         shell.print(f"{shell.prompt_text()}{sql};")
         cur = conn.cursor()  # type: ignore[attr-defined]
         start = time.monotonic()

@@ -183,7 +183,7 @@ def _aggregate_leakage(block: QueryBlock, issuer: str, compute, split: Aggregate
             "which party holds which key stays hidden"
         )
         if split.has_string_key:
-            out.append(f"to {owners}: the length of the longest string group key, in 8-byte words")
+            out.append(f"to {owners}: the length of the longest string group key, in 7-byte words")
     else:
         out.append(f"nothing to {cp}: each of {owners} shares exactly one row of partial aggregates")
     avgs = [a.key for a in block.aggs if a.func == "avg"]
