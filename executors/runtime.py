@@ -31,7 +31,7 @@ from executors.secure_table import (
     segments,
     slice_rows,
 )
-from executors.peer_channel import Channel
+from executors.peer_channel import Channel, MessageError
 from planner.physical import (
     AgreeWidth,
     FinalQuery,
@@ -77,7 +77,7 @@ class PartyRun:
         self.tag_keys: dict[str, bytes] = {}
         self.mpc: MPC | None = None
         self.is_compute = me in plan.compute
-        self.step_times: list[tuple[str, str, float]] = []
+        self.step_times: list[tuple[str, str, float, float]] = []
 
     # -- driver ------------------------------------------------------------------
 
@@ -88,10 +88,11 @@ class PartyRun:
         timed = os.environ.get("FEDSQL_STEP_TIMES") == "1"  # benchmarks: per-step seconds in stats()
         for i, step in enumerate(self.plan.steps, 1):
             self.progress(f"step {i}/{len(self.plan.steps)}: {step.op}")
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             getattr(self, f"_{step.op}")(step)
-            if timed:
-                self.step_times.append((step.id, step.op, round(time.perf_counter() - started, 4)))
+            if timed:  # (step, op, wall s, CPU s of this whole process, gRPC threads included)
+                self.step_times.append((step.id, step.op, round(time.perf_counter() - started, 4),
+                                        round(time.process_time() - cpu, 4)))
         return self.plain.get(self.plan.result) if self.me == self.plan.issuer else None
 
     def stats(self) -> dict[str, int]:
@@ -113,7 +114,7 @@ class PartyRun:
         if self.me == step.party:
             self.channel.send(step.to, step.id, [table_to_bytes(self.plain[step.source])])
         elif self.me == step.to:
-            self.plain[step.id] = table_from_bytes(self.channel.recv(step.party, step.id)[0])
+            self.plain[step.id] = received_table(self.channel.recv(step.party, step.id), step.party)
 
     def _final_query(self, step: FinalQuery) -> None:
         if self.me != step.party:
@@ -150,7 +151,7 @@ class PartyRun:
                     self.channel.send(p, tag, [np.array([value], dtype=np.int64)])
             return value
         if self.is_compute:
-            return int(self.channel.recv(owner, tag)[0][0])
+            return received_count(self.channel.recv(owner, tag), owner)
         return None
 
     def _agree_width(self, step: AgreeWidth) -> None:
@@ -177,7 +178,7 @@ class PartyRun:
                     if owner not in self.plan.compute:
                         self.channel.send(owner, f"{step.id}.w", [np.array([width], dtype=np.int64)])
         elif self.me in members:
-            width = int(self.channel.recv(self.plan.compute[0], f"{step.id}.w")[0][0])
+            width = received_count(self.channel.recv(self.plan.compute[0], f"{step.id}.w"), self.plan.compute[0])
         if width is not None:
             self.widths[step.id] = width
 
@@ -385,7 +386,10 @@ class PartyRun:
                 self.channel.send(p, step.id, [np.frombuffer(key, dtype=np.uint8)])
             self.tag_keys[step.id] = key
         elif self.me in others:
-            self.tag_keys[step.id] = self.channel.recv(first, step.id)[0].tobytes()
+            (key,) = self.channel.recv(first, step.id)
+            if key.dtype != np.uint8 or key.shape != (16,):
+                raise MessageError(f"party '{first}' sent a malformed join tag key")
+            self.tag_keys[step.id] = key.tobytes()
 
     def _compute_tags(self, step) -> None:
         if self.me != step.party:
@@ -422,7 +426,9 @@ class PartyRun:
                 if p != self.me:
                     self.channel.send(p, tag, [li, ri])
         else:
-            li, ri = self.channel.recv(step.matcher, tag)
+            li, ri = received_pairs(self.channel.recv(step.matcher, tag), len(lside[step.left_tag]),
+                                    len(rside[step.right_tag]) if step.kind in ("inner", "left") else 0,
+                                    step.kind, step.matcher)
         if step.kind in ("semi", "anti"):
             rside = {}
         out = SecretTable(n=len(li))
@@ -566,6 +572,37 @@ class PartyRun:
         for name, node in step.outputs:
             out.secret[name] = evaluator.number(node).value
         self.secret[step.id] = out
+
+
+def received_count(arrays: list[np.ndarray], sender: str) -> int:
+    """A public count (rows, width) from a peer: one non-negative int64, within the row limit."""
+    if len(arrays) != 1 or arrays[0].shape != (1,) or arrays[0].dtype != np.int64 or not 0 <= arrays[0][0] < 1 << 40:
+        raise MessageError(f"party '{sender}' sent a malformed count for this step")
+    return int(arrays[0][0])
+
+
+def received_table(arrays: list[np.ndarray], sender: str) -> pa.Table:
+    if len(arrays) != 1 or arrays[0].dtype != np.uint8 or arrays[0].ndim != 1:
+        raise MessageError(f"party '{sender}' sent a malformed table")
+    try:
+        return table_from_bytes(arrays[0])
+    except (pa.ArrowInvalid, pa.ArrowException, OSError):
+        raise MessageError(f"party '{sender}' sent a table that is not Arrow IPC") from None
+
+
+def received_pairs(arrays: list[np.ndarray], n_left: int, n_right: int, kind: str,
+                   sender: str) -> tuple[np.ndarray, np.ndarray]:
+    """Matching row indices from the matcher: int64, in range, as many left as right for joins."""
+    ok = len(arrays) == 2 and all(a.dtype == np.int64 and a.ndim == 1 for a in arrays)
+    if ok:
+        li, ri = arrays
+        ok = (not len(li) or (li.min() >= 0 and li.max() < n_left)) and (
+            (kind in ("semi", "anti") and len(ri) == 0)
+            or (len(ri) == len(li) and (not len(ri) or (ri.min() >= (-1 if kind == "left" else 0)
+                                                        and ri.max() < n_right))))
+    if not ok:
+        raise MessageError(f"party '{sender}' sent malformed join matches (wrong type, size or range)")
+    return arrays[0], arrays[1]
 
 
 def match_pairs(left: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -350,7 +350,7 @@ class Node(rpc.NodeServicer):
                 raise _root_cause(failures)
             table, stats = own.result()
             # each party's own counters (its RunReply), e.g. for benchmarks: bytes sent per party
-            stats["parties"] = {p: (dict(s) if isinstance(s, dict) else {}) for p, s in party_stats.items()}
+            stats["parties"] = {p: dict(s) for p, s in party_stats.items() if p != self.me and isinstance(s, dict)}
             return _cast_output(table, plan.output), stats
         finally:
             self._running.pop(query_id, None)

@@ -167,7 +167,7 @@ REFUSED = [
     ("SELECT nope FROM t", "ProgrammingError", "nope"),
     ("SELECT COUNT(DISTINCT k), SUM(x) FROM t", "NotSupportedError", "DISTINCT"),
     ("SELECT DISTINCT x FROM t", "PolicyViolation", "GROUP BY"),
-    ("SELECT 1 FROM t a JOIN p2.t b ON a.id = b.id", "NotSupportedError", "JOIN"),
+    ("SELECT COUNT(*) FROM t a JOIN p2.t b ON a.id = b.id", "PolicyViolation", "join_key"),
 ]
 
 
