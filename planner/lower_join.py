@@ -43,7 +43,7 @@ from planner.physical import (
     Step,
 )
 from planner.analyze import SPREAD
-from planner.passes.split_aggregates import spread_outputs
+from planner.passes.split_aggregates import spread_outputs, sum_outputs
 from planner.secure_expr import BOOL, HASHED, LocalLeaf, SNode, product_encoding, split_expression
 from planner.validate import OutputSchema, describe, quote
 
@@ -305,13 +305,9 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
         if agg.func in ("sum", "avg"):
             outputs.append((f"{a}_sum", SNode("mul", (present, node), encoding=enc)))
             outputs.append((f"{a}_cnt", present))
-            combine += [Combine(f"{a}_sum", "sum"), Combine(f"{a}_cnt", "sum")]
-            reveal.append(RevealColumn(f"{a}_sum", "sum_or_null", f"{a}_sum", enc, count=f"{a}_cnt"))
-            if agg.func == "sum":
-                replacements[agg.key] = quote(f"{a}_sum")
-            else:
-                reveal.append(RevealColumn(f"{a}_cnt", "value", f"{a}_cnt", COUNT))
-                replacements[agg.key] = f"(CAST({quote(a + '_sum')} AS DOUBLE) / {quote(a + '_cnt')})"
+            more_combine, more_reveal, replacements[agg.key] = sum_outputs(agg.func, a, enc)
+            combine += more_combine
+            reveal += more_reveal
         elif agg.func in SPREAD:
             square = SNode("mul", (node, node), encoding=product_encoding(enc, enc))
             outputs.append((f"{a}_sum", SNode("mul", (present, node), encoding=enc)))

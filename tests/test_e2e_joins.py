@@ -8,13 +8,14 @@ skewed key; `sizes` and `reveal` modes must give the same, exact answers.
 from __future__ import annotations
 
 import decimal
-import math
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+
+from tests.result_compare import assert_matches, duckdb_arrow
 
 pytestmark = pytest.mark.e2e
 
@@ -196,34 +197,9 @@ QUERIES = [
 ]
 
 
-def _rows(table):
-    cols = [table.column(i).to_pylist() for i in range(table.num_columns)]
-    return [tuple(c[r] for c in cols) for r in range(table.num_rows)]
-
-
-def _equal(a, b) -> bool:
-    if a is None or b is None:
-        return a is None and b is None
-    if isinstance(a, float) or isinstance(b, float):
-        return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-3)
-    return a == b
-
-
-def _key(row):
-    return tuple((v is None, str(v)) for v in row)
-
-
 def assert_same(got, ref, sql: str) -> None:
     """`got` equals DuckDB's answer to `sql` over the pooled tables (order too when ORDER BY)."""
-    want = ref.sql(sql).arrow()
-    want = want if hasattr(want, "num_rows") else want.read_all()
-    assert got.column_names == want.column_names
-    g, w = _rows(got), _rows(want)
-    assert len(g) == len(w), (g, w)
-    if "ORDER BY" not in sql:
-        g, w = sorted(g, key=_key), sorted(w, key=_key)
-    for x, y in zip(g, w):
-        assert all(_equal(a, b) for a, b in zip(x, y)), (sql, x, y)
+    assert_matches(got, duckdb_arrow(ref, sql), sql)
 
 
 @pytest.mark.parametrize("mode", ["sizes", "reveal"])

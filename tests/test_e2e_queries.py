@@ -8,10 +8,9 @@ fixed-point tolerance documented in docs/decisions.md.
 
 from __future__ import annotations
 
-import math
-from decimal import Decimal
-
 import pytest
+
+from tests.result_compare import assert_matches
 
 pytestmark = pytest.mark.e2e
 
@@ -82,45 +81,14 @@ QUERIES = [
 ]
 
 
-def _normalise(value):
-    if isinstance(value, Decimal):
-        return value
-    return value
-
-
-def _equal(a, b) -> bool:
-    if a is None or b is None:
-        return a is None and b is None
-    if isinstance(a, float) or isinstance(b, float):
-        if math.isnan(a) and math.isnan(b):
-            return True
-        return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=FIXED_POINT_TOLERANCE)
-    return a == b
-
-
-def _rows(table):
-    cols = [table.column(i).to_pylist() for i in range(table.num_columns)]
-    return [tuple(c[r] for c in cols) for r in range(table.num_rows)]
-
-
-def _sort_key(row):
-    return tuple((v is None, str(type(v)), v if v is not None else 0) for v in row)
-
-
 @pytest.mark.parametrize("sql", QUERIES)
 def test_query_matches_duckdb(conn, reference, sql):
     cur = conn.cursor()
     cur.execute(sql)
     got = cur.fetch_arrow_table()
     want = reference(sql)
-    assert got.column_names == want.column_names
     assert [str(f.type) for f in got.schema] == [str(f.type) for f in want.schema]
-    got_rows, want_rows = _rows(got), _rows(want)
-    assert len(got_rows) == len(want_rows), (got_rows, want_rows)
-    if "ORDER BY" not in sql.upper():
-        got_rows, want_rows = sorted(got_rows, key=_sort_key), sorted(want_rows, key=_sort_key)
-    for g, w in zip(got_rows, want_rows):
-        assert all(_equal(a, b) for a, b in zip(g, w)), (sql, g, w)
+    assert_matches(got, want, sql, abs_tol=FIXED_POINT_TOLERANCE)
 
 
 def test_description_matches_duckdb_names_and_types(conn, reference):
@@ -206,10 +174,4 @@ def test_oblivious_mode_matches_duckdb(conn, reference, sql):
         assert not any("group key values" in line for line in cur.leakage)
     finally:
         cur.execute("SET fedsql.mode = 'sizes'")
-    want = reference(sql)
-    got_rows, want_rows = _rows(got), _rows(want)
-    if "ORDER BY" not in sql.upper():
-        got_rows, want_rows = sorted(got_rows, key=_sort_key), sorted(want_rows, key=_sort_key)
-    assert len(got_rows) == len(want_rows)
-    for g, w in zip(got_rows, want_rows):
-        assert all(_equal(a, b) for a, b in zip(g, w)), (sql, g, w)
+    assert_matches(got, reference(sql), sql, abs_tol=FIXED_POINT_TOLERANCE)

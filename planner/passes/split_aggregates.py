@@ -35,6 +35,16 @@ class AggregateSplit:
     noise: tuple[NoiseSpec, ...] = ()  # DP: noise added to combined columns before the reveal
 
 
+def sum_outputs(func: str, a: str, enc: Encoding):
+    """SUM/AVG: combine SUM and COUNT; open SUM (NULL when COUNT is 0), and COUNT for AVG."""
+    combine = [Combine(f"{a}_sum", "sum"), Combine(f"{a}_cnt", "sum")]
+    reveal = [RevealColumn(f"{a}_sum", "sum_or_null", f"{a}_sum", enc, count=f"{a}_cnt")]
+    if func == "sum":
+        return combine, reveal, quote(f"{a}_sum")
+    reveal.append(RevealColumn(f"{a}_cnt", "value", f"{a}_cnt", COUNT))
+    return combine, reveal, f"(CAST({quote(a + '_sum')} AS DOUBLE) / {quote(a + '_cnt')})"
+
+
 def spread_outputs(func: str, a: str, enc: Encoding, sq_enc: Encoding):
     """VAR/STDDEV: combine and open SUM, SUM of squares and COUNT; the issuer finishes the formula."""
     combine = [Combine(f"{a}_sum", "sum"), Combine(f"{a}_sq", "sum"), Combine(f"{a}_cnt", "sum")]
@@ -116,13 +126,9 @@ def split_aggregates(block: QueryBlock, types: dict[str, str], fixed_bits: int) 
             items.append(f"COALESCE({encode_sql(f'SUM({arg})', enc)}, 0) AS {a}_sum")
             items.append(f"COUNT({arg}) AS {a}_cnt")
             shares += [ShareColumn(f"{a}_sum", enc), ShareColumn(f"{a}_cnt", COUNT)]
-            combine += [Combine(f"{a}_sum", "sum"), Combine(f"{a}_cnt", "sum")]
-            reveal.append(RevealColumn(f"{a}_sum", "sum_or_null", f"{a}_sum", enc, count=f"{a}_cnt"))
-            if agg.func == "sum":
-                replacements[agg.key] = quote(f"{a}_sum")
-            else:
-                reveal.append(RevealColumn(f"{a}_cnt", "value", f"{a}_cnt", COUNT))
-                replacements[agg.key] = f"(CAST({quote(a + '_sum')} AS DOUBLE) / {quote(a + '_cnt')})"
+            more_combine, more_reveal, replacements[agg.key] = sum_outputs(agg.func, a, enc)
+            combine += more_combine
+            reveal += more_reveal
         elif agg.func in SPREAD:  # SUM, SUM of squares, COUNT; the issuer finishes the formula
             if enc.kind not in ("int", "decimal", "fixed"):
                 raise UnsupportedSql(f"{agg.func.upper()} over {arg_type} is not supported")

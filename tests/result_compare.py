@@ -1,0 +1,47 @@
+"""One way to compare a fedsql result with DuckDB's: same names, same rows (order when asked).
+
+Integers and decimals must be equal exactly; DOUBLE values within the
+fixed-point tolerance (docs/decisions.md D5); NULL only equals NULL.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+
+def rows(table: Any) -> list[tuple]:
+    cols = [table.column(i).to_pylist() for i in range(table.num_columns)]
+    return [tuple(c[r] for c in cols) for r in range(table.num_rows)]
+
+
+def equal(a: Any, b: Any, abs_tol: float = 1e-3, rel_tol: float = 1e-9) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    if isinstance(a, float) or isinstance(b, float):
+        if math.isnan(float(a)) and math.isnan(float(b)):
+            return True
+        return math.isclose(float(a), float(b), rel_tol=rel_tol, abs_tol=abs_tol)
+    return a == b
+
+
+def sort_key(row: tuple) -> tuple:
+    return tuple((v is None, str(type(v)), str(v)) for v in row)
+
+
+def assert_matches(got: Any, want: Any, sql: str, ordered: bool | None = None, abs_tol: float = 1e-3,
+                   rel_tol: float = 1e-9) -> None:
+    """`got` (Arrow) equals `want` (Arrow, from DuckDB); row order matters when `ordered`
+    (default: when the SQL has ORDER BY)."""
+    assert got.column_names == want.column_names, (sql, got.column_names, want.column_names)
+    g, w = rows(got), rows(want)
+    assert len(g) == len(w), (sql, g, w)
+    if not (("ORDER BY" in sql.upper()) if ordered is None else ordered):
+        g, w = sorted(g, key=sort_key), sorted(w, key=sort_key)
+    for x, y in zip(g, w):
+        assert all(equal(a, b, abs_tol, rel_tol) for a, b in zip(x, y)), (sql, x, y)
+
+
+def duckdb_arrow(ref: Any, sql: str) -> Any:
+    result = ref.sql(sql).arrow()
+    return result if hasattr(result, "num_rows") else result.read_all()
