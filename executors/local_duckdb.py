@@ -31,6 +31,7 @@ class LocalExecutor:
         self._con = duckdb.connect(":memory:")
         self._lock = threading.Lock()
         self.max_rows: int | None = None  # set by the node: max_rows_per_query
+        self.max_memory_mb: int | None = None  # set by the node: max_memory_mb
         for table in party.tables.values():
             if not table.source.is_file():
                 raise ConfigError(
@@ -41,6 +42,12 @@ class LocalExecutor:
                 self._con.execute(f"CREATE VIEW {quote(table.name)} AS SELECT * FROM {_scan(table)}")
             except duckdb.Error as exc:
                 raise ConfigError(f"party '{party.name}': cannot read {table.source}: {str(exc).splitlines()[0]}") from None
+
+    def limit_memory(self, megabytes: int) -> None:
+        """Bound this node's DuckDB (it spills to disk or fails the query beyond it)."""
+        self.max_memory_mb = megabytes
+        with self._lock:
+            self._con.execute(f"SET memory_limit = '{int(megabytes)}MB'")
 
     def schema(self, table: str) -> Schema:
         """Public schema of one of this party's tables."""

@@ -194,6 +194,8 @@ class PartyRun:
         n = self._announce(step.party, f"{step.id}.n", n)
         layout = [(c.name, width if c.encoding.kind == "string" else 1) for c in step.columns]
         total = sum(w for _, w in layout)
+        if self.is_compute:
+            self._check_memory(n or 0, total, f"sharing {step.party}'s {n} rows")
         flat = np.concatenate(words).astype(np.uint64) if words else None
         shared = self._share_vector(step.party, step.id, flat, (n or 0) * total)
         if shared is None:
@@ -206,6 +208,17 @@ class PartyRun:
                 table.secret[key] = slice_rows(shared, offset * n, (offset + 1) * n)
                 offset += 1
         self.secret[step.id] = table
+
+    def _check_memory(self, rows: int, columns: int, what: str) -> None:
+        """A secret table of rows × columns costs 16 bytes per cell (two uint64 shares), and the
+        protocols keep a few working copies: refuse before allocating past max_memory_mb."""
+        limit = getattr(self.executor, "max_memory_mb", None)
+        need = rows * columns * 16 * 4
+        if limit and need > limit * (1 << 20):
+            raise errors.ResourceLimitExceeded(
+                f"at party '{self.me}': {what} needs about {need >> 20} MB of secret shares, over "
+                f"max_memory_mb = {limit}; filter or aggregate more before the secure step, or raise the limit"
+            )
 
     def _secure_union(self, step: SecureUnion) -> None:
         if self.is_compute:
@@ -431,6 +444,7 @@ class PartyRun:
                                     step.kind, step.matcher)
         if step.kind in ("semi", "anti"):
             rside = {}
+        self._check_memory(len(li), len(lside) + len(rside), "the join's output")
         out = SecretTable(n=len(li))
         for c, v in lside.items():
             if c != step.left_tag:

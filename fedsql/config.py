@@ -99,6 +99,7 @@ class Federation:
     default_mode: str = "sizes"
     max_rows_per_query: int = 50_000_000
     max_concurrent_queries: int = 32
+    max_memory_mb: int = 8192  # per node: DuckDB's memory limit, and the bound on one query's secret tables
 
     def rows_limit(self, party: str) -> int:
         """Most rows one query may make `party`'s node hold in one local table or shared column."""
@@ -269,7 +270,7 @@ def parse_config(text: str, path: Path) -> Federation:
     if mode not in ("reveal", "sizes", "oblivious"):
         raise _err(path, "federation.default_mode", "expected 'reveal', 'sizes' or 'oblivious'")
     limits = {}
-    for key in ("max_rows_per_query", "max_concurrent_queries"):
+    for key in ("max_rows_per_query", "max_concurrent_queries", "max_memory_mb"):
         if key in fed:
             limits[key] = _check_limit(path, f"federation.{key}", fed[key])
     return Federation(

@@ -81,6 +81,7 @@ class Node(rpc.NodeServicer):
         self.party = fed.party(party)
         self.executor = LocalExecutor(self.party)
         self.executor.max_rows = fed.rows_limit(party)
+        self.executor.limit_memory(fed.max_memory_mb)
         self.mailbox = Mailbox()
         # mutual TLS with pinned party certificates (fedsql/tls.py); missing keys: ConfigError
         self.identity = tls.Identity(fed, party)

@@ -107,3 +107,27 @@ def test_concurrent_clients_get_correct_results(federation: tuple[Path, Any], re
         t.join(180)
     assert not any(t.is_alive() for t in threads), "a client hung"
     assert not failures, "\n".join(failures)
+
+
+def test_secret_tables_beyond_max_memory_are_refused_before_allocating() -> None:
+    from types import SimpleNamespace
+
+    from executors.runtime import PartyRun
+    from fedsql import errors as e
+
+    run = PartyRun.__new__(PartyRun)
+    run.me, run.executor = "p2", SimpleNamespace(max_memory_mb=1)
+    run._check_memory(1000, 4, "a small table")  # 256 KB with working copies: fine
+    with pytest.raises(e.ResourceLimitExceeded, match="max_memory_mb = 1") as info:
+        run._check_memory(10**6, 8, "sharing p1's 1000000 rows")
+    assert "'p2'" in str(info.value)
+
+
+def test_max_memory_must_be_positive(tmp_path: Path) -> None:
+    from fedsql.config import parse_config
+    from fedsql.errors import ConfigError
+
+    text = "[federation]\nname='x'\nmax_memory_mb = 0\n" + "".join(
+        f"[parties.{p}]\naddress='127.0.0.1:{i}'\n" for i, p in enumerate(("a", "b", "c"), 7000))
+    with pytest.raises(ConfigError, match="max_memory_mb"):
+        parse_config(text, tmp_path / "f.toml")

@@ -66,7 +66,14 @@ class PRG:
         Ties among 64-bit keys have probability < n^2 / 2^65 and only bias the
         order of the tied pair, so the permutation is statistically uniform.
         """
-        return np.argsort(self.words(n), kind="stable")
+        keys = self.words(n)
+        # With distinct keys every sort gives this one order, so the fast unstable sort is safe
+        # (both holders must derive the same permutation); ties (p < n^2 / 2^65) fall back to stable.
+        order = np.argsort(keys)
+        ranked = keys[order]
+        if n > 1 and np.any(ranked[1:] == ranked[:-1]):
+            return np.argsort(keys, kind="stable")
+        return order
 
 
 def fresh_key() -> bytes:
