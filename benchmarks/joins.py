@@ -3,7 +3,7 @@
     python -m benchmarks.joins --n 1000000 [--modes reveal,sizes] [--repeat 3]
 
 A three-party federation on this machine: `a` and `b` each hold a table t(k BIGINT)
-of n distinct keys (k at level join_key), half of them shared; `c` holds no data and
+of n distinct keys (k at level join_key, declared unique), half of them shared; `c` holds no data and
 is the third compute party, which matches the keyed tags. The issuer `a` runs
 
     SELECT COUNT(*) FROM a.t x JOIN b.t y ON x.k = y.k
@@ -35,12 +35,14 @@ address = "127.0.0.1:{p0}"
 [parties.a.tables.t]
 source = "a_t.parquet"
 columns = {{ k = "join_key" }}
+unique = ["k"]
 
 [parties.b]
 address = "127.0.0.1:{p1}"
 [parties.b.tables.t]
 source = "b_t.parquet"
 columns = {{ k = "join_key" }}
+unique = ["k"]
 
 [parties.c]
 address = "127.0.0.1:{p2}"
@@ -77,7 +79,7 @@ def cpu_seconds(pid: int) -> float:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=1_000_000, help="keys per party (default 10^6)")
-    ap.add_argument("--modes", default="reveal,sizes")
+    ap.add_argument("--modes", default="reveal,sizes", help="comma list; 'oblivious' works too (keys are unique)")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--dir", type=Path, default=None)
     args = ap.parse_args(argv)
@@ -132,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         cpu = " / ".join(str(r["cpu"].get(p, "-")) for p in ("a", "b", "c"))
         slowest: dict[str, float] = {}
         for p in per.values():
-            for sid, op, t in p.get("steps", []):
+            for sid, op, t, *_cpu in p.get("steps", []):  # (step, op, wall s, CPU s)
                 slowest[f"{sid}:{op}"] = max(slowest.get(f"{sid}:{op}", 0.0), t)
         top = ", ".join(f"{k} {v:.2f}" for k, v in sorted(slowest.items(), key=lambda kv: -kv[1])[:4])
         print(f"| {r['mode']} | {args.n:,} | {expected:,} | {r['wall']:.2f} | {stats.get('rounds')} | {sent} "

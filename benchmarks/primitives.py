@@ -12,46 +12,27 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
 import os
 import platform
-import socket
 import subprocess
 import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PARTIES = ("c0", "c1", "c2")
+sys.path.insert(0, ROOT)
+
+from benchmarks.mpc_procs import PARTIES, run_three  # noqa: E402
+
 OPS = ("mul", "lt", "eq")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _party(name: str, addresses: dict, n: int, reps: int, ready, out) -> None:
-    """One compute party in its own process: serve, set up keys, time each op."""
-    sys.path.insert(0, ROOT)
-    from concurrent.futures import ThreadPoolExecutor
-
-    import grpc
+def measure(mpc, n: int, reps: int) -> dict:
+    """One compute party (run at each by benchmarks/mpc_procs.py): time each op."""
     import numpy as np
 
     import executors.mpc as m
-    from executors.peer_channel import GRPC_OPTIONS, Channel, Mailbox, PeerLinks, add_peer_servicer
 
-    mailbox = Mailbox()
-    server = grpc.server(ThreadPoolExecutor(max_workers=4), options=GRPC_OPTIONS)
-    add_peer_servicer(server, mailbox, known_parties=set(PARTIES))
-    server.add_insecure_port(addresses[name])
-    server.start()
-    ready.wait()
-    links = PeerLinks(name, {p: a for p, a in addresses.items() if p != name})
-    ch = Channel(name, "bench", links, mailbox, time.monotonic() + 600)
-    mpc = m.MPC(ch, PARTIES)
-    mpc.setup()
+    name = mpc.me
     # benchmark inputs are public test data: numpy's RNG is fine here (never for secrets)
     rng = np.random.default_rng(1)
     xs = rng.integers(-2**40, 2**40, n).astype(np.int64).view(np.uint64)
@@ -74,24 +55,11 @@ def _party(name: str, addresses: dict, n: int, reps: int, ready, out) -> None:
     lt_open = m.b_reveal(mpc, m.lt(mpc, x, y), None)
     ok = bool(np.array_equal(lt_open, (xs.view(np.int64) < xs[::-1].view(np.int64)).astype(np.uint64)))
     result["check_lt"] = ok
-    out.put((name, result))
-    time.sleep(0.5)
-    links.close()
-    server.stop(grace=None)
+    return result
 
 
 def run_fedsql(n: int, reps: int) -> dict:
-    ctx = mp.get_context("spawn")
-    addresses = {p: f"127.0.0.1:{_free_port()}" for p in PARTIES}
-    ready, out = ctx.Event(), ctx.Queue()
-    procs = [ctx.Process(target=_party, args=(p, addresses, n, reps, ready, out)) for p in PARTIES]
-    for pr in procs:
-        pr.start()
-    time.sleep(2.0)  # let the three servers bind
-    ready.set()
-    results = dict(out.get(timeout=900) for _ in PARTIES)
-    for pr in procs:
-        pr.join(30)
+    results = run_three(measure, n, reps)
     summary = {}
     for op in OPS:
         summary[op] = {

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
 import os
 import subprocess
 import sys
@@ -24,30 +23,17 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from benchmarks.primitives import PARTIES, _free_port, machine  # noqa: E402
+from benchmarks.mpc_procs import PARTIES, run_three  # noqa: E402
+from benchmarks.primitives import machine  # noqa: E402
 
 
-def _party(name: str, addresses: dict, sizes: list[int], scan_n: int, key_bits: int, opts: dict, ready, out) -> None:
-    """One compute party in its own process: serve, set up keys, time sort and scans."""
-    sys.path.insert(0, ROOT)
-    from concurrent.futures import ThreadPoolExecutor
-
-    import grpc
+def measure(mpc, sizes: list[int], scan_n: int, key_bits: int, opts: dict) -> dict:
+    """One compute party (run at each by benchmarks/mpc_procs.py): time sort and scans."""
     import numpy as np
 
     import executors.mpc as m
-    from executors.peer_channel import GRPC_OPTIONS, Channel, Mailbox, PeerLinks, add_peer_servicer
 
-    mailbox = Mailbox()
-    server = grpc.server(ThreadPoolExecutor(max_workers=4), options=GRPC_OPTIONS)
-    add_peer_servicer(server, mailbox, known_parties=set(PARTIES))
-    server.add_insecure_port(addresses[name])
-    server.start()
-    ready.wait()
-    links = PeerLinks(name, {p: a for p, a in addresses.items() if p != name})
-    ch = Channel(name, "bench", links, mailbox, time.monotonic() + 3600)
-    mpc = m.MPC(ch, PARTIES)
-    mpc.setup()
+    name = mpc.me
     result: dict = {}
 
     def timed(label, fn):
@@ -94,25 +80,11 @@ def _party(name: str, addresses: dict, sizes: list[int], scan_n: int, key_bits: 
             want_min[s:e] = np.minimum.accumulate(vals[s:e])
         result["check_scan"] = bool(np.array_equal(got_sum.view(np.int64), want_sum)
                                     and np.array_equal(got_min.view(np.int64), want_min))
-    out.put((name, result))
-    time.sleep(0.5)
-    links.close()
-    server.stop(grace=None)
+    return result
 
 
 def run_fedsql(sizes: list[int], scan_n: int, key_bits: int, opts: dict) -> dict:
-    ctx = mp.get_context("spawn")
-    addresses = {p: f"127.0.0.1:{_free_port()}" for p in PARTIES}
-    ready, out = ctx.Event(), ctx.Queue()
-    procs = [ctx.Process(target=_party, args=(p, addresses, sizes, scan_n, key_bits, opts, ready, out))
-             for p in PARTIES]
-    for pr in procs:
-        pr.start()
-    time.sleep(2.0)  # let the three servers bind
-    ready.set()
-    results = dict(out.get(timeout=3600) for _ in PARTIES)
-    for pr in procs:
-        pr.join(30)
+    results = run_three(measure, sizes, scan_n, key_bits, opts)
     summary: dict = {}
     for label in results["c0"]:
         if label.startswith("check"):
