@@ -45,3 +45,17 @@ def assert_matches(got: Any, want: Any, sql: str, ordered: bool | None = None, a
 def duckdb_arrow(ref: Any, sql: str) -> Any:
     result = ref.sql(sql).arrow()
     return result if hasattr(result, "num_rows") else result.read_all()
+
+
+def pooled_duckdb(tables: dict[str, Any]) -> Any:
+    """DuckDB over the pooled data: every "party.table" Arrow table as schema.table."""
+    import duckdb
+
+    ref = duckdb.connect()
+    for name, table in tables.items():
+        schema, t = name.split(".")
+        ref.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        ref.register("tmp", table)
+        ref.execute(f'CREATE TABLE "{schema}"."{t}" AS SELECT * FROM tmp')
+        ref.unregister("tmp")
+    return ref

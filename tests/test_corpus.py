@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tests.result_compare import assert_matches, duckdb_arrow
+from tests.result_compare import assert_matches, duckdb_arrow, pooled_duckdb
 
 pytestmark = pytest.mark.e2e
 
@@ -74,8 +74,6 @@ def _u(rng: np.random.Generator, n: int, first: int) -> pa.Table:
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    import duckdb
-
     import fedsql
     from fedsql.launcher import free_ports, start_federation
 
@@ -105,13 +103,7 @@ def corpus(tmp_path_factory):
     ports = free_ports(3)
     parties = "".join(PARTY.format(name=p, port=port) for p, port in zip("pqr", ports))
     (d / "federation.toml").write_text(CONFIG.format(parties=parties + JOIN_TABLES.format()))
-    ref = duckdb.connect()
-    for name, table in tables.items():
-        schema, t = name.split(".")
-        ref.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
-        ref.register("tmp", table)
-        ref.execute(f'CREATE TABLE "{schema}"."{t}" AS SELECT * FROM tmp')
-        ref.unregister("tmp")
+    ref = pooled_duckdb(tables)
     ref.execute("CREATE VIEW u AS SELECT * FROM p.u UNION ALL SELECT * FROM q.u UNION ALL SELECT * FROM r.u")
     with start_federation(d / "federation.toml", log_dir=d / "logs", timeout=90):
         conn = fedsql.connect(str(d / "federation.toml"), party="p")

@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tests.result_compare import assert_matches, duckdb_arrow
+from tests.result_compare import assert_matches, duckdb_arrow, pooled_duckdb
 
 pytestmark = pytest.mark.e2e
 
@@ -123,8 +123,6 @@ def _tables(rng: np.random.Generator) -> dict[str, pa.Table]:
 
 @pytest.fixture(scope="module")
 def joinfed(tmp_path_factory):
-    import duckdb
-
     import fedsql
     from fedsql.launcher import free_ports, start_federation
 
@@ -135,13 +133,7 @@ def joinfed(tmp_path_factory):
     ports = free_ports(4)
     config = d / "federation.toml"
     config.write_text(CONFIG.format(p0=ports[0], p1=ports[1], p2=ports[2], p3=ports[3]))
-    ref = duckdb.connect()
-    for name, table in tables.items():
-        schema, t = name.split(".")
-        ref.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
-        ref.register("tmp", table)
-        ref.execute(f'CREATE TABLE "{schema}"."{t}" AS SELECT * FROM tmp')
-        ref.unregister("tmp")
+    ref = pooled_duckdb(tables)
     ref.execute("CREATE VIEW visits AS SELECT * FROM a.visits UNION ALL SELECT * FROM b.visits "
                 "UNION ALL SELECT * FROM c.visits")
     with start_federation(config, log_dir=d / "logs", timeout=90):

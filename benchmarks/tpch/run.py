@@ -253,7 +253,8 @@ def main(argv: list[str] | None = None) -> int:
     for n in numbers:
         reference[n] = run_reference(ref, reference_text(n), args.ref_repeat)
 
-    print(f"# TPC-H SF {args.sf:g}, issuer {args.issuer}, {machine()}, fedsql {revision()}", flush=True)
+    rev = revision()  # at the start: the tree may change while a long run goes on
+    print(f"# TPC-H SF {args.sf:g}, issuer {args.issuer}, {machine()}, fedsql {rev}", flush=True)
     all_results: dict[str, list[dict]] = {}
     with start_federation(config, log_dir=directory / "logs", timeout=180) as procs:
         conn = fedsql.connect(str(config), party=args.issuer, timeout=args.timeout)
@@ -291,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
         print()
         print(markdown(results, mode))
         out = directory / f"results-{mode}.json"
-        out.write_text(json.dumps({"sf": args.sf, "mode": mode, "machine": machine(), "revision": revision(),
+        out.write_text(json.dumps({"sf": args.sf, "mode": mode, "machine": machine(), "revision": rev,
                                    "results": results},
                                   indent=1, default=str))
         print(f"\n(details with step timelines: {out})")
