@@ -96,6 +96,7 @@ address = "127.0.0.1:{p_bank}"
 [parties.bank.tables.customers]
 source = "data/bank_customers.parquet"
 columns = {{ customer_id = "join_key", phone_hash = "private", income = "aggregate", credit_limit = "aggregate", defaulted = "group_key" }}
+unique = ["customer_id"]   # one row per customer: lets 'oblivious' mode join it (PK-FK)
 
 # The telco's table is a CSV file, to show both source formats.
 [parties.telco]
