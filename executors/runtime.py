@@ -431,7 +431,7 @@ class PartyRun:
                     lonely = np.setdiff1d(np.arange(len(opened[0]), dtype=np.int64), li)
                     li = np.concatenate([li, lonely])
                     ri = np.concatenate([ri, np.full(len(lonely), -1, dtype=np.int64)])
-            else:  # semi / anti: keep left rows with (without) a match; no right columns
+            else:  # semi / anti / not_in: keep left rows with (without) a match; no right columns
                 hit = np.isin(opened[0], opened[1])
                 li = np.flatnonzero(hit if step.kind == "semi" else ~hit).astype(np.int64)
                 ri = np.zeros(0, dtype=np.int64)
@@ -442,7 +442,7 @@ class PartyRun:
             li, ri = received_pairs(self.channel.recv(step.matcher, tag), len(lside[step.left_tag]),
                                     len(rside[step.right_tag]) if step.kind in ("inner", "left") else 0,
                                     step.kind, step.matcher)
-        if step.kind in ("semi", "anti"):
+        if step.kind in ("semi", "anti", "not_in"):
             rside = {}
         self._check_memory(len(li), len(lside) + len(rside), "the join's output")
         out = SecretTable(n=len(li))
@@ -455,7 +455,23 @@ class PartyRun:
             if c != step.right_tag:
                 got = ops.take(v, rows) if len(v) else AShare(np.zeros(len(rows), np.uint64), np.zeros(len(rows), np.uint64))
                 out.secret[c] = AShare(got.a * present, got.b * present) if step.kind == "left" else got
+        if step.kind == "not_in":
+            out.secret[f"__nin{step.id[2:]}"] = self._not_in_rule(step, right, out)
         self.secret[step.id] = out
+
+    def _not_in_rule(self, step, right: SecretTable, out: SecretTable) -> AShare:
+        """SQL's NOT IN over the unmatched rows: an empty subquery keeps every row (NULL outer
+        values too); a NULL in the subquery keeps none; otherwise rows with a NULL outer value
+        drop. Only "the subquery yields a NULL" is opened."""
+        n = out.n
+        zero = AShare(np.zeros(n, np.uint64), np.zeros(n, np.uint64))
+        if right.n == 0:
+            return ops.add_public(self.mpc, zero, 1)
+        nulls = right.secret[f"__snull{step.id[2:]}"]
+        total = AShare(np.array([nulls.a.sum()], np.uint64), np.array([nulls.b.sum()], np.uint64))
+        if ops.reveal(self.mpc, nonzero_flags(self.mpc, [total])[0], None)[0] != 0:
+            return zero
+        return out.secret[f"__skv{step.id[2:]}"]  # the unmatched rows' own "outer value is not NULL"
 
     def _oblivious_join(self, step) -> None:
         if not self.is_compute:
@@ -611,7 +627,7 @@ def received_pairs(arrays: list[np.ndarray], n_left: int, n_right: int, kind: st
     if ok:
         li, ri = arrays
         ok = (not len(li) or (li.min() >= 0 and li.max() < n_left)) and (
-            (kind in ("semi", "anti") and len(ri) == 0)
+            (kind in ("semi", "anti", "not_in") and len(ri) == 0)
             or (len(ri) == len(li) and (not len(ri) or (ri.min() >= (-1 if kind == "left" else 0)
                                                         and ri.max() < n_right))))
     if not ok:

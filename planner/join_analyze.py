@@ -43,6 +43,7 @@ class SemiJoin:
     inner_cols: tuple[str, ...]
     conditions: tuple[exp.Expression, ...]  # over the inner table only: pushed to its owner
     anti: bool
+    not_in: bool = False  # NOT IN: SQL's NULL rules (an empty subquery keeps all; a NULL in it keeps none)
 
 
 @dataclass
@@ -230,8 +231,6 @@ def _semi(cond: exp.Expression, outer_aliases: set[str], inner_tables: dict[str,
     anti = isinstance(cond, exp.Not)
     node = cond.this if anti else cond
     if isinstance(node, exp.In):
-        if anti:
-            raise UnsupportedSql("NOT IN (subquery) has NULL pitfalls and is not supported; write NOT EXISTS")
         query = node.args["query"]
         query = query.this if isinstance(query, exp.Subquery) else query
         if len(query.expressions) != 1 or not isinstance(node.this, exp.Column) or \
@@ -264,7 +263,8 @@ def _semi(cond: exp.Expression, outer_aliases: set[str], inner_tables: dict[str,
         raise UnsupportedSql("a semi-join subquery must match one outer table with its own table")
     alias = inner.pop()
     return SemiJoin(outer.pop(), tuple(o.name for o, _ in pairs), alias, inner_tables[alias],
-                    tuple(i.name for _, i in pairs), tuple(inner_conds), anti)
+                    tuple(i.name for _, i in pairs), tuple(inner_conds), anti,
+                    not_in=anti and isinstance(node, exp.In))
 
 
 def _is_equi(cond: exp.Expression) -> bool:

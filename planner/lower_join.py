@@ -160,7 +160,7 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
             raise UnsupportedSql(f"GROUP BY {g.sql(dialect=DIALECT)} mixes parties; group by one party's columns")
         keys.append(frags.leaf(party, g, role="key"))
     agg_nodes = {a.key: (frags.expr(a.arg) if a.arg is not None else None) for a in block.aggs}
-    predicates = [frags.expr(c) for c in residual]
+    predicates = [frags.expr(c) for c in residual]  # NOT IN flags join them after the semi-joins
 
     # tags for each tree edge
     # an edge whose key owners include all three compute parties has no matcher: oblivious join
@@ -176,6 +176,10 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
         p_out = block.owner[sj.outer]
         for j, c in enumerate(sj.outer_cols):
             frags.items[p_out].append(f"{quote(sj.outer)}.{quote(c)} AS __sk{s_i}_{j}")
+        if sj.not_in:  # NOT IN: whether the outer value is NULL matters (secret, from its owner)
+            valid = " AND ".join(f"{quote(sj.outer)}.{quote(c)} IS NOT NULL" for c in sj.outer_cols)
+            frags.items[p_out].append(f"CAST({valid} AS BIGINT) AS __skv{s_i}")
+            frags.shares[p_out].append(ShareColumn(f"__skv{s_i}", COUNT))
     # local fragments
     for party in block.parties:
         conds = [c.sql(dialect=DIALECT) for c in block.local.get(party, [])]
@@ -200,10 +204,15 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
         frags.shares[p_out].append(ShareColumn(f"__st{s_i}", RAW))
         conds = " AND ".join(c.sql(dialect=DIALECT) for c in sj.conditions)
         cols = ", ".join(f"{quote(sj.inner)}.{quote(c)} AS __sk{s_i}_{j}" for j, c in enumerate(sj.inner_cols))
+        inner_shares = (ShareColumn(f"__st{s_i}", RAW),)
+        if sj.not_in:  # does the subquery yield a NULL? (only that one bit is opened)
+            nulls = " OR ".join(f"{quote(sj.inner)}.{quote(c)} IS NULL" for c in sj.inner_cols)
+            cols += f", CAST({nulls} AS BIGINT) AS __snull{s_i}"
+            inner_shares += (ShareColumn(f"__snull{s_i}", COUNT),)
         steps.append(LocalQuery(f"fs{s_i}", p_in, f"SELECT {cols} FROM {quote(sj.table.members[0].name)} AS "
                                 f"{quote(sj.inner)}{' WHERE ' + conds if conds else ''}", "semi-join keys"))
         steps.append(ComputeTags(f"ts{s_i}_in", f"fs{s_i}", p_in, f"ks{s_i}", names, f"__st{s_i}"))
-        steps.append(ShareTable(f"ss{s_i}", f"fs{s_i}", p_in, (ShareColumn(f"__st{s_i}", RAW),)))
+        steps.append(ShareTable(f"ss{s_i}", f"fs{s_i}", p_in, inner_shares))
     string_parties = [p for p in block.parties if any(c.encoding.kind == "string" for c in frags.shares[p])]
     width = ""
     if string_parties:
@@ -242,6 +251,7 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
         leakage.append(f"to {', '.join(compute)}: the number of rows of the {pa}–{pb} join")
         if not shuffle:
             leakage.append(f"to {', '.join(compute)}: which rows of {pa} and {pb} matched (reveal mode)")
+    not_in_flags: list[SNode] = []
     for s_i, sj in enumerate(block.semis):
         p_out, p_in = block.owner[sj.outer], sj.table.owners[0]
         matcher = next((c for c in compute if c not in (p_out, p_in)), None)
@@ -250,14 +260,18 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
                                  "owners to match tags; it needs the oblivious join (not built yet)")
         shuffle = mode == "sizes"
         steps.append(SecureJoin(f"sj{s_i}", current, f"ss{s_i}", f"__st{s_i}", f"__st{s_i}", matcher, shuffle,
-                                kind="anti" if sj.anti else "semi"))
+                                kind="not_in" if sj.not_in else ("anti" if sj.anti else "semi")))
         current = f"sj{s_i}"
+        if sj.not_in:
+            not_in_flags.append(SNode("col", column=f"__nin{s_i}", encoding=COUNT))
+            leakage.append(f"to {', '.join(compute)}: whether the NOT IN subquery on {sj.table.name} yields a NULL")
         leakage.append(f"to {', '.join(compute)}: how many rows pass the {'NOT ' if sj.anti else ''}EXISTS/IN "
                        f"subquery on {sj.table.name}; to {matcher}: the match pattern of "
                        f"{'shuffled' if shuffle else 'positioned'} keyed tags")
     # secure predicates and per-row partials
     outputs: list[tuple[str, object]] = []
     flag = ""
+    predicates = predicates + not_in_flags
     if predicates:
         cond = predicates[0]
         for p in predicates[1:]:

@@ -165,6 +165,12 @@ QUERIES = [
     "SELECT x.seg, COUNT(*) FROM a.cust x WHERE EXISTS (SELECT 1 FROM c.txn z WHERE z.cid = x.cid "
     "AND z.kind = 'wire') GROUP BY x.seg",
     "SELECT COUNT(*) FROM a.cust x WHERE NOT EXISTS (SELECT 1 FROM b.acct y WHERE y.cid = x.cid)",
+    # NOT IN with SQL's NULL rules: b.acct.cid has a NULL (so nothing passes), c.profile none
+    "SELECT COUNT(*) FROM a.cust x WHERE x.cid NOT IN (SELECT y.cid FROM b.acct y)",
+    "SELECT COUNT(*) FROM a.cust x WHERE x.cid NOT IN (SELECT y.cid FROM b.acct y WHERE y.cid IS NOT NULL)",
+    "SELECT x.seg, COUNT(*) FROM a.cust x WHERE x.cid NOT IN (SELECT p.cid FROM c.profile p WHERE p.lim > 300) "
+    "GROUP BY x.seg",
+    "SELECT COUNT(*) FROM a.cust x WHERE x.cid NOT IN (SELECT p.cid FROM c.profile p WHERE p.lim < 0)",
     "WITH v AS (SELECT cid, bal FROM b.acct WHERE vip) SELECT COUNT(*), SUM(v.bal) FROM a.cust x "
     "JOIN v ON x.cid = v.cid",
     # CASE / COALESCE / NULLIF / BETWEEN / IN lists / strings across parties, under MPC
