@@ -359,8 +359,15 @@ class PartyRun:
         if table.n == 0:
             self.secret[step.id] = SecretTable(n=0, secret={c: table.secret[c] for c in key_cols + value_cols})
             return
-        keys, carried = ops.sort_by(self.mpc, [table.secret[c] for c in key_cols], carried)
-        starts = ops.segment_starts(self.mpc, keys)
+        if step.rank:  # one narrow sort key (the owner's dense rank); the key columns ride along
+            bits = [table.n.bit_length() + 1]  # ranks are in 0..n: the plan's inputs bound them
+            (rank,), moved = ops.sort_by(self.mpc, [table.secret[step.rank]], [table.secret[c] for c in key_cols]
+                                         + carried, key_bits=bits)
+            keys, carried = moved[:len(key_cols)], moved[len(key_cols):]
+            starts = ops.segment_starts(self.mpc, [rank])
+        else:
+            keys, carried = ops.sort_by(self.mpc, [table.secret[c] for c in key_cols], carried)
+            starts = ops.segment_starts(self.mpc, keys)
         totals = ops.segmented_scan(self.mpc, starts, carried, hows)  # a group's last row holds its total
         one = ops.add_public(self.mpc, AShare(np.zeros(1, np.uint64), np.zeros(1, np.uint64)), 1)
         last = ops.concat([slice_rows(starts, 1, table.n), one])

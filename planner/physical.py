@@ -201,6 +201,7 @@ class ObliviousGroup:
     keys: tuple[str, ...]
     combine: tuple[Combine, ...]
     flag: str = ""  # row filter column (0/1); groups with no kept row are dropped
+    rank: str = ""  # when set: the keys' dense rank (one party's keys), the only sort key; keys ride along
     op: str = "oblivious_group"
 
 
