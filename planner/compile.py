@@ -79,8 +79,9 @@ def plan_select(
     # bind the user's own text: output names are then exactly plain DuckDB's
     output = describe(stmt.text, {table.name: table.schema})
     dp = dp_pass(block, issuer, settings, fed.fixed_point_bits, output)  # differential privacy (docs/dp.md)
-    check_policy(block, issuer, dp.noised if dp else frozenset())
     mode = session_mode(fed, settings)
+    opens_keys = dp is None and mode != "oblivious" and len(table.owners) > 1 and bool(block.group_by)
+    check_policy(block, issuer, dp.noised if dp else frozenset(), fed.compute if opens_keys else (), mode)
     steps, result, leakage = lower(block, issuer, fed.compute, output, mode, fed.fixed_point_bits, dp)
     plan = PhysicalPlan(
         issuer=issuer,
@@ -109,8 +110,10 @@ def _plan_join(stmt: Statement, fed: Federation, issuer: str, mode: str, schema_
     schemas = {ref.name: ref.schema for ref in block.tables.values()}
     schemas.update({sj.table.name: sj.table.schema for sj in block.semis})
     output = describe(stmt.text, schemas)
-    check_join_policy(block, issuer)
-    if set(block.parties) | {sj.table.owners[0] for sj in block.semis} == {issuer}:
+    local = set(block.parties) | {sj.table.owners[0] for sj in block.semis} == {issuer}
+    opens_keys = not local and mode != "oblivious" and bool(block.group_by)
+    check_join_policy(block, issuer, fed.compute if opens_keys else (), mode)
+    if local:
         from planner.physical import LocalQuery
 
         steps: tuple = (LocalQuery("result", issuer, _local_join_sql(stmt.ast, fed), "whole query at the owner"),)

@@ -43,6 +43,7 @@ from planner.physical import (
     Step,
 )
 from planner.analyze import SPREAD
+from planner.policy import check_group_key_viewers
 from planner.passes.split_aggregates import spread_outputs, sum_outputs
 from planner.secure_expr import BOOL, HASHED, LocalLeaf, SNode, product_encoding, split_expression
 from planner.validate import OutputSchema, describe, quote
@@ -59,7 +60,7 @@ _RULES = {
 }
 
 
-def check_join_policy(block: JoinBlock, issuer: str) -> None:
+def check_join_policy(block: JoinBlock, issuer: str, key_viewers: tuple[str, ...] = (), mode: str = "sizes") -> None:
     refs = dict(block.tables)
     refs.update({sj.inner: sj.table for sj in block.semis})
     for role in ("row", "group", "join", "semi_join", "aggregate", "where", "semi_where"):
@@ -72,6 +73,9 @@ def check_join_policy(block: JoinBlock, issuer: str) -> None:
                         f"refused by the policy of party '{table.party}': column {table.qualified}.{column} is "
                         f"'{level}' for issuer '{issuer}', and {rule}. Ask '{table.party}' to raise the level."
                     )
+    if key_viewers:
+        check_group_key_viewers([(m, c) for alias, c in sorted(block.uses.get("group", ()))
+                                 for m in refs[alias].members], issuer, key_viewers, mode)
 
 
 class _Fragments:

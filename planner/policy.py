@@ -9,6 +9,8 @@ Rules (DESIGN.md §3), applied to every member table the issuer does not own:
 
 from __future__ import annotations
 
+from typing import Iterable
+
 from fedsql.config import level_at_least
 from fedsql.errors import PolicyViolation
 from planner.analyze import QueryBlock
@@ -21,7 +23,28 @@ _RULES = {
 }
 
 
-def check_policy(block: QueryBlock, issuer: str, noised: frozenset[str] = frozenset()) -> None:
+def check_group_key_viewers(uses: Iterable[tuple[object, str]], issuer: str, viewers: tuple[str, ...],
+                            mode: str) -> None:
+    """GROUP BY keys opened to the compute parties (`sizes`/`reveal`: shuffle, then open) are
+    revealed to each of them, not only to the issuer: every viewer needs the key's level.
+    `uses`: (member table config, column) pairs; the owner itself may always see its column."""
+    for member, column in uses:
+        for viewer in viewers:
+            if viewer in (member.party, issuer):
+                continue
+            level = member.level(column, viewer)
+            if not level_at_least(level, "group_key"):
+                raise PolicyViolation(
+                    f"refused by the policy of party '{member.party}': column {member.qualified}.{column} is "
+                    f"'{level}' for party '{viewer}', and in '{mode}' mode the GROUP BY keys are opened to the "
+                    f"compute parties ({', '.join(viewers)}) after a shuffle, so each of them needs level "
+                    f"'group_key' or 'public'. Use SET fedsql.mode = 'oblivious' (the keys then reach the issuer "
+                    f"only), or ask '{member.party}' to raise the level."
+                )
+
+
+def check_policy(block: QueryBlock, issuer: str, noised: frozenset[str] = frozenset(),
+                 key_viewers: tuple[str, ...] = (), mode: str = "sizes") -> None:
     """Raise PolicyViolation naming party, table, column, level and rule.
 
     `noised`: member tables (qualified) with a DP policy whose every influence on the
@@ -42,3 +65,6 @@ def check_policy(block: QueryBlock, issuer: str, noised: frozenset[str] = frozen
                         f"{member.qualified}.{column} is '{level}' for issuer '{issuer}', and {rule}. "
                         f"Use an aggregate over a permitted column, or ask '{member.party}' to raise the level."
                     )
+    if key_viewers:
+        check_group_key_viewers([(m, c) for m in block.table.members if m.qualified not in noised
+                                 for c in sorted(block.uses.get("group", ()))], issuer, key_viewers, mode)

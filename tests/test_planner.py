@@ -155,3 +155,64 @@ def test_explain_lists_each_step_and_the_leakage_report(fed):
     assert "to h1 only" in text
     assert "oblivious shuffle" in text
     assert "at h3 (local DuckDB, plaintext)" in text
+
+
+
+# -- GROUP BY keys opened to the compute parties need their level for each of them --------
+
+VIEWERS = """
+[federation]
+name = "viewers"
+[parties.h1]
+address = "127.0.0.1:7101"
+[parties.h1.tables.patients]
+source = "a.parquet"
+columns = { age = "aggregate", cost = "aggregate", pid = "join_key" }
+[parties.h2]
+address = "127.0.0.1:7102"
+[parties.h2.tables.patients]
+source = "b.parquet"
+columns = { age = "aggregate", cost = "aggregate", pid = "join_key" }
+grants = { h1 = { age = "group_key" } }
+unique = ["pid"]
+[parties.h3]
+address = "127.0.0.1:7103"
+[parties.h3.tables.patients]
+source = "c.parquet"
+columns = { age = "aggregate", cost = "aggregate", pid = "join_key" }
+grants = { h1 = { age = "group_key" } }
+[federated.patients]
+union = ["h1.patients", "h2.patients", "h3.patients"]
+"""
+
+JOIN_ON_OWN_KEY = ("SELECT a.age, SUM(b.cost) FROM h1.patients AS a JOIN h2.patients AS b ON a.pid = b.pid "
+                   "GROUP BY a.age")
+
+
+@pytest.fixture(scope="module")
+def viewers():
+    return parse_config(VIEWERS, Path("/tmp/viewers.toml"))
+
+
+@pytest.mark.parametrize("mode", ["sizes", "reveal"])
+def test_union_group_key_granted_to_the_issuer_only_is_refused_when_keys_open_to_compute(viewers, mode):
+    # h2 and h3 grant h1 `age` as a group key, but in sizes/reveal mode the keys are opened to
+    # all compute parties after the shuffle: h2 would see h3's ages (and h1's).
+    with pytest.raises(errors.PolicyViolation, match=r"for party 'h\d'.*opened to the compute parties.*oblivious"):
+        plan(viewers, "SELECT age, COUNT(*) FROM patients GROUP BY age", settings={"fedsql.mode": mode})
+
+
+@pytest.mark.parametrize("mode", ["sizes", "reveal"])
+def test_issuer_owned_group_key_is_refused_when_keys_open_to_compute(viewers, mode):
+    # h1 owns `age` (public to itself), yet h2 and h3 would see its values after the join
+    with pytest.raises(errors.PolicyViolation, match=r"h1\.patients\.age is 'aggregate' for party 'h2'"):
+        plan(viewers, JOIN_ON_OWN_KEY, settings={"fedsql.mode": mode})
+
+
+def test_oblivious_mode_opens_keys_to_the_issuer_only_so_both_run(viewers):
+    settings = {"fedsql.mode": "oblivious"}
+    union = plan(viewers, "SELECT age, COUNT(*) FROM patients GROUP BY age", settings=settings)
+    joined = plan(viewers, JOIN_ON_OWN_KEY, settings=settings)
+    for p in (union, joined):
+        assert "oblivious_group" in {s.op for s in p.steps}
+        assert not any("group key values" in line for line in p.leakage)

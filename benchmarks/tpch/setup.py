@@ -43,7 +43,8 @@ POLICY: dict[str, dict[str, tuple[str, str]]] = {
         "c_phone": ("group_key", "Q10 returns it as a group label"),
         "c_acctbal": ("group_key", "Q10 returns it as a group label (a measure, but Q10 groups by it)"),
         "c_mktsegment": ("aggregate", "Q3 filters on it"),
-        "c_comment": ("private", "free text; Q10 runs only because retail itself issues it (see README)"),
+        "c_comment": ("group_key", "Q10 returns it as a group label; in sizes/reveal mode the compute parties see "
+                                   "group labels (see README)"),
     },
     "orders": {
         "o_orderkey": ("public", "joined with lineitem across parties (join_key) and Q3's group label "
