@@ -385,7 +385,7 @@ def _primary_key_side(block: JoinBlock, edge, new_is_right: bool, first: bool) -
     """Which input of an oblivious join holds the unique key: the new party's table, or
     (for the first join only) the first party's table. Declared with `unique = [...]`."""
     def unique(alias: str, cols: tuple[str, ...]) -> bool:
-        return all(any(set(k) <= set(cols) for k in m.unique) for m in block.tables[alias].members)
+        return _has_unique_key(block, alias, set(cols)) and _fragment_keeps_rows(block, alias)
 
     new_alias, new_cols = (edge.right, edge.right_cols) if new_is_right else (edge.left, edge.left_cols)
     old_alias, old_cols = (edge.left, edge.left_cols) if new_is_right else (edge.right, edge.right_cols)
@@ -393,10 +393,47 @@ def _primary_key_side(block: JoinBlock, edge, new_is_right: bool, first: bool) -
         return "right"
     if first and unique(old_alias, old_cols):
         return "left"
+    for alias, cols in ((new_alias, new_cols), (old_alias, old_cols)):
+        if _has_unique_key(block, alias, set(cols)):  # declared unique, but the local fragment repeats it
+            raise UnsupportedSql(
+                f"the oblivious join on {block.tables[alias].name}'s unique key needs {block.owner[alias]}'s other "
+                "tables in the query joined to it on their own unique keys (N:1); here they would repeat its rows "
+                "(e.g. a cross product), so the key is not unique in the joined fragment. Add the missing join "
+                "condition, or use SET fedsql.mode = 'sizes'"
+            )
     raise UnsupportedSql(
         f"the oblivious join of {block.tables[edge.left].name} and {block.tables[edge.right].name} needs one side's "
         "join key declared unique (unique = [\"col\"] in that table's config); only PK–FK joins run obliviously"
     )
+
+
+def _has_unique_key(block: JoinBlock, alias: str, cols: set[str]) -> bool:
+    return all(any(set(k) <= cols for k in m.unique) for m in block.tables[alias].members)
+
+
+def _fragment_keeps_rows(block: JoinBlock, alias: str) -> bool:
+    """Is the owner's local fragment at most one row per row of `alias`? True when every other
+    table of that party joins, step by step from `alias`, on its own declared unique key (N:1),
+    so a key unique in `alias` stays unique in the fragment. A cross product or a 1:N local
+    join would repeat it, and the oblivious PK–FK join would fail on the duplicates."""
+    party = block.owner[alias]
+    aliases = {a for a in block.tables if block.owner[a] == party}
+    pairs = []  # (alias, column) = (alias, column) equalities of the local conditions
+    for cond in block.local.get(party, []):  # conjuncts: only a top-level equality holds on every row
+        left, right = (cond.this, cond.expression) if isinstance(cond, exp.EQ) else (None, None)
+        if isinstance(left, exp.Column) and isinstance(right, exp.Column) and left.table and right.table:
+            pairs += [((left.table, left.name), (right.table, right.name)),
+                      ((right.table, right.name), (left.table, left.name))]
+    determined = {alias}
+    grew = True
+    while grew:
+        grew = False
+        for other in sorted(aliases - determined):
+            cols = {c for (a, c), (b, _) in pairs if a == other and b in determined}
+            if _has_unique_key(block, other, cols):
+                determined.add(other)
+                grew = True
+    return determined == aliases
 
 
 def _units(block: JoinBlock, party: str) -> list[tuple[str, str, list[tuple[str, str]]]]:

@@ -301,3 +301,16 @@ def test_oblivious_join_needs_a_declared_unique_side(joinfed):
     with pytest.raises(fedsql.NotSupportedError, match="unique"):
         cur.execute("SELECT COUNT(*) FROM a.cust x JOIN b.acct y ON x.cid = y.cid")
     cur.execute("SET fedsql.mode = 'sizes'")
+
+
+def test_oblivious_join_refuses_a_unique_key_repeated_by_its_own_partys_cross_product(joinfed):
+    import fedsql
+
+    conn, _ = joinfed
+    cur = conn.cursor()
+    cur.execute("SET fedsql.mode = 'oblivious'")
+    try:  # profile.cid is unique, but c's fragment profile × txn repeats every profile row
+        with pytest.raises(fedsql.NotSupportedError, match="repeat its rows"):
+            cur.execute("SELECT COUNT(*) FROM a.cust x JOIN c.profile p ON x.cid = p.cid, c.txn z WHERE z.amount > 0")
+    finally:
+        cur.execute("SET fedsql.mode = 'sizes'")
