@@ -240,11 +240,10 @@ def main(argv: list[str] | None = None) -> int:
     directory = args.dir or default_dir(args.sf)
     config = directory / "federation.toml"
     marker = directory / "data" / "SF"
-    if not config.is_file():
-        write_federation(args.sf, directory)
-    elif marker.is_file() and marker.read_text().strip() != f"{args.sf:g}":
+    if marker.is_file() and marker.read_text().strip() != f"{args.sf:g}":
         raise SystemExit(f"{directory} holds SF {marker.read_text().strip()}, not {args.sf:g}: "
                          f"pass --sf {marker.read_text().strip()} or another --dir")
+    write_federation(args.sf, directory)  # data kept when present; config always from this code's policies
     numbers = list(range(1, 23)) if args.queries == "all" else [int(q) for q in args.queries.split(",") if q]
     modes = [m.strip() for m in args.mode.split(",") if m.strip()]
 
