@@ -535,6 +535,40 @@ class PartyRun:
         out.secret["__rows"] = rows
         self.secret[step.id] = out
 
+    def _oblivious_semi_join(self, step) -> None:
+        if not self.is_compute:
+            return
+        mpc = self.mpc
+        outer, inner = self.secret[step.outer], self.secret[step.inner]
+        n_in, n = inner.n, inner.n + outer.n
+
+        def zeros(k: int) -> AShare:
+            return AShare(np.zeros(k, np.uint64), np.zeros(k, np.uint64))
+
+        def ones(k: int) -> AShare:
+            return ops.add_public(mpc, zeros(k), 1)
+
+        own = {c: v for c, v in outer.secret.items() if c != step.outer_tag}
+        own.setdefault("__rows", ones(outer.n))  # freshly shared rows are all real
+        if outer.n == 0:
+            self.secret[step.id] = SecretTable(n=0, secret={c: zeros(0) for c in own})
+            return
+        names = list(own)
+        columns = [ops.concat([zeros(n_in), own[c]]) for c in names]  # inner rows carry nothing
+        key = ops.concat([inner.secret[step.inner_tag], outer.secret[step.outer_tag]])
+        is_inner = ops.concat([ones(n_in), zeros(outer.n)])
+        # inner rows first within a tag: "the tag's segment starts with an inner row" = it has a match
+        (key_s, is_inner_s), moved = ops.sort_by(mpc, [key, is_inner], [is_inner] + columns, [False, True])
+        starts = ops.segment_starts(mpc, [key_s])
+        (matched,) = ops.segmented_scan(mpc, starts, [moved[0]], ["copy"])
+        keep = matched if step.kind == "semi" else ops.sub(ones(n), matched)
+        out = SecretTable(n=n, secret=dict(zip(names, moved[1:])))
+        outer_row = ops.mul(mpc, ops.sub(ones(n), is_inner_s), out.secret["__rows"])
+        out.secret["__rows"] = ops.mul(mpc, outer_row, keep)
+        if step.kind == "not_in":
+            out.secret[f"__nin{step.id[2:]}"] = self._not_in_rule(step, inner, out)
+        self.secret[step.id] = out
+
     def _distinct_mark(self, step) -> None:
         if not self.is_compute:
             return

@@ -33,6 +33,7 @@ from planner.physical import (
     LocalQuery,
     ObliviousGroup,
     ObliviousJoin,
+    ObliviousSemiJoin,
     RevealColumn,
     RevealResult,
     SecureEval,
@@ -144,9 +145,9 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
     oblivious = mode == "oblivious"
     if any(block.owner[sj.outer].startswith("@") or sj.table.federated for sj in block.semis):
         raise UnsupportedSql("IN/EXISTS subqueries with federated union tables are not supported yet")
-    if oblivious and (block.semis or any(e.kind != "inner" for e in block.edges)):
-        raise UnsupportedSql("LEFT JOIN and IN/EXISTS subqueries across parties are not supported in 'oblivious' "
-                             "mode yet; use 'sizes' or 'reveal'")
+    if oblivious and any(e.kind != "inner" for e in block.edges):
+        raise UnsupportedSql("LEFT JOIN across parties is not supported in 'oblivious' mode yet; use 'sizes' or "
+                             "'reveal'")
     if not block.edges and len(block.parties) > 1:
         raise UnsupportedSql("the tables of different parties need an equality join condition (a.k = b.k)")
     frags = _Fragments(block, fixed_bits)
@@ -205,7 +206,8 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
         p_out, p_in = block.owner[sj.outer], sj.table.owners[0]
         steps.append(AgreeTagKey(f"ks{s_i}", tuple(dict.fromkeys((p_out, p_in)))))
         names = tuple(f"__sk{s_i}_{j}" for j in range(len(sj.outer_cols)))
-        steps.append(ComputeTags(f"ts{s_i}_out", f"f_{p_out}", p_out, f"ks{s_i}", names, f"__st{s_i}"))
+        bits = 62 if oblivious else 64  # oblivious: tags are sort keys (signed words, |a - b| < 2^63)
+        steps.append(ComputeTags(f"ts{s_i}_out", f"f_{p_out}", p_out, f"ks{s_i}", names, f"__st{s_i}", bits))
         frags.shares[p_out].append(ShareColumn(f"__st{s_i}", RAW))
         conds = " AND ".join(c.sql(dialect=DIALECT) for c in sj.conditions)
         cols = ", ".join(f"{quote(sj.inner)}.{quote(c)} AS __sk{s_i}_{j}" for j, c in enumerate(sj.inner_cols))
@@ -216,7 +218,7 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
             inner_shares += (ShareColumn(f"__snull{s_i}", COUNT),)
         steps.append(LocalQuery(f"fs{s_i}", p_in, f"SELECT {cols} FROM {quote(sj.table.members[0].name)} AS "
                                 f"{quote(sj.inner)}{' WHERE ' + conds if conds else ''}", "semi-join keys"))
-        steps.append(ComputeTags(f"ts{s_i}_in", f"fs{s_i}", p_in, f"ks{s_i}", names, f"__st{s_i}"))
+        steps.append(ComputeTags(f"ts{s_i}_in", f"fs{s_i}", p_in, f"ks{s_i}", names, f"__st{s_i}", bits))
         steps.append(ShareTable(f"ss{s_i}", f"fs{s_i}", p_in, inner_shares))
     string_parties = [p for p in block.parties if any(c.encoding.kind == "string" for c in frags.shares[p])]
     width = ""
@@ -259,17 +261,22 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
     not_in_flags: list[SNode] = []
     for s_i, sj in enumerate(block.semis):
         p_out, p_in = block.owner[sj.outer], sj.table.owners[0]
+        kind = "not_in" if sj.not_in else ("anti" if sj.anti else "semi")
+        if sj.not_in:
+            not_in_flags.append(SNode("col", column=f"__nin{s_i}", encoding=COUNT))
+            leakage.append(f"to {', '.join(compute)}: whether the NOT IN subquery on {sj.table.name} yields a NULL")
+        if oblivious:  # no matcher: sort-based, the outer rows all stay (`__rows` marks the kept ones)
+            steps.append(ObliviousSemiJoin(f"sj{s_i}", current, f"ss{s_i}", f"__st{s_i}", f"__st{s_i}", kind))
+            current = f"sj{s_i}"
+            continue
         matcher = next((c for c in compute if c not in (p_out, p_in)), None)
         if matcher is None:
             raise UnsupportedSql(f"the semi-join between {p_out} and {p_in} has no compute party outside its key "
                                  "owners to match tags; it needs the oblivious join (not built yet)")
         shuffle = mode == "sizes"
         steps.append(SecureJoin(f"sj{s_i}", current, f"ss{s_i}", f"__st{s_i}", f"__st{s_i}", matcher, shuffle,
-                                kind="not_in" if sj.not_in else ("anti" if sj.anti else "semi")))
+                                kind=kind))
         current = f"sj{s_i}"
-        if sj.not_in:
-            not_in_flags.append(SNode("col", column=f"__nin{s_i}", encoding=COUNT))
-            leakage.append(f"to {', '.join(compute)}: whether the NOT IN subquery on {sj.table.name} yields a NULL")
         leakage.append(f"to {', '.join(compute)}: how many rows pass the {'NOT ' if sj.anti else ''}EXISTS/IN "
                        f"subquery on {sj.table.name}; to {matcher}: the match pattern of "
                        f"{'shuffled' if shuffle else 'positioned'} keyed tags")
@@ -286,7 +293,7 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
         leakage.append(f"to {', '.join(compute)}: how many joined rows pass the cross-party conditions"
                        if block.group_by else "nothing more: cross-party conditions are evaluated under MPC")
     flag_node = SNode("col", column="__flag", encoding=COUNT) if flag and not block.group_by else None
-    if (oblivious and tree_edges) or fallback:  # rows stay; `__rows` marks the real joined rows
+    if (oblivious and (tree_edges or block.semis)) or fallback:  # rows stay; `__rows` marks the real rows
         rows = SNode("col", column="__rows", encoding=COUNT)
         keep = SNode("mul", (rows, SNode("col", column="__flag", encoding=COUNT)), encoding=COUNT) if flag else rows
         outputs.append(("__keep", keep))

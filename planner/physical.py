@@ -283,6 +283,22 @@ class SecureJoin:
 
 
 @dataclass(frozen=True)
+class ObliviousSemiJoin:
+    """IN / EXISTS / NOT EXISTS / NOT IN without a matcher: sort the outer and inner tags
+    together (inner rows first within a tag), copy "an inner row has this tag" onto the
+    outer rows (segmented scan). Output: every input row, `__rows` = 1 for outer rows that
+    (do not) match — only input sizes leak; NOT IN also opens whether the subquery has a NULL."""
+
+    id: str
+    outer: str
+    inner: str
+    outer_tag: str
+    inner_tag: str
+    kind: str  # semi | anti | not_in
+    op: str = "oblivious_semi_join"
+
+
+@dataclass(frozen=True)
 class ObliviousJoin:
     """PK–FK join that reveals nothing but input sizes: sort the union of both sides by
     (tag, PK first), copy each key's PK row onto the FK rows after it (segmented scan).
@@ -307,10 +323,10 @@ class SecureEval:
     op: str = "secure_eval"
 
 
-Step = LocalQuery | SendPlain | AgreeWidth | ShareTable | SecureUnion | GroupCombine | AddNoise | RevealResult | FinalQuery | AgreeTagKey | ComputeTags | SecureJoin | SecureEval | ObliviousGroup | ObliviousJoin | SecureFinish | DistinctMark
+Step = LocalQuery | SendPlain | AgreeWidth | ShareTable | SecureUnion | GroupCombine | AddNoise | RevealResult | FinalQuery | AgreeTagKey | ComputeTags | SecureJoin | SecureEval | ObliviousGroup | ObliviousJoin | ObliviousSemiJoin | SecureFinish | DistinctMark
 
 SECURE_OPS = {"agree_width", "share_table", "secure_union", "group_combine", "add_noise", "reveal_result",
-              "secure_join", "secure_eval", "oblivious_group", "oblivious_join", "secure_finish", "distinct_mark"}
+              "secure_join", "secure_eval", "oblivious_group", "oblivious_join", "oblivious_semi_join", "secure_finish", "distinct_mark"}
 
 
 @dataclass(frozen=True)

@@ -245,6 +245,17 @@ OBLIVIOUS = [
     "SELECT x.seg, COUNT(*) FROM a.cust x JOIN c.profile p ON x.cid = p.cid WHERE x.credit > p.lim * 10 "
     "GROUP BY x.seg ORDER BY x.seg NULLS LAST",
     "SELECT SUM(x.credit * p.lim) FROM a.cust x, c.profile p WHERE p.cid = x.cid AND x.region = 1",
+    # semi-/anti-joins without a matcher: sort-based, every outer row stays (duplicates and NULLs inside)
+    "SELECT COUNT(*), SUM(x.credit) FROM a.cust x WHERE x.cid IN (SELECT y.cid FROM b.acct y WHERE y.vip)",
+    "SELECT x.seg, COUNT(*) FROM a.cust x WHERE EXISTS (SELECT 1 FROM c.txn z WHERE z.cid = x.cid "
+    "AND z.kind = 'wire') GROUP BY x.seg",
+    "SELECT COUNT(*) FROM a.cust x WHERE NOT EXISTS (SELECT 1 FROM b.acct y WHERE y.cid = x.cid)",
+    "SELECT COUNT(*) FROM a.cust x WHERE x.cid NOT IN (SELECT y.cid FROM b.acct y)",
+    "SELECT x.seg, COUNT(*) FROM a.cust x WHERE x.cid NOT IN (SELECT p.cid FROM c.profile p WHERE p.lim > 300) "
+    "GROUP BY x.seg",
+    "SELECT COUNT(*) FROM a.cust x WHERE x.cid NOT IN (SELECT p.cid FROM c.profile p WHERE p.lim < 0)",
+    "SELECT p.tier, COUNT(*), SUM(x.credit) FROM a.cust x JOIN c.profile p ON x.cid = p.cid "
+    "WHERE EXISTS (SELECT 1 FROM b.acct y WHERE y.cid = x.cid) GROUP BY p.tier",
 ]
 
 
