@@ -33,6 +33,7 @@ from executors.secure_table import (
 )
 from executors.peer_channel import Channel, MessageError
 from planner.physical import (
+    GROUP_RANK,
     AgreeWidth,
     FinalQuery,
     GroupCombine,
@@ -279,29 +280,38 @@ class PartyRun:
     def _reveal_result(self, step: RevealResult) -> None:
         issuer = step.to
         names: list[str] = []
-        for col in step.columns:
-            if col.how != "key":
-                names.append(col.source)
+        opened_here = [c for c in step.columns if c.how not in ("key", "local_key")]
+        for col in opened_here:
+            names.append(col.source)
             if col.how == "sum_or_null":
                 names.append(col.count + "?")
+        if step.local_keys:
+            names.append(GROUP_RANK)
         to_open: list[AShare] = []
         table = self.secret.get(step.input)
         if self.is_compute:
             counts = [table.secret[c.count] for c in step.columns if c.how == "sum_or_null"]
             flags = iter(nonzero_flags(self.mpc, counts))
-            for col in step.columns:
-                if col.how != "key":
-                    to_open.append(table.secret[col.source])
+            for col in opened_here:
+                to_open.append(table.secret[col.source])
                 if col.how == "sum_or_null":
                     to_open.append(next(flags))
+            if step.local_keys:
+                to_open.append(table.secret[GROUP_RANK])
         opened = self._open_to(issuer, to_open, step.id, len(names))
         keys = self._open_secret_keys(issuer, table, step) if step.secret_keys else self._keys_to(issuer, table, step)
         if self.me != issuer:
             return
         values = dict(zip(names, opened))
+        rows = self._rows_of_ranks(step.local_keys, values[GROUP_RANK]) if step.local_keys else None
         arrays, fields = [], []
         for col in step.columns:
-            if col.how == "key":
+            if col.how == "local_key":
+                own = self.plain[step.local_keys]
+                labels, valid = own[col.source].take(rows), own[col.count].take(rows).to_numpy() != 0
+                width = codec.string_width(labels) if col.encoding.kind == "string" else 1
+                arr = codec.decode_words(codec.encode_column(labels, col.encoding, width, col.name), col.encoding, valid)
+            elif col.how == "key":
                 words = [keys[k] for k in sorted(keys, key=_word_index) if k.split("#")[0] == col.source]
                 arr = codec.decode_words(words, col.encoding, keys[col.count] != 0)
             elif col.how == "sum_or_null":
@@ -314,6 +324,18 @@ class PartyRun:
             arrays.append(arr)
             fields.append(col.name)
         self.plain[step.id] = pa.table(arrays, names=fields)
+
+    def _rows_of_ranks(self, fragment: str, ranks: np.ndarray) -> np.ndarray:
+        """For each opened group rank, one row of the issuer's own fragment carrying it."""
+        own = self.plain[fragment][GROUP_RANK].to_numpy().astype(np.int64)
+        values, first = np.unique(own, return_index=True)
+        wanted = ranks.view(np.int64)
+        if not len(wanted):
+            return np.zeros(0, np.int64)
+        at = np.searchsorted(values, wanted)
+        if not len(values) or (at >= len(values)).any() or (values[np.minimum(at, len(values) - 1)] != wanted).any():
+            raise MessageError("the opened group numbers do not match this party's own rows")
+        return first[at]
 
     def _open_to(self, issuer: str, shares: list[AShare], tag: str, count: int) -> list[np.ndarray]:
         """Open `count` equally long shared columns to the issuer only, in one batch."""

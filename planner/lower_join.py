@@ -13,6 +13,8 @@ shuffle-and-open-keys combine.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from sqlglot import exp
 
 from fedsql.config import level_at_least
@@ -31,6 +33,7 @@ from planner.physical import (
     FinalQuery,
     GroupCombine,
     LocalQuery,
+    GROUP_RANK,
     ObliviousGroup,
     ObliviousJoin,
     ObliviousSemiJoin,
@@ -348,17 +351,27 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
             combine.append(Combine(a, agg.func))
             reveal.append(RevealColumn(a, "minmax", a, enc))
             replacements[agg.key] = quote(a)
+    key_cols = key_cols_of(keys)
+    finish = plan_secure_finish(block.ast, tuple(reveal), replacements, _canon, "h", "g")
+    local_keys = ""
+    if rank and keys[0].party == issuer:  # the issuer's own labels need not travel: it looks them up by rank
+        local_reveal = tuple(replace(c, how="local_key") if c.how == "key" else c for c in reveal)
+        local_finish = plan_secure_finish(block.ast, local_reveal, replacements, _canon, "h", "g")
+        if (local_finish is None) == (finish is None):  # else HAVING/ORDER BY needs the keys under MPC
+            local_keys, reveal, finish, key_cols = f"f_{issuer}", list(local_reveal), local_finish, (rank,)
+            unshared = set(key_cols_of(keys))
+            steps = [replace(s, columns=tuple(c for c in s.columns if c.name not in unshared))
+                     if isinstance(s, ShareTable) and s.id == f"s_{issuer}" else s for s in steps]
     steps.append(SecureEval("e", current, tuple(outputs)))
-    key_cols = tuple(n for k in keys for n in (k.name, f"{k.name}__v"))
     if oblivious and block.group_by:
         steps.append(ObliviousGroup("g", "e", key_cols, tuple(combine), flag, rank))
     else:
         steps.append(GroupCombine("g", "e", key_cols, tuple(combine), flag if block.group_by else ""))
-    finish = plan_secure_finish(block.ast, tuple(reveal), replacements, _canon, "h", "g")
     if finish is not None:  # HAVING / ORDER BY … LIMIT under MPC: the issuer gets only the result rows
         steps.append(finish)
     steps.append(RevealResult("r", "h" if finish is not None else "g", issuer, tuple(reveal),
-                              secret_keys=(oblivious and bool(block.group_by)) or finish is not None))
+                              secret_keys=(oblivious and bool(block.group_by)) or finish is not None,
+                              local_keys=local_keys))
     steps.append(FinalQuery("result", issuer, final_sql(_as_block(block), "__agg", replacements, output, qualified=True,
                                       drop_offset=finish is not None),
                             (("__agg", "r"),)))
@@ -373,6 +386,11 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
     return tuple(steps), "result", tuple(leakage)
 
 
+def key_cols_of(keys: list[LocalLeaf]) -> tuple[str, ...]:
+    """The shared columns of group keys: each value and its validity."""
+    return tuple(n for k in keys for n in (k.name, f"{k.name}__v"))
+
+
 def _group_rank(block: JoinBlock, frags: _Fragments, keys: list[LocalLeaf]) -> str:
     """When one party owns every group key, it numbers the key tuples itself (DENSE_RANK in
     its DuckDB) and the oblivious GROUP BY sorts by that one narrow number instead of all
@@ -383,9 +401,9 @@ def _group_rank(block: JoinBlock, frags: _Fragments, keys: list[LocalLeaf]) -> s
         return ""  # several owners (or a union's members) have no common numbering
     (party,) = owners
     order = ", ".join(f"({k.sql}) NULLS FIRST" for k in keys)
-    frags.items[party].append(f"DENSE_RANK() OVER (ORDER BY {order}) AS __grank")
-    frags.shares[party].append(ShareColumn("__grank", COUNT))
-    return "__grank"
+    frags.items[party].append(f"DENSE_RANK() OVER (ORDER BY {order}) AS {GROUP_RANK}")
+    frags.shares[party].append(ShareColumn(GROUP_RANK, COUNT))
+    return GROUP_RANK
 
 
 def _primary_key_side(block: JoinBlock, edge, new_is_right: bool, first: bool) -> str:

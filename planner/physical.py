@@ -105,10 +105,14 @@ class GroupCombine:
     op: str = "group_combine"
 
 
+GROUP_RANK = "__grank"  # one party's own numbering of its group keys (planner/lower_join.py _group_rank)
+
+
 @dataclass(frozen=True)
 class RevealColumn:
     name: str  # column of the revealed table
     how: str  # key | value | sum_or_null (value, NULL when `count` is 0) | minmax (sentinel → NULL)
+    #         | local_key (the issuer's own key: looked up in its fragment by the opened group rank)
     source: str  # secret (or opened key) column
     encoding: Encoding
     count: str = ""  # count column for sum_or_null
@@ -123,6 +127,7 @@ class RevealResult:
     to: str
     columns: tuple[RevealColumn, ...]
     secret_keys: bool = False  # keys of an oblivious GROUP BY: opened to the issuer only
+    local_keys: str = ""  # the issuer's fragment holding `local_key` columns and the `__grank` opened per group
     op: str = "reveal_result"
 
 

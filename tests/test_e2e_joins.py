@@ -245,6 +245,9 @@ OBLIVIOUS = [
     "SELECT x.seg, COUNT(*) FROM a.cust x JOIN c.profile p ON x.cid = p.cid WHERE x.credit > p.lim * 10 "
     "GROUP BY x.seg ORDER BY x.seg NULLS LAST",
     "SELECT SUM(x.credit * p.lim) FROM a.cust x, c.profile p WHERE p.cid = x.cid AND x.region = 1",
+    # the issuer's own labels (string with NULLs, number) stay with it: looked up by the opened group rank
+    "SELECT x.seg, x.region, SUM(p.lim), COUNT(*) FROM a.cust x JOIN c.profile p ON x.cid = p.cid "
+    "GROUP BY x.seg, x.region HAVING COUNT(*) > 1",
     # semi-/anti-joins without a matcher: sort-based, every outer row stays (duplicates and NULLs inside)
     "SELECT COUNT(*), SUM(x.credit) FROM a.cust x WHERE x.cid IN (SELECT y.cid FROM b.acct y WHERE y.vip)",
     "SELECT x.seg, COUNT(*) FROM a.cust x WHERE EXISTS (SELECT 1 FROM c.txn z WHERE z.cid = x.cid "

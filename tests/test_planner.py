@@ -216,3 +216,19 @@ def test_oblivious_mode_opens_keys_to_the_issuer_only_so_both_run(viewers):
     for p in (union, joined):
         assert "oblivious_group" in {s.op for s in p.steps}
         assert not any("group key values" in line for line in p.leakage)
+
+
+def test_oblivious_group_by_the_issuers_own_keys_keeps_the_labels_at_the_issuer(viewers):
+    p = plan(viewers, JOIN_ON_OWN_KEY, settings={"fedsql.mode": "oblivious"})
+    reveal = next(s for s in p.steps if s.op == "reveal_result")
+    assert reveal.local_keys == "f_h1" and [c.how for c in reveal.columns][0] == "local_key"
+    shared = next(s for s in p.steps if s.op == "share_table" and s.party == "h1")
+    names = {c.name for c in shared.columns}
+    label = reveal.columns[0].source
+    assert "__grank" in names and label not in names and f"{label}__v" not in names  # the rank, not the labels
+
+
+def test_keys_needed_by_a_secure_order_by_limit_stay_shared(viewers):
+    p = plan(viewers, JOIN_ON_OWN_KEY + " ORDER BY a.age LIMIT 2", settings={"fedsql.mode": "oblivious"})
+    reveal = next(s for s in p.steps if s.op == "reveal_result")
+    assert not reveal.local_keys and "secure_finish" in {s.op for s in p.steps}

@@ -84,8 +84,8 @@ def plan_secure_finish(ast: exp.Select, reveal: tuple[RevealColumn, ...], replac
     for key, repl in replacements.items():
         name = repl.strip('"')
         col = by_name.get(name)
-        if col is None or not repl.startswith('"'):
-            continue  # e.g. AVG's division: not expressible
+        if col is None or not repl.startswith('"') or col.how == "local_key":
+            continue  # e.g. AVG's division, or keys only the issuer holds: not expressible
         columns[key] = (col.source, col.encoding)
         if col.how == "key":
             preps.append(ValidityPrep(col.source, "copy", col.count))
