@@ -303,14 +303,11 @@ class PartyRun:
         if self.me != issuer:
             return
         values = dict(zip(names, opened))
-        rows = self._rows_of_ranks(step.local_keys, values[GROUP_RANK]) if step.local_keys else None
+        rows = self._rows_of_ranks(step.local_keys, values[GROUP_RANK].view(np.int64)) if step.local_keys else None
         arrays, fields = [], []
         for col in step.columns:
             if col.how == "local_key":
-                own = self.plain[step.local_keys]
-                labels, valid = own[col.source].take(rows), own[col.count].take(rows).to_numpy() != 0
-                width = codec.string_width(labels) if col.encoding.kind == "string" else 1
-                arr = codec.decode_words(codec.encode_column(labels, col.encoding, width, col.name), col.encoding, valid)
+                arr = self._local_labels(self.plain[step.local_keys], col, rows)
             elif col.how == "key":
                 words = [keys[k] for k in sorted(keys, key=_word_index) if k.split("#")[0] == col.source]
                 arr = codec.decode_words(words, col.encoding, keys[col.count] != 0)
@@ -326,16 +323,29 @@ class PartyRun:
         self.plain[step.id] = pa.table(arrays, names=fields)
 
     def _rows_of_ranks(self, fragment: str, ranks: np.ndarray) -> np.ndarray:
-        """For each opened group rank, one row of the issuer's own fragment carrying it."""
+        """For each opened group rank, a row of the issuer's own fragment carrying it; -1 for
+        rank 0 (all keys NULL, also an oblivious LEFT JOIN's unmatched rows), which may have none."""
         own = self.plain[fragment][GROUP_RANK].to_numpy().astype(np.int64)
         values, first = np.unique(own, return_index=True)
-        wanted = ranks.view(np.int64)
-        if not len(wanted):
-            return np.zeros(0, np.int64)
-        at = np.searchsorted(values, wanted)
-        if not len(values) or (at >= len(values)).any() or (values[np.minimum(at, len(values) - 1)] != wanted).any():
+        at = np.minimum(np.searchsorted(values, ranks), max(len(values) - 1, 0))
+        found = (values[at] == ranks) if len(values) else np.zeros(len(ranks), bool)
+        if not (found | (ranks == 0)).all():
             raise MessageError("the opened group numbers do not match this party's own rows")
-        return first[at]
+        return np.where(found & (ranks != 0), first[at] if len(values) else -1, -1)
+
+    @staticmethod
+    def _local_labels(own: pa.Table, col, rows: np.ndarray) -> pa.Array:
+        """The issuer's own group labels for the result rows (rows = -1: NULL labels)."""
+        present = rows >= 0
+        take = pa.array(np.where(present, rows, 0)) if own.num_rows else None
+        labels = own[col.source].take(take) if take is not None else pa.nulls(len(rows))
+        valid = present & (own[col.count].take(take).to_numpy() != 0) if take is not None else present
+        if take is None:
+            words = [np.zeros(len(rows), np.uint64)]
+        else:
+            width = codec.string_width(labels) if col.encoding.kind == "string" else 1
+            words = codec.encode_column(labels, col.encoding, width, col.name)
+        return codec.decode_words(words, col.encoding, valid)
 
     def _open_to(self, issuer: str, shares: list[AShare], tag: str, count: int) -> list[np.ndarray]:
         """Open `count` equally long shared columns to the issuer only, in one batch."""
@@ -543,8 +553,12 @@ class PartyRun:
             )
         fk_flag = ops.sub(ones(n), is_pk_s)
         fk_rows = fk.secret.get("__rows")
-        rows = ops.mul_many(mpc, [has_pk], [fk_flag])[0]
-        rows = ops.mul(mpc, rows, pk_ok)
+        if step.outer:  # every FK row stays; without a PK row its copied PK columns are the zero padding:
+            rows = fk_flag  # values 0 and validity 0, i.e. NULL (the planner shares the PK side fresh: no __rows)
+            if "__rows" in pk.secret:
+                raise errors.InternalError("an oblivious LEFT JOIN needs a freshly shared unique side")
+        else:
+            rows = ops.mul(mpc, ops.mul_many(mpc, [has_pk], [fk_flag])[0], pk_ok)
         if fk_rows is not None:
             fk_rows_s = carried[len(copied_in) + fk_cols.index("__rows")]
             rows = ops.mul(mpc, rows, fk_rows_s)

@@ -93,11 +93,15 @@ class _Fragments:
         self.leaves: dict[str, LocalLeaf] = {}
         self.by_sql: dict[tuple[str, str, str], LocalLeaf] = {}
         self.valid: set[str] = set()  # leaves with a validity column
+        self.null_side = {e.right for e in block.edges if e.kind == "left"}  # NULL-padded by LEFT JOINs
 
     def party_of(self, node: exp.Expression) -> str | None:
-        parties = {self.block.owner[a] for a in aliases_of(node)}
+        aliases = aliases_of(node)
+        parties = {self.block.owner[a] for a in aliases}
         if not parties:
             return self.block.parties[0]  # a constant: any party can compute it
+        if aliases & self.null_side and not null_propagating(node):
+            return None  # the owner cannot see the padding rows: IS NULL, COALESCE, CASE … run under MPC
         return parties.pop() if len(parties) == 1 else None
 
     def _type(self, party: str, sql: str) -> str:
@@ -148,9 +152,6 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
     oblivious = mode == "oblivious"
     if any(block.owner[sj.outer].startswith("@") or sj.table.federated for sj in block.semis):
         raise UnsupportedSql("IN/EXISTS subqueries with federated union tables are not supported yet")
-    if oblivious and any(e.kind != "inner" for e in block.edges):
-        raise UnsupportedSql("LEFT JOIN across parties is not supported in 'oblivious' mode yet; use 'sizes' or "
-                             "'reveal'")
     if not block.edges and len(block.parties) > 1:
         raise UnsupportedSql("the tables of different parties need an equality join condition (a.k = b.k)")
     frags = _Fragments(block, fixed_bits)
@@ -164,6 +165,9 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
     keys = []
     for g in block.group_by:
         party = frags.party_of(g)
+        if party is None and aliases_of(g) & frags.null_side and len({block.owner[a] for a in aliases_of(g)}) == 1:
+            raise UnsupportedSql(f"GROUP BY {g.sql(dialect=DIALECT)}: an expression that is not NULL for the LEFT "
+                                 "JOIN's unmatched rows cannot be a group key yet; group by the column itself")
         if party is None:
             raise UnsupportedSql(f"GROUP BY {g.sql(dialect=DIALECT)} mixes parties; group by one party's columns")
         keys.append(frags.leaf(party, g, role="key"))
@@ -241,10 +245,14 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
     for e_i, (edge, pa, pb) in enumerate(tree_edges):
         new = pb if pa in joined else pa
         if oblivious or e_i in fallback:
-            if edge.kind != "inner":
-                raise UnsupportedSql("this LEFT JOIN would need the oblivious join, which supports inner joins only")
             pk = _primary_key_side(block, edge, new == pb, first=e_i == 0)
-            steps.append(ObliviousJoin(f"j{e_i}", current, f"s_{new}", f"__t{e_i}", f"__t{e_i}", pk))
+            outer = edge.kind == "left"
+            if outer and (block.owner[edge.right] != new or pk != "right"):
+                raise UnsupportedSql(
+                    f"this LEFT JOIN needs the oblivious join, which keeps unmatched rows only when the joined "
+                    f"table {block.tables[edge.right].name} has its join key declared unique (N:1); "
+                    "use 'sizes' or 'reveal' mode, or declare the key unique")
+            steps.append(ObliviousJoin(f"j{e_i}", current, f"s_{new}", f"__t{e_i}", f"__t{e_i}", pk, outer))
             current = f"j{e_i}"
             joined.add(new)
             continue
@@ -386,6 +394,19 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
     return tuple(steps), "result", tuple(leakage)
 
 
+# expression nodes whose value is NULL whenever a column in them is NULL
+_STRICT = (exp.Column, exp.Identifier, exp.Literal, exp.Paren, exp.Add, exp.Sub, exp.Mul, exp.Div, exp.Mod,
+           exp.Neg, exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.Cast, exp.DataType, exp.Not,
+           exp.Between, exp.Like, exp.Upper, exp.Lower, exp.Substring, exp.Abs, exp.Round)
+
+
+def null_propagating(node: exp.Expression) -> bool:
+    """Is `node` NULL when its columns are (all) NULL? Then a LEFT JOIN's NULL padding can be
+    represented by the owner's encoded value with validity 0; otherwise (IS NULL, COALESCE,
+    CASE, OR …) the expression must be evaluated under MPC after the join."""
+    return all(isinstance(n, _STRICT) for n in node.walk())
+
+
 def key_cols_of(keys: list[LocalLeaf]) -> tuple[str, ...]:
     """The shared columns of group keys: each value and its validity."""
     return tuple(n for k in keys for n in (k.name, f"{k.name}__v"))
@@ -401,7 +422,10 @@ def _group_rank(block: JoinBlock, frags: _Fragments, keys: list[LocalLeaf]) -> s
         return ""  # several owners (or a union's members) have no common numbering
     (party,) = owners
     order = ", ".join(f"({k.sql}) NULLS FIRST" for k in keys)
-    frags.items[party].append(f"DENSE_RANK() OVER (ORDER BY {order}) AS {GROUP_RANK}")
+    all_null = " AND ".join(f"({k.sql}) IS NULL" for k in keys)
+    # 0 = all keys NULL: the same number an oblivious LEFT JOIN's unmatched rows carry (zero padding)
+    frags.items[party].append(f"CASE WHEN {all_null} THEN 0 ELSE DENSE_RANK() OVER (ORDER BY {order}) END "
+                              f"AS {GROUP_RANK}")
     frags.shares[party].append(ShareColumn(GROUP_RANK, COUNT))
     return GROUP_RANK
 

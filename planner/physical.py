@@ -315,6 +315,7 @@ class ObliviousJoin:
     left_tag: str
     right_tag: str
     pk: str  # "left" or "right": the side whose join key is unique
+    outer: bool = False  # LEFT JOIN onto the unique side: every FK row stays, unmatched ones with NULLs
     op: str = "oblivious_join"
 
 

@@ -162,6 +162,10 @@ def split_expression(
         return split_expression(case, party_of, leaf)
     if isinstance(node, exp.Is) and isinstance(node.expression, exp.Null):
         return SNode("isnull", (split_expression(node.this, party_of, leaf),), encoding=BOOL)
+    if isinstance(node, exp.Is) and isinstance(node.expression, exp.Boolean):  # x IS TRUE / IS FALSE
+        a = split_expression(node.this, party_of, leaf)
+        base = a if node.expression.this else SNode("not", (a,), encoding=BOOL)
+        return SNode("coalesce", (base, SNode("const", value=0, encoding=BOOL)), encoding=BOOL)
     if isinstance(node, (exp.And, exp.Or)):
         a = split_expression(node.left, party_of, leaf)
         b = split_expression(node.right, party_of, leaf)
@@ -181,6 +185,7 @@ def split_expression(
             other = SNode("case", (cond, then, other), encoding=sum_encoding(then.encoding, other.encoding))
         return other
     raise UnsupportedSql(
-        f"the expression {node.sql(dialect=DIALECT)} combines columns of several parties in a way not supported "
-        "under MPC yet (supported: + - * comparisons AND OR NOT and CASE WHEN c THEN a ELSE b)"
+        f"the expression {node.sql(dialect=DIALECT)} must run under MPC (it combines several parties' columns, or "
+        "reads a LEFT JOIN's NULL-padded side) and is not supported there yet (supported: + - * comparisons "
+        "AND OR NOT IS [NOT] NULL/TRUE/FALSE COALESCE NULLIF IN BETWEEN and CASE WHEN c THEN a ELSE b)"
     )

@@ -190,6 +190,9 @@ QUERIES = [
     "SELECT y.branch, COUNT(*) FROM a.cust x LEFT JOIN b.acct y ON x.cid = y.cid WHERE x.region = 1 "
     "GROUP BY y.branch",
     "SELECT COUNT(*) FROM a.cust x LEFT JOIN b.acct y ON x.cid = y.cid WHERE y.bal > 0",
+    "SELECT COUNT(*), SUM(x.credit) FROM a.cust x LEFT JOIN b.acct y ON x.cid = y.cid WHERE y.bal IS NULL",
+    "SELECT SUM(COALESCE(y.bal, -1)), COUNT(*) FILTER (WHERE y.vip IS NOT TRUE) FROM a.cust x "
+    "LEFT JOIN b.acct y ON x.cid = y.cid",
     "SELECT y.branch, SUM(y.bal) FROM a.cust x JOIN b.acct y ON x.cid = y.cid "
     "WHERE EXISTS (SELECT 1 FROM c.txn z WHERE z.cid = y.cid) GROUP BY y.branch",
 ]
@@ -248,6 +251,13 @@ OBLIVIOUS = [
     # the issuer's own labels (string with NULLs, number) stay with it: looked up by the opened group rank
     "SELECT x.seg, x.region, SUM(p.lim), COUNT(*) FROM a.cust x JOIN c.profile p ON x.cid = p.cid "
     "GROUP BY x.seg, x.region HAVING COUNT(*) > 1",
+    # LEFT JOIN onto the unique side: unmatched rows keep NULLs (and group with the real NULL tiers)
+    "SELECT COUNT(*), COUNT(p.lim), SUM(p.lim), MIN(p.lim) FROM a.cust x LEFT JOIN c.profile p ON x.cid = p.cid",
+    "SELECT p.tier, COUNT(*), SUM(x.credit), COUNT(p.cid) FROM a.cust x LEFT JOIN c.profile p ON x.cid = p.cid "
+    "GROUP BY p.tier",
+    "SELECT x.seg, COUNT(p.cid), AVG(p.lim) FROM a.cust x LEFT JOIN c.profile p ON x.cid = p.cid AND p.lim > 300 "
+    "GROUP BY x.seg",
+    "SELECT COUNT(*), SUM(x.credit) FROM a.cust x LEFT JOIN c.profile p ON x.cid = p.cid WHERE p.lim IS NULL",
     # semi-/anti-joins without a matcher: sort-based, every outer row stays (duplicates and NULLs inside)
     "SELECT COUNT(*), SUM(x.credit) FROM a.cust x WHERE x.cid IN (SELECT y.cid FROM b.acct y WHERE y.vip)",
     "SELECT x.seg, COUNT(*) FROM a.cust x WHERE EXISTS (SELECT 1 FROM c.txn z WHERE z.cid = x.cid "
