@@ -203,6 +203,11 @@ def _check_aggregate(a, members: list[TableConfig], names: str) -> None:
             "with noise calibrated to one unit (a single person can move them anywhere in the bounds); "
             "use COUNT, SUM, AVG, VAR or STDDEV"
         )
+    if a.func == "count_distinct":
+        raise PolicyViolation(
+            f"{a.key} over {names}, which declares a differential-privacy policy: COUNT(DISTINCT ...) is not "
+            "built under DP yet; use COUNT(*) or COUNT(column), or GROUP BY the column and count the groups"
+        )
     if a.func not in ("sum", "avg") + SPREAD:
         return
     if not isinstance(a.arg, exp.Column):
@@ -464,6 +469,12 @@ def explain_lines(info: DPInfo | None) -> list[str]:
             f"{which} (epsilon {spec.epsilon:.4g}, noise std {std:.4g}) is >= tau = {sel.threshold}, "
             f"compared under MPC; tau from epsilon, delta {sel.delta:g}, max_rows {spec.sensitivity}: "
             f"{sel.derived}" + (f", raised by the owners' declared threshold" if sel.threshold > sel.derived else ""))
+        from executors.dp import count_released_95
+
+        sure = count_released_95(sel.threshold, spec.family, spec.epsilon, spec.sensitivity, PARTIES_FOR_GUARANTEE,
+                                 delta=spec.delta)
+        lines.append(f"  a group with a count of {sure} or more is released with probability >= 95%; a group "
+                     f"made by one unit (count <= {spec.sensitivity}) with probability <= {sel.delta:g} in all")
         lines.append("  revealed: only the number of released groups (to the compute parties) and the released "
                      "groups' keys with noisy values (to the issuer); groups below tau are never opened")
     for o in info.outputs:
