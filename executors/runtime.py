@@ -184,7 +184,7 @@ class PartyRun:
             self.widths[step.id] = width
 
     def _share_table(self, step: ShareTable) -> None:
-        width = self.widths.get(step.width_from, 1)
+        width = step.width or self.widths.get(step.width_from, 1)
         words: list[np.ndarray] = []
         n = None
         if self.me == step.party:
@@ -389,7 +389,10 @@ class PartyRun:
             carried.append(table.secret[step.flag])
             hows.append("sum")
         if table.n == 0:
-            self.secret[step.id] = SecretTable(n=0, secret={c: table.secret[c] for c in key_cols + value_cols})
+            empty = {c: table.secret[c] for c in key_cols + value_cols}
+            if step.mark:
+                empty[step.mark] = AShare(np.zeros(0, np.uint64), np.zeros(0, np.uint64))
+            self.secret[step.id] = SecretTable(n=0, secret=empty)
             return
         if step.rank:  # one narrow sort key (the owner's dense rank); the key columns ride along
             bits = [table.n.bit_length() + 1]  # ranks are in 0..n: the plan's inputs bound them
@@ -406,12 +409,35 @@ class PartyRun:
         if step.flag:  # keep groups with at least one kept row
             nonempty = nonzero_flags(self.mpc, [totals.pop()])[0]
             last = ops.mul(self.mpc, last, nonempty)
+        if step.mark:  # DP partition selection decides later which groups are opened: open nothing here
+            out = SecretTable(n=table.n, secret=dict(zip(key_cols + value_cols, keys + totals)))
+            out.secret[step.mark] = last
+            self.secret[step.id] = out
+            return
         shuffled = ops.shuffle(self.mpc, keys + totals + [last])
         keep = np.flatnonzero(ops.reveal(self.mpc, shuffled[-1], None) != 0)
         out = SecretTable(n=len(keep))
         for name, col in zip(key_cols + value_cols, shuffled[:-1]):
             out.secret[name] = ops.take(col, keep)
         self.secret[step.id] = out
+
+    def _partition_select(self, step) -> None:
+        """Keep the groups whose noisy count reaches τ (docs/dp.md §5.4): the comparison runs on
+        shares, the rows are shuffled, and only the keep bits are opened — so the compute parties
+        learn the number of released groups and nothing about the others."""
+        if not self.is_compute:
+            return
+        table = self.secret[step.input]
+        names = [c for c in table.secret if c != step.mark]
+        if table.n == 0:
+            self.secret[step.id] = SecretTable(n=0, secret={c: table.secret[c] for c in names})
+            return
+        above = ops.compare_many(self.mpc, [("ge", table.secret[step.count], step.threshold)])[0]
+        keep = ops.mul(self.mpc, table.secret[step.mark], ops.b2a_bit(self.mpc, above))
+        shuffled = ops.shuffle(self.mpc, [table.secret[c] for c in names] + [keep])
+        kept = np.flatnonzero(ops.reveal(self.mpc, shuffled[-1], None) != 0)
+        self.secret[step.id] = SecretTable(n=len(kept), secret={c: ops.take(v, kept)
+                                                                for c, v in zip(names, shuffled[:-1])})
 
     def _keys_to(self, issuer: str, table: SecretTable | None, step: RevealResult) -> dict[str, np.ndarray]:
         """Opened group keys are public among compute parties; the issuer gets them from compute[0]."""

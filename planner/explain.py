@@ -41,6 +41,13 @@ def _what(step: Step) -> str:
     if op == "add_noise":
         return "each compute party inputs its DP noise part as shares, added before any reveal: " + ", ".join(
             f"{n.column} (epsilon {n.epsilon:.4g}, sensitivity {n.sensitivity})" for n in step.noise)
+    if op == "oblivious_group":
+        how = ", ".join(f"{c.how}({c.column})" for c in step.combine)
+        opened = "open nothing, mark each group's last row" if step.mark else "open which rows end a group"
+        return f"oblivious sort by {', '.join(step.keys)}, segmented {how}; {opened}"
+    if op == "partition_select":
+        return (f"keep groups whose noisy {step.count} >= tau = {step.threshold} (compared on shares), shuffle, "
+                "open only the keep bits")
     return ""
 
 

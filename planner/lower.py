@@ -17,7 +17,14 @@ from planner.passes.finalize import final_sql, issuer_side_note
 from planner.passes.secure_finish import finish_leakage, plan_secure_finish
 from planner.passes.pushdown import rewrite_source, row_fragment_sql, source_sql, where_sql
 from planner.passes.dp import DPRequest, leakage_lines
-from planner.passes.split_aggregates import AggregateSplit, split_aggregates, split_count_distinct, split_dp
+from planner.passes.split_aggregates import (
+    DP_KEY_WORDS,
+    AggregateSplit,
+    split_aggregates,
+    split_count_distinct,
+    split_dp,
+    split_dp_rows,
+)
 from planner.physical import (
     AddNoise,
     AgreeWidth,
@@ -26,6 +33,7 @@ from planner.physical import (
     GroupCombine,
     ObliviousGroup,
     LocalQuery,
+    PartitionSelect,
     RevealResult,
     SecureUnion,
     SendPlain,
@@ -49,6 +57,8 @@ def lower(
     """Return (steps, result step id, leakage report). With `dp` (planner/passes/dp.py) the
     aggregates are noised inside the MPC, whoever owns the tables."""
     owners = block.table.owners
+    if dp is not None and dp.selection is not None:
+        return _dp_selection(block, issuer, compute, output, dp)
     if dp is not None:
         return _union_aggregate(block, issuer, compute, output, fixed_bits, dp)
     if set(owners) == {issuer} and len(owners) == 1:
@@ -161,6 +171,35 @@ def _union_aggregate(block: QueryBlock, issuer: str, compute, output: OutputSche
         leakage += (f"to {', '.join(compute)}: the number of groups (the result size); the keys stay secret "
                     "until the issuer gets the result (oblivious sort + segmented aggregation)",)
     return tuple(steps), "result", leakage
+
+
+def _dp_selection(block: QueryBlock, issuer: str, compute, output: OutputSchema, dp: DPRequest):
+    """DP over secret GROUP BY keys: every owner shares all its rows with a keep flag; an oblivious
+    GROUP BY marks each group's last row without opening anything; each compute party adds its
+    noise part to every row; only groups whose noisy count reaches τ are opened, keys to the
+    issuer only (docs/dp.md §5.4)."""
+    split = split_dp_rows(block, _expression_types(block), dp)
+    members = block.table.members
+    steps: list[Step] = []
+    for m in members:
+        purpose = ("DP rows: keep flag after WHERE and per-unit bounding, clamped values"
+                   if m.qualified in dp.members else "rows with their WHERE flag")
+        steps.append(LocalQuery(f"p_{m.party}", m.party, split.local_sql[m.qualified], purpose))
+    width = DP_KEY_WORDS if split.has_string_key else 0
+    for m in members:
+        steps.append(ShareTable(f"s_{m.party}", f"p_{m.party}", m.party, split.shares, width=width))
+    steps.append(SecureUnion("u", tuple(f"s_{m.party}" for m in members)))
+    keys = tuple(c.name for c in split.shares if c.role == "key")
+    sel = dp.selection
+    steps.append(ObliviousGroup("g", "u", keys, split.combine, flag="__keep", mark="__last"))
+    steps.append(AddNoise("n", "g", split.noise))
+    steps.append(PartitionSelect("sel", "n", sel.count.column, sel.threshold, "__last"))
+    steps.append(RevealResult("r", "sel", issuer, split.reveal, secret_keys=True))
+    sql = final_sql(block, "__agg", split.replacements, output)
+    steps.append(FinalQuery("result", issuer, sql, (("__agg", "r"),)))
+    leakage = (f"to {', '.join(compute)}: nothing but the input table sizes and the number of released groups; "
+               "keys, flags and aggregates stay secret",)
+    return tuple(steps), "result", leakage + leakage_lines(dp.info, issuer, ", ".join(block.table.owners))
 
 
 def _dp_leakage(block: QueryBlock, issuer: str, compute, dp: DPRequest) -> tuple[str, ...]:

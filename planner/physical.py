@@ -77,6 +77,7 @@ class ShareTable:
     party: str
     columns: tuple[ShareColumn, ...]
     width_from: str = ""  # AgreeWidth step giving the string key width
+    width: int = 0  # when > 0: a public string key width in words fixed by the plan (no AgreeWidth)
     op: str = "share_table"
 
 
@@ -183,6 +184,19 @@ class DPInfo:
     outputs: tuple[DPOutput, ...]
     columns: tuple[tuple[str, bool, tuple[str, ...]], ...]  # result column, is it one aggregate as is, keys it uses
     groups: tuple[tuple[str, tuple[str, ...]], ...] = ()  # GROUP BY column → declared public values
+    selection: "Selection | None" = None  # secret GROUP BY keys: private partition selection
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Private partition selection over secret GROUP BY keys (docs/dp.md §5.4)."""
+
+    keys: tuple[str, ...]  # GROUP BY expressions (SQL)
+    threshold: int  # τ: a group is released when its noisy count >= τ
+    derived: int  # τ derived from (ε, δ, max_rows); threshold = max(derived, declared)
+    delta: float  # δ of the selection (P[a group made by one unit is released] <= δ)
+    count: NoiseSpec  # the noisy count the threshold applies to
+    hidden: bool  # the count is not a result column (extra ε share)
 
 
 @dataclass(frozen=True)
@@ -207,7 +221,23 @@ class ObliviousGroup:
     combine: tuple[Combine, ...]
     flag: str = ""  # row filter column (0/1); groups with no kept row are dropped
     rank: str = ""  # when set: the keys' dense rank (one party's keys), the only sort key; keys ride along
+    mark: str = ""  # when set: open nothing; keep every row, `mark` = 1 on each non-empty group's last row
     op: str = "oblivious_group"
+
+
+@dataclass(frozen=True)
+class PartitionSelect:
+    """DP partition selection: keep a group only when `mark` = 1 (its last row, from a marking
+    ObliviousGroup) and its noisy count is >= `threshold`, decided under MPC. The rows are
+    shuffled and only the keep bits are opened: the compute parties learn how many groups are
+    released, nothing about the groups below the threshold (docs/dp.md §5)."""
+
+    id: str
+    input: str
+    count: str  # noisy count column (count units)
+    threshold: int
+    mark: str
+    op: str = "partition_select"
 
 
 @dataclass(frozen=True)
@@ -329,10 +359,13 @@ class SecureEval:
     op: str = "secure_eval"
 
 
-Step = LocalQuery | SendPlain | AgreeWidth | ShareTable | SecureUnion | GroupCombine | AddNoise | RevealResult | FinalQuery | AgreeTagKey | ComputeTags | SecureJoin | SecureEval | ObliviousGroup | ObliviousJoin | ObliviousSemiJoin | SecureFinish | DistinctMark
+Step = (LocalQuery | SendPlain | AgreeWidth | ShareTable | SecureUnion | GroupCombine | AddNoise | RevealResult
+        | FinalQuery | AgreeTagKey | ComputeTags | SecureJoin | SecureEval | ObliviousGroup | ObliviousJoin
+        | ObliviousSemiJoin | SecureFinish | DistinctMark | PartitionSelect)
 
 SECURE_OPS = {"agree_width", "share_table", "secure_union", "group_combine", "add_noise", "reveal_result",
-              "secure_join", "secure_eval", "oblivious_group", "oblivious_join", "oblivious_semi_join", "secure_finish", "distinct_mark"}
+              "secure_join", "secure_eval", "oblivious_group", "oblivious_join", "oblivious_semi_join",
+              "secure_finish", "distinct_mark", "partition_select"}
 
 
 @dataclass(frozen=True)

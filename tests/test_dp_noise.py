@@ -350,3 +350,25 @@ def test_zero_outputs_and_shapes():
     assert sample_party_noise("laplace", 1.0, 1, 0).shape == (0,)
     x = sample_party_noise("laplace", 1.0, 1, 7)
     assert x.shape == (7,) and x.dtype == np.int64
+
+
+@pytest.mark.parametrize("eps,sens,delta", [(1.0, 1, 0.02), (0.5, 2, 0.01)])
+def test_partition_selection_releases_at_the_stated_rates(eps, sens, delta):
+    """The real sampler (three parts summed) against the stated release probabilities: a group
+    made by one unit (count = Δ) at most δ, groups around τ at the exact rate, and a group of
+    count_released_95 at least 95% of the time. δ is large here so the rates are measurable."""
+    from executors.dp import count_released_95, partition_threshold, release_probability
+
+    tau = partition_threshold("laplace", eps, sens, delta)
+    n = 100_000
+    s = draw_parts("laplace", eps, sens, n).sum(axis=0)
+    sure = count_released_95(tau, "laplace", eps, sens)
+    for count in (sens, tau - 2, tau, tau + 3, sure):
+        stated = release_probability(count, tau, "laplace", eps, sens)
+        seen = np.mean(count + s >= tau)
+        se = math.sqrt(max(stated * (1 - stated), 1e-6) / n)
+        assert abs(seen - stated) < 5 * se, (count, seen, stated)
+    assert release_probability(sens, tau, "laplace", eps, sens) <= delta
+    assert release_probability(sens, tau - 1, "laplace", eps, sens) > delta  # τ is the smallest that works
+    assert release_probability(sure, tau, "laplace", eps, sens) >= 0.95
+    assert release_probability(sure - 1, tau, "laplace", eps, sens) < 0.95

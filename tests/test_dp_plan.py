@@ -117,8 +117,11 @@ def test_private_columns_may_feed_noisy_outputs_only(fed):
     ("SELECT MAX(age) FROM patients", "MIN and MAX"),
     ("SELECT SUM(id) FROM patients", "has no bounds"),
     ("SELECT AVG(age + 1) FROM patients", "not expressions"),
-    ("SELECT age, COUNT(*) FROM patients GROUP BY age", "no public groups"),
+    ("SELECT age, COUNT(*) FROM patients GROUP BY age", r"delta = 0: age has no declared dp.public_groups.*needs delta > 0"),
     ("SELECT upper(diagnosis), COUNT(*) FROM patients GROUP BY upper(diagnosis)", "public_groups"),
+    ("SELECT pid, COUNT(*) FROM h2.patients GROUP BY pid", "privacy unit"),
+    ("SELECT COUNT(DISTINCT age) FROM patients", "COUNT.DISTINCT"),
+    ("SELECT VAR_POP(id) FROM patients", "has no bounds"),
 ])
 def test_refusals(fed, sql, needle):
     with pytest.raises(errors.PolicyViolation, match=needle):
@@ -213,3 +216,116 @@ def test_budget_command(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "privacy budget of party h2" in out and "not created yet" in out and "h2.patients" in out
     assert main(["budget", str(config), "--party", "nobody"]) == 2
+
+
+# -- secret GROUP BY keys: private partition selection (docs/dp.md §5.4) ------------------
+
+SEL = (BASE.replace("max_epsilon_per_query = 2.0\n", "max_epsilon_per_query = 2.0\ndelta = 1e-4\nmax_delta_per_query = 1e-5\n")
+           .replace("max_epsilon_per_query = 0.5\n", "max_epsilon_per_query = 0.5\ndelta = 1e-4\nmax_delta_per_query = 2e-5\n"))
+
+
+@pytest.fixture(scope="module")
+def sel_fed():
+    return parse_config(SEL, Path("/tmp/unit.toml"))
+
+
+def test_secret_keys_plan_a_partition_selection(sel_fed):
+    from executors.dp import partition_threshold
+
+    p = plan(sel_fed, "SELECT age, COUNT(*) AS n, SUM(cost) FROM patients GROUP BY age")
+    ops = [s.op for s in p.steps]
+    assert ops[-6:] == ["secure_union", "oblivious_group", "add_noise", "partition_select", "reveal_result",
+                        "final_query"]
+    group, sel = p.step("g"), p.step("sel")
+    assert group.mark == "__last" and group.flag == "__keep" and p.step("r").secret_keys
+    eps = 0.5 / 2  # COUNT(*) (also the selection count) and SUM
+    # delta: the smallest max_delta_per_query; one unit makes at most max_rows = 3 groups
+    count = next(a for a in ("__a0", "__a1") if f'AS "n"' in p.step("result").sql and f'"{a}" AS BIGINT) AS "n"'
+                 in p.step("result").sql)
+    assert sel.threshold == partition_threshold("laplace", eps, 3, 1e-5 / 3) and sel.count == count
+    assert {(c.party, c.epsilon, c.delta) for c in p.dp.charges} == {("h2", 0.5, 1e-5), ("h3", 0.5, 1e-5)}
+    assert p.dp.delta == 1e-5 and p.dp.selection.threshold == sel.threshold
+    h2 = p.step("p_h2").sql
+    # every row is shared (no GROUP BY at the owner), the keep flag bounds units among WHERE-passing rows
+    assert "GROUP BY" not in h2 and 'PARTITION BY "pid", "__fedsql_w"' in h2 and '"__fedsql_rn" <= 3' in h2
+    assert "GROUP BY" not in p.step("p_h1").sql and "ROW_NUMBER" not in p.step("p_h1").sql  # the issuer's own rows
+
+
+def test_selection_count_is_hidden_when_the_query_has_no_count(sel_fed):
+    p = plan(sel_fed, "SELECT age, SUM(cost) FROM patients GROUP BY age")
+    noise = {n.column: n for n in p.step("n").noise}
+    assert set(noise) == {"__a0_sum", "__sel"} and noise["__sel"].epsilon == 0.25 and noise["__sel"].sensitivity == 3
+    assert p.step("sel").count == "__sel" and p.dp.selection.hidden
+    assert "__sel" not in {c.name for c in p.step("r").columns}  # never opened
+
+
+def test_declared_threshold_only_raises_tau(sel_fed):
+    low = parse_config(SEL.replace("delta = 1e-4\nmax_delta_per_query = 2e-5\n",
+                                   "delta = 1e-4\nmax_delta_per_query = 2e-5\nthreshold = 2\n"), Path("/tmp/u.toml"))
+    high = parse_config(SEL.replace("delta = 1e-4\nmax_delta_per_query = 2e-5\n",
+                                    "delta = 1e-4\nmax_delta_per_query = 2e-5\nthreshold = 5000\n"), Path("/tmp/u.toml"))
+    sql = "SELECT age, COUNT(*) FROM patients GROUP BY age"
+    derived = plan(sel_fed, sql).step("sel").threshold
+    assert plan(low, sql).step("sel").threshold == derived > 2
+    assert plan(high, sql).step("sel").threshold == 5000
+    assert "raised by the owners' declared threshold" in "\n".join(explain_lines(plan(high, sql)))
+
+
+def test_declared_values_still_bind_and_string_keys_have_a_fixed_width(sel_fed):
+    from planner.passes.split_aggregates import DP_KEY_WORDS
+
+    # diagnosis is declared public by both DP owners, age is not: a secret GROUP BY where each DP
+    # owner drops its rows with undeclared diagnoses
+    p = plan(sel_fed, "SELECT diagnosis, age, COUNT(*) FROM patients GROUP BY diagnosis, age")
+    assert p.dp.selection is not None and not p.dp.groups
+    assert "IN (CAST('flu' AS VARCHAR), CAST('cold' AS VARCHAR), CAST('o''brien' AS VARCHAR))" in p.step("p_h2").sql
+    assert "IN (CAST('cold' AS VARCHAR), CAST('flu' AS VARCHAR))" in p.step("p_h3").sql
+    assert " IN (" not in p.step("p_h1").sql
+    assert not any(s.op == "agree_width" for s in p.steps)  # a data-derived width would leak
+    assert {s.width for s in p.steps if s.op == "share_table"} == {DP_KEY_WORDS}
+    assert f"strlen((diagnosis)) <= {7 * DP_KEY_WORDS}" in p.step("p_h2").sql
+
+
+def test_selection_with_skellam_splits_delta(sel_fed):
+    fed = parse_config(SEL.replace("public_groups = { diagnosis", 'mechanism = "skellam"\npublic_groups = { diagnosis'),
+                       Path("/tmp/u.toml"))
+    p = plan(fed, "SELECT age, COUNT(*) FROM patients GROUP BY age")
+    assert p.dp.family == "skellam" and p.dp.delta == pytest.approx(1e-5)
+    assert p.dp.selection.delta == pytest.approx(5e-6) and p.step("n").noise[0].delta == pytest.approx(5e-6)
+
+
+def test_explain_and_notes_of_a_selection(sel_fed):
+    p = plan(sel_fed, "SELECT age AS a, COUNT(*) AS n FROM patients GROUP BY age")
+    tau = p.step("sel").threshold
+    text = "\n".join(explain_lines(p))
+    assert f"tau = {tau}" in text and "only the number of released groups" in text
+    assert "released with probability >= 95%" in text
+    leak = "\n".join(p.leakage)
+    assert "number of groups released by private partition selection" in leak and "not even how many" in leak
+    assert f"noisy count reached {tau}" in column_notes(p.dp)["a"]
+
+
+# -- VAR / STDDEV under DP ---------------------------------------------------------------
+
+
+def test_variance_is_centred_with_three_noisy_parts(fed):
+    p = plan(fed, "SELECT VAR_POP(age) AS v, STDDEV_SAMP(age) AS s FROM patients", settings={"fedsql.epsilon": "0.3"})
+    noise = {n.column: n for n in p.step("n").noise}
+    # centre (0 + 120) // 2 = 60 over h2 [0, 120] (max_rows 3) and h3 [10, 90] (row privacy)
+    assert noise["__a0_sum"].sensitivity == max(3 * 60, 50)
+    assert noise["__a0_sq"].sensitivity == max(3 * 60 ** 2, 50 ** 2)
+    assert noise["__a0_cnt"].sensitivity == 3
+    assert all(n.epsilon == pytest.approx(0.05) for n in noise.values()) and len(noise) == 6
+    assert "- 60)" in p.step("p_h2").sql and "HUGEINT" in p.step("p_h2").sql
+    final = p.step("result").sql
+    assert "sqrt(" in final.lower() and "3600.0" in final  # clamped to the largest variance in [0, 120]
+    notes = column_notes(p.dp)
+    assert notes["v"].startswith("DP: variance from a noisy centred sum") and "95% interval" in notes["v"]
+    assert "standard deviation" in notes["s"] and "NULL when the noisy count is <= 1" in notes["s"]
+
+
+def test_variance_sensitivity_of_a_fixed_point_column(fed):
+    p = plan(fed, "SELECT VAR_SAMP(w) FROM h2.patients")
+    noise = {n.column: n.sensitivity for n in p.step("n").noise}
+    half = int(2.5 * (1 << 20))  # centre 0: bounds [-2.5, 2.5] in 2^20 units
+    assert noise["__a0_sum"] == 3 * half and noise["__a0_sq"] == 3 * (half * half >> 20)

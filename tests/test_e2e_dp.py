@@ -209,8 +209,9 @@ def test_group_by_public_groups_outputs_exactly_the_declared_groups(dpfed):
     ("SELECT x FROM p2.v", "only noisy aggregates"),
     ("SELECT SUM(secret) FROM v", "has no bounds"),
     ("SELECT SUM(x * 2) FROM v", "bounds columns, not expressions"),
-    ("SELECT uid, COUNT(*) FROM v GROUP BY uid", "no public groups"),
-    ("SELECT secret, COUNT(*) FROM p3.v GROUP BY secret", "secret GROUP BY"),
+    ("SELECT uid, COUNT(*) FROM v GROUP BY uid", "privacy unit"),
+    ("SELECT secret, COUNT(*) FROM p3.v GROUP BY secret", "needs delta > 0"),
+    ("SELECT VAR_POP(secret) FROM v", "has no bounds"),
 ])
 def test_refusals_say_why(dpfed, sql, needle):
     config, _, _ = dpfed

@@ -8,17 +8,19 @@ from executors.dp.noise import (
     central_variance,
     confidence_interval,
     confidence_interval_95,
+    count_released_95,
     interval_coverage,
     noise_params,
     noise_scale,
     noise_variance,
     partition_threshold,
+    release_probability,
     sample_party_noise,
     skellam_epsilon,
 )
 
 __all__ = [
     "FAMILIES", "MAX_STD", "N_PARTIES", "NoiseParams", "central_variance", "confidence_interval",
-    "confidence_interval_95", "interval_coverage", "noise_params", "noise_scale", "noise_variance", "partition_threshold",
-    "sample_party_noise", "skellam_epsilon",
+    "confidence_interval_95", "count_released_95", "interval_coverage", "noise_params", "noise_scale", "noise_variance", "partition_threshold",
+    "release_probability", "sample_party_noise", "skellam_epsilon",
 ]

@@ -626,3 +626,25 @@ def partition_threshold(family: str, epsilon: float, sensitivity: int, delta: fl
     _, k = confidence_interval(1.0 - 2.0 * delta, family, epsilon, sensitivity, parties_for_guarantee,
                                delta=mechanism_delta, n_parties=n_parties)
     return int(sensitivity) + k + 1
+
+
+def release_probability(count: int, threshold: int, family: str, epsilon: float, sensitivity: int,
+                        parties_for_guarantee: int = 2, *, delta: float = 0.0, n_parties: int = N_PARTIES) -> float:
+    """P(count + S >= threshold) for S the sum of all parts: how likely partition selection
+    releases a group of true count `count` (exact, via the symmetric interval mass)."""
+    k = int(threshold) - int(count)  # released iff S >= k
+    if k <= 0:  # P(S >= k) = 1 - P(S <= k - 1) = 1 - P(S >= 1 - k) by symmetry
+        return 1.0 - release_probability(0, 1 - k, family, epsilon, sensitivity, parties_for_guarantee,
+                                         delta=delta, n_parties=n_parties)
+    inside = interval_coverage(family, epsilon, sensitivity, k - 1, parties_for_guarantee, delta=delta,
+                               n_parties=n_parties)
+    return max(0.0, (1.0 - inside) / 2.0)
+
+
+def count_released_95(threshold: int, family: str, epsilon: float, sensitivity: int, parties_for_guarantee: int = 2,
+                      *, delta: float = 0.0, n_parties: int = N_PARTIES) -> int:
+    """Smallest true count released with probability >= 0.95 at this threshold: τ + k with
+    P(S < −k) <= 0.05, i.e. k the symmetric 90% quantile."""
+    _, k = confidence_interval(0.90, family, epsilon, sensitivity, parties_for_guarantee, delta=delta,
+                               n_parties=n_parties)
+    return int(threshold) + k

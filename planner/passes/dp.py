@@ -5,9 +5,12 @@ one owner's table). For every member table with a DP policy whose owner is not
 the issuer (policies bind other parties), it:
 
 - refuses what cannot be made private, saying why: non-aggregate output, MIN/MAX,
-  SUM/AVG over an expression or a column without declared bounds, GROUP BY a
-  key without declared public groups (secret keys need private partition
-  selection over secret GROUP BY, not built yet);
+  SUM/AVG/VAR/STDDEV over an expression or a column without declared bounds,
+  GROUP BY the privacy unit, GROUP BY a secret key (one not declared in every
+  owner's public_groups) when an owner allows no δ;
+- for secret GROUP BY keys, plans private partition selection: a group is
+  released only when its noisy count reaches τ, derived from (ε, δ, max_rows)
+  (`executors.dp.partition_threshold`) or the owners' declared `threshold`;
 - fixes the query's ε (``SET fedsql.epsilon``, default min(1, every touched
   table's ``max_epsilon_per_query``)) and δ, splits them evenly across the noisy
   columns, and computes each column's sensitivity in scaled integer units;
@@ -30,10 +33,10 @@ from sqlglot import exp
 from fedsql.config import TableConfig
 from fedsql.dp_config import DPPolicy
 from fedsql.errors import PolicyViolation, UnsupportedSql
-from planner.analyze import QueryBlock, canonical
+from planner.analyze import SPREAD, QueryBlock, canonical
 from planner.encodings import value_encoding
 from planner.parse import DIALECT
-from planner.physical import DPCharge, DPInfo, DPOutput, Encoding, NoiseSpec
+from planner.physical import DPCharge, DPInfo, DPOutput, Encoding, NoiseSpec, Selection
 
 DEFAULT_EPSILON = 1.0
 """ε of a query when the session does not SET fedsql.epsilon (capped by every table's max_epsilon_per_query)."""
@@ -41,18 +44,22 @@ DEFAULT_EPSILON = 1.0
 PARTIES_FOR_GUARANTEE = 2
 """Any two of the three compute parties' noise parts already give the full guarantee (docs/dp.md §2)."""
 
+NOISY_PARTS = {"avg": 2, "var_pop": 3, "var_samp": 3, "stddev_pop": 3, "stddev_samp": 3}
+"""Noisy columns per aggregate (default 1): AVG = sum, count; VAR/STDDEV = sum, sum of squares, count."""
+
 
 @dataclass(frozen=True)
 class DPAggregate:
     """One aggregate of the query under DP."""
 
     key: str
-    func: str  # count_star | count | sum | avg
+    func: str  # count_star | count | sum | avg | var_pop | var_samp | stddev_pop | stddev_samp
     name: str  # a0, a1... (as the split names it)
-    encoding: Encoding | None  # sum/avg: encoding of the argument
-    bounds: dict[str, tuple[int, int]]  # sum/avg: DP member (qualified) → clamping range in scaled units
-    out_bounds: tuple[float, float] | None  # sum/avg: loosest range in output units (AVG post-processing)
-    noise: tuple[NoiseSpec, ...]
+    encoding: Encoding | None  # sum/avg/var: encoding of the argument
+    bounds: dict[str, tuple[int, int]]  # sum/avg/var: DP member (qualified) → clamping range in scaled units
+    out_bounds: tuple[float, float] | None  # sum/avg/var: loosest range in output units (post-processing)
+    noise: tuple[NoiseSpec, ...]  # sum (+ count for avg; + sum of squares, count for var)
+    center: int = 0  # var: values are centred at this (scaled) value before summing, to cut sensitivity
 
 
 @dataclass(frozen=True)
@@ -61,6 +68,9 @@ class DPRequest:
     members: dict[str, DPPolicy]  # qualified member table → its policy (DP members only)
     groups: tuple[tuple[str, str, tuple], ...]  # per GROUP BY key: (column, DuckDB type, declared values)
     aggs: dict[str, DPAggregate]  # by aggregate key
+    selection: Selection | None = None  # secret GROUP BY keys: private partition selection
+    key_types: tuple[str, ...] = ()  # selection: DuckDB type of each GROUP BY key
+    key_filters: dict[str, tuple[tuple[int, tuple], ...]] = None  # selection: member → (key index, declared values)
 
     @property
     def noised(self) -> frozenset[str]:
@@ -103,12 +113,19 @@ def plan_dp(block: QueryBlock, issuer: str, settings: dict[str, str], types: dic
             f"{names} declares a differential-privacy policy: only noisy aggregates (COUNT, SUM, AVG) may be "
             "revealed, and this query would reveal rows. Aggregate the rows, e.g. SELECT COUNT(*) ..."
         )
-    groups = _groups(block, members, types)
+    secret = _secret_keys(block, members)
+    groups = () if secret else _groups(block, members, types)
     epsilon, delta, family = _budget(members, settings)
+    delta_select = 0.0
+    if secret:
+        delta_select = _selection_delta(block, members)
+        if family == "skellam":  # half of δ for the mechanism, half for the selection
+            delta_select = delta = delta / 2
 
-    noisy = sum(2 if a.func == "avg" else 1 for a in block.aggs)
     for a in block.aggs:
         _check_aggregate(a, members, names)
+    hidden = bool(secret) and not any(a.func == "count_star" for a in block.aggs)
+    noisy = sum(NOISY_PARTS.get(a.func, 1) for a in block.aggs) + hidden
     eps_each = _split(epsilon, noisy) if noisy else 0.0
     delta_each = delta / noisy if noisy and delta else 0.0
     max_rows = max(m.dp.max_rows for m in members)
@@ -128,7 +145,6 @@ def plan_dp(block: QueryBlock, issuer: str, settings: dict[str, str], types: dic
             raise UnsupportedSql(f"{a.func.upper()} over {types[canonical(a.arg)]} is not supported")
         divisor = _divisor(enc)
         bounds = {}
-        sens = 1
         lo_out, hi_out = math.inf, -math.inf
         for m in members:
             lo, hi = m.dp.bound(a.arg.name)
@@ -138,25 +154,43 @@ def plan_dp(block: QueryBlock, issuer: str, settings: dict[str, str], types: dic
                 raise PolicyViolation(f"bounds [{lo}, {hi}] of {m.qualified}.{a.arg.name} contain no value of its "
                                       f"type {types[canonical(a.arg)]}; the owner must widen dp.bounds")
             bounds[m.qualified] = (lo_s, hi_s)
-            sens = max(sens, m.dp.max_rows * max(abs(lo_s), abs(hi_s)))
             lo_out, hi_out = min(lo_out, float(lo)), max(hi_out, float(hi))
+        # VAR/STDDEV: centre at the middle of the loosest range (the variance is shift-invariant)
+        center = (min(b[0] for b in bounds.values()) + max(b[1] for b in bounds.values())) // 2 \
+            if a.func in SPREAD else 0
+        sens = max(1, max(m.dp.max_rows * max(abs(lo_s - center), abs(hi_s - center))
+                          for m, (lo_s, hi_s) in zip(members, bounds.values())))
         specs = [_spec(f"{col}_sum", family, eps_each, delta_each, sens, a.key)]
-        if a.func == "avg":
+        if a.func in SPREAD:  # each row adds floor((v - center)^2 / divisor): same scale as the value
+            sq = max(1, max(m.dp.max_rows * (max(lo_s - center, hi_s - center, key=abs) ** 2 // divisor)
+                            for m, (lo_s, hi_s) in zip(members, bounds.values())))
+            specs.append(_spec(f"{col}_sq", family, eps_each, delta_each, sq, a.key))
+        if a.func in ("avg",) + SPREAD:
             specs.append(_spec(f"{col}_cnt", family, eps_each, delta_each, max_rows, a.key))
-        aggs[a.key] = DPAggregate(a.key, a.func, a.name, enc, bounds, (lo_out, hi_out), tuple(specs))
+        aggs[a.key] = DPAggregate(a.key, a.func, a.name, enc, bounds, (lo_out, hi_out), tuple(specs), center)
         outputs.append(DPOutput(a.key, a.func, tuple(specs), divisor, (f"{lo_out:g}", f"{hi_out:g}")))
 
-    charges = tuple(DPCharge(m.party, m.name, epsilon, delta) for m in members) if noisy else ()
+    selection = None
+    if secret:
+        count = next((aggs[a.key].noise[0] for a in block.aggs if a.func == "count_star"), None)
+        if count is None:
+            count = _spec("__sel", family, eps_each, delta_each, max_rows, "the partition selection count")
+        selection = _selection(block, members, count, delta_select, hidden)
+    total_delta = delta + delta_select if family == "skellam" and secret else (delta_select or delta)
+    charges = tuple(DPCharge(m.party, m.name, epsilon, total_delta) for m in members) if noisy else ()
     info = DPInfo(
         epsilon=epsilon if noisy else 0.0,
-        delta=delta if noisy else 0.0,
+        delta=total_delta if noisy else 0.0,
         family=family,
         charges=charges,
         outputs=tuple(outputs),
         columns=_output_columns(block, output),
         groups=tuple((c, tuple(str(v) for v in values)) for c, _, values in groups),
+        selection=selection,
     )
-    return DPRequest(info, {m.qualified: m.dp for m in members}, groups, aggs)
+    key_types = tuple(types[canonical(g)] for g in block.group_by) if secret else ()
+    filters = _key_filters(block, members) if secret else {}
+    return DPRequest(info, {m.qualified: m.dp for m in members}, groups, aggs, selection, key_types, filters)
 
 
 # -- checks ------------------------------------------------------------------------
@@ -167,9 +201,14 @@ def _check_aggregate(a, members: list[TableConfig], names: str) -> None:
         raise PolicyViolation(
             f"{a.key} over {names}, which declares a differential-privacy policy: MIN and MAX cannot be released "
             "with noise calibrated to one unit (a single person can move them anywhere in the bounds); "
-            "use COUNT, SUM or AVG"
+            "use COUNT, SUM, AVG, VAR or STDDEV"
         )
-    if a.func not in ("sum", "avg"):
+    if a.func == "count_distinct":
+        raise PolicyViolation(
+            f"{a.key} over {names}, which declares a differential-privacy policy: COUNT(DISTINCT ...) is not "
+            "built under DP yet; use COUNT(*) or COUNT(column), or GROUP BY the column and count the groups"
+        )
+    if a.func not in ("sum", "avg") + SPREAD:
         return
     if not isinstance(a.arg, exp.Column):
         raise PolicyViolation(
@@ -185,6 +224,66 @@ def _check_aggregate(a, members: list[TableConfig], names: str) -> None:
                 f"sensitivity is unbounded and no noise can make the {a.func.upper()} private (bounded columns: "
                 f"{have}); ask '{m.party}' to declare dp.bounds = {{ {a.arg.name} = [lo, hi] }}"
             )
+
+
+def _secret_keys(block: QueryBlock, members: list[TableConfig]) -> bool:
+    """True when some GROUP BY key is not a column every DP-bound owner declares in public_groups:
+    its groups must then be chosen by private partition selection. The privacy unit is refused."""
+    for g in block.group_by:
+        for m in members:
+            if not m.dp.row_level and any(c.name == m.dp.unit for c in g.find_all(exp.Column)):
+                raise PolicyViolation(
+                    f"GROUP BY {g.sql(dialect=DIALECT)} over {m.qualified}: '{m.dp.unit}' is the privacy unit of its "
+                    "DP policy, and grouping by it would release per-unit values; group by another column"
+                )
+    return any(not isinstance(g, exp.Column) or any(g.name not in m.dp.public_groups for m in members)
+               for g in block.group_by)
+
+
+def _selection_delta(block: QueryBlock, members: list[TableConfig]) -> float:
+    """δ of the partition selection: the smallest max_delta_per_query; refused when an owner allows none."""
+    keys = ", ".join(g.sql(dialect=DIALECT) for g in block.group_by)
+    for m in members:
+        if m.dp.max_delta_per_query <= 0:
+            undeclared = [g.sql(dialect=DIALECT) for g in block.group_by
+                          if not isinstance(g, exp.Column) or g.name not in m.dp.public_groups]
+            raise PolicyViolation(
+                f"GROUP BY {keys} over {m.qualified}, which declares a differential-privacy policy with delta = 0: "
+                f"{', '.join(undeclared)} has no declared dp.public_groups, so its groups are secret and may only "
+                "be released by private partition selection (a group appears when its noisy count reaches a "
+                "threshold), which is (epsilon, delta)-DP and needs delta > 0. "
+                f"Ask '{m.party}' to set dp.delta (e.g. delta = 1e-6) or to declare dp.public_groups = "
+                f"{{ {undeclared[0]} = [...] }}"
+            )
+    return min(m.dp.max_delta_per_query for m in members)
+
+
+def _selection(block: QueryBlock, members: list[TableConfig], count: NoiseSpec, delta: float,
+               hidden: bool) -> Selection:
+    """τ for the noisy count: a group made only by one unit (count <= max_rows, and one unit
+    makes at most max_rows groups) is released with probability <= δ/max_rows each, so <= δ in
+    all (executors.dp.partition_threshold); an owner's declared `threshold` can only raise τ."""
+    from executors.dp import partition_threshold
+
+    max_rows = count.sensitivity
+    try:
+        derived = partition_threshold(count.family, count.epsilon, max_rows, delta / max_rows,
+                                      PARTIES_FOR_GUARANTEE, mechanism_delta=count.delta)
+    except ValueError as exc:
+        raise PolicyViolation(f"cannot calibrate the partition selection threshold: {exc}") from None
+    declared = [math.ceil(m.dp.threshold) for m in members if m.dp.threshold is not None]
+    keys = tuple(g.sql(dialect=DIALECT) for g in block.group_by)
+    return Selection(keys, max([derived] + declared), derived, delta, count, hidden)
+
+
+def _key_filters(block: QueryBlock, members: list[TableConfig]) -> dict[str, tuple[tuple[int, tuple], ...]]:
+    """Per DP member: keys it declares public_groups for; its rows with other values are dropped
+    (values an owner did not list are never output, docs/dp.md §1)."""
+    out = {}
+    for m in members:
+        out[m.qualified] = tuple((i, m.dp.public_groups[g.name]) for i, g in enumerate(block.group_by)
+                                 if isinstance(g, exp.Column) and g.name in m.dp.public_groups)
+    return out
 
 
 def _groups(block: QueryBlock, members: list[TableConfig], types: dict[str, str]) -> tuple:
@@ -291,10 +390,18 @@ def _interval(spec: NoiseSpec) -> tuple[float, int]:
     return std, k
 
 
+def _parts(o: DPOutput) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    """Names and divisors (scaled units per output unit) of an output's noisy parts."""
+    if o.func == "avg":
+        return ("sum", "count"), (o.divisor, 1)
+    if o.func in SPREAD:
+        return ("centred sum", "sum of squares", "count"), (o.divisor, o.divisor, 1)
+    return (o.func,), (o.divisor,)
+
+
 def _describe(o: DPOutput) -> str:
     parts = []
-    for spec, what, div in zip(o.noise, ("sum", "count") if o.func == "avg" else (o.func,),
-                               (o.divisor, 1) if o.func == "avg" else (o.divisor,)):
+    for spec, what, div in zip(o.noise, *_parts(o)):
         std, k = _interval(spec)
         parts.append(f"{what} epsilon {spec.epsilon:.4g}, noise std {std / div:.4g}, 95% interval ±{k / div:.4g}")
     return "; ".join(parts)
@@ -306,12 +413,16 @@ def column_notes(info: DPInfo | None) -> dict[str, str]:
         return {}
     by_key = {o.key: o for o in info.outputs}
     groups = dict(info.groups)
+    sel = info.selection
     notes = {}
     for name, direct, keys in info.columns:
         used = [by_key[k] for k in keys if k in by_key]
         if not used:
             if name in groups:
                 notes[name] = "group label from the owners' declared public groups (every declared group is output)"
+            elif sel is not None and not direct:
+                notes[name] = (f"group label released by private partition selection: only groups whose noisy "
+                               f"count reached {sel.threshold} are output (delta {sel.delta:g})")
             continue
         if not direct:
             note = "DP: computed from noisy " + "; ".join(f"{o.key} ({_describe(o)})" for o in used)
@@ -320,6 +431,12 @@ def column_notes(info: DPInfo | None) -> dict[str, str]:
             note = f"DP noisy {o.func}: {_describe(o)}"
             if o.func == "sum":
                 note += f"; values clamped to [{o.bounds[0]}, {o.bounds[1]}]"
+        elif used[0].func in SPREAD:
+            o = used[0]
+            note = (f"DP: {'standard deviation' if o.func.startswith('stddev') else 'variance'} from a noisy "
+                    f"centred sum, sum of squares and count (values clamped to [{o.bounds[0]}, {o.bounds[1]}], "
+                    f"result clamped to the largest possible), NULL when the noisy count is <= "
+                    f"{0 if o.func.endswith('_pop') else 1}: {_describe(o)}")
         else:
             o = used[0]
             note = (f"DP: noisy sum / noisy count, clamped to [{o.bounds[0]}, {o.bounds[1]}], NULL when the noisy "
@@ -342,9 +459,27 @@ def explain_lines(info: DPInfo | None) -> list[str]:
                      + ", ".join(f"{c.party}.{c.table} epsilon {c.epsilon:g}" for c in info.charges))
     for c, values in info.groups:
         lines.append(f"  groups of {c}: exactly the declared public values ({len(values)}), every owner sends all")
+    sel = info.selection
+    if sel is not None:
+        spec = sel.count
+        which = "a hidden noisy COUNT(*)" if sel.hidden else "the noisy COUNT(*)"
+        std, _ = _interval(spec)
+        lines.append(
+            f"  partition selection over secret keys ({', '.join(sel.keys)}): a group is released only when "
+            f"{which} (epsilon {spec.epsilon:.4g}, noise std {std:.4g}) is >= tau = {sel.threshold}, "
+            f"compared under MPC; tau from epsilon, delta {sel.delta:g}, max_rows {spec.sensitivity}: "
+            f"{sel.derived}" + (f", raised by the owners' declared threshold" if sel.threshold > sel.derived else ""))
+        from executors.dp import count_released_95
+
+        sure = count_released_95(sel.threshold, spec.family, spec.epsilon, spec.sensitivity, PARTIES_FOR_GUARANTEE,
+                                 delta=spec.delta)
+        lines.append(f"  a group with a count of {sure} or more is released with probability >= 95%; a group "
+                     f"made by one unit (count <= {spec.sensitivity}) with probability <= {sel.delta:g} in all")
+        lines.append("  revealed: only the number of released groups (to the compute parties) and the released "
+                     "groups' keys with noisy values (to the issuer); groups below tau are never opened")
     for o in info.outputs:
         sens = ", ".join(f"sensitivity {s.sensitivity}" for s in o.noise)
-        clamp = f", clamped to [{o.bounds[0]}, {o.bounds[1]}]" if o.func in ("sum", "avg") else ""
+        clamp = f", clamped to [{o.bounds[0]}, {o.bounds[1]}]" if o.func in ("sum", "avg") + SPREAD else ""
         lines.append(f"  {o.key}: {_describe(o)} ({sens} scaled units{clamp})")
     return lines
 
@@ -358,6 +493,15 @@ def leakage_lines(info: DPInfo, issuer: str, owners: str) -> tuple[str, ...]:
     if info.groups:
         out.append(f"to the compute parties: the declared group values only; each of {owners} shares one partial "
                    "row per declared group, empty or not")
+    sel = info.selection
+    if sel is not None:
+        out.append(f"to the compute parties: each of {owners} shares every row of its table (its public size), "
+                   "with a secret 0/1 flag for the rows that pass WHERE and contribution bounding; keys stay secret")
+        out.append(f"to the compute parties and {issuer}: the number of groups released by private partition "
+                   f"selection (noisy count >= {sel.threshold}, (epsilon, delta {sel.delta:g})-DP); nothing about "
+                   "the groups below the threshold, not even how many there are")
+        out.append(f"to {issuer} only: the released groups' key values (secret GROUP BY keys, opened after the "
+                   "selection)")
     return tuple(out)
 
 

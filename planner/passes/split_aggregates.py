@@ -21,6 +21,13 @@ from planner.validate import quote
 
 COUNT = Encoding("int", 0, "BIGINT")
 
+DP_KEY_WORDS = 5
+"""String GROUP BY keys under DP partition selection are shared in this many 7-byte words (35
+bytes), fixed by the plan: agreeing the width from the data would reveal an un-noised maximum.
+Longer keys are dropped by their owner (docs/dp.md §5.4)."""
+
+WORD_BYTES = 7  # executors.codec.WORD: string key bytes per 64-bit word
+
 
 @dataclass(frozen=True)
 class AggregateSplit:
@@ -194,7 +201,10 @@ def split_dp(block: QueryBlock, types: dict[str, str], dp) -> AggregateSplit:
             partials.append(f"COUNT(__r.{v}) AS {quote(a)}")
         else:
             partials.append(f"COALESCE(CAST(SUM(__r.{v}) AS BIGINT), 0) AS {quote(a + '_sum')}")
-            if agg.func == "avg":
+            if agg.func in SPREAD:
+                partials.append(f"COALESCE(CAST(SUM({square_sql(f'__r.{v}', info)}) AS BIGINT), 0) "
+                                f"AS {quote(a + '_sq')}")
+            if agg.func != "sum":
                 partials.append(f"COUNT(__r.{v}) AS {quote(a + '_cnt')}")
         if agg.func in ("count_star", "count"):
             shares.append(ShareColumn(a, COUNT))
@@ -202,19 +212,10 @@ def split_dp(block: QueryBlock, types: dict[str, str], dp) -> AggregateSplit:
             reveal.append(RevealColumn(a, "value", a, COUNT))
             replacements[agg.key] = quote(a)
             continue
-        shares.append(ShareColumn(f"{a}_sum", info.encoding))
-        combine.append(Combine(f"{a}_sum", "sum"))
-        reveal.append(RevealColumn(f"{a}_sum", "value", f"{a}_sum", info.encoding))
-        if agg.func == "sum":
-            replacements[agg.key] = quote(f"{a}_sum")
-        else:
-            shares.append(ShareColumn(f"{a}_cnt", COUNT))
-            combine.append(Combine(f"{a}_cnt", "sum"))
-            reveal.append(RevealColumn(f"{a}_cnt", "value", f"{a}_cnt", COUNT))
-            lo, hi = info.out_bounds
-            s_, c_ = quote(a + "_sum"), quote(a + "_cnt")
-            replacements[agg.key] = (f"(CASE WHEN {c_} > 0 THEN LEAST(GREATEST(CAST({s_} AS DOUBLE) / {c_}, "
-                                     f"{float(lo)!r}), {float(hi)!r}) END)")
+        more_shares, more_reveal, replacements[agg.key] = dp_value_outputs(agg.func, a, info)
+        shares += more_shares
+        reveal += more_reveal
+        combine += [Combine(c.name, "sum") for c in more_shares]
 
     columns = [c for c, _ in block.table.schema]
     local: dict[str, str] = {}
@@ -226,13 +227,8 @@ def split_dp(block: QueryBlock, types: dict[str, str], dp) -> AggregateSplit:
             v = quote(f"__v_{agg.name}")
             if agg.func == "count":
                 rows.append(f"({agg.arg.sql(dialect=DIALECT)}) AS {v}")
-            elif agg.func in ("sum", "avg"):
-                info = dp.aggs[agg.key]
-                enc_sql = encode_sql(f"({agg.arg.sql(dialect=DIALECT)})", info.encoding)
-                if policy is not None:
-                    lo, hi = info.bounds[m.qualified]
-                    enc_sql = f"LEAST(GREATEST({enc_sql}, {lo}), {hi})"
-                rows.append(f"{enc_sql} AS {v}")
+            elif agg.func in ("sum", "avg") + SPREAD:
+                rows.append(f"{dp_value_sql(agg, dp.aggs[agg.key], m.qualified if policy else None)} AS {v}")
         source = f"{quote(m.name)} AS {quote(block.alias)}{where_sql(block)}"
         if policy is not None and not policy.row_level:
             order = ", ".join(quote(c) for c in columns)
@@ -255,6 +251,141 @@ def split_dp(block: QueryBlock, types: dict[str, str], dp) -> AggregateSplit:
     noise = tuple(spec for agg in block.aggs for spec in dp.aggs[agg.key].noise)
     return AggregateSplit((), (), tuple(shares), tuple(combine), tuple(reveal), replacements, has_string,
                           local, noise)
+
+
+def dp_value_sql(agg, info, member: str | None) -> str:
+    """A row's encoded value for a DP SUM/AVG/VAR: clamped into the DP member's bounds (scaled
+    units, so the sensitivity is exact), centred for VAR; `member` None: no policy binds the rows."""
+    value = encode_sql(f"({agg.arg.sql(dialect=DIALECT)})", info.encoding)
+    if member is not None:
+        lo, hi = info.bounds[member]
+        value = f"LEAST(GREATEST({value}, {lo}), {hi})"
+    return f"({value} - {info.center})" if info.center else value
+
+
+def square_sql(value: str, info) -> str:
+    """floor(v^2 / divisor): a centred value's square at the value's own scale (exact in HUGEINT)."""
+    from planner.passes.dp import _divisor
+
+    return f"CAST((CAST({value} AS HUGEINT) * CAST({value} AS HUGEINT)) // {_divisor(info.encoding)} AS BIGINT)"
+
+
+def dp_value_outputs(func: str, a: str, info) -> tuple[list[ShareColumn], list[RevealColumn], str]:
+    """Shared and revealed columns of a DP SUM/AVG/VAR/STDDEV and the issuer's SQL over the noisy
+    values: SUM as is (never NULL), AVG = sum / count clamped to the bounds, VAR from the centred sum,
+    sum of squares and count, clamped to [0, the largest variance values in the bounds can have]."""
+    enc = info.encoding
+    names = [(f"{a}_sum", enc)]
+    if func in SPREAD:
+        names.append((f"{a}_sq", enc))
+    if func != "sum":
+        names.append((f"{a}_cnt", COUNT))
+    shares = [ShareColumn(n, e) for n, e in names]
+    reveal = [RevealColumn(n, "value", n, e) for n, e in names]
+    s_, c_ = quote(a + "_sum"), quote(a + "_cnt")
+    lo, hi = info.out_bounds
+    if func == "sum":
+        return shares, reveal, s_
+    if func == "avg":
+        return shares, reveal, (f"(CASE WHEN {c_} > 0 THEN LEAST(GREATEST(CAST({s_} AS DOUBLE) / {c_}, "
+                                f"{float(lo)!r}), {float(hi)!r}) END)")
+    pop = func.endswith("_pop")
+    s, q, n = f"CAST({s_} AS DOUBLE)", f"CAST({quote(a + '_sq')} AS DOUBLE)", f"CAST({c_} AS DOUBLE)"
+    widest = f"{((hi - lo) / 2) ** 2!r}" + ("" if pop else f" * {n} / ({n} - 1)")
+    var = f"LEAST(GREATEST(({q} - {s} * {s} / {n}) / ({n}{'' if pop else ' - 1'}), 0), {widest})"
+    value = f"sqrt({var})" if func.startswith("stddev") else var
+    return shares, reveal, f"(CASE WHEN {c_} > {0 if pop else 1} THEN {value} END)"
+
+
+def split_dp_rows(block: QueryBlock, types: dict[str, str], dp) -> AggregateSplit:
+    """The split of a DP query over secret GROUP BY keys (private partition selection).
+
+    Every owner shares every row of its table — the table size is public, while the number of
+    rows passing WHERE or of local groups is not — with a secret flag `__keep`: 1 when the row
+    passes WHERE, the contribution bounding (DP members: at most max_rows rows per unit, by a hash
+    of the row, among the rows passing WHERE) and the owner's declared values for keys it lists in
+    public_groups. Dropped rows carry zeros. The oblivious GROUP BY sums these per group under MPC.
+    """
+    shares: list[ShareColumn] = []
+    reveal: list[RevealColumn] = []
+    replacements: dict[str, str] = {}
+    key_items, key_sql, long_keys = [], [], []
+    has_string = False
+    for i, (g, typ) in enumerate(zip(block.group_by, dp.key_types)):
+        g_sql = g.sql(dialect=DIALECT)
+        enc = key_encoding(typ, f"GROUP BY {g_sql}")
+        name = f"__g{i}"
+        k = f"({g_sql})"
+        key_sql.append(k)
+        if enc.kind == "string":
+            has_string = True
+            limit = DP_KEY_WORDS * WORD_BYTES
+            long_keys.append(f"({k} IS NULL OR strlen({k}) <= {limit})")
+            value = f"COALESCE(CASE WHEN strlen({k}) <= {limit} THEN {k} END, '')"
+        else:
+            value = f"COALESCE({encode_sql(k, enc)}, {'0.0' if enc.kind == 'float_bits' else '0'})"
+        key_items += [f"CAST({k} IS NOT NULL AS BIGINT) AS {quote(name + '_valid')}", f"{value} AS {quote(name)}"]
+        shares += [ShareColumn(f"{name}_valid", COUNT, "key"), ShareColumn(name, enc, "key")]
+        reveal.append(RevealColumn(name, "key", name, enc, count=f"{name}_valid"))
+        replacements[canonical(g)] = quote(name)
+    keep = quote("__keep")
+    shares.append(ShareColumn("__keep", COUNT))
+    for agg in block.aggs:
+        a = f"__{agg.name}"
+        if agg.func in ("count_star", "count"):
+            shares.append(ShareColumn(a, COUNT))
+            reveal.append(RevealColumn(a, "value", a, COUNT))
+            replacements[agg.key] = quote(a)
+            continue
+        more_shares, more_reveal, replacements[agg.key] = dp_value_outputs(agg.func, a, dp.aggs[agg.key])
+        shares += more_shares
+        reveal += more_reveal
+    if dp.selection.hidden:
+        shares.append(ShareColumn("__sel", COUNT))
+    combine = tuple(Combine(c.name, "sum") for c in shares if c.role != "key" and c.name != "__keep")
+
+    def value_items(member: str | None) -> list[str]:
+        items = [f"CAST({keep} AS BIGINT) AS {keep}"]
+        for agg in block.aggs:
+            a = f"__{agg.name}"
+            arg_ok = f"{keep} AND ({agg.arg.sql(dialect=DIALECT)}) IS NOT NULL" if agg.arg is not None else keep
+            if agg.func in ("count_star", "count"):
+                items.append(f"CAST({arg_ok} AS BIGINT) AS {quote(a)}")
+                continue
+            info = dp.aggs[agg.key]
+            v = dp_value_sql(agg, info, member)
+            items.append(f"(CASE WHEN {arg_ok} THEN {v} ELSE 0 END) AS {quote(a + '_sum')}")
+            if agg.func in SPREAD:
+                items.append(f"(CASE WHEN {arg_ok} THEN {square_sql(v, info)} ELSE 0 END) AS {quote(a + '_sq')}")
+            if agg.func != "sum":
+                items.append(f"CAST({arg_ok} AS BIGINT) AS {quote(a + '_cnt')}")
+        if dp.selection.hidden:
+            items.append(f"CAST({keep} AS BIGINT) AS {quote('__sel')}")
+        return items
+
+    columns = [c for c, _ in block.table.schema]
+    where = f"COALESCE(({block.where.sql(dialect=DIALECT)}), FALSE)" if block.where is not None else "TRUE"
+    alias = quote(block.alias)
+    local: dict[str, str] = {}
+    for m in block.table.members:
+        policy = dp.members.get(m.qualified)
+        conds = [quote("__fedsql_w")] + long_keys
+        source = f"(SELECT *, {where} AS {quote('__fedsql_w')} FROM {quote(m.name)} AS {alias}) AS {alias}"
+        if policy is not None and not policy.row_level:
+            order = ", ".join(quote(c) for c in columns)
+            source = (f"(SELECT *, ROW_NUMBER() OVER (PARTITION BY {quote(policy.unit)}, {quote('__fedsql_w')} "
+                      f"ORDER BY hash({order})) AS {quote('__fedsql_rn')} FROM {source}) AS {alias}")
+            conds.append(f"{quote('__fedsql_rn')} <= {policy.max_rows}")
+        for i, values in dp.key_filters.get(m.qualified, ()):
+            vals = ", ".join(f"CAST({_literal(v)} AS {dp.key_types[i]})" for v in values)
+            conds.append(f"COALESCE({key_sql[i]} IN ({vals}), FALSE)")
+        select = ", ".join(key_items + value_items(m.qualified if policy else None))
+        local[m.qualified] = (f"SELECT {select} FROM (SELECT *, ({' AND '.join(conds)}) AS {keep} "
+                              f"FROM {source}) AS {alias}")
+    noise = tuple(spec for agg in block.aggs for spec in dp.aggs[agg.key].noise)
+    if dp.selection.hidden:
+        noise += (dp.selection.count,)
+    return AggregateSplit((), (), tuple(shares), combine, tuple(reveal), replacements, has_string, local, noise)
 
 
 def _literal(value) -> str:
