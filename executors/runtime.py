@@ -62,6 +62,15 @@ def table_from_bytes(data: np.ndarray) -> pa.Table:
     return pa.ipc.open_stream(pa.py_buffer(data.tobytes())).read_all()
 
 
+
+def _zeros(k: int) -> AShare:
+    """A public all-zero column as a (trivial) sharing."""
+    return AShare(np.zeros(k, np.uint64), np.zeros(k, np.uint64))
+
+
+def _ones(mpc: MPC, k: int) -> AShare:
+    return ops.add_public(mpc, _zeros(k), 1)
+
 class PartyRun:
     """State of this party during one query."""
 
@@ -547,11 +556,7 @@ class PartyRun:
         n_pk, n_fk = pk.n, fk.n
         n = n_pk + n_fk
 
-        def zeros(k: int) -> AShare:
-            return AShare(np.zeros(k, np.uint64), np.zeros(k, np.uint64))
-
-        def ones(k: int) -> AShare:
-            return ops.add_public(mpc, zeros(k), 1)
+        zeros, ones = _zeros, lambda k: _ones(mpc, k)  # noqa: E731
 
         pk_cols = [c for c in pk.secret if c != pk_tag]
         fk_cols = [c for c in fk.secret if c != fk_tag]
@@ -604,11 +609,7 @@ class PartyRun:
         outer, inner = self.secret[step.outer], self.secret[step.inner]
         n_in, n = inner.n, inner.n + outer.n
 
-        def zeros(k: int) -> AShare:
-            return AShare(np.zeros(k, np.uint64), np.zeros(k, np.uint64))
-
-        def ones(k: int) -> AShare:
-            return ops.add_public(mpc, zeros(k), 1)
+        zeros, ones = _zeros, lambda k: _ones(mpc, k)  # noqa: E731
 
         own = {c: v for c, v in outer.secret.items() if c != step.outer_tag}
         own.setdefault("__rows", ones(outer.n))  # freshly shared rows are all real
