@@ -75,6 +75,8 @@ def resolve(sql: str, run_scalar: RunScalar | None) -> tuple[str, list[str]]:
             query = query.copy()  # it reads the statement's CTEs: run it with them
             query.set("with_" if "with_" in query.args or "with_" in ast.args else "with", with_.copy())
         inner = query.sql(dialect="duckdb")
+        if _refers_outside(query):
+            continue  # correlated: the planner decorrelates it into a join (planner/passes/decorrelate.py)
         if explain or run_scalar is None:
             sub.replace(exp.Null())
             leakage.append(f"runs first, its value revealed to the issuer: ({inner})")
@@ -82,7 +84,8 @@ def resolve(sql: str, run_scalar: RunScalar | None) -> tuple[str, list[str]]:
         try:
             value, duck_type, inner_leakage = run_scalar(inner)
         except Error as exc:
-            if "column" in str(exc).lower() and ("not found" in str(exc).lower() or "no column" in str(exc).lower()):
+            text = str(exc).lower()
+            if "column" in text and ("not found" in text or "no column" in text or "unknown table or alias" in text):
                 continue  # correlated: the planner decorrelates it into a join (planner/passes/decorrelate.py)
             raise type(exc)(f"in the scalar subquery ({inner}): {exc}") from None
         sub.replace(literal(value, duck_type))
@@ -90,6 +93,14 @@ def resolve(sql: str, run_scalar: RunScalar | None) -> tuple[str, list[str]]:
         leakage += [f"  {line}" for line in inner_leakage]
     out = ast.sql(dialect="duckdb")
     return (f"EXPLAIN {out}" if explain else out), leakage
+
+
+def _refers_outside(query: exp.Expression) -> bool:
+    """A column qualified by an alias the subquery does not define: it reads the outer query."""
+    defined = {t.alias_or_name for t in query.find_all(exp.Table)} | \
+              {s.alias_or_name for s in query.find_all(exp.Subquery) if s.alias_or_name} | \
+              {c.alias_or_name for c in query.find_all(exp.CTE)}
+    return any(c.table and c.table not in defined for c in query.find_all(exp.Column))
 
 
 def single_value(table: Any) -> Any:
