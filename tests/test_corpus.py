@@ -217,6 +217,7 @@ OBLIVIOUS = [q for q in QUERIES if "GROUP BY" in q and "JOIN" not in q and "UNIO
     "SELECT c.seg, COUNT(*), SUM(o.amount) FROM p.cust c JOIN q.ord o ON c.cid = o.cid GROUP BY c.seg",
     "SELECT COUNT(*), MAX(o.amount) FROM p.cust c JOIN q.ord o ON c.cid = o.cid WHERE o.amount > c.lim",
     SUBQUERIES[0],
+    SUBQUERIES[1],
     SUBQUERIES[5],
 ]
 

@@ -77,6 +77,7 @@ def extract_derived_tables(ast: exp.Expression, fed: Federation, schema_of: Sche
         if not table.db and table.name in names:
             table.replace(_placeholder(out.tables[names[table.name]], table.alias_or_name))
     if isinstance(ast, exp.Select):
+        joined: list[exp.Expression] = []
         for i, cond in enumerate(semi_conjuncts(ast)):
             node = cond.this if isinstance(cond, exp.Not) else cond
             if not isinstance(node, exp.In):
@@ -90,10 +91,38 @@ def extract_derived_tables(ast: exp.Expression, fed: Federation, schema_of: Sche
             alias = f"__in{i}"
             if len(ref.schema) != 1:
                 raise UnsupportedSql("an IN subquery must return exactly one column")
+            target = _join_target(ast, cond, ref)
+            if target is not None:  # unique on the IN column: the semi-join is an inner join
+                column = exp.Column(this=exp.to_identifier(ref.schema[0][0]), table=exp.to_identifier(alias))
+                ast.set("joins", (ast.args.get("joins") or []) + [exp.Join(this=_placeholder(ref, alias))])
+                joined.append((cond, exp.EQ(this=column, expression=target.copy())))
+                continue
             select = exp.select(exp.Column(this=exp.to_identifier(ref.schema[0][0]), table=exp.to_identifier(alias)))
             select = select.from_(_placeholder(ref, alias))
             node.set("query", exp.Subquery(this=select))
+        for cond, eq in joined:
+            cond.replace(eq)
     return out
+
+
+def _join_target(ast: exp.Select, cond: exp.Expression, ref: TableRef) -> exp.Column | None:
+    """`x IN (SELECT k FROM d)` with d grouped by k (one row per k) keeps exactly the rows of the inner
+    join on d.k = x — NULLs included, as neither matches. Use the join when it stays cheap: an outer
+    column equal to x that d's owner holds (a join inside its DuckDB; TPC-H Q18), or d's owner has no
+    other table in the query (a plain cross-party edge, which oblivious mode runs as a PK–FK join)."""
+    from planner.passes.decorrelate import _alias_dbs, _equalities, _prefer
+    from planner.join_analyze import conjuncts
+
+    member = ref.members[0]
+    x = cond.this
+    if isinstance(cond, exp.Not) or not isinstance(x, exp.Column) or (ref.schema[0][0],) not in member.unique:
+        return None
+    dbs = _alias_dbs(ast)
+    where = ast.args.get("where")
+    target = _prefer(x, _equalities(ast, conjuncts(where.this if where else None)), dbs, member.party)
+    if dbs.get(target.table) == member.party or member.party not in dbs.values():
+        return target
+    return None
 
 
 def _simple(query: exp.Expression) -> bool:
