@@ -142,7 +142,11 @@ def _placeholder(ref: TableRef, alias: str) -> exp.Table:
 
 def _derive(label: str, body: exp.Expression, names: dict[str, str], out: Derived, fed: Federation,
             schema_of: SchemaLookup, issuer: str) -> TableRef:
-    what = f"the derived table or CTE '{label}'" if not label.startswith("__") else "a subquery"
+    what = f"the derived table or CTE '{label}'"
+    if label.startswith(("__in", "__sq")):
+        text = body.sql(dialect=DIALECT)
+        kind = "IN subquery" if label.startswith("__in") else "correlated scalar subquery"
+        what = f"the {kind} ({text if len(text) <= 120 else text[:117] + '...'})"
     if not isinstance(body, exp.Select):
         raise UnsupportedSql(f"{what} is a {body.key.upper()}; set operations inside derived tables are not "
                              "supported yet")
