@@ -51,14 +51,15 @@ class DerivedTable:
     Its owner computes `sql` in plaintext in its DuckDB as a local view (like any pushed-down
     fragment); the outer query uses it as a table of that party. It stands in for a
     TableConfig wherever the planner reads one (party, name, level, unique, dp); the output
-    levels were derived for one issuer by planner/passes/derived_tables.py (docs/decisions.md D13).
+    level of an output is the meet of its source columns' levels for the viewer (planner/passes/derived_tables.py,
+    docs/decisions.md D16).
     """
 
     party: str
     name: str  # placeholder table name in the rewritten query: __dt_<label>
     label: str  # the CTE / alias as the user wrote it, for messages
     sql: str  # the body over the owner's own view names
-    levels: tuple[tuple[str, str], ...]  # output column → level for the planning issuer
+    sources: tuple[tuple[str, tuple[tuple[object, str], ...]], ...]  # output → (member, column) it derives from
     unique: tuple[tuple[str, ...], ...] = ()  # GROUP BY outputs: one row per key
     dp: None = None
     grants: tuple = ()
@@ -67,10 +68,19 @@ class DerivedTable:
     def qualified(self) -> str:
         return f"{self.party}.(derived table {self.label})"
 
-    def level(self, column: str, issuer: str | None = None) -> str:
-        if issuer == self.party:
+    def level(self, column: str, viewer: str | None = None) -> str:
+        """The meet of the levels (for `viewer`) of the columns the output derives from."""
+        if viewer == self.party:
             return "public"
-        return dict(self.levels).get(column, "private")
+        from planner.passes.derived_tables import meet
+
+        deps = dict(self.sources).get(column)
+        if deps is None:
+            return "private"
+        out = "public"
+        for member, col in deps:
+            out = meet(out, member.level(col, viewer) if member is not None else "private")
+        return out
 
 
 def from_item(member: "TableConfig | DerivedTable") -> str:

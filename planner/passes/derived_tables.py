@@ -11,7 +11,7 @@ matches against one table. A derived table over several parties, over a
 federated union or over another party's DP table is refused, naming it.
 
 Column levels of a derived table's outputs, for the issuer (the issuer's own
-derived tables are public to it, as its tables are; docs/decisions.md D13):
+derived tables are public to it, as its tables are; docs/decisions.md D16):
 - every column it uses outside its SELECT list (WHERE, JOIN ON, GROUP BY,
   HAVING, ORDER BY, nested subqueries) and, with DISTINCT, its outputs' columns
   need `aggregate` or above: they decide which rows exist, as a WHERE does;
@@ -191,11 +191,10 @@ def _derive(label: str, body: exp.Expression, names: dict[str, str], out: Derive
     party = owners[0]
     _refuse_correlation(body, what)
     schema = describe(bind_ast.sql(dialect=DIALECT), bind_tables)
-    if party == issuer:
-        levels = tuple((name, "public") for name, _ in schema)
-    else:
-        levels = _levels(body, schema, members, party, issuer, what)
-    member = DerivedTable(party, f"{PREFIX}{label}", label, sql_ast.sql(dialect=DIALECT), levels,
+    sources = _sources_of_outputs(body, schema, members)
+    if party != issuer:
+        _check_uses(body, members, party, issuer, what)
+    member = DerivedTable(party, f"{PREFIX}{label}", label, sql_ast.sql(dialect=DIALECT), sources,
                           _unique(body, schema))
     return TableRef(f"{party}.{member.name}", (member,), schema, federated=False)
 
@@ -226,52 +225,48 @@ def _column_member(col: exp.Column, members: dict[int, object]):
     return None
 
 
-def _levels(body: exp.Select, schema: Schema, members: dict[int, object], party: str, issuer: str,
-            what: str) -> tuple[tuple[str, str], ...]:
+def _check_uses(body: exp.Select, members: dict[int, object], party: str, issuer: str, what: str) -> None:
+    """Columns that decide which rows exist (filters, joins, grouping, ordering; outputs under
+    DISTINCT) need 'aggregate' or above, as in a WHERE."""
     if body.find(exp.Window):
         raise UnsupportedSql(f"{what} uses a window function; over another party's tables that is not "
                              "supported yet")
-
-    def level(col: exp.Column) -> str:
-        member = _column_member(col, members)
-        return member.level(col.name, issuer) if member is not None else "private"
-
-    def weakest(node: exp.Expression) -> str:
-        out = "public"
-        for col in node.find_all(exp.Column):
-            out = meet(out, level(col))
-        return out
-
-    outputs = list(body.expressions)
-    in_outputs = {id(c) for o in outputs for c in o.find_all(exp.Column)}
+    in_outputs = {id(c) for o in body.expressions for c in o.find_all(exp.Column)}
     distinct = body.args.get("distinct") is not None
     for col in body.find_all(exp.Column):
         if id(col) in in_outputs and not distinct:
             continue
-        lvl = level(col)
+        member = _column_member(col, members)
+        lvl = member.level(col.name, issuer) if member is not None else "private"
         if not level_at_least(lvl, "aggregate"):
-            member = _column_member(col, members)
             name = member.qualified if member is not None else party
             raise PolicyViolation(
                 f"refused by the policy of party '{party}': column {name}.{col.name} is '{lvl}' for issuer "
                 f"'{issuer}', and {what} uses it in a filter, join, grouping or ordering, which needs level "
                 f"'aggregate' or above. Ask '{party}' to raise the level."
             )
+
+
+def _sources_of_outputs(body: exp.Select, schema: Schema, members: dict[int, object]):
+    """Per output, the (member, column) pairs its level is the meet of: the columns it is computed
+    from, plus — for a non-key output of a grouped body — every group key's columns."""
+    def deps(node: exp.Expression) -> list[tuple[object, str]]:
+        return [(_column_member(c, members), c.name) for c in node.find_all(exp.Column)]
+
     keys = _group_keys(body)
     grouped = bool(keys) or body.args.get("having") is not None or any(
-        o.find(exp.AggFunc) for o in outputs)
+        o.find(exp.AggFunc) for o in body.expressions)
     key_sql = {k.sql(dialect=DIALECT) for k in keys}
-    key_level = "public"
-    for k in keys:
-        key_level = meet(key_level, weakest(k))
-    levels = []
-    for o, (name, _) in zip(outputs, schema):
+    key_deps = [d for k in keys for d in deps(k)]
+    out = []
+    for o, (name, _) in zip(body.expressions, schema):
         inner = o.unalias()
-        lvl = weakest(inner)
+        found = deps(inner)
         if grouped and inner.sql(dialect=DIALECT) not in key_sql:
-            lvl = meet(lvl, key_level)
-        levels.append((name, lvl))
-    return tuple(levels)
+            found += key_deps
+        unique = {(id(m), c): (m, c) for m, c in found}
+        out.append((name, tuple(unique.values())))
+    return tuple(out)
 
 
 def _group_keys(body: exp.Select) -> list[exp.Expression]:
