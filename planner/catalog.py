@@ -50,7 +50,7 @@ class DerivedTable:
 
     Its owner computes `sql` in plaintext in its DuckDB as a local view (like any pushed-down
     fragment); the outer query uses it as a table of that party. It stands in for a
-    TableConfig wherever the planner reads one (party, name, level, unique, dp); the output
+    TableConfig wherever the planner reads one (party, name, level, unique, dp); the
     level of an output is the meet of its source columns' levels for the viewer (planner/passes/derived_tables.py,
     docs/decisions.md D16).
     """
