@@ -66,8 +66,17 @@ def resolve(sql: str, run_scalar: RunScalar | None) -> tuple[str, list[str]]:
     if not subs:
         return sql, []
     leakage: list[str] = []
+    with_ = ast.args.get("with_") or ast.args.get("with")
+    ctes = {c.alias_or_name for c in with_.expressions} if with_ is not None else set()
     for sub in subs:
-        inner = sub.this.sql(dialect="duckdb")
+        query = sub.this
+        if ctes and not (query.args.get("with_") or query.args.get("with")) and any(
+                not t.db and t.name in ctes for t in query.find_all(exp.Table)):
+            query = query.copy()  # it reads the statement's CTEs: run it with them
+            query.set("with_" if "with_" in query.args or "with_" in ast.args else "with", with_.copy())
+        inner = query.sql(dialect="duckdb")
+        if _refers_outside(query):
+            continue  # correlated: the planner decorrelates it into a join (planner/passes/decorrelate.py)
         if explain or run_scalar is None:
             sub.replace(exp.Null())
             leakage.append(f"runs first, its value revealed to the issuer: ({inner})")
@@ -75,16 +84,23 @@ def resolve(sql: str, run_scalar: RunScalar | None) -> tuple[str, list[str]]:
         try:
             value, duck_type, inner_leakage = run_scalar(inner)
         except Error as exc:
-            if "column" in str(exc).lower() and ("not found" in str(exc).lower() or "no column" in str(exc).lower()):
-                raise UnsupportedSql(
-                    f"correlated scalar subqueries are not supported yet: ({inner}); rewrite as a join"
-                ) from None
+            text = str(exc).lower()
+            if "column" in text and ("not found" in text or "no column" in text or "unknown table or alias" in text):
+                continue  # correlated: the planner decorrelates it into a join (planner/passes/decorrelate.py)
             raise type(exc)(f"in the scalar subquery ({inner}): {exc}") from None
         sub.replace(literal(value, duck_type))
         leakage.append(f"scalar subquery ({inner}) ran first; its value was revealed to the issuer")
         leakage += [f"  {line}" for line in inner_leakage]
     out = ast.sql(dialect="duckdb")
     return (f"EXPLAIN {out}" if explain else out), leakage
+
+
+def _refers_outside(query: exp.Expression) -> bool:
+    """A column qualified by an alias the subquery does not define: it reads the outer query."""
+    defined = {t.alias_or_name for t in query.find_all(exp.Table)} | \
+              {s.alias_or_name for s in query.find_all(exp.Subquery) if s.alias_or_name} | \
+              {c.alias_or_name for c in query.find_all(exp.CTE)}
+    return any(c.table and c.table not in defined for c in query.find_all(exp.Column))
 
 
 def single_value(table: Any) -> Any:

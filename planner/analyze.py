@@ -70,7 +70,8 @@ def strip_qualifiers(node: exp.Expression) -> exp.Expression:
     return node.copy().transform(fix)
 
 
-def analyze(ast: exp.Expression, fed: Federation, schema_of: SchemaLookup) -> QueryBlock:
+def analyze(ast: exp.Expression, fed: Federation, schema_of: SchemaLookup,
+            derived: dict[str, TableRef] | None = None) -> QueryBlock:
     """Build the query block, refusing unsupported SQL by name."""
     if not isinstance(ast, exp.Select):
         raise UnsupportedSql(f"{ast.key.upper()} of several queries is not supported yet (planned: issue #4)")
@@ -85,7 +86,7 @@ def analyze(ast: exp.Expression, fed: Federation, schema_of: SchemaLookup) -> Qu
         raise UnsupportedSql("JOIN is not supported yet (planned: issue #3)")
     if source.catalog:
         raise UnknownObjectError(f"unknown table '{source.sql(dialect=DIALECT)}': write party.table or a federated table name")
-    table = resolve_table(fed, source.db or None, source.name, schema_of)
+    table = resolve_table(fed, source.db or None, source.name, schema_of, derived)
     alias = source.alias_or_name
     block_ast = ast.copy()
     new_source = exp.Table(this=exp.to_identifier(table.internal_name, quoted=True))

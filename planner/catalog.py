@@ -44,8 +44,58 @@ class TableRef:
         raise KeyError(column)
 
 
-def resolve_table(fed: Federation, db: str | None, name: str, schema_of: SchemaLookup) -> TableRef:
-    """Resolve `db.name` (party table) or `name` (federated table)."""
+@dataclass(frozen=True)
+class DerivedTable:
+    """A CTE, derived table or decorrelated subquery that reads one party's tables only.
+
+    Its owner computes `sql` in plaintext in its DuckDB as a local view (like any pushed-down
+    fragment); the outer query uses it as a table of that party. It stands in for a
+    TableConfig wherever the planner reads one (party, name, level, unique, dp); the
+    level of an output is the meet of its source columns' levels for the viewer (planner/passes/derived_tables.py,
+    docs/decisions.md D16).
+    """
+
+    party: str
+    name: str  # placeholder table name in the rewritten query: __dt_<label>
+    label: str  # the CTE / alias as the user wrote it, for messages
+    sql: str  # the body over the owner's own view names
+    sources: tuple[tuple[str, tuple[tuple[object, str], ...]], ...]  # output → (member, column) it derives from
+    unique: tuple[tuple[str, ...], ...] = ()  # GROUP BY outputs: one row per key
+    dp: None = None
+    grants: tuple = ()
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.party}.(derived table {self.label})"
+
+    def level(self, column: str, viewer: str | None = None) -> str:
+        """The meet of the levels (for `viewer`) of the columns the output derives from."""
+        if viewer == self.party:
+            return "public"
+        from planner.passes.derived_tables import meet
+
+        deps = dict(self.sources).get(column)
+        if deps is None:
+            return "private"
+        out = "public"
+        for member, col in deps:
+            out = meet(out, member.level(col, viewer) if member is not None else "private")
+        return out
+
+
+def from_item(member: "TableConfig | DerivedTable") -> str:
+    """What a local fragment's FROM names for a member: its view, or the derived table's body."""
+    if isinstance(member, DerivedTable):
+        return f"({member.sql})"
+    return '"' + member.name.replace('"', '""') + '"'
+
+
+def resolve_table(fed: Federation, db: str | None, name: str, schema_of: SchemaLookup,
+                  derived: dict[str, TableRef] | None = None) -> TableRef:
+    """Resolve `db.name` (party table) or `name` (federated table); `derived` holds the
+    placeholders `party.__dt_x` of derived tables (planner/passes/derived_tables.py)."""
+    if derived and db and f"{db}.{name}" in derived:
+        return derived[f"{db}.{name}"]
     if db:
         party = fed.parties.get(db)
         if party is None:

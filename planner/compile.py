@@ -16,6 +16,8 @@ from planner.analyze import analyze
 from planner.join_analyze import analyze_join, semi_conjuncts
 from planner.passes.aggregate_filter import inline_aggregate_filters
 from planner.passes.distinct import distinct_to_group_by
+from planner.passes.decorrelate import decorrelate
+from planner.passes.derived_tables import Derived, extract_derived_tables
 from planner.passes.inline_subqueries import has_inline_candidates, inline_subqueries
 from planner.lower_join import check_join_policy, lower_join
 from planner.catalog import SchemaLookup
@@ -67,17 +69,23 @@ def plan_select(
 ) -> PhysicalPlan:
     ast = stmt.ast
     fed.party(issuer)
+    if _issuer_only(ast, fed, issuer):
+        return _plan_issuer_local(stmt, fed, issuer, session_mode(fed, settings), schema_of)
+    derived = Derived(ast)
     if has_inline_candidates(ast):
-        ast = inline_subqueries(ast, fed, schema_of)
+        # fold what folds; correlated scalar subqueries → grouped CTEs; the rest → one party's local views
+        ast = decorrelate(inline_subqueries(ast, fed, schema_of))
+        derived = extract_derived_tables(ast, fed, schema_of, issuer)
+        ast = derived.ast
     ast = distinct_to_group_by(inline_aggregate_filters(ast))
     if ast is not stmt.ast:
         stmt = dataclasses.replace(stmt, ast=ast)
     if isinstance(ast, exp.Select) and (ast.args.get("joins") or semi_conjuncts(ast)):  # several tables
-        return _plan_join(stmt, fed, issuer, session_mode(fed, settings), schema_of)
-    block = analyze(ast, fed, schema_of)
+        return _plan_join(stmt, fed, issuer, session_mode(fed, settings), schema_of, derived)
+    block = analyze(ast, fed, schema_of, derived.tables)
     table = block.table
     # bind the user's own text: output names are then exactly plain DuckDB's
-    output = describe(stmt.text, {table.name: table.schema})
+    output = describe(stmt.text, {table.name: table.schema, **derived.schemas})
     dp = dp_pass(block, issuer, settings, fed.fixed_point_bits, output)  # differential privacy (docs/dp.md)
     mode = session_mode(fed, settings)
     opens_keys = dp is None and mode != "oblivious" and len(table.owners) > 1 and bool(block.group_by)
@@ -98,9 +106,10 @@ def plan_select(
     return with_hash(plan)
 
 
-def _plan_join(stmt: Statement, fed: Federation, issuer: str, mode: str, schema_of: SchemaLookup) -> PhysicalPlan:
+def _plan_join(stmt: Statement, fed: Federation, issuer: str, mode: str, schema_of: SchemaLookup,
+               derived: Derived) -> PhysicalPlan:
     """Queries joining tables of several parties (planner/join_analyze.py, planner/lower_join.py)."""
-    block = analyze_join(stmt.ast, fed, schema_of)
+    block = analyze_join(stmt.ast, fed, schema_of, derived.tables)
     dp_tables = [r.name for r in block.tables.values() if getattr(r.members[0], "dp", None) and r.owners[0] != issuer]
     if dp_tables:
         raise UnsupportedSql(
@@ -109,14 +118,15 @@ def _plan_join(stmt: Statement, fed: Federation, issuer: str, mode: str, schema_
         )
     schemas = {ref.name: ref.schema for ref in block.tables.values()}
     schemas.update({sj.table.name: sj.table.schema for sj in block.semis})
-    output = describe(stmt.text, schemas)
+    output = describe(stmt.text, {**schemas, **derived.schemas})
     local = set(block.parties) | {sj.table.owners[0] for sj in block.semis} == {issuer}
     opens_keys = not local and mode != "oblivious" and bool(block.group_by)
     check_join_policy(block, issuer, fed.compute if opens_keys else (), mode)
     if local:
         from planner.physical import LocalQuery
 
-        steps: tuple = (LocalQuery("result", issuer, _local_join_sql(stmt.ast, fed), "whole query at the owner"),)
+        steps: tuple = (LocalQuery("result", issuer, _local_join_sql(stmt.ast, fed, derived.tables),
+                                   "whole query at the owner"),)
         leakage: tuple = (f"nothing leaves {issuer}: it owns every table and runs the query in its own DuckDB",)
         result = "result"
     else:
@@ -135,11 +145,50 @@ def _plan_join(stmt: Statement, fed: Federation, issuer: str, mode: str, schema_
     return with_hash(plan)
 
 
-def _local_join_sql(ast: exp.Expression, fed: Federation) -> str:
+def _issuer_only(ast: exp.Expression, fed: Federation, issuer: str) -> bool:
+    """A query with subqueries or CTEs that reads only the issuer's own tables: it runs whole in
+    the issuer's DuckDB (policies bind other parties only), whatever SQL DuckDB supports."""
+    if not (ast.find(exp.Subquery) or ast.args.get("with_") or ast.args.get("with")):
+        return False
+    ctes = {c.alias_or_name for c in ast.find_all(exp.CTE)}
+    tables = [t for t in ast.find_all(exp.Table) if t.db or t.name not in ctes]
+    own = fed.parties[issuer].tables
+    return bool(tables) and all(t.db == issuer and not t.catalog and t.name in own for t in tables)
+
+
+def _plan_issuer_local(stmt: Statement, fed: Federation, issuer: str, mode: str,
+                       schema_of: SchemaLookup) -> PhysicalPlan:
+    from planner.physical import LocalQuery
+
+    names = sorted({t.name for t in stmt.ast.find_all(exp.Table) if t.db == issuer})
+    schemas = {f"{issuer}.{n}": schema_of(issuer, n) for n in names}
+    output = describe(stmt.text, schemas)
+    plan = PhysicalPlan(
+        issuer=issuer,
+        schemas=tuple(sorted(schemas.items())),
+        compute=fed.compute,
+        steps=(LocalQuery("result", issuer, _local_join_sql(stmt.ast, fed), "whole query at the owner"),),
+        result="result",
+        output=output,
+        leakage=(PUBLIC_TEXT, f"nothing leaves {issuer}: it owns every table and runs the query in its own DuckDB"),
+        settings=(("fedsql.mode", mode),),
+        fixed_point_bits=fed.fixed_point_bits,
+    )
+    return with_hash(plan)
+
+
+def _local_join_sql(ast: exp.Expression, fed: Federation, derived: dict | None = None) -> str:
     """A query over the issuer's own tables only: the user's text with its view names."""
+    import sqlglot
+
     ast = ast.copy()
     for table in list(ast.find_all(exp.Table)):
-        if table.db in fed.parties:
+        ref = (derived or {}).get(f"{table.db}.{table.name}")
+        if ref is not None:
+            alias = exp.TableAlias(this=exp.to_identifier(table.alias_or_name, quoted=True))
+            table.replace(exp.Subquery(this=sqlglot.parse_one(ref.members[0].sql, read="duckdb"),
+                                       alias=alias))
+        elif table.db in fed.parties:
             new = exp.Table(this=exp.to_identifier(table.name, quoted=True))
             new.set("alias", exp.TableAlias(this=exp.to_identifier(table.alias_or_name, quoted=True)))
             table.replace(new)

@@ -112,7 +112,8 @@ def _without(ast: exp.Select, conds: list[exp.Expression]) -> exp.Select:
     return out
 
 
-def analyze_join(ast: exp.Select, fed: Federation, schema_of: SchemaLookup) -> JoinBlock:
+def analyze_join(ast: exp.Select, fed: Federation, schema_of: SchemaLookup,
+                 derived: dict[str, TableRef] | None = None) -> JoinBlock:
     ast = ast.copy()
     semis_raw = semi_conjuncts(ast)
     _refuse_unsupported(_without(ast, semis_raw))
@@ -137,7 +138,7 @@ def analyze_join(ast: exp.Select, fed: Federation, schema_of: SchemaLookup) -> J
             inner_aliases.add(src.alias_or_name)
         if not isinstance(src, exp.Table):
             raise UnsupportedSql("subqueries in FROM are not supported yet (planned: issue #4)")
-        ref = resolve_table(fed, src.db or None, src.name, schema_of)
+        ref = resolve_table(fed, src.db or None, src.name, schema_of, derived)
         alias = src.alias_or_name
         if alias in tables:
             raise UnknownObjectError(f"table alias '{alias}' is used twice; give each table its own alias")

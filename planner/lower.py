@@ -62,7 +62,7 @@ def lower(
     if dp is not None:
         return _union_aggregate(block, issuer, compute, output, fixed_bits, dp)
     if set(owners) == {issuer} and len(owners) == 1:
-        sql = rewrite_source(block, block.table.members[0].name)
+        sql = rewrite_source(block, block.table.members[0])
         return (LocalQuery("result", issuer, sql, "whole query at the owner"),), "result", (
             f"nothing leaves {issuer}: it owns the table and runs the query in its own DuckDB",
         )
@@ -75,7 +75,7 @@ def lower(
 
 def _single_owner(block: QueryBlock, issuer: str):
     member = block.table.members[0]
-    sql = rewrite_source(block, member.name)
+    sql = rewrite_source(block, member)
     steps = (
         LocalQuery("q", member.party, sql, "whole query at the owner"),
         SendPlain("result", "q", member.party, issuer, "permitted result to the issuer"),
@@ -94,7 +94,7 @@ def _union_rows(block: QueryBlock, issuer: str, output: OutputSchema):
     steps: list[Step] = []
     received = []
     for m in block.table.members:
-        steps.append(LocalQuery(f"q_{m.party}", m.party, row_fragment_sql(block, m.name, needed), "filter and project own rows"))
+        steps.append(LocalQuery(f"q_{m.party}", m.party, row_fragment_sql(block, m, needed), "filter and project own rows"))
         if m.party != issuer:
             steps.append(SendPlain(f"rows_{m.party}", f"q_{m.party}", m.party, issuer, "public rows to the issuer"))
             received.append(f"rows_{m.party}")
@@ -132,7 +132,7 @@ def _union_aggregate(block: QueryBlock, issuer: str, compute, output: OutputSche
                        if m.qualified in dp.members else "partials for every declared group")
             steps.append(LocalQuery(f"p_{m.party}", m.party, split.local_sql[m.qualified], purpose))
             continue
-        sql = f"SELECT {', '.join(split.select_items)} {source_sql(block, m.name)}{where}{group_by}"
+        sql = f"SELECT {', '.join(split.select_items)} {source_sql(block, m)}{where}{group_by}"
         steps.append(LocalQuery(f"p_{m.party}", m.party, sql, "partial aggregates over own rows"))
     width = ""
     if split.has_string_key:

@@ -19,6 +19,7 @@ from sqlglot import exp
 
 from fedsql.config import level_at_least
 from fedsql.errors import PolicyViolation, UnsupportedSql
+from planner.catalog import from_item
 from planner.encodings import SENTINEL, encode_sql, key_encoding, value_encoding
 from planner.join_analyze import JoinBlock, aliases_of
 from planner.parse import DIALECT
@@ -199,7 +200,7 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
         where = f" WHERE {' AND '.join(conds)}" if conds else ""
         items = frags.items[party] or ["1 AS __one"]
         for unit, runner, views in _units(block, party):
-            froms = ", ".join(f"{quote(view)} AS {quote(alias)}" for alias, view in views)
+            froms = ", ".join(f"{view} AS {quote(alias)}" for alias, view in views)
             steps.append(LocalQuery(f"f_{unit}", runner, f"SELECT {', '.join(items)} FROM {froms}{where}",
                                     "own tables: joins, filters, single-party expressions"))
     for e_i, (edge, pa, pb) in enumerate(tree_edges):
@@ -223,7 +224,7 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
             nulls = " OR ".join(f"{quote(sj.inner)}.{quote(c)} IS NULL" for c in sj.inner_cols)
             cols += f", CAST({nulls} AS BIGINT) AS __snull{s_i}"
             inner_shares += (ShareColumn(f"__snull{s_i}", COUNT),)
-        steps.append(LocalQuery(f"fs{s_i}", p_in, f"SELECT {cols} FROM {quote(sj.table.members[0].name)} AS "
+        steps.append(LocalQuery(f"fs{s_i}", p_in, f"SELECT {cols} FROM {from_item(sj.table.members[0])} AS "
                                 f"{quote(sj.inner)}{' WHERE ' + conds if conds else ''}", "semi-join keys"))
         steps.append(ComputeTags(f"ts{s_i}_in", f"fs{s_i}", p_in, f"ks{s_i}", names, f"__st{s_i}", bits))
         steps.append(ShareTable(f"ss{s_i}", f"fs{s_i}", p_in, inner_shares))
@@ -490,9 +491,9 @@ def _units(block: JoinBlock, party: str) -> list[tuple[str, str, list[tuple[str,
     real party, one per member for a federated union ("@name")."""
     aliases = [a for a in block.tables if block.owner[a] == party]
     if not party.startswith("@"):
-        return [(party, party, [(a, block.tables[a].members[0].name) for a in aliases])]
+        return [(party, party, [(a, from_item(block.tables[a].members[0])) for a in aliases])]
     (alias,) = aliases
-    return [(f"{_ident(party)}_{m.party}", m.party, [(alias, m.name)]) for m in block.tables[alias].members]
+    return [(f"{_ident(party)}_{m.party}", m.party, [(alias, from_item(m))]) for m in block.tables[alias].members]
 
 
 def _runners(block: JoinBlock, party: str) -> list[str]:

@@ -181,12 +181,44 @@ QUERIES += [
     "SELECT o.ch, COUNT(*) AS k FROM p.cust c JOIN q.ord o ON c.cid = o.cid GROUP BY o.ch ORDER BY k DESC LIMIT 1",
 ]
 
-JOINS = [q for q in QUERIES if " JOIN " in q or "EXISTS" in q]
+# derived tables / CTEs / IN-subqueries run at their owner; correlated scalar subqueries → grouped joins
+SUBQUERIES = [
+    "WITH t AS (SELECT cid, SUM(amount) AS s, COUNT(*) AS k FROM q.ord GROUP BY cid) "
+    "SELECT c.seg, COUNT(*), SUM(t.s), MAX(t.k) FROM p.cust c JOIN t ON c.cid = t.cid GROUP BY c.seg",
+    "SELECT c.seg, COUNT(*) FROM p.cust c WHERE c.cid IN (SELECT cid FROM q.ord GROUP BY cid HAVING COUNT(*) > 2) "
+    "GROUP BY c.seg",
+    "SELECT COUNT(*), SUM(c.lim) FROM p.cust c WHERE c.cid NOT IN "
+    "(SELECT cid FROM q.ord WHERE paid GROUP BY cid HAVING SUM(amount) > 300)",
+    "SELECT COUNT(*) FROM p.cust c WHERE c.cid NOT IN (SELECT cid FROM q.ord WHERE cid IS NOT NULL GROUP BY cid "
+    "HAVING SUM(amount) > 300)",
+    "SELECT COUNT(*), SUM(o.amount) FROM p.cust c JOIN q.ord o ON c.cid = o.cid "
+    "WHERE o.amount > (SELECT AVG(o2.amount) FROM q.ord o2 WHERE o2.cid = c.cid)",
+    "SELECT COUNT(*), SUM(c.lim) FROM p.cust c WHERE c.lim < (SELECT SUM(o.amount) FROM q.ord o "
+    "WHERE o.cid = c.cid AND o.paid)",
+    "SELECT c.seg, COUNT(*) FROM p.cust c WHERE c.lim * 2 > (SELECT MAX(o.amount) - 100 FROM q.ord o "
+    "WHERE o.cid = c.cid) GROUP BY c.seg",
+    "SELECT SUM(k), MAX(k), COUNT(*) FROM (SELECT ch, COUNT(*) AS k FROM q.ord GROUP BY ch) s",
+    "SELECT k, COUNT(*) AS n FROM (SELECT ch, COUNT(*) AS k FROM q.ord WHERE paid GROUP BY ch) s GROUP BY k ORDER BY k",
+    "WITH s AS (SELECT seg, MAX(lim) AS m, COUNT(*) AS k FROM p.cust GROUP BY seg) "
+    "SELECT seg, m, k FROM s ORDER BY seg NULLS FIRST",
+    "WITH t AS (SELECT cid, SUM(amount) AS s FROM q.ord GROUP BY cid) "
+    "SELECT COUNT(*), MIN(t.s) FROM p.cust c JOIN t ON c.cid = t.cid WHERE t.s > (SELECT AVG(s) FROM t)",
+    "WITH t AS (SELECT o.cid, COUNT(*) AS k, SUM(x.n) AS sn FROM q.ord o JOIN q.u x ON o.cid = x.cat GROUP BY o.cid) "
+    "SELECT COUNT(*), SUM(t.sn), SUM(t.k) FROM p.cust c JOIN t ON c.cid = t.cid",
+    "SELECT c.seg, COUNT(*), SUM(d.tot) FROM p.cust c, (SELECT cid, SUM(amount) AS tot FROM q.ord WHERE paid "
+    "GROUP BY cid HAVING COUNT(*) > 1) d WHERE c.cid = d.cid AND d.tot > c.lim GROUP BY c.seg",
+]
+QUERIES += SUBQUERIES
+
+JOINS = [q for q in QUERIES if " JOIN " in q or "EXISTS" in q or q in SUBQUERIES]
 
 OBLIVIOUS = [q for q in QUERIES if "GROUP BY" in q and "JOIN" not in q and "UNION" not in q
              and "INTERSECT" not in q and "FROM u" in q][:12] + [
     "SELECT c.seg, COUNT(*), SUM(o.amount) FROM p.cust c JOIN q.ord o ON c.cid = o.cid GROUP BY c.seg",
     "SELECT COUNT(*), MAX(o.amount) FROM p.cust c JOIN q.ord o ON c.cid = o.cid WHERE o.amount > c.lim",
+    SUBQUERIES[0],
+    SUBQUERIES[1],
+    SUBQUERIES[5],
 ]
 
 

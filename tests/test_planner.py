@@ -124,7 +124,7 @@ def test_owner_is_unrestricted_on_its_own_table(fed):
         ("SELECT COUNT(DISTINCT age), SUM(age) FROM patients", errors.UnsupportedSql, "DISTINCT"),
         ("SELECT SUM(age) OVER () FROM patients", errors.UnsupportedSql, "window"),
         ("SELECT COUNT(*) FROM patients a JOIN h2.patients b ON a.pid = b.pid", errors.UnsupportedSql, "JOIN"),
-        ("SELECT COUNT(*) FROM (SELECT diagnosis, COUNT(*) c FROM patients GROUP BY 1) s", errors.UnsupportedSql, "folded"),
+        ("SELECT COUNT(*) FROM (SELECT diagnosis, COUNT(*) c FROM patients GROUP BY 1) s", errors.UnsupportedSql, "union"),
         ("SELECT MIN(diagnosis) FROM patients", errors.UnsupportedSql, "VARCHAR"),
         ("SELECT SUM(diagnosis) FROM patients", errors.ProgrammingError, ""),
     ],

@@ -3,7 +3,10 @@
 `WITH x AS (SELECT ... FROM t WHERE ...) SELECT ... FROM x` and
 `FROM (SELECT ...) s` become one query block over the base tables, so the
 rest of the planner (and the push-down to owners) sees through them. What
-cannot be merged (e.g. a derived table that aggregates) is refused by name.
+cannot be merged (e.g. a derived table that aggregates) is left in the WITH
+clause (sqlglot hoists FROM-subqueries there) for planner/passes/derived_tables.py.
+Every column comes out qualified, which decorrelation and the derived tables'
+level analysis rely on.
 """
 
 from __future__ import annotations
@@ -21,10 +24,21 @@ FED_DB = "__federated"
 
 
 def has_inline_candidates(ast: exp.Expression) -> bool:
+    """CTEs, FROM-subqueries, scalar subqueries left in place (correlated) or IN-subqueries
+    that aggregate or join: all need the qualified tree."""
+    from planner.passes.derived_tables import _simple
+
     if ast.args.get("with_") or ast.args.get("with"):
         return True
-    return any(isinstance(t.this, exp.Subquery) or isinstance(t, exp.Subquery)
-               for t in ast.find_all(exp.From, exp.Join) if isinstance(t.this, exp.Subquery))
+    for sub in ast.find_all(exp.Subquery):
+        parent = sub.parent
+        if isinstance(parent, (exp.From, exp.Join)):
+            return True
+        if isinstance(parent, exp.In) and not _simple(sub.this):
+            return True
+        if not isinstance(parent, (exp.In, exp.Exists)):
+            return True  # a scalar subquery the issuer's node could not run alone: correlated
+    return False
 
 
 def inline_subqueries(ast: exp.Expression, fed: Federation, schema_of: SchemaLookup) -> exp.Expression:
@@ -47,12 +61,10 @@ def inline_subqueries(ast: exp.Expression, fed: Federation, schema_of: SchemaLoo
         ast = merge_subqueries.merge_subqueries(ast)
     except (OptimizeError, SqlglotError) as exc:
         raise UnknownObjectError(f"cannot resolve the query's names: {str(exc).splitlines()[0]}") from None
-    if ast.args.get("with_") or ast.args.get("with") or any(
-        isinstance(f.this, exp.Subquery) for f in ast.find_all(exp.From, exp.Join)
-    ):
+    if any(isinstance(f.this, exp.Subquery) for f in ast.find_all(exp.From, exp.Join)):
         raise UnsupportedSql(
-            "this CTE or derived table cannot be folded into the outer query (e.g. it aggregates or is used "
-            "twice); not supported yet (planned: issue #4)"
+            "a derived table nested inside a subquery cannot be folded into the outer query; write it as a "
+            "CTE (WITH name AS (...)) at the top of the query"
         )
     for table in ast.find_all(exp.Table):
         if table.db == FED_DB:
