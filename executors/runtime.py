@@ -636,15 +636,18 @@ class PartyRun:
         if not self.is_compute:
             return
         table = self.secret[step.input]
-        sort_cols = [c for c in table.secret if c.split("#")[0] in step.keys] + [step.column]
+        sort_cols = [c for c in table.secret if c.split("#")[0] in step.keys] + \
+            ([step.valid] if step.valid else []) + [step.column]
         if table.n == 0:
             out = SecretTable(n=0, secret=dict(table.secret))
             out.secret[step.out] = table.secret[step.column]
             self.secret[step.id] = out
             return
-        keys, _ = ops.sort_by(self.mpc, [table.secret[c] for c in sort_cols], [])
-        out = SecretTable(n=table.n, secret=dict(zip(sort_cols, keys)))
-        out.secret[step.out] = ops.segment_starts(self.mpc, keys)
+        others = [c for c in table.secret if c not in sort_cols]  # other aggregates' partials ride along
+        keys, carried = ops.sort_by(self.mpc, [table.secret[c] for c in sort_cols], [table.secret[c] for c in others])
+        out = SecretTable(n=table.n, secret={**dict(zip(sort_cols, keys)), **dict(zip(others, carried))})
+        starts = ops.segment_starts(self.mpc, keys)
+        out.secret[step.out] = ops.mul(self.mpc, starts, out.secret[step.valid]) if step.valid else starts
         self.secret[step.id] = out
 
     def _secure_finish(self, step) -> None:

@@ -198,10 +198,10 @@ def _collect_aggs(ast: exp.Select) -> list[AggCall]:
             func, arg = "count_distinct", arg.expressions[0]
         seen[key] = AggCall(func, strip_qualifiers(arg) if arg is not None else None, key, f"a{len(seen)}")
     distinct = {canonical(a.arg) for a in seen.values() if a.func == "count_distinct"}
-    if distinct and (len(distinct) > 1 or any(a.func != "count_distinct" for a in seen.values())):
+    if len(distinct) > 1:
         raise UnsupportedSql(
-            "COUNT(DISTINCT x) can not yet be combined with other aggregates or a second DISTINCT column "
-            "in one query; run them as separate queries (or UNION ALL them)"
+            "COUNT(DISTINCT …) over two different columns in one query is not supported yet; run them as "
+            "separate queries"
         )
     return list(seen.values())
 

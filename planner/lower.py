@@ -123,7 +123,7 @@ def _union_aggregate(block: QueryBlock, issuer: str, compute, output: OutputSche
     steps: list[Step] = []
     group_by = f" GROUP BY {', '.join(split.group_sql)}" if split.group_sql else ""
     where = where_sql(block)
-    if distinct:  # COUNT(DISTINCT x) skips NULL x
+    if distinct and all(a.func == "count_distinct" for a in block.aggs):  # NULL x counts nowhere: skip its rows
         not_null = f"({block.aggs[0].arg.sql(dialect=DIALECT)}) IS NOT NULL"
         where = f"{where} AND {not_null}" if where else f" WHERE {not_null}"
     for m in members:
@@ -144,7 +144,7 @@ def _union_aggregate(block: QueryBlock, issuer: str, compute, output: OutputSche
     keys = tuple(c.name for c in split.shares if c.role == "key")
     grouped_input = "u"
     if distinct:  # mark the first row of every (keys, x) once, after an oblivious sort
-        steps.append(DistinctMark("dm", "u", keys, "__dx", "__dmark"))
+        steps.append(DistinctMark("dm", "u", keys, "__dx", "__dmark", "__dxv"))
         grouped_input = "dm"
     secret_keys = oblivious and bool(keys)
     # oblivious mode: secret GROUP BY (sort + segmented scans); keys reach the issuer only

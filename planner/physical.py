@@ -250,6 +250,7 @@ class DistinctMark:
     keys: tuple[str, ...]
     column: str
     out: str
+    valid: str = ""  # 0/1 "x is not NULL": sorted with x, and NULL x rows are never marked
     op: str = "distinct_mark"
 
 

@@ -154,6 +154,11 @@ QUERIES += [
     "SELECT grp, COUNT(DISTINCT cat) FROM u GROUP BY grp",
     "SELECT cat, COUNT(DISTINCT score) FROM u WHERE flag GROUP BY cat",
     "SELECT COUNT(DISTINCT day), COUNT(DISTINCT day) AS again FROM u",
+    # COUNT(DISTINCT x) next to other aggregates: NULL x rows still count for COUNT(*) and SUM
+    "SELECT COUNT(DISTINCT n), COUNT(*), COUNT(n), SUM(amt), MIN(day), MAX(score) FROM u",
+    "SELECT grp, COUNT(DISTINCT cat), AVG(n), COUNT(*) FROM u GROUP BY grp",
+    "SELECT cat, COUNT(DISTINCT note) AS d, SUM(n) FROM u WHERE flag GROUP BY cat HAVING COUNT(*) > 2",
+    "SELECT grp, COUNT(DISTINCT score), STDDEV_SAMP(n) FROM u GROUP BY grp",
     "SELECT DISTINCT cat, day FROM u WHERE flag",
     "SELECT note, COUNT(*) AS k FROM u GROUP BY note ORDER BY k DESC, note NULLS FIRST",
     "SELECT note FROM u WHERE note LIKE 'n1%' ORDER BY note",
@@ -219,6 +224,7 @@ OBLIVIOUS = [q for q in QUERIES if "GROUP BY" in q and "JOIN" not in q and "UNIO
     SUBQUERIES[0],
     SUBQUERIES[1],
     SUBQUERIES[5],
+    "SELECT grp, COUNT(DISTINCT cat), AVG(n), COUNT(*) FROM u GROUP BY grp",
 ]
 
 

@@ -70,26 +70,30 @@ def distinct_value_sql(arg_sql: str, arg_type: str) -> str:
 
 
 def split_count_distinct(block: QueryBlock, types: dict[str, str], fixed_bits: int) -> AggregateSplit:
-    """COUNT(DISTINCT x): owners send their distinct (keys, x); under MPC a sort marks each
-    (keys, x) once and the marks are summed per group (see executors/runtime.py DistinctMark)."""
-    base = split_aggregates(_keys_only(block), types, fixed_bits)
-    arg = block.aggs[0].arg
+    """COUNT(DISTINCT x) (with or without other aggregates): owners group by (keys, x) and send
+    those rows with the other aggregates' partials; under MPC a sort marks each (keys, x) once
+    (executors/runtime.py DistinctMark), and marks and partials are combined per group —
+    partials over (keys, x) add up to the partials over keys."""
+    distinct = [a for a in block.aggs if a.func == "count_distinct"]
+    base = split_aggregates(_without(block, distinct), types, fixed_bits)
+    arg = distinct[0].arg
     arg_sql = arg.sql(dialect=DIALECT)
-    items = base.select_items + (f"{distinct_value_sql(arg_sql, types[canonical(arg)])} AS __dx",)
-    shares = base.shares + (ShareColumn("__dx", COUNT, "distinct"),)
+    items = base.select_items + (f"COALESCE({distinct_value_sql(arg_sql, types[canonical(arg)])}, 0) AS __dx",
+                                 f"CAST(({arg_sql}) IS NOT NULL AS BIGINT) AS __dxv")  # NULL x: counted by none
+    shares = base.shares + (ShareColumn("__dx", COUNT, "distinct"), ShareColumn("__dxv", COUNT, "distinct"))
     reveal = list(base.reveal) + [RevealColumn("__dmark", "value", "__dmark", COUNT)]
     replacements = dict(base.replacements)
-    for agg in block.aggs:
+    for agg in distinct:
         replacements[agg.key] = quote("__dmark")
-    return AggregateSplit(items, base.group_sql + (arg_sql,), shares, (Combine("__dmark", "sum"),),
+    return AggregateSplit(items, base.group_sql + (arg_sql,), shares, base.combine + (Combine("__dmark", "sum"),),
                           tuple(reveal), replacements, base.has_string_key)
 
 
-def _keys_only(block: QueryBlock) -> QueryBlock:
+def _without(block: QueryBlock, aggs: list) -> QueryBlock:
     import copy
 
     clone = copy.copy(block)
-    clone.aggs = []
+    clone.aggs = [a for a in block.aggs if a not in aggs]
     return clone
 
 
