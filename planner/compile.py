@@ -118,6 +118,7 @@ def _plan_join(stmt: Statement, fed: Federation, issuer: str, mode: str, schema_
         )
     schemas = {ref.name: ref.schema for ref in block.tables.values()}
     schemas.update({sj.table.name: sj.table.schema for sj in block.semis})
+    schemas.update({ref.name: ref.schema for ref in block.local_inner.values()})
     output = describe(stmt.text, {**schemas, **derived.schemas})
     local = set(block.parties) | {sj.table.owners[0] for sj in block.semis} == {issuer}
     opens_keys = not local and mode != "oblivious" and bool(block.group_by)

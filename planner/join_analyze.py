@@ -58,6 +58,7 @@ class JoinBlock:
     aggs: list[AggCall]
     uses: dict[str, set[tuple[str, str]]] = field(default_factory=dict)  # role → {(alias, column)}
     semis: list[SemiJoin] = field(default_factory=list)
+    local_inner: dict[str, TableRef] = field(default_factory=dict)  # tables of same-party subqueries (in `local`)
 
     @property
     def parties(self) -> list[str]:
@@ -121,6 +122,9 @@ def analyze_join(ast: exp.Select, fed: Federation, schema_of: SchemaLookup,
     if from_ is None:  # e.g. `SELECT b.t JOIN b.u ON ...` (found by tests/test_fuzz_sql.py)
         raise UnsupportedSql("a JOIN needs a FROM clause: SELECT ... FROM a JOIN b ON ...")
     sources = [from_.this] + [j.this for j in ast.args.get("joins") or []]
+    outer_party = _outer_parties(sources, fed, schema_of, derived)
+    local_semis = [c for c in semis_raw if _local_semi_party(c, outer_party, fed, schema_of, derived)]
+    semis_raw = [c for c in semis_raw if not any(c is x for x in local_semis)]
     inner_sources = []
     for cond in semis_raw:
         sub = (cond.this if isinstance(cond, exp.Not) else cond)
@@ -148,6 +152,19 @@ def analyze_join(ast: exp.Select, fed: Federation, schema_of: SchemaLookup,
         new = exp.Table(this=exp.to_identifier(internal))
         new.set("alias", exp.TableAlias(this=exp.to_identifier(alias)))
         src.replace(new)
+    local_inner: dict[str, TableRef] = {}  # aliases read by same-party subqueries → their tables
+    for cond in local_semis:
+        for src in list(cond.find_all(exp.Table)):
+            ref = resolve_table(fed, src.db or None, src.name, schema_of, derived)
+            alias = src.alias_or_name
+            if alias in tables or alias in local_inner:
+                raise UnknownObjectError(f"table alias '{alias}' is used twice; give each table its own alias")
+            local_inner[alias] = ref
+            internal = f"{ref.internal_name}__{alias}"
+            schema[internal] = dict(ref.schema)
+            new = exp.Table(this=exp.to_identifier(internal))
+            new.set("alias", exp.TableAlias(this=exp.to_identifier(alias)))
+            src.replace(new)
     on_conds: list[exp.Expression] = []
     outer_joined: list[str] = []  # aliases brought in by LEFT JOIN
     for join in ast.args.get("joins") or []:
@@ -169,8 +186,11 @@ def analyze_join(ast: exp.Select, fed: Federation, schema_of: SchemaLookup,
         else:
             on_conds += conjuncts(join.args.get("on"))
         join.set("on", None)
+    internal_local = {f"{r.internal_name}__{a}": (a, r) for a, r in local_inner.items()}
     semi_nodes = semi_conjuncts(ast)
-    ast = _without(ast, semi_nodes)
+    local_nodes = [c for c in semi_nodes if any(t.name in internal_local for t in c.find_all(exp.Table))]
+    semi_nodes = [c for c in semi_nodes if not any(c is x for x in local_nodes)]
+    ast = _without(ast, semi_nodes + local_nodes)
     inner_tables = {a: tables.pop(a) for a in inner_aliases}
     semis = [_semi(c, set(tables), inner_tables) for c in semi_nodes]
     where = ast.args.get("where")
@@ -179,6 +199,16 @@ def analyze_join(ast: exp.Select, fed: Federation, schema_of: SchemaLookup,
     local: dict[str, list[exp.Expression]] = {p: [] for p in dict.fromkeys(owner.values())}
     edges: list[JoinEdge] = []
     residual: list[exp.Expression] = []
+    for cond in local_nodes:  # runs in its party's DuckDB, over the member tables' own names
+        node = cond.this if isinstance(cond, exp.Not) else cond
+        if isinstance(node, exp.Exists):  # EXISTS ignores its SELECT list: `SELECT *` uses no column
+            subquery = node.this.this if isinstance(node.this, exp.Subquery) else node.this
+            subquery.set("expressions", [exp.Literal.number(1)])
+        party = _local_semi_owner(cond, owner, local_inner)
+        for t in cond.find_all(exp.Table):
+            if t.name in internal_local:
+                t.set("this", exp.to_identifier(internal_local[t.name][1].members[0].name, quoted=True))
+        local[party].append(cond)
     for alias in outer_joined:
         if sum(1 for a in owner if owner[a] == owner[alias]) > 1:
             raise UnsupportedSql(f"LEFT JOIN of {tables[alias].name}: its party may have no other table in the query")
@@ -218,8 +248,11 @@ def analyze_join(ast: exp.Select, fed: Federation, schema_of: SchemaLookup,
         aggs[key] = AggCall(func, arg, key, f"a{len(aggs)}")
     group = ast.args.get("group")
     group_by = list(group.expressions) if group else []
-    block = JoinBlock(ast, tables, owner, local, edges, residual, group_by, list(aggs.values()), semis=semis)
-    block.uses = _uses(block, all_conds)
+    block = JoinBlock(ast, tables, owner, local, edges, residual, group_by, list(aggs.values()), semis=semis,
+                      local_inner=local_inner)
+    block.uses = _uses(block, all_conds + local_nodes)
+    block.uses.setdefault("semi_where", set()).update(
+        (c.table, c.name) for cond in local_nodes for c in cond.find_all(exp.Column) if c.table in local_inner)
     for sj in semis:
         block.uses["join"] |= {(sj.outer, c) for c in sj.outer_cols}
         block.uses.setdefault("semi_join", set()).update((sj.inner, c) for c in sj.inner_cols)
@@ -266,6 +299,65 @@ def _semi(cond: exp.Expression, outer_aliases: set[str], inner_tables: dict[str,
     return SemiJoin(outer.pop(), tuple(o.name for o, _ in pairs), alias, inner_tables[alias],
                     tuple(i.name for _, i in pairs), tuple(inner_conds), anti,
                     not_in=anti and isinstance(node, exp.In))
+
+
+def _outer_parties(sources: list, fed: Federation, schema_of: SchemaLookup,
+                   derived: dict[str, TableRef] | None) -> dict[str, str | None]:
+    """alias → the one party owning that FROM/JOIN table (None: a union, a subquery, unknown)."""
+    out: dict[str, str | None] = {}
+    for src in sources:
+        out[src.alias_or_name] = _single_party(src, fed, schema_of, derived) if isinstance(src, exp.Table) else None
+    return out
+
+
+def _single_party(table: exp.Table, fed: Federation, schema_of: SchemaLookup,
+                  derived: dict[str, TableRef] | None) -> str | None:
+    try:
+        ref = resolve_table(fed, table.db or None, table.name, schema_of, derived)
+    except Exception:  # unknown tables are reported by the main path, with its message
+        return None
+    if ref.federated or len(ref.owners) != 1 or not hasattr(ref.members[0], "source"):
+        return None  # unions, derived tables (computed inside a fragment of their own)
+    return ref.owners[0]
+
+
+def _local_semi_party(cond: exp.Expression, outer_party: dict[str, str | None], fed: Federation,
+                      schema_of: SchemaLookup, derived: dict[str, TableRef] | None) -> str | None:
+    """The party that can evaluate this IN/EXISTS conjunct in its own DuckDB, or None: the
+    subquery reads only that party's tables (joins, aggregates, any correlation allowed) and
+    refers to outer tables of that party only. Such a filter is plain local work: no tags, no
+    MPC, nothing leaves the owner (TPC-H Q21's EXISTS … l2.l_suppkey <> l1.l_suppkey)."""
+    node = cond.this if isinstance(cond, exp.Not) else cond
+    query = node.this if isinstance(node, exp.Exists) else node.args["query"]
+    tables = list(query.find_all(exp.Table))
+    inner = {t.alias_or_name: _single_party(t, fed, schema_of, derived) for t in tables}
+    parties = set(inner.values())
+    if not tables or len(parties) != 1 or None in parties:
+        return None
+    (party,) = parties
+    inner_columns = set()
+    for t in tables:
+        inner_columns |= {c for c, _ in resolve_table(fed, t.db or None, t.name, schema_of, derived).schema}
+    outside = node.this.find_all(exp.Column) if isinstance(node, exp.In) else iter(())
+    for c in outside:  # IN's left side is in the outer query: it must name an outer table of the party
+        if outer_party.get(c.table) != party:
+            return None
+    for c in query.find_all(exp.Column):
+        if c.table in inner:
+            continue
+        if (outer_party.get(c.table) != party) if c.table else c.name not in inner_columns:
+            return None
+    return party
+
+
+def _local_semi_owner(cond: exp.Expression, owner: dict[str, str], local_inner: dict[str, TableRef]) -> str:
+    inner_party = {r.owners[0] for a, r in local_inner.items() if any(
+        t.alias_or_name == a for t in cond.find_all(exp.Table))}
+    outer = {owner[c.table] for c in cond.find_all(exp.Column) if c.table in owner}
+    parties = inner_party | outer
+    if len(parties) != 1:  # checked before qualification; qualification may bind more: refuse, do not guess
+        raise UnsupportedSql("an IN/EXISTS subquery mixes parties in a way not supported yet")
+    return parties.pop()
 
 
 def _is_equi(cond: exp.Expression) -> bool:

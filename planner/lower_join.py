@@ -68,6 +68,7 @@ _RULES = {
 def check_join_policy(block: JoinBlock, issuer: str, key_viewers: tuple[str, ...] = (), mode: str = "sizes") -> None:
     refs = dict(block.tables)
     refs.update({sj.inner: sj.table for sj in block.semis})
+    refs.update(block.local_inner)
     for role in ("row", "group", "join", "semi_join", "aggregate", "where", "semi_where"):
         required, rule = _RULES[role.replace("semi_", "")]
         for alias, column in sorted(block.uses.get(role, ())):

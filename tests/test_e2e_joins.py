@@ -165,6 +165,13 @@ QUERIES = [
     "SELECT x.seg, COUNT(*) FROM a.cust x WHERE EXISTS (SELECT 1 FROM c.txn z WHERE z.cid = x.cid "
     "AND z.kind = 'wire') GROUP BY x.seg",
     "SELECT COUNT(*) FROM a.cust x WHERE NOT EXISTS (SELECT 1 FROM b.acct y WHERE y.cid = x.cid)",
+    # subqueries over the outer table's own party run in its DuckDB (any correlation, joins, aggregates)
+    "SELECT z.kind, COUNT(*), SUM(x.credit) FROM c.txn z JOIN a.cust x ON x.cid = z.cid WHERE EXISTS "
+    "(SELECT * FROM c.txn z2 WHERE z2.cid = z.cid AND z2.kind <> z.kind) GROUP BY z.kind",
+    "SELECT COUNT(*), SUM(y.bal) FROM a.cust x JOIN b.acct y ON x.cid = y.cid WHERE NOT EXISTS "
+    "(SELECT 1 FROM b.acct y2 WHERE y2.cid = y.cid AND y2.bal > y.bal)",
+    "SELECT COUNT(*) FROM a.cust x JOIN c.txn z ON x.cid = z.cid WHERE z.cid IN "
+    "(SELECT p.cid FROM c.profile p JOIN c.txn t ON p.cid = t.cid GROUP BY p.cid HAVING SUM(t.amount) > 60)",
     # NOT IN with SQL's NULL rules: b.acct.cid has a NULL (so nothing passes), c.profile none
     "SELECT COUNT(*) FROM a.cust x WHERE x.cid NOT IN (SELECT y.cid FROM b.acct y)",
     "SELECT COUNT(*) FROM a.cust x WHERE x.cid NOT IN (SELECT y.cid FROM b.acct y WHERE y.cid IS NOT NULL)",
@@ -251,6 +258,8 @@ OBLIVIOUS = [
     # the issuer's own labels (string with NULLs, number) stay with it: looked up by the opened group rank
     "SELECT x.seg, x.region, SUM(p.lim), COUNT(*) FROM a.cust x JOIN c.profile p ON x.cid = p.cid "
     "GROUP BY x.seg, x.region HAVING COUNT(*) > 1",
+    "SELECT p.tier, COUNT(*) FROM a.cust x JOIN c.profile p ON x.cid = p.cid WHERE NOT EXISTS "
+    "(SELECT 1 FROM c.txn z WHERE z.cid = p.cid AND z.amount > p.lim / 10) GROUP BY p.tier",
     # LEFT JOIN onto the unique side: unmatched rows keep NULLs (and group with the real NULL tiers)
     "SELECT COUNT(*), COUNT(p.lim), SUM(p.lim), MIN(p.lim) FROM a.cust x LEFT JOIN c.profile p ON x.cid = p.cid",
     "SELECT p.tier, COUNT(*), SUM(x.credit), COUNT(p.cid) FROM a.cust x LEFT JOIN c.profile p ON x.cid = p.cid "

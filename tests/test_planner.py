@@ -232,3 +232,17 @@ def test_keys_needed_by_a_secure_order_by_limit_stay_shared(viewers):
     p = plan(viewers, JOIN_ON_OWN_KEY + " ORDER BY a.age LIMIT 2", settings={"fedsql.mode": "oblivious"})
     reveal = next(s for s in p.steps if s.op == "reveal_result")
     assert not reveal.local_keys and "secure_finish" in {s.op for s in p.steps}
+
+
+def test_a_subquery_over_the_outer_tables_own_party_runs_in_its_duckdb(viewers):
+    p = plan(viewers, "SELECT COUNT(*) FROM h1.patients a JOIN h2.patients b ON a.pid = b.pid WHERE EXISTS "
+                      "(SELECT * FROM h2.patients b2 WHERE b2.pid = b.pid AND b2.age <> b.age)")
+    local = [s for s in p.steps if s.op == "local_query" and s.party == "h2"]
+    assert len(local) == 1 and "EXISTS" in local[0].sql and '"patients" AS b2' in local[0].sql
+    assert not any(s.op == "secure_join" and s.kind != "inner" for s in p.steps)
+
+
+def test_a_same_party_subquery_still_needs_its_columns_levels(viewers):
+    with pytest.raises(errors.PolicyViolation, match=r"h2\.patients\.id is 'private'"):
+        plan(viewers, "SELECT COUNT(*) FROM h1.patients a JOIN h2.patients b ON a.pid = b.pid WHERE EXISTS "
+                      "(SELECT 1 FROM h2.patients b2 WHERE b2.pid = b.pid AND b2.id > 3)")
