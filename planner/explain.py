@@ -16,6 +16,10 @@ def _where(step: Step, plan: PhysicalPlan) -> str:
         return f"{step.party} -> {', '.join(plan.compute)} (secret shares)"
     if op == "reveal_result":
         return f"secure ({', '.join(plan.compute)}) -> {step.to} only"
+    if op == "compute_tags":
+        return f"{step.party} (local: keyed PRF of its own join keys)"
+    if op == "agree_tag_key":
+        return f"{', '.join(step.parties)} (the key owners only)"
     return f"secure ({', '.join(plan.compute)})"
 
 
@@ -35,7 +39,20 @@ def _what(step: Step) -> str:
             return f"shuffle, open keys {', '.join(k for k in step.keys if not k.endswith('_valid'))}, reduce: {how}"
         return f"reduce: {how}"
     if op == "reveal_result":
-        return "open " + ", ".join(c.name for c in step.columns)
+        own = [c.name for c in step.columns if c.how == "local_key"]
+        opened = [c.name for c in step.columns if c.how != "local_key"] + (["__grank"] if step.local_keys else [])
+        return "open " + ", ".join(opened) + (
+            f"; {step.to} attaches its own group labels {', '.join(own)} by rank" if own else "")
+    if op == "secure_join":
+        how = "after a secret shuffle of both sides" if step.shuffle else "unshuffled (reveal mode)"
+        return f"{step.kind} join: keyed tags opened to {step.matcher} {how}; it returns the matching row pairs"
+    if op == "oblivious_join":
+        return (f"sort both sides by keyed tag (unique side first), copy the unique side's row onto each match "
+                f"(segmented scan){'; unmatched rows kept with NULLs' if step.outer else ''}; nothing opened")
+    if op == "oblivious_semi_join":
+        return (f"{step.kind}: sort outer and inner tags together, mark the outer rows with (without) a match "
+                "(segmented scan); nothing opened" + ("; one bit: does the subquery yield a NULL"
+                                                       if step.kind == "not_in" else ""))
     if op == "agree_width":
         return f"secure max of {step.column} width"
     if op == "add_noise":
