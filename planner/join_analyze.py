@@ -117,7 +117,7 @@ def analyze_join(ast: exp.Select, fed: Federation, schema_of: SchemaLookup,
                  derived: dict[str, TableRef] | None = None) -> JoinBlock:
     ast = ast.copy()
     semis_raw = semi_conjuncts(ast)
-    _refuse_unsupported(_without(ast, semis_raw))
+    _refuse_unsupported(_without(ast, semis_raw), allow_count_distinct=True)
     from_ = ast.args.get("from_") or ast.args.get("from")
     if from_ is None:  # e.g. `SELECT b.t JOIN b.u ON ...` (found by tests/test_fuzz_sql.py)
         raise UnsupportedSql("a JOIN needs a FROM clause: SELECT ... FROM a JOIN b ON ...")
@@ -245,7 +245,12 @@ def analyze_join(ast: exp.Select, fed: Federation, schema_of: SchemaLookup,
         arg = node.this
         if func == "count" and (arg is None or isinstance(arg, exp.Star)):
             func, arg = "count_star", None
+        if func == "count" and isinstance(arg, exp.Distinct):
+            func, arg = "count_distinct", arg.expressions[0]
         aggs[key] = AggCall(func, arg, key, f"a{len(aggs)}")
+    if len({a.arg.sql(dialect=DIALECT) for a in aggs.values() if a.func == "count_distinct"}) > 1:
+        raise UnsupportedSql("COUNT(DISTINCT …) over two different columns in one query is not supported yet; "
+                             "run them as separate queries")
     group = ast.args.get("group")
     group_by = list(group.expressions) if group else []
     block = JoinBlock(ast, tables, owner, local, edges, residual, group_by, list(aggs.values()), semis=semis,

@@ -30,6 +30,7 @@ from planner.physical import (
     AgreeWidth,
     Combine,
     ComputeTags,
+    DistinctMark,
     Encoding,
     FinalQuery,
     GroupCombine,
@@ -320,9 +321,24 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
     for i, k in enumerate(keys):
         reveal.append(RevealColumn(f"__g{i}", "key", k.name, k.encoding, count=f"{k.name}__v"))
         replacements[_canon(block.group_by[i])] = quote(f"__g{i}")
+    distinct_mark = ""  # COUNT(DISTINCT x): one mark column, 1 on the first kept row of each (keys, x)
     for agg in block.aggs:
         a = f"__{agg.name}"
         node = agg_nodes[agg.key]
+        if agg.func == "count_distinct":
+            if node.encoding.kind not in ("int", "decimal", "date", "timestamp", "hash", "bool"):
+                raise UnsupportedSql(f"COUNT(DISTINCT …) over a {node.encoding.type} expression is not supported "
+                                     "under MPC yet: its secure encoding does not keep distinct values distinct")
+            if not distinct_mark:
+                distinct_mark = a
+                counted = SNode("valid", (node,), encoding=COUNT)  # NULL x, and rows the filters drop, count nowhere
+                if flag:
+                    counted = SNode("mul", (SNode("col", column=flag, encoding=COUNT), counted), encoding=COUNT)
+                outputs += [("__dx", node), ("__dxv", counted)]
+                combine.append(Combine(a, "sum"))
+                reveal.append(RevealColumn(a, "value", a, COUNT))
+            replacements[agg.key] = quote(distinct_mark)
+            continue
         if agg.func == "count_star":
             outputs.append((a, flag_node or SNode("const", value=1, encoding=COUNT)))
             combine.append(Combine(a, "sum"))
@@ -373,10 +389,14 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
             steps = [replace(s, columns=tuple(c for c in s.columns if c.name not in unshared))
                      if isinstance(s, ShareTable) and s.id == f"s_{issuer}" else s for s in steps]
     steps.append(SecureEval("e", current, tuple(outputs)))
+    grouped = "e"
+    if distinct_mark:  # an oblivious sort by (keys, counted, x) marks each distinct value once
+        steps.append(DistinctMark("dm", "e", key_cols, "__dx", distinct_mark, "__dxv"))
+        grouped = "dm"
     if oblivious and block.group_by:
-        steps.append(ObliviousGroup("g", "e", key_cols, tuple(combine), flag, rank))
+        steps.append(ObliviousGroup("g", grouped, key_cols, tuple(combine), flag, rank))
     else:
-        steps.append(GroupCombine("g", "e", key_cols, tuple(combine), flag if block.group_by else ""))
+        steps.append(GroupCombine("g", grouped, key_cols, tuple(combine), flag if block.group_by else ""))
     if finish is not None:  # HAVING / ORDER BY … LIMIT under MPC: the issuer gets only the result rows
         steps.append(finish)
     steps.append(RevealResult("r", "h" if finish is not None else "g", issuer, tuple(reveal),

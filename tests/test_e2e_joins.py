@@ -165,6 +165,11 @@ QUERIES = [
     "SELECT x.seg, COUNT(*) FROM a.cust x WHERE EXISTS (SELECT 1 FROM c.txn z WHERE z.cid = x.cid "
     "AND z.kind = 'wire') GROUP BY x.seg",
     "SELECT COUNT(*) FROM a.cust x WHERE NOT EXISTS (SELECT 1 FROM b.acct y WHERE y.cid = x.cid)",
+    # COUNT(DISTINCT x) across parties: marked by an oblivious sort, next to other aggregates
+    "SELECT x.seg, COUNT(DISTINCT y.branch), COUNT(*), SUM(y.bal) FROM a.cust x JOIN b.acct y ON x.cid = y.cid "
+    "GROUP BY x.seg",
+    "SELECT COUNT(DISTINCT z.kind), COUNT(*), COUNT(DISTINCT z.kind) AS again FROM a.cust x JOIN c.txn z ON x.cid = z.cid "
+    "WHERE z.amount > x.credit / 1000",
     # subqueries over the outer table's own party run in its DuckDB (any correlation, joins, aggregates)
     "SELECT z.kind, COUNT(*), SUM(x.credit) FROM c.txn z JOIN a.cust x ON x.cid = z.cid WHERE EXISTS "
     "(SELECT * FROM c.txn z2 WHERE z2.cid = z.cid AND z2.kind <> z.kind) GROUP BY z.kind",
@@ -260,6 +265,8 @@ OBLIVIOUS = [
     "GROUP BY x.seg, x.region HAVING COUNT(*) > 1",
     "SELECT p.tier, COUNT(*) FROM a.cust x JOIN c.profile p ON x.cid = p.cid WHERE NOT EXISTS "
     "(SELECT 1 FROM c.txn z WHERE z.cid = p.cid AND z.amount > p.lim / 10) GROUP BY p.tier",
+    "SELECT p.tier, COUNT(DISTINCT x.region), SUM(p.lim) FROM a.cust x JOIN c.profile p ON x.cid = p.cid "
+    "WHERE x.credit > p.lim GROUP BY p.tier",
     # LEFT JOIN onto the unique side: unmatched rows keep NULLs (and group with the real NULL tiers)
     "SELECT COUNT(*), COUNT(p.lim), SUM(p.lim), MIN(p.lim) FROM a.cust x LEFT JOIN c.profile p ON x.cid = p.cid",
     "SELECT p.tier, COUNT(*), SUM(x.credit), COUNT(p.cid) FROM a.cust x LEFT JOIN c.profile p ON x.cid = p.cid "
