@@ -168,6 +168,10 @@ def test_refusals(fed):
         plan(fed, "SELECT COUNT(*) FROM bank.customers c WHERE c.cid IN (SELECT cid FROM telco.usage)")
     with pytest.raises(errors.PolicyViolation, match="bounds"):
         plan(fed, "SELECT SUM(u.cid) FROM telco.usage u JOIN bank.customers c ON u.cid = c.cid")
+    with pytest.raises(errors.UnsupportedSql, match="LEFT JOINed table"):
+        plan(fed, "SELECT COUNT(*) FROM bank.customers c LEFT JOIN telco.usage u ON u.cid = c.cid")
+    p = plan(fed, "SELECT COUNT(*), COUNT(c.segment) FROM telco.usage u LEFT JOIN bank.customers c ON u.cid = c.cid")
+    assert next(s for s in p.steps if s.op == "oblivious_join").outer
     with pytest.raises(errors.UnsupportedSql, match="VAR/STDDEV"):
         plan(fed, "SELECT VAR_POP(u.minutes) FROM telco.usage u JOIN bank.customers c ON u.cid = c.cid")
 

@@ -112,6 +112,12 @@ def plan_dp_join(block: JoinBlock, issuer: str, settings: dict[str, str], fixed_
             f"{ref.name} has a differential-privacy policy and {party}'s other tables ({', '.join(others)}) are in "
             "the same query: its fragment must be the DP table alone (a local join would change its public size "
             "by an un-noised amount); join them in a query of their own")
+    for e in block.edges:
+        if e.kind == "left" and e.right == alias:
+            raise UnsupportedSql(
+                f"{ref.name} has a differential-privacy policy and is the LEFT JOINed table: every row of "
+                f"{block.tables[e.left].name} would meet its rows, so one unit can reach many joined rows. "
+                f"Put {ref.name} first (FROM {ref.name} LEFT JOIN ... or an inner join) so it is on the many side")
     columns = {c for c, _ in ref.schema}
     if not policy.row_level and policy.unit not in columns:
         raise PolicyViolation(
@@ -296,10 +302,11 @@ def dp_join_leakage(req: DPJoinRequest, issuer: str, compute: tuple[str, ...]) -
     out = (
         f"differential privacy over the join: it runs in oblivious mode whatever fedsql.mode says (in 'sizes' or "
         f"'reveal' mode the number of matching rows would be an un-noised function of {req.member.qualified})",
-        f"to {', '.join(compute)}: {party} shares every row of {req.member.name} (its public size) with a secret "
-        "0/1 flag for the rows that pass its WHERE conditions and the per-unit bounding; the joins sort and scan "
-        "under MPC and open nothing",
+        f"to {', '.join(compute)}: the input sizes only — the joins sort and scan under MPC and open nothing",
     )
+    if req.info.selection is None:  # else leakage_lines says it
+        out += (f"to {', '.join(compute)}: {party} shares every row of {req.member.name} (its public size) with "
+                "a secret 0/1 flag for the rows that pass its WHERE conditions and the per-unit bounding",)
     return out + leakage_lines(req.info, issuer, party)
 
 
