@@ -209,3 +209,19 @@ def test_refusals(dpjoin):
             c.execute("SELECT SUM(c.balance) FROM telco.usage u JOIN bank.customers c ON u.cid = c.cid")
         with pytest.raises(errors.PolicyViolation, match="would reveal rows"):
             c.execute("SELECT u.minutes FROM telco.usage u JOIN bank.customers c ON u.cid = c.cid")
+
+
+def test_group_by_the_dp_tables_own_key(dpjoin):
+    from executors.dp import noise_scale
+
+    config, data = dpjoin
+    sql = ("SELECT u.plan, SUM(u.minutes) AS m FROM telco.usage u JOIN bank.customers c ON u.cid = c.cid "
+           "WHERE c.segment = 'gold' GROUP BY u.plan")
+    truth = dict(_exact(data, "SELECT plan, SUM(minutes) FROM j WHERE segment = 'gold' GROUP BY plan"))
+    with _client(config) as c:
+        table, meta = c.execute(sql, {"fedsql.epsilon": "2.0"})
+    got = {r["plan"]: float(r["m"]) for r in table.to_pylist()}
+    assert set(got) == {"basic", "pro"}, got
+    for plan, m in got.items():  # SUM and the hidden selection count share ε
+        assert abs(m - truth[plan]) <= 6 * noise_scale("laplace", 1.0, 2 * 500, 2)
+    assert "hidden noisy COUNT" not in "\n".join(meta["leakage"])
