@@ -19,7 +19,8 @@ from planner.passes.distinct import distinct_to_group_by
 from planner.passes.decorrelate import decorrelate
 from planner.passes.derived_tables import Derived, extract_derived_tables
 from planner.passes.inline_subqueries import has_inline_candidates, inline_subqueries
-from planner.lower_join import check_join_policy, lower_join
+from planner.lower_join import check_join_policy, expression_type, lower_join
+from planner.passes.dp_join import plan_dp_join
 from planner.catalog import SchemaLookup
 from planner.lower import PUBLIC_TEXT, lower
 from planner.parse import Statement, parse_statement
@@ -81,7 +82,7 @@ def plan_select(
     if ast is not stmt.ast:
         stmt = dataclasses.replace(stmt, ast=ast)
     if isinstance(ast, exp.Select) and (ast.args.get("joins") or semi_conjuncts(ast)):  # several tables
-        return _plan_join(stmt, fed, issuer, session_mode(fed, settings), schema_of, derived)
+        return _plan_join(stmt, fed, issuer, settings, schema_of, derived)
     block = analyze(ast, fed, schema_of, derived.tables)
     table = block.table
     # bind the user's own text: output names are then exactly plain DuckDB's
@@ -106,23 +107,24 @@ def plan_select(
     return with_hash(plan)
 
 
-def _plan_join(stmt: Statement, fed: Federation, issuer: str, mode: str, schema_of: SchemaLookup,
-               derived: Derived) -> PhysicalPlan:
-    """Queries joining tables of several parties (planner/join_analyze.py, planner/lower_join.py)."""
+def _plan_join(stmt: Statement, fed: Federation, issuer: str, settings: dict[str, str],
+               schema_of: SchemaLookup, derived: Derived) -> PhysicalPlan:
+    """Queries joining tables of several parties (planner/join_analyze.py, planner/lower_join.py);
+    with a DP table of another party, DP over the join (planner/passes/dp_join.py)."""
+    mode = session_mode(fed, settings)
     block = analyze_join(stmt.ast, fed, schema_of, derived.tables)
-    dp_tables = [r.name for r in block.tables.values() if getattr(r.members[0], "dp", None) and r.owners[0] != issuer]
-    if dp_tables:
-        raise UnsupportedSql(
-            f"{', '.join(dp_tables)} have a differential-privacy policy, and DP over cross-party joins is not "
-            "built yet; query them without a join"
-        )
     schemas = {ref.name: ref.schema for ref in block.tables.values()}
     schemas.update({sj.table.name: sj.table.schema for sj in block.semis})
     schemas.update({ref.name: ref.schema for ref in block.local_inner.values()})
     output = describe(stmt.text, {**schemas, **derived.schemas})
+    dp = plan_dp_join(block, issuer, settings, fed.fixed_point_bits, output,
+                      lambda node: expression_type(block, node, fed.fixed_point_bits))
+    if dp is not None:  # the join size would be an un-noised function of the DP table (docs/decisions.md D-DP3)
+        mode = "oblivious"
     local = set(block.parties) | {sj.table.owners[0] for sj in block.semis} == {issuer}
     opens_keys = not local and mode != "oblivious" and bool(block.group_by)
-    check_join_policy(block, issuer, fed.compute if opens_keys else (), mode)
+    check_join_policy(block, issuer, fed.compute if opens_keys else (), mode,
+                      frozenset({dp.alias}) if dp is not None else frozenset())
     if local:
         from planner.physical import LocalQuery
 
@@ -131,7 +133,7 @@ def _plan_join(stmt: Statement, fed: Federation, issuer: str, mode: str, schema_
         leakage: tuple = (f"nothing leaves {issuer}: it owns every table and runs the query in its own DuckDB",)
         result = "result"
     else:
-        steps, result, leakage = lower_join(block, issuer, fed.compute, output, mode, fed.fixed_point_bits)
+        steps, result, leakage = lower_join(block, issuer, fed.compute, output, mode, fed.fixed_point_bits, dp)
     plan = PhysicalPlan(
         issuer=issuer,
         schemas=tuple(sorted(schemas.items())),
@@ -140,8 +142,9 @@ def _plan_join(stmt: Statement, fed: Federation, issuer: str, mode: str, schema_
         result=result,
         output=output,
         leakage=(PUBLIC_TEXT,) + tuple(leakage),
-        settings=(("fedsql.mode", mode),),
+        settings=(("fedsql.mode", mode),) + ((("fedsql.epsilon", repr(dp.info.epsilon)),) if dp else ()),
         fixed_point_bits=fed.fixed_point_bits,
+        dp=dp.info if dp else None,
     )
     return with_hash(plan)
 

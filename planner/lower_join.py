@@ -26,6 +26,7 @@ from planner.parse import DIALECT
 from planner.passes.finalize import final_sql, issuer_side_note
 from planner.passes.secure_finish import finish_leakage, plan_secure_finish
 from planner.physical import (
+    AddNoise,
     AgreeTagKey,
     AgreeWidth,
     Combine,
@@ -39,6 +40,7 @@ from planner.physical import (
     ObliviousGroup,
     ObliviousJoin,
     ObliviousSemiJoin,
+    PartitionSelect,
     RevealColumn,
     RevealResult,
     SecureEval,
@@ -50,7 +52,7 @@ from planner.physical import (
 )
 from planner.analyze import SPREAD
 from planner.policy import check_group_key_viewers
-from planner.passes.split_aggregates import spread_outputs, sum_outputs
+from planner.passes.split_aggregates import DP_KEY_WORDS, WORD_BYTES, dp_value_outputs, spread_outputs, sum_outputs
 from planner.secure_expr import BOOL, HASHED, LocalLeaf, SNode, product_encoding, split_expression
 from planner.validate import OutputSchema, describe, quote
 
@@ -66,13 +68,18 @@ _RULES = {
 }
 
 
-def check_join_policy(block: JoinBlock, issuer: str, key_viewers: tuple[str, ...] = (), mode: str = "sizes") -> None:
+def check_join_policy(block: JoinBlock, issuer: str, key_viewers: tuple[str, ...] = (), mode: str = "sizes",
+                      noised: frozenset[str] = frozenset()) -> None:
+    """Level rules per column use. `noised`: aliases of DP-bound tables, whose every influence on the
+    result is DP-noised, so their columns may be used at any level (DESIGN.md §3, docs/dp.md §5)."""
     refs = dict(block.tables)
     refs.update({sj.inner: sj.table for sj in block.semis})
     refs.update(block.local_inner)
     for role in ("row", "group", "join", "semi_join", "aggregate", "where", "semi_where"):
         required, rule = _RULES[role.replace("semi_", "")]
         for alias, column in sorted(block.uses.get(role, ())):
+            if alias in noised:
+                continue
             for table in refs[alias].members:
                 level = table.level(column, issuer)
                 if not level_at_least(level, required):
@@ -88,9 +95,12 @@ def check_join_policy(block: JoinBlock, issuer: str, key_viewers: tuple[str, ...
 class _Fragments:
     """Per party: the SELECT list of its local fragment and what it shares."""
 
-    def __init__(self, block: JoinBlock, fixed_bits: int):
+    def __init__(self, block: JoinBlock, fixed_bits: int, dp=None):
         self.block = block
         self.fixed_bits = fixed_bits
+        self.dp = dp  # DPJoinRequest: its party's aggregate arguments are clamped, string keys cut
+        self.dp_party = block.owner[dp.alias] if dp is not None else None
+        self.long_keys: list[str] = []  # DP party: conditions "this string key fits the fixed width"
         self.items: dict[str, list[str]] = {p: [] for p in block.parties}
         self.shares: dict[str, list[ShareColumn]] = {p: [] for p in block.parties}
         self.leaves: dict[str, LocalLeaf] = {}
@@ -123,8 +133,13 @@ class _Fragments:
         if key in self.by_sql:
             return self.by_sql[key]
         typ = self._type(party, sql)
+        source = f"({sql})"
         if role == "key":
             enc = key_encoding(typ, f"GROUP BY {sql}")
+            if party == self.dp_party and enc.kind == "string":  # fixed width: agreeing it would open a maximum
+                limit = DP_KEY_WORDS * WORD_BYTES
+                source = f"(CASE WHEN strlen({source}) <= {limit} THEN {source} END)"
+                self.long_keys.append(f"({source} IS NOT NULL OR ({sql}) IS NULL)")
         elif typ.upper() == "BOOLEAN":
             enc = BOOL
         elif typ.upper() == "VARCHAR":
@@ -133,8 +148,12 @@ class _Fragments:
             enc = value_encoding(typ, self.fixed_bits, sql)
         name = f"__l{len(self.leaves)}"
         fill = "''" if enc.kind == "string" else ("0.0" if enc.kind == "float_bits" else "0")
+        value = encode_sql(source, enc)
+        if role == "dp" and sql in self.dp.clamps:  # the DP table's bounds, in scaled units (docs/dp.md §5)
+            lo, hi = self.dp.clamps[sql]
+            value = f"LEAST(GREATEST({value}, {lo}), {hi})"
         self.items[party] += [
-            f"COALESCE({encode_sql(f'({sql})', enc)}, {fill}) AS {name}",
+            f"COALESCE({value}, {fill}) AS {name}",
             f"CAST(({sql}) IS NOT NULL AS BIGINT) AS {name}__v",
         ]
         self.shares[party] += [ShareColumn(name, enc, role), ShareColumn(f"{name}__v", COUNT, role)]
@@ -149,20 +168,23 @@ class _Fragments:
 
 
 def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], output: OutputSchema,
-               mode: str, fixed_bits: int) -> tuple[tuple[Step, ...], str, tuple[str, ...]]:
+               mode: str, fixed_bits: int, dp=None) -> tuple[tuple[Step, ...], str, tuple[str, ...]]:
+    """`dp` (planner/passes/dp_join.py): the join runs obliviously from the DP table, which must be on
+    the many side of every PK–FK join; its owner shares all rows with a keep flag; noise before the reveal."""
     if not block.is_aggregate:
         raise UnsupportedSql("a join across parties must aggregate its rows (COUNT/SUM/AVG/MIN/MAX) for now")
-    oblivious = mode == "oblivious"
+    oblivious = mode == "oblivious" or dp is not None
     if any(block.owner[sj.outer].startswith("@") or sj.table.federated for sj in block.semis):
         raise UnsupportedSql("IN/EXISTS subqueries with federated union tables are not supported yet")
     if not block.edges and len(block.parties) > 1:
         raise UnsupportedSql("the tables of different parties need an equality join condition (a.k = b.k)")
-    frags = _Fragments(block, fixed_bits)
+    frags = _Fragments(block, fixed_bits, dp)
     steps: list[Step] = []
     leakage: list[str] = []
 
     # join order: a spanning tree over the parties; extra edges become secure equalities
-    order, tree_edges, extra = _join_order(block)
+    # (DP: from the DP table's party, so that every other table joins onto it N:1)
+    order, tree_edges, extra = _join_order(block, frags.dp_party)
     residual = list(block.residual) + extra
     # group keys and aggregate arguments → leaves and secure expressions
     keys = []
@@ -175,7 +197,8 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
             raise UnsupportedSql(f"GROUP BY {g.sql(dialect=DIALECT)} mixes parties; group by one party's columns")
         keys.append(frags.leaf(party, g, role="key"))
     rank = _group_rank(block, frags, keys) if oblivious else ""
-    agg_nodes = {a.key: (frags.expr(a.arg) if a.arg is not None else None) for a in block.aggs}
+    agg_nodes = {a.key: (_dp_arg(frags, a) if dp is not None and a.func in ("sum", "avg") else
+                         frags.expr(a.arg) if a.arg is not None else None) for a in block.aggs}
     predicates = [frags.expr(c) for c in residual]  # NOT IN flags join them after the semi-joins
 
     # tags for each tree edge
@@ -201,6 +224,13 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
         conds = [c.sql(dialect=DIALECT) for c in block.local.get(party, [])]
         where = f" WHERE {' AND '.join(conds)}" if conds else ""
         items = frags.items[party] or ["1 AS __one"]
+        if party == frags.dp_party:
+            (unit, runner, views), = _units(block, party)
+            steps.append(LocalQuery(f"f_{unit}", runner, _dp_fragment_sql(block, dp, items, views[0][1], conds,
+                                                                          frags.long_keys),
+                                    "DP table: every row, keep flag after WHERE and per-unit bounding, clamped values"))
+            frags.shares[party].append(ShareColumn("__rows", COUNT))
+            continue
         for unit, runner, views in _units(block, party):
             froms = ", ".join(f"{view} AS {quote(alias)}" for alias, view in views)
             steps.append(LocalQuery(f"f_{unit}", runner, f"SELECT {', '.join(items)} FROM {froms}{where}",
@@ -230,7 +260,8 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
                                 f"{quote(sj.inner)}{' WHERE ' + conds if conds else ''}", "semi-join keys"))
         steps.append(ComputeTags(f"ts{s_i}_in", f"fs{s_i}", p_in, f"ks{s_i}", names, f"__st{s_i}", bits))
         steps.append(ShareTable(f"ss{s_i}", f"fs{s_i}", p_in, inner_shares))
-    string_parties = [p for p in block.parties if any(c.encoding.kind == "string" for c in frags.shares[p])]
+    string_parties = [p for p in block.parties if any(c.encoding.kind == "string" for c in frags.shares[p])
+                      and p != frags.dp_party]
     width = ""
     if string_parties:
         width = "w"
@@ -239,6 +270,10 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
     for party in block.parties:
         units = _units(block, party)
         for unit, runner, _ in units:
+            if party == frags.dp_party:  # string keys in a width fixed by the plan (docs/dp.md §5.4)
+                steps.append(ShareTable(f"s_{unit}", f"f_{unit}", runner, tuple(frags.shares[party]),
+                                        width=DP_KEY_WORDS))
+                continue
             steps.append(ShareTable(f"s_{unit}", f"f_{unit}", runner, tuple(frags.shares[party]), width))
         if party.startswith("@"):  # a federated union: its members' shares, concatenated
             steps.append(SecureUnion(f"s_{party}", tuple(f"s_{unit}" for unit, _, _ in units)))
@@ -248,7 +283,8 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
     for e_i, (edge, pa, pb) in enumerate(tree_edges):
         new = pb if pa in joined else pa
         if oblivious or e_i in fallback:
-            pk = _primary_key_side(block, edge, new == pb, first=e_i == 0)
+            pk = _dp_primary_key_side(block, edge, new == pb, e_i == 0, dp) if dp is not None else \
+                _primary_key_side(block, edge, new == pb, first=e_i == 0)
             outer = edge.kind == "left"
             if outer and (block.owner[edge.right] != new or pk != "right"):
                 raise UnsupportedSql(
@@ -315,6 +351,10 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
         leakage.append(f"to {', '.join(compute)}: only the input sizes — the joins sort and scan under MPC")
     elif oblivious and flag:
         flag_node = SNode("col", column="__flag", encoding=COUNT)
+    if dp is not None:
+        tail, tail_leakage = _dp_tail(block, issuer, compute, output, dp, keys, rank, agg_nodes, outputs, flag_node, current,
+                                      steps)
+        return tuple(steps) + tail, "result", tail_leakage
     combine: list[Combine] = []
     reveal: list[RevealColumn] = []
     replacements: dict[str, str] = {}
@@ -416,6 +456,117 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
     return tuple(steps), "result", tuple(leakage)
 
 
+def _dp_tail(block: JoinBlock, issuer: str, compute: tuple[str, ...], output: OutputSchema, dp, keys: list[LocalLeaf], rank: str,
+             agg_nodes: dict, outputs: list, flag_node: SNode, current: str, steps: list[Step]):
+    """After the oblivious joins of a DP query: per-row partials, then either one global row or an
+    oblivious GROUP BY that opens nothing; noise inside the MPC; partition selection for groups;
+    only noisy columns are opened (docs/dp.md §5.5)."""
+    from planner.passes.dp_join import dp_join_leakage
+
+    combine: list[Combine] = []
+    reveal: list[RevealColumn] = []
+    replacements: dict[str, str] = {}
+    for i, k in enumerate(keys):
+        reveal.append(RevealColumn(f"__g{i}", "key", k.name, k.encoding, count=f"{k.name}__v"))
+        replacements[_canon(block.group_by[i])] = quote(f"__g{i}")
+    for agg in block.aggs:
+        a = f"__{agg.name}"
+        node = agg_nodes[agg.key]
+        if agg.func == "count_star":
+            outputs.append((a, flag_node))
+        elif agg.func == "count":
+            outputs.append((a, SNode("mul", (flag_node, SNode("valid", (node,), encoding=COUNT)), encoding=COUNT)))
+        if agg.func in ("count_star", "count"):
+            combine.append(Combine(a, "sum"))
+            reveal.append(RevealColumn(a, "value", a, COUNT))
+            replacements[agg.key] = quote(a)
+            continue
+        present = SNode("mul", (flag_node, SNode("valid", (node,), encoding=COUNT)), encoding=COUNT)
+        outputs.append((f"{a}_sum", SNode("mul", (present, node), encoding=node.encoding)))
+        if agg.func == "avg":
+            outputs.append((f"{a}_cnt", present))
+        _, more_reveal, replacements[agg.key] = dp_value_outputs(agg.func, a, dp.aggs[agg.key])
+        combine += [Combine(c.name, "sum") for c in more_reveal]
+        reveal += more_reveal
+    sel = dp.info.selection
+    if sel is not None and sel.hidden:
+        outputs.append((sel.count.column, flag_node))
+        combine.append(Combine(sel.count.column, "sum"))
+    tail: list[Step] = [SecureEval("e", current, tuple(outputs))]
+    key_cols = key_cols_of(keys)
+    local_keys = ""
+    if rank and keys[0].party == issuer:  # the issuer's own labels need not travel: it looks them up by rank
+        reveal = [replace(c, how="local_key") if c.how == "key" else c for c in reveal]
+        local_keys, key_cols = f"f_{issuer}", (rank,)
+        unshared = set(key_cols_of(keys))
+        steps[:] = [replace(s, columns=tuple(c for c in s.columns if c.name not in unshared))
+                    if isinstance(s, ShareTable) and s.id == f"s_{issuer}" else s for s in steps]
+    if sel is not None:
+        tail += [ObliviousGroup("g", "e", key_cols, tuple(combine), "__keep", rank, mark="__last"),
+                 AddNoise("n", "g", dp.noise),
+                 PartitionSelect("sel", "n", sel.count.column, sel.threshold, "__last")]
+    else:
+        tail += [GroupCombine("g", "e", (), tuple(combine)), AddNoise("n", "g", dp.noise)]
+    tail.append(RevealResult("r", tail[-1].id, issuer, tuple(reveal), secret_keys=sel is not None,
+                             local_keys=local_keys))
+    tail.append(FinalQuery("result", issuer, final_sql(_as_block(block), "__agg", replacements, output,
+                                                       qualified=True), (("__agg", "r"),)))
+    leakage = (f"to {issuer}: HAVING, ORDER BY and LIMIT run at the issuer over the noisy values "
+               "(post-processing, no extra privacy cost)",) if block.ast.args.get("having") or \
+        block.ast.args.get("order") or block.ast.args.get("limit") else ()
+    return tuple(tail), dp_join_leakage(dp, issuer, compute) + leakage
+
+
+def _dp_arg(frags: _Fragments, agg) -> SNode:
+    """A DP SUM/AVG argument: one party's expression (the DP table's bounded column, or another
+    table's clamp with literal bounds), computed and clamped by its owner in its fragment."""
+    party = frags.party_of(agg.arg)
+    if party is None:
+        raise UnsupportedSql(f"{agg.key}: under DP the argument must be computed by one party (its owner clamps "
+                             "it); here it mixes parties or is NULL-padded by a LEFT JOIN")
+    lf = frags.leaf(party, agg.arg, role="dp")
+    return SNode("col", column=lf.name, encoding=lf.encoding)
+
+
+def _dp_fragment_sql(block: JoinBlock, dp, items: list[str], view: str, conds: list[str],
+                     long_keys: list[str]) -> str:
+    """The DP table's fragment: every row (its size is public; the number passing WHERE is not), with
+    `__rows` = passes the owner's conditions ∧ among the first max_rows rows of its unit (hash order,
+    as for unions) ∧ its group keys are declared values / fit the fixed key width."""
+    alias = quote(dp.alias)
+    policy = dp.policy
+    w = " AND ".join(f"({c})" for c in conds) or "TRUE"
+    inner = f"SELECT *, COALESCE({w}, FALSE) AS __fedsql_w FROM {view} AS {alias}"
+    keep = ["__fedsql_w"] + long_keys
+    if not policy.row_level:
+        order = ", ".join(quote(c) for c, _ in dp.member_schema)
+        inner = (f"SELECT *, ROW_NUMBER() OVER (PARTITION BY {quote(policy.unit)}, __fedsql_w ORDER BY hash({order})) "
+                 f"AS __fedsql_rn FROM ({inner}) AS {alias}")
+        keep.append(f"__fedsql_rn <= {policy.max_rows}")
+    for column, values in dp.key_filters:
+        vals = ", ".join("'" + v.replace("'", "''") + "'" if isinstance(v, str) else repr(v) for v in values)
+        keep.append(f"COALESCE({column} IN ({vals}), FALSE)")
+    return (f"SELECT {', '.join(items)}, CAST(__fedsql_keep AS BIGINT) AS __rows FROM (SELECT *, "
+            f"({' AND '.join(keep)}) AS __fedsql_keep FROM ({inner}) AS {alias}) AS {alias}")
+
+
+def _dp_primary_key_side(block: JoinBlock, edge, new_is_right: bool, first: bool, dp) -> str:
+    """Under DP every oblivious join must bring in a table whose key is unique (N:1 from the
+    joined rows): then each joined row carries at most one row of the DP table, the first one
+    joined, and a unit reaches at most max_rows joined rows. Otherwise the unit's rows multiply."""
+    new_alias, new_cols = (edge.right, edge.right_cols) if new_is_right else (edge.left, edge.left_cols)
+    old_alias = edge.left if new_is_right else edge.right
+    if _has_unique_key(block, new_alias, set(new_cols)) and _fragment_keeps_rows(block, new_alias):
+        return "right"
+    name = dp.member.qualified
+    raise UnsupportedSql(
+        f"DP over this join is not built: {block.tables[new_alias].name} joins {block.tables[old_alias].name} on "
+        f"({', '.join(new_cols)}), which is not declared unique (unique = [...] in its config, and not repeated by "
+        f"its party's other tables), so one row of {name} can meet many rows and a privacy unit's influence is "
+        "no longer bounded by max_rows (bounding joined rows per unit after the join is not built yet). DP joins "
+        f"are supported when {name} is on the many side of every join: each other table joins N:1 on a unique key")
+
+
 # expression nodes whose value is NULL whenever a column in them is NULL
 _STRICT = (exp.Column, exp.Identifier, exp.Literal, exp.Paren, exp.Add, exp.Sub, exp.Mul, exp.Div, exp.Mod,
            exp.Neg, exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.Cast, exp.DataType, exp.Not,
@@ -476,6 +627,14 @@ def _primary_key_side(block: JoinBlock, edge, new_is_right: bool, first: bool) -
         f"the oblivious join of {block.tables[edge.left].name} and {block.tables[edge.right].name} needs one side's "
         "join key declared unique (unique = [\"col\"] in that table's config); only PK–FK joins run obliviously"
     )
+
+
+def expression_type(block: JoinBlock, node: exp.Expression, fixed_bits: int = 20) -> str:
+    """DuckDB type of a single-party expression of a join block (over that party's tables)."""
+    frags = _Fragments(block, fixed_bits)
+    parties = {block.owner[a] for a in aliases_of(node)}
+    party = parties.pop() if len(parties) == 1 else block.parties[0]
+    return frags._type(party, node.sql(dialect=DIALECT))
 
 
 def _has_unique_key(block: JoinBlock, alias: str, cols: set[str]) -> bool:
@@ -540,10 +699,11 @@ def _as_block(block: JoinBlock):
     return _BlockView(block)
 
 
-def _join_order(block: JoinBlock):
-    """A spanning tree of party-to-party edges, in join order, plus leftover equalities."""
+def _join_order(block: JoinBlock, first: str | None = None):
+    """A spanning tree of party-to-party edges, in join order, plus leftover equalities
+    (from `first`, else the first table's party)."""
     parties = block.parties
-    order = [parties[0]]
+    order = [first or parties[0]]
     tree = []
     extra: list[exp.Expression] = []
     pending = list(block.edges)
