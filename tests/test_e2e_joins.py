@@ -170,6 +170,10 @@ QUERIES = [
     "GROUP BY x.seg",
     "SELECT COUNT(DISTINCT z.kind), COUNT(*), COUNT(DISTINCT z.kind) AS again FROM a.cust x JOIN c.txn z ON x.cid = z.cid "
     "WHERE z.amount > x.credit / 1000",
+    # correlated COUNT subqueries: a LEFT JOIN onto the grouped view; no group (and a NULL key) means 0
+    "SELECT COUNT(*), SUM(x.credit) FROM a.cust x WHERE x.region < (SELECT COUNT(*) FROM c.txn z WHERE z.cid = x.cid)",
+    "SELECT x.seg, COUNT(*) FROM a.cust x WHERE 2 * (SELECT COUNT(z.kind) FROM c.txn z WHERE z.cid = x.cid "
+    "AND z.amount > 40) + 1 >= x.region GROUP BY x.seg",
     # subqueries over the outer table's own party run in its DuckDB (any correlation, joins, aggregates)
     "SELECT z.kind, COUNT(*), SUM(x.credit) FROM c.txn z JOIN a.cust x ON x.cid = z.cid WHERE EXISTS "
     "(SELECT * FROM c.txn z2 WHERE z2.cid = z.cid AND z2.kind <> z.kind) GROUP BY z.kind",

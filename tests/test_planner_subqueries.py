@@ -121,7 +121,6 @@ def test_derived_table_filters_and_groups_need_aggregate_level(fed, sql):
     ("WITH t AS (SELECT o.cid, SUM(o.amount) AS s FROM b.ord o JOIN a.cust c ON o.cid = c.cid GROUP BY o.cid) "
      "SELECT SUM(s) FROM t", "several parties (a, b)"),
     ("SELECT COUNT(*) FROM (SELECT ch, COUNT(*) AS k FROM allord GROUP BY ch) s", "federated union"),
-    ("SELECT COUNT(*) FROM a.cust c WHERE c.lim < (SELECT COUNT(*) FROM b.ord o WHERE o.cid = c.cid)", "COUNT"),
     ("SELECT COUNT(*) FROM a.cust c WHERE c.lim < (SELECT COALESCE(SUM(o.qty), 0) FROM b.ord o "
      "WHERE o.cid = c.cid)", "COALESCE"),
     ("SELECT COUNT(*) FROM a.cust c WHERE c.lim < (SELECT SUM(o.qty) FROM b.ord o WHERE o.cid > c.cid)",
@@ -144,3 +143,10 @@ def test_plans_are_deterministic(fed):
            "SELECT c.seg, SUM(t.s) FROM a.cust c JOIN t ON c.cid = t.cid WHERE c.lim < "
            "(SELECT AVG(o.qty) FROM b.ord o WHERE o.cid = c.cid) GROUP BY c.seg")
     assert plan(fed, sql).hash == plan(fed, sql).hash
+
+
+def test_a_correlated_count_becomes_a_left_join_with_zero_for_no_group(fed):
+    p = plan(fed, "SELECT COUNT(*) FROM a.cust c WHERE c.lim < (SELECT COUNT(*) FROM b.ord o WHERE o.cid = c.cid)")
+    assert any(s.op == "secure_join" and s.kind == "left" for s in p.steps)
+    local = next(s for s in p.steps if s.op == "local_query" and s.party == "b")
+    assert "GROUP BY" in local.sql and "__p" in local.sql

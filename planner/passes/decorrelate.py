@@ -7,10 +7,12 @@
 Exact SQL semantics hold because (a) the subquery is one side of a comparison that
 is a top-level WHERE conjunct, so a NULL value drops the row, and (b) its value is
 NULL for an outer row without a matching group: it must be built only from
-SUM/AVG/MIN/MAX/VAR/STDDEV, constants and arithmetic — COUNT (0 on an empty group,
-not NULL) and COALESCE/CASE are refused. An outer row without a group is then
-dropped by the inner join exactly as by the NULL comparison; groups are unique on
-the correlation columns, so no row is duplicated. Only equality correlations
+SUM/AVG/MIN/MAX/VAR/STDDEV, constants and arithmetic (COALESCE/CASE are refused).
+An outer row without a group is then dropped by the inner join exactly as by the
+NULL comparison; groups are unique on the correlation columns, so no row is
+duplicated. With COUNT (0 on an empty group, not NULL) the derived table is LEFT
+JOINed instead and the comparison uses CASE WHEN no group matched THEN the value
+over no rows (COUNT → 0, other aggregates → NULL) ELSE the group's value END. Only equality correlations
 (inner.col = outer.col) in the subquery's WHERE are decorrelated; others are
 refused. The derived table then goes through planner/passes/derived_tables.py
 (one party's tables only).
@@ -69,28 +71,52 @@ def decorrelate(ast: exp.Expression) -> exp.Expression:
     extra: list[exp.Expression] = []
     for i, sub in enumerate(subs):
         cond = sub.parent
-        while isinstance(cond, exp.Paren):
-            cond = cond.parent
+        while isinstance(cond, (exp.Paren, exp.Add, exp.Sub, exp.Mul, exp.Div, exp.Neg)):
+            cond = cond.parent  # arithmetic keeps NULL NULL, so the comparison still drops the row
         if not (isinstance(cond, _COMPARE) and any(cond is c for c in top)):
             raise UnsupportedSql(
                 f"the correlated scalar subquery ({sub.this.sql(dialect=DIALECT)}) is supported only as one side of "
-                "a comparison (=, <>, <, <=, >, >=) that is an AND-ed condition of the WHERE clause"
+                "a comparison (=, <>, <, <=, >, >=), possibly inside arithmetic, that is an AND-ed condition of the "
+                "WHERE clause"
             )
         name = f"__sq{i}"
         cte, pairs = _grouped(sub.this)
+        counts = cte.expressions[-1].find(exp.Count) is not None
+        if counts:  # an empty group gives COUNT 0, not NULL: a LEFT JOIN, and the empty value where none matched
+            cte.set("expressions", cte.expressions + [exp.alias_(exp.Literal.number(1), "__p")])
         ast = ast.with_(name, as_=cte, copy=False)
         joins = ast.args.get("joins") or []
         table = exp.Table(this=exp.to_identifier(name))
         table.set("alias", exp.TableAlias(this=exp.to_identifier(name)))
-        ast.set("joins", joins + [exp.Join(this=table)])
         party = _party(sub.this)
-        for j, (_, outer) in enumerate(pairs):
-            target = _prefer(outer, classes, dbs, party)
-            extra.append(exp.EQ(this=exp.column(f"__c{j}", table=name), expression=target.copy()))
-        sub.replace(exp.column("__v", table=name))
+        equalities = [exp.EQ(this=exp.column(f"__c{j}", table=name),
+                             expression=_prefer(outer, classes, dbs, party).copy()) for j, (_, outer) in enumerate(pairs)]
+        if counts:
+            ast.set("joins", joins + [exp.Join(this=table, side="LEFT", on=exp.and_(*equalities))])
+            empty = _empty_value(cte.expressions[-2].unalias())
+            sub.replace(exp.Paren(this=exp.Case(
+                ifs=[exp.If(this=exp.Is(this=exp.column("__p", table=name), expression=exp.Null()), true=empty)],
+                default=exp.column("__v", table=name))))
+        else:
+            ast.set("joins", joins + [exp.Join(this=table)])
+            extra += equalities
+            sub.replace(exp.column("__v", table=name))
     where = ast.args.get("where")
-    ast.set("where", exp.Where(this=exp.and_(where.this, *extra) if where else exp.and_(*extra)))
+    if extra:
+        ast.set("where", exp.Where(this=exp.and_(where.this, *extra) if where else exp.and_(*extra)))
     return ast
+
+
+def _empty_value(value: exp.Expression) -> exp.Expression:
+    """The subquery's value over no rows: COUNT is 0, every other aggregate NULL."""
+    def empty(node: exp.Expression) -> exp.Expression:
+        if isinstance(node, exp.Count):
+            return exp.Literal.number(0)
+        if isinstance(node, _NULL_ON_EMPTY):
+            return exp.Null()
+        return node
+
+    return value.copy().transform(empty)
 
 
 def _inner_aliases(q: exp.Select) -> set[str]:
@@ -150,17 +176,13 @@ def _check_null_on_empty(value: exp.Expression, text: str) -> None:
         raise UnsupportedSql(f"a correlated scalar subquery must aggregate (e.g. AVG, MIN): ({text})")
 
     def walk(node: exp.Expression) -> None:
-        if isinstance(node, exp.Count):
-            raise UnsupportedSql(
-                f"COUNT in a correlated scalar subquery is not supported yet: an empty group gives 0, not NULL, "
-                f"so it cannot become a join ({text})")
-        if isinstance(node, _NULL_ON_EMPTY):
+        if isinstance(node, _NULL_ON_EMPTY + (exp.Count,)):
             if node.find(exp.Subquery):
                 raise UnsupportedSql(f"nested subqueries inside a correlated scalar subquery: ({text})")
             return
         if not isinstance(node, _ARITH):
             raise UnsupportedSql(
-                f"a correlated scalar subquery may combine SUM/AVG/MIN/MAX/VAR/STDDEV only with constants and "
+                f"a correlated scalar subquery may combine COUNT/SUM/AVG/MIN/MAX/VAR/STDDEV only with constants and "
                 f"arithmetic (its value must be NULL when no row matches); {node.sql(dialect=DIALECT)} is not "
                 f"supported there: ({text})")
         for child in node.iter_expressions():
