@@ -356,11 +356,7 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
                                       steps)
         return tuple(steps) + tail, "result", tail_leakage
     combine: list[Combine] = []
-    reveal: list[RevealColumn] = []
-    replacements: dict[str, str] = {}
-    for i, k in enumerate(keys):
-        reveal.append(RevealColumn(f"__g{i}", "key", k.name, k.encoding, count=f"{k.name}__v"))
-        replacements[_canon(block.group_by[i])] = quote(f"__g{i}")
+    reveal, replacements = _key_reveals(block, keys)
     distinct_mark = ""  # COUNT(DISTINCT x): one mark column, 1 on the first kept row of each (keys, x)
     for agg in block.aggs:
         a = f"__{agg.name}"
@@ -464,11 +460,7 @@ def _dp_tail(block: JoinBlock, issuer: str, compute: tuple[str, ...], output: Ou
     from planner.passes.dp_join import dp_join_leakage
 
     combine: list[Combine] = []
-    reveal: list[RevealColumn] = []
-    replacements: dict[str, str] = {}
-    for i, k in enumerate(keys):
-        reveal.append(RevealColumn(f"__g{i}", "key", k.name, k.encoding, count=f"{k.name}__v"))
-        replacements[_canon(block.group_by[i])] = quote(f"__g{i}")
+    reveal, replacements = _key_reveals(block, keys)
     for agg in block.aggs:
         a = f"__{agg.name}"
         node = agg_nodes[agg.key]
@@ -578,6 +570,12 @@ def null_propagating(node: exp.Expression) -> bool:
     represented by the owner's encoded value with validity 0; otherwise (IS NULL, COALESCE,
     CASE, OR …) the expression must be evaluated under MPC after the join."""
     return all(isinstance(n, _STRICT) for n in node.walk())
+
+
+def _key_reveals(block: JoinBlock, keys: list[LocalLeaf]) -> tuple[list[RevealColumn], dict[str, str]]:
+    """Group keys as result columns `__g<i>`, and the GROUP BY expressions they replace."""
+    reveal = [RevealColumn(f"__g{i}", "key", k.name, k.encoding, count=f"{k.name}__v") for i, k in enumerate(keys)]
+    return reveal, {_canon(g): quote(f"__g{i}") for i, g in enumerate(block.group_by)}
 
 
 def key_cols_of(keys: list[LocalLeaf]) -> tuple[str, ...]:

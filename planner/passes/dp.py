@@ -170,13 +170,8 @@ def plan_dp(block: QueryBlock, issuer: str, settings: dict[str, str], types: dic
         aggs[a.key] = DPAggregate(a.key, a.func, a.name, enc, bounds, (lo_out, hi_out), tuple(specs), center)
         outputs.append(DPOutput(a.key, a.func, tuple(specs), divisor, (f"{lo_out:g}", f"{hi_out:g}")))
 
-    selection = None
-    if secret:
-        count = next((aggs[a.key].noise[0] for a in block.aggs if a.func == "count_star"), None)
-        if count is None:
-            count = _spec("__sel", family, eps_each, delta_each, max_rows, "the partition selection count")
-        selection = _selection(block, members, count, delta_select, hidden)
-    total_delta = delta + delta_select if family == "skellam" and secret else (delta_select or delta)
+    selection, total_delta = _selection_and_delta(block, members, aggs, secret, family, eps_each, delta_each,
+                                                  max_rows, delta, delta_select, hidden)
     charges = tuple(DPCharge(m.party, m.name, epsilon, total_delta) for m in members) if noisy else ()
     info = DPInfo(
         epsilon=epsilon if noisy else 0.0,
@@ -256,6 +251,20 @@ def _selection_delta(block: QueryBlock, members: list[TableConfig]) -> float:
                 f"{{ {undeclared[0]} = [...] }}"
             )
     return min(m.dp.max_delta_per_query for m in members)
+
+
+def _selection_and_delta(block, members: list[TableConfig], aggs: dict, secret: bool, family: str,
+                         eps_each: float, delta_each: float, max_rows: int, delta: float, delta_select: float,
+                         hidden: bool) -> tuple[Selection | None, float]:
+    """Partition selection for secret keys (the COUNT(*) output's noise doubles as the selection
+    count, else a hidden one), and the δ each owner is charged."""
+    selection = None
+    if secret:
+        count = next((aggs[a.key].noise[0] for a in block.aggs if a.func == "count_star"), None)
+        if count is None:
+            count = _spec("__sel", family, eps_each, delta_each, max_rows, "the partition selection count")
+        selection = _selection(block, members, count, delta_select, hidden)
+    return selection, (delta + delta_select if family == "skellam" and secret else (delta_select or delta))
 
 
 def _selection(block: QueryBlock, members: list[TableConfig], count: NoiseSpec, delta: float,

@@ -42,7 +42,7 @@ from planner.passes.dp import (
     PARTIES_FOR_GUARANTEE,
     _budget,
     _divisor,
-    _selection,
+    _selection_and_delta,
     _spec,
     _split,
 )
@@ -182,13 +182,8 @@ def plan_dp_join(block: JoinBlock, issuer: str, settings: dict[str, str], fixed_
         aggs[a.key] = DPAggregate(a.key, a.func, a.name, enc, {}, out_bounds, tuple(specs))
         outputs.append(DPOutput(a.key, a.func, tuple(specs), divisor, (f"{float(lo):g}", f"{float(hi):g}")))
 
-    selection = None
-    if secret:
-        count = next((aggs[a.key].noise[0] for a in block.aggs if a.func == "count_star"), None)
-        if count is None:
-            count = _spec("__sel", family, eps_each, delta_each, max_rows, "the partition selection count")
-        selection = _selection(block, members, count, delta_select, hidden)
-    total_delta = delta + delta_select if family == "skellam" and secret else (delta_select or delta)
+    selection, total_delta = _selection_and_delta(block, members, aggs, secret, family, eps_each, delta_each,
+                                                  max_rows, delta, delta_select, hidden)
     charges = (DPCharge(member.party, member.name, epsilon, total_delta),) if noisy else ()
     info = DPInfo(
         epsilon=epsilon if noisy else 0.0,
