@@ -547,6 +547,33 @@ class PartyRun:
             return zero
         return out.secret[f"__skv{step.id[2:]}"]  # the unmatched rows' own "outer value is not NULL"
 
+    def _bound_per_unit(self, step) -> None:
+        """Keep at most `bound` kept rows per privacy unit after a join (docs/dp.md §5.5). The sort is
+        stable, so a unit's rows keep their relative order from the joins (keyed tags with a fresh
+        per-query key, then the other parties' fragment order): which of its rows survive never
+        depends on another unit's rows. Nothing is opened."""
+        if not self.is_compute:
+            return
+        mpc = self.mpc
+        table = self.secret[step.input]
+        n = table.n
+        if table.public:
+            raise errors.InternalError("bound_per_unit reorders rows: its input must have no public columns")
+        if n == 0:
+            self.secret[step.id] = SecretTable(n=0, secret=dict(table.secret))
+            return
+        names = [c for c in table.secret if c != step.unit]
+        bits = [n.bit_length() + 1]  # unit numbers are in 0..n_D <= n (0: padding rows), public bound
+        (unit,), moved = ops.sort_by(mpc, [table.secret[step.unit]], [table.secret[c] for c in names],
+                                     key_bits=bits)
+        cols = dict(zip(names, moved))
+        starts = ops.segment_starts(mpc, [unit])
+        (running,) = ops.segmented_scan(mpc, starts, [cols[step.flag]], ["sum"])  # kept rows so far, this unit
+        within = ops.compare_many(mpc, [("le", running, step.bound)])[0]
+        cols[step.flag] = ops.mul(mpc, cols[step.flag], ops.b2a_bit(mpc, within))
+        cols[step.unit] = unit
+        self.secret[step.id] = SecretTable(n=n, secret=cols)
+
     def _oblivious_join(self, step) -> None:
         if not self.is_compute:
             return

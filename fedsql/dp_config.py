@@ -31,7 +31,7 @@ MECHANISMS = ("laplace", "skellam")
 
 KNOWN_KEYS = (
     "unit", "max_rows", "bounds", "epsilon", "max_epsilon_per_query", "delta", "max_delta_per_query",
-    "mechanism", "public_groups", "threshold",
+    "mechanism", "public_groups", "threshold", "max_joined_rows",
 )
 
 MAX_GROUPS = 100_000
@@ -58,6 +58,12 @@ class DPPolicy:
     mechanism: str = "laplace"
     public_groups: dict[str, tuple[Any, ...]] = field(default_factory=dict)
     threshold: float | None = None
+    max_joined_rows: int = 0  # joined rows per unit after a join that repeats its rows (0 = max_rows)
+
+    @property
+    def joined_rows(self) -> int:
+        """The bound on a unit's joined rows when DP bounds contribution after a join (docs/dp.md §5.5)."""
+        return self.max_joined_rows or self.max_rows
 
     @property
     def row_level(self) -> bool:
@@ -72,6 +78,7 @@ class DPPolicy:
         return {
             "unit": self.unit,
             "max_rows": self.max_rows,
+            "max_joined_rows": self.joined_rows,
             "bounds": {k: list(v) for k, v in sorted(self.bounds.items())},
             "epsilon": self.epsilon,
             "max_epsilon_per_query": self.max_epsilon_per_query,
@@ -134,6 +141,12 @@ def parse_dp_policy(raw: Any, where: str, path: Path | str) -> DPPolicy:
         max_rows = raw["max_rows"]
         if not isinstance(max_rows, int) or isinstance(max_rows, bool) or max_rows < 1:
             raise _err(path, f"{where}.max_rows", f"expected an integer >= 1, got {max_rows!r}")
+
+    max_joined_rows = raw.get("max_joined_rows", 0)  # 0: max_rows (DPPolicy.joined_rows)
+    if "max_joined_rows" in raw and (not isinstance(max_joined_rows, int) or isinstance(max_joined_rows, bool)
+                                     or max_joined_rows < 1):
+        raise _err(path, f"{where}.max_joined_rows", f"expected an integer >= 1 (joined rows one unit may "
+                                                      f"contribute after a 1:N join), got {max_joined_rows!r}")
 
     # bounds ------------------------------------------------------------------------
     bounds_raw = raw.get("bounds", {})
@@ -214,6 +227,7 @@ def parse_dp_policy(raw: Any, where: str, path: Path | str) -> DPPolicy:
     return DPPolicy(
         unit=unit,
         max_rows=int(max_rows),
+        max_joined_rows=int(max_joined_rows),
         bounds=bounds,
         epsilon=epsilon,
         max_epsilon_per_query=per_query,

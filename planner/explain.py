@@ -62,6 +62,9 @@ def _what(step: Step) -> str:
         how = ", ".join(f"{c.how}({c.column})" for c in step.combine)
         opened = "open nothing, mark each group's last row" if step.mark else "open which rows end a group"
         return f"oblivious sort by {', '.join(step.keys)}, segmented {how}; {opened}"
+    if op == "bound_per_unit":
+        return (f"oblivious sort by the privacy unit {step.unit}, segmented running count of {step.flag}; "
+                f"clear {step.flag} after each unit's first {step.bound} kept rows (compared on shares); nothing opened")
     if op == "partition_select":
         return (f"keep groups whose noisy {step.count} >= tau = {step.threshold} (compared on shares), shuffle, "
                 "open only the keep bits")

@@ -29,6 +29,7 @@ from planner.physical import (
     AddNoise,
     AgreeTagKey,
     AgreeWidth,
+    BoundPerUnit,
     Combine,
     ComputeTags,
     DistinctMark,
@@ -226,10 +227,14 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
         items = frags.items[party] or ["1 AS __one"]
         if party == frags.dp_party:
             (unit, runner, views), = _units(block, party)
+            if dp.bound_after_join:  # the unit's number rides on every joined row (docs/dp.md §5.5)
+                items = items + [_dp_unit_number(dp)]
             steps.append(LocalQuery(f"f_{unit}", runner, _dp_fragment_sql(block, dp, items, views[0][1], conds,
                                                                           frags.long_keys),
                                     "DP table: every row, keep flag after WHERE and per-unit bounding, clamped values"))
             frags.shares[party].append(ShareColumn("__rows", COUNT))
+            if dp.bound_after_join:
+                frags.shares[party].append(ShareColumn("__unit", COUNT))
             continue
         for unit, runner, views in _units(block, party):
             froms = ", ".join(f"{view} AS {quote(alias)}" for alias, view in views)
@@ -461,6 +466,7 @@ def _dp_tail(block: JoinBlock, issuer: str, compute: tuple[str, ...], output: Ou
 
     combine: list[Combine] = []
     reveal, replacements = _key_reveals(block, keys)
+    n_flags = len(outputs)  # the joined rows' flags (__flag, __keep); the partials follow
     for agg in block.aggs:
         a = f"__{agg.name}"
         node = agg_nodes[agg.key]
@@ -485,6 +491,12 @@ def _dp_tail(block: JoinBlock, issuer: str, compute: tuple[str, ...], output: Ou
         outputs.append((sel.count.column, flag_node))
         combine.append(Combine(sel.count.column, "sum"))
     tail: list[Step] = [SecureEval("e", current, tuple(outputs))]
+    if dp.bound_after_join:  # D is the unique side of a 1:N join: bound each unit's kept joined rows first
+        if flag_node is None or flag_node.column != "__keep" or outputs[n_flags - 1][0] != "__keep":
+            raise AssertionError("a DP join bounded after the join needs the joined rows' __keep flag")
+        tail = [SecureEval("e0", current, tuple(outputs[:n_flags])),
+                BoundPerUnit("b", "e0", "__unit", "__keep", dp.bound_after_join),
+                SecureEval("e", "b", tuple(outputs[n_flags:]))]
     key_cols = key_cols_of(keys)
     local_keys = ""
     if rank and keys[0].party == issuer:  # the issuer's own labels need not travel: it looks them up by rank
@@ -542,21 +554,35 @@ def _dp_fragment_sql(block: JoinBlock, dp, items: list[str], view: str, conds: l
             f"({' AND '.join(keep)}) AS __fedsql_keep FROM ({inner}) AS {alias}) AS {alias}")
 
 
+def _dp_unit_number(dp) -> str:
+    """The DP table's privacy unit as a number 1..n (NULL units are one unit; row privacy: each row),
+    shared secretly and copied onto every joined row for `BoundPerUnit`."""
+    if dp.policy.row_level:
+        return "ROW_NUMBER() OVER () AS __unit"
+    return f"DENSE_RANK() OVER (ORDER BY {quote(dp.alias)}.{quote(dp.policy.unit)} NULLS FIRST) AS __unit"
+
+
 def _dp_primary_key_side(block: JoinBlock, edge, new_is_right: bool, first: bool, dp) -> str:
-    """Under DP every oblivious join must bring in a table whose key is unique (N:1 from the
-    joined rows): then each joined row carries at most one row of the DP table, the first one
-    joined, and a unit reaches at most max_rows joined rows. Otherwise the unit's rows multiply."""
+    """Under DP every oblivious join brings in a table whose key is unique (N:1 from the joined
+    rows): then each joined row carries at most one row of the DP table, the first one joined,
+    and a unit reaches at most max_rows joined rows. One exception: the first join may have the
+    DP table itself on the unique side (1:N, `dp.bound_after_join`); each joined row still
+    carries one row of it, and `BoundPerUnit` keeps at most the bound of joined rows per unit."""
     new_alias, new_cols = (edge.right, edge.right_cols) if new_is_right else (edge.left, edge.left_cols)
-    old_alias = edge.left if new_is_right else edge.right
+    old_alias, old_cols = (edge.left, edge.left_cols) if new_is_right else (edge.right, edge.right_cols)
     if _has_unique_key(block, new_alias, set(new_cols)) and _fragment_keeps_rows(block, new_alias):
         return "right"
+    if first and dp.bound_after_join and old_alias == dp.alias and _has_unique_key(block, old_alias, set(old_cols)):
+        return "left"
     name = dp.member.qualified
     raise UnsupportedSql(
         f"DP over this join is not built: {block.tables[new_alias].name} joins {block.tables[old_alias].name} on "
         f"({', '.join(new_cols)}), which is not declared unique (unique = [...] in its config, and not repeated by "
-        f"its party's other tables), so one row of {name} can meet many rows and a privacy unit's influence is "
-        "no longer bounded by max_rows (bounding joined rows per unit after the join is not built yet). DP joins "
-        f"are supported when {name} is on the many side of every join: each other table joins N:1 on a unique key")
+        f"its party's other tables), so a row of {block.tables[old_alias].name} can meet many rows here. "
+        "DP joins are supported when every join brings in a table N:1 on a unique key, except that the first "
+        f"join may bring in many rows per row of {name} "
+        f"onto its own unique key (their number per unit is then bounded after the join); M:N joins and 1:N "
+        "joins further down the join order are not built")
 
 
 # expression nodes whose value is NULL whenever a column in them is NULL

@@ -241,6 +241,21 @@ class PartitionSelect:
 
 
 @dataclass(frozen=True)
+class BoundPerUnit:
+    """DP contribution bounding after a join (docs/dp.md §5.5): sort the joined rows by the DP
+    table's privacy unit (a stable oblivious sort), count each unit's kept rows with a segmented
+    running sum, and clear `flag` on the rows after the first `bound` kept rows of their unit —
+    compared on shares; nothing is opened. Every other column rides along (the rows are reordered)."""
+
+    id: str
+    input: str
+    unit: str  # the unit's number (1..n, from the DP table's owner), copied onto every joined row
+    flag: str  # the 0/1 keep flag: cleared for a unit's rows beyond `bound`
+    bound: int
+    op: str = "bound_per_unit"
+
+
+@dataclass(frozen=True)
 class DistinctMark:
     """COUNT(DISTINCT x): sort rows by (keys, x) obliviously; `out` is 1 on the first row of
     every distinct (keys, x) — summing it per group counts the distinct values."""
@@ -362,11 +377,11 @@ class SecureEval:
 
 Step = (LocalQuery | SendPlain | AgreeWidth | ShareTable | SecureUnion | GroupCombine | AddNoise | RevealResult
         | FinalQuery | AgreeTagKey | ComputeTags | SecureJoin | SecureEval | ObliviousGroup | ObliviousJoin
-        | ObliviousSemiJoin | SecureFinish | DistinctMark | PartitionSelect)
+        | ObliviousSemiJoin | SecureFinish | DistinctMark | PartitionSelect | BoundPerUnit)
 
 SECURE_OPS = {"agree_width", "share_table", "secure_union", "group_combine", "add_noise", "reveal_result",
               "secure_join", "secure_eval", "oblivious_group", "oblivious_join", "oblivious_semi_join",
-              "secure_finish", "distinct_mark", "partition_select"}
+              "secure_finish", "distinct_mark", "partition_select", "bound_per_unit"}
 
 
 @dataclass(frozen=True)

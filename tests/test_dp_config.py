@@ -118,3 +118,12 @@ def test_not_a_table():
 def test_threshold_and_skellam_with_delta_are_accepted():
     pol = parse(dict(BASE, delta=1e-6, threshold=12.5, mechanism="skellam"))
     assert pol.threshold == 12.5 and pol.mechanism == "skellam"
+
+
+def test_max_joined_rows():
+    assert parse(dict(BASE)).joined_rows == 2  # default: max_rows
+    pol = parse({**BASE, "max_joined_rows": 5})
+    assert pol.joined_rows == 5 and pol.max_rows == 2 and pol.canonical()["max_joined_rows"] == 5
+    for bad in (0, -1, 1.5, True, "3"):
+        with pytest.raises(ConfigError, match="max_joined_rows"):
+            parse({**BASE, "max_joined_rows": bad})

@@ -47,7 +47,10 @@ columns = { uid = "private", cid = "private", tier = "private" }
 [parties.telco.tables.subscribers.dp]
 unit = "uid"
 max_rows = 1
+max_joined_rows = 3
 epsilon = 10.0
+delta = 1e-3
+max_delta_per_query = 1e-6
 [parties.telco.tables.nodelta]
 source = "u.parquet"
 columns = { uid = "private", cid = "private", minutes = "private", plan = "private" }
@@ -66,6 +69,9 @@ address = "127.0.0.1:7103"
 source = "r.parquet"
 unique = ["bid"]
 columns = { bid = "join_key", region = "group_key" }
+[parties.helper.tables.calls]
+source = "k.parquet"
+columns = { cid = "join_key", kind = "group_key" }
 """
 
 SCHEMAS = {
@@ -77,6 +83,7 @@ SCHEMAS = {
     "subscribers": (("uid", "BIGINT"), ("cid", "BIGINT"), ("tier", "VARCHAR")),
     "regions": (("bid", "BIGINT"), ("region", "VARCHAR")),
     "plans": (("plan", "VARCHAR"), ("price", "INTEGER")),
+    "calls": (("cid", "BIGINT"), ("kind", "VARCHAR")),
 }
 
 
@@ -145,8 +152,8 @@ def test_chain_of_n_to_1_joins(fed):
 
 
 def test_refusals(fed):
-    with pytest.raises(errors.UnsupportedSql, match="one row of telco.subscribers can meet many rows"):
-        plan(fed, "SELECT COUNT(*) FROM telco.subscribers s JOIN bank.customers c ON s.cid = c.bid")
+    with pytest.raises(errors.UnsupportedSql, match="M:N joins"):  # neither side unique
+        plan(fed, "SELECT COUNT(*) FROM telco.usage u JOIN bank.customers c ON u.uid = c.bid")
     with pytest.raises(errors.PolicyViolation, match=r"needs a known range.*LEAST\(GREATEST"):
         plan(fed, "SELECT SUM(c.balance) FROM telco.usage u JOIN bank.customers c ON u.cid = c.cid")
     with pytest.raises(errors.PolicyViolation, match="MIN and MAX"):
@@ -185,3 +192,57 @@ def test_private_columns_of_the_dp_table_may_be_used(fed):
     with pytest.raises(errors.PolicyViolation, match="customers.name"):  # the bank's rules still hold
         plan(fed, "SELECT COUNT(*) FROM telco.usage u JOIN bank.customers c ON u.cid = c.cid WHERE c.name = 'x'",
              issuer="helper")
+
+
+def test_dp_table_on_the_unique_side_is_bounded_after_the_join(fed):
+    # subscribers (unique cid) is the "one" side: customers.bid repeats, so a subscriber meets many rows
+    p = plan(fed, "SELECT COUNT(*), SUM(LEAST(GREATEST(c.balance, 0), 1000)) "
+                  "FROM telco.subscribers s JOIN bank.customers c ON s.cid = c.bid",
+             settings={"fedsql.mode": "sizes"})
+    assert dict(p.settings)["fedsql.mode"] == "oblivious"
+    join = next(s for s in p.steps if s.op == "oblivious_join")
+    assert join.pk == "left" and join.left == "s_telco"  # the DP table is the unique side
+    frag = next(s for s in p.steps if s.op == "local_query" and s.party == "telco")
+    assert 'DENSE_RANK() OVER (ORDER BY "s"."uid" NULLS FIRST) AS __unit' in frag.sql
+    share = next(s for s in p.steps if s.op == "share_table" and s.party == "telco")
+    assert "__unit" in [c.name for c in share.columns]
+    o = ops(p)
+    assert o[o.index("oblivious_join") + 1:o.index("add_noise")] == [
+        "secure_eval", "bound_per_unit", "secure_eval", "group_combine"]
+    bound = next(s for s in p.steps if s.op == "bound_per_unit")
+    assert (bound.input, bound.unit, bound.flag, bound.bound) == ("e0", "__unit", "__keep", 3)
+    assert [n for n, _ in next(s for s in p.steps if s.id == "e0").outputs] == ["__keep"]
+    noise = next(s for s in p.steps if s.op == "add_noise").noise
+    assert [n.sensitivity for n in noise] == [3, 3 * 1000 * 100]  # max_joined_rows, not max_rows = 1
+    assert "clear __keep after each unit's first 3 kept rows" in "\n".join(explain_lines(p))
+    # GROUP BY: partition selection calibrated to the same bound (a unit makes <= 3 candidate groups)
+    g = plan(fed, "SELECT c.segment, COUNT(*) FROM telco.subscribers s JOIN bank.customers c ON s.cid = c.bid "
+                  "WHERE s.tier = 'gold' GROUP BY c.segment")
+    assert "bound_per_unit" in ops(g) and g.dp.selection.count.sensitivity == 3
+    # the N:1 shape needs no bounding after the join
+    assert "bound_per_unit" not in ops(plan(fed, "SELECT COUNT(*) FROM telco.usage u JOIN bank.customers c "
+                                                 "ON u.cid = c.cid"))
+    # 1:1 (both keys unique): N:1 from the DP table, no bounding, max_rows
+    p11 = plan(fed, "SELECT COUNT(*) FROM telco.subscribers s JOIN bank.customers c ON s.cid = c.cid")
+    assert "bound_per_unit" not in ops(p11)
+    assert [n.sensitivity for n in next(s for s in p11.steps if s.op == "add_noise").noise] == [1]
+    # then a chain N:1 onto a unique key is still fine
+    pc = plan(fed, "SELECT COUNT(*) FROM telco.subscribers s JOIN bank.customers c ON s.cid = c.bid "
+                   "JOIN helper.regions r ON c.bid = r.bid", issuer="bank")
+    assert [s.pk for s in pc.steps if s.op == "oblivious_join"] == ["left", "right"] and "bound_per_unit" in ops(pc)
+
+
+def test_unique_side_refusals_kept(fed):
+    # a 1:N join that is not the DP table's first join: the joined rows cannot be the unique side
+    with pytest.raises(errors.UnsupportedSql, match="1:N joins further down"):
+        plan(fed, "SELECT COUNT(*) FROM telco.subscribers s JOIN bank.customers c ON s.cid = c.cid "
+                  "JOIN helper.calls k ON k.cid = s.cid")
+    # the DP table NULL-padded by a LEFT JOIN: still refused
+    with pytest.raises(errors.UnsupportedSql, match="LEFT JOINed table"):
+        plan(fed, "SELECT COUNT(*) FROM bank.customers c LEFT JOIN telco.subscribers s ON s.cid = c.bid")
+    # the DP table LEFT JOINing many rows onto its unique key: the oblivious LEFT JOIN needs N:1
+    with pytest.raises(errors.UnsupportedSql):
+        plan(fed, "SELECT COUNT(*) FROM telco.subscribers s LEFT JOIN bank.customers c ON s.cid = c.bid")
+    # an M:N join onto a column of the DP table that is not unique
+    with pytest.raises(errors.UnsupportedSql, match="M:N joins"):
+        plan(fed, "SELECT COUNT(*) FROM telco.subscribers s JOIN bank.customers c ON s.uid = c.bid")

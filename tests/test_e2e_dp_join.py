@@ -47,6 +47,23 @@ max_epsilon_per_query = 4.0
 delta = 1e-3
 max_delta_per_query = 1e-6
 
+[parties.bank.tables.payments]
+source = "payments.parquet"
+columns = { cid = "join_key", amount = "aggregate" }
+
+[parties.telco.tables.subscribers]
+source = "subscribers.parquet"
+unique = ["cid"]
+columns = { uid = "private", cid = "private", tier = "private" }
+[parties.telco.tables.subscribers.dp]
+unit = "uid"
+max_rows = 1
+max_joined_rows = 3
+epsilon = 1000.0
+max_epsilon_per_query = 4.0
+delta = 1e-3
+max_delta_per_query = 1e-6
+
 [parties.helper]
 address = "127.0.0.1:PORT3"
 [parties.helper.tables.notes]
@@ -83,7 +100,23 @@ def _tables() -> dict[str, Any]:
     usage = pa.table({"uid": pa.array(uid, pa.int64()), "cid": pa.array(cid, pa.int64()),
                       "minutes": pa.array(minutes, pa.int32()), "plan": pa.array(plan, pa.string())})
     notes = pa.table({"cid": pa.array([1, 2, 3], pa.int64())})
-    return {"customers": customers, "usage": usage, "notes": notes}
+    # subscribers (unique cid; unit uid, a few units with two SIMs) and the bank's payments, many per cid:
+    # the DP table is the "one" side of the join. cid 100 (unit 100, tier pro) has HEAVY payments.
+    s_uid = [i // 2 if i < 40 else i for i in range(200)]
+    tiers = ["pro" if i % 3 else "basic" for i in range(200)]
+    tiers[0] = "pro"
+    subscribers = pa.table({"uid": pa.array(s_uid, pa.int64()), "cid": pa.array(np.arange(200), pa.int64()),
+                            "tier": pa.array(tiers, pa.string())})
+    p_cid = [100] * HEAVY  # uid 100: one SIM, tier pro
+    for c in range(1, 230):  # cids 200..229: payments of people the telco does not have
+        p_cid += [c] * int(rng.integers(0, 7))
+    payments = pa.table({"cid": pa.array(p_cid, pa.int64()),
+                         "amount": pa.array([(c * 37 + 100) % 150 - 10 for c in p_cid], pa.int64())})  # one per cid
+    return {"customers": customers, "usage": usage, "notes": notes, "subscribers": subscribers,
+            "payments": payments}
+
+
+HEAVY = 1000  # payments of one subscriber: clipped to max_joined_rows = 3 after the join
 
 
 @pytest.fixture(scope="module")
@@ -225,3 +258,74 @@ def test_group_by_the_dp_tables_own_key(dpjoin):
     for plan, m in got.items():  # SUM and the hidden selection count share ε
         assert abs(m - truth[plan]) <= 6 * noise_scale("laplace", 1.0, 2 * 500, 2)
     assert "hidden noisy COUNT" not in "\n".join(meta["leakage"])
+
+
+def test_dp_table_on_the_unique_side_is_bounded_after_the_join(dpjoin):
+    """subscribers (DP, unique cid) JOIN payments (many per cid): 1:N from the DP table. Each unit keeps
+    at most max_rows = 1 subscriber row (owner) and max_joined_rows = 3 joined rows (BoundPerUnit)."""
+    import duckdb
+
+    from executors.dp import noise_scale
+
+    config, data = dpjoin
+    sql = ("SELECT COUNT(*) AS n, SUM(LEAST(GREATEST(p.amount, 0), 100)) AS m "
+           "FROM telco.subscribers s JOIN bank.payments p ON s.cid = p.cid WHERE s.tier = 'pro'")
+    db = duckdb.connect()
+    db.register("subscribers", data["subscribers"])
+    db.register("payments", data["payments"])
+    # the same bounding rule: 1 subscriber row per uid (hash order, among those passing WHERE), then
+    # 3 joined rows per uid (amounts are a function of cid, so which 3 does not change the sums)
+    db.execute("""CREATE TABLE j AS SELECT s.uid, LEAST(GREATEST(p.amount, 0), 100) AS m FROM (
+        SELECT *, ROW_NUMBER() OVER (PARTITION BY uid ORDER BY hash(uid, cid, tier)) AS rn
+        FROM subscribers WHERE tier = 'pro') s JOIN payments p ON s.cid = p.cid WHERE s.rn <= 1""")
+    (n_true, m_true), = db.execute("""SELECT COUNT(*), SUM(m) FROM (SELECT *, ROW_NUMBER() OVER
+        (PARTITION BY uid ORDER BY m) AS k FROM j) WHERE k <= 3""").fetchall()
+    (n_raw, m_raw), = db.execute("SELECT COUNT(*), SUM(m) FROM j").fetchall()
+    stds = [noise_scale("laplace", 1.5, s, 2) for s in (3, 3 * 100)]  # sensitivity: max_joined_rows
+    # without the bounding the answer would be far outside any accepted range (the heavy unit alone)
+    assert n_raw - n_true >= HEAVY - 3 > 60 * stds[0] and m_raw - m_true > 60 * stds[1]
+    inside, runs = 0, 4
+    with _client(config) as c:
+        for _ in range(runs):
+            table, meta = c.execute(sql, {"fedsql.epsilon": "3.0", "fedsql.mode": "sizes"})
+            row = table.to_pylist()[0]
+            notes = {col["name"]: col["note"] for col in meta["columns"]}
+            errs = [row["n"] - n_true, float(row["m"]) - float(m_true)]
+            for err, std in zip(errs, stds):
+                assert abs(err) <= 6 * std, (row, n_true, m_true, n_raw, m_raw)
+            half = [_interval(notes["n"], "count"), _interval(notes["m"], "sum")]
+            inside += sum(abs(e) <= h for e, h in zip(errs, half))
+    assert inside >= 5, inside  # 8 draws inside their 95% intervals: fewer than 5 has probability < 1e-3
+    assert "at most 3 joined rows per privacy unit" in "\n".join(meta["leakage"])
+
+
+def test_unique_side_group_by_with_a_chain_and_partition_selection(dpjoin):
+    """The same 1:N join, then N:1 onto the bank's customers (a local join at the bank), GROUP BY the
+    bank's segment: partition selection after the bounding, τ calibrated to max_joined_rows."""
+    import duckdb
+
+    from executors.dp import noise_scale
+
+    config, data = dpjoin
+    sql = ("SELECT c.segment, COUNT(*) AS n FROM telco.subscribers s JOIN bank.payments p ON s.cid = p.cid "
+           "JOIN bank.customers c ON p.cid = c.cid GROUP BY c.segment")
+    db = duckdb.connect()
+    for name in ("subscribers", "payments", "customers"):
+        db.register(name, data[name])
+    truth = dict(db.execute("""SELECT segment, SUM(LEAST(k, 3)) FROM (
+        SELECT s.uid, c.segment, COUNT(*) AS k FROM subscribers s JOIN payments p ON s.cid = p.cid
+        JOIN customers c ON p.cid = c.cid WHERE (s.uid, s.cid) IN (  -- 1 subscriber row per uid, hash order
+            SELECT uid, cid FROM (SELECT uid, cid,
+            ROW_NUMBER() OVER (PARTITION BY uid ORDER BY hash(uid, cid, tier)) AS rn FROM subscribers) WHERE rn = 1)
+        GROUP BY s.uid, c.segment) GROUP BY segment""").fetchall())
+    assert truth["gold"] > 200 and truth["silver"] > 60  # every kept unit has one cid, so one segment
+    with _client(config) as c:
+        table, meta = c.execute(sql, {"fedsql.epsilon": "2.0"})
+    got = {r["segment"]: r["n"] for r in table.to_pylist()}
+    assert set(got) == {"gold", "silver"}, got
+    std = noise_scale("laplace", 2.0, 3, 2)
+    for seg, n in got.items():
+        assert abs(n - truth[seg]) <= 6 * std, (seg, n, truth)
+    notes = {col["name"]: col["note"] for col in meta["columns"]}
+    assert "partition selection" in notes["segment"]
+    assert "at most 3 joined rows per privacy unit" in "\n".join(meta["leakage"])

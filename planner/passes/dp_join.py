@@ -5,10 +5,13 @@ privacy unit can influence is decided by the join structure: D is the first tabl
 of the join order and every other table joins N:1 onto a key declared `unique`
 (planner/lower_join.py checks each oblivious PK–FK join and refuses the 1:N case),
 so each joined row carries at most one row of D, and after the owner's per-unit
-bounding a unit reaches at most `max_rows` joined rows. Sensitivities are then those
-of a single table:
+bounding a unit reaches at most `max_rows` joined rows. Or D is the unique side of its
+first join (1:N: one row of D meets many rows): then D's owner shares the unit's number,
+the join copies it onto every joined row, and a `BoundPerUnit` step keeps at most
+B = `max_joined_rows` (default max_rows) kept joined rows per unit under MPC; B replaces
+max_rows below. Sensitivities are then those of a single table:
 
-- COUNT(*), COUNT(x): `max_rows`;
+- COUNT(*), COUNT(x): `max_rows` (B);
 - SUM/AVG over a column of D: D's declared `bounds`, clamped by D's owner;
 - SUM/AVG over other tables' columns: the bounds are written in the query as
   `LEAST(GREATEST(expr, lo), hi)` (literals) and the expression's owner computes the
@@ -60,6 +63,7 @@ class DPJoinRequest:
     clamps: dict[str, tuple[int, int]]  # SQL of a D column (qualified) → clamping range, scaled units
     key_filters: tuple[tuple[str, tuple], ...]  # D group-key column → its declared public_groups values
     member_schema: tuple[tuple[str, str], ...] = ()  # the DP table's (column, type): its rows' hash order
+    bound_after_join: int = 0  # > 0: D is the unique side of a 1:N join; keep <= this many joined rows per unit
 
     @property
     def policy(self) -> DPPolicy:
@@ -146,7 +150,10 @@ def plan_dp_join(block: JoinBlock, issuer: str, settings: dict[str, str], fixed_
     noisy = sum(NOISY_PARTS.get(a.func, 1) for a in block.aggs) + hidden
     eps_each = _split(epsilon, noisy) if noisy else 0.0
     delta_each = delta / noisy if noisy and delta else 0.0
-    max_rows = policy.max_rows
+    after_join = _unique_side(block, alias)
+    # a unit's joined rows: <= max_rows when every join is N:1 away from D (each joined row carries one of
+    # its <= max_rows rows); when D is the unique side of a 1:N join they are bounded after the join
+    max_rows = policy.joined_rows if after_join else policy.max_rows
 
     aggs: dict[str, DPAggregate] = {}
     outputs: list[DPOutput] = []
@@ -196,7 +203,27 @@ def plan_dp_join(block: JoinBlock, issuer: str, settings: dict[str, str], fixed_
     )
     filters = tuple((g.sql(dialect=DIALECT), policy.public_groups[g.name]) for g in block.group_by
                     if isinstance(g, exp.Column) and g.table == alias and g.name in policy.public_groups)
-    return DPJoinRequest(info, alias, member, aggs, clamps, filters, tuple(ref.schema))
+    return DPJoinRequest(info, alias, member, aggs, clamps, filters, tuple(ref.schema),
+                         max_rows if after_join else 0)
+
+
+def _unique_side(block: JoinBlock, alias: str) -> bool:
+    """Is D the unique ("one") side of a join it takes part in — a join whose other table's key is not
+    unique, so that one row of D meets many rows? Then a unit's joined rows are bounded after the join
+    (`BoundPerUnit`, docs/dp.md §5.5). Joins that are N:1 away from D need no such step; the shapes
+    the oblivious PK–FK join cannot run (M:N, D not first) are refused by planner/lower_join.py."""
+    from planner.lower_join import _fragment_keeps_rows, _has_unique_key
+
+    for e in block.edges:
+        if alias not in (e.left, e.right):
+            continue
+        other, other_cols, own_cols = ((e.right, e.right_cols, e.left_cols) if e.left == alias
+                                       else (e.left, e.left_cols, e.right_cols))
+        if _has_unique_key(block, other, set(other_cols)) and _fragment_keeps_rows(block, other):
+            continue  # N:1 from D
+        if _has_unique_key(block, alias, set(own_cols)):
+            return True
+    return False
 
 
 def _selection_delta(block: JoinBlock, member: TableConfig) -> float:
@@ -299,6 +326,10 @@ def dp_join_leakage(req: DPJoinRequest, issuer: str, compute: tuple[str, ...]) -
         f"'reveal' mode the number of matching rows would be an un-noised function of {req.member.qualified})",
         f"to {', '.join(compute)}: the input sizes only — the joins sort and scan under MPC and open nothing",
     )
+    if req.bound_after_join:
+        out += (f"at most {req.bound_after_join} joined rows per privacy unit of {req.member.qualified}: "
+                f"{req.member.name} is the unique side of a 1:N join, so each unit's joined rows are bounded "
+                "after the join under MPC (oblivious sort by the unit, segmented count; nothing opened)",)
     if req.info.selection is None:  # else leakage_lines says it
         out += (f"to {', '.join(compute)}: {party} shares every row of {req.member.name} (its public size) with "
                 "a secret 0/1 flag for the rows that pass its WHERE conditions and the per-unit bounding",)
