@@ -63,6 +63,23 @@ def table_from_bytes(data: np.ndarray) -> pa.Table:
 
 
 
+def secret_last_use(steps) -> dict[str, list[str]]:
+    """step id → the secret tables whose last reader it is. A step names the tables it reads in
+    its `input` / `left` / `right` / `outer` / `inner` / `inputs` fields."""
+    last: dict[str, str] = {}
+    for step in steps:
+        for field_name in ("input", "left", "right", "outer", "inner", "inputs"):
+            value = getattr(step, field_name, None)
+            for name in (value if isinstance(value, tuple) else (value,)):
+                if isinstance(name, str) and name:
+                    last[name] = step.id
+    out: dict[str, list[str]] = {}
+    for name, step_id in last.items():
+        if name != step_id:
+            out.setdefault(step_id, []).append(name)
+    return out
+
+
 def _zeros(k: int) -> AShare:
     """A public all-zero column as a (trivial) sharing."""
     return AShare(np.zeros(k, np.uint64), np.zeros(k, np.uint64))
@@ -96,10 +113,13 @@ class PartyRun:
             self.mpc = MPC(self.channel, self.plan.compute)
             self.mpc.setup()
         timed = os.environ.get("FEDSQL_STEP_TIMES") == "1"  # benchmarks: per-step seconds in stats()
+        last_use = secret_last_use(self.plan.steps)
         for i, step in enumerate(self.plan.steps, 1):
             self.progress(f"step {i}/{len(self.plan.steps)}: {step.op}")
             started, cpu = time.perf_counter(), time.process_time()
             getattr(self, f"_{step.op}")(step)
+            for dead in last_use.get(step.id, ()):  # secret tables no later step reads: free them now
+                self.secret.pop(dead, None)
             if timed:  # (step, op, wall s, CPU s of this whole process, gRPC threads included)
                 self.step_times.append((step.id, step.op, round(time.perf_counter() - started, 4),
                                         round(time.process_time() - cpu, 4)))
@@ -223,11 +243,13 @@ class PartyRun:
         """A secret table of rows × columns costs 16 bytes per cell (two uint64 shares), and the
         protocols keep a few working copies: refuse before allocating past max_memory_mb."""
         limit = getattr(self.executor, "max_memory_mb", None)
+        held = sum(t.n * len(t.secret) * 16 for t in self.secret.values())  # the query's live secret tables
         need = rows * columns * 16 * 4
-        if limit and need > limit * (1 << 20):
+        if limit and held + need > limit * (1 << 20):
             raise errors.ResourceLimitExceeded(
-                f"at party '{self.me}': {what} needs about {need >> 20} MB of secret shares, over "
-                f"max_memory_mb = {limit}; filter or aggregate more before the secure step, or raise the limit"
+                f"at party '{self.me}': {what} needs about {need >> 20} MB of secret shares next to the "
+                f"{held >> 20} MB this query already holds, over max_memory_mb = {limit}; filter or aggregate "
+                "more before the secure step, or raise the limit"
             )
 
     def _secure_union(self, step: SecureUnion) -> None:

@@ -7,6 +7,7 @@ query itself and compare plan hashes. Errors say the file, the key and the fix.
 
 from __future__ import annotations
 
+import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,6 +88,17 @@ class FederatedTable:
     members: tuple[tuple[str, str], ...]  # (party, table)
 
 
+def default_memory_mb() -> int:
+    """A quarter of this machine's memory (at least 1 GB): three nodes of a local federation
+    (`fedsql up`, the demo) then stay below the machine's RAM together, and a node alone on its
+    machine keeps room for DuckDB's own buffers and the OS."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 8192
+    return max(1024, total // (4 << 20))
+
+
 @dataclass(frozen=True)
 class Federation:
     name: str
@@ -99,7 +111,8 @@ class Federation:
     default_mode: str = "sizes"
     max_rows_per_query: int = 50_000_000
     max_concurrent_queries: int = 32
-    max_memory_mb: int = 8192  # per node: DuckDB's memory limit, and the bound on one query's secret tables
+    # per node: DuckDB's memory limit, and the bound on one query's secret tables
+    max_memory_mb: int = field(default_factory=lambda: default_memory_mb())
 
     def rows_limit(self, party: str) -> int:
         """Most rows one query may make `party`'s node hold in one local table or shared column."""

@@ -6,6 +6,7 @@ import threading
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+import numpy as np
 import pytest
 
 import fedsql
@@ -115,12 +116,29 @@ def test_secret_tables_beyond_max_memory_are_refused_before_allocating() -> None
     from executors.runtime import PartyRun
     from fedsql import errors as e
 
+    from executors.mpc import AShare
+    from executors.secure_table import SecretTable
+
     run = PartyRun.__new__(PartyRun)
-    run.me, run.executor = "p2", SimpleNamespace(max_memory_mb=1)
+    run.me, run.executor, run.secret = "p2", SimpleNamespace(max_memory_mb=1), {}
     run._check_memory(1000, 4, "a small table")  # 256 KB with working copies: fine
     with pytest.raises(e.ResourceLimitExceeded, match="max_memory_mb = 1") as info:
         run._check_memory(10**6, 8, "sharing p1's 1000000 rows")
     assert "'p2'" in str(info.value)
+    # the tables the query still holds count too: 60,000 rows × 1 column held + a small step > 1 MB
+    held = AShare(np.zeros(60_000, np.uint64), np.zeros(60_000, np.uint64))
+    run.secret["s_p1"] = SecretTable(n=60_000, secret={"x": held})
+    with pytest.raises(e.ResourceLimitExceeded, match="already holds"):
+        run._check_memory(1000, 4, "a small table")
+
+
+def test_secret_tables_are_freed_after_their_last_reader() -> None:
+    from executors.runtime import secret_last_use
+    from planner.physical import SecureEval, SecureUnion
+
+    steps = (SecureUnion("u", ("s_a", "s_b")), SecureEval("e", "u", ()), SecureEval("e2", "e", ()),
+             SecureEval("e3", "e", ()))
+    assert secret_last_use(steps) == {"u": ["s_a", "s_b"], "e": ["u"], "e3": ["e"]}
 
 
 def test_max_memory_must_be_positive(tmp_path: Path) -> None:
