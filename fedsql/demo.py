@@ -37,6 +37,12 @@ TOUR: list[tuple[str, str, bool]] = [
      "SELECT b.defaulted, COUNT(*) AS customers, AVG(t.monthly_spend) AS avg_spend, "
      "SUM(b.credit_limit) AS total_limit FROM bank.customers b JOIN telco.subscribers t "
      "ON b.customer_id = t.customer_id WHERE t.tenure_months > 12 GROUP BY b.defaulted ORDER BY b.defaulted", False),
+    ("Differential privacy: the telco publishes per-region usage only with noise added inside the MPC "
+     "(each result column carries its epsilon and 95% interval)",
+     "SET fedsql.epsilon = 0.5", False),
+    ("",
+     "SELECT region, COUNT(*) AS subscribers, AVG(minutes) AS avg_minutes FROM telco.usage GROUP BY region "
+     "ORDER BY region", False),
     ("Oblivious mode: the same per-diagnosis counts, with the keys kept secret until h1 gets the result",
      "SET fedsql.mode = 'oblivious'", False),
     ("",
@@ -104,6 +110,19 @@ address = "127.0.0.1:{p_telco}"
 [parties.telco.tables.subscribers]
 source = "data/telco_subscribers.csv"
 columns = {{ customer_id = "join_key", monthly_spend = "aggregate", tenure_months = "aggregate", data_gb = "aggregate" }}
+
+# Call minutes per subscriber and home region, under a differential-privacy policy: other
+# parties only ever get noisy COUNT/SUM/AVG of it, noised inside the MPC (docs/dp.md).
+[parties.telco.tables.usage]
+source = "data/telco_usage.parquet"
+columns = {{ customer_id = "private", region = "group_key", minutes = "aggregate" }}
+[parties.telco.tables.usage.dp]
+unit = "customer_id"          # the person protected
+max_rows = 1                  # rows one subscriber may contribute
+bounds = {{ minutes = [0, 3000] }}
+epsilon = 100.0               # total budget per issuing party (generous: the demo may run often)
+max_epsilon_per_query = 1.0
+public_groups = {{ region = ["north", "south", "east", "west"] }}
 """
 
 
@@ -182,6 +201,12 @@ def write_demo(directory: Path) -> Path:
         "data_gb": np.round(rng.exponential(8.0, telco_ids.size), 1),
     })
     pacsv.write_csv(telco, data / "telco_subscribers.csv")
+    usage = pa.table({
+        "customer_id": telco_ids.astype(np.int64),
+        "region": rng.choice(["north", "south", "east", "west"], telco_ids.size, p=[0.4, 0.3, 0.2, 0.1]),
+        "minutes": rng.gamma(2.0, 250.0, telco_ids.size).round().astype(np.int64),
+    })
+    pq.write_table(usage, data / "telco_usage.parquet")
 
     ports = free_ports(5)
     text = CONFIG_TEMPLATE.format(
