@@ -47,6 +47,9 @@ TOUR: list[tuple[str, str, bool]] = [
      "SET fedsql.mode = 'oblivious'", False),
     ("",
      "SELECT diagnosis, COUNT(*) AS n FROM patients GROUP BY diagnosis ORDER BY n DESC LIMIT 3", False),
+    ("The bank-telco join in oblivious mode: sort-based, only the input sizes leak (bank declares its key unique)",
+     "SELECT b.defaulted, COUNT(*) AS customers, AVG(t.monthly_spend) AS avg_spend FROM bank.customers b "
+     "JOIN telco.subscribers t ON b.customer_id = t.customer_id GROUP BY b.defaulted ORDER BY b.defaulted", False),
     ("", "SET fedsql.mode = 'sizes'", False),
     ("Refused: patient_id is private, so no party may see it row by row",
      "SELECT patient_id FROM patients", True),
