@@ -90,6 +90,11 @@ VALID = [
     "EXPLAIN SELECT k, COUNT(*) FROM t GROUP BY k",
     "SET fedsql.mode = 'reveal'",
     "SELECT COUNT(*) FROM b.t JOIN b.u ON b.t.id = b.u.id",
+    "SELECT COUNT(*) FROM a.t x JOIN b.u y ON x.id = y.id WHERE EXISTS (SELECT 1 FROM b.u z WHERE z.id = y.id "
+    "AND z.y <> y.y)",
+    "SELECT COUNT(*) FROM a.t x WHERE x.x < (SELECT COUNT(*) FROM b.u y WHERE y.id = x.id)",
+    "SELECT x.k, COUNT(DISTINCT y.y), SUM(x.x) FROM a.t x JOIN b.u y ON x.id = y.id GROUP BY x.k",
+    "WITH v AS (SELECT id, MAX(y) AS m FROM b.u GROUP BY id) SELECT COUNT(*) FROM a.t x JOIN v ON x.id = v.id",
 ]
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None)
