@@ -619,7 +619,8 @@ class PartyRun:
             self.secret[step.id] = SecretTable(n=0, secret={c: zeros(0) for c in pk_cols + fk_cols + ["__rows"]})
             return
         # PK row first within a key: sort by (tag ascending, is_pk descending)
-        (key_s, is_pk_s), carried = ops.sort_by(mpc, [key, is_pk], copied_in + fk_in, [False, True])
+        (key_s, is_pk_s), carried = ops.sort_by(mpc, [key, is_pk], copied_in + fk_in, [False, True],
+                                                key_bits=[None, 2])  # the 0/1 flag packs with the tiebreak
         starts = ops.segment_starts(mpc, [key_s])
         copied = ops.segmented_scan(mpc, starts, carried[: len(copied_in)], ["copy"] * len(copied_in))
         has_pk, pk_ok = copied[0], copied[1]
@@ -670,7 +671,8 @@ class PartyRun:
         key = ops.concat([inner.secret[step.inner_tag], outer.secret[step.outer_tag]])
         is_inner = ops.concat([ones(n_in), zeros(outer.n)])
         # inner rows first within a tag: "the tag's segment starts with an inner row" = it has a match
-        (key_s, is_inner_s), moved = ops.sort_by(mpc, [key, is_inner], [is_inner] + columns, [False, True])
+        (key_s, is_inner_s), moved = ops.sort_by(mpc, [key, is_inner], [is_inner] + columns, [False, True],
+                                                 key_bits=[None, 2])
         starts = ops.segment_starts(mpc, [key_s])
         (matched,) = ops.segmented_scan(mpc, starts, [moved[0]], ["copy"])
         keep = matched if step.kind == "semi" else ops.sub(ones(n), matched)
@@ -685,15 +687,18 @@ class PartyRun:
         if not self.is_compute:
             return
         table = self.secret[step.input]
-        sort_cols = [c for c in table.secret if c.split("#")[0] in step.keys] + \
-            ([step.valid] if step.valid else []) + [step.column]
+        # (keys, x, valid): NULL x (filled 0, valid 0) still forms its own run; the 0/1 last packs with the tie
+        sort_cols = [c for c in table.secret if c.split("#")[0] in step.keys] + [step.column] + \
+            ([step.valid] if step.valid else [])
         if table.n == 0:
             out = SecretTable(n=0, secret=dict(table.secret))
             out.secret[step.out] = table.secret[step.column]
             self.secret[step.id] = out
             return
         others = [c for c in table.secret if c not in sort_cols]  # other aggregates' partials ride along
-        keys, carried = ops.sort_by(self.mpc, [table.secret[c] for c in sort_cols], [table.secret[c] for c in others])
+        bits = [None] * (len(sort_cols) - 1) + [2 if step.valid else None]
+        keys, carried = ops.sort_by(self.mpc, [table.secret[c] for c in sort_cols], [table.secret[c] for c in others],
+                                    key_bits=bits)
         out = SecretTable(n=table.n, secret={**dict(zip(sort_cols, keys)), **dict(zip(others, carried))})
         starts = ops.segment_starts(self.mpc, keys)
         out.secret[step.out] = ops.mul(self.mpc, starts, out.secret[step.valid]) if step.valid else starts
