@@ -121,7 +121,7 @@ def _plan_join(stmt: Statement, fed: Federation, issuer: str, settings: dict[str
                       lambda node: expression_type(block, node, fed.fixed_point_bits))
     if dp is not None:  # the join size would be an un-noised function of the DP table (docs/decisions.md D-DP3)
         mode = "oblivious"
-    local = set(block.parties) | {sj.table.owners[0] for sj in block.semis} == {issuer}
+    local = set(block.parties) | {o for sj in block.semis for o in sj.table.owners} == {issuer}
     opens_keys = not local and mode != "oblivious" and bool(block.group_by)
     check_join_policy(block, issuer, fed.compute if opens_keys else (), mode,
                       frozenset({dp.alias}) if dp is not None else frozenset())

@@ -175,8 +175,6 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
     if not block.is_aggregate:
         raise UnsupportedSql("a join across parties must aggregate its rows (COUNT/SUM/AVG/MIN/MAX) for now")
     oblivious = mode == "oblivious" or dp is not None
-    if any(block.owner[sj.outer].startswith("@") or sj.table.federated for sj in block.semis):
-        raise UnsupportedSql("IN/EXISTS subqueries with federated union tables are not supported yet")
     if not block.edges and len(block.parties) > 1:
         raise UnsupportedSql("the tables of different parties need an equality join condition (a.k = b.k)")
     frags = _Fragments(block, fixed_bits, dp)
@@ -247,12 +245,17 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
                 steps.append(ComputeTags(f"t{e_i}_{unit}", f"f_{unit}", runner, f"k{e_i}", names, f"__t{e_i}",
                                          62 if oblivious or e_i in fallback else 64))
             frags.shares[party].append(ShareColumn(f"__t{e_i}", RAW))
+    semi_sorted = []  # per semi-join: run it sort-based (oblivious mode, or no compute party can match tags)
     for s_i, sj in enumerate(block.semis):
-        p_out, p_in = block.owner[sj.outer], sj.table.owners[0]
-        steps.append(AgreeTagKey(f"ks{s_i}", tuple(dict.fromkeys((p_out, p_in)))))
+        p_out = block.owner[sj.outer]
+        owners = list(dict.fromkeys(_runners(block, p_out) + list(sj.table.owners)))
+        semi_sorted.append(oblivious or all(c in owners for c in compute))
+        steps.append(AgreeTagKey(f"ks{s_i}", tuple(owners)))
         names = tuple(f"__sk{s_i}_{j}" for j in range(len(sj.outer_cols)))
-        bits = 62 if oblivious else 64  # oblivious: tags are sort keys (signed words, |a - b| < 2^63)
-        steps.append(ComputeTags(f"ts{s_i}_out", f"f_{p_out}", p_out, f"ks{s_i}", names, f"__st{s_i}", bits))
+        bits = 62 if semi_sorted[-1] else 64  # sort keys: signed words, |a - b| < 2^63
+        for unit, runner, _ in _units(block, p_out):
+            steps.append(ComputeTags(f"ts{s_i}_out_{unit}", f"f_{unit}", runner, f"ks{s_i}", names, f"__st{s_i}",
+                                     bits))
         frags.shares[p_out].append(ShareColumn(f"__st{s_i}", RAW))
         conds = " AND ".join(c.sql(dialect=DIALECT) for c in sj.conditions)
         cols = ", ".join(f"{quote(sj.inner)}.{quote(c)} AS __sk{s_i}_{j}" for j, c in enumerate(sj.inner_cols))
@@ -261,10 +264,16 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
             nulls = " OR ".join(f"{quote(sj.inner)}.{quote(c)} IS NULL" for c in sj.inner_cols)
             cols += f", CAST({nulls} AS BIGINT) AS __snull{s_i}"
             inner_shares += (ShareColumn(f"__snull{s_i}", COUNT),)
-        steps.append(LocalQuery(f"fs{s_i}", p_in, f"SELECT {cols} FROM {from_item(sj.table.members[0])} AS "
-                                f"{quote(sj.inner)}{' WHERE ' + conds if conds else ''}", "semi-join keys"))
-        steps.append(ComputeTags(f"ts{s_i}_in", f"fs{s_i}", p_in, f"ks{s_i}", names, f"__st{s_i}", bits))
-        steps.append(ShareTable(f"ss{s_i}", f"fs{s_i}", p_in, inner_shares))
+        members = sj.table.members  # a federated union: every member runs it; the shares are concatenated
+        for m in members:
+            suffix = f"_{m.party}" if len(members) > 1 else ""
+            steps.append(LocalQuery(f"fs{s_i}{suffix}", m.party, f"SELECT {cols} FROM {from_item(m)} AS "
+                                    f"{quote(sj.inner)}{' WHERE ' + conds if conds else ''}", "semi-join keys"))
+            steps.append(ComputeTags(f"ts{s_i}_in{suffix}", f"fs{s_i}{suffix}", m.party, f"ks{s_i}", names,
+                                     f"__st{s_i}", bits))
+            steps.append(ShareTable(f"ss{s_i}{suffix}", f"fs{s_i}{suffix}", m.party, inner_shares))
+        if len(members) > 1:
+            steps.append(SecureUnion(f"ss{s_i}", tuple(f"ss{s_i}_{m.party}" for m in members)))
     string_parties = [p for p in block.parties if any(c.encoding.kind == "string" for c in frags.shares[p])
                       and p != frags.dp_party]
     width = ""
@@ -315,19 +324,17 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
             leakage.append(f"to {', '.join(compute)}: which rows of {pa} and {pb} matched (reveal mode)")
     not_in_flags: list[SNode] = []
     for s_i, sj in enumerate(block.semis):
-        p_out, p_in = block.owner[sj.outer], sj.table.owners[0]
+        p_out = block.owner[sj.outer]
         kind = "not_in" if sj.not_in else ("anti" if sj.anti else "semi")
         if sj.not_in:
             not_in_flags.append(SNode("col", column=f"__nin{s_i}", encoding=COUNT))
             leakage.append(f"to {', '.join(compute)}: whether the NOT IN subquery on {sj.table.name} yields a NULL")
-        if oblivious:  # no matcher: sort-based, the outer rows all stay (`__rows` marks the kept ones)
+        if semi_sorted[s_i]:  # no matcher: sort-based, the outer rows all stay (`__rows` marks the kept ones)
             steps.append(ObliviousSemiJoin(f"sj{s_i}", current, f"ss{s_i}", f"__st{s_i}", f"__st{s_i}", kind))
             current = f"sj{s_i}"
             continue
-        matcher = next((c for c in compute if c not in (p_out, p_in)), None)
-        if matcher is None:
-            raise UnsupportedSql(f"the semi-join between {p_out} and {p_in} has no compute party outside its key "
-                                 "owners to match tags; it needs the oblivious join (not built yet)")
+        owners = set(_runners(block, p_out)) | set(sj.table.owners)
+        matcher = next(c for c in compute if c not in owners)  # exists: else the semi-join is sorted
         shuffle = mode == "sizes"
         steps.append(SecureJoin(f"sj{s_i}", current, f"ss{s_i}", f"__st{s_i}", f"__st{s_i}", matcher, shuffle,
                                 kind=kind))
@@ -348,7 +355,7 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
         leakage.append(f"to {', '.join(compute)}: how many joined rows pass the cross-party conditions"
                        if block.group_by else "nothing more: cross-party conditions are evaluated under MPC")
     flag_node = SNode("col", column="__flag", encoding=COUNT) if flag and not block.group_by else None
-    if (oblivious and (tree_edges or block.semis)) or fallback:  # rows stay; `__rows` marks the real rows
+    if (oblivious and (tree_edges or block.semis)) or fallback or any(semi_sorted):  # rows stay; `__rows` marks
         rows = SNode("col", column="__rows", encoding=COUNT)
         keep = SNode("mul", (rows, SNode("col", column="__flag", encoding=COUNT)), encoding=COUNT) if flag else rows
         outputs.append(("__keep", keep))

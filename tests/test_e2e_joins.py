@@ -308,6 +308,12 @@ def test_oblivious_pk_fk_join_matches_duckdb(joinfed, sql):
 
 UNION_JOINS = [
     "SELECT p.tier, COUNT(*), SUM(v.cost) FROM visits v JOIN c.profile p ON v.cid = p.cid GROUP BY p.tier",
+    # semi-joins with a union on either side: every compute party owns keys, so they run sort-based
+    "SELECT COUNT(*), SUM(x.credit) FROM a.cust x WHERE x.cid IN (SELECT v.cid FROM visits v WHERE v.cost > 100)",
+    "SELECT v.kind, COUNT(*), SUM(v.cost) FROM visits v WHERE EXISTS (SELECT 1 FROM b.acct y WHERE y.cid = v.cid "
+    "AND y.vip) GROUP BY v.kind",
+    "SELECT COUNT(*) FROM a.cust x WHERE x.cid NOT IN (SELECT v.cid FROM visits v)",
+    "SELECT COUNT(*) FROM a.cust x WHERE NOT EXISTS (SELECT 1 FROM visits v WHERE v.cid = x.cid)",
     "SELECT v.kind, COUNT(*), AVG(p.lim + v.cost) FROM visits v JOIN c.profile p ON v.cid = p.cid "
     "WHERE v.cost > 100 GROUP BY v.kind",
 ]
