@@ -288,7 +288,7 @@ class PartyRun:
                 out.secret[c.column] = segmented_sum(values[c.column], order, starts)
         if extremes:
             reduced = segmented_extreme(
-                self.mpc, [values[c.column] for c in extremes], [c.how for c in extremes], order, starts, table.n
+                self.mpc, [values[c.column] for c in extremes], [c.how for c in extremes], order, starts, len(order)
             )
             out.secret.update({c.column: r for c, r in zip(extremes, reduced)})
         self.secret[step.id] = out

@@ -165,6 +165,9 @@ QUERIES = [
     "SELECT x.seg, COUNT(*) FROM a.cust x WHERE EXISTS (SELECT 1 FROM c.txn z WHERE z.cid = x.cid "
     "AND z.kind = 'wire') GROUP BY x.seg",
     "SELECT COUNT(*) FROM a.cust x WHERE NOT EXISTS (SELECT 1 FROM b.acct y WHERE y.cid = x.cid)",
+    # MIN/MAX per group after a cross-party filter drops rows (was an IndexError: found by random testing)
+    "SELECT x.region, MIN(y.opened), MAX(y.bal) FROM a.cust x JOIN b.acct y ON x.cid = y.cid "
+    "WHERE y.bal > x.credit / 100 GROUP BY x.region",
     # COUNT(DISTINCT x) across parties: marked by an oblivious sort, next to other aggregates
     "SELECT x.seg, COUNT(DISTINCT y.branch), COUNT(*), SUM(y.bal) FROM a.cust x JOIN b.acct y ON x.cid = y.cid "
     "GROUP BY x.seg",
