@@ -39,6 +39,16 @@ PROFILE_AGGREGATES = ["COUNT(*)", "SUM(p.lim)", "AVG(x.credit)", "MAX(p.lim)", "
 
 def generate(rng: random.Random) -> tuple[str, str]:
     """One query and the mode to run it in."""
+    if rng.random() < 0.2:  # the hospital-style union: every compute party owns keys (sort-based plans)
+        mode = rng.choice(["sizes", "oblivious"])
+        k = rng.choice([50, 200, 400])
+        where = rng.choice(["", f" WHERE v.cost > {k}", " WHERE p.tier IS NULL", f" WHERE (v.cost < {k} OR p.lim > {k})",
+                            f" WHERE v.cid IN (SELECT y.cid FROM b.acct y WHERE y.bal > {k})"])
+        aggs = ", ".join(rng.sample(["COUNT(*)", "SUM(v.cost)", "MAX(p.lim)", "AVG(v.cost + p.lim)",
+                                     "COUNT(p.tier)"], rng.randint(1, 3)))
+        group = rng.choice(["", "v.kind", "p.tier"])
+        sql = f"SELECT {group + ', ' if group else ''}{aggs} FROM visits v JOIN c.profile p ON v.cid = p.cid{where}"
+        return sql + (f" GROUP BY {group}" if group else ""), mode
     if rng.random() < 0.35:  # PK–FK onto c.profile: runs in every mode, oblivious included
         mode = rng.choice(["sizes", "reveal", "oblivious"])
         join = rng.choice(["JOIN", "LEFT JOIN"])
