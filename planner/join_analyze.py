@@ -142,29 +142,13 @@ def analyze_join(ast: exp.Select, fed: Federation, schema_of: SchemaLookup,
             inner_aliases.add(src.alias_or_name)
         if not isinstance(src, exp.Table):
             raise UnsupportedSql("subqueries in FROM are not supported yet (planned: issue #4)")
-        ref = resolve_table(fed, src.db or None, src.name, schema_of, derived)
-        alias = src.alias_or_name
-        if alias in tables:
-            raise UnknownObjectError(f"table alias '{alias}' is used twice; give each table its own alias")
+        alias, ref = _register(src, fed, schema_of, derived, schema, tables)
         tables[alias] = ref
-        internal = f"{ref.internal_name}__{alias}"
-        schema[internal] = dict(ref.schema)
-        new = exp.Table(this=exp.to_identifier(internal))
-        new.set("alias", exp.TableAlias(this=exp.to_identifier(alias)))
-        src.replace(new)
     local_inner: dict[str, TableRef] = {}  # aliases read by same-party subqueries → their tables
     for cond in local_semis:
         for src in list(cond.find_all(exp.Table)):
-            ref = resolve_table(fed, src.db or None, src.name, schema_of, derived)
-            alias = src.alias_or_name
-            if alias in tables or alias in local_inner:
-                raise UnknownObjectError(f"table alias '{alias}' is used twice; give each table its own alias")
+            alias, ref = _register(src, fed, schema_of, derived, schema, {**tables, **local_inner})
             local_inner[alias] = ref
-            internal = f"{ref.internal_name}__{alias}"
-            schema[internal] = dict(ref.schema)
-            new = exp.Table(this=exp.to_identifier(internal))
-            new.set("alias", exp.TableAlias(this=exp.to_identifier(alias)))
-            src.replace(new)
     on_conds: list[exp.Expression] = []
     outer_joined: list[str] = []  # aliases brought in by LEFT JOIN
     for join in ast.args.get("joins") or []:
@@ -304,6 +288,22 @@ def _semi(cond: exp.Expression, outer_aliases: set[str], inner_tables: dict[str,
     return SemiJoin(outer.pop(), tuple(o.name for o, _ in pairs), alias, inner_tables[alias],
                     tuple(i.name for _, i in pairs), tuple(inner_conds), anti,
                     not_in=anti and isinstance(node, exp.In))
+
+
+def _register(src: exp.Table, fed: Federation, schema_of: SchemaLookup, derived: dict[str, TableRef] | None,
+              schema: dict[str, dict[str, str]], taken: dict[str, TableRef]) -> tuple[str, TableRef]:
+    """Resolve a table reference, add its schema under an internal name (for column
+    qualification) and rename it in the query; returns its alias and table."""
+    ref = resolve_table(fed, src.db or None, src.name, schema_of, derived)
+    alias = src.alias_or_name
+    if alias in taken:
+        raise UnknownObjectError(f"table alias '{alias}' is used twice; give each table its own alias")
+    internal = f"{ref.internal_name}__{alias}"
+    schema[internal] = dict(ref.schema)
+    new = exp.Table(this=exp.to_identifier(internal))
+    new.set("alias", exp.TableAlias(this=exp.to_identifier(alias)))
+    src.replace(new)
+    return alias, ref
 
 
 def _outer_parties(sources: list, fed: Federation, schema_of: SchemaLookup,
