@@ -125,9 +125,7 @@ def plan_dp(block: QueryBlock, issuer: str, settings: dict[str, str], types: dic
     for a in block.aggs:
         _check_aggregate(a, members, names)
     hidden = bool(secret) and not any(a.func == "count_star" for a in block.aggs)
-    noisy = sum(NOISY_PARTS.get(a.func, 1) for a in block.aggs) + hidden
-    eps_each = _split(epsilon, noisy) if noisy else 0.0
-    delta_each = delta / noisy if noisy and delta else 0.0
+    noisy, eps_each, delta_each = _per_part(block, epsilon, delta, hidden)
     max_rows = max(m.dp.max_rows for m in members)
 
     aggs: dict[str, DPAggregate] = {}
@@ -135,9 +133,8 @@ def plan_dp(block: QueryBlock, issuer: str, settings: dict[str, str], types: dic
     for a in block.aggs:
         col = f"__{a.name}"
         if a.func in ("count_star", "count"):
-            spec = _spec(col, family, eps_each, delta_each, max_rows, a.key)
-            aggs[a.key] = DPAggregate(a.key, a.func, a.name, None, {}, None, (spec,))
-            outputs.append(DPOutput(a.key, "count", (spec,), 1))
+            aggs[a.key], count_output = count_aggregate(a, family, eps_each, delta_each, max_rows)
+            outputs.append(count_output)
             continue
         arg = a.arg.sql(dialect=DIALECT)
         enc = value_encoding(types[canonical(a.arg)], fixed_bits, f"{a.func.upper()}({arg})")
@@ -148,11 +145,7 @@ def plan_dp(block: QueryBlock, issuer: str, settings: dict[str, str], types: dic
         lo_out, hi_out = math.inf, -math.inf
         for m in members:
             lo, hi = m.dp.bound(a.arg.name)
-            lo_s = math.ceil(Fraction(lo) * divisor)
-            hi_s = math.floor(Fraction(hi) * divisor)
-            if lo_s > hi_s:
-                raise PolicyViolation(f"bounds [{lo}, {hi}] of {m.qualified}.{a.arg.name} contain no value of its "
-                                      f"type {types[canonical(a.arg)]}; the owner must widen dp.bounds")
+            lo_s, hi_s = scaled_bounds(lo, hi, divisor, f"{m.qualified}.{a.arg.name}", types[canonical(a.arg)])
             bounds[m.qualified] = (lo_s, hi_s)
             lo_out, hi_out = min(lo_out, float(lo)), max(hi_out, float(hi))
         # VAR/STDDEV: centre at the middle of the loosest range (the variance is shift-invariant)
@@ -348,6 +341,29 @@ def _budget(members: list[TableConfig], settings: dict[str, str]) -> tuple[float
     family = "skellam" if all(m.dp.mechanism == "skellam" for m in members) else "laplace"
     delta = min(m.dp.max_delta_per_query for m in members) if family == "skellam" else 0.0
     return epsilon, delta, family
+
+
+def _per_part(block, epsilon: float, delta: float, hidden: bool) -> tuple[int, float, float]:
+    """How many noisy parts the query's outputs have (a hidden selection count included),
+    and the ε and δ each one gets."""
+    noisy = sum(NOISY_PARTS.get(a.func, 1) for a in block.aggs) + hidden
+    return noisy, (_split(epsilon, noisy) if noisy else 0.0), (delta / noisy if noisy and delta else 0.0)
+
+
+def count_aggregate(a, family: str, eps_each: float, delta_each: float,
+                    max_rows: int) -> tuple[DPAggregate, DPOutput]:
+    """COUNT(*) / COUNT(x): one noisy part whose sensitivity is the rows one unit may add."""
+    spec = _spec(f"__{a.name}", family, eps_each, delta_each, max_rows, a.key)
+    return DPAggregate(a.key, a.func, a.name, None, {}, None, (spec,)), DPOutput(a.key, "count", (spec,), 1)
+
+
+def scaled_bounds(lo, hi, divisor: int, column: str, typ: str) -> tuple[int, int]:
+    """Declared bounds in the column's scaled-integer units (rounded inwards); refused when empty."""
+    lo_s, hi_s = math.ceil(Fraction(lo) * divisor), math.floor(Fraction(hi) * divisor)
+    if lo_s > hi_s:
+        raise PolicyViolation(f"bounds [{lo}, {hi}] of {column} contain no value of its type {typ}; "
+                              "the owner must widen dp.bounds")
+    return lo_s, hi_s
 
 
 def _split(total: float, parts: int) -> float:

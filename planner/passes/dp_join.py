@@ -45,13 +45,13 @@ from planner.passes.dp import (
     PARTIES_FOR_GUARANTEE,
     _budget,
     _divisor,
+    _per_part,
     _selection_and_delta,
     _spec,
-    _split,
+    count_aggregate,
+    scaled_bounds,
 )
 from planner.physical import DPCharge, DPInfo, DPOutput
-
-NOISY_PARTS = {"avg": 2}
 
 
 @dataclass(frozen=True)
@@ -147,9 +147,7 @@ def plan_dp_join(block: JoinBlock, issuer: str, settings: dict[str, str], fixed_
     for a in block.aggs:
         _check_aggregate(a, alias, member)
     hidden = secret and not any(a.func == "count_star" for a in block.aggs)
-    noisy = sum(NOISY_PARTS.get(a.func, 1) for a in block.aggs) + hidden
-    eps_each = _split(epsilon, noisy) if noisy else 0.0
-    delta_each = delta / noisy if noisy and delta else 0.0
+    noisy, eps_each, delta_each = _per_part(block, epsilon, delta, hidden)
     after_join = _unique_side(block, alias)
     # a unit's joined rows: <= max_rows when every join is N:1 away from D (each joined row carries one of
     # its <= max_rows rows); when D is the unique side of a 1:N join they are bounded after the join
@@ -161,9 +159,8 @@ def plan_dp_join(block: JoinBlock, issuer: str, settings: dict[str, str], fixed_
     for a in block.aggs:
         col = f"__{a.name}"
         if a.func in ("count_star", "count"):
-            spec = _spec(col, family, eps_each, delta_each, max_rows, a.key)
-            aggs[a.key] = DPAggregate(a.key, a.func, a.name, None, {}, None, (spec,))
-            outputs.append(DPOutput(a.key, "count", (spec,), 1))
+            aggs[a.key], count_output = count_aggregate(a, family, eps_each, delta_each, max_rows)
+            outputs.append(count_output)
             continue
         typ = type_of(a.arg)
         enc = value_encoding(typ, fixed_bits, f"{a.func.upper()}({a.arg.sql(dialect=DIALECT)})")
@@ -172,10 +169,7 @@ def plan_dp_join(block: JoinBlock, issuer: str, settings: dict[str, str], fixed_
         divisor = _divisor(enc)
         if alias in aliases_of(a.arg):  # D's own column: its declared bounds, clamped by its owner
             lo, hi = policy.bound(a.arg.name)
-            lo_s, hi_s = math.ceil(Fraction(lo) * divisor), math.floor(Fraction(hi) * divisor)
-            if lo_s > hi_s:
-                raise PolicyViolation(f"bounds [{lo}, {hi}] of {member.qualified}.{a.arg.name} contain no value of "
-                                      f"its type {typ}; the owner must widen dp.bounds")
+            lo_s, hi_s = scaled_bounds(lo, hi, divisor, f"{member.qualified}.{a.arg.name}", typ)
             clamps[a.arg.sql(dialect=DIALECT)] = (lo_s, hi_s)
             sens = max_rows * max(abs(lo_s), abs(hi_s))
         else:  # another table's expression, clamped in the query: LEAST(GREATEST(e, lo), hi)
