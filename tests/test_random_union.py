@@ -14,8 +14,7 @@ import random
 
 import pytest
 
-import fedsql
-from tests.result_compare import assert_matches, duckdb_arrow
+from tests.result_compare import assert_cases_match
 from tests.test_corpus import corpus  # noqa: F401  (the shared three-party union fixture)
 
 pytestmark = pytest.mark.e2e
@@ -51,17 +50,4 @@ CASES = [generate(random.Random(SEED_BASE + seed)) for seed in range(N_QUERIES)]
 
 def test_most_random_union_queries_run_and_all_match_duckdb(corpus):  # noqa: F811
     conn, ref = corpus
-    cur = conn.cursor()
-    refused: list[str] = []
-    try:
-        for sql, mode in CASES:
-            cur.execute(f"SET fedsql.mode = '{mode}'")
-            try:
-                cur.execute(sql)
-            except fedsql.NotSupportedError as exc:
-                refused.append(f"{mode}: {sql}: {exc}")
-                continue
-            assert_matches(cur.fetch_arrow_table(), duckdb_arrow(ref, sql), f"{mode}: {sql}")
-    finally:
-        cur.execute("SET fedsql.mode = 'sizes'")
-    assert len(refused) <= N_QUERIES // 4, "too many refusals to prove much:\n" + "\n".join(refused)
+    assert_cases_match(conn, ref, CASES)
