@@ -315,15 +315,22 @@ def _outer_parties(sources: list, fed: Federation, schema_of: SchemaLookup,
     return out
 
 
-def _single_party(table: exp.Table, fed: Federation, schema_of: SchemaLookup,
-                  derived: dict[str, TableRef] | None) -> str | None:
+def _single_party_table(table: exp.Table, fed: Federation, schema_of: SchemaLookup,
+                        derived: dict[str, TableRef] | None) -> TableRef | None:
+    """The table if it is one party's own (not a union, not a derived table), else None."""
     try:
         ref = resolve_table(fed, table.db or None, table.name, schema_of, derived)
     except Exception:  # unknown tables are reported by the main path, with its message
         return None
     if ref.federated or len(ref.owners) != 1 or not hasattr(ref.members[0], "source"):
         return None  # unions, derived tables (computed inside a fragment of their own)
-    return ref.owners[0]
+    return ref
+
+
+def _single_party(table: exp.Table, fed: Federation, schema_of: SchemaLookup,
+                  derived: dict[str, TableRef] | None) -> str | None:
+    ref = _single_party_table(table, fed, schema_of, derived)
+    return ref.owners[0] if ref is not None else None
 
 
 def _local_semi_party(cond: exp.Expression, outer_party: dict[str, str | None], fed: Federation,
@@ -335,14 +342,11 @@ def _local_semi_party(cond: exp.Expression, outer_party: dict[str, str | None], 
     node = cond.this if isinstance(cond, exp.Not) else cond
     query = node.this if isinstance(node, exp.Exists) else node.args["query"]
     tables = list(query.find_all(exp.Table))
-    inner = {t.alias_or_name: _single_party(t, fed, schema_of, derived) for t in tables}
-    parties = set(inner.values())
-    if not tables or len(parties) != 1 or None in parties:
+    inner = {t.alias_or_name: _single_party_table(t, fed, schema_of, derived) for t in tables}
+    if not tables or None in inner.values() or len({r.owners[0] for r in inner.values()}) != 1:
         return None
-    (party,) = parties
-    inner_columns = set()
-    for t in tables:
-        inner_columns |= {c for c, _ in resolve_table(fed, t.db or None, t.name, schema_of, derived).schema}
+    party = next(iter(inner.values())).owners[0]
+    inner_columns = {c for r in inner.values() for c, _ in r.schema}
     outside = node.this.find_all(exp.Column) if isinstance(node, exp.In) else iter(())
     for c in outside:  # IN's left side is in the outer query: it must name an outer table of the party
         if outer_party.get(c.table) != party:
