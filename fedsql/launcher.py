@@ -18,7 +18,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from fedsql.config import Federation, load_config
 from fedsql.errors import ConfigError, OperationalError, PartyUnavailable
@@ -215,9 +215,13 @@ def start_federation(
     log_dir: str | os.PathLike[str] | None = None,
     timeout: float = DEFAULT_START_TIMEOUT,
     parties: list[str] | None = None,
+    node_command: Callable[[str], list[str]] | None = None,
 ) -> Iterator[FederationProcesses]:
     """Start the nodes of `config_path` (all parties, or `parties`), wait until
-    every one answers Health, yield, then stop them all, whatever happens."""
+    every one answers Health, yield, then stop them all, whatever happens.
+
+    `node_command(party)` replaces the argv that starts a party's node (tests run a
+    *modified* node this way, tests/adversarial/); by default `fedsql node CONFIG --party P`."""
     fed = load_config(config_path)
     selected = parties or list(fed.parties)
     for p in selected:
@@ -237,8 +241,10 @@ def start_federation(
             log_path = logs / f"{p}.log"
             log = open(log_path, "wb")
             try:
+                argv = (node_command(p) if node_command else
+                        [sys.executable, "-m", "fedsql.cli", "node", str(fed.path), "--party", p])
                 proc = subprocess.Popen(
-                    [sys.executable, "-m", "fedsql.cli", "node", str(fed.path), "--party", p],
+                    argv,
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=subprocess.STDOUT,
