@@ -228,9 +228,15 @@ def start_federation(
         fed.party(p)  # ConfigError for unknown names
     check_ports(fed, selected)
     # a federation run on one machine gets its keys made here (production: `fedsql keys`)
-    from fedsql.tls import ensure_local_keys
+    from fedsql.tls import ensure_local_keys, pin_in_config
+    from fedsql.tls import paths as tls_paths
 
     ensure_local_keys(fed, selected)
+    # the parties run here hold their keys here: pin them in the federation file (docs/security.md)
+    own = [p for p in selected if tls_paths(fed, p).private_key.exists() and not tls_paths(fed, p).certificate_sha256]
+    if own:
+        pin_in_config(fed, own)
+        fed = load_config(config_path)
     logs = Path(log_dir) if log_dir else Path(tempfile.mkdtemp(prefix=f"fedsql-{fed.name}-"))
     logs.mkdir(parents=True, exist_ok=True)
     procs = FederationProcesses(fed, fed.path, logs)

@@ -191,6 +191,44 @@ def ensure_local_keys(fed: Federation, parties: list[str]) -> list[str]:
     return created
 
 
+def pin_in_config(fed: Federation, parties: list[str]) -> list[str]:
+    """Write `certificate_sha256` into the federation file for `parties` that have no pin yet.
+
+    For local federations (`fedsql up`, the demo, tests) whose keys were just made here: from
+    then on a certificate file swapped under `.fedsql/certs/` is refused, because the trust
+    decision lives in the federation file. The line goes right under the party's
+    `[parties.NAME]` header; a party written another way (inline table, dotted keys) is
+    left unpinned and returned, so the caller can say so. Returns the parties left unpinned."""
+    import re
+
+    text = fed.path.read_text(encoding="utf-8")
+    lines = text.splitlines(keepends=True)
+    unpinned = []
+    for party in parties:
+        if paths(fed, party).certificate_sha256:
+            continue
+        header = re.compile(r'^\s*\[\s*parties\s*\.\s*("?)' + re.escape(party) + r'\1\s*\]\s*(#.*)?$')
+        at = next((i for i, line in enumerate(lines) if header.match(line.rstrip("\r\n"))), None)
+        if at is None:
+            unpinned.append(party)
+            continue
+        fp = fingerprint(paths(fed, party).certificate.read_bytes())
+        lines.insert(at + 1, f'certificate_sha256 = "{fp}"   # pinned by fedsql when it made this key\n')
+    new_text = "".join(lines)
+    if new_text != text:
+        tmp = fed.path.with_name(fed.path.name + ".tmp")
+        tmp.write_text(new_text, encoding="utf-8")
+        from fedsql.config import load_config
+
+        try:
+            load_config(tmp)  # never leave a federation file that does not load
+        except errors.Error:
+            tmp.unlink(missing_ok=True)
+            return list(parties)
+        os.replace(tmp, fed.path)
+    return unpinned
+
+
 # -- loading ------------------------------------------------------------------------
 
 

@@ -257,3 +257,35 @@ def test_garbage_certificate_is_a_config_error(tmp_path: Path) -> None:
     tls.paths(fed, "p1").certificate.write_text("-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")
     with pytest.raises(errors.ConfigError, match="not a PEM certificate"):
         tls.certificate_of(fed, "p1")
+
+
+def test_local_federations_pin_their_certificates(federation) -> None:
+    """`fedsql up` / start_federation pins the keys it runs with in the federation file, so a
+    certificate file swapped under .fedsql/certs/ is refused (issue #11: pins were optional)."""
+    fed = load_config(federation[0])
+    for party in fed.parties:
+        pin = tls.paths(fed, party).certificate_sha256
+        assert pin == tls.fingerprint(tls.paths(fed, party).certificate.read_bytes())
+
+
+def test_a_swapped_certificate_is_refused_once_pinned(tmp_path: Path) -> None:
+    cfg = _bare_config(tmp_path)
+    fed = load_config(cfg)
+    tls.ensure_local_keys(fed, list(fed.parties))
+    assert tls.pin_in_config(fed, list(fed.parties)) == []
+    fed = load_config(cfg)
+    tls.Identity(fed, "p1").check()
+    key, cert = tls._self_signed("fedsql node p2", tls.server_name("p2"), fed.name)  # an impostor's certificate
+    tls.paths(fed, "p2").certificate.write_bytes(cert)
+    with pytest.raises(errors.ConfigError, match="pins"):
+        tls.Identity(fed, "p1").check()
+
+
+def test_pinning_leaves_a_party_it_cannot_place(tmp_path: Path) -> None:
+    cfg = _bare_config(tmp_path)
+    cfg.write_text(cfg.read_text().replace("[parties.p3]\naddress = ", "[parties]\np3.address = "))
+    fed = load_config(cfg)
+    tls.ensure_local_keys(fed, list(fed.parties))
+    assert tls.pin_in_config(fed, list(fed.parties)) == ["p3"]
+    fed = load_config(cfg)
+    assert tls.paths(fed, "p1").certificate_sha256 and not tls.paths(fed, "p3").certificate_sha256
