@@ -486,8 +486,10 @@ def connect(
 
     fed = load_config(config)
     pconf = fed.party(party)
-    if mode is not None and mode not in ("reveal", "sizes", "oblivious"):
-        raise ProgrammingError(f"unknown mode {mode!r}; use 'reveal', 'sizes' or 'oblivious'")
+    from fedsql.settings import MODES
+
+    if mode is not None and mode not in MODES:
+        raise ProgrammingError(f"unknown mode {mode!r}; use one of {', '.join(map(repr, MODES))}")
     client = NodeClient(pconf.address, party=party, config_path=str(config), default_timeout=None)
     try:
         info = client.health(timeout=5.0)

@@ -64,6 +64,7 @@ from connectors.flightsql.metadata import (  # re-exported: the spec's shapes, f
 )
 from fedsql.client import NodeClient
 from fedsql.config import Federation, load_config
+from fedsql.settings import SETTINGS, check_setting
 
 __all__ = [
     "CATALOGS_SCHEMA", "DB_SCHEMAS_SCHEMA", "KEYS_SCHEMA", "PRIMARY_KEYS_SCHEMA", "SQL_INFO_SCHEMA",
@@ -548,7 +549,12 @@ class FedSqlFlightServer(flight.FlightServerBase):
                                              if not name.startswith("fedsql.")
                                              else session_pb.SetSessionOptionsResult.INVALID_VALUE)
             else:
-                session.settings[name] = value.string_value
+                try:  # the same check as SET (fedsql/settings.py)
+                    session.settings[name] = check_setting(name, value.string_value)
+                except errors.Error:
+                    result.errors[name].value = (session_pb.SetSessionOptionsResult.INVALID_NAME
+                                                 if name not in SETTINGS
+                                                 else session_pb.SetSessionOptionsResult.INVALID_VALUE)
         return [result.SerializeToString()]
 
     def _get_session_options(self, context: flight.ServerCallContext, body: bytes) -> list[bytes]:

@@ -13,6 +13,7 @@ import sys
 from typing import Sequence
 
 from fedsql import __version__, errors
+from fedsql.settings import MODES
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -76,7 +77,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--party", "-p", required=True, metavar="NAME", help="your party (the query issuer)")
     p.add_argument("-c", "--command", metavar="SQL", help="run SQL (one or more ';'-separated statements) and exit")
     p.add_argument("-f", "--file", metavar="FILE", help="run the statements in FILE ('-' for stdin) and exit")
-    p.add_argument("--mode", choices=["reveal", "sizes", "oblivious"], help="session execution mode (default: the federation's)")
+    p.add_argument("--mode", choices=MODES, help="session execution mode (default: the federation's)")
 
     p = sub.add_parser(
         "keys",

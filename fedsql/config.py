@@ -15,6 +15,7 @@ from typing import Any
 
 from fedsql.dp_config import DPPolicy, parse_dp_policy
 from fedsql.errors import ConfigError
+from fedsql.settings import MODES
 
 LEVELS = ("private", "aggregate", "join_key", "group_key", "public")
 """Column levels, weakest to strongest (see DESIGN.md §3)."""
@@ -280,8 +281,8 @@ def parse_config(text: str, path: Path) -> Federation:
     if not isinstance(bits, int) or not 8 <= bits <= 30:
         raise _err(path, "federation.fixed_point_bits", "expected an integer from 8 to 30")
     mode = fed.get("default_mode", "sizes")
-    if mode not in ("reveal", "sizes", "oblivious"):
-        raise _err(path, "federation.default_mode", "expected 'reveal', 'sizes' or 'oblivious'")
+    if mode not in MODES:
+        raise _err(path, "federation.default_mode", f"expected one of {', '.join(map(repr, MODES))}")
     limits = {}
     for key in ("max_rows_per_query", "max_concurrent_queries", "max_memory_mb"):
         if key in fed:

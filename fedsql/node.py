@@ -31,6 +31,7 @@ from fedsql.config import Federation
 from fedsql.proto import node_pb2 as pb
 from fedsql.proto import node_pb2_grpc as rpc
 from fedsql.scratch import IssuerLocal
+from fedsql.settings import check_settings
 from planner.catalog import Schema
 from planner.compile import Compiled, compile_query
 from planner.explain import explain_lines
@@ -445,7 +446,11 @@ class Node(rpc.NodeServicer):
                 raise errors.ProgrammingError(f"unknown issuer '{request.issuer}'")
             if not request.query_id or len(request.query_id) > 128:
                 raise errors.ProgrammingError("a query id of 1 to 128 characters is required")
-            compiled = self.compile(request.sql, request.issuer, dict(request.settings))
+            try:  # the issuer's word: checked like a client's SET before it reaches the planner
+                settings = check_settings(dict(request.settings))
+            except errors.Error as exc:
+                raise type(exc)(f"the settings sent by '{request.issuer}' are invalid: {exc}") from None
+            compiled = self.compile(request.sql, request.issuer, settings)
             plan = compiled.plan
             if plan is None or plan.hash != request.plan_hash:
                 raise errors.PlanMismatch(

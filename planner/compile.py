@@ -29,6 +29,7 @@ from planner.passes.dp import dp_pass
 from planner.policy import check_policy
 from planner.validate import describe
 from fedsql.errors import SqlSyntaxError, UnsupportedSql
+from fedsql.settings import check_setting, check_settings
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,9 @@ class Compiled:
 
 
 def session_mode(fed: Federation, settings: dict[str, str]) -> str:
-    return settings.get("fedsql.mode") or fed.default_mode
+    """The session's leakage mode (checked: fedsql/settings.py), else the federation's default."""
+    mode = settings.get("fedsql.mode")
+    return check_setting("fedsql.mode", mode) if mode else fed.default_mode
 
 
 MAX_SQL_CHARS = 1 << 20
@@ -50,6 +53,7 @@ def compile_query(
 ) -> Compiled:
     if len(sql) > MAX_SQL_CHARS:
         raise SqlSyntaxError(f"the statement is {len(sql)} characters long; the limit is {MAX_SQL_CHARS}")
+    check_settings(settings)  # a client's session, or the settings of a peer's RunRequest
     try:
         return _compile(sql, fed, issuer, settings, schema_of)
     except RecursionError:  # sqlglot and the passes recurse over the tree (issue #6: bad input)

@@ -11,17 +11,12 @@ from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 
 from fedsql.errors import SqlSyntaxError, UnsupportedSql
+from fedsql.settings import SETTINGS, check_epsilon, check_setting  # noqa: F401 - re-exported
 
 logging.getLogger("sqlglot").setLevel(logging.ERROR)
 
 DIALECT = "duckdb"
 _EXPLAIN = re.compile(r"^\s*EXPLAIN\s+", re.IGNORECASE)
-
-SETTINGS = {
-    "fedsql.mode": ("reveal", "sizes", "oblivious"),
-    "fedsql.epsilon": None,  # a number > 0; default: min(1.0, every touched DP table's max_epsilon_per_query)
-}
-"""Session settings a client may SET, with their allowed values (None: free text)."""
 
 
 @dataclass(frozen=True)
@@ -65,25 +60,7 @@ def _parse_set(ast: exp.Set) -> tuple[str, str]:
     eq = items[0].this
     name = eq.this.sql(dialect=DIALECT).lower().replace('"', "")
     value = eq.expression.name if isinstance(eq.expression, (exp.Literal, exp.Column, exp.Identifier)) else eq.expression.sql()
-    if name not in SETTINGS:
-        raise UnsupportedSql(f"unknown setting '{name}'; settings are: {', '.join(SETTINGS)}")
-    allowed = SETTINGS[name]
-    if allowed and value not in allowed:
-        raise SqlSyntaxError(f"{name} must be one of {', '.join(allowed)}, got '{value}'")
-    if name == "fedsql.epsilon":
-        value = check_epsilon(value)
-    return name, value
-
-
-def check_epsilon(value: str) -> str:
-    """`SET fedsql.epsilon = 0.5`: a finite number > 0 (the query's total ε, docs/dp.md)."""
-    try:
-        eps = float(value)
-    except ValueError:
-        eps = float("nan")
-    if not (0 < eps < float("inf")):
-        raise SqlSyntaxError(f"fedsql.epsilon must be a number > 0 (e.g. SET fedsql.epsilon = 0.5), got '{value}'")
-    return repr(eps)
+    return name, check_setting(name, value)
 
 
 def _first_line(exc: Exception) -> str:
