@@ -625,9 +625,10 @@ class PartyRun:
         copied = ops.segmented_scan(mpc, starts, carried[: len(copied_in)], ["copy"] * len(copied_in))
         has_pk, pk_ok = copied[0], copied[1]
         # a declared-unique key that repeats would silently drop rows: check, revealing one bit
+        # ("some key repeats"), never the number of repeats
         dup = ops.mul(mpc, is_pk_s, ops.sub(ones(n), starts))
         total = AShare(np.array([dup.a.sum()], np.uint64), np.array([dup.b.sum()], np.uint64))
-        if ops.reveal(mpc, total, None)[0] != 0:
+        if ops.reveal(mpc, nonzero_flags(mpc, [total])[0], None)[0] != 0:
             raise errors.DataError(
                 "the join key declared unique (`unique` in the config) has duplicates; the oblivious join "
                 "cannot run on it — fix the declaration or use SET fedsql.mode = 'sizes'"

@@ -221,8 +221,9 @@ def _aggregate_leakage(block: QueryBlock, issuer: str, compute, split: Aggregate
             f"to {cp}: the group key values ({keys}) after an oblivious shuffle, and how many parties hold each; "
             "which party holds which key stays hidden"
         )
-        if split.has_string_key:
-            out.append(f"to {owners}: the length of the longest string group key, in 7-byte words")
+        if split.has_string_key:  # AgreeWidth: opened to the compute parties, sent on to the other owners
+            learners = ", ".join(dict.fromkeys(tuple(compute) + tuple(block.table.owners)))
+            out.append(f"to {learners}: the length of the longest string group key, in 7-byte words")
     else:
         out.append(f"nothing to {cp}: each of {owners} shares exactly one row of partial aggregates")
     avgs = [a.key for a in block.aggs if a.func == "avg"]

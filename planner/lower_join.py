@@ -52,7 +52,7 @@ from planner.physical import (
     Step,
 )
 from planner.analyze import SPREAD
-from planner.policy import check_group_key_viewers
+from planner.policy import check_group_key_viewers, check_viewers
 from planner.passes.split_aggregates import DP_KEY_WORDS, WORD_BYTES, dp_value_outputs, spread_outputs, sum_outputs
 from planner.secure_expr import BOOL, HASHED, LocalLeaf, SNode, product_encoding, split_expression
 from planner.validate import OutputSchema, describe, quote
@@ -67,6 +67,17 @@ _RULES = {
     "group": ("group_key", "a GROUP BY key reaches the result, so it needs level 'group_key' or 'public'"),
     "row": ("public", "a non-aggregate query reveals row values, which needs level 'public'"),
 }
+
+
+def _match_viewers(compute: tuple[str, ...], owners: tuple[str, ...]) -> tuple[str, ...]:
+    """Who sees a keyed-tag match (D8): the matcher sends the row pairs to every compute party, and
+    in `reveal` mode the key owners are also told the matching rows (PSI-style)."""
+    return tuple(dict.fromkeys(compute + tuple(o for o in owners if not o.startswith("@"))))
+
+
+def _key_uses(block: JoinBlock, sides) -> list[tuple[object, str]]:
+    """(member table, column) pairs of a match's key columns, for the viewer check."""
+    return [(m, c) for alias, cols in sides for m in block.tables[alias].members for c in cols]
 
 
 def check_join_policy(block: JoinBlock, issuer: str, key_viewers: tuple[str, ...] = (), mode: str = "sizes",
@@ -281,6 +292,9 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
         width = "w"
         steps.append(AgreeWidth("w", tuple((runner, f"f_{unit}") for p in string_parties
                                            for unit, runner, _ in _units(block, p)), "string keys"))
+        learners = dict.fromkeys(compute + tuple(r for p in string_parties for r in _runners(block, p)))
+        leakage.append(f"to {', '.join(learners)}: the length of the longest string key shared by "
+                       f"{', '.join(string_parties)}, in 7-byte words (the width every party pads to)")
     for party in block.parties:
         units = _units(block, party)
         for unit, runner, _ in units:
@@ -306,12 +320,20 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
                     f"table {block.tables[edge.right].name} has its join key declared unique (N:1); "
                     "use 'sizes' or 'reveal' mode, or declare the key unique")
             steps.append(ObliviousJoin(f"j{e_i}", current, f"s_{new}", f"__t{e_i}", f"__t{e_i}", pk, outer))
+            unique_side = {"right": new, "left": pb if new == pa else pa}[pk]
+            leakage.append(f"to {', '.join(compute)}: whether the key declared unique on {unique_side}'s side of the "
+                           f"{pa}–{pb} join repeats (one bit; a repeat fails the query)")
             current = f"j{e_i}"
             joined.add(new)
             continue
         owners = _runners(block, pa) + _runners(block, pb)
         matcher = next(c for c in compute if c not in owners)  # exists: else the edge is in `fallback`
         shuffle = mode == "sizes"
+        viewers = _match_viewers(compute, () if shuffle else tuple(owners))
+        on = ", ".join(f"{a}.{c}" for a, cols in ((edge.left, edge.left_cols), (edge.right, edge.right_cols))
+                       for c in cols)
+        check_viewers(_key_uses(block, ((edge.left, edge.left_cols), (edge.right, edge.right_cols))),
+                      issuer, viewers, mode, "join")
         steps.append(SecureJoin(f"j{e_i}", current, f"s_{new}", f"__t{e_i}", f"__t{e_i}", matcher, shuffle,
                                 () if shuffle else (pa, pb), kind=edge.kind))
         current = f"j{e_i}"
@@ -320,8 +342,13 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
         leakage.append(f"to {matcher}: which rows match in {what} the {pa}–{pb} join inputs "
                        "(tags are keyed; it cannot learn key values)")
         leakage.append(f"to {', '.join(compute)}: the number of rows of the {pa}–{pb} join")
-        if not shuffle:
-            leakage.append(f"to {', '.join(compute)}: which rows of {pa} and {pb} matched (reveal mode)")
+        if shuffle:  # the matcher sends the pairs to the other compute parties
+            leakage.append(f"to {', '.join(viewers)}: the match structure of the shuffled {pa}–{pb} join inputs "
+                           f"on ({on}): which shuffled rows pair up, hence how many rows share each key value "
+                           "(each of them needs level 'join_key' for these columns)")
+        else:
+            leakage.append(f"to {', '.join(viewers)}: which rows of {pa} and {pb} matched (reveal mode), on ({on}) "
+                           "(each of them needs level 'join_key' for these columns)")
     not_in_flags: list[SNode] = []
     for s_i, sj in enumerate(block.semis):
         p_out = block.owner[sj.outer]
@@ -336,12 +363,19 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
         owners = set(_runners(block, p_out)) | set(sj.table.owners)
         matcher = next(c for c in compute if c not in owners)  # exists: else the semi-join is sorted
         shuffle = mode == "sizes"
+        viewers = _match_viewers(compute, () if shuffle else tuple(sorted(owners)))
+        on = ", ".join([f"{sj.outer}.{c}" for c in sj.outer_cols] + [f"{sj.inner}.{c}" for c in sj.inner_cols])
+        check_viewers(_key_uses(block, ((sj.outer, sj.outer_cols),)) +
+                      [(m, c) for m in sj.table.members for c in sj.inner_cols], issuer, viewers, mode, "join")
         steps.append(SecureJoin(f"sj{s_i}", current, f"ss{s_i}", f"__st{s_i}", f"__st{s_i}", matcher, shuffle,
                                 kind=kind))
         current = f"sj{s_i}"
         leakage.append(f"to {', '.join(compute)}: how many rows pass the {'NOT ' if sj.anti else ''}EXISTS/IN "
                        f"subquery on {sj.table.name}; to {matcher}: the match pattern of "
                        f"{'shuffled' if shuffle else 'positioned'} keyed tags")
+        if not shuffle:
+            leakage.append(f"to {', '.join(viewers)}: which rows of {p_out} pass the subquery (reveal mode), on "
+                           f"({on}) (each of them needs level 'join_key' for these columns)")
     # secure predicates and per-row partials
     outputs: list[tuple[str, object]] = []
     flag = ""

@@ -23,24 +23,41 @@ _RULES = {
 }
 
 
-def check_group_key_viewers(uses: Iterable[tuple[object, str]], issuer: str, viewers: tuple[str, ...],
-                            mode: str) -> None:
-    """GROUP BY keys opened to the compute parties (`sizes`/`reveal`: shuffle, then open) are
-    revealed to each of them, not only to the issuer: every viewer needs the key's level.
-    `uses`: (member table config, column) pairs; the owner itself may always see its column."""
+_VIEWER_RULES = {
+    # role: (level each viewer needs, what it sees, how to avoid it)
+    "group": ("group_key", "the GROUP BY keys are opened to the compute parties ({viewers}) after a shuffle",
+              "Use SET fedsql.mode = 'oblivious' (the keys then reach the issuer only)"),
+    "join": ("join_key", "the join's match structure (which rows pair up) is opened to {viewers}",
+             "Use SET fedsql.mode = 'oblivious' (a sort-based PK-FK join that opens no match; one side's key "
+             "must be declared unique)"),
+}
+
+
+def check_viewers(uses: Iterable[tuple[object, str]], issuer: str, viewers: tuple[str, ...], mode: str,
+                  role: str) -> None:
+    """A level binds every party that *sees* a value, not only the issuer (docs/decisions.md D13):
+    each viewer of an opened GROUP BY key (role "group") or of a join's match structure (role
+    "join") needs the role's level. `uses`: (member table config, column) pairs; the owner itself
+    may always see its column, and the issuer's own levels are checked by the caller's rules."""
+    required, sees, instead = _VIEWER_RULES[role]
     for member, column in uses:
         for viewer in viewers:
             if viewer in (member.party, issuer):
                 continue
             level = member.level(column, viewer)
-            if not level_at_least(level, "group_key"):
+            if not level_at_least(level, required):
                 raise PolicyViolation(
                     f"refused by the policy of party '{member.party}': column {member.qualified}.{column} is "
-                    f"'{level}' for party '{viewer}', and in '{mode}' mode the GROUP BY keys are opened to the "
-                    f"compute parties ({', '.join(viewers)}) after a shuffle, so each of them needs level "
-                    f"'group_key' or 'public'. Use SET fedsql.mode = 'oblivious' (the keys then reach the issuer "
-                    f"only), or ask '{member.party}' to raise the level."
+                    f"'{level}' for party '{viewer}', and in '{mode}' mode {sees.format(viewers=', '.join(viewers))}"
+                    f", so each of them needs level '{required}' or 'public'. {instead}, or ask "
+                    f"'{member.party}' to raise the level for '{viewer}'."
                 )
+
+
+def check_group_key_viewers(uses: Iterable[tuple[object, str]], issuer: str, viewers: tuple[str, ...],
+                            mode: str) -> None:
+    """GROUP BY keys opened to the compute parties (`sizes`/`reveal`: shuffle, then open)."""
+    check_viewers(uses, issuer, viewers, mode, "group")
 
 
 def check_policy(block: QueryBlock, issuer: str, noised: frozenset[str] = frozenset(),

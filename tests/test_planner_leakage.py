@@ -1,0 +1,158 @@
+"""Issue #11 (leakage findings): who sees a join's match needs `join_key`; the leakage report
+names every opened value and who learns it; session settings are checked where they enter."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fedsql import errors
+from fedsql.config import parse_config
+from fedsql.settings import MODES, SETTINGS, check_settings
+from planner.compile import compile_query, session_mode
+from planner.explain import explain_lines
+from planner.parse import parse_statement
+
+# p0 issues (no compute role); p1 is a helper compute party (the matcher); p2 and p3 own the keys.
+# cid is `join_key` for p0 only (a grant), `aggregate` for everyone else.
+CONFIG = """
+[federation]
+name = "leak"
+compute = ["p1", "p2", "p3"]
+[parties.p0]
+address = "127.0.0.1:7100"
+[parties.p1]
+address = "127.0.0.1:7101"
+[parties.p2]
+address = "127.0.0.1:7102"
+[parties.p2.tables.c]
+source = "c.parquet"
+columns = { cid = "aggregate", v = "aggregate", seg = "group_key" }
+grants = { p0 = { cid = "join_key" } }
+unique = ["cid"]
+[parties.p3]
+address = "127.0.0.1:7103"
+[parties.p3.tables.s]
+source = "s.parquet"
+columns = { cid = "aggregate", w = "aggregate", name = "group_key" }
+grants = { p0 = { cid = "join_key" } }
+"""
+
+OPEN = CONFIG.replace('cid = "aggregate"', 'cid = "join_key"')  # the same, join_key for everyone
+
+SCHEMAS = {"c": (("cid", "BIGINT"), ("v", "BIGINT"), ("seg", "VARCHAR")),
+           "s": (("cid", "BIGINT"), ("w", "BIGINT"), ("name", "VARCHAR"))}
+
+JOIN = "SELECT COUNT(*), SUM(s.w) FROM p2.c AS c JOIN p3.s AS s ON c.cid = s.cid"
+SEMI = "SELECT COUNT(*) FROM p2.c AS c WHERE c.cid IN (SELECT s.cid FROM p3.s AS s)"
+
+
+def plan(fed, sql, mode, issuer="p0"):
+    return compile_query(sql, fed, issuer, {"fedsql.mode": mode}, lambda p, t: SCHEMAS[t]).plan
+
+
+@pytest.fixture(scope="module")
+def granted():
+    return parse_config(CONFIG, Path("/tmp/leak.toml"))
+
+
+@pytest.fixture(scope="module")
+def open_fed():
+    return parse_config(OPEN, Path("/tmp/leak.toml"))
+
+
+@pytest.mark.parametrize("sql", [JOIN, SEMI])
+@pytest.mark.parametrize("mode", ["sizes", "reveal"])
+def test_match_viewers_need_join_key_not_only_the_issuer(granted, sql, mode):
+    # the match pairs go to all three compute parties: p1 (the matcher) may not see cid's pattern
+    with pytest.raises(errors.PolicyViolation) as info:
+        plan(granted, sql, mode)
+    msg = str(info.value)
+    assert "for party 'p1'" in msg and "'join_key'" in msg and "match structure" in msg
+    assert "SET fedsql.mode = 'oblivious'" in msg
+
+
+@pytest.mark.parametrize("sql", [JOIN, SEMI])
+def test_oblivious_match_opens_nothing_so_the_grant_suffices(granted, sql):
+    p = plan(granted, sql, "oblivious")
+    assert not any(s.op == "secure_join" for s in p.steps)
+
+
+def test_join_leakage_names_match_structure_viewers(open_fed):
+    sizes = plan(open_fed, JOIN, "sizes")
+    assert any(line.startswith("to p1, p2, p3: the match structure of the shuffled p2–p3 join inputs on (c.cid, "
+                               "s.cid)") for line in sizes.leakage), sizes.leakage
+    reveal = plan(open_fed, JOIN, "reveal")
+    assert any(line.startswith("to p1, p2, p3: which rows of p2 and p3 matched (reveal mode), on (c.cid, s.cid)")
+               for line in reveal.leakage), reveal.leakage
+    assert any("match structure" in line for line in explain_lines(sizes))
+
+
+def test_oblivious_join_reports_the_uniqueness_bit_and_string_width(open_fed):
+    p = plan(open_fed, "SELECT s.name, COUNT(*) FROM p2.c AS c JOIN p3.s AS s ON c.cid = s.cid GROUP BY s.name",
+             "oblivious")
+    assert "to p1, p2, p3: whether the key declared unique on p2's side of the p2–p3 join repeats (one bit; a " \
+           "repeat fails the query)" in p.leakage
+    assert any(line.startswith("to p1, p2, p3: the length of the longest string key shared by p3, in 7-byte words")
+               for line in p.leakage), p.leakage
+
+
+def test_union_string_key_width_names_the_compute_parties():
+    fed = parse_config("""
+[federation]
+name = "u"
+compute = ["a", "b", "h"]
+[parties.a]
+address = "127.0.0.1:7101"
+[parties.a.tables.t]
+source = "a.parquet"
+columns = { k = "group_key", x = "aggregate" }
+[parties.b]
+address = "127.0.0.1:7102"
+[parties.b.tables.t]
+source = "b.parquet"
+columns = { k = "group_key", x = "aggregate" }
+[parties.h]
+address = "127.0.0.1:7103"
+[federated.t]
+union = ["a.t", "b.t"]
+""", Path("/tmp/u.toml"))
+    p = compile_query("SELECT k, SUM(x) FROM t GROUP BY k", fed, "a", {}, lambda _p, _t: (("k", "VARCHAR"),
+                                                                                           ("x", "BIGINT"))).plan
+    assert "to a, b, h: the length of the longest string group key, in 7-byte words" in p.leakage
+
+
+# -- session settings: one definition, checked where they enter ---------------------------------
+
+def test_modes_have_one_definition():
+    assert SETTINGS["fedsql.mode"] is MODES
+
+
+@pytest.mark.parametrize("sql, match", [
+    ("SET fedsql.mode = 'bogus'", r"fedsql.mode must be one of reveal, sizes, oblivious"),
+    ("SET fedsql.nope = 'x'", r"unknown setting 'fedsql.nope'; the settings are: fedsql.mode, fedsql.epsilon"),
+    ("SET fedsql.epsilon = 'abc'", r"fedsql.epsilon must be a number > 0"),
+])
+def test_set_refuses_bad_names_and_values(sql, match):
+    with pytest.raises(errors.Error, match=match):
+        parse_statement(sql)
+
+
+@pytest.mark.parametrize("settings", [{"fedsql.mode": "bogus"}, {"fedsql.mode": "REVEAL"}, {"mode": "reveal"},
+                                      {"fedsql.epsilon": "-1"}, {"fedsql.epsilon": "nan"}])
+def test_compile_refuses_bad_settings_maps(open_fed, settings):
+    # a settings map that did not come through SET (a client's Execute, a peer's RunRequest):
+    # 'bogus' used to plan as reveal mode (no shuffle) without a word
+    with pytest.raises((errors.SqlSyntaxError, errors.UnsupportedSql)) as info:
+        compile_query("SELECT COUNT(*) FROM p2.c", open_fed, "p0", settings, lambda p, t: SCHEMAS[t])
+    assert "fedsql." in str(info.value)
+    with pytest.raises((errors.SqlSyntaxError, errors.UnsupportedSql)):
+        check_settings(settings)
+
+
+def test_session_mode_checks_the_mode(open_fed):
+    assert session_mode(open_fed, {}) == "sizes"
+    assert session_mode(open_fed, {"fedsql.mode": "oblivious"}) == "oblivious"
+    with pytest.raises(errors.SqlSyntaxError, match="must be one of reveal, sizes, oblivious"):
+        session_mode(open_fed, {"fedsql.mode": "reveal; DROP"})
