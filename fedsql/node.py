@@ -216,7 +216,8 @@ class Node(rpc.NodeServicer):
             return
         try:  # uncorrelated scalar subqueries run first, as queries of their own
             sql, sub_leakage = scalar_subqueries.resolve(
-                request.sql, lambda inner: self._run_scalar(inner, settings, query_id))
+                request.sql, lambda inner: self._run_scalar(inner, settings, query_id),
+                lambda text, as_party: self.compile(text, as_party, settings), self.me)
             compiled = self.compile(sql, self.me, settings)
         except Exception as exc:  # noqa: BLE001 - every failure becomes a clear error
             err = as_fedsql_error(exc, "while planning")

@@ -3,8 +3,14 @@
 `... WHERE cost > (SELECT AVG(cost) FROM patients)` becomes two queries: the
 subquery (checked by every party's policy like any query; its value is
 revealed to the issuer, as its own result would be) and the outer query with
-that value as a literal — which every party again compiles and checks. The
-leakage report of the whole statement lists both.
+that value as a literal — which every party again compiles and checks.
+
+The literal is written into the SQL text every participant of the outer query
+receives (and records in its audit log), so each of them is a *viewer* of the
+value too (docs/decisions.md, "Scalar subquery values"): before anything runs,
+the subquery is planned as if each receiving party had issued it, and a party
+the owners' policies would not show the result refuses the whole statement.
+The leakage report names the receiving parties.
 """
 
 from __future__ import annotations
@@ -18,12 +24,15 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 
-from fedsql.errors import Error, ProgrammingError, UnsupportedSql
+from fedsql.errors import Error, PolicyViolation, ProgrammingError, UnsupportedSql
 
 _EXPLAIN = re.compile(r"^\s*EXPLAIN\s+", re.IGNORECASE)
 
 RunScalar = Callable[[str], tuple[Any, str, list[str]]]
 """SQL → (value, DuckDB type, leakage lines)."""
+
+CompileAs = Callable[[str, str], Any]
+"""(SQL, issuer) → planner.compile.Compiled: the planner as that party would run it."""
 
 
 def scalar_subqueries(ast: exp.Expression) -> list[exp.Subquery]:
@@ -51,8 +60,12 @@ def literal(value: Any, duck_type: str) -> exp.Expression:
     return exp.cast(exp.Literal.string(str(value)), duck_type)
 
 
-def resolve(sql: str, run_scalar: RunScalar | None) -> tuple[str, list[str]]:
-    """The statement with scalar subqueries replaced by their values (none run for EXPLAIN)."""
+def resolve(sql: str, run_scalar: RunScalar | None, compile_as: CompileAs,
+            issuer: str) -> tuple[str, list[str]]:
+    """The statement with scalar subqueries replaced by their values (none run for EXPLAIN).
+
+    Refuses (PolicyViolation) when a party that would receive a value in the outer query's SQL
+    may not see it; the check runs before any subquery does."""
     text = sql.strip().rstrip(";")
     explain = bool(_EXPLAIN.match(text))
     body = _EXPLAIN.sub("", text, count=1) if explain else text
@@ -62,37 +75,83 @@ def resolve(sql: str, run_scalar: RunScalar | None) -> tuple[str, list[str]]:
         ast = sqlglot.parse_one(body, read="duckdb")
     except (ParseError, TokenError):
         return sql, []  # the planner reports the syntax error
-    subs = scalar_subqueries(ast)
-    if not subs:
+    holes = _uncorrelated(ast, compile_as, issuer)
+    if not holes:
         return sql, []
+    receivers = _receivers(ast.sql(dialect="duckdb"), compile_as, issuer)
+    for _, inner in holes:
+        for party in receivers:
+            _check_viewer(inner, party, receivers, compile_as)
+    told = f" and written into the SQL of the outer query, which {', '.join(receivers)} receive" if receivers else ""
     leakage: list[str] = []
+    for hole, inner in holes:
+        if explain or run_scalar is None:
+            leakage.append(f"runs first, its value revealed to the issuer{told}: ({inner})")
+            continue
+        value, duck_type, inner_leakage = run_scalar(inner)
+        hole.replace(literal(value, duck_type))
+        leakage.append(f"scalar subquery ({inner}) ran first; its value was revealed to the issuer{told}")
+        leakage += [f"  {line}" for line in inner_leakage]
+    out = ast.sql(dialect="duckdb")
+    return (f"EXPLAIN {out}" if explain else out), leakage
+
+
+def _uncorrelated(ast: exp.Expression, compile_as: CompileAs, issuer: str) -> list[tuple[exp.Expression, str]]:
+    """Replace each uncorrelated scalar subquery by a typed NULL placeholder; returns
+    (placeholder, subquery SQL). Correlated ones stay: the planner decorrelates them into joins
+    (planner/passes/decorrelate.py)."""
     with_ = ast.args.get("with_") or ast.args.get("with")
     ctes = {c.alias_or_name for c in with_.expressions} if with_ is not None else set()
-    for sub in subs:
+    holes: list[tuple[exp.Expression, str]] = []
+    for sub in scalar_subqueries(ast):
+        if not _attached(sub, ast):
+            continue  # inside a subquery already taken: it runs with it
         query = sub.this
         if ctes and not (query.args.get("with_") or query.args.get("with")) and any(
                 not t.db and t.name in ctes for t in query.find_all(exp.Table)):
             query = query.copy()  # it reads the statement's CTEs: run it with them
             query.set("with_" if "with_" in query.args or "with_" in ast.args else "with", with_.copy())
-        inner = query.sql(dialect="duckdb")
         if _refers_outside(query):
-            continue  # correlated: the planner decorrelates it into a join (planner/passes/decorrelate.py)
-        if explain or run_scalar is None:
-            sub.replace(exp.Null())
-            leakage.append(f"runs first, its value revealed to the issuer: ({inner})")
             continue
+        inner = query.sql(dialect="duckdb")
         try:
-            value, duck_type, inner_leakage = run_scalar(inner)
+            plan = compile_as(inner, issuer).plan
         except Error as exc:
             text = str(exc).lower()
             if "column" in text and ("not found" in text or "no column" in text or "unknown table or alias" in text):
-                continue  # correlated: the planner decorrelates it into a join (planner/passes/decorrelate.py)
+                continue  # an unqualified column of the outer query: correlated
             raise type(exc)(f"in the scalar subquery ({inner}): {exc}") from None
-        sub.replace(literal(value, duck_type))
-        leakage.append(f"scalar subquery ({inner}) ran first; its value was revealed to the issuer")
-        leakage += [f"  {line}" for line in inner_leakage]
-    out = ast.sql(dialect="duckdb")
-    return (f"EXPLAIN {out}" if explain else out), leakage
+        if plan is None:
+            raise UnsupportedSql(f"a scalar subquery must be a SELECT: ({inner})")
+        hole = literal(None, plan.output[0][1])
+        sub.replace(hole)
+        holes.append((hole, inner))
+    return holes
+
+
+def _attached(node: exp.Expression, root: exp.Expression) -> bool:
+    while node.parent is not None:
+        node = node.parent
+    return node is root
+
+
+def _receivers(outer_sql: str, compile_as: CompileAs, issuer: str) -> tuple[str, ...]:
+    """The parties the outer query's SQL (with the values inlined) is sent to: its participants."""
+    plan = compile_as(outer_sql, issuer).plan
+    return tuple(p for p in plan.participants if p != issuer) if plan is not None else ()
+
+
+def _check_viewer(inner: str, party: str, receivers: tuple[str, ...], compile_as: CompileAs) -> None:
+    """`party` receives the subquery's value: plan the subquery as if `party` had issued it."""
+    try:
+        compile_as(inner, party)
+    except Error as exc:
+        raise PolicyViolation(
+            f"the scalar subquery ({inner}) runs first and its value is written into the SQL of the outer "
+            f"query, which {', '.join(receivers)} receive as participants; party '{party}' may not see that "
+            f"value: {exc} To run it, ask the owners to allow '{party}' this result, or run the subquery as a "
+            "query of its own and write the outer query without it."
+        ) from None
 
 
 def _refers_outside(query: exp.Expression) -> bool:
