@@ -9,6 +9,7 @@ do not.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import warnings
 from pathlib import Path
@@ -334,3 +335,13 @@ def test_flight_refuses_clients_without_the_party_certificate(endpoint: fs.FedSq
             plain.cursor().execute("SELECT COUNT(*) FROM t")
         finally:
             plain.close()
+
+
+@pytest.mark.e2e
+def test_session_options_are_checked_like_set(db: Any) -> None:
+    """Issue #11: a bad fedsql.* option is refused (fedsql/settings.py), not stored for later queries."""
+    before = _session_options(db)
+    for name, value in (("fedsql.mode", "bogus"), ("fedsql.nope", "x"), ("fedsql.epsilon", "-1")):
+        with contextlib.suppress(adbc.Error):  # the driver may raise on the error the server returns
+            db.adbc_connection.set_options(**{f"adbc.flight.sql.session.option.{name}": value})
+        assert _session_options(db) == before

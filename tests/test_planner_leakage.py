@@ -156,3 +156,66 @@ def test_session_mode_checks_the_mode(open_fed):
     assert session_mode(open_fed, {"fedsql.mode": "oblivious"}) == "oblivious"
     with pytest.raises(errors.SqlSyntaxError, match="must be one of reveal, sizes, oblivious"):
         session_mode(open_fed, {"fedsql.mode": "reveal; DROP"})
+
+
+# -- scalar subqueries: every party that receives the inlined value is a viewer ------------------
+
+SCALAR = """
+[federation]
+name = "scalar"
+compute = ["p1", "p2", "p3"]
+[parties.p1]
+address = "127.0.0.1:7101"
+[parties.p2]
+address = "127.0.0.1:7102"
+[parties.p2.tables.c]
+source = "c.parquet"
+columns = { cid = "join_key", income = "aggregate" }
+[parties.p3]
+address = "127.0.0.1:7103"
+[parties.p3.tables.big]
+source = "big.parquet"
+columns = { v = "private" }
+grants = { p1 = { v = "aggregate" } }
+"""
+SCALAR_SCHEMAS = {"c": (("cid", "BIGINT"), ("income", "BIGINT")), "big": (("v", "BIGINT"),)}
+LEAKY = "SELECT COUNT(*) FROM p2.c WHERE income > (SELECT SUM(v) FROM p3.big)"
+
+
+def _resolve(config: str, sql: str):
+    from fedsql.scalar_subqueries import resolve
+
+    fed = parse_config(config, Path("/tmp/scalar.toml"))
+    ran: list[str] = []
+
+    def run(inner: str):
+        ran.append(inner)
+        return 703701006, "HUGEINT", ["inner leakage"]
+
+    def compile_as(text: str, party: str):
+        return compile_query(text, fed, party, {}, lambda p, t: SCALAR_SCHEMAS[t])
+
+    return resolve(sql, run, compile_as, "p1"), ran
+
+
+@pytest.mark.parametrize("sql", [LEAKY, "EXPLAIN " + LEAKY])
+def test_scalar_value_refused_before_it_runs_when_a_receiver_may_not_see_it(sql):
+    with pytest.raises(errors.PolicyViolation) as info:
+        _resolve(SCALAR, sql)
+    msg = str(info.value)
+    assert "party 'p2' may not see that value" in msg and "p3.big.v is 'private' for issuer 'p2'" in msg
+    assert "ask the owners to allow 'p2' this result" in msg
+
+
+def test_scalar_value_receivers_are_named():
+    (sql, leakage), ran = _resolve(SCALAR.replace('v = "private"', 'v = "aggregate"'), LEAKY)
+    assert ran == ["SELECT SUM(v) FROM p3.big"] and "703701006" in sql
+    assert leakage[0] == ("scalar subquery (SELECT SUM(v) FROM p3.big) ran first; its value was revealed to the "
+                          "issuer and written into the SQL of the outer query, which p2 receive")
+    (_, explained), ran = _resolve(SCALAR.replace('v = "private"', 'v = "aggregate"'), "EXPLAIN " + LEAKY)
+    assert not ran and "which p2 receive" in explained[0]
+
+
+def test_scalar_value_may_go_to_its_own_owner():
+    (sql, leakage), _ = _resolve(SCALAR, "SELECT COUNT(*) FROM p3.big WHERE v > (SELECT SUM(v) / 3 FROM p3.big)")
+    assert "which p3 receive" in leakage[0]
