@@ -17,7 +17,7 @@ from fedsql.dp_config import DPPolicy, parse_dp_policy
 from fedsql.errors import ConfigError
 
 LEVELS = ("private", "aggregate", "join_key", "group_key", "public")
-"""Column levels, weakest to strongest (see DESIGN.md §3)."""
+"""Column levels, weakest to strongest (see docs/architecture.md §2)."""
 
 _RANK = {name: i for i, name in enumerate(LEVELS)}
 RESERVED_NAMES = {"main", "temp", "system", "information_schema", "pg_catalog", "memory"}
