@@ -543,7 +543,9 @@ def serve(fed: Federation, party: str, on_ready: Callable[[], None] | None = Non
     """Run this party's node until SIGTERM/SIGINT."""
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {party} %(levelname)s %(name)s: %(message)s")
     node = Node(fed, party)
-    server = grpc.server(ThreadPoolExecutor(max_workers=64, thread_name_prefix="grpc"), options=GRPC_OPTIONS)
+    # no SO_REUSEPORT: a second node for the same address must fail, not share the port silently
+    server = grpc.server(ThreadPoolExecutor(max_workers=64, thread_name_prefix="grpc"),
+                         options=GRPC_OPTIONS + [("grpc.so_reuseport", 0)])
     rpc.add_NodeServicer_to_server(node, server)
     add_peer_servicer(server, node.mailbox, set(fed.parties) - {party}, identify=node.identity.identify)
     address = node.party.address
