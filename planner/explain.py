@@ -45,16 +45,18 @@ def _what(step: Step) -> str:
             f"; {step.to} attaches its own group labels {', '.join(own)} by rank" if own else "")
     if op == "secure_join":
         how = "after a secret shuffle of both sides" if step.shuffle else "unshuffled (reveal mode)"
-        return f"{step.kind} join: keyed tags opened to {step.matcher} {how}; it returns the matching row pairs"
+        return (f"{step.kind} join: keyed tags opened to {step.matcher} {how}; it sends the matching row pairs to "
+                "every compute party")
     if op == "oblivious_join":
         return (f"sort both sides by keyed tag (unique side first), copy the unique side's row onto each match "
-                f"(segmented scan){'; unmatched rows kept with NULLs' if step.outer else ''}; nothing opened")
+                f"(segmented scan){'; unmatched rows kept with NULLs' if step.outer else ''}; opens one bit: "
+                "does the unique side's key repeat (then the query fails)")
     if op == "oblivious_semi_join":
         return (f"{step.kind}: sort outer and inner tags together, mark the outer rows with (without) a match "
                 "(segmented scan); nothing opened" + ("; one bit: does the subquery yield a NULL"
                                                        if step.kind == "not_in" else ""))
     if op == "agree_width":
-        return f"secure max of {step.column} width"
+        return f"secure max of {step.column} width, opened to the compute parties and sent to the owners"
     if op == "add_noise":
         return "each compute party inputs its DP noise part as shares, added before any reveal: " + ", ".join(
             f"{n.column} (epsilon {n.epsilon:.4g}, sensitivity {n.sensitivity})" for n in step.noise)
