@@ -93,6 +93,11 @@ def resolve(sql: str, run_scalar: RunScalar | None, compile_as: CompileAs,
         leakage.append(f"scalar subquery ({inner}) ran first; its value was revealed to the issuer{told}")
         leakage += [f"  {line}" for line in inner_leakage]
     out = ast.sql(dialect="duckdb")
+    if not explain and run_scalar is not None:  # the values must not bring in a party the check did not see
+        unchecked = set(_receivers(out, compile_as, issuer)) - set(receivers)
+        if unchecked:
+            raise PolicyViolation(f"the outer query with its scalar subqueries' values would also reach "
+                                  f"{', '.join(sorted(unchecked))}, which were not checked as viewers; refused")
     return (f"EXPLAIN {out}" if explain else out), leakage
 
 
