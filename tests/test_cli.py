@@ -264,9 +264,11 @@ def test_up_ready_line_ctrl_c_and_dead_node(tmp_path: Path, write_federation: An
         if proc.poll() is None:
             proc.kill()
 
+    logs = config.parent / ".fedsql" / "logs"  # documented place, kept across runs (issue #15)
+    assert f"logs in {logs}" in line and (logs / "p1.log").exists()
     proc, line = _start_up(config)
     try:
-        assert "ready" in line
+        assert "ready" in line and (logs / "p1.log.1").exists()
         os.kill(_node_pids(config)["p2"], signal.SIGKILL)
         assert proc.wait(timeout=30) == 1
         err = proc.stderr.read()  # type: ignore[union-attr]
