@@ -394,7 +394,8 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
         keep = SNode("mul", (rows, SNode("col", column="__flag", encoding=COUNT)), encoding=COUNT) if flag else rows
         outputs.append(("__keep", keep))
         flag, flag_node = "__keep", SNode("col", column="__keep", encoding=COUNT)
-        leakage.append(f"to {', '.join(compute)}: only the input sizes — the joins sort and scan under MPC")
+        leakage.append(f"to {', '.join(compute)}: only the input sizes, beyond the bits listed here — the joins "
+                       "sort and scan under MPC")
     elif oblivious and flag:
         flag_node = SNode("col", column="__flag", encoding=COUNT)
     if dp is not None:
