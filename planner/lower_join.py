@@ -191,6 +191,7 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
     frags = _Fragments(block, fixed_bits, dp)
     steps: list[Step] = []
     leakage: list[str] = []
+    opened: list[str] = []  # values opened in every mode, DP included: the agreed width, uniqueness bits
 
     # join order: a spanning tree over the parties; extra edges become secure equalities
     # (DP: from the DP table's party, so that every other table joins onto it N:1)
@@ -293,8 +294,9 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
         steps.append(AgreeWidth("w", tuple((runner, f"f_{unit}") for p in string_parties
                                            for unit, runner, _ in _units(block, p)), "string keys"))
         learners = dict.fromkeys(compute + tuple(r for p in string_parties for r in _runners(block, p)))
-        leakage.append(f"to {', '.join(learners)}: the length of the longest string key shared by "
-                       f"{', '.join(string_parties)}, in 7-byte words (the width every party pads to)")
+        opened.append(f"to {', '.join(learners)}: the length of the longest string key shared by "
+                      f"{', '.join(string_parties)}, in 7-byte words (the width every party pads to)")
+        leakage.append(opened[-1])
     for party in block.parties:
         units = _units(block, party)
         for unit, runner, _ in units:
@@ -321,8 +323,9 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
                     "use 'sizes' or 'reveal' mode, or declare the key unique")
             steps.append(ObliviousJoin(f"j{e_i}", current, f"s_{new}", f"__t{e_i}", f"__t{e_i}", pk, outer))
             unique_side = {"right": new, "left": pb if new == pa else pa}[pk]
-            leakage.append(f"to {', '.join(compute)}: whether the key declared unique on {unique_side}'s side of the "
-                           f"{pa}–{pb} join repeats (one bit; a repeat fails the query)")
+            opened.append(f"to {', '.join(compute)}: whether the key declared unique on {unique_side}'s side of the "
+                          f"{pa}–{pb} join repeats (one bit; a repeat fails the query)")
+            leakage.append(opened[-1])
             current = f"j{e_i}"
             joined.add(new)
             continue
@@ -401,7 +404,7 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
     if dp is not None:
         tail, tail_leakage = _dp_tail(block, issuer, compute, output, dp, keys, rank, agg_nodes, outputs, flag_node, current,
                                       steps)
-        return tuple(steps) + tail, "result", tail_leakage
+        return tuple(steps) + tail, "result", tail_leakage + tuple(opened)
     combine: list[Combine] = []
     reveal, replacements = _key_reveals(block, keys)
     distinct_mark = ""  # COUNT(DISTINCT x): one mark column, 1 on the first kept row of each (keys, x)

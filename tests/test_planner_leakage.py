@@ -219,3 +219,14 @@ def test_scalar_value_receivers_are_named():
 def test_scalar_value_may_go_to_its_own_owner():
     (sql, leakage), _ = _resolve(SCALAR, "SELECT COUNT(*) FROM p3.big WHERE v > (SELECT SUM(v) / 3 FROM p3.big)")
     assert "which p3 receive" in leakage[0]
+
+
+def test_dp_join_reports_the_uniqueness_bit_too():
+    # a DP join runs obliviously: its uniqueness check opens the same bit, and the report says so
+    from tests.test_dp_join_plan import CONFIG as DP_CONFIG, SCHEMAS as DP_SCHEMAS
+
+    fed = parse_config(DP_CONFIG, Path("/tmp/unit.toml"))
+    p = compile_query("SELECT COUNT(*) FROM telco.usage u JOIN bank.customers c ON u.cid = c.cid", fed, "bank",
+                      {"fedsql.epsilon": "1.0"}, lambda _p, t: DP_SCHEMAS[t]).plan
+    assert any(line.startswith("to bank, telco, helper: whether the key declared unique on bank's side of the "
+                               "telco–bank join repeats (one bit") for line in p.leakage), p.leakage
