@@ -318,7 +318,8 @@ def dp_join_leakage(req: DPJoinRequest, issuer: str, compute: tuple[str, ...]) -
     out = (
         f"differential privacy over the join: it runs in oblivious mode whatever fedsql.mode says (in 'sizes' or "
         f"'reveal' mode the number of matching rows would be an un-noised function of {req.member.qualified})",
-        f"to {', '.join(compute)}: the input sizes only — the joins sort and scan under MPC and open nothing",
+        f"to {', '.join(compute)}: the input sizes only — the joins sort and scan under MPC and open nothing "
+        "else (the uniqueness bits listed here aside)",
     )
     if req.bound_after_join:
         out += (f"at most {req.bound_after_join} joined rows per privacy unit of {req.member.qualified}: "
