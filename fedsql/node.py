@@ -54,6 +54,9 @@ GRPC_OPTIONS = [
 DESCRIBE_TIMEOUT = 10.0
 SCHEMA_TTL = 60.0
 """Seconds a peer's checked schema stays cached (a changed source file is seen after this)."""
+ABORT_GRACE_SECONDS = 3.0
+"""After a failure the issuer waits this long for the other parties' own errors (to report the
+root cause), not for a party stuck in a long local step: the user hears of the failure at once."""
 
 
 def _error_event(exc: errors.Error) -> pb.ExecuteEvent:
@@ -343,7 +346,8 @@ class Node(rpc.NodeServicer):
         party_stats: dict[str, dict] = {}
         try:
             pending = {self.me: own, **futures}
-            while pending:
+            give_up = float("inf")  # after a failure: how long the others get to report theirs
+            while pending and time.monotonic() < give_up:
                 for party, fut in list(pending.items()):
                     if not fut.done():
                         continue
@@ -353,6 +357,7 @@ class Node(rpc.NodeServicer):
                     except Exception as exc:  # noqa: BLE001
                         failures.append((party, as_fedsql_error(exc)))
                         self._abort_everywhere(query_id, f"party '{party}' failed", set(plan.participants))
+                        give_up = min(give_up, time.monotonic() + ABORT_GRACE_SECONDS)
                 time.sleep(0.005)
             if failures:
                 raise _root_cause(failures)
@@ -488,6 +493,12 @@ class Node(rpc.NodeServicer):
                 self._slots.release()
             self.mailbox.drop(request.query_id)
 
+    def cancel_all(self, reason: str) -> None:
+        """Cancel every query running here (shutdown): threads blocked on share traffic end
+        at once, and each peer learns of it through the failed Run/Execute."""
+        for query_id in list(self._running):
+            self.mailbox.cancel(query_id, reason)
+
     def close(self) -> None:
         if self._ledger is not None:
             self._ledger.close()
@@ -551,7 +562,9 @@ def serve(fed: Federation, party: str, on_ready: Callable[[], None] | None = Non
     """Run this party's node until SIGTERM/SIGINT."""
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {party} %(levelname)s %(name)s: %(message)s")
     node = Node(fed, party)
-    server = grpc.server(ThreadPoolExecutor(max_workers=64, thread_name_prefix="grpc"), options=GRPC_OPTIONS)
+    # no SO_REUSEPORT: a second node for the same address must fail, not share the port silently
+    server = grpc.server(ThreadPoolExecutor(max_workers=64, thread_name_prefix="grpc"),
+                         options=GRPC_OPTIONS + [("grpc.so_reuseport", 0)])
     rpc.add_NodeServicer_to_server(node, server)
     add_peer_servicer(server, node.mailbox, set(fed.parties) - {party}, identify=node.identity.identify)
     address = node.party.address
@@ -593,7 +606,23 @@ def serve(fed: Federation, party: str, on_ready: Callable[[], None] | None = Non
         while not stop.wait(0.5):
             pass
     finally:
+        node.cancel_all(f"party '{party}' is shutting down")
         if flight is not None:
             flight.shutdown()
         server.stop(grace=2).wait(5)
         node.close()
+        _exit_within(SHUTDOWN_SECONDS)
+
+
+SHUTDOWN_SECONDS = 8.0
+
+
+def _exit_within(seconds: float) -> None:
+    """Bound the exit: Python joins worker threads at exit, and a thread still inside a local
+    DuckDB query or a peer call would hold the process for as long as that takes. Audit and
+    ledger records are durable at each append, so nothing is lost by ending the process."""
+    import os
+
+    timer = threading.Timer(seconds, lambda: os._exit(0))
+    timer.daemon = True
+    timer.start()

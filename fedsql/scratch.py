@@ -1,6 +1,6 @@
 """Statements the issuer's node answers on its own: the scratch space and the catalog.
 
-The *scratch space* keeps results for the issuer (DESIGN: results belong to the
+The *scratch space* keeps results for the issuer (docs/architecture.md: results belong to the
 issuer only). Each party's node stores its user's scratch tables as Parquet
 files under ``<config dir>/.fedsql/<party>/scratch/<name>.parquet``; SQL names
 them ``scratch.<name>``. Only that party's node reads or writes them, and no

@@ -119,6 +119,30 @@ def test_up_refuses_busy_port(tmp_path: Path) -> None:
     assert_one_line_error(proc, "'b'", str(port), "already in use")
 
 
+def test_node_prints_ready_and_a_second_node_on_its_port_is_refused(tmp_path: Path, write_federation) -> None:
+    """issue #15: a second `fedsql node` for a running party started silently on the same port
+    (SO_REUSEPORT); now it fails naming the address, and the first says once that it is ready."""
+    from fedsql.config import load_config
+    from fedsql.tls import ensure_local_keys
+
+    _require_node()
+    config, _ = write_federation(tmp_path)
+    ensure_local_keys(load_config(config), ["p1", "p2", "p3"])
+    first = subprocess.Popen([*fedsql_cmd(), "node", str(config), "--party", "p1"], stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL, text=True)
+    try:
+        line = first.stdout.readline()  # type: ignore[union-attr]
+        address = load_config(config).parties["p1"].address
+        assert line.startswith("fedsql: node of party 'p1'") and f"ready at {address}" in line
+        second = run("node", str(config), "--party", "p1", timeout=60)
+        assert second.returncode == 1
+        assert_one_line_error(second, "'p1'", address, "already in use")
+        assert first.poll() is None
+    finally:
+        first.terminate()
+        first.wait(timeout=30)
+
+
 # -- rendering and statement splitting (no node needed) --------------------------------------
 
 
