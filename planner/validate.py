@@ -37,7 +37,11 @@ def describe(sql: str, tables: dict[str, Schema], display: dict[str, str] | None
             if db:
                 con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(db)}")
             target = f"{quote(db)}.{quote(table)}" if db else quote(table)
-            con.execute(f"CREATE TABLE {target} ({cols})")
+            try:  # checked names and types: a failure here is a schema DuckDB cannot hold
+                con.execute(f"CREATE TABLE {target} ({cols})")
+            except duckdb.Error as exc:
+                raise DuckDBProgrammingError(f"table {(display or {}).get(name, name)} cannot be planned over: "
+                                             f"{_clean(exc, display or {})}") from None
         try:
             rows = con.execute(f"DESCRIBE {sql}").fetchall()
         except duckdb.ParserException as exc:
