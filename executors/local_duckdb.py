@@ -60,7 +60,7 @@ class LocalExecutor:
             return checked_schema([[r[0], r[1]] for r in rows])
         except ValueError as exc:
             raise ProgrammingError(
-                f"party '{self.party.name}': table '{table}' cannot be shared: {exc}; cast the column in the source"
+                f"party '{self.party.name}': table '{table}' cannot be shared: {exc}; rename or cast the column in the source"
             ) from None
 
     def query(self, sql: str) -> pa.Table:
