@@ -179,3 +179,31 @@ def test_duckdb_text_never_goes_to_another_party() -> None:
     assert "party 'h2'" in str(remote) and "planning" in str(remote)
     plain = errors.PolicyViolation("column h2.t.a is private")
     assert for_remote(plain, "h2", "planning") is plain
+
+
+def test_the_schema_cache_keeps_checked_schemas_only_and_expires(monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+    import types
+
+    from fedsql import node as node_module
+    from fedsql.proto import node_pb2 as pb
+
+    replies = [json.dumps({"t": [["a", "INTEGER); DROP TABLE x; --"]]}), json.dumps({"t": [["a", "INTEGER"]]}),
+               json.dumps({"t": [["a", "BIGINT"]]})]
+    calls = []
+
+    class Stub:
+        def Describe(self, request, timeout=None, wait_for_ready=None):  # noqa: N802 - gRPC name
+            calls.append(request.tables[0])
+            return pb.DescribeReply(schemas_json=replies[len(calls) - 1])
+
+    fake = types.SimpleNamespace(me="p1", _schemas={}, _schema_lock=threading.Lock(), stubs={"p2": Stub()},
+                                 _reconnect=lambda party, stub: stub)
+    schema_of = node_module.Node.schema_of.__get__(fake)
+    with pytest.raises(errors.ProgrammingError, match="invalid schema"):
+        schema_of("p2", "t")
+    assert fake._schemas == {}  # the refused reply is not cached
+    assert schema_of("p2", "t") == (("a", "INTEGER"),)
+    assert schema_of("p2", "t") == (("a", "INTEGER"),) and len(calls) == 2  # cached
+    monkeypatch.setattr(node_module, "SCHEMA_TTL", 0.0)
+    assert schema_of("p2", "t") == (("a", "BIGINT"),) and len(calls) == 3  # expired: described again
