@@ -84,6 +84,9 @@ class LocalExecutor:
                     )
                 batches.append(batch)
             return pa.Table.from_batches(batches, schema=reader.schema)
+        except duckdb.PermissionException:  # the lock (fedsql/locked_duckdb.py) held
+            raise ProgrammingError(f"at party '{self.party.name}': the query tried to read a file, load an "
+                                   "extension or change a setting; fedsql's DuckDB does not allow it") from None
         except _SCHEMA_ERRORS as exc:  # about SQL and schemas only: safe to show
             raise DuckDBProgrammingError(f"at party '{self.party.name}': {_first(exc)}") from None
         except duckdb.Error as exc:  # may quote a value: say what kind, not what
