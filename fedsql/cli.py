@@ -43,7 +43,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "answer, and stop them all on Ctrl-C/SIGTERM (or when any of them dies).",
     )
     p.add_argument("config", metavar="CONFIG", help="federation TOML file")
-    p.add_argument("--log-dir", metavar="DIR", help="where each node's log goes (default: a new temp dir)")
+    p.add_argument("--log-dir", metavar="DIR", help="where each node's log goes (default: .fedsql/logs/ next to CONFIG)")
     p.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
                    help="how long to wait for every node to come up (default 60)")
 

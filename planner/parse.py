@@ -47,7 +47,7 @@ def parse_statement(sql: str) -> Statement:
         check_tokens(text)
         statements = [s for s in sqlglot.parse(text, read=DIALECT) if s is not None]
     except (ParseError, TokenError) as exc:
-        raise SqlSyntaxError(f"syntax error: {_first_line(exc)}") from None
+        raise SqlSyntaxError(syntax_error_message(exc)) from None
     if len(statements) != 1:
         raise SqlSyntaxError(f"expected one statement, got {len(statements)}: send them one at a time")
     ast = statements[0]
@@ -168,6 +168,33 @@ def check_epsilon(value: str) -> str:
     if not (0 < eps < float("inf")):
         raise SqlSyntaxError(f"fedsql.epsilon must be a number > 0 (e.g. SET fedsql.epsilon = 0.5), got '{value}'")
     return repr(eps)
+
+
+def syntax_error_message(exc: Exception) -> str:
+    """Where the statement stops parsing and the token there, in words (sqlglot's own
+    descriptions name its internal classes)."""
+    details = getattr(exc, "errors", None) or []
+    if not details:
+        text = _first_line(exc)
+        if isinstance(exc, TokenError):
+            near = text.split("Error tokenizing", 1)[-1].strip()
+            return f"syntax error: cannot read the text near {near} (an unclosed quote or comment?)"
+        return f"syntax error: {text}"
+    first = details[0]
+    where = f"at line {first.get('line')}, column {first.get('col')}"
+    token = (first.get("highlight") or "").strip()
+    before = " ".join((first.get("start_context") or "").split()[-3:])
+    description = str(first.get("description") or "")
+    missing = re.search(r"Required keyword: '(\w+)' missing for <class '[\w.]*\.(\w+)'>", description)
+    if missing:
+        return f"syntax error {where}: {missing.group(2).upper()} is missing its expression"
+    expecting = re.match(r"Expecting (.+)", description)
+    if expecting:
+        return f"syntax error {where}: expected {expecting.group(1)} before {token!r}" + (
+            f" (after {before!r})" if before else "")
+    if token:
+        return f"syntax error {where}: unexpected {token!r}" + (f" after {before!r}" if before else "")
+    return f"syntax error {where}: {description or 'the statement ends too early'}"
 
 
 def _first_line(exc: Exception) -> str:
