@@ -171,6 +171,19 @@ def _check_address(path: Path, where: str, address: Any) -> str:
     return address
 
 
+def _check_flight_address(path: Path, where: str, address: Any) -> str:
+    """The Flight SQL endpoint's "host:port". It always serves mutual TLS, so a URI scheme is
+    refused unless it says so: "grpc://" would have served plaintext without authentication."""
+    _expect(path, where, address, str, 'a "host:port" string')
+    scheme, sep, rest = address.partition("://")
+    if sep:
+        if scheme.lower() != "grpc+tls":
+            raise _err(path, where, f"{address!r} asks for {scheme}://, but the Flight SQL endpoint serves only "
+                                    f'mutual TLS with the party\'s certificates; write flight = "{rest}"')
+        address = rest
+    return _check_address(path, where, address)
+
+
 def _check_levels(path: Path, where: str, raw: Any) -> dict[str, str]:
     _expect(path, where, raw, dict, "a table of column = level")
     for col, level in raw.items():
@@ -248,7 +261,7 @@ def parse_config(text: str, path: Path) -> Federation:
         addresses[address] = pname
         flight = praw.get("flight")
         if flight is not None:
-            flight = _check_address(path, f"{where}.flight", flight)
+            flight = _check_flight_address(path, f"{where}.flight", flight)
         tables_raw = _expect(path, f"{where}.tables", praw.get("tables", {}), dict, "a table")
         tables = {t: _load_table(path, pname, t, traw) for t, traw in tables_raw.items()}
         identity = {}

@@ -28,6 +28,7 @@ from fedsql import errors, tls
 from fedsql.audit import AuditLog, audit_path, query_fields
 from fedsql import scalar_subqueries, set_operations
 from fedsql.config import Federation
+from fedsql.locked_duckdb import for_remote
 from fedsql.proto import node_pb2 as pb
 from fedsql.proto import node_pb2_grpc as rpc
 from fedsql.scratch import IssuerLocal
@@ -35,6 +36,7 @@ from fedsql.settings import check_settings
 from planner.catalog import Schema
 from planner.compile import Compiled, compile_query
 from planner.explain import explain_lines
+from planner.schemas import parse_describe_reply
 
 import pyarrow as pa
 
@@ -51,6 +53,8 @@ GRPC_OPTIONS = [
     # one fails TLS handshakes on a busy machine (UNAVAILABLE under concurrent clients)
 ]
 DESCRIBE_TIMEOUT = 10.0
+SCHEMA_TTL = 60.0
+"""Seconds a peer's checked schema stays cached (a changed source file is seen after this)."""
 ABORT_GRACE_SECONDS = 3.0
 """After a failure the issuer waits this long for the other parties' own errors (to report the
 root cause), not for a party stuck in a long local step: the user hears of the failure at once."""
@@ -83,9 +87,8 @@ class Node(rpc.NodeServicer):
         self.fed = fed
         self.me = party
         self.party = fed.party(party)
-        self.executor = LocalExecutor(self.party)
+        self.executor = LocalExecutor(self.party, max_memory_mb=fed.max_memory_mb)
         self.executor.max_rows = fed.rows_limit(party)
-        self.executor.limit_memory(fed.max_memory_mb)
         self.mailbox = Mailbox()
         # mutual TLS with pinned party certificates (fedsql/tls.py); missing keys: ConfigError
         self.identity = tls.Identity(fed, party)
@@ -99,7 +102,7 @@ class Node(rpc.NodeServicer):
         self.audit = AuditLog(audit_path(fed, party))
         self._slots = threading.BoundedSemaphore(fed.max_concurrent_queries)
         self._running: dict[str, frozenset[str]] = {}  # query id -> participants, for Abort checks
-        self._schemas: dict[tuple[str, str], Schema] = {}
+        self._schemas: dict[tuple[str, str], tuple[float, Schema]] = {}  # (party, table) -> (fetched, schema)
         self._schema_lock = threading.Lock()
         self.pool = ThreadPoolExecutor(max_workers=64, thread_name_prefix=f"fedsql-{party}")
         self.issuer_local = IssuerLocal(self)  # scratch space and catalog statements (fedsql/scratch.py)
@@ -109,12 +112,16 @@ class Node(rpc.NodeServicer):
     # -- catalog -----------------------------------------------------------------
 
     def schema_of(self, party: str, table: str) -> Schema:
+        """The public schema of `party.table`: own tables from the local DuckDB, peers' from their
+        Describe reply, checked in full (planner/schemas.py) before it is cached. Only checked
+        schemas are cached, for SCHEMA_TTL seconds, so a peer's changed schema is seen again."""
         if party == self.me:
             return self.executor.schema(table)
         key = (party, table)
         with self._schema_lock:
-            if key in self._schemas:
-                return self._schemas[key]
+            cached = self._schemas.get(key)
+            if cached is not None and time.monotonic() - cached[0] < SCHEMA_TTL:
+                return cached[1]
         try:
             stub = self.stubs[party]
             reply = call_with_reconnect(stub.Describe, pb.DescribeRequest(tables=[table]),
@@ -124,9 +131,9 @@ class Node(rpc.NodeServicer):
             raise self._unreachable(party, exc) from None
         if reply.error.kind:
             raise errors.error_from_kind(reply.error.kind, f"party '{party}': {reply.error.message}")
-        schema = tuple(tuple(c) for c in json.loads(reply.schemas_json)[table])
+        schema = parse_describe_reply(party, table, reply.schemas_json)
         with self._schema_lock:
-            self._schemas[key] = schema
+            self._schemas[key] = (time.monotonic(), schema)
         return schema
 
     def _reconnect(self, party: str, failed) -> rpc.NodeStub:
@@ -484,6 +491,7 @@ class Node(rpc.NodeServicer):
                 self._audit_safe("refused", **query_fields(request.query_id, request.issuer, request.sql, plan,
                                                              self.me, "participant"),
                                  claimed_plan_hash=request.plan_hash, error={"kind": err.kind, "message": str(err)})
+            err = for_remote(err, self.me, "running its part" if started else "planning")
             return pb.RunReply(ok=False, error=pb.Error(kind=err.kind, message=str(err)))
         finally:
             self._running.pop(request.query_id, None)
@@ -539,9 +547,9 @@ def _dp_notes(plan) -> dict[str, str]:
 
 def duckdb_types(table: pa.Table) -> list[str]:
     """DuckDB type names of an Arrow table's columns (for result metadata)."""
-    import duckdb
+    from fedsql.locked_duckdb import open_locked
 
-    con = duckdb.connect(":memory:")
+    con = open_locked()
     try:
         con.register("__t", table)
         return [r[1] for r in con.execute("DESCRIBE SELECT * FROM __t").fetchall()]
