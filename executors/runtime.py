@@ -50,6 +50,11 @@ from planner.encodings import SENTINEL
 
 Progress = Callable[[str], None]
 
+AGREE_TIMEOUT = 30.0
+"""Seconds a participant waits for the others' plan hashes: they only compile the query
+first, so a party that has not answered by then is not going to (a dead or lying issuer
+never asked it); the query fails instead of holding its slot until the deadline."""
+
 
 def table_to_bytes(table: pa.Table) -> np.ndarray:
     sink = io.BytesIO()
@@ -109,6 +114,7 @@ class PartyRun:
     # -- driver ------------------------------------------------------------------
 
     def run(self) -> pa.Table | None:
+        self._agree_plan()
         if self.plan.secure and self.is_compute:
             self.mpc = MPC(self.channel, self.plan.compute)
             self.mpc.setup()
@@ -124,6 +130,21 @@ class PartyRun:
                 self.step_times.append((step.id, step.op, round(time.perf_counter() - started, 4),
                                         round(time.process_time() - cpu, 4)))
         return self.plain.get(self.plan.result) if self.me == self.plan.issuer else None
+
+    def _agree_plan(self) -> None:
+        """Before any value moves: every participant shows every other its plan hash over the
+        authenticated peer channel. Each checked its own compile against what the issuer sent
+        it, so one hash everywhere means one plan everywhere; an issuer that sent different
+        plans to different parties is refused here by every party it lied to."""
+        if not self.plan.hash:
+            raise errors.InternalError("a plan without a hash cannot run")
+        differ = self.channel.agree(self.plan.participants, self.plan.hash, AGREE_TIMEOUT)
+        if differ:
+            raise errors.PlanMismatch(
+                f"party '{self.me}' and {', '.join(repr(p) for p in differ)} were given different plans for this "
+                f"query by the issuer '{self.plan.issuer}' (plan hash {self.plan.hash[:16]}… here); refused before "
+                "any share was dealt or opened"
+            )
 
     def stats(self) -> dict[str, int]:
         out = {
@@ -170,7 +191,7 @@ class PartyRun:
             ops.deal_to_compute(self.channel, self.plan.compute, tag, values)
             return None
         if self.is_compute:
-            return ops.receive_dealt(self.mpc, owner, tag)
+            return ops.receive_dealt(self.mpc, owner, tag, n)
         return None
 
     def _announce(self, owner: str, tag: str, value: int | None) -> int | None:
@@ -226,7 +247,8 @@ class PartyRun:
         total = sum(w for _, w in layout)
         if self.is_compute:
             self._check_memory(n or 0, total, f"sharing {step.party}'s {n} rows")
-        flat = np.concatenate(words).astype(np.uint64) if words else None
+        # no columns (e.g. only a row count is shared) still deals an empty column
+        flat = np.concatenate(words).astype(np.uint64) if words else np.zeros(0, np.uint64)
         shared = self._share_vector(step.party, step.id, flat, (n or 0) * total)
         if shared is None:
             return
