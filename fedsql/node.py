@@ -327,8 +327,8 @@ class Node(rpc.NodeServicer):
         deadline_unix = time.time() + timeout
         others = [p for p in plan.participants if p != self.me]
         key = query_key(self.me, query_id)
-        if key in self._running or self.mailbox.finished(key):
-            raise errors.ProgrammingError(f"query id {query_id} is already in use at '{self.me}'; send it with a new id")
+        if key in self._running:
+            raise errors.ProgrammingError(f"query id {query_id} is already running at '{self.me}'; send it with a new id")
         self._running[key] = frozenset(plan.participants)
         futures: dict[str, Future] = {}
         for p in others:
@@ -458,10 +458,10 @@ class Node(rpc.NodeServicer):
             if not request.query_id or len(request.query_id) > 128:
                 raise errors.ProgrammingError("a query id of 1 to 128 characters is required")
             key = query_key(request.issuer, request.query_id)
-            if key in self._running or self.mailbox.finished(key):
+            if key in self._running:  # (a finished one fails at once: the mailbox and the ledger remember it)
                 key = None  # not ours to abort or drop: the run that uses it does
-                raise errors.ProgrammingError(f"query id {request.query_id} of '{request.issuer}' has already "
-                                              f"run at '{self.me}'; send it with a new id")
+                raise errors.ProgrammingError(f"query id {request.query_id} of '{request.issuer}' is already "
+                                              f"running at '{self.me}'; send it with a new id")
             self._watch_issuer(context, key, request.issuer, finished)
             compiled = self.compile(request.sql, request.issuer, dict(request.settings))
             plan = compiled.plan
