@@ -191,16 +191,20 @@ class Mailbox:
     def get(self, query_id: str, sender: str, tag: str, deadline: float) -> bytes:
         return self.get_first(query_id, [sender], tag, deadline)[1]
 
-    def get_first(self, query_id: str, senders: list[str], tag: str, deadline: float) -> tuple[str, bytes]:
-        """The first of the senders' messages `tag` to arrive: (sender, payload). A message that
-        is already here is returned even when the query was cancelled meanwhile (the plan
-        agreement reports what a peer said rather than the cancellation that followed it)."""
+    def get_first(self, query_id: str, senders: list[str], tag: str, deadline: float,
+                  even_if_cancelled: bool = False) -> tuple[str, bytes]:
+        """The first of the senders' messages `tag` to arrive: (sender, payload). With
+        `even_if_cancelled`, a message that is already here is returned although the query was
+        cancelled meanwhile (the plan agreement reports what a peer said rather than the
+        cancellation that followed it)."""
         if not senders:
             raise ValueError("get_first needs at least one sender")
         with self._cond:
             self._waiting[query_id] = self._waiting.get(query_id, 0) + 1
             try:
                 while True:
+                    if query_id in self._cancelled and not even_if_cancelled:
+                        raise QueryCancelled(f"query cancelled: {self._cancelled[query_id]}")
                     for sender in senders:
                         payload = self._messages.pop((query_id, sender, tag), None)
                         if payload is not None:
@@ -426,7 +430,7 @@ class Channel:
             self.links.send(p, self.query_id, AGREE_TAG, payload, deadline)
         differ, waiting = [], list(others)
         while waiting:
-            sender, raw = self.mailbox.get_first(self.query_id, waiting, AGREE_TAG, deadline)
+            sender, raw = self.mailbox.get_first(self.query_id, waiting, AGREE_TAG, deadline, even_if_cancelled=True)
             waiting.remove(sender)
             try:
                 got = decode_arrays(raw)

@@ -484,7 +484,7 @@ class Node(rpc.NodeServicer):
             return pb.RunReply(ok=True, stats_json=json.dumps(stats))
         except Exception as exc:  # noqa: BLE001
             err = as_fedsql_error(exc, "while running its part")
-            if key is not None:  # the other participants stop too, not at their deadline
+            if key is not None and not isinstance(err, errors.QueryCancelled):  # the others stop too, now
                 others = set(plan.participants) if plan is not None else set(self.fed.parties)
                 self._abort_everywhere(key, f"party '{self.me}' failed", others)
             if started:
