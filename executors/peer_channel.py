@@ -155,6 +155,7 @@ class Mailbox:
         self._consumed: dict[str, set[tuple[str, str]]] = {}  # per query: (sender, tag) already taken
         self._arrived: dict[str, float] = {}  # first message of a query not yet finished
         self._waiting: dict[str, int] = {}
+        self._held: set[str] = set()  # queries a run here has open (Channel) until drop()
         self._bytes = 0
         self.stale_after = stale_after
         self.max_pending_bytes = max_pending_bytes
@@ -185,7 +186,7 @@ class Mailbox:
             return
         self._next_sweep = now + 10.0
         for qid, first in list(self._arrived.items()):
-            if now - first > self.stale_after and not self._waiting.get(qid):
+            if now - first > self.stale_after and not self._waiting.get(qid) and qid not in self._held:
                 self._purge(qid)
 
     def get(self, query_id: str, sender: str, tag: str, deadline: float) -> bytes:
@@ -232,12 +233,12 @@ class Mailbox:
 
     def cancel(self, query_id: str, reason: str) -> None:
         """Wake the query's waiters with QueryCancelled; later messages are dropped. Messages
-        already here are freed now, or by drop() when a run of the query is still waiting."""
+        already here are freed now, or by drop() when a run of the query has it open here."""
         with self._cond:
             self._cancelled[query_id] = reason
             while len(self._cancelled) > _FINISHED_KEEP:
                 self._cancelled.popitem(last=False)
-            if not self._waiting.get(query_id):
+            if not self._waiting.get(query_id) and query_id not in self._held:
                 self._purge(query_id)
             self._cond.notify_all()
 
@@ -246,8 +247,14 @@ class Mailbox:
         with self._cond:
             return query_id in self._finished
 
+    def hold(self, query_id: str) -> None:
+        """A run of this query starts here: keep its messages until drop()."""
+        with self._cond:
+            self._held.add(query_id)
+
     def drop(self, query_id: str) -> None:
         with self._cond:
+            self._held.discard(query_id)
             self._finished[query_id] = None
             while len(self._finished) > _FINISHED_KEEP:
                 self._finished.popitem(last=False)
@@ -403,6 +410,8 @@ class Channel:
         self.mailbox = mailbox
         self.deadline = deadline
         self.plan_hash = plan_hash
+        if mailbox is not None:
+            mailbox.hold(query_id)  # the run drops the query when it ends
         self.bytes_sent = 0
         self.messages_sent = 0
 

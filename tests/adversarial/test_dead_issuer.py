@@ -36,7 +36,7 @@ address = "127.0.0.1:{{port{i}}}"
 source = "{p}_t.parquet"
 columns = {{{{ id = "private", k = "group_key", x = "aggregate" }}}}
 """
-NOTICE_SECONDS = 8.0  # a participant must fail its run this soon after the issuer died
+NOTICE_SECONDS = 5.0  # a participant must fail its run this soon after the issuer died
 
 
 def _table(first: int, n: int) -> pa.Table:
