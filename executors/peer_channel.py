@@ -384,7 +384,8 @@ class PeerLinks:
         except grpc.RpcError as exc:
             code = exc.code()
             if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-                raise PeerTimeout(f"party '{to}' did not accept step {step_name(tag)} before the query deadline") from None
+                raise PeerTimeout(
+                    f"party '{to}' did not accept step {step_name(tag)} before the query deadline") from None
             if code == grpc.StatusCode.UNAVAILABLE:
                 raise PeerUnavailable(f"party '{to}' is not reachable at {self.addresses[to]}") from None
             raise TransportError(f"party '{to}' rejected step {step_name(tag)}: {exc.details()}") from None

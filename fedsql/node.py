@@ -338,7 +338,8 @@ class Node(rpc.NodeServicer):
         others = [p for p in plan.participants if p != self.me]
         key = query_key(self.me, query_id)
         if key in self._running:
-            raise errors.ProgrammingError(f"query id {query_id} is already running at '{self.me}'; send it with a new id")
+            raise errors.ProgrammingError(
+                f"query id {query_id} is already running at '{self.me}'; send it with a new id")
         self._running[key] = frozenset(plan.participants)
         futures: dict[str, Future] = {}
         for p in others:
