@@ -45,7 +45,7 @@ def _party(me: str, addresses: dict[str, str], fn: Callable, args: tuple, ready,
     server.start()
     ready.wait()
     links = PeerLinks(me, {p: a for p, a in addresses.items() if p != me})
-    channel = Channel(me, "bench", links, mailbox, time.monotonic() + 3600)
+    channel = Channel(me, "bench", links, mailbox, time.monotonic() + 3600, plan_hash="bench")
     mpc = MPC(channel, PARTIES)
     mpc.setup()
     try:

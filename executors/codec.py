@@ -19,11 +19,16 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from fedsql.errors import EncodingError
 from planner.encodings import SENTINEL, VALUE_LIMIT
-from planner.physical import Encoding
+from planner.physical import MATCH_TAG_BITS, SORT_TAG_BITS, SORT_TAG_LOW_BITS, TAG_WORDS, Encoding
 
 WORD = 7
 """String key bytes per 64-bit word: the top byte stays 0, so every word is below 2^56 and
 compares correctly as a signed ring value (oblivious sorts order keys by these words)."""
+
+
+def words_per_value(enc: Encoding, width: int) -> int:
+    """Ring words one value takes: `width` for a string key, TAG_WORDS for a join tag, else 1."""
+    return width if enc.kind == "string" else TAG_WORDS if enc.kind == "tag" else 1
 
 
 def string_width(column: pa.Array | pa.ChunkedArray) -> int:
@@ -41,8 +46,8 @@ def encode_column(column: pa.ChunkedArray | pa.Array, enc: Encoding, width: int,
         column = column.combine_chunks()
     if enc.kind == "string":
         return _string_words(column, width, name)
-    if enc.kind == "raw":  # e.g. keyed tags: full 64-bit words, no range limit
-        return [column.to_numpy(zero_copy_only=False).astype(np.int64, copy=False).view(np.uint64)]
+    if enc.kind == "tag":  # keyed join tags: TAG_WORDS full words, no range limit
+        return _tag_words(column, name)
     if enc.kind == "float_bits":
         values = column.fill_null(0.0).to_numpy(zero_copy_only=False).astype(np.float64)
         return [values.view(np.uint64).copy()]
@@ -101,8 +106,10 @@ def decode_words(words: list[np.ndarray], enc: Encoding, valid: np.ndarray | Non
     raise EncodingError(f"unknown encoding {enc.kind}")
 
 
-def key_words(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """A join key column → (64-bit words, NULL mask); equal keys give equal words on every party."""
+def key_words(column: pa.ChunkedArray | pa.Array) -> tuple[list[np.ndarray], np.ndarray]:
+    """A join key column → (its 64-bit words, NULL mask); equal keys give equal words on every
+    party. Integers, dates and timestamps are one exact word; anything else (strings, decimals)
+    is two words of a 128-bit BLAKE2b hash of the canonical text (equality only)."""
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks()
     nulls = column.is_null().to_numpy(zero_copy_only=False).astype(bool)
@@ -113,32 +120,64 @@ def key_words(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.ndarra
         words = pc.cast(column, pa.int32()).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
     elif pa.types.is_timestamp(t) or pa.types.is_date64(t):
         words = pc.cast(column, pa.int64()).fill_null(0).to_numpy(zero_copy_only=False)
-    else:  # strings, decimals, anything else: a hash of the canonical text (equality only)
+    else:
         texts = pc.cast(column, pa.string()).fill_null("").to_pylist()
-        digests = b"".join(hashlib.blake2b(v.encode(), digest_size=8).digest() for v in texts)
-        words = np.frombuffer(digests, dtype=np.int64) if texts else np.zeros(0, np.int64)
-    return np.ascontiguousarray(words, dtype=np.int64).view(np.uint64), nulls
+        digests = b"".join(hashlib.blake2b(v.encode(), digest_size=16).digest() for v in texts)
+        pairs = np.frombuffer(digests, dtype=np.uint64).reshape(-1, 2) if texts else np.zeros((0, 2), np.uint64)
+        return [np.ascontiguousarray(pairs[:, 0]), np.ascontiguousarray(pairs[:, 1])], nulls
+    return [np.ascontiguousarray(words, dtype=np.int64).view(np.uint64)], nulls
 
 
-def keyed_tags(key: bytes, columns: list, bits: int = 64) -> np.ndarray:
-    """PRF_key(join key) per row, 64 bits: AES over the key words (a permutation: no
-    collisions for up to two columns); rows with a NULL key get a random tag that matches nothing."""
-    words, nulls = zip(*(key_words(c) for c in columns)) if columns else ((), ())
+def keyed_tags(key: bytes, columns: list, bits: int = MATCH_TAG_BITS) -> np.ndarray:
+    """PRF_key(join key) per row as an (n, 2) array of 64-bit words: AES-128 of the key's words,
+    a permutation of 128-bit blocks, so keys of at most two words (one or two integer columns,
+    one string column) never collide; longer keys are hashed to 128 bits first (collisions
+    about n^2 / 2^129). bits = MATCH_TAG_BITS keeps both words (a matcher compares them);
+    bits = SORT_TAG_BITS keeps a signed 62-bit high word and a signed SORT_TAG_LOW_BITS low
+    word (the oblivious sorts compare ring values, |a - b| < 2^63): about n^2 / 2^97. Rows with
+    a NULL key get a random tag that matches nothing."""
+    per_column = [key_words(c) for c in columns]
+    words = [w for ws, _ in per_column for w in ws]
+    nulls = [m for _, m in per_column]
     n = len(words[0]) if words else 0
     if len(words) <= 2:
         block = np.zeros((n, 2), dtype=np.uint64)
         for i, w in enumerate(words):
             block[:, i] = w
         if len(words) == 1:
-            block[:, 1] = 0x9E3779B97F4A7C15  # domain separation from two-column keys
+            block[:, 1] = 0x9E3779B97F4A7C15  # domain separation from two-word keys
     else:
         joined = np.stack(words, axis=1)
         digests = b"".join(hashlib.blake2b(r.tobytes(), digest_size=16).digest() for r in joined)
         block = np.frombuffer(digests, dtype=np.uint64).reshape(n, 2).copy()
     encryptor = Cipher(algorithms.AES(key), modes.ECB()).encryptor()
     out = np.frombuffer(encryptor.update(block.tobytes()) + encryptor.finalize(), dtype=np.uint64)
-    tags = out.reshape(n, 2)[:, 0].copy() if n else np.zeros(0, np.uint64)
+    tags = out.reshape(n, 2).copy() if n else np.zeros((0, 2), np.uint64)
     null_rows = np.logical_or.reduce(nulls) if nulls else np.zeros(n, bool)
     if null_rows.any():
-        tags[null_rows] = np.frombuffer(os.urandom(8 * int(null_rows.sum())), dtype=np.uint64)
-    return tags >> np.uint64(64 - bits) if bits < 64 else tags
+        tags[null_rows] = np.frombuffer(os.urandom(16 * int(null_rows.sum())), dtype=np.uint64).reshape(-1, 2)
+    if bits == MATCH_TAG_BITS:
+        return tags
+    if bits != SORT_TAG_BITS:
+        raise EncodingError(f"join tags have {MATCH_TAG_BITS} or {SORT_TAG_BITS} bits, not {bits}")
+    signed = tags.view(np.int64)  # arithmetic shifts: signed fields of 62 and SORT_TAG_LOW_BITS bits
+    signed[:, 0] >>= 2
+    signed[:, 1] >>= 64 - SORT_TAG_LOW_BITS
+    return tags
+
+
+def tag_column(tags: np.ndarray) -> pa.Array:
+    """(n, 2) tag words → one Arrow column of 16-byte values (the owner's fragment table)."""
+    n = len(tags)
+    data = np.ascontiguousarray(tags, dtype=np.uint64)
+    return pa.FixedSizeBinaryArray.from_buffers(pa.binary(16), n, [None, pa.py_buffer(data.tobytes())])
+
+
+def _tag_words(column: pa.Array, name: str) -> list[np.ndarray]:
+    if column.type != pa.binary(16) or column.null_count:
+        raise EncodingError(f"column {name}: not a join tag column (internal planning error)")
+    n = len(column)
+    if n == 0:
+        return [np.zeros(0, np.uint64), np.zeros(0, np.uint64)]
+    words = np.frombuffer(column.buffers()[1], dtype=np.uint64, count=2 * n, offset=16 * column.offset).reshape(n, 2)
+    return [words[:, 0].copy(), words[:, 1].copy()]

@@ -4,6 +4,12 @@ Inbound messages land in a Mailbox keyed by (query, sender, tag); the MPC
 code blocks on exactly the message it needs, with the query's deadline, so
 ordering across peers never matters. Payloads are a small self-describing
 binary format (never pickle) validated on decode.
+
+A query is named by its issuer and the issuer's query id (`query_key`), so no
+party can pick another issuer's id to collide with, cancel or replay its query.
+A Channel carries nothing until every participant has shown it the same plan
+hash (`Channel.agree`); afterwards every tag is bound to that hash, so traffic
+of a different plan under the same query can never be taken for this one's.
 """
 
 from __future__ import annotations
@@ -49,6 +55,24 @@ _MAX_ARRAYS = 100_000
 _MAX_NDIM = 4
 _MAX_DIM = 1 << 40
 _FINISHED_KEEP = 4096
+AGREE_TAG = "agree"
+"""Tag of the plan-hash agreement, the only message a Channel carries unbound."""
+
+
+def query_key(issuer: str, query_id: str) -> str:
+    """The internal name of a query: `issuer/query_id`. Query ids are chosen by the issuer's
+    client, so only the pair is unique; party names are identifiers (no '/')."""
+    return f"{issuer}/{query_id}"
+
+
+def key_issuer(key: str) -> str:
+    """The issuer named in a query key ('' if it is not one)."""
+    return key.split("/", 1)[0] if "/" in key else ""
+
+
+def step_name(tag: str) -> str:
+    """A wire tag without its plan-hash binding (for messages people read)."""
+    return tag.rsplit(":", 1)[-1]
 
 
 def encode_arrays(arrays: list[np.ndarray]) -> bytes:
@@ -131,6 +155,7 @@ class Mailbox:
         self._consumed: dict[str, set[tuple[str, str]]] = {}  # per query: (sender, tag) already taken
         self._arrived: dict[str, float] = {}  # first message of a query not yet finished
         self._waiting: dict[str, int] = {}
+        self._held: set[str] = set()  # queries a run here has open (Channel) until drop()
         self._bytes = 0
         self.stale_after = stale_after
         self.max_pending_bytes = max_pending_bytes
@@ -144,7 +169,7 @@ class Mailbox:
                 return  # late message of a finished query: drop
             key = (query_id, sender, tag)
             if key in self._messages or (sender, tag) in self._consumed.get(query_id, ()):
-                raise MessageError(f"duplicate message {tag!r} from '{sender}' (replay?)")
+                raise MessageError(f"duplicate message {step_name(tag)!r} from '{sender}' (replay?)")
             self._sweep()
             if self._bytes + len(payload) > self.max_pending_bytes:
                 raise MessageError("too much undelivered share traffic at this node; message refused")
@@ -161,26 +186,41 @@ class Mailbox:
             return
         self._next_sweep = now + 10.0
         for qid, first in list(self._arrived.items()):
-            if now - first > self.stale_after and not self._waiting.get(qid):
+            if now - first > self.stale_after and not self._waiting.get(qid) and qid not in self._held:
                 self._purge(qid)
 
     def get(self, query_id: str, sender: str, tag: str, deadline: float) -> bytes:
-        key = (query_id, sender, tag)
+        return self.get_first(query_id, [sender], tag, deadline)[1]
+
+    def get_first(self, query_id: str, senders: list[str], tag: str, deadline: float,
+                  even_if_cancelled: bool = False) -> tuple[str, bytes]:
+        """The first of the senders' messages `tag` to arrive: (sender, payload). With
+        `even_if_cancelled`, a message that is already here is returned although the query was
+        cancelled meanwhile (the plan agreement reports what a peer said rather than the
+        cancellation that followed it)."""
+        if not senders:
+            raise ValueError("get_first needs at least one sender")
         with self._cond:
             self._waiting[query_id] = self._waiting.get(query_id, 0) + 1
             try:
                 while True:
+                    if query_id in self._cancelled and not even_if_cancelled:
+                        raise QueryCancelled(f"query cancelled: {self._cancelled[query_id]}")
+                    for sender in senders:
+                        payload = self._messages.pop((query_id, sender, tag), None)
+                        if payload is not None:
+                            self._bytes -= len(payload)
+                            self._consumed.setdefault(query_id, set()).add((sender, tag))
+                            return sender, payload
                     if query_id in self._cancelled:
                         raise QueryCancelled(f"query cancelled: {self._cancelled[query_id]}")
-                    if key in self._messages:
-                        payload = self._messages.pop(key)
-                        self._bytes -= len(payload)
-                        self._consumed.setdefault(query_id, set()).add((sender, tag))
-                        return payload
+                    if query_id in self._finished:  # its messages are dropped: waiting would hang
+                        raise QueryCancelled(f"query {query_id} has already finished here; a query id runs once")
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
+                        names = " or ".join(f"'{s}'" for s in senders)
                         raise PeerTimeout(
-                            f"party '{sender}' sent nothing for step {tag} before the query deadline; "
+                            f"party {names} sent nothing for step {step_name(tag)} before the query deadline; "
                             "it may be down or overloaded"
                         )
                     self._cond.wait(min(remaining, 1.0))
@@ -192,15 +232,29 @@ class Mailbox:
                     self._waiting.pop(query_id, None)
 
     def cancel(self, query_id: str, reason: str) -> None:
+        """Wake the query's waiters with QueryCancelled; later messages are dropped. Messages
+        already here are freed now, or by drop() when a run of the query has it open here."""
         with self._cond:
             self._cancelled[query_id] = reason
             while len(self._cancelled) > _FINISHED_KEEP:
                 self._cancelled.popitem(last=False)
-            self._purge(query_id)
+            if not self._waiting.get(query_id) and query_id not in self._held:
+                self._purge(query_id)
             self._cond.notify_all()
+
+    def finished(self, query_id: str) -> bool:
+        """True when a run of this query already ended here (its id cannot run again)."""
+        with self._cond:
+            return query_id in self._finished
+
+    def hold(self, query_id: str) -> None:
+        """A run of this query starts here: keep its messages until drop()."""
+        with self._cond:
+            self._held.add(query_id)
 
     def drop(self, query_id: str) -> None:
         with self._cond:
+            self._held.discard(query_id)
             self._finished[query_id] = None
             while len(self._finished) > _FINISHED_KEEP:
                 self._finished.popitem(last=False)
@@ -322,7 +376,7 @@ class PeerLinks:
     def send(self, to: str, query_id: str, tag: str, payload: bytes, deadline: float) -> None:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise PeerTimeout(f"query deadline passed before sending step {tag} to party '{to}'")
+            raise PeerTimeout(f"query deadline passed before sending step {step_name(tag)} to party '{to}'")
         message = peer_pb2.PeerMessage(query_id=query_id, sender=self.me, tag=tag, payload=payload)
         stub = self._stubs[to]
         try:
@@ -330,10 +384,11 @@ class PeerLinks:
         except grpc.RpcError as exc:
             code = exc.code()
             if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-                raise PeerTimeout(f"party '{to}' did not accept step {tag} before the query deadline") from None
+                raise PeerTimeout(
+                    f"party '{to}' did not accept step {step_name(tag)} before the query deadline") from None
             if code == grpc.StatusCode.UNAVAILABLE:
                 raise PeerUnavailable(f"party '{to}' is not reachable at {self.addresses[to]}") from None
-            raise TransportError(f"party '{to}' rejected step {tag}: {exc.details()}") from None
+            raise TransportError(f"party '{to}' rejected step {step_name(tag)}: {exc.details()}") from None
 
     def close(self) -> None:
         for ch in [*self._channels.values(), *self._retired]:
@@ -341,22 +396,69 @@ class PeerLinks:
 
 
 class Channel:
-    """What the MPC code uses: send/recv of array lists, bound to one query and deadline."""
+    """What the MPC code uses: send/recv of array lists, bound to one query and deadline.
 
-    def __init__(self, me: str, query_id: str, links: PeerLinks, mailbox: Mailbox, deadline: float):
+    Unbound (`plan_hash` None) it carries only the plan agreement (`agree`); once bound,
+    every tag travels as `<plan hash>:<tag>`, so a party running another plan under the
+    same query never receives this plan's messages. Tests and benchmarks that run no
+    plan pass a `plan_hash` to start bound."""
+
+    def __init__(self, me: str, query_id: str, links: PeerLinks, mailbox: Mailbox, deadline: float,
+                 plan_hash: str | None = None):
         self.me = me
         self.query_id = query_id
         self.links = links
         self.mailbox = mailbox
         self.deadline = deadline
+        self.plan_hash = plan_hash
+        if mailbox is not None:
+            mailbox.hold(query_id)  # the run drops the query when it ends
         self.bytes_sent = 0
         self.messages_sent = 0
 
+    @property
+    def binding(self) -> bytes:
+        """Query and agreed plan, as key-derivation context (executors/mpc/prg.py bound_key)."""
+        return f"{self.query_id}\n{self._bound()}".encode()
+
+    def _bound(self) -> str:
+        if self.plan_hash is None:
+            raise RuntimeError("share traffic before the participants agreed on the plan")
+        return self.plan_hash
+
+    def agree(self, participants: list[str] | tuple[str, ...], plan_hash: str, timeout: float) -> list[str]:
+        """One round: send `plan_hash` to every other participant, receive theirs. Returns the
+        participants whose hash differs (or who sent something else); binds the channel to
+        the hash when there is none. Waits at most `timeout` seconds (and the deadline)."""
+        others = [p for p in dict.fromkeys(participants) if p != self.me]
+        mine = plan_hash.encode()
+        deadline = min(self.deadline, time.monotonic() + timeout)
+        payload = encode_arrays([np.frombuffer(mine, dtype=np.uint8)])
+        for p in others:
+            self.bytes_sent += len(payload)
+            self.messages_sent += 1
+            self.links.send(p, self.query_id, AGREE_TAG, payload, deadline)
+        differ, waiting = [], list(others)
+        while waiting:
+            sender, raw = self.mailbox.get_first(self.query_id, waiting, AGREE_TAG, deadline, even_if_cancelled=True)
+            waiting.remove(sender)
+            try:
+                got = decode_arrays(raw)
+            except MessageError:
+                got = []
+            if len(got) != 1 or got[0].dtype != np.uint8 or got[0].tobytes() != mine:
+                differ.append(sender)
+                break  # refuse at once: one differing participant is enough
+        if not differ:
+            self.plan_hash = plan_hash
+        return differ
+
     def send(self, to: str, tag: str, arrays: list[np.ndarray]) -> None:
+        wire = f"{self._bound()}:{tag}"
         payload = encode_arrays(arrays)
         self.bytes_sent += len(payload)
         self.messages_sent += 1
-        self.links.send(to, self.query_id, tag, payload, self.deadline)
+        self.links.send(to, self.query_id, wire, payload, self.deadline)
 
     def recv(self, frm: str, tag: str) -> list[np.ndarray]:
-        return decode_arrays(self.mailbox.get(self.query_id, frm, tag, self.deadline))
+        return decode_arrays(self.mailbox.get(self.query_id, frm, f"{self._bound()}:{tag}", self.deadline))

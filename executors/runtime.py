@@ -34,6 +34,8 @@ from executors.secure_table import (
 from executors.peer_channel import Channel, MessageError
 from planner.physical import (
     GROUP_RANK,
+    SORT_TAG_LOW_BITS,
+    TAG_WORDS,
     AgreeWidth,
     FinalQuery,
     GroupCombine,
@@ -49,6 +51,15 @@ from fedsql import errors
 from planner.encodings import SENTINEL
 
 Progress = Callable[[str], None]
+
+SORT_KEY_BITS = [None, SORT_TAG_LOW_BITS, 2]
+"""Sort keys of the oblivious joins: the tag's 62-bit high word (a comparison word of its own),
+its low field and the 0/1 side flag (packed with the tiebreak into a second word)."""
+
+AGREE_TIMEOUT = 30.0
+"""Seconds a participant waits for the others' plan hashes: they only compile the query
+first, so a party that has not answered by then is not going to (a dead or lying issuer
+never asked it); the query fails instead of holding its slot until the deadline."""
 
 
 def table_to_bytes(table: pa.Table) -> np.ndarray:
@@ -109,6 +120,7 @@ class PartyRun:
     # -- driver ------------------------------------------------------------------
 
     def run(self) -> pa.Table | None:
+        self._agree_plan()
         if self.plan.secure and self.is_compute:
             self.mpc = MPC(self.channel, self.plan.compute)
             self.mpc.setup()
@@ -124,6 +136,21 @@ class PartyRun:
                 self.step_times.append((step.id, step.op, round(time.perf_counter() - started, 4),
                                         round(time.process_time() - cpu, 4)))
         return self.plain.get(self.plan.result) if self.me == self.plan.issuer else None
+
+    def _agree_plan(self) -> None:
+        """Before any value moves: every participant shows every other its plan hash over the
+        authenticated peer channel. Each checked its own compile against what the issuer sent
+        it, so one hash everywhere means one plan everywhere; an issuer that sent different
+        plans to different parties is refused here by every party it lied to."""
+        if not self.plan.hash:
+            raise errors.InternalError("a plan without a hash cannot run")
+        differ = self.channel.agree(self.plan.participants, self.plan.hash, AGREE_TIMEOUT)
+        if differ:
+            raise errors.PlanMismatch(
+                f"party '{self.me}' and {', '.join(repr(p) for p in differ)} were given different plans for this "
+                f"query by the issuer '{self.plan.issuer}' (plan hash {self.plan.hash[:16]}… here); refused before "
+                "any share was dealt or opened"
+            )
 
     def stats(self) -> dict[str, int]:
         out = {
@@ -170,7 +197,7 @@ class PartyRun:
             ops.deal_to_compute(self.channel, self.plan.compute, tag, values)
             return None
         if self.is_compute:
-            return ops.receive_dealt(self.mpc, owner, tag)
+            return ops.receive_dealt(self.mpc, owner, tag, n)
         return None
 
     def _announce(self, owner: str, tag: str, value: int | None) -> int | None:
@@ -222,11 +249,12 @@ class PartyRun:
             for col in step.columns:
                 words += codec.encode_column(table[col.name], col.encoding, width, col.name)
         n = self._announce(step.party, f"{step.id}.n", n)
-        layout = [(c.name, width if c.encoding.kind == "string" else 1) for c in step.columns]
+        layout = [(c.name, codec.words_per_value(c.encoding, width)) for c in step.columns]
         total = sum(w for _, w in layout)
         if self.is_compute:
             self._check_memory(n or 0, total, f"sharing {step.party}'s {n} rows")
-        flat = np.concatenate(words).astype(np.uint64) if words else None
+        # no columns (e.g. only a row count is shared) still deals an empty column
+        flat = np.concatenate(words).astype(np.uint64) if words else np.zeros(0, np.uint64)
         shared = self._share_vector(step.party, step.id, flat, (n or 0) * total)
         if shared is None:
             return
@@ -505,7 +533,7 @@ class PartyRun:
             return
         table = self.plain[step.source]
         tags = codec.keyed_tags(self.tag_keys[step.key_from], [table[c] for c in step.columns], step.bits)
-        self.plain[step.source] = table.append_column(step.out, pa.array(tags.view(np.int64)))
+        self.plain[step.source] = table.append_column(step.out, codec.tag_column(tags))
 
     def _secure_join(self, step) -> None:
         if not self.is_compute:
@@ -518,37 +546,42 @@ class PartyRun:
             lvals = ops.shuffle(self.mpc, lvals)
             rvals = ops.shuffle(self.mpc, rvals)
         lside, rside = dict(zip(lcols, lvals)), dict(zip(rcols, rvals))
-        opened = ops.reveal_many(self.mpc, [lside[step.left_tag], rside[step.right_tag]], step.matcher)
+        ltag, rtag = tag_words(step.left_tag), tag_words(step.right_tag)
+        opened = ops.reveal_many(self.mpc, [lside[c] for c in ltag] + [rside[c] for c in rtag], step.matcher)
         tag = f"{step.id}.pairs"
         if self.me == step.matcher:
+            lwords, rwords = opened[:TAG_WORDS], opened[TAG_WORDS:]
+            n_left = len(lwords[0])
             if step.kind in ("inner", "left"):
-                li, ri = match_pairs(opened[0], opened[1])
+                li, ri = match_tags(lwords, rwords)
                 if step.kind == "left":  # unmatched left rows too, with no right row (-1)
-                    lonely = np.setdiff1d(np.arange(len(opened[0]), dtype=np.int64), li)
+                    lonely = np.setdiff1d(np.arange(n_left, dtype=np.int64), li)
                     li = np.concatenate([li, lonely])
                     ri = np.concatenate([ri, np.full(len(lonely), -1, dtype=np.int64)])
             else:  # semi / anti / not_in: keep left rows with (without) a match; no right columns
-                hit = np.isin(opened[0], opened[1])
+                distinct = np.unique(np.stack(rwords, axis=1), axis=0)  # each left row matches ~one
+                hit = np.zeros(n_left, dtype=bool)
+                hit[match_tags(lwords, [np.ascontiguousarray(distinct[:, k]) for k in range(TAG_WORDS)])[0]] = True
                 li = np.flatnonzero(hit if step.kind == "semi" else ~hit).astype(np.int64)
                 ri = np.zeros(0, dtype=np.int64)
             for p in self.plan.compute:
                 if p != self.me:
                     self.channel.send(p, tag, [li, ri])
         else:
-            li, ri = received_pairs(self.channel.recv(step.matcher, tag), len(lside[step.left_tag]),
-                                    len(rside[step.right_tag]) if step.kind in ("inner", "left") else 0,
+            li, ri = received_pairs(self.channel.recv(step.matcher, tag), left.n,
+                                    right.n if step.kind in ("inner", "left") else 0,
                                     step.kind, step.matcher)
         if step.kind in ("semi", "anti", "not_in"):
             rside = {}
         self._check_memory(len(li), len(lside) + len(rside), "the join's output")
         out = SecretTable(n=len(li))
         for c, v in lside.items():
-            if c != step.left_tag:
+            if c not in ltag:
                 out.secret[c] = ops.take(v, li)
         present = (ri >= 0).astype(np.uint64)  # public: 0 where a LEFT JOIN found no right row
         rows = np.where(ri >= 0, ri, 0)
         for c, v in rside.items():
-            if c != step.right_tag:
+            if c not in rtag:
                 got = ops.take(v, rows) if len(v) else AShare(np.zeros(len(rows), np.uint64), np.zeros(len(rows), np.uint64))
                 out.secret[c] = AShare(got.a * present, got.b * present) if step.kind == "left" else got
         if step.kind == "not_in":
@@ -607,9 +640,10 @@ class PartyRun:
 
         zeros, ones = _zeros, lambda k: _ones(mpc, k)  # noqa: E731
 
-        pk_cols = [c for c in pk.secret if c != pk_tag]
-        fk_cols = [c for c in fk.secret if c != fk_tag]
-        key = ops.concat([pk.secret[pk_tag], fk.secret[fk_tag]])
+        pk_tag, fk_tag = tag_words(pk_tag), tag_words(fk_tag)
+        pk_cols = [c for c in pk.secret if c not in pk_tag]
+        fk_cols = [c for c in fk.secret if c not in fk_tag]
+        key = [ops.concat([pk.secret[p], fk.secret[f]]) for p, f in zip(pk_tag, fk_tag)]  # high, low word
         is_pk = ops.concat([ones(n_pk), zeros(n_fk)])
         pk_rows = pk.secret.get("__rows", ones(n_pk))
         copied_in = [is_pk, ops.concat([pk_rows, zeros(n_fk)])] + [
@@ -619,9 +653,9 @@ class PartyRun:
             self.secret[step.id] = SecretTable(n=0, secret={c: zeros(0) for c in pk_cols + fk_cols + ["__rows"]})
             return
         # PK row first within a key: sort by (tag ascending, is_pk descending)
-        (key_s, is_pk_s), carried = ops.sort_by(mpc, [key, is_pk], copied_in + fk_in, [False, True],
-                                                key_bits=[None, 2])  # the 0/1 flag packs with the tiebreak
-        starts = ops.segment_starts(mpc, [key_s])
+        (*key_s, is_pk_s), carried = ops.sort_by(mpc, key + [is_pk], copied_in + fk_in, [False, False, True],
+                                                 key_bits=SORT_KEY_BITS)  # low word and flag pack with the tiebreak
+        starts = ops.segment_starts(mpc, key_s)
         copied = ops.segmented_scan(mpc, starts, carried[: len(copied_in)], ["copy"] * len(copied_in))
         has_pk, pk_ok = copied[0], copied[1]
         # a declared-unique key that repeats would silently drop rows: check, revealing one bit
@@ -662,19 +696,20 @@ class PartyRun:
 
         zeros, ones = _zeros, lambda k: _ones(mpc, k)  # noqa: E731
 
-        own = {c: v for c, v in outer.secret.items() if c != step.outer_tag}
+        outer_tag, inner_tag = tag_words(step.outer_tag), tag_words(step.inner_tag)
+        own = {c: v for c, v in outer.secret.items() if c not in outer_tag}
         own.setdefault("__rows", ones(outer.n))  # freshly shared rows are all real
         if outer.n == 0:
             self.secret[step.id] = SecretTable(n=0, secret={c: zeros(0) for c in own})
             return
         names = list(own)
         columns = [ops.concat([zeros(n_in), own[c]]) for c in names]  # inner rows carry nothing
-        key = ops.concat([inner.secret[step.inner_tag], outer.secret[step.outer_tag]])
+        key = [ops.concat([inner.secret[i], outer.secret[o]]) for i, o in zip(inner_tag, outer_tag)]
         is_inner = ops.concat([ones(n_in), zeros(outer.n)])
         # inner rows first within a tag: "the tag's segment starts with an inner row" = it has a match
-        (key_s, is_inner_s), moved = ops.sort_by(mpc, [key, is_inner], [is_inner] + columns, [False, True],
-                                                 key_bits=[None, 2])
-        starts = ops.segment_starts(mpc, [key_s])
+        (*key_s, is_inner_s), moved = ops.sort_by(mpc, key + [is_inner], [is_inner] + columns, [False, False, True],
+                                                  key_bits=SORT_KEY_BITS)
+        starts = ops.segment_starts(mpc, key_s)
         (matched,) = ops.segmented_scan(mpc, starts, [moved[0]], ["copy"])
         keep = matched if step.kind == "semi" else ops.sub(ones(n), matched)
         out = SecretTable(n=n, secret=dict(zip(names, moved[1:])))
@@ -795,6 +830,19 @@ def received_pairs(arrays: list[np.ndarray], n_left: int, n_right: int, kind: st
     if not ok:
         raise MessageError(f"party '{sender}' sent malformed join matches (wrong type, size or range)")
     return arrays[0], arrays[1]
+
+
+def tag_words(name: str) -> list[str]:
+    """The secret-table columns of join tag `name`, high word first (codec.keyed_tags)."""
+    return [f"{name}#{k}" for k in range(TAG_WORDS)]
+
+
+def match_tags(left: list[np.ndarray], right: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """All (i, j) whose two-word tags are equal: the pairs of equal high words, kept when
+    the low words agree too (a high-word collision only costs one extra candidate pair)."""
+    li, ri = match_pairs(left[0], right[0])
+    same = left[1][li] == right[1][ri]
+    return li[same], ri[same]
 
 
 def match_pairs(left: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -23,7 +23,7 @@ import grpc
 from executors.local_duckdb import LocalExecutor
 from executors.runtime import PartyRun, table_to_bytes
 from executors.peer_channel import (Channel, Mailbox, PeerLinks, TransportError, add_peer_servicer,
-                                    call_with_reconnect)
+                                    call_with_reconnect, key_issuer, query_key)
 from fedsql import errors, tls
 from fedsql.audit import AuditLog, audit_path, query_fields
 from fedsql import scalar_subqueries, set_operations
@@ -101,7 +101,7 @@ class Node(rpc.NodeServicer):
         self._retired: list[grpc.Channel] = []
         self.audit = AuditLog(audit_path(fed, party))
         self._slots = threading.BoundedSemaphore(fed.max_concurrent_queries)
-        self._running: dict[str, frozenset[str]] = {}  # query id -> participants, for Abort checks
+        self._running: dict[str, frozenset[str]] = {}  # query key (issuer/id) -> participants, for Abort checks
         self._schemas: dict[tuple[str, str], tuple[float, Schema]] = {}  # (party, table) -> (fetched, schema)
         self._schema_lock = threading.Lock()
         self.pool = ThreadPoolExecutor(max_workers=64, thread_name_prefix=f"fedsql-{party}")
@@ -204,7 +204,8 @@ class Node(rpc.NodeServicer):
 
     def Cancel(self, request, context):
         self._caller(context, "client")
-        self._abort_everywhere(request.query_id, request.reason or "cancelled by the client", set(self.fed.parties))
+        self._abort_everywhere(query_key(self.me, request.query_id), request.reason or "cancelled by the client",
+                               set(self.fed.parties))
         return pb.Empty()
 
     def Execute(self, request, context) -> Iterator[pb.ExecuteEvent]:
@@ -259,7 +260,7 @@ class Node(rpc.NodeServicer):
 
         def _client_gone() -> None:
             if not finished.is_set():
-                self._abort_everywhere(query_id, "the client went away", set(plan.participants))
+                self._abort_everywhere(query_key(self.me, query_id), "the client went away", set(plan.participants))
 
         context.add_callback(_client_gone)
         try:
@@ -337,13 +338,17 @@ class Node(rpc.NodeServicer):
     def _coordinate(self, plan, sql, settings, query_id, timeout, progress) -> tuple[pa.Table, dict]:
         deadline_unix = time.time() + timeout
         others = [p for p in plan.participants if p != self.me]
-        self._running[query_id] = frozenset(plan.participants)
+        key = query_key(self.me, query_id)
+        if key in self._running:
+            raise errors.ProgrammingError(
+                f"query id {query_id} is already running at '{self.me}'; send it with a new id")
+        self._running[key] = frozenset(plan.participants)
         futures: dict[str, Future] = {}
         for p in others:
             req = pb.RunRequest(query_id=query_id, issuer=self.me, sql=sql, settings=settings,
                                 plan_hash=plan.hash, deadline_unix=deadline_unix)
             futures[p] = self.pool.submit(self._call_run, p, req, timeout)
-        own = self.pool.submit(self._run_part, plan, query_id, deadline_unix, progress)
+        own = self.pool.submit(self._run_part, plan, key, deadline_unix, progress)
         failures: list[tuple[str, errors.Error]] = []
         party_stats: dict[str, dict] = {}
         try:
@@ -358,7 +363,7 @@ class Node(rpc.NodeServicer):
                         party_stats[party] = fut.result()
                     except Exception as exc:  # noqa: BLE001
                         failures.append((party, as_fedsql_error(exc)))
-                        self._abort_everywhere(query_id, f"party '{party}' failed", set(plan.participants))
+                        self._abort_everywhere(key, f"party '{party}' failed", set(plan.participants))
                         give_up = min(give_up, time.monotonic() + ABORT_GRACE_SECONDS)
                 time.sleep(0.005)
             if failures:
@@ -368,8 +373,8 @@ class Node(rpc.NodeServicer):
             stats["parties"] = {p: dict(s) for p, s in party_stats.items() if p != self.me and isinstance(s, dict)}
             return _cast_output(table, plan.output), stats
         finally:
-            self._running.pop(query_id, None)
-            self.mailbox.drop(query_id)
+            self._running.pop(key, None)
+            self.mailbox.drop(key)
 
     def _call_run(self, party: str, req: pb.RunRequest, timeout: float) -> dict:
         try:
@@ -385,10 +390,12 @@ class Node(rpc.NodeServicer):
         except ValueError:
             return {}
 
-    def _run_part(self, plan, query_id: str, deadline_unix: float, progress: Callable[[str], None] | None):
+    def _run_part(self, plan, key: str, deadline_unix: float, progress: Callable[[str], None] | None):
+        """This party's part of the query `key` (issuer/query id): the plan agreement is
+        PartyRun's first step; the DP ledger is charged per issuer and query id."""
         deadline = time.monotonic() + max(0.0, deadline_unix - time.time())
-        self._reserve_budget(plan, query_id)  # DP: the owner's ledger, before any of its shares is used
-        channel = Channel(self.me, query_id, self.links, self.mailbox, deadline)
+        self._reserve_budget(plan, key)  # DP: the owner's ledger, before any of its shares is used
+        channel = Channel(self.me, key, self.links, self.mailbox, deadline)
         run = PartyRun(self.me, plan, self.executor, channel, progress)
         table = run.run()
         return table, run.stats()
@@ -418,14 +425,15 @@ class Node(rpc.NodeServicer):
                 "runs at most once, since fresh noise would be a second, uncharged release: send it with a new id"
             )
 
-    def _abort_everywhere(self, query_id: str, reason: str, parties: set[str]) -> None:
-        self.mailbox.cancel(query_id, reason)
+    def _abort_everywhere(self, key: str, reason: str, parties: set[str]) -> None:
+        """Cancel query `key` (issuer/query id) here and at `parties`, without waiting."""
+        self.mailbox.cancel(key, reason)
         for p in parties - {self.me}:
-            self.pool.submit(self._send_abort, p, query_id, reason)
+            self.pool.submit(self._send_abort, p, key, reason)
 
-    def _send_abort(self, party: str, query_id: str, reason: str) -> None:
-        try:
-            self.stubs[party].Abort(pb.CancelRequest(query_id=query_id, reason=reason), timeout=5)
+    def _send_abort(self, party: str, key: str, reason: str) -> None:
+        try:  # node to node, the query id field carries the query key (issuer/query id)
+            self.stubs[party].Abort(pb.CancelRequest(query_id=key, reason=reason), timeout=5)
         except grpc.RpcError:
             pass  # a party that is down has nothing left to cancel
 
@@ -441,24 +449,35 @@ class Node(rpc.NodeServicer):
             return pb.DescribeReply(error=pb.Error(kind=err.kind, message=str(err)))
 
     def Abort(self, request, context):
+        """A peer cancels query `issuer/query id` here: a participant of that issuer's running
+        query, or the issuer itself (also before its Run request arrived)."""
         who = self._caller(context, "party")
-        running = self._running.get(request.query_id)
-        if running is not None and who not in running:
+        key = request.query_id
+        running = self._running.get(key)
+        allowed = who in running if running is not None else who == key_issuer(key)
+        if not allowed:
             context.abort(grpc.StatusCode.PERMISSION_DENIED,
-                          f"party '{who}' takes no part in query {request.query_id}; abort refused")
-        self.mailbox.cancel(request.query_id, request.reason or "aborted by the issuer")
+                          f"party '{who}' takes no part in query {key} at '{self.me}'; abort refused")
+        self.mailbox.cancel(key, request.reason or f"aborted by '{who}'")
         return pb.Empty()
 
     def Run(self, request, context):
         # the issuer is whoever holds the calling connection's certificate: no party can
         # make this node run a query in another party's name
         self._caller(context, "party", claimed=request.issuer)
-        started, slot, plan = False, False, None
+        started, slot, plan, key = False, False, None, None
+        finished = threading.Event()
         try:
             if request.issuer not in self.fed.parties:
                 raise errors.ProgrammingError(f"unknown issuer '{request.issuer}'")
             if not request.query_id or len(request.query_id) > 128:
                 raise errors.ProgrammingError("a query id of 1 to 128 characters is required")
+            key = query_key(request.issuer, request.query_id)
+            if key in self._running:  # (a finished one fails at once: the mailbox and the ledger remember it)
+                key = None  # not ours to abort or drop: the run that uses it does
+                raise errors.ProgrammingError(f"query id {request.query_id} of '{request.issuer}' is already "
+                                              f"running at '{self.me}'; send it with a new id")
+            self._watch_issuer(context, key, request.issuer, finished)
             try:  # the issuer's word: checked like a client's SET before it reaches the planner
                 settings = check_settings(dict(request.settings))
             except errors.Error as exc:
@@ -476,15 +495,17 @@ class Node(rpc.NodeServicer):
             self.audit.append("query", **query_fields(request.query_id, request.issuer, request.sql, plan,
                                                       self.me, "participant"))
             started = True
-            self._running[request.query_id] = frozenset(plan.participants)
+            self._running[key] = frozenset(plan.participants)
             # never run longer than this node's own deadline, whatever the issuer asks
             deadline = min(request.deadline_unix, time.time() + self.fed.deadline_seconds)
-            _, stats = self._run_part(plan, request.query_id, deadline, None)
+            _, stats = self._run_part(plan, key, deadline, None)
             self._audit_safe("done", query_id=request.query_id)
             return pb.RunReply(ok=True, stats_json=json.dumps(stats))
         except Exception as exc:  # noqa: BLE001
             err = as_fedsql_error(exc, "while running its part")
-            self.mailbox.cancel(request.query_id, f"party '{self.me}' failed")
+            if key is not None and not isinstance(err, errors.QueryCancelled):  # the others stop too, now
+                others = set(plan.participants) if plan is not None else set(self.fed.parties)
+                self._abort_everywhere(key, f"party '{self.me}' failed", others)
             if started:
                 self._audit_safe("failed", query_id=request.query_id, error={"kind": err.kind, "message": str(err)})
             else:
@@ -494,10 +515,23 @@ class Node(rpc.NodeServicer):
             err = for_remote(err, self.me, "running its part" if started else "planning")
             return pb.RunReply(ok=False, error=pb.Error(kind=err.kind, message=str(err)))
         finally:
-            self._running.pop(request.query_id, None)
+            finished.set()
             if slot:
                 self._slots.release()
-            self.mailbox.drop(request.query_id)
+            if key is not None:
+                self._running.pop(key, None)
+                self.mailbox.drop(key)
+
+    def _watch_issuer(self, context, key: str, issuer: str, finished: threading.Event) -> None:
+        """Cancel this party's run of `key` as soon as the issuer's Run call ends early (its node
+        died, or it went away): the run fails within a second and frees its slot, instead of
+        waiting for peers' messages until the deadline."""
+        def gone() -> None:
+            if not finished.is_set():
+                self.mailbox.cancel(key, f"the issuer '{issuer}' went away")
+
+        if not context.add_callback(gone):
+            gone()  # the call had already ended
 
     def cancel_all(self, reason: str) -> None:
         """Cancel every query running here (shutdown): threads blocked on share traffic end

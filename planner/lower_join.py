@@ -38,6 +38,8 @@ from planner.physical import (
     GroupCombine,
     LocalQuery,
     GROUP_RANK,
+    MATCH_TAG_BITS,
+    SORT_TAG_BITS,
     ObliviousGroup,
     ObliviousJoin,
     ObliviousSemiJoin,
@@ -58,7 +60,7 @@ from planner.secure_expr import BOOL, HASHED, LocalLeaf, SNode, product_encoding
 from planner.validate import OutputSchema, describe, quote
 
 COUNT = Encoding("int", 0, "BIGINT")
-RAW = Encoding("raw", 0, "UBIGINT")
+TAG = Encoding("tag", 0, "UBIGINT")  # a keyed join tag: TAG_WORDS ring words (planner/physical.py)
 
 _RULES = {
     "join": ("join_key", "a join condition may only use columns at level 'join_key' or above"),
@@ -255,8 +257,8 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
             names = tuple(f"__k{e_i}_{_ident(party)}_{j}" for j in range(len(cols)))
             for unit, runner, _ in _units(block, party):
                 steps.append(ComputeTags(f"t{e_i}_{unit}", f"f_{unit}", runner, f"k{e_i}", names, f"__t{e_i}",
-                                         62 if oblivious or e_i in fallback else 64))
-            frags.shares[party].append(ShareColumn(f"__t{e_i}", RAW))
+                                         SORT_TAG_BITS if oblivious or e_i in fallback else MATCH_TAG_BITS))
+            frags.shares[party].append(ShareColumn(f"__t{e_i}", TAG))
     semi_sorted = []  # per semi-join: run it sort-based (oblivious mode, or no compute party can match tags)
     for s_i, sj in enumerate(block.semis):
         p_out = block.owner[sj.outer]
@@ -264,14 +266,14 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
         semi_sorted.append(oblivious or all(c in owners for c in compute))
         steps.append(AgreeTagKey(f"ks{s_i}", tuple(owners)))
         names = tuple(f"__sk{s_i}_{j}" for j in range(len(sj.outer_cols)))
-        bits = 62 if semi_sorted[-1] else 64  # sort keys: signed words, |a - b| < 2^63
+        bits = SORT_TAG_BITS if semi_sorted[-1] else MATCH_TAG_BITS  # sort keys: signed words, |a - b| < 2^63
         for unit, runner, _ in _units(block, p_out):
             steps.append(ComputeTags(f"ts{s_i}_out_{unit}", f"f_{unit}", runner, f"ks{s_i}", names, f"__st{s_i}",
                                      bits))
-        frags.shares[p_out].append(ShareColumn(f"__st{s_i}", RAW))
+        frags.shares[p_out].append(ShareColumn(f"__st{s_i}", TAG))
         conds = " AND ".join(c.sql(dialect=DIALECT) for c in sj.conditions)
         cols = ", ".join(f"{quote(sj.inner)}.{quote(c)} AS __sk{s_i}_{j}" for j, c in enumerate(sj.inner_cols))
-        inner_shares = (ShareColumn(f"__st{s_i}", RAW),)
+        inner_shares = (ShareColumn(f"__st{s_i}", TAG),)
         if sj.not_in:  # does the subquery yield a NULL? (only that one bit is opened)
             nulls = " OR ".join(f"{quote(sj.inner)}.{quote(c)} IS NULL" for c in sj.inner_cols)
             cols += f", CAST({nulls} AS BIGINT) AS __snull{s_i}"

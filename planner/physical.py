@@ -302,6 +302,17 @@ class AgreeTagKey:
     op: str = "agree_tag_key"
 
 
+MATCH_TAG_BITS = 128
+"""Tags a matcher compares for equality: two full 64-bit words (executors/codec.py keyed_tags)."""
+SORT_TAG_BITS = 96
+"""Tags the oblivious joins sort: a signed 62-bit high word and a signed 34-bit low field,
+which the sort packs with its 2-bit flag and tiebreak (as many comparison words as one
+62-bit tag had, up to 2^27 rows). Collisions between distinct keys: about n^2 / 2^97."""
+SORT_TAG_LOW_BITS = 34
+TAG_WORDS = 2
+"""A tag column is shared as two ring words, `<name>#0` (high) and `<name>#1` (low)."""
+
+
 @dataclass(frozen=True)
 class ComputeTags:
     """The owner adds keyed tags PRF_k(join key) to a local table (NULL keys get a random tag)."""
@@ -312,7 +323,7 @@ class ComputeTags:
     key_from: str  # AgreeTagKey step
     columns: tuple[str, ...]
     out: str
-    bits: int = 64  # 62 for the oblivious join, which compares tags as signed ring values
+    bits: int = MATCH_TAG_BITS  # SORT_TAG_BITS for the oblivious joins, which sort tags as signed ring values
     op: str = "compute_tags"
 
 

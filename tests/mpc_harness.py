@@ -20,6 +20,9 @@ from executors.mpc import MPC
 from executors.peer_channel import GRPC_OPTIONS, Channel, Mailbox, PeerLinks, add_peer_servicer
 
 COMPUTE = ("c0", "c1", "c2")
+TEST_PLAN = "0" * 64
+"""The plan hash the harness's channels are bound to (they run functions, not plans: a node's
+run binds its channel only after the plan agreement, executors/runtime.py)."""
 
 
 class Federation:
@@ -47,7 +50,8 @@ class Federation:
     def channels(self, timeout: float) -> dict[str, Channel]:
         qid = uuid.uuid4().hex[:12]
         deadline = time.monotonic() + timeout
-        return {p: Channel(p, qid, self.links[p], self.mailboxes[p], deadline) for p in self.parties}
+        return {p: Channel(p, qid, self.links[p], self.mailboxes[p], deadline, plan_hash=TEST_PLAN)
+                for p in self.parties}
 
     def run(self, fns: dict[str, Callable[[Channel], Any]], timeout: float = 30.0) -> dict[str, Any]:
         """Run fns[party](channel) concurrently; re-raise the first failure (by party order)."""

@@ -303,7 +303,7 @@ def test_ledger_survives_kill_9_mid_query_and_restart(tmp_path):
         t = threading.Thread(target=run)
         t.start()
         deadline = time.monotonic() + 60
-        while _ledger_rows(ledger, "killed-q") == 0 and time.monotonic() < deadline:
+        while _ledger_rows(ledger, "p1/killed-q") == 0 and time.monotonic() < deadline:
             time.sleep(0.001)
         os.kill(procs.nodes["p2"].process.pid, signal.SIGKILL)  # right after its spend was recorded
         t.join(90)
@@ -312,7 +312,7 @@ def test_ledger_survives_kill_9_mid_query_and_restart(tmp_path):
             assert "p2" in str(outcome["error"])
         with start_federation(config, log_dir=tmp_path / "logs2", timeout=90, parties=["p2"]):
             with Ledger(ledger) as led:
-                entries = [e for e in led.entries() if e.query_id == "killed-q"]
+                entries = [e for e in led.entries() if e.query_id == "p1/killed-q"]  # issuer/query id
             assert len(entries) == 1 and entries[0].table == "p2.v" and entries[0].epsilon == 1.0
             with _client(config) as c:
                 with pytest.raises(errors.PolicyViolation, match="already run"):

@@ -226,11 +226,11 @@ def test_ledger_charges_the_dp_owner_only(dpjoin):
         c.execute("SELECT COUNT(*) FROM telco.usage u JOIN bank.customers c ON u.cid = c.cid",
                   {"fedsql.epsilon": "0.5"}, query_id="dpjoin-ledger")
     with Ledger(default_ledger_path(config, "telco")) as led:
-        entries = [e for e in led.entries() if e.query_id == "dpjoin-ledger"]
+        entries = [e for e in led.entries() if e.query_id == "bank/dpjoin-ledger"]  # issuer/query id
     assert [(e.table, e.epsilon) for e in entries] == [("telco.usage", 0.5)]
     for party in ("bank", "helper"):
         with Ledger(default_ledger_path(config, party)) as led:
-            assert not [e for e in led.entries() if e.query_id == "dpjoin-ledger"]
+            assert not [e for e in led.entries() if e.query_id == "bank/dpjoin-ledger"]
 
 
 def test_refusals(dpjoin):

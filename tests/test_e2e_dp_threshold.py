@@ -217,10 +217,10 @@ def test_ledger_charges_epsilon_and_delta(dpsel):
         c.execute("SELECT city, COUNT(*) FROM t GROUP BY city", {"fedsql.epsilon": "0.5"}, query_id="sel-ledger")
     for owner in ("p2", "p3"):
         with Ledger(default_ledger_path(config, owner)) as led:
-            entries = [e for e in led.entries() if e.query_id == "sel-ledger"]
+            entries = [e for e in led.entries() if e.query_id == "p1/sel-ledger"]  # issuer/query id
         assert [(e.table, e.epsilon, e.delta) for e in entries] == [(f"{owner}.t", 0.5, 1e-6)]
     with Ledger(default_ledger_path(config, "p1")) as led:  # the issuer's own table is not charged
-        assert not [e for e in led.entries() if e.query_id == "sel-ledger"]
+        assert not [e for e in led.entries() if e.query_id == "p1/sel-ledger"]
 
 
 def test_explain_shows_tau_and_what_is_revealed(dpsel):

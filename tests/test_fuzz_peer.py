@@ -178,8 +178,9 @@ def test_get_times_out_naming_the_sender() -> None:
 
 def test_wrong_payload_surfaces_as_message_error_on_receive() -> None:
     box = Mailbox()
-    box.put("q", "p2", "r1", b"not an array message")
-    chan = Channel("p1", "q", links=None, mailbox=box, deadline=time.monotonic() + 1)  # type: ignore[arg-type]
+    box.put("q", "p2", "h:r1", b"not an array message")
+    chan = Channel("p1", "q", links=None, mailbox=box, deadline=time.monotonic() + 1,  # type: ignore[arg-type]
+                   plan_hash="h")
     with pytest.raises(MessageError):
         chan.recv("p2", "r1")
 

@@ -66,7 +66,7 @@ def res():
         out["trunc_x"] = m.reveal(mpc, m.trunc(mpc, x, 13), None)
         out["trunc_exact_x"] = m.reveal(mpc, m.trunc_exact(mpc, x, 13), None)
         out["to_c1"] = m.reveal(mpc, x, "c1")
-        d = m.receive_dealt(mpc, "d0", "col")
+        d = m.receive_dealt(mpc, "d0", "col", N)
         out["dealt"] = m.reveal(mpc, d, None)
         m.reveal_to_outsider(mpc, m.add(d, d), "r0", "res")
         out["stats"] = mpc.stats()

@@ -95,7 +95,7 @@ def test_unreachable_peer_raises_unavailable_naming_it():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     links = PeerLinks("me", {"ghost": f"127.0.0.1:{port}"})
-    ch = Channel("me", "q", links, Mailbox(), time.monotonic() + 30)
+    ch = Channel("me", "q", links, Mailbox(), time.monotonic() + 30, plan_hash="h")
     t0 = time.monotonic()
     with pytest.raises(PeerUnavailable, match="'ghost'"):
         ch.send("ghost", "r1", [np.zeros(3, np.uint64)])
@@ -107,7 +107,8 @@ def test_malformed_message_over_grpc_raises_message_error():
     fed = Federation(others=())
     try:
         chans = fed.channels(5)
-        fed.links["c0"].send("c1", chans["c1"].query_id, "r1", b"garbage", time.monotonic() + 5)
+        fed.links["c0"].send("c1", chans["c1"].query_id, f"{chans['c1'].plan_hash}:r1", b"garbage",
+                             time.monotonic() + 5)
         with pytest.raises(MessageError):
             chans["c1"].recv("c0", "r1")
         assert issubclass(MessageError, TransportError)

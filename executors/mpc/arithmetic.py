@@ -12,7 +12,7 @@ import os
 import numpy as np
 
 from executors.mpc.context import MPC, check_arrays
-from executors.mpc.prg import PRG
+from executors.mpc.prg import PRG, bound_key
 from executors.mpc.shares import AShare, U64
 from executors.peer_channel import MessageError
 
@@ -60,13 +60,16 @@ def share_input(mpc: MPC, owner: str, values: np.ndarray | None, n: int) -> ASha
 def deal_to_compute(channel, compute, tag: str, values_u64: np.ndarray) -> None:
     """A NON-compute data party secret-shares a column to the three compute parties.
 
-    x_0 and x_1 are expanded from fresh seeds, so only x_2 travels as data:
-    party 0 gets (seed0, seed1), party 1 gets (seed1, x_2), party 2 gets (x_2, seed0).
+    x_0 and x_1 are expanded from fresh seeds (bound to the query's agreed plan), so only
+    x_2 travels as data: party 0 gets (seed0, seed1), party 1 gets (seed1, x_2), party 2
+    gets (x_2, seed0). The receivers check the length against the plan (receive_dealt).
     """
+    if not isinstance(values_u64, np.ndarray) or values_u64.ndim != 1:
+        raise ValueError(f"deal_to_compute({tag!r}) needs a 1-D array of values, got {type(values_u64).__name__}")
     v = _u64(values_u64)
     n = len(v)
     s0, s1 = os.urandom(16), os.urandom(16)
-    x0, x1 = PRG(s0).words(n), PRG(s1).words(n)
+    x0, x1 = PRG(bound_key(s0, channel.binding)).words(n), PRG(bound_key(s1, channel.binding)).words(n)
     x2 = v - x0 - x1
     size = np.array([n], dtype=U64)
     seed = lambda s: np.frombuffer(s, dtype=np.uint8)  # noqa: E731
@@ -75,16 +78,20 @@ def deal_to_compute(channel, compute, tag: str, values_u64: np.ndarray) -> None:
     channel.send(compute[2], tag, [size, x2, seed(s0)])
 
 
-def receive_dealt(mpc: MPC, owner: str, tag: str) -> AShare:
-    """The compute-party side of deal_to_compute (no round counted: the dealer is outside the lockstep)."""
+def receive_dealt(mpc: MPC, owner: str, tag: str, n: int) -> AShare:
+    """The compute-party side of deal_to_compute (no round counted: the dealer is outside the
+    lockstep). `n` is the number of values the plan expects (rows announced × words per row):
+    a dealer that claims another count is refused before anything is expanded or allocated."""
     got = mpc.channel.recv(owner, tag)
     if len(got) != 3 or got[0].dtype != U64 or got[0].shape != (1,):
         raise MessageError(f"party '{owner}' sent a malformed dealt column for {tag!r}")
-    n = int(got[0][0])
+    if int(got[0][0]) != n:
+        raise MessageError(f"party '{owner}' dealt {int(got[0][0])} values for {tag!r} where the plan expects {n}; "
+                           "refused (is it running the same plan and data it announced?)")
 
     def part(arr: np.ndarray) -> np.ndarray:
         if arr.dtype == np.uint8 and arr.shape == (16,):
-            return PRG(arr.tobytes()).words(n)
+            return PRG(bound_key(arr.tobytes(), mpc.channel.binding)).words(n)
         if arr.dtype == U64 and arr.shape == (n,):
             return arr
         raise MessageError(f"party '{owner}' sent a malformed dealt column for {tag!r}")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from executors.mpc.prg import PRG, fresh_key, private_prg
+from executors.mpc.prg import PRG, bound_key, fresh_key, private_prg
 from executors.peer_channel import MessageError
 
 
@@ -41,14 +41,15 @@ class MPC:
     # -- setup and keys ----------------------------------------------------------
 
     def setup(self) -> None:
-        """Agree pairwise keys: one round, each party sends one fresh key to its predecessor."""
+        """Agree pairwise keys: one round, each party sends one fresh key to its predecessor.
+        The PRGs run on the keys bound to the query and its agreed plan hash (bound_key)."""
         key = fresh_key()
         got = self.exchange({self.prev: [np.frombuffer(key, dtype=np.uint8)]}, [self.next], tag="keys")
-        other = got[self.next][0]
-        if other.dtype != np.uint8 or other.shape != (16,):
-
+        (other,) = got[self.next] if len(got[self.next]) == 1 else (None,)
+        if other is None or other.dtype != np.uint8 or other.shape != (16,):
             raise MessageError(f"party '{self.next}' sent a malformed key-agreement message")
-        self._keys = {self.i: PRG(key), (self.i + 1) % 3: PRG(other.tobytes())}
+        context = self.channel.binding
+        self._keys = {self.i: PRG(bound_key(key, context)), (self.i + 1) % 3: PRG(bound_key(other.tobytes(), context))}
 
     def prg(self, j: int) -> PRG:
         """The PRG of key k_j (held by parties j-1 and j)."""

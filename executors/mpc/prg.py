@@ -76,6 +76,19 @@ class PRG:
         return order
 
 
+def bound_key(key: bytes, context: bytes) -> bytes:
+    """HKDF-SHA256 of `key` for `context` (the query and its agreed plan hash, Channel.binding).
+
+    Pairwise keys and dealt seeds are expanded only through this, so parties that do not run
+    the same plan of the same query derive unrelated streams: their shares never combine
+    into the values (the zero-sharings and masks do not cancel)."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    return HKDF(algorithm=hashes.SHA256(), length=KEY_BYTES, salt=None,
+                info=b"fedsql prg key\n" + context).derive(key)
+
+
 def fresh_key() -> bytes:
     """A new AES key from the OS CSPRNG."""
     return os.urandom(KEY_BYTES)
