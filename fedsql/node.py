@@ -501,9 +501,12 @@ _DP_PASSTHROUGH = (errors.QueryCancelled, errors.QueryTimeout, errors.PartyUnava
 def _dp_failure(me: str, exc: Exception) -> errors.Error:
     """A failure inside a DP query after its budget was reserved, as the issuer may see it: the
     charge stays, and no data-dependent text leaves (a DuckDB overflow names the values, a limit
-    error says how many rows passed). Cancellations, timeouts and dead parties keep their kind
-    (their text names no data; their timing is docs/dp.md §7's timing channel). Issue #11, finding 3."""
+    error says how many rows passed). Cancellations, timeouts, dead parties and other transport
+    failures keep their text (it is about peers, not rows; their timing is docs/dp.md §7's timing
+    channel). Issue #11, finding 3."""
     log.warning("DP query failed at %s (%s); details withheld from the other parties", me, type(exc).__name__)
+    if isinstance(exc, TransportError):  # about peers and messages, not this party's rows
+        return as_fedsql_error(exc)
     if isinstance(exc, _DP_PASSTHROUGH):
         return exc
     return errors.OperationalError(

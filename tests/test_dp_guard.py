@@ -186,3 +186,21 @@ def test_post_processing_of_noisy_aggregates_is_not_restricted(fed):
 def test_non_dp_tables_keep_every_function(fed):
     p = plan(fed, "SELECT COUNT(*) FROM telco.subscribers WHERE sqrt(tenure_months) > 2")
     assert p.dp is None
+
+
+def test_owner_encoding_of_dp_values_cannot_fail():
+    """A value too large to encode clamps by its sign; NULL stays NULL; sums saturate (no Overflow)."""
+    import duckdb
+
+    from planner.encodings import VALUE_LIMIT, clamped_encode_sql, saturated_sum_sql, value_encoding
+
+    enc = value_encoding("DOUBLE", 20, "SUM(v)")
+    sql = clamped_encode_sql("(v)", enc, -5 << 20, 7 << 20)
+    rows = duckdb.sql(f"SELECT {sql} FROM (VALUES (NULL::DOUBLE), (1e300), (-1e300), (3.0), ('nan'::DOUBLE)) t(v)")
+    # NaN: DuckDB orders it above every number, so it clamps to the upper bound
+    assert [r[0] for r in rows.fetchall()] == [None, 7 << 20, -5 << 20, 3 << 20, 7 << 20]
+    big = duckdb.sql(f"SELECT {saturated_sum_sql('SUM(v)')} FROM (SELECT 9223372036854775807::BIGINT AS v "
+                     "FROM range(4)) t").fetchall()[0][0]
+    assert big == VALUE_LIMIT - 1
+    assert duckdb.sql(f"SELECT {saturated_sum_sql('SUM(v)')} FROM (SELECT 1::BIGINT AS v WHERE false) t"
+                      ).fetchall()[0][0] == 0

@@ -231,7 +231,8 @@ def _check_and_wrap(root: exp.Expression, tables: str) -> exp.Expression:
             f"{_name(node)} in {node.sql(dialect=DIALECT)[:80]} is refused over {tables}, which declares a "
             "differential-privacy policy: an expression that can fail on some row's value would reveal an "
             "un-noised bit through the error. Allowed over DP tables: " + ALLOWED_TEXT +
-            ". Compute anything else from the noisy result")
+            ". Compute anything else from the noisy result (in a join, qualify other tables' columns, e.g. "
+            "b.income: an unqualified column counts as the DP table's)")
     out = root
     for node in list(root.walk()):
         if isinstance(node, exp.Cast) and not isinstance(node, exp.TryCast) and not _inside_subquery(node, root):

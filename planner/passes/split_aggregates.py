@@ -274,7 +274,7 @@ def square_sql(value: str, info) -> str:
     from planner.passes.dp import _divisor
 
     square = f"(CAST({value} AS HUGEINT) * CAST({value} AS HUGEINT)) // {_divisor(info.encoding)}"
-    return f"CAST(LEAST({square}, {VALUE_LIMIT}) AS BIGINT)"  # saturated: never a data-dependent overflow
+    return f"CAST(LEAST({square}, {VALUE_LIMIT - 1}) AS BIGINT)"  # saturated: never a data-dependent overflow
 
 
 def dp_value_outputs(func: str, a: str, info) -> tuple[list[ShareColumn], list[RevealColumn], str]:
