@@ -204,3 +204,16 @@ def test_owner_encoding_of_dp_values_cannot_fail():
     assert big == VALUE_LIMIT - 1
     assert duckdb.sql(f"SELECT {saturated_sum_sql('SUM(v)')} FROM (SELECT 1::BIGINT AS v WHERE false) t"
                       ).fetchall()[0][0] == 0
+
+
+def test_constants_are_left_as_written(fed):
+    p = plan(fed, "SELECT COUNT(*) FROM telco.usage WHERE minutes BETWEEN -5 AND 2 * 1000")
+    sql = " ".join(getattr(s, "sql", "") or "" for s in p.steps)
+    assert "TRY(" not in sql.replace("TRY(CAST", "") and "BETWEEN -5 AND 2 * 1000" in sql
+
+
+def test_parenthesised_arithmetic_is_wrapped_once(fed):
+    p = plan(fed, "SELECT COUNT(*) FROM telco.usage WHERE (minutes * 2000000000) > 0 AND ((minutes + 1) * 2) > 0")
+    sql = " ".join(getattr(s, "sql", "") or "" for s in p.steps).replace('"', "")
+    assert "TRY((minutes * 2000000000))" in sql or "TRY(minutes * 2000000000)" in sql
+    assert sql.count("TRY(") >= 2 and "TRY((TRY(" not in sql and "TRY(TRY(" not in sql

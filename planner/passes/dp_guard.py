@@ -234,20 +234,30 @@ def _check_and_wrap(root: exp.Expression, tables: str) -> exp.Expression:
             ". Compute anything else from the noisy result (in a join, qualify other tables' columns, e.g. "
             "b.income: an unqualified column counts as the DP table's)")
     out = root
-    for node in list(root.walk()):
+    for node in list(root.walk()):  # constants (no column) cannot fail data-dependently: left as written
+        if not node.find(exp.Column):
+            continue
         if isinstance(node, exp.Cast) and not isinstance(node, exp.TryCast) and not _inside_subquery(node, root):
             safe = exp.TryCast(this=node.this, to=node.args["to"])
             out = safe if node is out else out
             node.replace(safe)
     for node in list(out.walk()):
-        if isinstance(node, _ARITHMETIC) and not isinstance(node.parent, _ARITHMETIC + (exp.Paren, exp.Try)) \
-                and not _inside_subquery(node, out):
+        if isinstance(node, _ARITHMETIC) and not isinstance(_above_parens(node), _ARITHMETIC + (exp.Try,)) \
+                and node.find(exp.Column) and not _inside_subquery(node, out):
             wrapped = exp.Try(this=node.copy())
             if node is out:
                 out = wrapped
             else:
                 node.replace(wrapped)
     return out
+
+
+def _above_parens(node: exp.Expression) -> exp.Expression | None:
+    """The nearest ancestor that is not a parenthesis (an arithmetic tree is wrapped once, at its top)."""
+    p = node.parent
+    while isinstance(p, exp.Paren):
+        p = p.parent
+    return p
 
 
 def guard_dp_expressions(ast: exp.Expression, fed: Federation, issuer: str) -> exp.Expression:
