@@ -144,8 +144,7 @@ def _sources(select: exp.Select) -> list[exp.Expression]:
     return ([from_.this] if from_ is not None else []) + [j.this for j in select.args.get("joins") or []]
 
 
-def _dp_aliases(select: exp.Select, fed: Federation, issuer: str, bodies: dict[str, exp.Expression],
-                dp_ctes: set[str]) -> set[str] | None:
+def _dp_aliases(select: exp.Select, fed: Federation, issuer: str, dp_ctes: set[str]) -> set[str] | None:
     """Aliases in this SELECT's FROM/JOIN that read a DP-bound table (directly, through a CTE
     or a derived table); None when the SELECT reads none."""
     out = set()
@@ -275,7 +274,7 @@ def guard_dp_expressions(ast: exp.Expression, fed: Federation, issuer: str) -> e
             dp_ctes.add(name)
     own: dict[int, set[str]] = {}
     for select in list(_scopes(ast)):
-        own[id(select)] = _dp_aliases(select, fed, issuer, bodies, dp_ctes) or set()
+        own[id(select)] = _dp_aliases(select, fed, issuer, dp_ctes) or set()
     for select in list(_scopes(ast)):
         aliases = set(own[id(select)])
         outer = select.parent
