@@ -58,9 +58,7 @@ ALLOWED_TEXT = ("comparisons, AND/OR/NOT, IS [NOT] NULL, BETWEEN, IN (list), LIK
 def dp_bound(table: exp.Table, fed: Federation, issuer: str) -> list[TableConfig]:
     """The DP-bound member tables a table reference names (a union names several); [] for
     CTE names, the issuer's own tables and unknown names (the planner reports those)."""
-    if table.catalog:
-        return []
-    if table.db:
+    if table.db:  # a catalog prefix is ignored, as name resolution does: counted, never skipped
         party = fed.parties.get(table.db)
         members = [party.tables[table.name]] if party is not None and table.name in party.tables else []
     else:
