@@ -90,10 +90,10 @@ def flight_error(exc: BaseException) -> Exception:
     DB-API class (PERMISSION_DENIED/INVALID_ARGUMENT → ProgrammingError, UNIMPLEMENTED →
     NotSupportedError, UNAVAILABLE/DEADLINE/CANCELLED/UNKNOWN → OperationalError,
     INTERNAL → InternalError). fedsql messages are safe to show; anything else is
-    logged here and reported without details."""
+    logged here and reported without details (no message, no traceback, no path)."""
+    if isinstance(exc, flight.FlightError):
+        return exc
     if not isinstance(exc, errors.Error):
-        if isinstance(exc, (flight.FlightError, pa.ArrowException)):
-            return exc
         log.exception("internal error in the Flight SQL endpoint")
         return flight.FlightInternalError(
             f"InternalError: internal error in the Flight SQL endpoint ({type(exc).__name__}); it was logged")
@@ -115,16 +115,29 @@ def flight_error(exc: BaseException) -> Exception:
     return flight.FlightServerError(message)
 
 
-def _guarded(method: Callable[..., Any]) -> Callable[..., Any]:
-    """Wrap an RPC handler so every failure leaves as a mapped Flight error."""
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+# pyarrow sends the traceback of any non-Flight exception a handler raises to the client (the
+# status detail "Python exception: Traceback ..."). So the guard is compiled under a neutral file
+# name and raises a fresh exception without context: the client sees fedsql's message and, for the
+# INVALID_ARGUMENT/UNIMPLEMENTED codes (which have no Flight error class), one frame of this stub.
+_GUARD_SOURCE = """
+def guard(method, convert, flight_errors):
+    def wrapper(*args, **kwargs):
         try:
             return method(*args, **kwargs)
-        except Exception as exc:  # noqa: BLE001 - every failure becomes a clear error
-            mapped = flight_error(exc)
-            if mapped is exc:
-                raise
-            raise mapped.with_traceback(None) from None
+        except Exception as exc:
+            mapped = convert(exc)
+        if not isinstance(mapped, flight_errors):
+            mapped = mapped.__class__(str(mapped))  # fresh: no traceback, no context
+        raise mapped.with_traceback(None) from None
+    return wrapper
+"""
+_guard_namespace: dict[str, Any] = {}
+exec(compile(_GUARD_SOURCE, "<fedsql flight endpoint>", "exec"), _guard_namespace)  # noqa: S102 - fixed text
+
+
+def _guarded(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap an RPC handler so every failure leaves as a mapped Flight error, never a traceback."""
+    wrapper = _guard_namespace["guard"](method, flight_error, flight.FlightError)
     wrapper.__name__ = method.__name__
     wrapper.__doc__ = method.__doc__
     return wrapper
@@ -283,10 +296,13 @@ class FedSqlFlightServer(flight.FlightServerBase):
                  tls_certificates: list[tuple[bytes, bytes]] | None = None,
                  execute_timeout: float | None = None, client_ca: bytes | None = None) -> None:
         fed.party(party)
+        if not tls_certificates or not client_ca or not location.startswith("grpc+tls://"):
+            raise errors.ConfigError(
+                f"party '{party}': the Flight SQL endpoint serves only mutual TLS: give a grpc+tls:// location, "
+                f"the node's certificate and the party's client certificate (party_flight_tls(fed, '{party}'))")
         # client_ca: only clients holding this certificate (the party's own users) may connect
-        super().__init__(location, tls_certificates=tls_certificates or None,
-                         verify_client=client_ca is not None, root_certificates=client_ca,
-                         middleware={"session": _SessionMiddlewareFactory()})
+        super().__init__(location, tls_certificates=tls_certificates, verify_client=True,
+                         root_certificates=client_ca, middleware={"session": _SessionMiddlewareFactory()})
         self.fed = fed
         self.party = party
         self.catalog = Catalog(fed, party)
@@ -653,10 +669,13 @@ def _read_parameters(reader: flight.MetadataRecordBatchReader) -> pa.Table | Non
         raise errors.InterfaceError(f"malformed parameter stream: {exc}") from None
 
 
-def _location(location: str, tls: bool) -> str:
-    if "://" in location:
-        return location
-    return ("grpc+tls://" if tls else "grpc://") + location
+def _location(location: str) -> str:
+    """`host:port` (or `grpc+tls://host:port`) → the TLS URI to serve; any other scheme is refused."""
+    scheme, sep, rest = location.partition("://")
+    if sep and scheme.lower() != "grpc+tls":
+        raise errors.ConfigError(
+            f"Flight SQL location {location!r}: the endpoint serves only mutual TLS; give \"{rest}\" (host:port)")
+    return "grpc+tls://" + (rest if sep else location)
 
 
 def start_flight_server(fed: Federation, party: str, node_address: str, location: str,
@@ -664,11 +683,12 @@ def start_flight_server(fed: Federation, party: str, node_address: str, location
                         client_ca: bytes | None = None) -> FedSqlFlightServer:
     """Start the Flight SQL endpoint of `party` (serving in a background thread).
 
-    `location` is "host:port" (port 0 picks a free one; see `.port`) or a
-    grpc:// / grpc+tls:// URI; `tls_certificates` is [(cert_pem, key_pem)].
+    `location` is "host:port" (port 0 picks a free one; see `.port`); `tls_certificates`
+    is [(cert_pem, key_pem)] and `client_ca` the only client certificate accepted, as
+    `party_flight_tls(fed, party)` gives them: the endpoint has no plaintext mode.
     Stop it with `.shutdown()`.
     """
-    uri = _location(location, bool(tls_certificates))
+    uri = _location(location)
     try:
         server = FedSqlFlightServer(fed, party, node_address, uri, tls_certificates=tls_certificates,
                                     client_ca=client_ca)
@@ -714,7 +734,7 @@ def run_flight(config_path: str, party: str) -> None:
             signal.signal(sig, lambda signum, frame: stop.set())
         except ValueError:
             pass  # not the main thread
-    print(f"fedsql: party '{party}' Flight SQL endpoint at grpc://{pcfg.flight} (node {pcfg.address})", flush=True)
+    print(f"fedsql: party '{party}' Flight SQL endpoint at grpc+tls://{pcfg.flight} (node {pcfg.address})", flush=True)
     try:
         while not stop.wait(0.5):
             pass

@@ -70,19 +70,23 @@ class FedsqlTypeCompiler(compiler.GenericTypeCompiler):
         return "BLOB"
 
 
+# SQLAlchemy 1.4 (Superset pins it) has neither Double nor Uuid
+_DOUBLE = getattr(sqltypes, "Double", sqltypes.Float)
+_UUID = getattr(sqltypes, "Uuid", sqltypes.String)
+
 _SIMPLE: dict[str, Any] = {
     "BOOLEAN": sqltypes.Boolean, "BOOL": sqltypes.Boolean,
     "TINYINT": sqltypes.SmallInteger, "SMALLINT": sqltypes.SmallInteger, "UTINYINT": sqltypes.SmallInteger,
     "INTEGER": sqltypes.Integer, "INT": sqltypes.Integer, "USMALLINT": sqltypes.Integer,
     "BIGINT": sqltypes.BigInteger, "UINTEGER": sqltypes.BigInteger, "UBIGINT": sqltypes.BigInteger,
     "HUGEINT": sqltypes.BigInteger, "UHUGEINT": sqltypes.BigInteger,
-    "FLOAT": sqltypes.Float, "REAL": sqltypes.Float, "DOUBLE": sqltypes.Double,
+    "FLOAT": sqltypes.Float, "REAL": sqltypes.Float, "DOUBLE": _DOUBLE,
     "VARCHAR": sqltypes.String, "TEXT": sqltypes.String, "STRING": sqltypes.String, "CHAR": sqltypes.String,
     "BLOB": sqltypes.LargeBinary, "BYTEA": sqltypes.LargeBinary,
     "DATE": sqltypes.Date, "TIME": sqltypes.Time,
     "TIMESTAMP": sqltypes.DateTime, "DATETIME": sqltypes.DateTime, "TIMESTAMP_S": sqltypes.DateTime,
     "TIMESTAMP_MS": sqltypes.DateTime, "TIMESTAMP_NS": sqltypes.DateTime,
-    "INTERVAL": sqltypes.Interval, "UUID": sqltypes.Uuid, "JSON": sqltypes.JSON,
+    "INTERVAL": sqltypes.Interval, "UUID": _UUID, "JSON": sqltypes.JSON,
 }
 _DECIMAL = re.compile(r"^(?:DECIMAL|NUMERIC)\s*(?:\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?\))?$")
 

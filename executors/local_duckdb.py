@@ -2,7 +2,9 @@
 
 Everything a party computes in plaintext runs here; results leave as Arrow.
 One connection per node, one cursor per query (DuckDB cursors are
-independent and safe to use from concurrent query threads).
+independent and safe to use from concurrent query threads). The connection is
+locked (fedsql/locked_duckdb.py): it reads its own table sources and nothing
+else, and a fragment cannot change its settings.
 """
 
 from __future__ import annotations
@@ -14,40 +16,39 @@ import pyarrow as pa
 
 from fedsql.config import PartyConfig, TableConfig
 from fedsql.errors import ConfigError, DataError, ProgrammingError, ResourceLimitExceeded
+from fedsql.locked_duckdb import DuckDBProgrammingError, open_locked
 from planner.catalog import Schema
+from planner.schemas import checked_schema
 from planner.validate import quote
 
 
 def _scan(table: TableConfig) -> str:
-    path = str(table.source).replace("'", "''")
+    path = str(table.source.resolve()).replace("'", "''")  # as in allowed_paths (open_locked)
     if table.format == "parquet":
         return f"read_parquet('{path}')"
     return f"read_csv('{path}', header = true)"
 
 
 class LocalExecutor:
-    def __init__(self, party: PartyConfig):
+    def __init__(self, party: PartyConfig, max_memory_mb: int | None = None):
+        """`max_memory_mb` bounds this DuckDB (it spills or fails beyond it); fixed here,
+        since the configuration is locked once the connection is open."""
         self.party = party
-        self._con = duckdb.connect(":memory:")
         self._lock = threading.Lock()
         self.max_rows: int | None = None  # set by the node: max_rows_per_query
-        self.max_memory_mb: int | None = None  # set by the node: max_memory_mb
+        self.max_memory_mb = max_memory_mb
         for table in party.tables.values():
             if not table.source.is_file():
                 raise ConfigError(
                     f"party '{party.name}': table '{table.name}' source {table.source} does not exist; "
                     "fix parties.{party}.tables.{table}.source in the configuration".format(party=party.name, table=table.name)
                 )
+        self._con = open_locked([t.source.resolve() for t in party.tables.values()], max_memory_mb)
+        for table in party.tables.values():
             try:
                 self._con.execute(f"CREATE VIEW {quote(table.name)} AS SELECT * FROM {_scan(table)}")
             except duckdb.Error as exc:
                 raise ConfigError(f"party '{party.name}': cannot read {table.source}: {str(exc).splitlines()[0]}") from None
-
-    def limit_memory(self, megabytes: int) -> None:
-        """Bound this node's DuckDB (it spills to disk or fails the query beyond it)."""
-        self.max_memory_mb = megabytes
-        with self._lock:
-            self._con.execute(f"SET memory_limit = '{int(megabytes)}MB'")
 
     def schema(self, table: str) -> Schema:
         """Public schema of one of this party's tables."""
@@ -55,7 +56,12 @@ class LocalExecutor:
             raise ProgrammingError(f"party '{self.party.name}' has no table '{table}'")
         with self._lock:
             rows = self._con.execute(f"DESCRIBE SELECT * FROM {quote(table)}").fetchall()
-        return tuple((r[0], r[1]) for r in rows)
+        try:  # the same check as a peer's Describe reply gets (planner/schemas.py)
+            return checked_schema([[r[0], r[1]] for r in rows])
+        except ValueError as exc:
+            raise ProgrammingError(
+                f"party '{self.party.name}': table '{table}' cannot be shared: {exc}; rename or cast the column in the source"
+            ) from None
 
     def query(self, sql: str) -> pa.Table:
         """Run plaintext SQL over own tables; errors carry DuckDB's message, never data."""
@@ -78,8 +84,11 @@ class LocalExecutor:
                     )
                 batches.append(batch)
             return pa.Table.from_batches(batches, schema=reader.schema)
+        except duckdb.PermissionException:  # the lock (fedsql/locked_duckdb.py) held
+            raise ProgrammingError(f"at party '{self.party.name}': the query tried to read a file, load an "
+                                   "extension or change a setting; fedsql's DuckDB does not allow it") from None
         except _SCHEMA_ERRORS as exc:  # about SQL and schemas only: safe to show
-            raise ProgrammingError(f"at party '{self.party.name}': {_first(exc)}") from None
+            raise DuckDBProgrammingError(f"at party '{self.party.name}': {_first(exc)}") from None
         except duckdb.Error as exc:  # may quote a value: say what kind, not what
             raise DataError(
                 f"at party '{self.party.name}': a value could not be computed or encoded "
@@ -95,7 +104,7 @@ _SCHEMA_ERRORS = (duckdb.BinderException, duckdb.ParserException, duckdb.Catalog
 
 def run_over_tables(sql: str, tables: dict[str, pa.Table]) -> pa.Table:
     """Plaintext SQL over received Arrow tables (the issuer's final step)."""
-    con = duckdb.connect(":memory:")
+    con = open_locked()
     try:
         for name, table in tables.items():
             con.register(name, table)

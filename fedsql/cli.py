@@ -43,7 +43,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "answer, and stop them all on Ctrl-C/SIGTERM (or when any of them dies).",
     )
     p.add_argument("config", metavar="CONFIG", help="federation TOML file")
-    p.add_argument("--log-dir", metavar="DIR", help="where each node's log goes (default: a new temp dir)")
+    p.add_argument("--log-dir", metavar="DIR", help="where each node's log goes (default: .fedsql/logs/ next to CONFIG)")
     p.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
                    help="how long to wait for every node to come up (default 60)")
 
@@ -124,8 +124,18 @@ def _cmd_node(args: argparse.Namespace) -> int:
         if exc.name not in ("fedsql.node",):
             raise
         raise errors.OperationalError(f"the node is not available in this installation: {exc}") from None
+    address = fed.parties[args.party].address
+    from fedsql.launcher import check_ports
+
+    check_ports(fed, [args.party])  # a node already running there: say so (the bind fails too)
+
+    def ready() -> None:
+        flight = fed.parties[args.party].flight
+        print(f"fedsql: node of party '{args.party}' (federation '{fed.name}') ready at {address}"
+              + (f", Flight SQL at {flight}" if flight else "") + "; Ctrl-C stops", flush=True)
+
     try:
-        serve(fed, args.party)
+        serve(fed, args.party, on_ready=ready)
     except KeyboardInterrupt:
         pass
     return EXIT_OK

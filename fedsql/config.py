@@ -17,7 +17,7 @@ from fedsql.dp_config import DPPolicy, parse_dp_policy
 from fedsql.errors import ConfigError
 
 LEVELS = ("private", "aggregate", "join_key", "group_key", "public")
-"""Column levels, weakest to strongest (see DESIGN.md §3)."""
+"""Column levels, weakest to strongest (see docs/architecture.md §2)."""
 
 _RANK = {name: i for i, name in enumerate(LEVELS)}
 RESERVED_NAMES = {"main", "temp", "system", "information_schema", "pg_catalog", "memory"}
@@ -141,12 +141,46 @@ def _expect(path: Path, where: str, value: Any, kind: type, what: str) -> Any:
     return value
 
 
+def check_known_keys(path: Path, where: str, raw: dict, known: set[str] | frozenset[str]) -> None:
+    """An unknown key is an error naming it, a close known key, and all known keys: a typo
+    (`flght = …`) must not silently switch a feature off."""
+    import difflib
+
+    unknown = sorted(set(raw) - set(known))
+    if not unknown:
+        return
+    hints = [f"{k!r} (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(k, known, 1)) else repr(k)
+             for k in unknown]
+    raise _err(path, where, f"unknown key{'s' if len(unknown) > 1 else ''} {', '.join(hints)}; "
+                            f"known keys: {', '.join(sorted(known))}")
+
+
+TOP_LEVEL_KEYS = frozenset({"federation", "parties", "federated"})
+FEDERATION_KEYS = frozenset({"name", "compute", "deadline_seconds", "fixed_point_bits", "default_mode",
+                             "max_rows_per_query", "max_concurrent_queries", "max_memory_mb"})
+PARTY_KEYS = frozenset({"address", "flight", "tables", "certificate", "certificate_sha256", "private_key",
+                        "client_certificate", "client_key", "max_rows_per_query"})
+
+
 def _check_address(path: Path, where: str, address: Any) -> str:
     _expect(path, where, address, str, 'a "host:port" string')
     host, sep, port = address.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise _err(path, where, f'expected "host:port" with a port 1-65535, got {address!r}')
     return address
+
+
+def _check_flight_address(path: Path, where: str, address: Any) -> str:
+    """The Flight SQL endpoint's "host:port". It always serves mutual TLS, so a URI scheme is
+    refused unless it says so: "grpc://" would have served plaintext without authentication."""
+    _expect(path, where, address, str, 'a "host:port" string')
+    scheme, sep, rest = address.partition("://")
+    if sep:
+        if scheme.lower() != "grpc+tls":
+            raise _err(path, where, f"{address!r} asks for {scheme}://, but the Flight SQL endpoint serves only "
+                                    f'mutual TLS with the party\'s certificates; write flight = "{rest}"')
+        address = rest
+    return _check_address(path, where, address)
 
 
 def _check_levels(path: Path, where: str, raw: Any) -> dict[str, str]:
@@ -162,10 +196,7 @@ def _check_levels(path: Path, where: str, raw: Any) -> dict[str, str]:
 def _load_table(path: Path, party: str, name: str, raw: Any) -> TableConfig:
     where = f"parties.{party}.tables.{name}"
     _expect(path, where, raw, dict, "a table")
-    known = {"source", "columns", "grants", "dp", "format", "unique"}
-    unknown = set(raw) - known
-    if unknown:
-        raise _err(path, where, f"unknown key(s) {sorted(unknown)}; known keys: {sorted(known)}")
+    check_known_keys(path, where, raw, {"source", "columns", "grants", "dp", "format", "unique"})
     if "source" not in raw:
         raise _err(path, where, 'missing "source" (a .parquet or .csv path)')
     source = Path(_expect(path, f"{where}.source", raw["source"], str, "a file path"))
@@ -204,7 +235,11 @@ def parse_config(text: str, path: Path) -> Federation:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    check_known_keys(path, "top level", raw, TOP_LEVEL_KEYS)
+    if "federation" not in raw:
+        raise _err(path, "[federation]", "missing: the file needs a [federation] table (name, compute, limits)")
     fed = _expect(path, "[federation]", raw.get("federation"), dict, "a [federation] table")
+    check_known_keys(path, "[federation]", fed, FEDERATION_KEYS)
     name = _expect(path, "federation.name", fed.get("name", path.stem), str, "a string")
     parties_raw = _expect(path, "[parties]", raw.get("parties"), dict, "[parties.NAME] tables")
     if not parties_raw:
@@ -216,6 +251,7 @@ def parse_config(text: str, path: Path) -> Federation:
         if pname.lower() in RESERVED_NAMES or not pname.isidentifier():
             raise _err(path, where, f"party name {pname!r} must be an identifier and not one of {sorted(RESERVED_NAMES)}")
         _expect(path, where, praw, dict, "a table")
+        check_known_keys(path, where, praw, PARTY_KEYS)
         if "address" not in praw:
             raise _err(path, where, 'missing "address" ("host:port" of the node)')
         address = _check_address(path, f"{where}.address", praw["address"])
@@ -224,7 +260,7 @@ def parse_config(text: str, path: Path) -> Federation:
         addresses[address] = pname
         flight = praw.get("flight")
         if flight is not None:
-            flight = _check_address(path, f"{where}.flight", flight)
+            flight = _check_flight_address(path, f"{where}.flight", flight)
         tables_raw = _expect(path, f"{where}.tables", praw.get("tables", {}), dict, "a table")
         tables = {t: _load_table(path, pname, t, traw) for t, traw in tables_raw.items()}
         identity = {}
@@ -260,7 +296,9 @@ def parse_config(text: str, path: Path) -> Federation:
     federated: dict[str, FederatedTable] = {}
     for fname, fraw in _expect(path, "[federated]", raw.get("federated", {}), dict, "a table").items():
         where = f"federated.{fname}"
-        union = _expect(path, f"{where}.union", (fraw or {}).get("union"), list, 'a list like ["h1.t", "h2.t"]')
+        _expect(path, where, fraw, dict, 'a table with union = ["party.table", ...]')
+        check_known_keys(path, where, fraw, {"union"})
+        union = _expect(path, f"{where}.union", fraw.get("union"), list, 'a list like ["h1.t", "h2.t"]')
         members = []
         for ref in union:
             party, _, table = str(ref).partition(".")

@@ -14,7 +14,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -209,6 +208,12 @@ def _wait_ready(procs: FederationProcesses, timeout: float) -> None:
             c.close()
 
 
+def default_log_dir(fed: Federation) -> Path:
+    """`<config dir>/.fedsql/logs/`: node logs of local federations, one `<party>.log` each
+    (the previous run's as `<party>.log.1`), next to the parties' other local state."""
+    return fed.path.parent / ".fedsql" / "logs"
+
+
 @contextlib.contextmanager
 def start_federation(
     config_path: str | os.PathLike[str],
@@ -237,7 +242,7 @@ def start_federation(
     if own:
         pin_in_config(fed, own)
         fed = load_config(config_path)
-    logs = Path(log_dir) if log_dir else Path(tempfile.mkdtemp(prefix=f"fedsql-{fed.name}-"))
+    logs = Path(log_dir) if log_dir else default_log_dir(fed)
     logs.mkdir(parents=True, exist_ok=True)
     procs = FederationProcesses(fed, fed.path, logs)
     env = dict(os.environ)
@@ -245,6 +250,8 @@ def start_federation(
     try:
         for p in selected:
             log_path = logs / f"{p}.log"
+            if log_path.exists():  # keep the previous run's log next to the new one
+                os.replace(log_path, log_path.with_name(f"{p}.log.1"))
             log = open(log_path, "wb")
             try:
                 argv = (node_command(p) if node_command else

@@ -1,4 +1,4 @@
-"""Privacy-budget ledger of one data owner (DESIGN.md §6, docs/dp.md).
+"""Privacy-budget ledger of one data owner (docs/dp.md).
 
 Every data owner's node records each spend — issuer, party-qualified table,
 ε, δ, query id, time — in a local durable store *before* its shares are used,

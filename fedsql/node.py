@@ -28,12 +28,14 @@ from fedsql import errors, tls
 from fedsql.audit import AuditLog, audit_path, query_fields
 from fedsql import scalar_subqueries, set_operations
 from fedsql.config import Federation
+from fedsql.locked_duckdb import for_remote
 from fedsql.proto import node_pb2 as pb
 from fedsql.proto import node_pb2_grpc as rpc
 from fedsql.scratch import IssuerLocal
 from planner.catalog import Schema
 from planner.compile import Compiled, compile_query
 from planner.explain import explain_lines
+from planner.schemas import parse_describe_reply
 
 import pyarrow as pa
 
@@ -50,6 +52,11 @@ GRPC_OPTIONS = [
     # one fails TLS handshakes on a busy machine (UNAVAILABLE under concurrent clients)
 ]
 DESCRIBE_TIMEOUT = 10.0
+SCHEMA_TTL = 60.0
+"""Seconds a peer's checked schema stays cached (a changed source file is seen after this)."""
+ABORT_GRACE_SECONDS = 3.0
+"""After a failure the issuer waits this long for the other parties' own errors (to report the
+root cause), not for a party stuck in a long local step: the user hears of the failure at once."""
 
 
 def _error_event(exc: errors.Error) -> pb.ExecuteEvent:
@@ -79,9 +86,8 @@ class Node(rpc.NodeServicer):
         self.fed = fed
         self.me = party
         self.party = fed.party(party)
-        self.executor = LocalExecutor(self.party)
+        self.executor = LocalExecutor(self.party, max_memory_mb=fed.max_memory_mb)
         self.executor.max_rows = fed.rows_limit(party)
-        self.executor.limit_memory(fed.max_memory_mb)
         self.mailbox = Mailbox()
         # mutual TLS with pinned party certificates (fedsql/tls.py); missing keys: ConfigError
         self.identity = tls.Identity(fed, party)
@@ -95,7 +101,7 @@ class Node(rpc.NodeServicer):
         self.audit = AuditLog(audit_path(fed, party))
         self._slots = threading.BoundedSemaphore(fed.max_concurrent_queries)
         self._running: dict[str, frozenset[str]] = {}  # query id -> participants, for Abort checks
-        self._schemas: dict[tuple[str, str], Schema] = {}
+        self._schemas: dict[tuple[str, str], tuple[float, Schema]] = {}  # (party, table) -> (fetched, schema)
         self._schema_lock = threading.Lock()
         self.pool = ThreadPoolExecutor(max_workers=64, thread_name_prefix=f"fedsql-{party}")
         self.issuer_local = IssuerLocal(self)  # scratch space and catalog statements (fedsql/scratch.py)
@@ -105,12 +111,16 @@ class Node(rpc.NodeServicer):
     # -- catalog -----------------------------------------------------------------
 
     def schema_of(self, party: str, table: str) -> Schema:
+        """The public schema of `party.table`: own tables from the local DuckDB, peers' from their
+        Describe reply, checked in full (planner/schemas.py) before it is cached. Only checked
+        schemas are cached, for SCHEMA_TTL seconds, so a peer's changed schema is seen again."""
         if party == self.me:
             return self.executor.schema(table)
         key = (party, table)
         with self._schema_lock:
-            if key in self._schemas:
-                return self._schemas[key]
+            cached = self._schemas.get(key)
+            if cached is not None and time.monotonic() - cached[0] < SCHEMA_TTL:
+                return cached[1]
         try:
             stub = self.stubs[party]
             reply = call_with_reconnect(stub.Describe, pb.DescribeRequest(tables=[table]),
@@ -120,9 +130,9 @@ class Node(rpc.NodeServicer):
             raise self._unreachable(party, exc) from None
         if reply.error.kind:
             raise errors.error_from_kind(reply.error.kind, f"party '{party}': {reply.error.message}")
-        schema = tuple(tuple(c) for c in json.loads(reply.schemas_json)[table])
+        schema = parse_describe_reply(party, table, reply.schemas_json)
         with self._schema_lock:
-            self._schemas[key] = schema
+            self._schemas[key] = (time.monotonic(), schema)
         return schema
 
     def _reconnect(self, party: str, failed) -> rpc.NodeStub:
@@ -336,7 +346,8 @@ class Node(rpc.NodeServicer):
         party_stats: dict[str, dict] = {}
         try:
             pending = {self.me: own, **futures}
-            while pending:
+            give_up = float("inf")  # after a failure: how long the others get to report theirs
+            while pending and time.monotonic() < give_up:
                 for party, fut in list(pending.items()):
                     if not fut.done():
                         continue
@@ -346,6 +357,7 @@ class Node(rpc.NodeServicer):
                     except Exception as exc:  # noqa: BLE001
                         failures.append((party, as_fedsql_error(exc)))
                         self._abort_everywhere(query_id, f"party '{party}' failed", set(plan.participants))
+                        give_up = min(give_up, time.monotonic() + ABORT_GRACE_SECONDS)
                 time.sleep(0.005)
             if failures:
                 raise _root_cause(failures)
@@ -478,12 +490,19 @@ class Node(rpc.NodeServicer):
                 self._audit_safe("refused", **query_fields(request.query_id, request.issuer, request.sql, plan,
                                                              self.me, "participant"),
                                  claimed_plan_hash=request.plan_hash, error={"kind": err.kind, "message": str(err)})
+            err = for_remote(err, self.me, "running its part" if started else "planning")
             return pb.RunReply(ok=False, error=pb.Error(kind=err.kind, message=str(err)))
         finally:
             self._running.pop(request.query_id, None)
             if slot:
                 self._slots.release()
             self.mailbox.drop(request.query_id)
+
+    def cancel_all(self, reason: str) -> None:
+        """Cancel every query running here (shutdown): threads blocked on share traffic end
+        at once, and each peer learns of it through the failed Run/Execute."""
+        for query_id in list(self._running):
+            self.mailbox.cancel(query_id, reason)
 
     def close(self) -> None:
         if self._ledger is not None:
@@ -547,9 +566,9 @@ def _dp_notes(plan) -> dict[str, str]:
 
 def duckdb_types(table: pa.Table) -> list[str]:
     """DuckDB type names of an Arrow table's columns (for result metadata)."""
-    import duckdb
+    from fedsql.locked_duckdb import open_locked
 
-    con = duckdb.connect(":memory:")
+    con = open_locked()
     try:
         con.register("__t", table)
         return [r[1] for r in con.execute("DESCRIBE SELECT * FROM __t").fetchall()]
@@ -568,7 +587,9 @@ def serve(fed: Federation, party: str, on_ready: Callable[[], None] | None = Non
     """Run this party's node until SIGTERM/SIGINT."""
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {party} %(levelname)s %(name)s: %(message)s")
     node = Node(fed, party)
-    server = grpc.server(ThreadPoolExecutor(max_workers=64, thread_name_prefix="grpc"), options=GRPC_OPTIONS)
+    # no SO_REUSEPORT: a second node for the same address must fail, not share the port silently
+    server = grpc.server(ThreadPoolExecutor(max_workers=64, thread_name_prefix="grpc"),
+                         options=GRPC_OPTIONS + [("grpc.so_reuseport", 0)])
     rpc.add_NodeServicer_to_server(node, server)
     add_peer_servicer(server, node.mailbox, set(fed.parties) - {party}, identify=node.identity.identify)
     address = node.party.address
@@ -610,7 +631,23 @@ def serve(fed: Federation, party: str, on_ready: Callable[[], None] | None = Non
         while not stop.wait(0.5):
             pass
     finally:
+        node.cancel_all(f"party '{party}' is shutting down")
         if flight is not None:
             flight.shutdown()
         server.stop(grace=2).wait(5)
         node.close()
+        _exit_within(SHUTDOWN_SECONDS)
+
+
+SHUTDOWN_SECONDS = 8.0
+
+
+def _exit_within(seconds: float) -> None:
+    """Bound the exit: Python joins worker threads at exit, and a thread still inside a local
+    DuckDB query or a peer call would hold the process for as long as that takes. Audit and
+    ledger records are durable at each append, so nothing is lost by ending the process."""
+    import os
+
+    timer = threading.Timer(seconds, lambda: os._exit(0))
+    timer.daemon = True
+    timer.start()

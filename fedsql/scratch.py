@@ -1,6 +1,6 @@
 """Statements the issuer's node answers on its own: the scratch space and the catalog.
 
-The *scratch space* keeps results for the issuer (DESIGN: results belong to the
+The *scratch space* keeps results for the issuer (docs/architecture.md: results belong to the
 issuer only). Each party's node stores its user's scratch tables as Parquet
 files under ``<config dir>/.fedsql/<party>/scratch/<name>.parquet``; SQL names
 them ``scratch.<name>``. Only that party's node reads or writes them, and no
@@ -271,11 +271,12 @@ class IssuerLocal:
         import duckdb
         from sqlglot import exp
 
+        from fedsql.locked_duckdb import open_locked
+
         names = sorted({t.name.lower() for t in ast.find_all(exp.Table) if self._is_scratch(t)} | ({target} - {""}))
         sql = ast.sql(dialect=DIALECT)
         with self._lock:
-            con = duckdb.connect(":memory:", config={"enable_external_access": False,
-                                                     "python_enable_replacements": False})
+            con = open_locked()
             try:
                 con.execute(f"CREATE SCHEMA {SCRATCH}")
                 for name in names:
@@ -289,7 +290,6 @@ class IssuerLocal:
                         con.unregister("__load")
                 if source is not None:
                     con.register(SOURCE, source)
-                con.execute("SET lock_configuration = true")
                 try:
                     cur = con.execute(sql)
                     rows_kind = isinstance(ast, (exp.Query, exp.Describe))

@@ -138,6 +138,7 @@ class Shell:
         self.last_query: str | None = None
         self.explain_next = False
         self.pending = ""  # lines of an unfinished statement (for completion)
+        self.where = ""  # batch mode: which statement runs, for error messages
         self._tables: list[tuple[str, str, str]] | None = None
         self._columns: dict[str, list[str]] = {}
 
@@ -146,7 +147,8 @@ class Shell:
             print(text, file=self.out, flush=True)
 
     def error(self, exc: BaseException) -> None:
-        print(f"error: {exc}", file=self.err, flush=True)
+        where = f"{self.where}: " if self.where else ""
+        print(f"error: {where}{exc}", file=self.err, flush=True)
 
     # -- statements ------------------------------------------------------------
 
@@ -184,9 +186,8 @@ class Shell:
     def print_result(self, cur: Any, elapsed: float) -> None:
         meta = getattr(cur, "meta", {}) or {}
         kind = meta.get("kind", "rows")
-        if kind == "explain":
+        if kind == "explain":  # the plan text ends with its own leakage report
             self.print(render.format_explain(cur.fetch_arrow_table()))
-            self.print(render.format_leakage(cur.leakage))
             return
         if kind == "set":
             settings = meta.get("settings") or {}
@@ -358,7 +359,18 @@ class Shell:
         A trailing statement without `;` still runs (handy for `-c "SELECT 1"`).
         """
         buffer = ""
-        for line in text.splitlines():
+        count, first_line = 0, 1
+
+        def run(stmt: str) -> bool:
+            nonlocal count
+            count += 1
+            self.where = f"statement {count} (from line {first_line})"  # which one failed, in errors
+            try:
+                return self.run_statement(stmt, show_sql=echo)
+            finally:
+                self.where = ""
+
+        for number, line in enumerate(text.splitlines(), 1):
             if not _has_code(buffer) and line.strip().startswith("."):
                 self.meta_failed = False
                 if not self.meta_command(line):
@@ -366,12 +378,16 @@ class Shell:
                 if self.meta_failed:
                     return 1
                 continue
+            if not _has_code(buffer):
+                first_line = number
             buffer += line + "\n"
             statements, buffer = split_statements(buffer)
             for stmt in statements:
-                if not self.run_statement(stmt, show_sql=echo):
+                if not run(stmt):
                     return 1
-        if _has_code(buffer) and not self.run_statement(buffer.strip(), show_sql=echo):
+            if statements and _has_code(buffer):
+                first_line = number
+        if _has_code(buffer) and not run(buffer.strip()):
             return 1
         return 0
 

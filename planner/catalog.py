@@ -1,6 +1,6 @@
 """Name resolution: what a table name in a query refers to, and its public schema.
 
-Schemas are public in fedsql (DESIGN.md §3): each owner describes its own
+Schemas are public in fedsql (docs/architecture.md §2): each owner describes its own
 tables and every node plans over the same schemas, so the plan hash matches.
 """
 

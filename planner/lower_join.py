@@ -72,7 +72,7 @@ _RULES = {
 def check_join_policy(block: JoinBlock, issuer: str, key_viewers: tuple[str, ...] = (), mode: str = "sizes",
                       noised: frozenset[str] = frozenset()) -> None:
     """Level rules per column use. `noised`: aliases of DP-bound tables, whose every influence on the
-    result is DP-noised, so their columns may be used at any level (DESIGN.md §3, docs/dp.md §5)."""
+    result is DP-noised, so their columns may be used at any level (docs/architecture.md §2, docs/dp.md §5)."""
     refs = dict(block.tables)
     refs.update({sj.inner: sj.table for sj in block.semis})
     refs.update(block.local_inner)

@@ -1,6 +1,6 @@
 """Policy check: refuse any plan that uses a column beyond its owner's level.
 
-Rules (DESIGN.md §3), applied to every member table the issuer does not own:
+Rules (docs/architecture.md §2), applied to every member table the issuer does not own:
 - predicates need `aggregate` or above;
 - aggregate arguments need `aggregate` or above (COUNT(*) needs nothing);
 - group labels that reach the result need `group_key` or `public`;
@@ -48,7 +48,7 @@ def check_policy(block: QueryBlock, issuer: str, noised: frozenset[str] = frozen
     """Raise PolicyViolation naming party, table, column, level and rule.
 
     `noised`: member tables (qualified) with a DP policy whose every influence on the
-    result is DP-noised (planner/passes/dp.py). DESIGN.md §3: a column at any level,
+    result is DP-noised (planner/passes/dp.py). docs/architecture.md §2: a column at any level,
     `private` included, may then be used in WHERE, in aggregate arguments and as a
     group key over the owner's declared public groups; rows are refused by the DP pass.
     """

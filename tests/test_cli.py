@@ -119,6 +119,30 @@ def test_up_refuses_busy_port(tmp_path: Path) -> None:
     assert_one_line_error(proc, "'b'", str(port), "already in use")
 
 
+def test_node_prints_ready_and_a_second_node_on_its_port_is_refused(tmp_path: Path, write_federation) -> None:
+    """issue #15: a second `fedsql node` for a running party started silently on the same port
+    (SO_REUSEPORT); now it fails naming the address, and the first says once that it is ready."""
+    from fedsql.config import load_config
+    from fedsql.tls import ensure_local_keys
+
+    _require_node()
+    config, _ = write_federation(tmp_path)
+    ensure_local_keys(load_config(config), ["p1", "p2", "p3"])
+    first = subprocess.Popen([*fedsql_cmd(), "node", str(config), "--party", "p1"], stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL, text=True)
+    try:
+        line = first.stdout.readline()  # type: ignore[union-attr]
+        address = load_config(config).parties["p1"].address
+        assert line.startswith("fedsql: node of party 'p1'") and f"ready at {address}" in line
+        second = run("node", str(config), "--party", "p1", timeout=60)
+        assert second.returncode == 1
+        assert_one_line_error(second, "'p1'", address, "already in use")
+        assert first.poll() is None
+    finally:
+        first.terminate()
+        first.wait(timeout=30)
+
+
 # -- rendering and statement splitting (no node needed) --------------------------------------
 
 
@@ -161,7 +185,15 @@ def test_shell_batch_modes(federation: tuple[Path, Any], tmp_path: Path) -> None
     script.write_text("SELECT COUNT(*)\n  AS n FROM t;\nSELECT id FROM t;\nSELECT 1;\n")
     proc = run("shell", str(config), "--party", "p1", "-f", str(script))
     assert proc.returncode == 1  # the second statement is refused; the batch stops there
-    assert_one_line_error(proc, "id")
+    assert_one_line_error(proc, "id", "statement 2 (from line 3)")
+
+    script.write_text("SELECT 1;\n\nSELECT 1 FROM t\n  WHERE;\n")  # issue #15: name the token and the statement
+    proc = run("shell", str(config), "--party", "p1", "-f", str(script))
+    assert proc.returncode == 1
+    assert_one_line_error(proc, "statement 2 (from line 3)", "line 2, column 7", "WHERE is missing its expression")
+
+    proc = run("shell", str(config), "--party", "p1", "-c", "EXPLAIN SELECT COUNT(*) FROM t")
+    assert proc.returncode == 0 and proc.stdout.count("leakage") == 1, proc.stdout  # not printed twice
 
     proc = run("shell", str(config), "--party", "p1", stdin=".parties\nSELECT COUNT(*)\nFROM t;\n")
     assert proc.returncode == 0, proc.stderr
@@ -232,9 +264,11 @@ def test_up_ready_line_ctrl_c_and_dead_node(tmp_path: Path, write_federation: An
         if proc.poll() is None:
             proc.kill()
 
+    logs = config.parent / ".fedsql" / "logs"  # documented place, kept across runs (issue #15)
+    assert f"logs in {logs}" in line and (logs / "p1.log").exists()
     proc, line = _start_up(config)
     try:
-        assert "ready" in line
+        assert "ready" in line and (logs / "p1.log.1").exists()
         os.kill(_node_pids(config)["p2"], signal.SIGKILL)
         assert proc.wait(timeout=30) == 1
         err = proc.stderr.read()  # type: ignore[union-attr]

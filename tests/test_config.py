@@ -127,3 +127,24 @@ def test_compute_required_unless_three_parties() -> None:
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "nope.toml")
+
+
+@pytest.mark.parametrize(
+    "broken, where, hint",
+    [
+        (GOOD.replace('flight = "127.0.0.1:7201"', 'flght = "127.0.0.1:7201"'), "parties.h1", "'flight'"),
+        (GOOD.replace("[federation]", "[federaton]"), "top level", "'federation'"),
+        (GOOD.replace("deadline_seconds = 60", "deadline_secs = 60"), "[federation]", "'deadline_seconds'"),
+        (GOOD + "\n[federatd.x]\nunion = []\n", "top level", "'federated'"),
+        (GOOD.replace('union = ["h1.patients", "h2.patients"]',
+                      'union = ["h1.patients", "h2.patients"]\nmembers = 2'), "federated.patients", "union"),
+    ],
+    ids=["party-key-typo", "section-typo", "federation-key-typo", "top-level-typo", "federated-key"],
+)
+def test_unknown_keys_are_errors_that_name_them(broken: str, where: str, hint: str) -> None:
+    """issue #15: `flght = …` silently disabled Flight SQL; `[federaton]` said "got NoneType None"."""
+    with pytest.raises(ConfigError) as info:
+        parse(broken)
+    message = str(info.value)
+    assert f"{where}: unknown key" in message and hint in message and "known keys:" in message
+    assert "NoneType" not in message
