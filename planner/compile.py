@@ -26,6 +26,7 @@ from planner.lower import PUBLIC_TEXT, lower
 from planner.parse import Statement, parse_statement
 from planner.physical import PhysicalPlan, with_hash
 from planner.passes.dp import dp_pass
+from planner.passes.dp_guard import guard_dp_expressions, require_dp_coverage
 from planner.policy import check_policy
 from planner.validate import describe
 from fedsql.errors import SqlSyntaxError, UnsupportedSql
@@ -72,10 +73,24 @@ def _compile(
 def plan_select(
     stmt: Statement, fed: Federation, issuer: str, settings: dict[str, str], schema_of: SchemaLookup
 ) -> PhysicalPlan:
-    ast = stmt.ast
+    """Every path (issuer-local, one table, joins) ends in one check that the DP pass covered
+    every DP table the statement reads, wherever it reads it (planner/passes/dp_guard.py)."""
     fed.party(issuer)
+    guarded = guard_dp_expressions(stmt.ast, fed, issuer)  # expressions over DP rows cannot fail
+    if guarded is not stmt.ast:
+        stmt = dataclasses.replace(stmt, ast=guarded)
+    plan, covered = _plan_select(stmt, fed, issuer, settings, schema_of)
+    require_dp_coverage(stmt.ast, fed, issuer, covered)
+    return plan
+
+
+def _plan_select(
+    stmt: Statement, fed: Federation, issuer: str, settings: dict[str, str], schema_of: SchemaLookup
+) -> tuple[PhysicalPlan, frozenset[str]]:
+    """The plan and the DP-bound tables (qualified) its DP pass noised and charged."""
+    ast = stmt.ast
     if _issuer_only(ast, fed, issuer):
-        return _plan_issuer_local(stmt, fed, issuer, session_mode(fed, settings), schema_of)
+        return _plan_issuer_local(stmt, fed, issuer, session_mode(fed, settings), schema_of), frozenset()
     derived = Derived(ast)
     if has_inline_candidates(ast):
         # fold what folds; correlated scalar subqueries → grouped CTEs; the rest → one party's local views
@@ -108,11 +123,11 @@ def plan_select(
         fixed_point_bits=fed.fixed_point_bits,
         dp=dp.info if dp else None,
     )
-    return with_hash(plan)
+    return with_hash(plan), (dp.noised if dp else frozenset())
 
 
 def _plan_join(stmt: Statement, fed: Federation, issuer: str, settings: dict[str, str],
-               schema_of: SchemaLookup, derived: Derived) -> PhysicalPlan:
+               schema_of: SchemaLookup, derived: Derived) -> tuple[PhysicalPlan, frozenset[str]]:
     """Queries joining tables of several parties (planner/join_analyze.py, planner/lower_join.py);
     with a DP table of another party, DP over the join (planner/passes/dp_join.py)."""
     mode = session_mode(fed, settings)
@@ -150,7 +165,7 @@ def _plan_join(stmt: Statement, fed: Federation, issuer: str, settings: dict[str
         fixed_point_bits=fed.fixed_point_bits,
         dp=dp.info if dp else None,
     )
-    return with_hash(plan)
+    return with_hash(plan), (frozenset({dp.member.qualified}) if dp is not None else frozenset())
 
 
 def _issuer_only(ast: exp.Expression, fed: Federation, issuer: str) -> bool:

@@ -39,6 +39,23 @@ def value_encoding(duck_type: str, fixed_bits: int, what: str) -> Encoding:
     raise UnsupportedSql(f"{what} over type {duck_type} is not supported under secret sharing yet")
 
 
+def clamped_encode_sql(expr: str, enc: Encoding, lo: int, hi: int) -> str:
+    """A DP value's ring form clamped into [lo, hi] (scaled units) by SQL that cannot fail on any
+    row: an encoding that overflows BIGINT (a huge DOUBLE, a HUGEINT) clamps by its sign instead
+    of raising, since an error there would be an un-noised bit about that row (issue #11, finding 3)."""
+    encoded = f"TRY({encode_sql(expr, enc)})"  # DuckDB's LEAST/GREATEST skip NULLs: test for it first
+    return (f"(CASE WHEN {expr} IS NULL THEN NULL WHEN {encoded} IS NULL THEN (CASE WHEN {expr} > 0 THEN {hi} "
+            f"ELSE {lo} END) ELSE LEAST(GREATEST({encoded}, {lo}), {hi}) END)")
+
+
+def saturated_sum_sql(total: str) -> str:
+    """A DP partial sum (DuckDB's HUGEINT SUM; 0 when empty) as a BIGINT saturated below ±VALUE_LIMIT: many large rows
+    can exceed BIGINT, and a data-dependent overflow error would be an un-noised bit. Saturation moves
+    the sum by no more than the rows it cuts, so one unit's influence stays within its sensitivity."""
+    limit = VALUE_LIMIT - 1  # the codec takes |x| < 2^61; COALESCE first: GREATEST(NULL, a) is a in DuckDB
+    return f"CAST(LEAST(GREATEST(COALESCE({total}, 0), {-limit}), {limit}) AS BIGINT)"
+
+
 def key_encoding(duck_type: str, what: str) -> Encoding:
     """Encoding of a GROUP BY key: exact, equality only."""
     t = duck_type.upper()

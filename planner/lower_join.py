@@ -20,7 +20,7 @@ from sqlglot import exp
 from fedsql.config import level_at_least
 from fedsql.errors import PolicyViolation, UnsupportedSql
 from planner.catalog import from_item
-from planner.encodings import SENTINEL, encode_sql, key_encoding, value_encoding
+from planner.encodings import SENTINEL, clamped_encode_sql, encode_sql, key_encoding, value_encoding
 from planner.join_analyze import JoinBlock, aliases_of
 from planner.parse import DIALECT
 from planner.passes.finalize import final_sql, issuer_side_note
@@ -162,10 +162,10 @@ class _Fragments:
             enc = value_encoding(typ, self.fixed_bits, sql)
         name = f"__l{len(self.leaves)}"
         fill = "''" if enc.kind == "string" else ("0.0" if enc.kind == "float_bits" else "0")
-        value = encode_sql(source, enc)
         if role == "dp" and sql in self.dp.clamps:  # the DP table's bounds, in scaled units (docs/dp.md §5)
-            lo, hi = self.dp.clamps[sql]
-            value = f"LEAST(GREATEST({value}, {lo}), {hi})"
+            value = clamped_encode_sql(source, enc, *self.dp.clamps[sql])
+        else:
+            value = encode_sql(source, enc)
         self.items[party] += [
             f"COALESCE({value}, {fill}) AS {name}",
             f"CAST(({sql}) IS NOT NULL AS BIGINT) AS {name}__v",

@@ -82,8 +82,10 @@ def test_plan_hash_covers_dp_parameters(fed):
 def test_bounds_are_scaled_exactly_and_clamped_at_each_dp_owner(fed):
     p = plan(fed, "SELECT SUM(cost), AVG(w) FROM h2.patients", issuer="h1")
     sql = p.step("p_h2").sql
-    assert "LEAST(GREATEST(CAST(CAST((cost) AS DECIMAL(38,2)) * 100 AS BIGINT), 50), 100025)" in sql
-    assert f"LEAST(GREATEST(CAST(round(CAST((w) AS DOUBLE) * {float(1 << 20)!r}) AS BIGINT), -2621440), 2621440)" in sql
+    # TRY: a value too large to encode clamps by its sign instead of failing (issue #11, finding 3)
+    assert "LEAST(GREATEST(TRY(CAST(CAST((cost) AS DECIMAL(38,2)) * 100 AS BIGINT)), 50), 100025)" in sql
+    assert (f"LEAST(GREATEST(TRY(CAST(round(CAST((w) AS DOUBLE) * {float(1 << 20)!r}) AS BIGINT)), -2621440), "
+            "2621440)") in sql
     assert 'PARTITION BY "pid"' in sql and '"__fedsql_rn" <= 3' in sql and "random()" not in sql
     noise = {n.column: n.sensitivity for n in p.step("n").noise}
     assert noise["__a0_sum"] == 3 * 100025
@@ -92,8 +94,8 @@ def test_bounds_are_scaled_exactly_and_clamped_at_each_dp_owner(fed):
 
 def test_row_privacy_needs_no_bounding_and_issuer_rows_are_untouched(fed):
     p = plan(fed, "SELECT diagnosis, SUM(age) FROM patients GROUP BY diagnosis")
-    assert "ROW_NUMBER" not in p.step("p_h3").sql and "LEAST(GREATEST(CAST((age) AS BIGINT), 10), 90)" in p.step("p_h3").sql
-    assert "LEAST" not in p.step("p_h1").sql  # the issuer's own table: no policy binds it
+    assert "ROW_NUMBER" not in p.step("p_h3").sql and "LEAST(GREATEST(TRY(CAST((age) AS BIGINT)), 10), 90)" in p.step("p_h3").sql
+    assert "LEAST(GREATEST(TRY(" not in p.step("p_h1").sql  # the issuer's own table: no policy binds it
 
 
 def test_public_groups_are_the_common_declared_values_and_every_owner_sends_all(fed):

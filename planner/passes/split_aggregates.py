@@ -14,7 +14,8 @@ from sqlglot import exp
 
 from fedsql.errors import UnsupportedSql
 from planner.analyze import SPREAD, QueryBlock, canonical, spread_sql
-from planner.encodings import SENTINEL, encode_sql, key_encoding, value_encoding
+from planner.encodings import (SENTINEL, VALUE_LIMIT, clamped_encode_sql, encode_sql, key_encoding,
+                               saturated_sum_sql, value_encoding)
 from planner.parse import DIALECT
 from planner.physical import Combine, Encoding, NoiseSpec, RevealColumn, ShareColumn
 from planner.validate import quote
@@ -204,10 +205,10 @@ def split_dp(block: QueryBlock, types: dict[str, str], dp) -> AggregateSplit:
         elif agg.func == "count":
             partials.append(f"COUNT(__r.{v}) AS {quote(a)}")
         else:
-            partials.append(f"COALESCE(CAST(SUM(__r.{v}) AS BIGINT), 0) AS {quote(a + '_sum')}")
+            partials.append(saturated_sum_sql(f"SUM(__r.{v})") + f" AS {quote(a + '_sum')}")
             if agg.func in SPREAD:
-                partials.append(f"COALESCE(CAST(SUM({square_sql(f'__r.{v}', info)}) AS BIGINT), 0) "
-                                f"AS {quote(a + '_sq')}")
+                square = square_sql(f"__r.{v}", info)
+                partials.append(saturated_sum_sql(f"SUM({square})") + f" AS {quote(a + '_sq')}")
             if agg.func != "sum":
                 partials.append(f"COUNT(__r.{v}) AS {quote(a + '_cnt')}")
         if agg.func in ("count_star", "count"):
@@ -260,10 +261,11 @@ def split_dp(block: QueryBlock, types: dict[str, str], dp) -> AggregateSplit:
 def dp_value_sql(agg, info, member: str | None) -> str:
     """A row's encoded value for a DP SUM/AVG/VAR: clamped into the DP member's bounds (scaled
     units, so the sensitivity is exact), centred for VAR; `member` None: no policy binds the rows."""
-    value = encode_sql(f"({agg.arg.sql(dialect=DIALECT)})", info.encoding)
+    arg = f"({agg.arg.sql(dialect=DIALECT)})"
     if member is not None:
-        lo, hi = info.bounds[member]
-        value = f"LEAST(GREATEST({value}, {lo}), {hi})"
+        value = clamped_encode_sql(arg, info.encoding, *info.bounds[member])
+    else:
+        value = encode_sql(arg, info.encoding)
     return f"({value} - {info.center})" if info.center else value
 
 
@@ -271,7 +273,8 @@ def square_sql(value: str, info) -> str:
     """floor(v^2 / divisor): a centred value's square at the value's own scale (exact in HUGEINT)."""
     from planner.passes.dp import _divisor
 
-    return f"CAST((CAST({value} AS HUGEINT) * CAST({value} AS HUGEINT)) // {_divisor(info.encoding)} AS BIGINT)"
+    square = f"(CAST({value} AS HUGEINT) * CAST({value} AS HUGEINT)) // {_divisor(info.encoding)}"
+    return f"CAST(LEAST({square}, {VALUE_LIMIT - 1}) AS BIGINT)"  # saturated: never a data-dependent overflow
 
 
 def dp_value_outputs(func: str, a: str, info) -> tuple[list[ShareColumn], list[RevealColumn], str]:
@@ -327,7 +330,8 @@ def split_dp_rows(block: QueryBlock, types: dict[str, str], dp) -> AggregateSpli
             long_keys.append(f"({k} IS NULL OR strlen({k}) <= {limit})")
             value = f"COALESCE(CASE WHEN strlen({k}) <= {limit} THEN {k} END, '')"
         else:
-            value = f"COALESCE({encode_sql(k, enc)}, {'0.0' if enc.kind == 'float_bits' else '0'})"
+            encoded = encode_sql(k, enc) if enc.kind == "float_bits" else f"TRY({encode_sql(k, enc)})"
+            value = f"COALESCE({encoded}, {'0.0' if enc.kind == 'float_bits' else '0'})"  # TRY: no key raises
         key_items += [f"CAST({k} IS NOT NULL AS BIGINT) AS {quote(name + '_valid')}", f"{value} AS {quote(name)}"]
         shares += [ShareColumn(f"{name}_valid", COUNT, "key"), ShareColumn(name, enc, "key")]
         reveal.append(RevealColumn(name, "key", name, enc, count=f"{name}_valid"))
