@@ -180,6 +180,12 @@ def analyze_join(ast: exp.Select, fed: Federation, schema_of: SchemaLookup,
     where = ast.args.get("where")
     all_conds = on_conds + conjuncts(where.this if where else None)
     owner = {a: owner_of(t) for a, t in tables.items()}
+    for cond in [*all_conds, *(c for conds in left_on.values() for c in conds)]:
+        unknown = sorted(aliases_of(cond) - set(owner))
+        if unknown:  # e.g. `ON b.id = u.id` where no table is called b
+            raise UnknownObjectError(
+                f"unknown table or alias '{unknown[0]}' in {cond.sql(dialect=DIALECT)}; "
+                f"the tables of this query are called: {', '.join(sorted(owner))}")
     local: dict[str, list[exp.Expression]] = {p: [] for p in dict.fromkeys(owner.values())}
     edges: list[JoinEdge] = []
     residual: list[exp.Expression] = []

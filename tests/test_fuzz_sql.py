@@ -106,6 +106,14 @@ def test_valid_queries_compile_or_refuse_cleanly(sql: str) -> None:
     check(sql, issuer="a")
 
 
+@pytest.mark.parametrize("sql", [
+    "SELECT COUNT(*) FROM b.t JOIN b.u ON b  .id = b.u.id",  # a qualifier naming no table: was a KeyError
+])
+def test_found_by_fuzzing(sql: str) -> None:
+    check(sql)
+    check(sql, issuer="a")
+
+
 @FUZZ
 @given(st.text(max_size=200))
 def test_random_text(sql: str) -> None:
