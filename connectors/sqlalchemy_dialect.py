@@ -166,8 +166,8 @@ class FedsqlDialect(default.DefaultDialect):
     def on_connect(self) -> Any:
         def remember_schema(dbapi_connection: Any) -> None:
             fed = getattr(dbapi_connection, "federation", None)
-            if fed is not None and FEDERATED in fed.parties:
-                self.federated_schema = self.default_schema_name = "federated_tables"
+            if fed is not None:
+                self.federated_schema = self.default_schema_name = fed.federated_schema
 
         return remember_schema
 

@@ -46,15 +46,18 @@ class MessageError(TransportError):
     pass
 
 
-GRPC_OPTIONS = [("grpc.max_send_message_length", 1 << 30), ("grpc.max_receive_message_length", 1 << 30)]
-"""Channel/server options: one message carries a whole column (10^6 rows and more)."""
+MAX_MESSAGE_BYTES = 1 << 30
+MESSAGE_OPTIONS = [("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                   ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)]
+"""Every fedsql gRPC channel and server: one message carries a whole column (10^6 rows and more)
+or a whole result."""
+GRPC_OPTIONS = MESSAGE_OPTIONS
 
 _MAGIC = b"FSA1"
 _ALLOWED_DTYPES = frozenset({"<u8", "<i8", "<u4", "<i4", "<u2", "<i2", "|u1", "|i1", "|b1", "<f8"})
 _MAX_ARRAYS = 100_000
 _MAX_NDIM = 4
 _MAX_DIM = 1 << 40
-_FINISHED_KEEP = 4096
 AGREE_TAG = "agree"
 """Tag of the plan-hash agreement, the only message a Channel carries unbound."""
 
@@ -345,8 +348,7 @@ class PeerLinks:
         peer's pinned certificate and TLS name)."""
         self.me = me
         self.addresses = dict(addresses)
-        opts = list(channel_options or [("grpc.max_send_message_length", 1 << 30),
-                                        ("grpc.max_receive_message_length", 1 << 30)])
+        opts = list(channel_options or MESSAGE_OPTIONS)
 
         def open_channel(p: str, a: str) -> grpc.Channel:
             if isinstance(credentials, dict):

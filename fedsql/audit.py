@@ -41,7 +41,9 @@ def entry_hash(entry: dict[str, Any]) -> str:
 
 
 def audit_path(fed: Any, party: str) -> Path:
-    return fed.path.parent / ".fedsql" / party / "audit.log"
+    from fedsql.state import state_dir
+
+    return state_dir(fed.path, party) / "audit.log"
 
 
 class AuditLog:

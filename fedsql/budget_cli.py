@@ -19,7 +19,9 @@ from fedsql.dp_config import DPPolicy, parse_dp_policy
 
 def default_ledger_path(fed_path: str | Path, party: str) -> Path:
     """Where party `party` keeps its ledger: ``<config dir>/.fedsql/<party>/ledger.sqlite``."""
-    return Path(fed_path).expanduser().resolve().parent / ".fedsql" / party / "ledger.sqlite"
+    from fedsql.state import state_dir
+
+    return state_dir(fed_path, party) / "ledger.sqlite"
 
 
 def dp_policies(fed, party: str) -> dict[str, DPPolicy]:

@@ -14,10 +14,8 @@ from typing import Any, Callable
 import grpc
 
 from fedsql import errors
+from executors.peer_channel import MESSAGE_OPTIONS  # results travel as one message: up to 1 GiB
 from fedsql.proto import node_pb2, node_pb2_grpc
-
-MAX_MESSAGE_BYTES = (1 << 30) - 1
-"""Results travel as one Arrow IPC message; allow up to 1 GiB."""
 
 DEADLINE_GRACE_SECONDS = 5.0
 """Extra time given to the grpc deadline so the node's own, clearer timeout error wins."""
@@ -27,8 +25,7 @@ ProgressCallback = Callable[[float, str], None]
 
 def _channel_options() -> list[tuple[str, Any]]:
     return [
-        ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+        *MESSAGE_OPTIONS,
         # Fail fast instead of waiting for a node that is down.
         ("grpc.enable_retries", 0),
         ("grpc.initial_reconnect_backoff_ms", 200),

@@ -123,6 +123,12 @@ class Federation:
     def table(self, party: str, name: str) -> TableConfig:
         return self.parties[party].tables[name]
 
+    @property
+    def federated_schema(self) -> str:
+        """The schema name catalogs show the union tables under: `federated`, unless a party has
+        that name (then `federated_tables`). The DB-API, Flight SQL and SQLAlchemy all use it."""
+        return "federated" if "federated" not in self.parties else "federated_tables"
+
     def party(self, name: str) -> PartyConfig:
         if name not in self.parties:
             raise ConfigError(

@@ -211,7 +211,9 @@ def _wait_ready(procs: FederationProcesses, timeout: float) -> None:
 def default_log_dir(fed: Federation) -> Path:
     """`<config dir>/.fedsql/logs/`: node logs of local federations, one `<party>.log` each
     (the previous run's as `<party>.log.1`), next to the parties' other local state."""
-    return fed.path.parent / ".fedsql" / "logs"
+    from fedsql.state import logs_dir
+
+    return logs_dir(fed.path)
 
 
 @contextlib.contextmanager

@@ -22,9 +22,9 @@ import grpc
 
 from executors.local_duckdb import LocalExecutor
 from executors.runtime import PartyRun, table_to_bytes
-from executors.peer_channel import (Channel, Mailbox, PeerLinks, TransportError, add_peer_servicer,
-                                    call_with_reconnect, key_issuer, query_key)
-from fedsql import errors, tls
+from executors.peer_channel import (MESSAGE_OPTIONS, Channel, Mailbox, PeerLinks, TransportError,
+                                    add_peer_servicer, call_with_reconnect, key_issuer, query_key)
+from fedsql import __version__, errors, tls
 from fedsql.audit import AuditLog, audit_path, query_fields
 from fedsql import scalar_subqueries, set_operations
 from fedsql.config import Federation
@@ -42,10 +42,8 @@ import pyarrow as pa
 
 log = logging.getLogger("fedsql.node")
 
-VERSION = "0.1.0"
 GRPC_OPTIONS = [
-    ("grpc.max_send_message_length", 1 << 30),
-    ("grpc.max_receive_message_length", 1 << 30),
+    *MESSAGE_OPTIONS,
     # a restarted peer is reachable again within a second (grpc's default backoff grows to 2 min)
     ("grpc.initial_reconnect_backoff_ms", 200),
     ("grpc.max_reconnect_backoff_ms", 1000),
@@ -200,7 +198,7 @@ class Node(rpc.NodeServicer):
 
     def Health(self, request, context):
         self._caller(context, "any")
-        return pb.HealthReply(party=self.me, federation=self.fed.name, version=VERSION)
+        return pb.HealthReply(party=self.me, federation=self.fed.name, version=__version__)
 
     def Cancel(self, request, context):
         self._caller(context, "client")

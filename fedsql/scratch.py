@@ -58,7 +58,9 @@ DIALECT = "duckdb"
 
 def scratch_dir(config_path: str | Path, party: str) -> Path:
     """``<config dir>/.fedsql/<party>/scratch`` (next to the DP ledger)."""
-    return Path(config_path).expanduser().resolve().parent / ".fedsql" / party / SCRATCH
+    from fedsql.state import state_dir
+
+    return state_dir(config_path, party) / SCRATCH
 
 
 def _quote(name: str) -> str:
@@ -83,7 +85,7 @@ class IssuerLocal:
         self.me = node.me
         self.enabled = SCRATCH not in self.fed.parties
         self.directory = scratch_dir(self.fed.path, self.me)
-        self.federated_schema = "federated" if "federated" not in self.fed.parties else "federated_tables"
+        self.federated_schema = self.fed.federated_schema
         self._lock = threading.Lock()
 
     # -- routing ---------------------------------------------------------------

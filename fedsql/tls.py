@@ -37,6 +37,8 @@ from typing import Any
 
 from fedsql import errors
 from fedsql.config import Federation
+from fedsql.state import certificates_dir
+from fedsql.state import state_dir as _state_dir
 
 SERVER_NAME_SUFFIX = ".fedsql"
 CLIENT_NAME_SUFFIX = ".client.fedsql"
@@ -49,7 +51,7 @@ def server_name(party: str) -> str:
 
 def state_dir(fed: Federation, party: str) -> Path:
     """`<config dir>/.fedsql/<party>/`: the party's private state (keys, audit, DP ledger)."""
-    return fed.path.parent / ".fedsql" / party
+    return _state_dir(fed.path, party)
 
 
 @dataclass(frozen=True)
@@ -75,7 +77,7 @@ def paths(fed: Federation, party: str) -> IdentityPaths:
 
     own = state_dir(fed, party)
     return IdentityPaths(
-        certificate=pick("certificate", base / ".fedsql" / "certs" / f"{party}.crt"),
+        certificate=pick("certificate", certificates_dir(fed.path) / f"{party}.crt"),
         private_key=pick("private_key", own / "node.key"),
         client_certificate=pick("client_certificate", own / "client.crt"),
         client_key=pick("client_key", own / "client.key"),

@@ -176,7 +176,7 @@ class Catalog:
     def __init__(self, fed: Federation, party: str) -> None:
         self.fed = fed
         self.party = party
-        self.federated_schema = "federated" if "federated" not in fed.parties else "federated_tables"
+        self.federated_schema = fed.federated_schema
         self._stubs: dict[str, node_pb2_grpc.NodeStub] = {}
         self._channels: list[grpc.Channel] = []
         self._cache: dict[tuple[str, str], tuple[float, tuple[tuple[str, str], ...]]] = {}

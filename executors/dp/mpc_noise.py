@@ -13,10 +13,8 @@ from __future__ import annotations
 import numpy as np
 
 from executors import mpc as ops
-from executors.dp.noise import sample_party_noise
+from executors.dp.noise import PARTIES_FOR_GUARANTEE, sample_party_noise
 from executors.secure_table import SecretTable, slice_rows
-
-PARTIES_FOR_GUARANTEE = 2
 
 
 def add_noise(mpc: ops.MPC, compute: tuple[str, str, str], table: SecretTable, noise) -> SecretTable:

@@ -84,6 +84,9 @@ import numpy as np
 
 FAMILIES = ("laplace", "skellam")
 N_PARTIES = 3
+PARTIES_FOR_GUARANTEE = 2
+"""Any two of the three compute parties' noise parts already give the full guarantee (docs/dp.md §2):
+the planner calibrates with it, the compute parties sample with it."""
 
 MAX_STD = float(2**48)
 """Largest standard deviation of the central noise we agree to sample (in

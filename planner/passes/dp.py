@@ -38,11 +38,11 @@ from planner.encodings import value_encoding
 from planner.parse import DIALECT
 from planner.physical import DPCharge, DPInfo, DPOutput, Encoding, NoiseSpec, Selection
 
+from executors.dp.noise import PARTIES_FOR_GUARANTEE  # calibration lives with the sampler (known debt: docs/architecture.md §8)
+
 DEFAULT_EPSILON = 1.0
 """ε of a query when the session does not SET fedsql.epsilon (capped by every table's max_epsilon_per_query)."""
 
-PARTIES_FOR_GUARANTEE = 2
-"""Any two of the three compute parties' noise parts already give the full guarantee (docs/dp.md §2)."""
 
 NOISY_PARTS = {"avg": 2, "var_pop": 3, "var_samp": 3, "stddev_pop": 3, "stddev_samp": 3}
 """Noisy columns per aggregate (default 1): AVG = sum, count; VAR/STDDEV = sum, sum of squares, count."""
