@@ -67,6 +67,18 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", metavar="CONFIG", help="federation TOML file")
     p.add_argument("--party", "-p", required=True, metavar="NAME", help="which party's endpoint to serve")
     p = sub.add_parser(
+        "user",
+        help="manage a party's user accounts (passwords for Flight SQL and the DB-API)",
+        description="Add, list, remove user accounts of party NAME or change a password. Accounts are kept "
+        "hashed (scrypt) in the party's private state (.fedsql/NAME/users.json); a running node sees "
+        "changes at once. The password is asked for (twice) unless --password-stdin reads one line.",
+    )
+    p.add_argument("action", choices=["add", "list", "remove", "passwd"], help="what to do")
+    p.add_argument("config", metavar="CONFIG", help="federation TOML file")
+    p.add_argument("--party", "-p", required=True, metavar="NAME", help="whose accounts")
+    p.add_argument("user", nargs="?", metavar="USER", help="the user name (not for list)")
+    p.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
+    p = sub.add_parser(
         "shell",
         help="SQL shell connected to your party's node",
         description="Open a SQL shell on the node of party NAME (it must be running: `fedsql up CONFIG`). "
@@ -185,6 +197,49 @@ def _cmd_keys(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _read_password(from_stdin: bool) -> str:
+    """One line of stdin, or a getpass prompt asked twice (no echo)."""
+    if from_stdin:
+        line = sys.stdin.readline()
+        if not line:
+            raise errors.InterfaceError("--password-stdin: stdin was empty; pipe the password in, one line")
+        return line.rstrip("\r\n")
+    import getpass
+
+    first = getpass.getpass("password: ")
+    if getpass.getpass("again: ") != first:
+        raise errors.InterfaceError("the two passwords differ; nothing was changed")
+    return first
+
+
+def _cmd_user(args: argparse.Namespace) -> int:
+    from fedsql.config import load_config
+    from fedsql.users import Accounts, check_name
+
+    accounts = Accounts.of(load_config(args.config), args.party)
+    if args.action == "list":
+        for name in accounts.names():
+            print(name)
+        return EXIT_OK
+    if not args.user:
+        raise errors.InterfaceError(f"`fedsql user {args.action}` needs the user name: "
+                                    f"fedsql user {args.action} {args.config} --party {args.party} NAME")
+    name = check_name(args.user)
+    if args.action == "remove":
+        accounts.remove(name)
+        print(f"removed user '{name}' of party '{args.party}'")
+        return EXIT_OK
+    if args.action == "passwd" and not accounts.exists(name):
+        raise errors.InterfaceError(f"no user '{name}'; add it with `fedsql user add`")
+    if args.action == "add" and accounts.exists(name):
+        raise errors.InterfaceError(f"user '{name}' already exists; change the password with `fedsql user passwd`")
+    password = _read_password(args.password_stdin)
+    (accounts.add if args.action == "add" else accounts.passwd)(name, password)
+    print(f"{'added' if args.action == 'add' else 'changed the password of'} user '{name}' of party "
+          f"'{args.party}' ({accounts.path})")
+    return EXIT_OK
+
+
 def _cmd_budget(args: argparse.Namespace) -> int:
     from fedsql.budget_cli import run_budget
 
@@ -211,7 +266,7 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     return EXIT_OK if result.ok else EXIT_FAILED
 
 
-_COMMANDS = {"keys": _cmd_keys, "audit": _cmd_audit, "budget": _cmd_budget, "node": _cmd_node, "up": _cmd_up, "demo": _cmd_demo, "shell": _cmd_shell, "flight": _cmd_flight}
+_COMMANDS = {"keys": _cmd_keys, "audit": _cmd_audit, "budget": _cmd_budget, "node": _cmd_node, "up": _cmd_up, "demo": _cmd_demo, "shell": _cmd_shell, "flight": _cmd_flight, "user": _cmd_user}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

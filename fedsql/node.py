@@ -261,7 +261,7 @@ class Node(rpc.NodeServicer):
 
         context.add_callback(_client_gone)
         try:
-            self.audit.append("query", **query_fields(query_id, self.me, sql, plan, self.me, "issuer"))
+            self.audit.append("query", **query_fields(query_id, self.me, sql, plan, self.me, "issuer", request.user))
         except errors.Error as exc:
             self._slots.release()
             yield _error_event(exc)
@@ -581,11 +581,11 @@ def serve(fed: Federation, party: str, on_ready: Callable[[], None] | None = Non
         )
     server.start()
     flight = None
-    if node.party.flight:
-        from connectors.flight_sql import party_flight_tls, start_flight_server
+    if node.party.flight or node.party.flight_password:
+        from connectors.flight_sql import start_party_flight
 
         try:
-            flight = start_flight_server(fed, party, address, node.party.flight, **party_flight_tls(fed, party))
+            flight = start_party_flight(fed, party, address)
         except errors.Error:
             server.stop(0)
             node.close()

@@ -1,0 +1,194 @@
+"""Issue #15 item 1: user accounts and the Flight SQL password flow, attacked from outside.
+
+The endpoint under test is the party's password listener (`flight_password`), started
+in-process next to p1's real node. The attacker is the test process: a BI client
+without the party's client certificate, guessing passwords, replaying stale tokens,
+sending malformed credentials.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+pa = pytest.importorskip("pyarrow")
+flight = pytest.importorskip("pyarrow.flight")
+adbc = pytest.importorskip("adbc_driver_flightsql.dbapi")
+
+from connectors import flight_sql as fs  # noqa: E402
+from fedsql import tls  # noqa: E402
+from fedsql.audit import audit_path  # noqa: E402
+from fedsql.config import load_config  # noqa: E402
+from fedsql.users import LOGIN_FAILURE, Accounts, Authenticator, LoginThrottle  # noqa: E402
+
+PASSWORD = "correct horse battery!"
+
+
+@pytest.fixture(scope="module")
+def fed(federation: tuple[Path, dict[str, Any]]) -> Any:
+    fed = load_config(federation[0])
+    accounts = Accounts.of(fed, "p1")
+    for name in ("alice", "bob", "carol"):
+        if not accounts.exists(name):
+            accounts.add(name, PASSWORD)
+    return fed
+
+
+def _start(fed: Any, **auth_kwargs: Any) -> fs.FedSqlFlightServer:
+    throttle = auth_kwargs.pop("throttle", None) or LoginThrottle(free=3, base=30.0)
+    auth = Authenticator(Accounts.of(fed, "p1"), throttle=throttle, **auth_kwargs)
+    files = fs.party_flight_tls(fed, "p1")
+    return fs.start_flight_server(fed, "p1", fed.parties["p1"].address, "127.0.0.1:0",
+                                  tls_certificates=files["tls_certificates"], auth=auth)
+
+
+@pytest.fixture(scope="module")
+def endpoint(fed: Any) -> Iterator[fs.FedSqlFlightServer]:
+    server = _start(fed)
+    try:
+        yield server
+    finally:
+        server.shutdown()
+
+
+def _tls(fed: Any) -> dict[str, str]:
+    return {"adbc.flight.sql.client_option.tls_root_certs": tls.paths(fed, "p1").certificate.read_text(),
+            "adbc.flight.sql.client_option.tls_override_hostname": tls.server_name("p1")}
+
+
+def _adbc(fed: Any, server: fs.FedSqlFlightServer, user: str, password: str) -> Any:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return adbc.connect(f"grpc+tls://127.0.0.1:{server.port}",
+                            db_kwargs={**_tls(fed), "username": user, "password": password})
+
+
+def _raw(fed: Any, server: fs.FedSqlFlightServer) -> Any:
+    return flight.FlightClient(f"grpc+tls://127.0.0.1:{server.port}",
+                               tls_root_certs=tls.paths(fed, "p1").certificate.read_bytes(),
+                               override_hostname=tls.server_name("p1"))
+
+
+def _scalar(conn: Any, sql: str) -> Any:
+    with conn.cursor() as cur:
+        cur.execute(sql)
+        return cur.fetchone()[0]
+
+
+def _audit_queries(fed: Any) -> list[dict[str, Any]]:
+    lines = audit_path(fed, "p1").read_text(encoding="utf-8").splitlines()
+    return [e for e in map(json.loads, lines) if e.get("event") == "query"]
+
+
+def test_good_password_runs_queries_and_the_audit_record_names_the_user(fed: Any, endpoint: Any,
+                                                                        federation: Any) -> None:
+    _, data = federation
+    with _adbc(fed, endpoint, "alice", PASSWORD) as conn:
+        assert _scalar(conn, "SELECT COUNT(*) FROM p1.t WHERE id >= 0") == data["p1.t"].num_rows
+    mine = [e for e in _audit_queries(fed) if e.get("sql", "").startswith("SELECT COUNT(*) FROM p1.t WHERE id >= 0")]
+    assert mine and mine[-1]["user"] == "alice" and mine[-1]["role"] == "issuer"
+    assert PASSWORD not in audit_path(fed, "p1").read_text(encoding="utf-8")
+
+
+def test_wrong_password_and_unknown_user_are_refused_alike(fed: Any, endpoint: Any) -> None:
+    messages = []
+    for user, password in (("bob", "not the password"), ("nobody-here", "not the password")):
+        with pytest.raises(Exception) as caught:
+            with _adbc(fed, endpoint, user, password) as conn:
+                _scalar(conn, "SELECT 1")
+        messages.append(str(caught.value))
+    assert all(LOGIN_FAILURE in m for m in messages), messages
+    assert all("Traceback" not in m for m in messages)
+
+
+def test_repeated_wrong_passwords_lock_the_user_out(fed: Any) -> None:
+    server = _start(fed)  # own throttle: 3 free failures, then 30 s
+    try:
+        client = _raw(fed, server)
+        for _ in range(3):
+            with pytest.raises(flight.FlightUnauthenticatedError):
+                client.authenticate_basic_token("carol", "guess-guess")
+        # now even the right password is refused, with the same words
+        with pytest.raises(flight.FlightUnauthenticatedError, match="invalid user name or password"):
+            client.authenticate_basic_token("carol", PASSWORD)
+        # a user never seen is locked the same way: lockout does not tell who exists
+        for _ in range(3):
+            with pytest.raises(flight.FlightUnauthenticatedError):
+                client.authenticate_basic_token("ghost", "guess-guess")
+        with pytest.raises(flight.FlightUnauthenticatedError, match="invalid user name or password"):
+            client.authenticate_basic_token("ghost", "guess-guess")
+    finally:
+        server.shutdown()
+
+
+def test_the_peer_address_is_throttled_across_user_names(fed: Any) -> None:
+    server = _start(fed, throttle=LoginThrottle(free=4, base=30.0))
+    try:
+        client = _raw(fed, server)
+        for name in ("u1", "u2", "u3", "u4"):  # one guess per name: the address collects them
+            with pytest.raises(flight.FlightUnauthenticatedError):
+                client.authenticate_basic_token(name, "guess-guess")
+        with pytest.raises(flight.FlightUnauthenticatedError):
+            client.authenticate_basic_token("alice", PASSWORD)
+    finally:
+        server.shutdown()
+
+
+def test_expired_token_is_refused(fed: Any) -> None:
+    server = _start(fed, token_ttl=1.0)
+    try:
+        client = _raw(fed, server)
+        header = client.authenticate_basic_token("alice", PASSWORD)
+        assert header[0] == b"authorization" and header[1].startswith(b"Bearer ")
+        options = flight.FlightCallOptions(headers=[header])
+        assert list(client.list_actions(options=options))
+        time.sleep(1.3)
+        with pytest.raises(flight.FlightUnauthenticatedError, match="expired"):
+            list(client.list_actions(options=options))
+        forged = flight.FlightCallOptions(headers=[(b"authorization", b"Bearer " + b"A" * 43)])
+        with pytest.raises(flight.FlightUnauthenticatedError):
+            list(client.list_actions(options=forged))
+    finally:
+        server.shutdown()
+
+
+def test_basic_without_padding_on_the_first_call(fed: Any, endpoint: Any) -> None:
+    raw = base64.b64encode(f"alice:{PASSWORD}".encode()).decode().rstrip("=")
+    assert len(f"alice:{PASSWORD}") % 3  # the encoding really has padding to drop
+    client = _raw(fed, endpoint)
+    options = flight.FlightCallOptions(headers=[(b"authorization", f"Basic {raw}".encode())])
+    assert [a.type for a in client.list_actions(options=options)]
+
+
+def test_no_credentials_or_only_garbage_is_refused(fed: Any, endpoint: Any) -> None:
+    client = _raw(fed, endpoint)
+    with pytest.raises(flight.FlightUnauthenticatedError, match="needs a user name and password"):
+        list(client.list_actions())
+    garbage = flight.FlightCallOptions(headers=[(b"authorization", b"Basic !!!not-base64!!!")])
+    with pytest.raises(flight.FlightUnauthenticatedError, match="malformed Basic"):
+        list(client.list_actions(options=garbage))
+
+
+def test_removed_user_loses_its_token(fed: Any, endpoint: Any) -> None:
+    accounts = Accounts.of(fed, "p1")
+    accounts.add("dave", PASSWORD)
+    client = _raw(fed, endpoint)
+    options = flight.FlightCallOptions(headers=[client.authenticate_basic_token("dave", PASSWORD)])
+    assert list(client.list_actions(options=options))
+    accounts.remove("dave")
+    with pytest.raises(flight.FlightUnauthenticatedError):
+        list(client.list_actions(options=options))
+
+
+def test_sessions_are_not_shared_between_users(fed: Any, endpoint: Any) -> None:
+    with _adbc(fed, endpoint, "alice", PASSWORD) as a, _adbc(fed, endpoint, "bob", PASSWORD) as b:
+        with a.cursor() as cur:
+            cur.execute("SET fedsql.mode = 'sizes'")
+        options = json.loads(b.adbc_connection.get_option("adbc.flight.sql.session.options"))
+        assert "fedsql.mode" not in options
