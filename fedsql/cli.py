@@ -73,11 +73,17 @@ def _build_parser() -> argparse.ArgumentParser:
         "hashed (scrypt) in the party's private state (.fedsql/NAME/users.json); a running node sees "
         "changes at once. The password is asked for (twice) unless --password-stdin reads one line.",
     )
-    p.add_argument("action", choices=["add", "list", "remove", "passwd"], help="what to do")
-    p.add_argument("config", metavar="CONFIG", help="federation TOML file")
-    p.add_argument("--party", "-p", required=True, metavar="NAME", help="whose accounts")
-    p.add_argument("user", nargs="?", metavar="USER", help="the user name (not for list)")
-    p.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
+    actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    for action, what in (("add", "add a user"), ("list", "list the users"), ("remove", "remove a user"),
+                         ("passwd", "change a user's password")):
+        a = actions.add_parser(action, help=what, description=f"{what} of party NAME")
+        a.add_argument("config", metavar="CONFIG", help="federation TOML file")
+        a.add_argument("--party", "-p", required=True, metavar="NAME", help="whose accounts")
+        if action != "list":
+            a.add_argument("user", metavar="USER", help="the user name")
+        if action in ("add", "passwd"):
+            a.add_argument("--password-stdin", action="store_true",
+                           help="read the password from the first line of stdin")
     p = sub.add_parser(
         "shell",
         help="SQL shell connected to your party's node",
@@ -221,9 +227,6 @@ def _cmd_user(args: argparse.Namespace) -> int:
         for name in accounts.names():
             print(name)
         return EXIT_OK
-    if not args.user:
-        raise errors.InterfaceError(f"`fedsql user {args.action}` needs the user name: "
-                                    f"fedsql user {args.action} {args.config} --party {args.party} NAME")
     name = check_name(args.user)
     if args.action == "remove":
         accounts.remove(name)
