@@ -95,6 +95,8 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("-c", "--command", metavar="SQL", help="run SQL (one or more ';'-separated statements) and exit")
     p.add_argument("-f", "--file", metavar="FILE", help="run the statements in FILE ('-' for stdin) and exit")
     p.add_argument("--mode", choices=["reveal", "sizes", "oblivious"], help="session execution mode (default: the federation's)")
+    p.add_argument("--user", "-u", metavar="USER",
+                   help="log in as an account of the party (`fedsql user add`); the password is asked for")
 
     p = sub.add_parser(
         "keys",
@@ -176,7 +178,7 @@ def _cmd_shell(args: argparse.Namespace) -> int:
 
     if args.command is not None and args.file is not None:
         raise errors.InterfaceError("use either -c or -f, not both")
-    return run_shell(args.config, args.party, command=args.command, file=args.file, mode=args.mode)
+    return run_shell(args.config, args.party, command=args.command, file=args.file, mode=args.mode, user=args.user)
 
 
 def _cmd_flight(args: argparse.Namespace) -> int:

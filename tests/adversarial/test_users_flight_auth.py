@@ -192,3 +192,30 @@ def test_sessions_are_not_shared_between_users(fed: Any, endpoint: Any) -> None:
             cur.execute("SET fedsql.mode = 'sizes'")
         options = json.loads(b.adbc_connection.get_option("adbc.flight.sql.session.options"))
         assert "fedsql.mode" not in options
+
+
+def test_dbapi_user_and_password(fed: Any, federation: Any) -> None:
+    import fedsql
+    from fedsql import errors
+
+    config, data = federation
+    with fedsql.connect(str(config), "p1", user="bob", password=PASSWORD) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM p1.t WHERE id >= -1").fetchone()[0] == data["p1.t"].num_rows
+    mine = [e for e in _audit_queries(fed) if e.get("sql", "").startswith("SELECT COUNT(*) FROM p1.t WHERE id >= -1")]
+    assert mine and mine[-1]["user"] == "bob"
+    for user, password in (("bob", "wrong-password"), ("nobody-here", "wrong-password")):
+        with pytest.raises(errors.AuthenticationError, match="invalid user name or password"):
+            fedsql.connect(str(config), "p1", user=user, password=password)
+    with pytest.raises(errors.InterfaceError, match="both user and password"):
+        fedsql.connect(str(config), "p1", user="bob")
+
+
+def test_sqlalchemy_url_user_password() -> None:
+    sqlalchemy = pytest.importorskip("sqlalchemy")
+    from connectors.sqlalchemy_dialect import FedsqlDialect
+
+    url = sqlalchemy.engine.make_url("fedsql://alice:pw%40x@/tmp/fed.toml?party=p1")
+    assert FedsqlDialect().create_connect_args(url)[1] == {
+        "config": "tmp/fed.toml", "party": "p1", "user": "alice", "password": "pw@x"}
+    legacy = sqlalchemy.engine.make_url("fedsql://p1@/tmp/fed.toml")
+    assert FedsqlDialect().create_connect_args(legacy)[1] == {"config": "tmp/fed.toml", "party": "p1"}
