@@ -64,6 +64,7 @@ from connectors.flightsql.metadata import (  # re-exported: the spec's shapes, f
 )
 from fedsql.client import NodeClient
 from fedsql.config import Federation, load_config
+from fedsql.scratch import IssuerLocal
 from fedsql.users import Accounts, Authenticator, decode_basic
 
 __all__ = [
@@ -366,6 +367,7 @@ class FedSqlFlightServer(flight.FlightServerBase):
         self.fed = fed
         self.party = party
         self.catalog = Catalog(fed, party)
+        self._router = IssuerLocal.router(fed, party)
         self.node = NodeClient(node_address, party=party, config_path=str(fed.path),
                                default_timeout=execute_timeout)
         self.sessions = Sessions()
@@ -443,6 +445,8 @@ class FedSqlFlightServer(flight.FlightServerBase):
         from planner.compile import compile_query
 
         sql = normalise_names(sql, self.fed, self.catalog.federated_schema)
+        if self._router.route(sql) is not None:
+            return pa.schema([])  # answered by the node itself (catalog, scratch): known once it ran
         compiled = compile_query(sql, self.fed, self.party, dict(session.settings), self.catalog.schema_of)
         if compiled.kind == "set":
             return pa.schema([])
