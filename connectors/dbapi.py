@@ -315,8 +315,8 @@ class Connection:
 
     def _run(self, sql: str, on_progress: Any = None) -> tuple[Any, dict[str, Any]]:
         self._check_open()
-        table, meta = self._client.execute(sql, self.settings, timeout=self.timeout, on_progress=on_progress,
-                                           user=self.user)
+        named = {"user": self.user} if self.user else {}  # clients without accounts keep the old signature
+        table, meta = self._client.execute(sql, self.settings, timeout=self.timeout, on_progress=on_progress, **named)
         if meta.get("kind") == "set" and isinstance(meta.get("settings"), dict):
             self.settings = {str(k): str(v) for k, v in meta["settings"].items()}
         return table, meta
