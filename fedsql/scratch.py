@@ -284,7 +284,7 @@ class IssuerLocal:
     def _from_federated(self, routed: Routed, request: Any, context: Any, settings: dict[str, str]):
         inner_sql = ("EXPLAIN " if routed.explain else "") + routed.source_sql
         inner = pb.ExecuteRequest(sql=inner_sql, settings=settings, query_id=request.query_id,
-                                  timeout_seconds=request.timeout_seconds)
+                                  timeout_seconds=request.timeout_seconds, user=request.user)
         result = None
         for event in self.node.Execute(inner, context):
             which = event.WhichOneof("event")

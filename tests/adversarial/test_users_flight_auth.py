@@ -219,3 +219,28 @@ def test_sqlalchemy_url_user_password() -> None:
         "config": "tmp/fed.toml", "party": "p1", "user": "alice", "password": "pw@x"}
     legacy = sqlalchemy.engine.make_url("fedsql://p1@/tmp/fed.toml")
     assert FedsqlDialect().create_connect_args(legacy)[1] == {"config": "tmp/fed.toml", "party": "p1"}
+
+
+def test_the_node_serves_both_endpoints_from_the_config(tmp_path: Path) -> None:
+    """`flight` and `flight_password` in the config: the real node process starts both; the
+    password endpoint refuses the client certificate alone and accepts an account."""
+    from fedsql.launcher import free_ports
+    from tests.adversarial.harness import running, standard_federation
+
+    config, data = standard_federation(tmp_path)
+    cert_port, pw_port = free_ports(2)
+    text = config.read_text().replace(
+        '[parties.p1]\n', f'[parties.p1]\nflight = "127.0.0.1:{cert_port}"\nflight_password = "127.0.0.1:{pw_port}"\n', 1)
+    config.write_text(text)
+    fed = load_config(config)
+    tls.ensure_local_keys(fed, list(fed.parties))
+    Accounts.of(fed, "p1").add("erin", PASSWORD)
+    with running(config) as running_fed:
+        assert running_fed.fed.parties["p1"].flight_password == f"127.0.0.1:{pw_port}"
+        server = type("Endpoint", (), {"port": pw_port})()
+        with _adbc(fed, server, "erin", PASSWORD) as conn:
+            assert _scalar(conn, "SELECT COUNT(*) FROM p1.t WHERE id >= -2") == data["p1.t"].num_rows
+        assert '"user":"erin"' in running_fed.audit_text("p1").replace(" ", "")
+        client = _raw(fed, server)
+        with pytest.raises(flight.FlightUnauthenticatedError):
+            list(client.list_actions())
