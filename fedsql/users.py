@@ -294,9 +294,12 @@ class Authenticator:
         self.tokens = Tokens(token_ttl)
         self.throttle = throttle or LoginThrottle()
 
-    def login(self, user: str, password: str, peer: str = "") -> str:
-        """Check the password and return the (checked) user name; AuthenticationError otherwise."""
-        keys = (f"user:{user}", f"peer:{_peer_host(peer)}")
+    def login(self, user: str, password: str, peer: str | None = None) -> str:
+        """Check the password and return the (checked) user name; AuthenticationError otherwise.
+
+        `peer` (a gRPC peer string) adds a per-address count; without it only the user name is
+        counted (a shared "unknown address" key would let one client lock everyone out)."""
+        keys = (f"user:{user}",) + ((f"peer:{_peer_host(peer)}",) if peer else ())
         if self.throttle.locked(*keys):
             raise errors.AuthenticationError(LOGIN_FAILURE)
         if not self.accounts.verify(user, password):

@@ -127,17 +127,30 @@ def test_repeated_wrong_passwords_lock_the_user_out(fed: Any) -> None:
         server.shutdown()
 
 
-def test_the_peer_address_is_throttled_across_user_names(fed: Any) -> None:
-    server = _start(fed, throttle=LoginThrottle(free=4, base=30.0))
+def test_one_client_cannot_lock_out_other_users(fed: Any) -> None:
+    """The endpoint cannot see peer addresses (pyarrow middleware): failures for some names
+    must not lock other names (no shared "unknown address" bucket)."""
+    server = _start(fed, throttle=LoginThrottle(free=2, base=30.0))
     try:
         client = _raw(fed, server)
-        for name in ("u1", "u2", "u3", "u4"):  # one guess per name: the address collects them
+        for name in ("u1", "u2", "u3", "u4", "u1", "u2"):
             with pytest.raises(flight.FlightUnauthenticatedError):
                 client.authenticate_basic_token(name, "guess-guess")
-        with pytest.raises(flight.FlightUnauthenticatedError):
-            client.authenticate_basic_token("alice", PASSWORD)
+        assert client.authenticate_basic_token("alice", PASSWORD)[1].startswith(b"Bearer ")
     finally:
         server.shutdown()
+
+
+def test_authenticator_counts_per_address_when_it_knows_it(fed: Any) -> None:
+    from fedsql import errors
+
+    auth = Authenticator(Accounts.of(fed, "p1"), throttle=LoginThrottle(free=3, base=30.0))
+    for name in ("x1", "x2", "x3"):  # one guess per name, all from one address
+        with pytest.raises(errors.AuthenticationError):
+            auth.login(name, "guess-guess", "ipv4:10.0.0.9:5000")
+    with pytest.raises(errors.AuthenticationError, match="invalid user name or password"):
+        auth.login("alice", PASSWORD, "ipv4:10.0.0.9:6001")  # same host, other port: locked
+    assert auth.login("alice", PASSWORD, "ipv4:10.0.0.10:5000") == "alice"  # another host is not
 
 
 def test_expired_token_is_refused(fed: Any) -> None:
