@@ -264,8 +264,8 @@ class _AuthMiddlewareFactory(flight.ServerMiddlewareFactory):
         value = values[0] if values else ""
         scheme, _, credentials = value.strip().partition(" ")
         if scheme.lower() == "bearer" and credentials.strip():
-            user = self.auth.tokens.user_of(credentials.strip())
-            if user is None or not self.auth.accounts.exists(user):
+            user = self.auth.token_user(credentials.strip())
+            if user is None:
                 raise flight.FlightUnauthenticatedError(
                     "AuthenticationError: the session token is unknown or expired; log in again with the "
                     "user name and password")
@@ -277,7 +277,7 @@ class _AuthMiddlewareFactory(flight.ServerMiddlewareFactory):
                 user = self.auth.login(name, password)
             except errors.AuthenticationError as exc:
                 raise flight.FlightUnauthenticatedError(f"AuthenticationError: {exc}") from None
-            return _AuthMiddleware(user, self.auth.tokens.issue(user))
+            return _AuthMiddleware(user, self.auth.issue_token(user))
         raise flight.FlightUnauthenticatedError(
             "AuthenticationError: this Flight SQL endpoint needs a user name and password (HTTP Basic, then the "
             "bearer token it returns); ask the party's operator for an account (`fedsql user add`)")

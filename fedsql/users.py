@@ -103,7 +103,7 @@ class Accounts:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
-        self._stamp: tuple[int, int] | None = None
+        self._stamp: tuple[int, int, int] | None = None
         self._users: dict[str, dict[str, Any]] = {}
 
     @classmethod
@@ -117,7 +117,7 @@ class Accounts:
         except FileNotFoundError:
             self._stamp, self._users = None, {}
             return self._users
-        stamp = (st.st_mtime_ns, st.st_size)
+        stamp = (st.st_ino, st.st_mtime_ns, st.st_size)  # every write is a new file (os.replace): new inode
         if stamp != self._stamp:
             try:
                 data = json.loads(self.path.read_text(encoding="utf-8"))
@@ -138,6 +138,13 @@ class Accounts:
     def exists(self, name: str) -> bool:
         with self._lock:
             return name in self._load()
+
+    def version(self, name: str) -> str | None:
+        """Changes whenever the user's password does (its salt); None when there is no such user.
+        A token remembers it, so `fedsql user passwd` or `remove` ends the user's sessions."""
+        with self._lock:
+            entry = self._load().get(name)
+        return str(entry.get("salt")) if isinstance(entry, dict) else None
 
     def verify(self, name: str, password: str) -> bool:
         """True when `password` is `name`'s; an unknown user costs one scrypt run too."""
@@ -229,6 +236,7 @@ class LoginThrottle:
 @dataclass
 class _Token:
     user: str
+    version: str
     expires: float
 
 
@@ -242,7 +250,7 @@ class Tokens:
         self._lock = threading.Lock()
         self._by_digest: dict[bytes, _Token] = {}
 
-    def issue(self, user: str) -> str:
+    def issue(self, user: str, version: str = "") -> str:
         token = secrets.token_urlsafe(32)
         now = time.monotonic()
         with self._lock:
@@ -251,11 +259,11 @@ class Tokens:
                     del self._by_digest[k]
                 while len(self._by_digest) >= self.max_tokens:
                     del self._by_digest[min(self._by_digest, key=lambda k: self._by_digest[k].expires)]
-            self._by_digest[hashlib.sha256(token.encode()).digest()] = _Token(user, now + self.ttl)
+            self._by_digest[hashlib.sha256(token.encode()).digest()] = _Token(user, version, now + self.ttl)
         return token
 
-    def user_of(self, token: str) -> str | None:
-        """The token's user; None when unknown or expired (an expired token is dropped)."""
+    def user_of(self, token: str) -> tuple[str, str] | None:
+        """The token's (user, account version); None when unknown or expired (then dropped)."""
         digest = hashlib.sha256(token.encode("utf-8", "replace")).digest()
         with self._lock:
             entry = self._by_digest.get(digest)
@@ -264,12 +272,7 @@ class Tokens:
             if entry.expires <= time.monotonic():
                 del self._by_digest[digest]
                 return None
-            return entry.user
-
-    def revoke_user(self, user: str) -> None:
-        with self._lock:
-            for k in [k for k, t in self._by_digest.items() if t.user == user]:
-                del self._by_digest[k]
+            return entry.user, entry.version
 
 
 def decode_basic(value: str) -> tuple[str, str]:
@@ -307,6 +310,16 @@ class Authenticator:
             raise errors.AuthenticationError(LOGIN_FAILURE)
         self.throttle.succeeded(*keys)
         return user
+
+    def issue_token(self, user: str) -> str:
+        return self.tokens.issue(user, self.accounts.version(user) or "")
+
+    def token_user(self, token: str) -> str | None:
+        """The user of a live token whose account still has the password it logged in with."""
+        found = self.tokens.user_of(token)
+        if found is None or self.accounts.version(found[0]) != found[1]:
+            return None
+        return found[0]
 
 
 def _peer_host(peer: str) -> str:

@@ -188,11 +188,16 @@ def test_no_credentials_or_only_garbage_is_refused(fed: Any, endpoint: Any) -> N
         list(client.list_actions(options=garbage))
 
 
-def test_removed_user_loses_its_token(fed: Any, endpoint: Any) -> None:
+def test_removed_user_or_new_password_ends_its_tokens(fed: Any, endpoint: Any) -> None:
     accounts = Accounts.of(fed, "p1")
     accounts.add("dave", PASSWORD)
     client = _raw(fed, endpoint)
     options = flight.FlightCallOptions(headers=[client.authenticate_basic_token("dave", PASSWORD)])
+    assert list(client.list_actions(options=options))
+    accounts.passwd("dave", PASSWORD + "2")  # a new password ends the old sessions
+    with pytest.raises(flight.FlightUnauthenticatedError):
+        list(client.list_actions(options=options))
+    options = flight.FlightCallOptions(headers=[client.authenticate_basic_token("dave", PASSWORD + "2")])
     assert list(client.list_actions(options=options))
     accounts.remove("dave")
     with pytest.raises(flight.FlightUnauthenticatedError):
