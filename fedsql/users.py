@@ -90,7 +90,10 @@ def _matches(entry: dict[str, Any], password: str) -> bool:
     from cryptography.exceptions import InvalidKey
 
     try:
-        kdf = _scrypt(base64.b64decode(entry["salt"]), int(entry["n"]), int(entry["r"]), int(entry["p"]))
+        n, r, p = int(entry["n"]), int(entry["r"]), int(entry["p"])
+        if entry.get("kdf") != "scrypt" or not (2 <= n <= 2 ** 20 and 1 <= r <= 32 and 1 <= p <= 16):
+            return False  # an entry fedsql did not write: never let it make us allocate gigabytes
+        kdf = _scrypt(base64.b64decode(entry["salt"]), n, r, p)
         kdf.verify(password.encode("utf-8"), base64.b64decode(entry["hash"]))
         return True
     except (InvalidKey, KeyError, ValueError, TypeError):
@@ -167,33 +170,49 @@ class Accounts:
         os.replace(tmp, self.path)
         self._stamp = None
 
+    def _update(self, change: Any) -> None:
+        """Read-modify-write under an exclusive lock file, so two `fedsql user` runs never lose
+        each other's change."""
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(self.path.with_name(self.path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            with self._lock:
+                self._stamp = None
+                users = dict(self._load())
+                change(users)
+                self._write(users)
+        finally:
+            os.close(fd)
+
     def add(self, name: str, password: str) -> None:
         check_name(name)
         check_password(password)
         entry = hash_password(password)
-        with self._lock:
-            users = dict(self._load())
+
+        def change(users: dict[str, Any]) -> None:
             if name in users:
                 raise errors.InterfaceError(f"user '{name}' already exists; change the password with `fedsql user passwd`")
             users[name] = entry
-            self._write(users)
+        self._update(change)
 
     def passwd(self, name: str, password: str) -> None:
         check_password(password)
         entry = hash_password(password)
-        with self._lock:
-            users = dict(self._load())
+
+        def change(users: dict[str, Any]) -> None:
             if name not in users:
                 raise errors.InterfaceError(f"no user '{name}'; add it with `fedsql user add`")
             users[name] = entry
-            self._write(users)
+        self._update(change)
 
     def remove(self, name: str) -> None:
-        with self._lock:
-            users = dict(self._load())
+        def change(users: dict[str, Any]) -> None:
             if users.pop(name, None) is None:
                 raise errors.InterfaceError(f"no user '{name}' (`fedsql user list` shows them)")
-            self._write(users)
+        self._update(change)
 
 
 class LoginThrottle:

@@ -94,3 +94,26 @@ def test_basic_credentials_with_and_without_padding() -> None:
     assert decode_basic("YTpiOmM") == ("a", "b:c")
     with pytest.raises(Exception, match="malformed"):
         decode_basic("bm9jb2xvbg")  # "nocolon"
+
+
+def test_concurrent_adds_keep_every_user(config: Path) -> None:
+    import threading
+
+    accounts = [Accounts.of(load_config(config), "p1") for _ in range(4)]  # as separate processes would
+    threads = [threading.Thread(target=a.add, args=(f"user{i}", "long-enough-pw")) for i, a in enumerate(accounts)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert Accounts.of(load_config(config), "p1").names() == [f"user{i}" for i in range(4)]
+
+
+def test_foreign_entry_parameters_are_refused_not_run(config: Path) -> None:
+    fed = load_config(config)
+    accounts = Accounts.of(fed, "p1")
+    accounts.add("mallory", "long-enough-pw")
+    path = users_path(fed, "p1")
+    data = json.loads(path.read_text())
+    data["users"]["mallory"]["n"] = 2 ** 30  # would allocate 1 TiB
+    path.write_text(json.dumps(data))
+    assert not accounts.verify("mallory", "long-enough-pw")
