@@ -151,8 +151,11 @@ def _cmd_node(args: argparse.Namespace) -> int:
 
     def ready() -> None:
         flight = fed.parties[args.party].flight
+        flight_password = fed.parties[args.party].flight_password
         print(f"fedsql: node of party '{args.party}' (federation '{fed.name}') ready at {address}"
-              + (f", Flight SQL at {flight}" if flight else "") + "; Ctrl-C stops", flush=True)
+              + (f", Flight SQL at {flight}" if flight else "")
+              + (f", Flight SQL with passwords at {flight_password}" if flight_password else "")
+              + "; Ctrl-C stops", flush=True)
 
     try:
         serve(fed, args.party, on_ready=ready)

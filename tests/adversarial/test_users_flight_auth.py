@@ -262,3 +262,21 @@ def test_the_node_serves_both_endpoints_from_the_config(tmp_path: Path) -> None:
         client = _raw(fed, server)
         with pytest.raises(flight.FlightUnauthenticatedError):
             list(client.list_actions())
+
+
+def test_shell_user_option_asks_for_the_password(fed: Any, federation: Any, monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: Any) -> None:
+    from fedsql import cli
+
+    config, data = federation
+    monkeypatch.setattr("getpass.getpass", lambda prompt="": PASSWORD)
+    code = cli.main(["shell", str(config), "--party", "p1", "--user", "carol",
+                     "-c", "SELECT COUNT(*) FROM p1.t WHERE id >= -3;"])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    mine = [e for e in _audit_queries(fed) if e.get("sql", "").startswith("SELECT COUNT(*) FROM p1.t WHERE id >= -3")]
+    assert mine and mine[-1]["user"] == "carol"
+    monkeypatch.setattr("getpass.getpass", lambda prompt="": "wrong-password")
+    assert cli.main(["shell", str(config), "--party", "p1", "--user", "carol", "-c", "SELECT 1;"]) != 0
+    err = capsys.readouterr().err
+    assert "invalid user name or password" in err and "Traceback" not in err
