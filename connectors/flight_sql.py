@@ -813,7 +813,11 @@ def start_party_flight(fed: Federation, party: str, node_address: str, token_ttl
         if pcfg.flight:
             servers.append(start_flight_server(fed, party, node_address, pcfg.flight, **tls_files))
         if pcfg.flight_password:
-            auth = Authenticator(Accounts.of(fed, party), token_ttl=token_ttl)
+            accounts = Accounts.of(fed, party)
+            if not accounts.names():
+                log.warning("party %s: the Flight SQL password endpoint has no accounts yet; add them with "
+                            "`fedsql user add %s --party %s NAME`", party, fed.path, party)
+            auth = Authenticator(accounts, token_ttl=token_ttl)
             servers.append(start_flight_server(fed, party, node_address, pcfg.flight_password,
                                                tls_certificates=tls_files["tls_certificates"], auth=auth))
     except BaseException:
