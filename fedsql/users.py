@@ -321,7 +321,9 @@ class Authenticator:
 
         `peer` (a gRPC peer string) adds a per-address count; without it only the user name is
         counted (a shared "unknown address" key would let one client lock everyone out)."""
-        keys = (f"user:{user}",) + ((f"peer:{_peer_host(peer)}",) if peer else ())
+        valid = isinstance(user, str) and NAME_RE.fullmatch(user) is not None
+        # names no account can have share one key: the throttle's memory stays bounded
+        keys = (f"user:{user if valid else '(invalid)'}",) + ((f"peer:{_peer_host(peer)}",) if peer else ())
         if self.throttle.locked(*keys):
             raise errors.AuthenticationError(LOGIN_FAILURE)
         if not self.accounts.verify(user, password):

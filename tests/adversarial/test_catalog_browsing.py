@@ -161,3 +161,26 @@ def test_information_schema_through_flight_equals_the_catalog(db: Any, endpoints
         assert [r[0] for r in _rows(target, "DESCRIBE p1.t")] == [c for c, _ in catalog["columns"][("p1", "t")]]
         _rows(target, "SET fedsql.mode = 'sizes'")
         assert _rows(target, "SELECT count(*) FROM p1.t WHERE id >= 0")[0][0] > 0
+
+
+@pytest.fixture(scope="module")
+def mtls_only(federation: Any) -> Iterator[dict[str, Any]]:
+    fed = load_config(federation[0])
+    server = fs.start_flight_server(fed, "p1", fed.parties["p1"].address, "127.0.0.1:0",
+                                    **fs.party_flight_tls(fed, "p1"))
+    try:
+        yield {"fed": fed, "mtls": server}
+    finally:
+        server.shutdown()
+
+
+@pytest.mark.parametrize("sql", ["SHOW TABLES", "DESCRIBE p1.t", "SELECT 1",
+                                 "SELECT table_name FROM information_schema.tables",
+                                 "CREATE OR REPLACE TABLE scratch.prep AS SELECT 1 AS one"])
+def test_statements_the_node_answers_itself_can_be_prepared(mtls_only: dict[str, Any], sql: str) -> None:
+    """JDBC prepares every statement: preparing must not ask the planner about statements it does not plan."""
+    with _flight(mtls_only, "mtls") as conn, conn.cursor() as cur:
+        cur.adbc_prepare(sql)
+        cur.execute(sql)
+        if not sql.startswith("CREATE"):
+            assert cur.fetchall()
