@@ -178,6 +178,7 @@ def unpack(data: bytes) -> Message:
 @dataclass
 class Session:
     settings: dict[str, str] = field(default_factory=dict)
+    user: str | None = None  # the logged-in user it belongs to (password endpoint)
     last_used: float = field(default_factory=time.monotonic)
 
 
@@ -198,14 +199,14 @@ class Sessions:
         self._by_key: dict[str, Session] = {}
         self._lock = threading.Lock()
 
-    def get(self, key: str) -> tuple[Session, bool]:
-        """The session under `key` (created when missing) and whether it is new."""
+    def get(self, key: str, user: str | None = None) -> tuple[Session, bool]:
+        """The session under `key` (created when missing, for `user`) and whether it is new."""
         with self._lock:
             session = self._by_key.get(key)
             created = session is None
             if session is None:
                 self._expire()
-                session = self._by_key[key] = Session()
+                session = self._by_key[key] = Session(user=user)
             session.last_used = time.monotonic()
             return session, created
 
@@ -373,7 +374,7 @@ class FedSqlFlightServer(flight.FlightServerBase):
                                default_timeout=execute_timeout)
         self.sessions = Sessions()
         self._prepared: dict[bytes, Prepared] = {}
-        self._results: dict[bytes, tuple[float, pa.Table]] = {}
+        self._results: dict[bytes, tuple[float, pa.Table, str | None]] = {}
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="fedsql-flight")
 
@@ -384,10 +385,11 @@ class FedSqlFlightServer(flight.FlightServerBase):
         session is offered a cookie too, so cookie-aware clients keep it across
         reconnects; clients that ignore cookies stay keyed by connection."""
         middleware = context.get_middleware("session")
-        owner = f"user:{self._user(context) or ''}:"  # a session (and its prepared statements) is one user's
+        user = self._user(context)
+        owner = f"user:{user or ''}:"  # a session (and its prepared statements) is one user's
         if middleware is not None and middleware.cookie:
-            return self.sessions.get(owner + "cookie:" + middleware.cookie)[0]
-        session, created = self.sessions.get(owner + "peer:" + context.peer())
+            return self.sessions.get(owner + "cookie:" + middleware.cookie, user)[0]
+        session, created = self.sessions.get(owner + "peer:" + context.peer(), user)
         if created and middleware is not None:
             middleware.issue = secrets.token_urlsafe(18)
             self.sessions.alias(owner + "cookie:" + middleware.issue, session)
@@ -455,21 +457,22 @@ class FedSqlFlightServer(flight.FlightServerBase):
             return pa.schema([pa.field("plan", pa.utf8())])
         return arrow_schema(compiled.plan.output)
 
-    def _store_result(self, table: pa.Table) -> bytes:
+    def _store_result(self, table: pa.Table, user: str | None) -> bytes:
         handle = secrets.token_bytes(16)
         now = time.monotonic()
         with self._lock:
-            for key in [k for k, (t, _) in self._results.items() if now - t > RESULT_TTL_SECONDS]:
+            for key in [k for k, (t, _, _) in self._results.items() if now - t > RESULT_TTL_SECONDS]:
                 del self._results[key]
             while len(self._results) >= MAX_PENDING_RESULTS:
                 del self._results[min(self._results, key=lambda k: self._results[k][0])]
-            self._results[handle] = (now, table)
+            self._results[handle] = (now, table, user)
         return handle
 
-    def _prepared_statement(self, handle: bytes) -> Prepared:
+    def _prepared_statement(self, context: flight.ServerCallContext, handle: bytes) -> Prepared:
+        """The caller's prepared statement: another user's handle is as unknown as a closed one."""
         with self._lock:
             prepared = self._prepared.get(handle)
-        if prepared is None:
+        if prepared is None or prepared.session.user != self._user(context):
             raise errors.ProgrammingError("unknown or closed prepared statement handle")
         return prepared
 
@@ -488,8 +491,9 @@ class FedSqlFlightServer(flight.FlightServerBase):
             if isinstance(command, fsql.CommandStatementQuery):
                 table = self._execute(context, command.query, self._session(context))
             else:
-                table = self._execute_prepared(context, self._prepared_statement(command.prepared_statement_handle))
-            handle = self._store_result(table)
+                prepared = self._prepared_statement(context, command.prepared_statement_handle)
+                table = self._execute_prepared(context, prepared)
+            handle = self._store_result(table, self._user(context))
             ticket = pack(fsql.TicketStatementQuery(statement_handle=handle))
             return self._info(descriptor, table.schema, ticket, table.num_rows)
         # metadata: the ticket is the command itself, answered at DoGet
@@ -502,7 +506,7 @@ class FedSqlFlightServer(flight.FlightServerBase):
         if isinstance(command, fsql.CommandStatementQuery):
             return flight.SchemaResult(self._infer_schema(command.query, self._session(context)))
         if isinstance(command, fsql.CommandPreparedStatementQuery):
-            return flight.SchemaResult(self._prepared_statement(command.prepared_statement_handle).dataset_schema)
+            return flight.SchemaResult(self._prepared_statement(context, command.prepared_statement_handle).dataset_schema)
         return flight.SchemaResult(self._metadata_schema(command))
 
     @_guarded
@@ -510,7 +514,11 @@ class FedSqlFlightServer(flight.FlightServerBase):
         command = unpack(ticket.ticket)
         if isinstance(command, fsql.TicketStatementQuery):
             with self._lock:
-                entry = self._results.pop(command.statement_handle, None)
+                entry = self._results.get(command.statement_handle)
+                if entry is not None and entry[2] == self._user(context):
+                    del self._results[command.statement_handle]
+                else:
+                    entry = None  # another user's ticket is as unknown as an expired one
             if entry is None:
                 raise errors.ProgrammingError("unknown or expired ticket: run the statement again")
             return flight.RecordBatchStream(entry[1])
@@ -522,12 +530,12 @@ class FedSqlFlightServer(flight.FlightServerBase):
         command = self._command(descriptor)
         if isinstance(command, fsql.CommandPreparedStatementQuery):
             params = _read_parameters(reader)
-            self._bind(self._prepared_statement(command.prepared_statement_handle), params)
+            self._bind(self._prepared_statement(context, command.prepared_statement_handle), params)
             return
         if isinstance(command, fsql.CommandStatementUpdate):
             self._execute(context, command.query, self._session(context))
         elif isinstance(command, fsql.CommandPreparedStatementUpdate):
-            prepared = self._prepared_statement(command.prepared_statement_handle)
+            prepared = self._prepared_statement(context, command.prepared_statement_handle)
             params = _read_parameters(reader)
             if params is not None and params.num_columns:
                 self._bind(prepared, params)

@@ -280,3 +280,26 @@ def test_shell_user_option_asks_for_the_password(fed: Any, federation: Any, monk
     assert cli.main(["shell", str(config), "--party", "p1", "--user", "carol", "-c", "SELECT 1;"]) != 0
     err = capsys.readouterr().err
     assert "invalid user name or password" in err and "Traceback" not in err
+
+
+def test_one_users_ticket_or_prepared_handle_is_useless_to_another(fed: Any, endpoint: Any) -> None:
+    """A result ticket or prepared-statement handle that leaks (a log, a proxy) does not let
+    another account fetch the rows or run the statement."""
+    from connectors.flightsql import FlightSql_pb2 as fsql
+
+    client = _raw(fed, endpoint)
+    alice = flight.FlightCallOptions(headers=[client.authenticate_basic_token("alice", PASSWORD)])
+    bob = flight.FlightCallOptions(headers=[client.authenticate_basic_token("bob", PASSWORD)])
+    query = flight.FlightDescriptor.for_command(fs.pack(fsql.CommandStatementQuery(query="SELECT COUNT(*) FROM p1.t")))
+    ticket = client.get_flight_info(query, options=alice).endpoints[0].ticket
+    with pytest.raises(pa.ArrowException, match="unknown or expired ticket"):
+        client.do_get(ticket, options=bob).read_all()
+    assert client.do_get(ticket, options=alice).read_all().num_rows == 1  # still alice's
+    body = fs.pack(fsql.ActionCreatePreparedStatementRequest(query="SELECT COUNT(*) FROM p1.t"))
+    result = next(iter(client.do_action(flight.Action("CreatePreparedStatement", body), options=alice)))
+    created = fs.unpack(result.body.to_pybytes())
+    prepared = flight.FlightDescriptor.for_command(fs.pack(fsql.CommandPreparedStatementQuery(
+        prepared_statement_handle=created.prepared_statement_handle)))
+    with pytest.raises(pa.ArrowException, match="unknown or closed prepared statement"):
+        client.get_flight_info(prepared, options=bob)
+    assert client.get_flight_info(prepared, options=alice).total_records == 1
