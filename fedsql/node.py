@@ -25,7 +25,7 @@ from executors.runtime import PartyRun, table_to_bytes
 from executors.peer_channel import (Channel, Mailbox, PeerLinks, TransportError, add_peer_servicer,
                                     call_with_reconnect)
 from fedsql import errors, tls
-from fedsql.audit import AuditLog, audit_path, query_fields
+from fedsql.audit import AuditLog, audit_path, query_fields, user_field
 from fedsql import scalar_subqueries, set_operations
 from fedsql.config import Federation
 from fedsql.locked_duckdb import for_remote
@@ -209,6 +209,7 @@ class Node(rpc.NodeServicer):
     def Execute(self, request, context) -> Iterator[pb.ExecuteEvent]:
         self._caller(context, "client")  # only this party's own users (client certificate)
         try:  # statements only the issuer takes part in: scratch tables, SHOW TABLES, DESCRIBE
+            user_field(request.user)  # a malformed user name is refused before anything is logged
             routed = self.issuer_local.route(request.sql)
         except errors.Error as exc:
             yield _error_event(exc)
@@ -231,7 +232,7 @@ class Node(rpc.NodeServicer):
             err = as_fedsql_error(exc, "while planning")
             if isinstance(err, (errors.PolicyViolation, errors.PlanMismatch)):
                 self._audit_safe("refused", query_id=query_id, issuer=self.me, role="issuer", sql=request.sql,
-                                 error={"kind": err.kind, "message": str(err)})
+                                 error={"kind": err.kind, "message": str(err)}, **user_field(request.user))
             yield _error_event(err)
             return
         if compiled.kind == "set":

@@ -303,3 +303,21 @@ def test_one_users_ticket_or_prepared_handle_is_useless_to_another(fed: Any, end
     with pytest.raises(pa.ArrowException, match="unknown or closed prepared statement"):
         client.get_flight_info(prepared, options=bob)
     assert client.get_flight_info(prepared, options=alice).total_records == 1
+
+
+def test_refused_queries_name_the_user_and_malformed_names_are_refused(fed: Any, federation: Any) -> None:
+    import fedsql
+    from fedsql import errors
+    from fedsql.client import NodeClient
+
+    config, _ = federation
+    with fedsql.connect(str(config), "p1", user="alice", password=PASSWORD) as conn:
+        with pytest.raises(errors.PolicyViolation):
+            conn.execute("SELECT id FROM p2.t WHERE id > 7")
+    lines = [json.loads(x) for x in audit_path(fed, "p1").read_text(encoding="utf-8").splitlines()]
+    refused = [e for e in lines if e.get("event") == "refused" and "WHERE id > 7" in e.get("sql", "")]
+    assert refused and refused[-1]["user"] == "alice"
+    # the test process holding p1's client certificate sends a user name built to forge log lines
+    with NodeClient(fed.parties["p1"].address, party="p1", config_path=str(config)) as client:
+        with pytest.raises(errors.InterfaceError, match="invalid user name"):
+            client.execute("SELECT COUNT(*) FROM p1.t", user='x", "event": "forged')
