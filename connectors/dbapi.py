@@ -253,9 +253,10 @@ class Connection:
     NotSupportedError = NotSupportedError
 
     def __init__(self, client: Any, party: str, federation: Any = None, settings: dict[str, str] | None = None,
-                 timeout: float | None = None) -> None:
+                 timeout: float | None = None, user: str | None = None) -> None:
         self._client = client
         self.party = party
+        self.user = user  # the account whose password connect() checked; named in the audit records
         self.federation = federation
         self.settings: dict[str, str] = dict(settings or {})
         self.timeout = timeout
@@ -314,7 +315,8 @@ class Connection:
 
     def _run(self, sql: str, on_progress: Any = None) -> tuple[Any, dict[str, Any]]:
         self._check_open()
-        table, meta = self._client.execute(sql, self.settings, timeout=self.timeout, on_progress=on_progress)
+        named = {"user": self.user} if self.user else {}  # clients without accounts keep the old signature
+        table, meta = self._client.execute(sql, self.settings, timeout=self.timeout, on_progress=on_progress, **named)
         if meta.get("kind") == "set" and isinstance(meta.get("settings"), dict):
             self.settings = {str(k): str(v) for k, v in meta["settings"].items()}
         return table, meta
@@ -475,11 +477,16 @@ def connect(
     party: str = "h1",
     mode: str | None = None,
     timeout: float | None = None,
+    user: str | None = None,
+    password: str | None = None,
 ) -> Connection:
     """Open a session with `party`'s node as listed in the federation `config`.
 
     Checks the node answers (PartyUnavailable otherwise) and that it belongs to
     this federation, so a wrong port is caught here and not at the first query.
+    With `user` and `password`, the password is checked against the party's accounts
+    (`fedsql user add`) and every query's audit record names the user; the connection
+    still uses the party's client certificate (docs/decisions.md, D-USERS).
     """
     from fedsql.client import NodeClient
     from fedsql.config import load_config
@@ -490,6 +497,12 @@ def connect(
 
     if mode is not None and mode not in MODES:
         raise ProgrammingError(f"unknown mode {mode!r}; use one of {', '.join(map(repr, MODES))}")
+    if (user is None) != (password is None):
+        raise InterfaceError("give both user and password, or neither (the client certificate alone)")
+    if user is not None:
+        from fedsql.users import Accounts, Authenticator
+
+        Authenticator(Accounts.of(fed, party)).login(user, password or "")  # AuthenticationError if wrong
     client = NodeClient(pconf.address, party=party, config_path=str(config), default_timeout=None)
     try:
         info = client.health(timeout=5.0)
@@ -504,7 +517,7 @@ def connect(
         client.close()
         raise
     settings = {"fedsql.mode": mode} if mode else {}
-    return Connection(client, party, federation=fed, settings=settings, timeout=timeout)
+    return Connection(client, party, federation=fed, settings=settings, timeout=timeout, user=user)
 
 
 __all__ = [

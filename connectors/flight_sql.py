@@ -65,12 +65,14 @@ from connectors.flightsql.metadata import (  # re-exported: the spec's shapes, f
 from fedsql.client import NodeClient
 from fedsql.config import Federation, load_config
 from fedsql.settings import SETTINGS, check_setting
+from fedsql.scratch import IssuerLocal
+from fedsql.users import Accounts, Authenticator, decode_basic
 
 __all__ = [
     "CATALOGS_SCHEMA", "DB_SCHEMAS_SCHEMA", "KEYS_SCHEMA", "PRIMARY_KEYS_SCHEMA", "SQL_INFO_SCHEMA",
     "SQL_INFO_VALUE_TYPE", "TABLE_TYPES_SCHEMA", "TABLES_SCHEMA", "TABLES_SCHEMA_WITH_SCHEMA",
     "FedSqlFlightServer", "arrow_schema", "duckdb_to_arrow", "flight_error", "like_to_regex",
-    "normalise_names", "run_flight", "sql_info_table", "start_flight_server",
+    "normalise_names", "run_flight", "sql_info_table", "start_flight_server", "start_party_flight",
 ]
 
 log = logging.getLogger("fedsql.flight")
@@ -177,6 +179,7 @@ def unpack(data: bytes) -> Message:
 @dataclass
 class Session:
     settings: dict[str, str] = field(default_factory=dict)
+    user: str | None = None  # the logged-in user it belongs to (password endpoint)
     last_used: float = field(default_factory=time.monotonic)
 
 
@@ -197,14 +200,14 @@ class Sessions:
         self._by_key: dict[str, Session] = {}
         self._lock = threading.Lock()
 
-    def get(self, key: str) -> tuple[Session, bool]:
-        """The session under `key` (created when missing) and whether it is new."""
+    def get(self, key: str, user: str | None = None) -> tuple[Session, bool]:
+        """The session under `key` (created when missing, for `user`) and whether it is new."""
         with self._lock:
             session = self._by_key.get(key)
             created = session is None
             if session is None:
                 self._expire()
-                session = self._by_key[key] = Session()
+                session = self._by_key[key] = Session(user=user)
             session.last_used = time.monotonic()
             return session, created
 
@@ -239,6 +242,58 @@ class _SessionMiddlewareFactory(flight.ServerMiddlewareFactory):
 
     def start_call(self, info: Any, headers: dict[str, list[str]]) -> _SessionMiddleware:
         return _SessionMiddleware(_cookie(headers, SESSION_COOKIE))
+
+
+class _AuthMiddleware(flight.ServerMiddleware):
+    def __init__(self, user: str, token: str | None) -> None:
+        self.user = user
+        self.token = token  # a token issued by this call (Basic credentials), sent back as Bearer
+
+    def sending_headers(self) -> dict[str, str]:
+        return {"authorization": f"Bearer {self.token}"} if self.token else {}
+
+
+class _AuthMiddlewareFactory(flight.ServerMiddlewareFactory):
+    """User name + password endpoint: every call carries `authorization: Basic …` (answered with a
+    bearer token; Handshake or the first call) or `authorization: Bearer <token>`. A call without
+    valid credentials is refused before any handler runs."""
+
+    def __init__(self, auth: Authenticator) -> None:
+        self.auth = auth
+
+    def start_call(self, info: Any, headers: dict[str, list[str]]) -> _AuthMiddleware:
+        values = headers.get("authorization") or headers.get("Authorization") or []
+        value = values[0] if values else ""
+        scheme, _, credentials = value.strip().partition(" ")
+        if scheme.lower() == "bearer" and credentials.strip():
+            user = self.auth.token_user(credentials.strip())
+            if user is None:
+                raise flight.FlightUnauthenticatedError(
+                    "AuthenticationError: the session token is unknown or expired; log in again with the "
+                    "user name and password")
+            return _AuthMiddleware(user, None)
+        if scheme.lower() == "basic":
+            try:
+                name, password = decode_basic(credentials)
+                # pyarrow's middleware does not see the peer address: the count is per user name here
+                user = self.auth.login(name, password)
+            except errors.AuthenticationError as exc:
+                raise flight.FlightUnauthenticatedError(f"AuthenticationError: {exc}") from None
+            return _AuthMiddleware(user, self.auth.issue_token(user))
+        raise flight.FlightUnauthenticatedError(
+            "AuthenticationError: this Flight SQL endpoint needs a user name and password (HTTP Basic, then the "
+            "bearer token it returns); ask the party's operator for an account (`fedsql user add`)")
+
+
+class _HandshakeOnly(flight.ServerAuthHandler):
+    """Lets `Handshake` succeed: the credentials travel in its headers and `_AuthMiddlewareFactory`
+    checks them (and every later call's); pyarrow's own token check is not used."""
+
+    def authenticate(self, outgoing: Any, incoming: Any) -> None:
+        return None
+
+    def is_valid(self, token: bytes) -> str:
+        return ""
 
 
 def _cookie(headers: dict[str, list[str]], name: str) -> str | None:
@@ -295,23 +350,32 @@ class FedSqlFlightServer(flight.FlightServerBase):
 
     def __init__(self, fed: Federation, party: str, node_address: str, location: str,
                  tls_certificates: list[tuple[bytes, bytes]] | None = None,
-                 execute_timeout: float | None = None, client_ca: bytes | None = None) -> None:
+                 execute_timeout: float | None = None, client_ca: bytes | None = None,
+                 auth: Authenticator | None = None) -> None:
         fed.party(party)
-        if not tls_certificates or not client_ca or not location.startswith("grpc+tls://"):
+        # two ways in, one per listener (gRPC cannot ask for a client certificate without requiring it):
+        # client_ca: only clients holding the party's client certificate; auth: user name + password
+        if not tls_certificates or not location.startswith("grpc+tls://") or (client_ca is None) == (auth is None):
             raise errors.ConfigError(
-                f"party '{party}': the Flight SQL endpoint serves only mutual TLS: give a grpc+tls:// location, "
-                f"the node's certificate and the party's client certificate (party_flight_tls(fed, '{party}'))")
-        # client_ca: only clients holding this certificate (the party's own users) may connect
-        super().__init__(location, tls_certificates=tls_certificates, verify_client=True,
-                         root_certificates=client_ca, middleware={"session": _SessionMiddlewareFactory()})
+                f"party '{party}': the Flight SQL endpoint serves only TLS: give a grpc+tls:// location, "
+                f"the node's certificate and either the party's client certificate (party_flight_tls(fed, "
+                f"'{party}')) or the party's accounts (auth=...)")
+        middleware: dict[str, flight.ServerMiddlewareFactory] = {"session": _SessionMiddlewareFactory()}
+        if auth is not None:
+            middleware["auth"] = _AuthMiddlewareFactory(auth)
+        super().__init__(location, tls_certificates=tls_certificates, verify_client=client_ca is not None,
+                         root_certificates=client_ca, middleware=middleware,
+                         auth_handler=_HandshakeOnly() if auth is not None else None)
+        self.auth = auth
         self.fed = fed
         self.party = party
         self.catalog = Catalog(fed, party)
+        self._router = IssuerLocal.router(fed, party)
         self.node = NodeClient(node_address, party=party, config_path=str(fed.path),
                                default_timeout=execute_timeout)
         self.sessions = Sessions()
         self._prepared: dict[bytes, Prepared] = {}
-        self._results: dict[bytes, tuple[float, pa.Table]] = {}
+        self._results: dict[bytes, tuple[float, pa.Table, str | None]] = {}
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="fedsql-flight")
 
@@ -322,19 +386,27 @@ class FedSqlFlightServer(flight.FlightServerBase):
         session is offered a cookie too, so cookie-aware clients keep it across
         reconnects; clients that ignore cookies stay keyed by connection."""
         middleware = context.get_middleware("session")
+        user = self._user(context)
+        owner = f"user:{user or ''}:"  # a session (and its prepared statements) is one user's
         if middleware is not None and middleware.cookie:
-            return self.sessions.get("cookie:" + middleware.cookie)[0]
-        session, created = self.sessions.get("peer:" + context.peer())
+            return self.sessions.get(owner + "cookie:" + middleware.cookie, user)[0]
+        session, created = self.sessions.get(owner + "peer:" + context.peer(), user)
         if created and middleware is not None:
             middleware.issue = secrets.token_urlsafe(18)
-            self.sessions.alias("cookie:" + middleware.issue, session)
+            self.sessions.alias(owner + "cookie:" + middleware.issue, session)
         return session
+
+    def _user(self, context: flight.ServerCallContext) -> str | None:
+        """The logged-in user (password endpoint); None on the client-certificate endpoint."""
+        middleware = context.get_middleware("auth")
+        return middleware.user if middleware is not None else None
 
     def _execute(self, context: flight.ServerCallContext, sql: str, session: Session) -> pa.Table:
         """Run one statement at the own node; cancel it there if the client goes away."""
         sql = normalise_names(sql, self.fed, self.catalog.federated_schema)
         query_id = uuid.uuid4().hex
-        future = self._pool.submit(self.node.execute, sql, dict(session.settings), None, None, query_id)
+        future = self._pool.submit(self.node.execute, sql, dict(session.settings), None, None, query_id,
+                                   self._user(context))
         while True:
             try:
                 table, meta = future.result(timeout=0.2)
@@ -377,6 +449,8 @@ class FedSqlFlightServer(flight.FlightServerBase):
         from planner.compile import compile_query
 
         sql = normalise_names(sql, self.fed, self.catalog.federated_schema)
+        if self._router.route(sql) is not None:
+            return pa.schema([])  # answered by the node itself (catalog, scratch): known once it ran
         compiled = compile_query(sql, self.fed, self.party, dict(session.settings), self.catalog.schema_of)
         if compiled.kind == "set":
             return pa.schema([])
@@ -384,21 +458,22 @@ class FedSqlFlightServer(flight.FlightServerBase):
             return pa.schema([pa.field("plan", pa.utf8())])
         return arrow_schema(compiled.plan.output)
 
-    def _store_result(self, table: pa.Table) -> bytes:
+    def _store_result(self, table: pa.Table, user: str | None) -> bytes:
         handle = secrets.token_bytes(16)
         now = time.monotonic()
         with self._lock:
-            for key in [k for k, (t, _) in self._results.items() if now - t > RESULT_TTL_SECONDS]:
+            for key in [k for k, (t, _, _) in self._results.items() if now - t > RESULT_TTL_SECONDS]:
                 del self._results[key]
             while len(self._results) >= MAX_PENDING_RESULTS:
                 del self._results[min(self._results, key=lambda k: self._results[k][0])]
-            self._results[handle] = (now, table)
+            self._results[handle] = (now, table, user)
         return handle
 
-    def _prepared_statement(self, handle: bytes) -> Prepared:
+    def _prepared_statement(self, context: flight.ServerCallContext, handle: bytes) -> Prepared:
+        """The caller's prepared statement: another user's handle is as unknown as a closed one."""
         with self._lock:
             prepared = self._prepared.get(handle)
-        if prepared is None:
+        if prepared is None or prepared.session.user != self._user(context):
             raise errors.ProgrammingError("unknown or closed prepared statement handle")
         return prepared
 
@@ -417,8 +492,9 @@ class FedSqlFlightServer(flight.FlightServerBase):
             if isinstance(command, fsql.CommandStatementQuery):
                 table = self._execute(context, command.query, self._session(context))
             else:
-                table = self._execute_prepared(context, self._prepared_statement(command.prepared_statement_handle))
-            handle = self._store_result(table)
+                prepared = self._prepared_statement(context, command.prepared_statement_handle)
+                table = self._execute_prepared(context, prepared)
+            handle = self._store_result(table, self._user(context))
             ticket = pack(fsql.TicketStatementQuery(statement_handle=handle))
             return self._info(descriptor, table.schema, ticket, table.num_rows)
         # metadata: the ticket is the command itself, answered at DoGet
@@ -431,7 +507,7 @@ class FedSqlFlightServer(flight.FlightServerBase):
         if isinstance(command, fsql.CommandStatementQuery):
             return flight.SchemaResult(self._infer_schema(command.query, self._session(context)))
         if isinstance(command, fsql.CommandPreparedStatementQuery):
-            return flight.SchemaResult(self._prepared_statement(command.prepared_statement_handle).dataset_schema)
+            return flight.SchemaResult(self._prepared_statement(context, command.prepared_statement_handle).dataset_schema)
         return flight.SchemaResult(self._metadata_schema(command))
 
     @_guarded
@@ -439,7 +515,11 @@ class FedSqlFlightServer(flight.FlightServerBase):
         command = unpack(ticket.ticket)
         if isinstance(command, fsql.TicketStatementQuery):
             with self._lock:
-                entry = self._results.pop(command.statement_handle, None)
+                entry = self._results.get(command.statement_handle)
+                if entry is not None and entry[2] == self._user(context):
+                    del self._results[command.statement_handle]
+                else:
+                    entry = None  # another user's ticket is as unknown as an expired one
             if entry is None:
                 raise errors.ProgrammingError("unknown or expired ticket: run the statement again")
             return flight.RecordBatchStream(entry[1])
@@ -451,12 +531,12 @@ class FedSqlFlightServer(flight.FlightServerBase):
         command = self._command(descriptor)
         if isinstance(command, fsql.CommandPreparedStatementQuery):
             params = _read_parameters(reader)
-            self._bind(self._prepared_statement(command.prepared_statement_handle), params)
+            self._bind(self._prepared_statement(context, command.prepared_statement_handle), params)
             return
         if isinstance(command, fsql.CommandStatementUpdate):
             self._execute(context, command.query, self._session(context))
         elif isinstance(command, fsql.CommandPreparedStatementUpdate):
-            prepared = self._prepared_statement(command.prepared_statement_handle)
+            prepared = self._prepared_statement(context, command.prepared_statement_handle)
             params = _read_parameters(reader)
             if params is not None and params.num_columns:
                 self._bind(prepared, params)
@@ -686,18 +766,19 @@ def _location(location: str) -> str:
 
 def start_flight_server(fed: Federation, party: str, node_address: str, location: str,
                         tls_certificates: list[tuple[bytes, bytes]] | None = None,
-                        client_ca: bytes | None = None) -> FedSqlFlightServer:
+                        client_ca: bytes | None = None, auth: Authenticator | None = None) -> FedSqlFlightServer:
     """Start the Flight SQL endpoint of `party` (serving in a background thread).
 
     `location` is "host:port" (port 0 picks a free one; see `.port`); `tls_certificates`
     is [(cert_pem, key_pem)] and `client_ca` the only client certificate accepted, as
     `party_flight_tls(fed, party)` gives them: the endpoint has no plaintext mode.
-    Stop it with `.shutdown()`.
+    With `auth` instead of `client_ca` it asks for a user name and password (no client
+    certificate). Stop it with `.shutdown()`.
     """
     uri = _location(location)
     try:
         server = FedSqlFlightServer(fed, party, node_address, uri, tls_certificates=tls_certificates,
-                                    client_ca=client_ca)
+                                    client_ca=client_ca, auth=auth)
     except (OSError, pa.ArrowException) as exc:
         raise errors.OperationalError(
             f"party '{party}': cannot serve Flight SQL on {location} ({exc}); "
@@ -725,22 +806,59 @@ def party_flight_tls(fed: Federation, party: str) -> dict:
     return {"tls_certificates": [(cert, key)], "client_ca": client}
 
 
+class PartyFlight:
+    """The Flight SQL listeners of one party: `flight` (client certificate) and/or
+    `flight_password` (user name + password), both forwarding to the party's node."""
+
+    def __init__(self, servers: list[FedSqlFlightServer]) -> None:
+        self.servers = servers
+
+    def shutdown(self) -> None:
+        for server in self.servers:
+            server.shutdown()
+
+
+def start_party_flight(fed: Federation, party: str, node_address: str, token_ttl: float = 3600.0) -> PartyFlight:
+    """Start what `parties.<party>.flight` / `.flight_password` configure."""
+    pcfg = fed.party(party)
+    tls_files = party_flight_tls(fed, party)
+    servers: list[FedSqlFlightServer] = []
+    try:
+        if pcfg.flight:
+            servers.append(start_flight_server(fed, party, node_address, pcfg.flight, **tls_files))
+        if pcfg.flight_password:
+            accounts = Accounts.of(fed, party)
+            if not accounts.names():
+                log.warning("party %s: the Flight SQL password endpoint has no accounts yet; add them with "
+                            "`fedsql user add %s --party %s NAME`", party, fed.path, party)
+            auth = Authenticator(accounts, token_ttl=token_ttl)
+            servers.append(start_flight_server(fed, party, node_address, pcfg.flight_password,
+                                               tls_certificates=tls_files["tls_certificates"], auth=auth))
+    except BaseException:
+        PartyFlight(servers).shutdown()
+        raise
+    return PartyFlight(servers)
+
+
 def run_flight(config_path: str, party: str) -> None:
     """`fedsql flight CONFIG --party P`: serve P's Flight SQL endpoint until SIGINT/SIGTERM."""
     fed = load_config(config_path)
     pcfg = fed.party(party)
-    if not pcfg.flight:
+    if not pcfg.flight and not pcfg.flight_password:
         raise errors.ConfigError(
-            f"{fed.path}: parties.{party}.flight is not set; add e.g. flight = \"127.0.0.1:32010\""
+            f"{fed.path}: parties.{party}.flight is not set; add e.g. flight = \"127.0.0.1:32010\" (client "
+            f"certificate) or flight_password = \"127.0.0.1:32011\" (user name and password)"
         )
-    server = start_flight_server(fed, party, pcfg.address, pcfg.flight, **party_flight_tls(fed, party))
+    server = start_party_flight(fed, party, pcfg.address)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         try:
             signal.signal(sig, lambda signum, frame: stop.set())
         except ValueError:
             pass  # not the main thread
-    print(f"fedsql: party '{party}' Flight SQL endpoint at grpc+tls://{pcfg.flight} (node {pcfg.address})", flush=True)
+    where = " and ".join(f"grpc+tls://{a} ({how})" for a, how in ((pcfg.flight, "client certificate"),
+                         (pcfg.flight_password, "user name and password")) if a)
+    print(f"fedsql: party '{party}' Flight SQL endpoint at {where} (node {pcfg.address})", flush=True)
     try:
         while not stop.wait(0.5):
             pass

@@ -147,13 +147,17 @@ class FedsqlDialect(default.DefaultDialect):
         from fedsql.errors import InterfaceError
 
         options = dict(url.query)
-        party = options.pop("party", None) or url.username
+        # fedsql://USER:PASSWORD@/path?party=P logs in as an account of P; without a password the
+        # user part names the party (fedsql://P@/path), as before accounts existed
+        party = options.pop("party", None) or (url.username if url.password is None else None)
         if not party:
             raise InterfaceError("the fedsql URL needs ?party=NAME (your party), e.g. "
                                  "fedsql:///federation.toml?party=h1")
         if not url.database:
             raise InterfaceError("the fedsql URL needs the federation file: fedsql:///path/federation.toml?party=NAME")
         kwargs: dict[str, Any] = {"config": url.database, "party": party}
+        if url.password is not None:
+            kwargs.update(user=url.username, password=url.password)
         if "mode" in options:
             kwargs["mode"] = options.pop("mode")
         if "timeout" in options:

@@ -193,9 +193,23 @@ def revealed_by(plan: Any, party: str) -> list[dict[str, Any]]:
     return out
 
 
-def query_fields(query_id: str, issuer: str, sql: str, plan: Any, party: str, role: str) -> dict[str, Any]:
+def user_field(user: str | None) -> dict[str, str]:
+    """`{"user": name}` for an issuer's records when a front end named its user (a malformed
+    name is an InterfaceError: it would go into the log), else nothing."""
+    if not user:
+        return {}
+    from fedsql.users import check_name
+
+    return {"user": check_name(user)}
+
+
+def query_fields(query_id: str, issuer: str, sql: str, plan: Any, party: str, role: str,
+                 user: str | None = None) -> dict[str, Any]:
+    """The fields of a `query` record; `user` (issuer only): the account that asked, when a
+    front end checked its password (a well-formed name, else the record is refused)."""
     fields: dict[str, Any] = {"query_id": query_id, "issuer": issuer, "role": role,
                               "sql": sql if len(sql) <= MAX_SQL_CHARS else sql[:MAX_SQL_CHARS] + "…(truncated)"}
+    fields.update(user_field(user))
     if plan is not None:
         fields.update(plan_hash=plan.hash, participants=list(plan.participants),
                       settings=dict(plan.settings), leakage=list(plan.leakage),

@@ -68,6 +68,24 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", metavar="CONFIG", help="federation TOML file")
     p.add_argument("--party", "-p", required=True, metavar="NAME", help="which party's endpoint to serve")
     p = sub.add_parser(
+        "user",
+        help="manage a party's user accounts (passwords for Flight SQL and the DB-API)",
+        description="Add, list, remove user accounts of party NAME or change a password. Accounts are kept "
+        "hashed (scrypt) in the party's private state (.fedsql/NAME/users.json); a running node sees "
+        "changes at once. The password is asked for (twice) unless --password-stdin reads one line.",
+    )
+    actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    for action, what in (("add", "add a user"), ("list", "list the users"), ("remove", "remove a user"),
+                         ("passwd", "change a user's password")):
+        a = actions.add_parser(action, help=what, description=f"{what} of party NAME")
+        a.add_argument("config", metavar="CONFIG", help="federation TOML file")
+        a.add_argument("--party", "-p", required=True, metavar="NAME", help="whose accounts")
+        if action != "list":
+            a.add_argument("user", metavar="USER", help="the user name")
+        if action in ("add", "passwd"):
+            a.add_argument("--password-stdin", action="store_true",
+                           help="read the password from the first line of stdin")
+    p = sub.add_parser(
         "shell",
         help="SQL shell connected to your party's node",
         description="Open a SQL shell on the node of party NAME (it must be running: `fedsql up CONFIG`). "
@@ -78,6 +96,8 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("-c", "--command", metavar="SQL", help="run SQL (one or more ';'-separated statements) and exit")
     p.add_argument("-f", "--file", metavar="FILE", help="run the statements in FILE ('-' for stdin) and exit")
     p.add_argument("--mode", choices=MODES, help="session execution mode (default: the federation's)")
+    p.add_argument("--user", "-u", metavar="USER",
+                   help="log in as an account of the party (`fedsql user add`); the password is asked for")
 
     p = sub.add_parser(
         "keys",
@@ -132,8 +152,11 @@ def _cmd_node(args: argparse.Namespace) -> int:
 
     def ready() -> None:
         flight = fed.parties[args.party].flight
+        flight_password = fed.parties[args.party].flight_password
         print(f"fedsql: node of party '{args.party}' (federation '{fed.name}') ready at {address}"
-              + (f", Flight SQL at {flight}" if flight else "") + "; Ctrl-C stops", flush=True)
+              + (f", Flight SQL at {flight}" if flight else "")
+              + (f", Flight SQL with passwords at {flight_password}" if flight_password else "")
+              + "; Ctrl-C stops", flush=True)
 
     try:
         serve(fed, args.party, on_ready=ready)
@@ -159,7 +182,7 @@ def _cmd_shell(args: argparse.Namespace) -> int:
 
     if args.command is not None and args.file is not None:
         raise errors.InterfaceError("use either -c or -f, not both")
-    return run_shell(args.config, args.party, command=args.command, file=args.file, mode=args.mode)
+    return run_shell(args.config, args.party, command=args.command, file=args.file, mode=args.mode, user=args.user)
 
 
 def _cmd_flight(args: argparse.Namespace) -> int:
@@ -183,6 +206,46 @@ def _cmd_keys(args: argparse.Namespace) -> int:
     print(f"give {p.certificate} to every other party; pin it in the shared config:\n"
           f"  [parties.{args.party}]\n  certificate_sha256 = \"{tls.fingerprint(p.certificate.read_bytes())}\"\n"
           f"keep {p.private_key} secret; {p.client_key} and {p.client_certificate} are for your users")
+    return EXIT_OK
+
+
+def _read_password(from_stdin: bool) -> str:
+    """One line of stdin, or a getpass prompt asked twice (no echo)."""
+    if from_stdin:
+        line = sys.stdin.readline()
+        if not line:
+            raise errors.InterfaceError("--password-stdin: stdin was empty; pipe the password in, one line")
+        return line.rstrip("\r\n")
+    import getpass
+
+    first = getpass.getpass("password: ")
+    if getpass.getpass("again: ") != first:
+        raise errors.InterfaceError("the two passwords differ; nothing was changed")
+    return first
+
+
+def _cmd_user(args: argparse.Namespace) -> int:
+    from fedsql.config import load_config
+    from fedsql.users import Accounts, check_name
+
+    accounts = Accounts.of(load_config(args.config), args.party)
+    if args.action == "list":
+        for name in accounts.names():
+            print(name)
+        return EXIT_OK
+    name = check_name(args.user)
+    if args.action == "remove":
+        accounts.remove(name)
+        print(f"removed user '{name}' of party '{args.party}'")
+        return EXIT_OK
+    if args.action == "passwd" and not accounts.exists(name):
+        raise errors.InterfaceError(f"no user '{name}'; add it with `fedsql user add`")
+    if args.action == "add" and accounts.exists(name):
+        raise errors.InterfaceError(f"user '{name}' already exists; change the password with `fedsql user passwd`")
+    password = _read_password(args.password_stdin)
+    (accounts.add if args.action == "add" else accounts.passwd)(name, password)
+    print(f"{'added' if args.action == 'add' else 'changed the password of'} user '{name}' of party "
+          f"'{args.party}' ({accounts.path})")
     return EXIT_OK
 
 
@@ -212,7 +275,7 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     return EXIT_OK if result.ok else EXIT_FAILED
 
 
-_COMMANDS = {"keys": _cmd_keys, "audit": _cmd_audit, "budget": _cmd_budget, "node": _cmd_node, "up": _cmd_up, "demo": _cmd_demo, "shell": _cmd_shell, "flight": _cmd_flight}
+_COMMANDS = {"keys": _cmd_keys, "audit": _cmd_audit, "budget": _cmd_budget, "node": _cmd_node, "up": _cmd_up, "demo": _cmd_demo, "shell": _cmd_shell, "flight": _cmd_flight, "user": _cmd_user}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -121,8 +121,10 @@ class NodeClient:
         timeout: float | None = None,
         on_progress: ProgressCallback | None = None,
         query_id: str | None = None,
+        user: str | None = None,
     ) -> tuple[Any, dict[str, Any]]:
-        """Run one statement; returns (pyarrow.Table, meta dict).
+        """Run one statement; returns (pyarrow.Table, meta dict). `user`: the account a front
+        end (Flight SQL, DB-API) checked the password of, for the issuer's audit record.
 
         Ctrl-C while waiting cancels the query at the node (and so at every
         party) before re-raising KeyboardInterrupt.
@@ -136,6 +138,7 @@ class NodeClient:
             settings=dict(settings or {}),
             query_id=qid,
             timeout_seconds=float(timeout or 0.0),
+            user=user or "",
         )
         grpc_deadline = timeout + DEADLINE_GRACE_SECONDS if timeout else None
         call = self._stub.Execute(request, timeout=grpc_deadline)

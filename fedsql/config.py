@@ -70,6 +70,8 @@ class PartyConfig:
     address: str
     flight: str | None
     tables: dict[str, TableConfig]
+    # Flight SQL endpoint with user name + password (TLS, no client certificate); fedsql/users.py
+    flight_password: str | None = None
     # identity files (fedsql/tls.py; unset = defaults under <config dir>/.fedsql/)
     certificate: str | None = None
     certificate_sha256: str | None = None
@@ -165,7 +167,7 @@ def check_known_keys(path: Path, where: str, raw: dict, known: set[str] | frozen
 TOP_LEVEL_KEYS = frozenset({"federation", "parties", "federated"})
 FEDERATION_KEYS = frozenset({"name", "compute", "deadline_seconds", "fixed_point_bits", "default_mode",
                              "max_rows_per_query", "max_concurrent_queries", "max_memory_mb"})
-PARTY_KEYS = frozenset({"address", "flight", "tables", "certificate", "certificate_sha256", "private_key",
+PARTY_KEYS = frozenset({"address", "flight", "flight_password", "tables", "certificate", "certificate_sha256", "private_key",
                         "client_certificate", "client_key", "max_rows_per_query"})
 
 
@@ -185,7 +187,7 @@ def _check_flight_address(path: Path, where: str, address: Any) -> str:
     if sep:
         if scheme.lower() != "grpc+tls":
             raise _err(path, where, f"{address!r} asks for {scheme}://, but the Flight SQL endpoint serves only "
-                                    f'mutual TLS with the party\'s certificates; write flight = "{rest}"')
+                                    f'TLS; write {where.rsplit(".", 1)[-1]} = "{rest}"')
         address = rest
     return _check_address(path, where, address)
 
@@ -268,6 +270,11 @@ def parse_config(text: str, path: Path) -> Federation:
         flight = praw.get("flight")
         if flight is not None:
             flight = _check_flight_address(path, f"{where}.flight", flight)
+        flight_password = praw.get("flight_password")
+        if flight_password is not None:
+            flight_password = _check_flight_address(path, f"{where}.flight_password", flight_password)
+            if flight_password in (flight, address):
+                raise _err(path, f"{where}.flight_password", "needs a port of its own (not the node's or flight's)")
         tables_raw = _expect(path, f"{where}.tables", praw.get("tables", {}), dict, "a table")
         tables = {t: _load_table(path, pname, t, traw) for t, traw in tables_raw.items()}
         identity = {}
@@ -281,7 +288,7 @@ def parse_config(text: str, path: Path) -> Federation:
             identity["certificate_sha256"] = pin
         if "max_rows_per_query" in praw:
             identity["max_rows_per_query"] = _check_limit(path, f"{where}.max_rows_per_query", praw["max_rows_per_query"])
-        parties[pname] = PartyConfig(pname, address, flight, tables, **identity)
+        parties[pname] = PartyConfig(pname, address, flight, tables, flight_password=flight_password, **identity)
 
     compute_raw = fed.get("compute")
     if compute_raw is None:

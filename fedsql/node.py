@@ -25,7 +25,7 @@ from executors.runtime import PartyRun, table_to_bytes
 from executors.peer_channel import (MESSAGE_OPTIONS, Channel, Mailbox, PeerLinks, TransportError,
                                     add_peer_servicer, call_with_reconnect, key_issuer, query_key)
 from fedsql import __version__, errors, tls
-from fedsql.audit import AuditLog, audit_path, query_fields
+from fedsql.audit import AuditLog, audit_path, query_fields, user_field
 from fedsql import scalar_subqueries, set_operations
 from fedsql.config import Federation
 from fedsql.locked_duckdb import for_remote
@@ -209,6 +209,7 @@ class Node(rpc.NodeServicer):
     def Execute(self, request, context) -> Iterator[pb.ExecuteEvent]:
         self._caller(context, "client")  # only this party's own users (client certificate)
         try:  # statements only the issuer takes part in: scratch tables, SHOW TABLES, DESCRIBE
+            user_field(request.user)  # a malformed user name is refused before anything is logged
             routed = self.issuer_local.route(request.sql)
         except errors.Error as exc:
             yield _error_event(exc)
@@ -232,7 +233,7 @@ class Node(rpc.NodeServicer):
             err = as_fedsql_error(exc, "while planning")
             if isinstance(err, (errors.PolicyViolation, errors.PlanMismatch)):
                 self._audit_safe("refused", query_id=query_id, issuer=self.me, role="issuer", sql=request.sql,
-                                 error={"kind": err.kind, "message": str(err)})
+                                 error={"kind": err.kind, "message": str(err)}, **user_field(request.user))
             yield _error_event(err)
             return
         if compiled.kind == "set":
@@ -262,7 +263,7 @@ class Node(rpc.NodeServicer):
 
         context.add_callback(_client_gone)
         try:
-            self.audit.append("query", **query_fields(query_id, self.me, sql, plan, self.me, "issuer"))
+            self.audit.append("query", **query_fields(query_id, self.me, sql, plan, self.me, "issuer", request.user))
         except errors.Error as exc:
             self._slots.release()
             yield _error_event(exc)
@@ -644,11 +645,11 @@ def serve(fed: Federation, party: str, on_ready: Callable[[], None] | None = Non
         )
     server.start()
     flight = None
-    if node.party.flight:
-        from connectors.flight_sql import party_flight_tls, start_flight_server
+    if node.party.flight or node.party.flight_password:
+        from connectors.flight_sql import start_party_flight
 
         try:
-            flight = start_flight_server(fed, party, address, node.party.flight, **party_flight_tls(fed, party))
+            flight = start_party_flight(fed, party, address)
         except errors.Error:
             server.stop(0)
             node.close()

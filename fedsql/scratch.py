@@ -21,10 +21,13 @@ A statement may not mix scratch and federation tables (a cross-party join of
 the issuer's own data is the planner's business); it is refused by name.
 
 The catalog statements are answered here too, from the configuration and the
-owners' public schemas: ``SHOW TABLES`` (schema, name, kind) and
+owners' public schemas: ``SHOW TABLES`` (schema, name, kind),
 ``DESCRIBE name`` (column_name, column_type, level — the level for this
-issuer). They serve the shell's `.tables`/`.schema` and the SQLAlchemy
-inspector over the client's own node only.
+issuer) and any query that reads only ``information_schema.schemata``,
+``.tables`` or ``.columns`` (what BI tools navigate with; filled from the same
+catalog, run in a private locked DuckDB). They serve the shell's
+`.tables`/`.schema`, the SQLAlchemy inspector and BI tools over the client's
+own node only.
 
 If a party is called ``scratch``, ``scratch.x`` means its tables and the
 scratch space is off.
@@ -51,6 +54,9 @@ log = logging.getLogger("fedsql.node")
 
 SCRATCH = "scratch"
 SOURCE = "__fedsql_source"
+INFORMATION_SCHEMA = "information_schema"
+INFORMATION_TABLES = ("schemata", "tables", "columns")
+_INFO_DB = "__fedsql_information_schema"  # where the answers sit in the private DuckDB (not DuckDB's own)
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _EXPLAIN = re.compile(r"^\s*EXPLAIN\s+", re.IGNORECASE)
 DIALECT = "duckdb"
@@ -69,7 +75,7 @@ def _quote(name: str) -> str:
 
 @dataclass
 class Routed:
-    kind: str  # local | from_federated | show_tables | describe
+    kind: str  # local | from_federated | show_tables | describe | information_schema
     ast: Any
     explain: bool = False
     source_sql: str = ""  # from_federated: the federated SELECT to run first
@@ -87,6 +93,14 @@ class IssuerLocal:
         self.directory = scratch_dir(self.fed.path, self.me)
         self.federated_schema = self.fed.federated_schema
         self._lock = threading.Lock()
+
+    @classmethod
+    def router(cls, fed: Any, party: str) -> "IssuerLocal":
+        """Routing only (`route`), for front ends that must know whether the node plans a statement
+        or answers it on its own (e.g. Flight SQL, to give a prepared statement's schema)."""
+        from types import SimpleNamespace
+
+        return cls(SimpleNamespace(fed=fed, me=party))
 
     # -- routing ---------------------------------------------------------------
 
@@ -118,6 +132,8 @@ class IssuerLocal:
             if isinstance(ast.this, exp.Table):
                 return Routed("describe", ast)
             return None
+        if isinstance(ast, exp.Query) and self._information_schema_tables(ast):
+            return Routed("information_schema", ast, explain)
         writes = isinstance(ast, (exp.Create, exp.Insert, exp.Drop, exp.Delete, exp.Update, exp.Alter))
         if writes:
             return self._route_write(ast, explain)
@@ -188,6 +204,34 @@ class IssuerLocal:
                 federated = True
         return local, federated
 
+    def _is_information_schema(self, table: Any) -> bool:
+        return (INFORMATION_SCHEMA not in self.fed.parties and table.db.lower() == INFORMATION_SCHEMA
+                and (not table.catalog or table.catalog.lower() == self.fed.name.lower()))
+
+    def _information_schema_tables(self, ast: Any) -> set[str]:
+        """The information_schema tables a query reads (empty: none). Refuses a query that also
+        reads data tables, or names an information_schema table fedsql does not answer."""
+        from sqlglot import exp
+
+        ctes = {c.alias_or_name.lower() for c in ast.find_all(exp.CTE)}
+        info: set[str] = set()
+        other = False
+        for table in ast.find_all(exp.Table):
+            if self._is_information_schema(table):
+                if table.name.lower() not in INFORMATION_TABLES:
+                    raise errors.UnknownObjectError(
+                        f"information_schema.{table.name} is not available; fedsql answers "
+                        + ", ".join(f"information_schema.{t}" for t in INFORMATION_TABLES))
+                info.add(table.name.lower())
+            elif table.name and not isinstance(table.this, (exp.Anonymous, exp.Func)) and not (
+                    not table.db and table.name.lower() in ctes):
+                other = True
+        if info and other:
+            raise errors.UnsupportedSql(
+                "a statement may read information_schema or the federation's tables, not both; "
+                "query the catalog first, then the data")
+        return info
+
     def _is_scratch(self, table: Any) -> bool:
         return self.enabled and not table.catalog and table.db.lower() == SCRATCH
 
@@ -207,6 +251,13 @@ class IssuerLocal:
                 yield _result(self.show_tables(), "rows", [], settings)
             elif routed.kind == "describe":
                 yield _result(self.describe(routed.ast.this), "rows", [], settings)
+            elif routed.kind == "information_schema":
+                if routed.explain:
+                    yield _explain([f"catalog query answered by {self.me} alone from the configuration and the "
+                                    "owners' public schemas"], [f"nothing leaves {self.me}"], settings)
+                    return
+                table, types = self.information_schema(routed.ast)
+                yield _result(table, "rows", [], settings, table.num_rows, types=types)
             elif routed.kind == "local":
                 if routed.explain:
                     yield _explain(self._local_plan(routed), self._local_leakage(routed), settings)
@@ -235,7 +286,7 @@ class IssuerLocal:
     def _from_federated(self, routed: Routed, request: Any, context: Any, settings: dict[str, str]):
         inner_sql = ("EXPLAIN " if routed.explain else "") + routed.source_sql
         inner = pb.ExecuteRequest(sql=inner_sql, settings=settings, query_id=request.query_id,
-                                  timeout_seconds=request.timeout_seconds)
+                                  timeout_seconds=request.timeout_seconds, user=request.user)
         result = None
         for event in self.node.Execute(inner, context):
             which = event.WhichOneof("event")
@@ -360,6 +411,82 @@ class IssuerLocal:
         cols = list(zip(*rows)) if rows else [(), (), ()]
         return pa.table({"schema": pa.array(cols[0], pa.utf8()), "name": pa.array(cols[1], pa.utf8()),
                          "kind": pa.array(cols[2], pa.utf8())})
+
+    def information_schema(self, ast: Any) -> tuple[pa.Table, list[str]]:
+        """Run a query over information_schema.schemata/tables/columns, filled from the same
+        catalog as SHOW TABLES and DESCRIBE (what this party may know: the federation's public
+        schemas and its own scratch tables), in a private locked DuckDB."""
+        import duckdb
+        from sqlglot import exp
+
+        from fedsql.locked_duckdb import open_locked
+
+        names = self._information_schema_tables(ast)
+        tables = {name: self._information_table(name) for name in sorted(names)}
+
+        def rename(node: Any) -> Any:
+            if isinstance(node, exp.Table) and self._is_information_schema(node):
+                node = node.copy()
+                node.set("catalog", None)
+                node.set("db", exp.to_identifier(_INFO_DB))
+            return node
+
+        sql = ast.transform(rename).sql(dialect=DIALECT)
+        con = open_locked()
+        try:
+            con.execute(f"CREATE SCHEMA {_INFO_DB}")
+            for name, table in tables.items():
+                con.register("__load", table)
+                con.execute(f"CREATE TABLE {_INFO_DB}.{name} AS SELECT * FROM __load")
+                con.unregister("__load")
+            try:
+                cur = con.execute(sql)
+                types = [str(d[1]) for d in cur.description or []]
+                return cur.to_arrow_table(), types
+            except duckdb.Error as exc:
+                raise _duckdb_error(exc) from None
+        finally:
+            con.close()
+
+    def _information_table(self, name: str) -> pa.Table:
+        from sqlglot import exp
+
+        catalog = self.fed.name
+        listed = self.show_tables().to_pylist()
+        if name == "schemata":
+            schemas = list(dict.fromkeys([*sorted(self.fed.parties)] + [r["schema"] for r in listed]
+                                         + ([SCRATCH] if self.enabled else [])))
+            return pa.table({"catalog_name": [catalog] * len(schemas), "schema_name": schemas,
+                             "schema_owner": [s if s in self.fed.parties else None for s in schemas]},
+                            schema=pa.schema([("catalog_name", pa.utf8()), ("schema_name", pa.utf8()),
+                                              ("schema_owner", pa.utf8())]))
+        if name == "tables":
+            return pa.table({
+                "table_catalog": pa.array([catalog] * len(listed), pa.utf8()),
+                "table_schema": pa.array([r["schema"] for r in listed], pa.utf8()),
+                "table_name": pa.array([r["name"] for r in listed], pa.utf8()),
+                "table_type": pa.array(["BASE TABLE"] * len(listed), pa.utf8()),
+                "is_insertable_into": pa.array(["YES" if r["kind"] == "scratch" else "NO" for r in listed], pa.utf8()),
+            })
+        rows: list[tuple[str, str, str, int, str, str]] = []
+        for r in listed:
+            ref = exp.Table(this=exp.to_identifier(r["name"]),
+                            db=exp.to_identifier(r["schema"]) if r["kind"] != "federated" else None)
+            described = self.describe(ref).to_pylist()
+            rows += [(r["schema"], r["name"], c["column_name"], i, c["column_type"], c["level"])
+                     for i, c in enumerate(described, 1)]
+        cols = list(zip(*rows)) if rows else [()] * 6
+        return pa.table({
+            "table_catalog": pa.array([catalog] * len(rows), pa.utf8()),
+            "table_schema": pa.array(cols[0], pa.utf8()),
+            "table_name": pa.array(cols[1], pa.utf8()),
+            "column_name": pa.array(cols[2], pa.utf8()),
+            "ordinal_position": pa.array(cols[3], pa.int32()),
+            "column_default": pa.array([None] * len(rows), pa.utf8()),
+            "is_nullable": pa.array(["YES"] * len(rows), pa.utf8()),
+            "data_type": pa.array(cols[4], pa.utf8()),
+            "fedsql_level": pa.array(cols[5], pa.utf8()),  # this party's access level (DESCRIBE's `level`)
+        })
 
     def describe(self, table: Any) -> pa.Table:
         from sqlglot import exp

@@ -478,11 +478,18 @@ def run_shell(
     command: str | None = None,
     file: str | None = None,
     mode: str | None = None,
+    user: str | None = None,
+    password: str | None = None,
 ) -> int:
-    """Entry point of `fedsql shell`: connect, then batch (-c/-f) or interactive."""
+    """Entry point of `fedsql shell`: connect, then batch (-c/-f) or interactive.
+    With `user`, the password (asked for when not given) is checked and queries are audited as the user."""
     import fedsql
 
-    conn = fedsql.connect(config=config, party=party, mode=mode)
+    if user is not None and password is None:
+        import getpass
+
+        password = getpass.getpass(f"password of {user}: ")
+    conn = fedsql.connect(config=config, party=party, mode=mode, user=user, password=password)
     try:
         shell = Shell(conn)
         if command is not None:

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\nnode.proto\x12\x0b\x66\x65\x64sql.node\"\x07\n\x05\x45mpty\"\xb6\x01\n\x0e\x45xecuteRequest\x12\x0b\n\x03sql\x18\x01 \x01(\t\x12;\n\x08settings\x18\x02 \x03(\x0b\x32).fedsql.node.ExecuteRequest.SettingsEntry\x12\x10\n\x08query_id\x18\x03 \x01(\t\x12\x17\n\x0ftimeout_seconds\x18\x04 \x01(\x01\x1a/\n\rSettingsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"1\n\x08Progress\x12\x17\n\x0f\x65lapsed_seconds\x18\x01 \x01(\x01\x12\x0c\n\x04step\x18\x02 \x01(\t\".\n\x06Result\x12\x11\n\tarrow_ipc\x18\x01 \x01(\x0c\x12\x11\n\tmeta_json\x18\x02 \x01(\t\"&\n\x05\x45rror\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"\x8e\x01\n\x0c\x45xecuteEvent\x12)\n\x08progress\x18\x01 \x01(\x0b\x32\x15.fedsql.node.ProgressH\x00\x12%\n\x06result\x18\x02 \x01(\x0b\x32\x13.fedsql.node.ResultH\x00\x12#\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x12.fedsql.node.ErrorH\x00\x42\x07\n\x05\x65vent\"1\n\rCancelRequest\x12\x10\n\x08query_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"A\n\x0bHealthReply\x12\r\n\x05party\x18\x01 \x01(\t\x12\x12\n\nfederation\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\"!\n\x0f\x44\x65scribeRequest\x12\x0e\n\x06tables\x18\x01 \x03(\t\"H\n\rDescribeReply\x12\x14\n\x0cschemas_json\x18\x01 \x01(\t\x12!\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x12.fedsql.node.Error\"\xcf\x01\n\nRunRequest\x12\x10\n\x08query_id\x18\x01 \x01(\t\x12\x0e\n\x06issuer\x18\x02 \x01(\t\x12\x0b\n\x03sql\x18\x03 \x01(\t\x12\x37\n\x08settings\x18\x04 \x03(\x0b\x32%.fedsql.node.RunRequest.SettingsEntry\x12\x11\n\tplan_hash\x18\x05 \x01(\t\x12\x15\n\rdeadline_unix\x18\x06 \x01(\x01\x1a/\n\rSettingsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"M\n\x08RunReply\x12\n\n\x02ok\x18\x01 \x01(\x08\x12!\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x12.fedsql.node.Error\x12\x12\n\nstats_json\x18\x03 \x01(\t2\xf3\x02\n\x04Node\x12\x43\n\x07\x45xecute\x12\x1b.fedsql.node.ExecuteRequest\x1a\x19.fedsql.node.ExecuteEvent0\x01\x12\x38\n\x06\x43\x61ncel\x12\x1a.fedsql.node.CancelRequest\x1a\x12.fedsql.node.Empty\x12\x36\n\x06Health\x12\x12.fedsql.node.Empty\x1a\x18.fedsql.node.HealthReply\x12\x44\n\x08\x44\x65scribe\x12\x1c.fedsql.node.DescribeRequest\x1a\x1a.fedsql.node.DescribeReply\x12\x35\n\x03Run\x12\x17.fedsql.node.RunRequest\x1a\x15.fedsql.node.RunReply\x12\x37\n\x05\x41\x62ort\x12\x1a.fedsql.node.CancelRequest\x1a\x12.fedsql.node.Emptyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\nnode.proto\x12\x0b\x66\x65\x64sql.node\"\x07\n\x05\x45mpty\"\xc4\x01\n\x0e\x45xecuteRequest\x12\x0b\n\x03sql\x18\x01 \x01(\t\x12;\n\x08settings\x18\x02 \x03(\x0b\x32).fedsql.node.ExecuteRequest.SettingsEntry\x12\x10\n\x08query_id\x18\x03 \x01(\t\x12\x17\n\x0ftimeout_seconds\x18\x04 \x01(\x01\x12\x0c\n\x04user\x18\x05 \x01(\t\x1a/\n\rSettingsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"1\n\x08Progress\x12\x17\n\x0f\x65lapsed_seconds\x18\x01 \x01(\x01\x12\x0c\n\x04step\x18\x02 \x01(\t\".\n\x06Result\x12\x11\n\tarrow_ipc\x18\x01 \x01(\x0c\x12\x11\n\tmeta_json\x18\x02 \x01(\t\"&\n\x05\x45rror\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"\x8e\x01\n\x0c\x45xecuteEvent\x12)\n\x08progress\x18\x01 \x01(\x0b\x32\x15.fedsql.node.ProgressH\x00\x12%\n\x06result\x18\x02 \x01(\x0b\x32\x13.fedsql.node.ResultH\x00\x12#\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x12.fedsql.node.ErrorH\x00\x42\x07\n\x05\x65vent\"1\n\rCancelRequest\x12\x10\n\x08query_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"A\n\x0bHealthReply\x12\r\n\x05party\x18\x01 \x01(\t\x12\x12\n\nfederation\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\"!\n\x0f\x44\x65scribeRequest\x12\x0e\n\x06tables\x18\x01 \x03(\t\"H\n\rDescribeReply\x12\x14\n\x0cschemas_json\x18\x01 \x01(\t\x12!\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x12.fedsql.node.Error\"\xcf\x01\n\nRunRequest\x12\x10\n\x08query_id\x18\x01 \x01(\t\x12\x0e\n\x06issuer\x18\x02 \x01(\t\x12\x0b\n\x03sql\x18\x03 \x01(\t\x12\x37\n\x08settings\x18\x04 \x03(\x0b\x32%.fedsql.node.RunRequest.SettingsEntry\x12\x11\n\tplan_hash\x18\x05 \x01(\t\x12\x15\n\rdeadline_unix\x18\x06 \x01(\x01\x1a/\n\rSettingsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"M\n\x08RunReply\x12\n\n\x02ok\x18\x01 \x01(\x08\x12!\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x12.fedsql.node.Error\x12\x12\n\nstats_json\x18\x03 \x01(\t2\xf3\x02\n\x04Node\x12\x43\n\x07\x45xecute\x12\x1b.fedsql.node.ExecuteRequest\x1a\x19.fedsql.node.ExecuteEvent0\x01\x12\x38\n\x06\x43\x61ncel\x12\x1a.fedsql.node.CancelRequest\x1a\x12.fedsql.node.Empty\x12\x36\n\x06Health\x12\x12.fedsql.node.Empty\x1a\x18.fedsql.node.HealthReply\x12\x44\n\x08\x44\x65scribe\x12\x1c.fedsql.node.DescribeRequest\x1a\x1a.fedsql.node.DescribeReply\x12\x35\n\x03Run\x12\x17.fedsql.node.RunRequest\x1a\x15.fedsql.node.RunReply\x12\x37\n\x05\x41\x62ort\x12\x1a.fedsql.node.CancelRequest\x1a\x12.fedsql.node.Emptyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,31 +38,31 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EMPTY']._serialized_start=27
   _globals['_EMPTY']._serialized_end=34
   _globals['_EXECUTEREQUEST']._serialized_start=37
-  _globals['_EXECUTEREQUEST']._serialized_end=219
-  _globals['_EXECUTEREQUEST_SETTINGSENTRY']._serialized_start=172
-  _globals['_EXECUTEREQUEST_SETTINGSENTRY']._serialized_end=219
-  _globals['_PROGRESS']._serialized_start=221
-  _globals['_PROGRESS']._serialized_end=270
-  _globals['_RESULT']._serialized_start=272
-  _globals['_RESULT']._serialized_end=318
-  _globals['_ERROR']._serialized_start=320
-  _globals['_ERROR']._serialized_end=358
-  _globals['_EXECUTEEVENT']._serialized_start=361
-  _globals['_EXECUTEEVENT']._serialized_end=503
-  _globals['_CANCELREQUEST']._serialized_start=505
-  _globals['_CANCELREQUEST']._serialized_end=554
-  _globals['_HEALTHREPLY']._serialized_start=556
-  _globals['_HEALTHREPLY']._serialized_end=621
-  _globals['_DESCRIBEREQUEST']._serialized_start=623
-  _globals['_DESCRIBEREQUEST']._serialized_end=656
-  _globals['_DESCRIBEREPLY']._serialized_start=658
-  _globals['_DESCRIBEREPLY']._serialized_end=730
-  _globals['_RUNREQUEST']._serialized_start=733
-  _globals['_RUNREQUEST']._serialized_end=940
-  _globals['_RUNREQUEST_SETTINGSENTRY']._serialized_start=172
-  _globals['_RUNREQUEST_SETTINGSENTRY']._serialized_end=219
-  _globals['_RUNREPLY']._serialized_start=942
-  _globals['_RUNREPLY']._serialized_end=1019
-  _globals['_NODE']._serialized_start=1022
-  _globals['_NODE']._serialized_end=1393
+  _globals['_EXECUTEREQUEST']._serialized_end=233
+  _globals['_EXECUTEREQUEST_SETTINGSENTRY']._serialized_start=186
+  _globals['_EXECUTEREQUEST_SETTINGSENTRY']._serialized_end=233
+  _globals['_PROGRESS']._serialized_start=235
+  _globals['_PROGRESS']._serialized_end=284
+  _globals['_RESULT']._serialized_start=286
+  _globals['_RESULT']._serialized_end=332
+  _globals['_ERROR']._serialized_start=334
+  _globals['_ERROR']._serialized_end=372
+  _globals['_EXECUTEEVENT']._serialized_start=375
+  _globals['_EXECUTEEVENT']._serialized_end=517
+  _globals['_CANCELREQUEST']._serialized_start=519
+  _globals['_CANCELREQUEST']._serialized_end=568
+  _globals['_HEALTHREPLY']._serialized_start=570
+  _globals['_HEALTHREPLY']._serialized_end=635
+  _globals['_DESCRIBEREQUEST']._serialized_start=637
+  _globals['_DESCRIBEREQUEST']._serialized_end=670
+  _globals['_DESCRIBEREPLY']._serialized_start=672
+  _globals['_DESCRIBEREPLY']._serialized_end=744
+  _globals['_RUNREQUEST']._serialized_start=747
+  _globals['_RUNREQUEST']._serialized_end=954
+  _globals['_RUNREQUEST_SETTINGSENTRY']._serialized_start=186
+  _globals['_RUNREQUEST_SETTINGSENTRY']._serialized_end=233
+  _globals['_RUNREPLY']._serialized_start=956
+  _globals['_RUNREPLY']._serialized_end=1033
+  _globals['_NODE']._serialized_start=1036
+  _globals['_NODE']._serialized_end=1407
 # @@protoc_insertion_point(module_scope)

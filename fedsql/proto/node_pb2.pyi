@@ -11,7 +11,7 @@ class Empty(_message.Message):
     def __init__(self) -> None: ...
 
 class ExecuteRequest(_message.Message):
-    __slots__ = ("sql", "settings", "query_id", "timeout_seconds")
+    __slots__ = ("sql", "settings", "query_id", "timeout_seconds", "user")
     class SettingsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -23,11 +23,13 @@ class ExecuteRequest(_message.Message):
     SETTINGS_FIELD_NUMBER: _ClassVar[int]
     QUERY_ID_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    USER_FIELD_NUMBER: _ClassVar[int]
     sql: str
     settings: _containers.ScalarMap[str, str]
     query_id: str
     timeout_seconds: float
-    def __init__(self, sql: _Optional[str] = ..., settings: _Optional[_Mapping[str, str]] = ..., query_id: _Optional[str] = ..., timeout_seconds: _Optional[float] = ...) -> None: ...
+    user: str
+    def __init__(self, sql: _Optional[str] = ..., settings: _Optional[_Mapping[str, str]] = ..., query_id: _Optional[str] = ..., timeout_seconds: _Optional[float] = ..., user: _Optional[str] = ...) -> None: ...
 
 class Progress(_message.Message):
     __slots__ = ("elapsed_seconds", "step")
