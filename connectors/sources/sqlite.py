@@ -1,0 +1,98 @@
+"""SQLite database files, read through ADBC (adbc-driver-sqlite), opened read-only.
+
+SQLite stores values by affinity, not declared type: DECIMAL and DATE columns hold floats or
+text. Their declared types are what fedsql shares; values are cast to them in the node's
+DuckDB, and fragments that compute over such columns are not pushed into SQLite.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from urllib.parse import quote as urlquote
+
+import pyarrow as pa
+from sqlglot import exp
+
+from connectors.sources import Source, pushdown_types_ok
+
+
+def _duckdb_type(declared: str) -> str | None:
+    d = declared.upper().strip()
+    if m := re.fullmatch(r"(DECIMAL|NUMERIC)\s*\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?\)", d):
+        return f"DECIMAL({m[2]},{m[3] or 0})"
+    if d in ("DATE",):
+        return "DATE"
+    if d in ("TIMESTAMP", "DATETIME"):
+        return "TIMESTAMP"
+    if d in ("BOOLEAN", "BOOL"):
+        return "BOOLEAN"
+    if "INT" in d:  # SQLite's own affinity rules (https://sqlite.org/datatype3.html §3.1)
+        return "BIGINT"
+    if any(k in d for k in ("CHAR", "CLOB", "TEXT")):
+        return "VARCHAR"
+    if any(k in d for k in ("REAL", "FLOA", "DOUB")):
+        return "DOUBLE"
+    return None
+
+
+class SQLiteSource(Source):
+    kind = "sqlite"
+    dialect = "sqlite"
+
+    def _connect(self):
+        path = Path(self.url.path or "")
+        if not path.is_file():
+            raise self.fail("the database file does not exist", hint="fix the path in the source URL")
+        try:
+            import adbc_driver_sqlite.dbapi as sq
+        except ImportError:
+            raise self.fail("the SQLite driver is not installed", hint="pip install adbc-driver-sqlite") from None
+        try:
+            return sq.connect(f"file:{urlquote(str(path))}?mode=ro")
+        except Exception as exc:  # noqa: BLE001
+            raise self.fail("cannot open the SQLite database", exc) from None
+
+    def _run(self, sql: str, what: str, max_rows: int | None = None) -> pa.Table:
+        con = self._connect()
+        try:
+            cur = con.cursor()
+            try:
+                cur.execute(sql)
+                table = cur.fetch_arrow_table()
+            finally:
+                cur.close()
+        except Exception as exc:  # noqa: BLE001
+            raise self.fail(f"SQLite could not {what}", exc, "the node log has the driver's reason") from None
+        finally:
+            con.close()
+        if max_rows is not None and table.num_rows > max_rows:
+            from fedsql.errors import ResourceLimitExceeded
+            raise ResourceLimitExceeded(f"at party '{self.party}': reading table '{self.table}' from its source "
+                                        f"gives more than {max_rows} rows (max_rows_per_query); refused")
+        return table
+
+    def schema(self) -> list[tuple[str, str]]:
+        schema, name = self.relation_parts()
+        if schema not in (None, "main"):
+            raise self.fail("SQLite relations are 'table' or 'main.table'", hint="fix table = ... in the configuration")
+        literal = "'" + name.replace("'", "''") + "'"
+        rows = self._run(f"SELECT name, type FROM pragma_table_info({literal})", "describe the table")
+        if rows.num_rows == 0:
+            raise self.fail("the relation does not exist", hint="create it or fix table = ... in the configuration")
+        out = []
+        for col, declared in zip(rows.column("name").to_pylist(), rows.column("type").to_pylist()):
+            t = _duckdb_type(declared or "")
+            if t is None:
+                raise self.fail(f"column {col!r} has declared type {declared!r}, which fedsql does not read",
+                                hint="declare INTEGER, REAL, TEXT, DECIMAL(p,s), DATE or TIMESTAMP")
+            out.append((col, t))
+        return out
+
+    def scan(self, sql: str, max_rows: int | None = None) -> pa.Table:
+        return self._run(sql, "run the table's fragment", max_rows)
+
+    def can_run(self, ast: exp.Expression, types: dict[str, str]) -> bool:
+        # only where SQLite's storage equals the declared type: integers, floats, text
+        return super().can_run(ast, types) and pushdown_types_ok(
+            ast, types, ("DECIMAL", "DATE", "TIMESTAMP", "BOOLEAN"))
