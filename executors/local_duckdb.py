@@ -24,6 +24,7 @@ from sqlglot import exp
 
 from connectors.sources import Source, SourceError, open_source, parse_fragment
 from connectors.sources import file as file_source
+from connectors.sources.pushdown import Split, split
 from connectors.sources.secrets import load_passwords
 from fedsql.config import PartyConfig
 from fedsql.errors import ConfigError, DataError, ProgrammingError, ResourceLimitExceeded
@@ -141,31 +142,45 @@ class LocalExecutor:
             raise DuckDBProgrammingError(
                 f"at party '{self.party.name}': the query does not match the current schema of "
                 f"{', '.join(s.where.split(': ', 1)[1] for s in sources)}: {_first(exc)}") from None
-        if len({s.engine for s in sources}) == 1 and sources[0].can_run(ast, types):
-            return self._pushed(cur, ast, schemas, sources[0], [(r[0], r[1]) for r in expected])
+        if len({s.engine for s in sources}) == 1:
+            source = sources[0]
+            cut = split(ast, lambda e: source.can_run(e, types), [r[0] for r in expected])
+            if cut is not None:
+                log.info("party %s: fragment over %s pushed into its %s source", self.party.name, ", ".join(used), source.kind)
+                return self._pushed(cur, cut, schemas, source)
+        log.info("party %s: fragment over %s runs in the node's DuckDB over the columns read", self.party.name, ", ".join(used))
         for name in used:
             self._fill(cur, ast, name, schemas[name])
         return self._run(cur, sql)
 
-    def _pushed(self, cur: duckdb.DuckDBPyConnection, ast: exp.Expression, schemas: dict[str, list[tuple[str, str]]],
-                source: Source, expected: list[tuple[str, str]]) -> pa.Table:
-        ast = ast.copy()
-        for node in ast.find_all(exp.Table):
+    def _pushed(self, cur: duckdb.DuckDBPyConnection, cut: Split, schemas: dict[str, list[tuple[str, str]]],
+                source: Source) -> pa.Table:
+        """Run `cut.inner` in the source, cast its output to the types DuckDB gives it over the
+        stand-ins, and finish `cut.outer` here."""
+        try:
+            inner_types = [r[1] for r in cur.execute(f"DESCRIBE {cut.inner.sql(dialect='duckdb')}").fetchall()]
+        except duckdb.Error as exc:
+            raise DuckDBProgrammingError(f"at party '{self.party.name}': {_first(exc)}") from None
+        inner = cut.inner.copy()
+        for node in inner.find_all(exp.Table):
             if node.name in schemas and not node.db:
                 schema, name = self.sources[node.name].relation_parts()
-                alias = node.alias or node.name
-                node.replace(exp.table_(name, db=schema, alias=alias, quoted=True))
+                node.replace(exp.table_(name, db=schema, alias=node.alias or node.name, quoted=True))
         exact = {c.lower(): c for columns in schemas.values() for c, _ in columns}
-        for col in ast.find_all(exp.Column):  # DuckDB matches names case-insensitively; the source may not
+        for col in inner.find_all(exp.Column):  # DuckDB matches names case-insensitively; the source may not
             if col.name.lower() in exact:
                 col.set("this", exp.to_identifier(exact[col.name.lower()], quoted=True))
-        result = source.scan(source.transpile(ast), self.max_rows)
-        if result.num_columns != len(expected):
+        result = source.scan(source.transpile(inner), self.max_rows)
+        if result.num_columns != len(inner_types):
             raise SourceError(f"{source.where}: the source returned {result.num_columns} columns for a fragment "
-                              f"of {len(expected)}; the node log has the details")
-        cur.register("__fedsql_pushed", result.rename_columns([f"c{i}" for i in range(result.num_columns)]))
-        casts = ", ".join(f"CAST(c{i} AS {t}) AS {quote(n)}" for i, (n, t) in enumerate(expected))
-        return self._run(cur, f"SELECT {casts} FROM __fedsql_pushed")
+                              f"of {len(inner_types)}")
+        cur.register("__fedsql_raw", result.rename_columns([f"__p{i}" for i in range(result.num_columns)]))
+        casts = ", ".join(f'CAST("__p{i}" AS {t}) AS "__p{i}"' for i, t in enumerate(inner_types))
+        try:
+            return self._run(cur, f"WITH __fedsql_pushed AS (SELECT {casts} FROM __fedsql_raw) "
+                                  f"{cut.outer.sql(dialect='duckdb')}")
+        finally:
+            cur.unregister("__fedsql_raw")
 
     def _fill(self, cur: duckdb.DuckDBPyConnection, ast: exp.Expression, name: str, columns: list[tuple[str, str]]) -> None:
         """Read the columns of `name` the fragment uses into its stand-in table."""
