@@ -25,11 +25,10 @@ class DuckDBFileSource(Source):
         if not path.is_file():
             raise self.fail("the database file does not exist", hint="fix the path in the source URL")
         try:
-            con = duckdb.connect(str(path), read_only=True, config={
+            return duckdb.connect(str(path), read_only=True, config={
                 "autoinstall_known_extensions": False, "autoload_known_extensions": False,
-                "python_enable_replacements": False, "enable_external_access": False})
-            con.execute("SET lock_configuration = true")
-            return con
+                "python_enable_replacements": False, "enable_external_access": False,
+                "lock_configuration": True})  # at connect: concurrent queries share one instance
         except duckdb.Error as exc:
             raise self.fail("cannot open the DuckDB database (is another process writing it?)", exc) from None
 

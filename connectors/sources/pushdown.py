@@ -20,7 +20,7 @@ from typing import Callable
 
 from sqlglot import exp
 
-CLAUSES = {"expressions", "from", "joins", "where", "group", "having"}
+CLAUSES = {"expressions", "from_", "joins", "where", "group", "having"}  # sqlglot 30 arg names
 
 
 @dataclass(frozen=True)
@@ -39,9 +39,11 @@ def split(ast: exp.Expression, can_run: Callable[[exp.Expression], bool], names:
     output column names (as DuckDB names them), kept by the outer query."""
     if not isinstance(ast, exp.Select) or any(v for k, v in ast.args.items() if k not in CLAUSES and v):
         return None
-    if any(isinstance(n, (exp.Select, exp.Subquery, exp.Window, exp.Star)) and n is not ast for n in ast.walk()):
+    if any(isinstance(n, (exp.Select, exp.Subquery, exp.Window)) and n is not ast for n in ast.walk()):
         return None
-    if not ast.args.get("from") or len(names) != len(ast.expressions):
+    if any(not isinstance(n.parent, exp.Count) for n in ast.find_all(exp.Star)):  # SELECT *: read the columns
+        return None
+    if not ast.args.get("from_") or len(names) != len(ast.expressions):
         return None
     for clause in ("where", "having"):
         if ast.args.get(clause) is not None and not can_run(ast.args[clause].this):

@@ -27,6 +27,10 @@ def _duckdb_type(declared: str) -> str | None:
         return "TIMESTAMP"
     if d in ("BOOLEAN", "BOOL"):
         return "BOOLEAN"
+    if d in ("SMALLINT", "INT2"):
+        return "SMALLINT"
+    if d == "INT4":
+        return "INTEGER"
     if "INT" in d:  # SQLite's own affinity rules (https://sqlite.org/datatype3.html §3.1)
         return "BIGINT"
     if any(k in d for k in ("CHAR", "CLOB", "TEXT")):
