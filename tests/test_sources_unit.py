@@ -121,6 +121,13 @@ def test_sqlite_pushdown_only_where_storage_is_exact(tmp_path):
     assert str(out.schema.field("s").type) == "decimal128(38, 2)"
     assert [(r["k"], str(r["s"]), str(r["m"]), r["n"]) for r in out.to_pylist()] == [
         ("a", "0.30", "2024-01-02", 1), ("b", "None", "2024-03-04", 1)]
+    con = sqlite3.connect(db)
+    con.execute("INSERT INTO t VALUES ('c', 'secret-value', NULL, NULL)")  # not STRICT: SQLite takes it
+    con.commit()
+    con.close()
+    with pytest.raises(Exception, match=r"column\(s\) x \(1 rows\) hold values that are not of the declared type") as info:
+        ex.query('SELECT SUM(x) AS s FROM "t"')
+    assert "secret-value" not in str(info.value)
     os.remove(db)
     with pytest.raises(Exception, match=r"party 'a': table 't' \(source sqlite://.*\): the database file does not exist"):
         ex.schema("t")

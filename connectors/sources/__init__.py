@@ -96,11 +96,16 @@ class Source(ABC):
         schema, _, name = self.relation.rpartition(".")
         return (schema or None), name
 
-    def fail(self, what: str, exc: BaseException | None = None, hint: str = "") -> SourceError:
-        """A SourceError for `what`; the driver's text goes to the node log only, scrubbed of
-        the password, since it may quote values or the connection string."""
+    def fail(self, what: str, exc: BaseException | None = None, hint: str = "", quote: bool = True) -> SourceError:
+        """A SourceError for `what`. The driver's text goes to the node log only, scrubbed of the
+        password; with `quote=False` (a failure while reading rows, whose text may quote a value)
+        only the error's kind and SQLSTATE are logged."""
         if exc is not None:
-            log.warning("%s: %s: %s", self.where, what, self.scrub(str(exc)).splitlines()[0] if str(exc) else type(exc).__name__)
+            if quote:
+                detail = self.scrub(str(exc)).splitlines()[0] if str(exc) else type(exc).__name__
+            else:
+                detail = type(exc).__name__ + (f" (SQLSTATE {exc.sqlstate})" if getattr(exc, "sqlstate", None) else "")
+            log.warning("%s: %s: %s", self.where, what, detail)
         return SourceError(f"{self.where}: {what}" + (f"; {hint}" if hint else ""))
 
     def scrub(self, text: str) -> str:

@@ -48,7 +48,7 @@ class DuckDBFileSource(Source):
                 batches.append(batch)
             return pa.Table.from_batches(batches, schema=reader.schema)
         except duckdb.Error as exc:
-            raise self.fail(f"DuckDB could not {what}", exc, "the node log has the reason") from None
+            raise self.fail(f"DuckDB could not {what}", exc, "the node log has the error's kind", quote=False) from None
         finally:
             con.close()
 

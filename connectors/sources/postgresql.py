@@ -17,7 +17,7 @@ _TYPES = {
     "smallint": "SMALLINT", "integer": "INTEGER", "bigint": "BIGINT", "real": "FLOAT",
     "double precision": "DOUBLE", "boolean": "BOOLEAN", "text": "VARCHAR", "character varying": "VARCHAR",
     "character": "VARCHAR", "date": "DATE", "timestamp without time zone": "TIMESTAMP",
-    "timestamp with time zone": "TIMESTAMPTZ", "uuid": "UUID",
+    "timestamp with time zone": "TIMESTAMP WITH TIME ZONE", "uuid": "UUID",
 }
 
 
@@ -74,7 +74,8 @@ class PostgreSQLSource(Source):
             from fedsql.errors import Error
             if isinstance(exc, Error):
                 raise
-            raise self.fail(f"PostgreSQL could not {what}", exc, "the node log has the driver's reason") from None
+            raise self.fail(f"PostgreSQL could not {what}", exc, "the node log has the error's SQLSTATE",
+                            quote=False) from None
         finally:
             con.close()
 

@@ -40,6 +40,10 @@ def _duckdb_type(declared: str) -> str | None:
     return None
 
 
+_STORAGE = {"BIGINT": ("integer",), "INTEGER": ("integer",), "SMALLINT": ("integer",), "BOOLEAN": ("integer",),
+            "DOUBLE": ("real", "integer"), "VARCHAR": ("text",), "DATE": ("text",), "TIMESTAMP": ("text",)}
+
+
 class SQLiteSource(Source):
     kind = "sqlite"
     dialect = "sqlite"
@@ -67,7 +71,7 @@ class SQLiteSource(Source):
             finally:
                 cur.close()
         except Exception as exc:  # noqa: BLE001
-            raise self.fail(f"SQLite could not {what}", exc, "the node log has the driver's reason") from None
+            raise self.fail(f"SQLite could not {what}", exc, "the node log has the error's kind", quote=False) from None
         finally:
             con.close()
         if max_rows is not None and table.num_rows > max_rows:
@@ -91,7 +95,25 @@ class SQLiteSource(Source):
                 raise self.fail(f"column {col!r} has declared type {declared!r}, which fedsql does not read",
                                 hint="declare INTEGER, REAL, TEXT, DECIMAL(p,s), DATE or TIMESTAMP")
             out.append((col, t))
+        self._check_storage(name, out)
         return out
+
+    def _check_storage(self, name: str, columns: list[tuple[str, str]]) -> None:
+        """A table that is not STRICT may hold a value of another kind than its column declares
+        (text in an INTEGER column, which SQLite's SUM counts as 0): refuse it, so pushed and
+        read results both mean what the declared type says. Counts only: no value is read."""
+        def q(c: str) -> str:
+            return '"' + c.replace('"', '""') + '"'
+        checks = []
+        for col, t in columns:
+            kinds = _STORAGE.get(t, ("integer", "real"))  # DECIMAL: SQLite keeps it as a number
+            listed = ", ".join(f"'{k}'" for k in (*kinds, "null"))
+            checks.append(f"SUM(typeof({q(col)}) NOT IN ({listed}))")
+        bad = self._run(f"SELECT {', '.join(checks)} FROM {q(name)}", "check the table's values").to_pylist()[0]
+        wrong = [f"{col} ({n} rows)" for (col, t), n in zip(columns, bad.values()) if n]
+        if wrong:
+            raise self.fail(f"column(s) {', '.join(wrong)} hold values that are not of the declared type "
+                            "(the values stay private)", hint="fix the rows or make the table STRICT")
 
     def scan(self, sql: str, max_rows: int | None = None) -> pa.Table:
         return self._run(sql, "run the table's fragment", max_rows)
