@@ -131,3 +131,32 @@ def test_sqlite_pushdown_only_where_storage_is_exact(tmp_path):
     os.remove(db)
     with pytest.raises(Exception, match=r"party 'a': table 't' \(source sqlite://.*\): the database file does not exist"):
         ex.schema("t")
+
+
+def test_sqlite_and_duckdb_file_fragments_are_pushed(tmp_path, caplog):
+    import logging
+
+    import duckdb
+
+    from executors.local_duckdb import LocalExecutor
+
+    lite = tmp_path / "a.db"
+    con = sqlite3.connect(lite)
+    con.execute("CREATE TABLE t (k TEXT, x INTEGER)")
+    con.executemany("INSERT INTO t VALUES (?, ?)", [("a", 1), ("a", 2), ("b", None), (None, 7)])
+    con.commit()
+    con.close()
+    duck = tmp_path / "b.duckdb"
+    dcon = duckdb.connect(str(duck))
+    dcon.execute("CREATE TABLE t AS SELECT * FROM (VALUES ('a', 1), ('a', 2), ('b', NULL), (NULL, 7)) v(k, x)")
+    dcon.close()
+    frag = ("SELECT CAST((k) IS NOT NULL AS BIGINT) AS v, COALESCE((k), '') AS g, COALESCE(CAST(SUM(x) AS BIGINT), 0) AS s, "
+            'COUNT(*) AS n FROM "t" AS "t" WHERE x > 0 OR x IS NULL GROUP BY k')
+    for source, kind in ((f"sqlite://{lite}", "sqlite"), (f"duckdb://{duck}", "duckdb")):
+        ex = LocalExecutor(_fed(tmp_path, f'source = "{source}"\ntable = "t"\n').party("a"))
+        with caplog.at_level(logging.INFO, logger="fedsql.node"):
+            out = ex.query(frag).to_pylist()
+        assert f"pushed into its {kind} source" in caplog.text
+        caplog.clear()
+        out = sorted(out, key=lambda r: (r["v"], r["g"]))
+        assert [(r["v"], r["g"], r["s"], r["n"]) for r in out] == [(0, "", 7, 1), (1, "a", 3, 2), (1, "b", 0, 1)]

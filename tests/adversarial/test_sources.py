@@ -17,6 +17,7 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from fedsql import errors
@@ -44,7 +45,7 @@ def _config(pg: pg_server.Server, d: Path) -> str:
         text += f'\n[parties.{p}]\naddress = "127.0.0.1:{{port{p[1]}}}"\n'
         text += f"[parties.{p}.tables.t]\n" + _table(src, rel) + f"[parties.{p}.tables.v]\n" + _table(src, rel)
         text += DP.format(p=p)
-    text += "[parties.p1.tables.s]\n" + _table(bank, "public.s", '{ id = "aggregate", z = "aggregate" }')
+    text += "[parties.p1.tables.s]\n" + _table(bank, "public.s", '{ id = "join_key", z = "aggregate" }')
     text += "[parties.p1.tables.gone]\n" + _table(bank, "public.gone", "{}")
     text += "[parties.p1.tables.locked]\n" + _table(bank, "public.t", '{ x = "aggregate" }')
     text += '[parties.p1.tables.w]\nsource = "w.parquet"\ncolumns = { x = "aggregate" }\n'
@@ -74,8 +75,7 @@ def srcfed(tmp_path_factory):
     d = tmp_path_factory.mktemp("srcfed")
     _, data = write_test_federation(d, (120, 80, 40))
     u = pa.table({"id": pa.array(range(1, 200, 3), pa.int64()), "y": pa.array(range(0, 670, 10), pa.int64())})
-    pa.parquet = __import__("pyarrow.parquet").parquet
-    pa.parquet.write_table(pa.table({"x": pa.array([1, 2, 3], pa.int64())}), d / "w.parquet")
+    pq.write_table(pa.table({"x": pa.array([1, 2, 3], pa.int64())}), d / "w.parquet")
     with pg_server.postgres_server() as pg:
         pg.psql("CREATE DATABASE bank")
         values = ", ".join("(" + ", ".join(_sql_value(v) for v in r.values()) + ")" for r in data["p1.t"].to_pylist())
@@ -141,6 +141,16 @@ def test_fragment_where_and_group_by_reach_postgresql(srcfed):
     assert pushed, "the fragment's WHERE predicate never reached PostgreSQL"
     assert any('GROUP BY "k"' in line and '"g" >= 2' in line and 'SUM("x")' in line for line in pushed), pushed
     assert not any("COALESCE" in line for line in pushed)  # the finishing casts ran in the node's DuckDB
+
+
+def test_same_party_join_runs_inside_postgresql(srcfed):
+    fed, pg, db = srcfed
+    sql = "SELECT a.k, SUM(b.z) FROM p1.t a JOIN p1.s b ON a.id = b.id WHERE b.z > 5 GROUP BY a.k ORDER BY a.k NULLS FIRST"
+    want = db.execute("SELECT a.k, SUM(b.z) FROM p1_t a JOIN (VALUES (1, 10), (2, 20)) b(id, z) ON a.id = b.id "
+                      "WHERE b.z > 5 GROUP BY a.k ORDER BY a.k NULLS FIRST").fetchall()
+    assert _query(fed, "p2", sql) == want
+    joined = [line for line in pg.log().splitlines() if '"public"."s" AS "b"' in line and '"b"."z" > 5' in line]
+    assert joined and all('"public"."t" AS "a"' in line for line in joined)  # both tables, one statement
 
 
 def test_cross_party_join_postgresql_with_sqlite(srcfed):
