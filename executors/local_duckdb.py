@@ -22,7 +22,7 @@ import duckdb
 import pyarrow as pa
 from sqlglot import exp
 
-from connectors.sources import Source, SourceError, open_source, parse_fragment
+from connectors.sources import Source, SourceError, open_source, parse_fragment, read_limited
 from connectors.sources import file as file_source
 from connectors.sources.pushdown import Split, split
 from connectors.sources.secrets import load_passwords
@@ -209,16 +209,9 @@ class LocalExecutor:
             # stream, so an oversized result is refused before it is all in memory
             stream = getattr(result, "to_arrow_reader", None) or result.fetch_record_batch  # duckdb 2 / 1.x
             reader = stream(65536)
-            batches, rows = [], 0
-            for batch in reader:
-                rows += batch.num_rows
-                if rows > self.max_rows:
-                    raise ResourceLimitExceeded(
-                        f"at party '{self.party.name}': a local step of this query produces more than "
-                        f"{self.max_rows} rows (max_rows_per_query); refused"
-                    )
-                batches.append(batch)
-            return pa.Table.from_batches(batches, schema=reader.schema)
+            return read_limited(reader, reader.schema, self.max_rows, lambda: ResourceLimitExceeded(
+                f"at party '{self.party.name}': a local step of this query produces more than "
+                f"{self.max_rows} rows (max_rows_per_query); refused"))
         except duckdb.PermissionException:  # the lock (fedsql/locked_duckdb.py) held
             raise ProgrammingError(f"at party '{self.party.name}': the query tried to read a file, load an "
                                    "extension or change a setting; fedsql's DuckDB does not allow it") from None

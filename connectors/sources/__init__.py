@@ -17,9 +17,11 @@ password), so the node keeps serving everything else.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 from abc import ABC, abstractmethod
+from typing import Any, Callable, ContextManager, Iterable, Iterator
 
 import pyarrow as pa
 import sqlglot
@@ -33,6 +35,24 @@ log = logging.getLogger("fedsql.node")
 
 class SourceError(OperationalError):
     """A database source failed (down, refused the login, no such table, changed schema)."""
+
+
+def read_limited(reader: Iterable[pa.RecordBatch], schema: pa.Schema, max_rows: int | None,
+                 refuse: Callable[[], Exception]) -> pa.Table:
+    """Collect a stream of batches, refusing (`refuse()`) as soon as it passes `max_rows`, so an
+    oversized result is stopped before it is all in memory (max_rows_per_query)."""
+    batches, rows = [], 0
+    for batch in reader:
+        rows += batch.num_rows
+        if max_rows is not None and rows > max_rows:
+            raise refuse()
+        batches.append(batch)
+    return pa.Table.from_batches(batches, schema=schema)
+
+
+def sql_string(text: str) -> str:
+    """`text` as a standard SQL string literal."""
+    return "'" + text.replace("'", "''") + "'"
 
 
 # what every pushable fragment may contain: plain relational algebra whose meaning is the same
@@ -51,6 +71,7 @@ class Source(ABC):
     """One table of a party, read through its engine's driver."""
 
     kind: str = ""
+    engine_name: str = ""  # for messages: "PostgreSQL"
     dialect: str = "duckdb"  # sqlglot dialect of the engine
 
     def __init__(self, party: str, table: str, url: SourceURL, relation: str, password: str | None):
@@ -63,9 +84,42 @@ class Source(ABC):
     def schema(self) -> list[tuple[str, str]]:
         """(column, DuckDB type) of the relation, read from the source now."""
 
-    @abstractmethod
-    def scan(self, sql: str) -> pa.Table:
+    def scan(self, sql: str, max_rows: int | None = None) -> pa.Table:
         """Run `sql` (in the source's dialect) in the source; its output as Arrow."""
+        return self._run(sql, "run the table's fragment", max_rows)
+
+    @abstractmethod
+    def _connect(self) -> Any:
+        """A new connection (closed after one statement); a SourceError if there is none."""
+
+    def _stream(self, con: Any, sql: str) -> ContextManager[pa.RecordBatchReader]:
+        """`sql`'s result as a stream (ADBC cursors; DuckDB overrides this)."""
+        @contextlib.contextmanager
+        def cursor() -> Iterator[pa.RecordBatchReader]:
+            cur = con.cursor()
+            try:
+                cur.execute(sql)
+                yield cur.fetch_record_batch()
+            finally:
+                cur.close()
+        return cursor()
+
+    def _run(self, sql: str, what: str, max_rows: int | None = None) -> pa.Table:
+        """One statement on a fresh connection. A driver failure while running it becomes a
+        SourceError whose log line names the error's kind only (its text may quote a value)."""
+        from fedsql.errors import Error
+
+        con = self._connect()
+        try:
+            with self._stream(con, sql) as reader:
+                return read_limited(reader, reader.schema, max_rows, self.too_many(max_rows))
+        except Error:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any driver failure becomes a clear SourceError
+            raise self.fail(f"{self.engine_name} could not {what}", exc, "the node log has the error's kind",
+                            quote=False) from None
+        finally:
+            con.close()
 
     def can_run(self, ast: exp.Expression, types: dict[str, str]) -> bool:
         """True when the source computes `ast` exactly as DuckDB would; `types` maps each column
@@ -107,6 +161,12 @@ class Source(ABC):
                 detail = type(exc).__name__ + (f" (SQLSTATE {exc.sqlstate})" if getattr(exc, "sqlstate", None) else "")
             log.warning("%s: %s: %s", self.where, what, detail)
         return SourceError(f"{self.where}: {what}" + (f"; {hint}" if hint else ""))
+
+    def too_many(self, max_rows: int | None) -> Callable[[], Exception]:
+        from fedsql.errors import ResourceLimitExceeded
+
+        return lambda: ResourceLimitExceeded(f"at party '{self.party}': reading table '{self.table}' from its source "
+                                             f"gives more than {max_rows} rows (max_rows_per_query); refused")
 
     def scrub(self, text: str) -> str:
         if self._password:

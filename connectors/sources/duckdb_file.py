@@ -2,22 +2,25 @@
 
 Opened per query (another process may write the file in between) with the same lock as every
 DuckDB fedsql opens (fedsql/locked_duckdb.py): no other file, no network, no extensions,
-settings fixed. Same engine as the node, so every fragment is pushed down whole.
+settings fixed. Same engine as the node, so whatever `pushdown.split` cuts runs there as is.
 """
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
+from typing import Iterator
 
 import duckdb
 import pyarrow as pa
 from sqlglot import exp
 
-from connectors.sources import Source
+from connectors.sources import Source, sql_string
 
 
 class DuckDBFileSource(Source):
     kind = "duckdb"
+    engine_name = "DuckDB"
     dialect = "duckdb"
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
@@ -32,38 +35,19 @@ class DuckDBFileSource(Source):
         except duckdb.Error as exc:
             raise self.fail("cannot open the DuckDB database (is another process writing it?)", exc) from None
 
-    def _run(self, sql: str, what: str, max_rows: int | None = None) -> pa.Table:
-        con = self._connect()
-        try:
-            result = con.execute(sql)
-            stream = getattr(result, "to_arrow_reader", None) or result.fetch_record_batch
-            reader = stream(65536)
-            batches, rows = [], 0
-            for batch in reader:
-                rows += batch.num_rows
-                if max_rows is not None and rows > max_rows:
-                    from fedsql.errors import ResourceLimitExceeded
-                    raise ResourceLimitExceeded(f"at party '{self.party}': reading table '{self.table}' from its "
-                                                f"source gives more than {max_rows} rows (max_rows_per_query); refused")
-                batches.append(batch)
-            return pa.Table.from_batches(batches, schema=reader.schema)
-        except duckdb.Error as exc:
-            raise self.fail(f"DuckDB could not {what}", exc, "the node log has the error's kind", quote=False) from None
-        finally:
-            con.close()
+    @contextlib.contextmanager
+    def _stream(self, con: duckdb.DuckDBPyConnection, sql: str) -> Iterator[pa.RecordBatchReader]:
+        result = con.execute(sql)
+        yield (getattr(result, "to_arrow_reader", None) or result.fetch_record_batch)(65536)  # duckdb 2 / 1.x
 
     def schema(self) -> list[tuple[str, str]]:
         schema, name = self.relation_parts()
-        lit = lambda s: "'" + s.replace("'", "''") + "'"  # noqa: E731
         rows = self._run("SELECT column_name, data_type FROM information_schema.columns "
-                         f"WHERE table_schema = {lit(schema or 'main')} AND table_name = {lit(name)} "
+                         f"WHERE table_schema = {sql_string(schema or 'main')} AND table_name = {sql_string(name)} "
                          "ORDER BY ordinal_position", "describe the table")
         if rows.num_rows == 0:
             raise self.fail("the relation does not exist", hint="create it or fix table = ... in the configuration")
         return list(zip(rows.column(0).to_pylist(), rows.column(1).to_pylist()))
-
-    def scan(self, sql: str, max_rows: int | None = None) -> pa.Table:
-        return self._run(sql, "run the table's fragment", max_rows)
 
     def can_run(self, ast: exp.Expression, types: dict[str, str]) -> bool:
         return True  # the same engine: DuckDB semantics by definition

@@ -11,10 +11,9 @@ import re
 from pathlib import Path
 from urllib.parse import quote as urlquote
 
-import pyarrow as pa
 from sqlglot import exp
 
-from connectors.sources import Source, pushdown_types_ok
+from connectors.sources import Source, pushdown_types_ok, sql_string
 
 
 def _duckdb_type(declared: str) -> str | None:
@@ -46,6 +45,7 @@ _STORAGE = {"BIGINT": ("integer",), "INTEGER": ("integer",), "SMALLINT": ("integ
 
 class SQLiteSource(Source):
     kind = "sqlite"
+    engine_name = "SQLite"
     dialect = "sqlite"
 
     def _connect(self):
@@ -61,31 +61,11 @@ class SQLiteSource(Source):
         except Exception as exc:  # noqa: BLE001
             raise self.fail("cannot open the SQLite database", exc) from None
 
-    def _run(self, sql: str, what: str, max_rows: int | None = None) -> pa.Table:
-        con = self._connect()
-        try:
-            cur = con.cursor()
-            try:
-                cur.execute(sql)
-                table = cur.fetch_arrow_table()
-            finally:
-                cur.close()
-        except Exception as exc:  # noqa: BLE001
-            raise self.fail(f"SQLite could not {what}", exc, "the node log has the error's kind", quote=False) from None
-        finally:
-            con.close()
-        if max_rows is not None and table.num_rows > max_rows:
-            from fedsql.errors import ResourceLimitExceeded
-            raise ResourceLimitExceeded(f"at party '{self.party}': reading table '{self.table}' from its source "
-                                        f"gives more than {max_rows} rows (max_rows_per_query); refused")
-        return table
-
     def schema(self) -> list[tuple[str, str]]:
         schema, name = self.relation_parts()
         if schema not in (None, "main"):
             raise self.fail("SQLite relations are 'table' or 'main.table'", hint="fix table = ... in the configuration")
-        literal = "'" + name.replace("'", "''") + "'"
-        rows = self._run(f"SELECT name, type FROM pragma_table_info({literal})", "describe the table")
+        rows = self._run(f"SELECT name, type FROM pragma_table_info({sql_string(name)})", "describe the table")
         if rows.num_rows == 0:
             raise self.fail("the relation does not exist", hint="create it or fix table = ... in the configuration")
         out = []
@@ -114,9 +94,6 @@ class SQLiteSource(Source):
         if wrong:
             raise self.fail(f"column(s) {', '.join(wrong)} hold values that are not of the declared type "
                             "(the values stay private)", hint="fix the rows or make the table STRICT")
-
-    def scan(self, sql: str, max_rows: int | None = None) -> pa.Table:
-        return self._run(sql, "run the table's fragment", max_rows)
 
     def can_run(self, ast: exp.Expression, types: dict[str, str]) -> bool:
         # only where SQLite's storage equals the declared type: integers, floats, text
