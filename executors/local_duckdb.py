@@ -37,10 +37,12 @@ log = logging.getLogger("fedsql.node")
 
 
 class LocalExecutor:
-    def __init__(self, party: PartyConfig, max_memory_mb: int | None = None, secrets_dir: Path | None = None):
+    def __init__(self, party: PartyConfig, max_memory_mb: int | None = None, secrets_dir: Path | None = None,
+                 statement_timeout: float | None = None):
         """`max_memory_mb` bounds this DuckDB (it spills or fails beyond it); fixed here,
         since the configuration is locked once the connection is open. `secrets_dir` holds the
-        party's secrets file (database source passwords, connectors/sources/secrets.py)."""
+        party's secrets file (database source passwords, connectors/sources/secrets.py);
+        `statement_timeout` (seconds, the query deadline) bounds each statement in a database."""
         self.party = party
         self._lock = threading.Lock()
         self.max_rows: int | None = None  # set by the node: max_rows_per_query
@@ -68,7 +70,8 @@ class LocalExecutor:
         # database tables are not opened here: a source that is down must not stop the node
         passwords = load_passwords(secrets_dir, party.name, list(databases)) if databases and secrets_dir else {}
         self.sources: dict[str, Source] = {
-            n: open_source(party.name, n, str(t.source), t.relation or n, passwords.get(n)) for n, t in databases.items()
+            n: open_source(party.name, n, str(t.source), t.relation or n, passwords.get(n), statement_timeout)
+            for n, t in databases.items()
         }
 
     def schema(self, table: str) -> Schema:

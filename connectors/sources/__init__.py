@@ -74,9 +74,11 @@ class Source(ABC):
     engine_name: str = ""  # for messages: "PostgreSQL"
     dialect: str = "duckdb"  # sqlglot dialect of the engine
 
-    def __init__(self, party: str, table: str, url: SourceURL, relation: str, password: str | None):
+    def __init__(self, party: str, table: str, url: SourceURL, relation: str, password: str | None,
+                 statement_timeout: float | None = None):
         self.party, self.table, self.url, self.relation = party, table, url, relation
         self._password = password
+        self.statement_timeout = statement_timeout  # seconds; a statement running longer is cancelled
 
     # -- the interface ---------------------------------------------------------------
 
@@ -116,6 +118,9 @@ class Source(ABC):
         except Error:
             raise
         except Exception as exc:  # noqa: BLE001 - any driver failure becomes a clear SourceError
+            if getattr(exc, "sqlstate", None) == "57014":  # query_canceled: statement_timeout
+                raise self.fail(f"the statement ran longer than {self.statement_timeout:g} s (the query's deadline) "
+                                "and the database cancelled it", hint="retry later or raise deadline_seconds") from None
             raise self.fail(f"{self.engine_name} could not {what}", exc, "the node log has the error's kind",
                             quote=False) from None
         finally:
@@ -192,7 +197,8 @@ def pushdown_types_ok(ast: exp.Expression, types: dict[str, str], refuse: tuple[
     return True
 
 
-def open_source(party: str, table: str, url: str, relation: str, password: str | None) -> Source:
+def open_source(party: str, table: str, url: str, relation: str, password: str | None,
+                statement_timeout: float | None = None) -> Source:
     """The Source for a configured database table (the URL was checked by fedsql/config.py)."""
     parsed = parse_source_url(url)
     if parsed.kind == "postgresql":
@@ -201,7 +207,7 @@ def open_source(party: str, table: str, url: str, relation: str, password: str |
         from connectors.sources.sqlite import SQLiteSource as cls
     else:
         from connectors.sources.duckdb_file import DuckDBFileSource as cls
-    return cls(party, table, parsed, relation, password)
+    return cls(party, table, parsed, relation, password, statement_timeout)
 
 
 def parse_fragment(sql: str) -> exp.Expression:

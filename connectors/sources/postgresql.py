@@ -31,8 +31,10 @@ class PostgreSQLSource(Source):
         auth = urlquote(u.user or "", safe="")
         if self._password is not None:
             auth += ":" + urlquote(self._password, safe="")
-        query = "&".join(f"{urlquote(k)}={urlquote(v)}" for k, v in u.params)
-        extra = ("?" + query + "&" if query else "?") + "connect_timeout=5"
+        params = [*u.params, ("connect_timeout", "5")]
+        if self.statement_timeout:  # the server cancels a statement that outlives the query's deadline
+            params.append(("options", f"-c statement_timeout={int(self.statement_timeout * 1000)}"))
+        extra = "?" + "&".join(f"{urlquote(k)}={urlquote(v)}" for k, v in params)
         return f"postgresql://{auth}{'@' if auth else ''}{u.host}:{u.port}/{urlquote(u.database or '')}{extra}"
 
     def _connect(self):

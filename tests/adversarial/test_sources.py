@@ -130,6 +130,8 @@ UNION = ("SELECT k, COUNT(*), SUM(x), SUM(d), COUNT(f), MIN(g) FROM t WHERE x > 
 def test_union_aggregates_over_three_kinds_of_source(srcfed):
     fed, _, db = srcfed
     assert _query(fed, "p2", UNION) == db.execute(UNION).fetchall()
+    own = "SELECT k, COUNT(*), SUM(d) FROM p1.t WHERE g >= 2 GROUP BY k ORDER BY k NULLS FIRST"  # the owner itself
+    assert _query(fed, "p1", own) == db.execute(own.replace("p1.t", "p1_t")).fetchall()
     total = "SELECT COUNT(*), SUM(x), SUM(d), COUNT(b) FROM t WHERE b"
     assert _query(fed, "p3", total) == db.execute(total).fetchall()
 
@@ -212,6 +214,28 @@ def test_password_never_in_logs_audit_explain_or_describe(srcfed):
     seen += [fed.node_log(p) + fed.audit_text(p) for p in ("p1", "p2", "p3")]
     for text in seen:
         assert PASSWORD not in text and "not-the-password" not in text
+
+
+def test_a_blocked_statement_is_cancelled_at_the_deadline(srcfed):
+    import subprocess
+    import time
+
+    from connectors.sources import SourceError, open_source
+
+    _, pg, _ = srcfed
+    source = open_source("p1", "s", pg.url("bank"), "public.s", PASSWORD, statement_timeout=1.0)
+    locker = subprocess.Popen([*pg.runas, str(pg_server.BIN / "psql"), "-X", "-q", "-h", str(pg.root), "-p", str(pg.port),
+                               "-U", "postgres", "-d", "bank", "-c",
+                               "BEGIN; LOCK TABLE s IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(3); COMMIT;"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(1.0)
+        started = time.monotonic()
+        with pytest.raises(SourceError, match=r"table 's' .*ran longer than 1 s .* cancelled it"):
+            source.scan('SELECT SUM("z") FROM "public"."s"')
+        assert time.monotonic() - started < 4
+    finally:
+        locker.wait(timeout=30)
 
 
 def test_source_down_is_clear_and_the_node_keeps_serving(srcfed):
