@@ -37,8 +37,8 @@ class DuckDBFileSource(Source):
 
     @contextlib.contextmanager
     def _stream(self, con: duckdb.DuckDBPyConnection, sql: str) -> Iterator[pa.RecordBatchReader]:
-        result = con.execute(sql)
-        yield (getattr(result, "to_arrow_reader", None) or result.fetch_record_batch)(65536)  # duckdb 2 / 1.x
+        relation = con.sql(sql)  # a relation streams without the DB-API result's extra copy
+        yield (getattr(relation, "to_arrow_reader", None) or relation.fetch_arrow_reader)(65536)  # duckdb 2 / 1.x
 
     def schema(self) -> list[tuple[str, str]]:
         schema, name = self.relation_parts()
