@@ -68,7 +68,7 @@ class LocalExecutor:
             except duckdb.Error as exc:
                 raise ConfigError(f"party '{party.name}': cannot read {table.source}: {str(exc).splitlines()[0]}") from None
         # database tables are not opened here: a source that is down must not stop the node
-        passwords = load_passwords(secrets_dir, party.name, list(databases)) if databases and secrets_dir else {}
+        passwords = load_passwords(secrets_dir, party.name, list(databases)) if databases else {}
         self.sources: dict[str, Source] = {
             n: open_source(party.name, n, str(t.source), t.relation or n, passwords.get(n), statement_timeout)
             for n, t in databases.items()

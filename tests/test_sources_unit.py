@@ -160,3 +160,29 @@ def test_sqlite_and_duckdb_file_fragments_are_pushed(tmp_path, caplog):
         caplog.clear()
         out = sorted(out, key=lambda r: (r["v"], r["g"]))
         assert [(r["v"], r["g"], r["s"], r["n"]) for r in out] == [(0, "", 7, 1), (1, "a", 3, 2), (1, "b", 0, 1)]
+
+
+@pytest.mark.parametrize("sql", [
+    "SELECT SUM(LENGTH(pg_read_file('/etc/passwd'))) FROM \"t\"",   # a server function: never pushed
+    'SELECT SUM(x) / COUNT(x) FROM "t" WHERE x / 2 > 1',            # integer division differs
+    'SELECT MIN(k) FROM "t"',                                        # text order = the server's collation
+    'SELECT SUM(r) FROM "t"',                                        # real sums in float4 there
+    'SELECT COUNT(*) FROM "t" LEFT JOIN "u" ON t.x = u.x',           # outer join
+])
+def test_postgresql_pushes_only_what_means_the_same(sql):
+    from connectors.sources import open_source
+
+    source = open_source("a", "t", "postgresql://r@h:5432/db", "public.t", None)
+    types = {"x": "BIGINT", "k": "VARCHAR", "r": "FLOAT"}
+    ast = parse_fragment(sql)
+    assert split(ast, lambda e: source.can_run(e, types), ["c"] * len(ast.expressions)) is None
+
+
+def test_postgresql_transpiles_the_pushed_core():
+    from connectors.sources import open_source
+
+    source = open_source("a", "t", "postgresql://r@h:5432/db", "public.t", None)
+    ast = parse_fragment('SELECT COALESCE(CAST(SUM(x) AS BIGINT), 0) AS s FROM "t" AS "t" WHERE k IN (\'a\', \'b\') AND x BETWEEN 1 AND 9')
+    cut = split(ast, lambda e: source.can_run(e, {"x": "BIGINT", "k": "VARCHAR"}), ["s"])
+    assert source.transpile(cut.inner) == ('SELECT SUM("x") AS "__p0" FROM "t" AS "t" WHERE "k" IN (\'a\', \'b\') '
+                                           'AND "x" BETWEEN 1 AND 9')
