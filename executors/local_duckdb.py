@@ -150,7 +150,13 @@ class LocalExecutor:
             cut = split(ast, lambda e: source.can_run(e, types), [r[0] for r in expected])
             if cut is not None:
                 log.info("party %s: fragment over %s pushed into its %s source", self.party.name, ", ".join(used), source.kind)
-                return self._pushed(cur, cut, schemas, source)
+                try:
+                    return self._pushed(cur, cut, schemas, source)
+                except SourceError as exc:
+                    if not exc.statement_failed:  # down, login, timeout: the same again here
+                        raise
+                    log.info("party %s: the %s source could not run the pushed part; the node's DuckDB runs it",
+                             self.party.name, source.kind)
         log.info("party %s: fragment over %s runs in the node's DuckDB over the columns read", self.party.name, ", ".join(used))
         for name in used:
             self._fill(cur, ast, name, schemas[name])

@@ -36,6 +36,8 @@ log = logging.getLogger("fedsql.node")
 class SourceError(OperationalError):
     """A database source failed (down, refused the login, no such table, changed schema)."""
 
+    statement_failed = False  # the source was reachable but could not run this statement
+
 
 def read_limited(reader: Iterable[pa.RecordBatch], schema: pa.Schema, max_rows: int | None,
                  refuse: Callable[[], Exception]) -> pa.Table:
@@ -121,8 +123,9 @@ class Source(ABC):
             if getattr(exc, "sqlstate", None) == "57014":  # query_canceled: statement_timeout
                 raise self.fail(f"the statement ran longer than {self.statement_timeout:g} s (the query's deadline) "
                                 "and the database cancelled it", hint="retry later or raise deadline_seconds") from None
-            raise self.fail(f"{self.engine_name} could not {what}", exc, "the node log has the error's kind",
-                            quote=False) from None
+            err = self.fail(f"{self.engine_name} could not {what}", exc, "the node log has the error's kind", quote=False)
+            err.statement_failed = True
+            raise err from None
         finally:
             con.close()
 

@@ -155,6 +155,19 @@ def test_same_party_join_runs_inside_postgresql(srcfed):
     assert joined and all('"public"."t" AS "a"' in line for line in joined)  # both tables, one statement
 
 
+def test_what_postgresql_cannot_run_falls_back_to_duckdb(srcfed, caplog):
+    import logging
+
+    from executors.local_duckdb import LocalExecutor
+
+    fed, _, db = srcfed
+    ex = LocalExecutor(fed.fed.party("p1"), secrets_dir=fed.state_dir("p1"))
+    with caplog.at_level(logging.INFO, logger="fedsql.node"):
+        out = ex.query('SELECT SUM(b) AS s, COUNT(*) AS n FROM "t" AS "t" WHERE x > 0')  # PostgreSQL has no sum(boolean)
+    assert "could not run the pushed part" in caplog.text and PASSWORD not in caplog.text
+    assert _rows(out) == db.execute("SELECT SUM(b), COUNT(*) FROM p1_t WHERE x > 0").fetchall()
+
+
 def test_cross_party_join_postgresql_with_sqlite(srcfed):
     fed, _, db = srcfed
     sql = "SELECT a.k, COUNT(*), SUM(b.y) FROM p1.t a JOIN p2.u b ON a.id = b.id GROUP BY a.k ORDER BY a.k NULLS FIRST"
