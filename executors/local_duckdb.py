@@ -103,8 +103,8 @@ class LocalExecutor:
         lost = sorted(c for c in declared if c.lower() not in have)
         if lost:
             raise SourceError(f"{source.where}: the table's schema changed: column(s) {', '.join(lost)} named in "
-                              f"parties.{self.party.name}.tables.{table} are no longer in the source; "
-                              "restore them or update the configuration")
+                              f"parties.{self.party.name}.tables.{table} are not in the source (dropped or renamed, "
+                              "or never there); restore them or update the configuration")
         return columns
 
     def query(self, sql: str) -> pa.Table:
