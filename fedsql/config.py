@@ -23,6 +23,8 @@ LEVELS = ("private", "aggregate", "join_key", "group_key", "public")
 _RANK = {name: i for i, name in enumerate(LEVELS)}
 RESERVED_NAMES = {"main", "temp", "system", "information_schema", "pg_catalog", "memory"}
 SOURCE_FORMATS = {".parquet": "parquet", ".csv": "csv"}
+DATABASE_SCHEMES = ("postgresql", "sqlite", "duckdb")
+"""URL schemes of database sources (connectors/sources/): `table` names the relation inside."""
 
 
 def level_at_least(level: str, required: str) -> bool:
@@ -44,12 +46,17 @@ def level_at_least(level: str, required: str) -> bool:
 class TableConfig:
     party: str
     name: str
-    source: Path
-    format: str
+    source: Path | str  # a file, directory or glob (Path), or a database URL without its password (str)
+    format: str  # parquet, csv, or a database kind: postgresql, sqlite, duckdb
     levels: dict[str, str]
     grants: dict[str, dict[str, str]] = field(default_factory=dict)
     dp: DPPolicy | None = None  # [parties.P.tables.T.dp] (fedsql/dp_config.py, docs/dp.md)
     unique: tuple[tuple[str, ...], ...] = ()  # declared unique keys (an oblivious join's primary-key side)
+    relation: str | None = None  # `table`: the relation inside a database source, e.g. "public.accounts"
+
+    @property
+    def is_database(self) -> bool:
+        return self.format in DATABASE_SCHEMES
 
     @property
     def qualified(self) -> str:
@@ -202,18 +209,65 @@ def _check_levels(path: Path, where: str, raw: Any) -> dict[str, str]:
     return dict(raw)
 
 
+def _file_source(path: Path, where: str, text: str, fmt: Any) -> tuple[Path, str]:
+    """A Parquet/CSV file, a directory of them (hive-partitioned datasets) or a glob."""
+    source = Path(text)
+    if not source.is_absolute():
+        source = (path.parent / source).resolve()
+    if fmt is None:
+        if any(ch in text for ch in "*?["):
+            fmt = SOURCE_FORMATS.get(Path(text).suffix.lower())
+        elif source.is_dir():
+            found = {SOURCE_FORMATS[f.suffix.lower()] for f in source.rglob("*") if f.suffix.lower() in SOURCE_FORMATS}
+            if len(found) != 1:
+                raise _err(path, f"{where}.source", f"directory {source} holds {'no' if not found else 'both'} "
+                                                    'Parquet and CSV files; set format = "parquet" or "csv"')
+            fmt = found.pop()
+        else:
+            fmt = SOURCE_FORMATS.get(source.suffix.lower())
+    if fmt not in SOURCE_FORMATS.values():
+        raise _err(path, f"{where}.source", f"unsupported file type {source.suffix!r}; use .parquet or .csv, "
+                                            "a directory or glob of them, or a database URL "
+                                            "(postgresql://, sqlite:///, duckdb:///) with table = ...")
+    return source, fmt
+
+
+def _database_source(path: Path, where: str, url: str, raw: dict) -> tuple[str, str, str]:
+    """(url, kind, relation) of a database source; a password in the shared file is refused."""
+    from connectors.sources.url import SourceURLError, parse_source_url
+
+    try:
+        parsed = parse_source_url(url)
+    except SourceURLError as exc:
+        raise _err(path, f"{where}.source", str(exc)) from None
+    if "table" not in raw:
+        raise _err(path, where, f'missing "table": the relation inside {parsed.display}, e.g. table = "public.accounts"')
+    relation = _expect(path, f"{where}.table", raw["table"], str, 'a string like "schema.table"')
+    parts = relation.split(".")
+    if not 1 <= len(parts) <= 2 or not all(parts):
+        raise _err(path, f"{where}.table", f'expected "table" or "schema.table", got {relation!r}')
+    if "format" in raw:
+        raise _err(path, f"{where}.format", f"format is for files; {parsed.kind} sources have no format key")
+    return parsed.display, parsed.kind, relation
+
+
 def _load_table(path: Path, party: str, name: str, raw: Any) -> TableConfig:
     where = f"parties.{party}.tables.{name}"
     _expect(path, where, raw, dict, "a table")
-    check_known_keys(path, where, raw, {"source", "columns", "grants", "dp", "format", "unique"})
+    check_known_keys(path, where, raw, {"source", "table", "columns", "grants", "dp", "format", "unique"})
     if "source" not in raw:
-        raise _err(path, where, 'missing "source" (a .parquet or .csv path)')
-    source = Path(_expect(path, f"{where}.source", raw["source"], str, "a file path"))
-    if not source.is_absolute():
-        source = (path.parent / source).resolve()
-    fmt = raw.get("format") or SOURCE_FORMATS.get(source.suffix.lower())
-    if fmt not in SOURCE_FORMATS.values():
-        raise _err(path, f"{where}.source", f"unsupported file type {source.suffix!r}; use .parquet or .csv")
+        raise _err(path, where, 'missing "source" (a .parquet or .csv path, a directory or glob of them, '
+                                'or a database URL with table = "...")')
+    text = _expect(path, f"{where}.source", raw["source"], str, "a file path or a database URL")
+    source: Path | str
+    relation = None
+    if "://" in text:
+        source, fmt, relation = _database_source(path, where, text, raw)
+    else:
+        if "table" in raw:
+            raise _err(path, f"{where}.table", "table names a relation inside a database source; "
+                                               "a file source has none (remove it)")
+        source, fmt = _file_source(path, where, text, raw.get("format"))
     levels = _check_levels(path, f"{where}.columns", raw.get("columns", {}))
     grants_raw = raw.get("grants", {})
     _expect(path, f"{where}.grants", grants_raw, dict, "a table of issuer = {column = level}")
@@ -229,7 +283,7 @@ def _load_table(path: Path, party: str, name: str, raw: Any) -> TableConfig:
         if not isinstance(cols, list) or not cols or not all(isinstance(c, str) for c in cols):
             raise _err(path, f"{where}.unique", f"expected a column name or a list of column names, got {key!r}")
         unique.append(tuple(cols))
-    return TableConfig(party, name, source, fmt, levels, grants, dp, tuple(unique))
+    return TableConfig(party, name, source, fmt, levels, grants, dp, tuple(unique), relation)
 
 
 def _check_limit(path: Path, where: str, value: Any) -> int:

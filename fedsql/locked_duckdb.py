@@ -22,10 +22,11 @@ log = logging.getLogger("fedsql.node")
 
 
 def open_locked(allowed_paths: Iterable[str | Path] = (), memory_limit_mb: int | None = None,
-                threads: int | None = None) -> duckdb.DuckDBPyConnection:
+                threads: int | None = None, allowed_directories: Iterable[str | Path] = ()) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB with external access off and its configuration locked.
 
-    `allowed_paths`: files it may still read (an owner's table sources), exactly these.
+    `allowed_paths`: files it may still read (an owner's table sources), exactly these;
+    `allowed_directories`: directories it may read below (directory and glob sources).
     `memory_limit_mb`/`threads`: set before the lock, since nothing can change them after."""
     con = duckdb.connect(":memory:", config={"autoinstall_known_extensions": False,
                                              "autoload_known_extensions": False,
@@ -34,6 +35,9 @@ def open_locked(allowed_paths: Iterable[str | Path] = (), memory_limit_mb: int |
         paths = [str(Path(p).resolve()) for p in allowed_paths]
         if paths:
             con.execute("SET allowed_paths = ?", [paths])
+        dirs = [str(Path(p).resolve()) + "/" for p in allowed_directories]
+        if dirs:
+            con.execute("SET allowed_directories = ?", [dirs])
         if memory_limit_mb is not None:
             con.execute(f"SET memory_limit = '{int(memory_limit_mb)}MB'")
         if threads is not None:

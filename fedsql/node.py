@@ -85,7 +85,8 @@ class Node(rpc.NodeServicer):
         self.fed = fed
         self.me = party
         self.party = fed.party(party)
-        self.executor = LocalExecutor(self.party, max_memory_mb=fed.max_memory_mb)
+        self.executor = LocalExecutor(self.party, max_memory_mb=fed.max_memory_mb,
+                                      secrets_dir=tls.state_dir(fed, party), statement_timeout=fed.deadline_seconds)
         self.executor.max_rows = fed.rows_limit(party)
         self.mailbox = Mailbox()
         # mutual TLS with pinned party certificates (fedsql/tls.py); missing keys: ConfigError

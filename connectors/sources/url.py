@@ -1,0 +1,90 @@
+"""Database source URLs: parsed, checked, and shown without credentials.
+
+A `source = "postgresql://user@host:port/db"` sits in the shared federation file that every
+party and client reads, so it may name a user but never carry a password (issue #14): the
+password comes from the owner's private secrets file or environment (connectors/sources/secrets.py).
+`display` is the only form of a URL that reaches messages and logs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+LATER = {"mysql": "MySQL", "mariadb": "MariaDB", "grpc+tls": "Flight SQL", "grpc": "Flight SQL",
+         "spark": "Spark", "sc": "Spark Connect"}
+SECRET_PARAMS = {"password", "passfile", "sslpassword"}
+
+
+class SourceURLError(ValueError):
+    """A source URL that cannot be used; the message says why and what to write instead."""
+
+
+@dataclass(frozen=True)
+class SourceURL:
+    kind: str  # postgresql, sqlite, duckdb
+    display: str  # the URL as configured, never with a password
+    user: str | None = None
+    host: str | None = None
+    port: int | None = None
+    database: str | None = None
+    path: str | None = None  # sqlite / duckdb: the absolute database file
+    params: tuple[tuple[str, str], ...] = ()
+
+
+def parse_source_url(url: str) -> SourceURL:
+    """Parse a database source URL; refuse passwords and kinds not built yet."""
+    scheme = url.partition("://")[0].lower()
+    if scheme in LATER:
+        raise SourceURLError(f"{LATER[scheme]} sources ({scheme}://) are not supported yet (issue #14); "
+                             "use postgresql://, sqlite:///, duckdb:/// or a Parquet/CSV path")
+    if scheme in ("postgresql", "postgres"):
+        return _postgresql(url)
+    if scheme in ("sqlite", "duckdb"):
+        return _file_database(scheme, url)
+    raise SourceURLError(f"unknown source scheme {scheme + '://'!r}; use postgresql://user@host:port/db, "
+                         "sqlite:///abs/path.db, duckdb:///abs/path.duckdb or a Parquet/CSV path")
+
+
+def _postgresql(url: str) -> SourceURL:
+    parts = urlsplit(url)
+    where = _redacted(url)
+    if parts.password is not None:
+        raise SourceURLError(f"{where} carries a password; credentials never go in the shared federation file: "
+                             "put the password in the party's secrets file (<config dir>/.fedsql/<party>/secrets.toml) "
+                             "or its environment variable (docs/configuration.md, 'Database sources')")
+    params = tuple(parse_qsl(parts.query, keep_blank_values=True))
+    if any(k.lower() in SECRET_PARAMS for k, _ in params):
+        raise SourceURLError(f"{where} sets a password parameter; put it in the party's secrets file instead")
+    try:
+        port = parts.port
+    except ValueError:
+        raise SourceURLError(f"{where}: the port is not a number from 1 to 65535") from None
+    database = unquote(parts.path.lstrip("/"))
+    if not parts.hostname or not database or "/" in database:
+        raise SourceURLError(f"{where}: expected postgresql://user@host:port/database")
+    user = unquote(parts.username) if parts.username else None
+    display = f"postgresql://{parts.netloc}/{parts.path.lstrip('/')}" + (f"?{parts.query}" if parts.query else "")
+    return SourceURL("postgresql", display, user, parts.hostname, port or 5432, database, None, params)
+
+
+def _file_database(scheme: str, url: str) -> SourceURL:
+    rest = url.partition("://")[2]
+    example = f"{scheme}:///abs/path.{'db' if scheme == 'sqlite' else 'duckdb'}"
+    if not rest.startswith("/") or "?" in rest or "#" in rest:
+        raise SourceURLError(f"{url!r}: expected {example} (three slashes, then an absolute path)")
+    path = PurePosixPath(unquote(rest))
+    if ".." in path.parts:
+        raise SourceURLError(f"{url!r}: the path may not contain '..'; write the absolute path")
+    return SourceURL(scheme, f"{scheme}://{path}", path=str(path))
+
+
+def _redacted(url: str) -> str:
+    """`url` with any password replaced by ***, for the error that refuses it."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return repr(url.split("?")[0])
+    netloc = parts.netloc.rsplit("@", 1)
+    user = netloc[0].split(":", 1)[0]
+    return repr(f"{parts.scheme}://{user}:***@{netloc[1]}{parts.path}")

@@ -1,0 +1,188 @@
+"""Issue #14 without servers: source URLs and keys, secrets, the pushdown split, file datasets."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from connectors.sources import parse_fragment
+from connectors.sources.pushdown import split
+from connectors.sources.secrets import env_name, load_passwords
+from fedsql.config import parse_config
+from fedsql.errors import ConfigError
+
+HEAD = '[federation]\nname = "u"\ncompute = ["a", "b", "c"]\n[parties.b]\naddress = "127.0.0.1:2"\n[parties.c]\naddress = "127.0.0.1:3"\n'
+
+
+def _fed(tmp_path: Path, table: str):
+    return parse_config(HEAD + '[parties.a]\naddress = "127.0.0.1:1"\n[parties.a.tables.t]\n' + table, tmp_path / "f.toml")
+
+
+def test_database_source_keys(tmp_path):
+    t = _fed(tmp_path, 'source = "postgresql://reader@db.example:5433/bank"\ntable = "public.accounts"\n').table("a", "t")
+    assert (t.format, t.source, t.relation, t.is_database) == ("postgresql", "postgresql://reader@db.example:5433/bank",
+                                                              "public.accounts", True)
+
+
+@pytest.mark.parametrize("table, needle", [
+    ('source = "postgresql://reader:hunter2@h:5432/bank"\ntable = "t"\n', "carries a password"),
+    ('source = "postgresql://reader@h:5432/bank?password=hunter2"\ntable = "t"\n', "password parameter"),
+    ('source = "postgresql://reader@h:5432/bank"\n', 'missing "table"'),
+    ('source = "mysql://reader@h/bank"\ntable = "t"\n', "not supported yet"),
+    ('source = "oracle://h/x"\ntable = "t"\n', "unknown source scheme"),
+    ('source = "sqlite://rel/path.db"\ntable = "t"\n', "absolute path"),
+    ('source = "sqlite:///abs/p.db"\ntable = "a.b.c"\n', '"schema.table"'),
+    ('source = "x.parquet"\ntable = "t"\n', "file source has none"),
+])
+def test_bad_sources_are_clear_and_never_echo_a_password(tmp_path, table, needle):
+    with pytest.raises(ConfigError, match=needle) as info:
+        _fed(tmp_path, table)
+    assert "hunter2" not in str(info.value)
+
+
+def test_secrets_env_overrides_file_and_file_must_be_private(tmp_path, monkeypatch):
+    secrets = tmp_path / "secrets.toml"
+    secrets.write_text('[tables.t]\npassword = "from-file"\n[tables.u]\npassword = "u-pw"\n')
+    secrets.chmod(0o644)
+    with pytest.raises(ConfigError, match="chmod 600") as info:
+        load_passwords(tmp_path, "a", ["t"])
+    assert "from-file" not in str(info.value)
+    secrets.chmod(0o600)
+    monkeypatch.setenv(env_name("a", "t"), "from-env")
+    assert load_passwords(tmp_path, "a", ["t", "u", "v"]) == {"t": "from-env", "u": "u-pw"}
+    secrets.write_text('[tables.t]\npassword = "unterminated\n')
+    with pytest.raises(ConfigError) as info:
+        load_passwords(tmp_path, "a", ["t"])
+    assert "unterminated" not in str(info.value)
+
+
+def test_split_pushes_relational_core_and_keeps_finishing_casts():
+    sql = ("SELECT CAST((k) IS NOT NULL AS BIGINT) AS v, COALESCE(CAST(SUM(x) AS BIGINT), 0) AS s, COUNT(*) AS n "
+           'FROM "t" AS "t" WHERE g >= 2 GROUP BY k')
+    cut = split(parse_fragment(sql), lambda e: True, ["v", "s", "n"])
+    assert cut.inner.sql() == 'SELECT k AS "__p0", SUM(x) AS "__p1", COUNT(*) AS "__p2" FROM "t" AS "t" WHERE g >= 2 GROUP BY k'
+    assert "COALESCE" in cut.outer.sql() and "WHERE" not in cut.outer.sql()
+
+
+@pytest.mark.parametrize("sql", [
+    'SELECT x FROM "t" ORDER BY x',                       # ORDER BY: not cut
+    'SELECT * FROM "t"',                                  # star: the needed columns are read instead
+    'SELECT k, x FROM "t" GROUP BY k',                    # a column outside aggregates and keys
+    'SELECT SUM(x) FROM (SELECT x FROM "t") AS r',        # subquery
+])
+def test_split_refuses_what_it_cannot_cut(sql):
+    ast = parse_fragment(sql)
+    assert split(ast, lambda e: True, ["c"] * len(ast.expressions)) is None
+
+
+def test_split_refuses_a_construct_the_source_lacks():
+    from sqlglot import exp
+
+    ast = parse_fragment('SELECT SUM(x / 2) FROM "t"')
+    assert split(ast, lambda e: e.find(exp.Div) is None, ["c"]) is None
+
+
+def test_directory_and_glob_sources_hive_partitioned(tmp_path):
+    from executors.local_duckdb import LocalExecutor
+
+    for region, xs in (("north", [1, 2]), ("south", [10])):
+        part = tmp_path / "ds" / f"region={region}"
+        part.mkdir(parents=True)
+        pq.write_table(pa.table({"x": pa.array(xs, pa.int64())}), part / "0.parquet")
+    (tmp_path / "secret.parquet").write_bytes(b"not yours")
+    for source in ("ds", "ds/*/*.parquet"):
+        fed = _fed(tmp_path, f'source = "{source}"\n')
+        assert fed.table("a", "t").format == "parquet"
+        ex = LocalExecutor(fed.party("a"))
+        assert ex.query('SELECT region, SUM(x) AS s FROM "t" GROUP BY 1 ORDER BY 1').to_pylist() == [
+            {"region": "north", "s": 3}, {"region": "south", "s": 10}]
+        with pytest.raises(Exception, match="does not allow"):  # the lock still holds outside the dataset
+            ex.query(f"SELECT * FROM read_parquet('{tmp_path}/secret.parquet')")
+
+
+def test_sqlite_pushdown_only_where_storage_is_exact(tmp_path):
+    from executors.local_duckdb import LocalExecutor
+
+    db = tmp_path / "a.db"
+    con = sqlite3.connect(db)
+    con.execute("CREATE TABLE t (k TEXT, x INTEGER, d DECIMAL(10,2), day DATE)")
+    con.executemany("INSERT INTO t VALUES (?, ?, ?, ?)", [("a", 1, 0.1, "2024-01-02"), ("a", None, 0.2, None),
+                                                          ("b", 5, None, "2024-03-04")])
+    con.commit()
+    fed = _fed(tmp_path, f'source = "sqlite://{db}"\ntable = "t"\n')
+    ex = LocalExecutor(fed.party("a"))
+    assert [tuple(c) for c in ex.schema("t")] == [("k", "VARCHAR"), ("x", "BIGINT"), ("d", "DECIMAL(10,2)"), ("day", "DATE")]
+    out = ex.query('SELECT k, SUM(d) AS s, MIN(day) AS m, COUNT(x) AS n FROM "t" GROUP BY k ORDER BY k')
+    assert str(out.schema.field("s").type) == "decimal128(38, 2)"
+    assert [(r["k"], str(r["s"]), str(r["m"]), r["n"]) for r in out.to_pylist()] == [
+        ("a", "0.30", "2024-01-02", 1), ("b", "None", "2024-03-04", 1)]
+    con = sqlite3.connect(db)
+    con.execute("INSERT INTO t VALUES ('c', 'secret-value', NULL, NULL)")  # not STRICT: SQLite takes it
+    con.commit()
+    con.close()
+    with pytest.raises(Exception, match=r"column\(s\) x \(1 rows\) hold values that are not of the declared type") as info:
+        ex.query('SELECT SUM(x) AS s FROM "t"')
+    assert "secret-value" not in str(info.value)
+    os.remove(db)
+    with pytest.raises(Exception, match=r"party 'a': table 't' \(source sqlite://.*\): the database file does not exist"):
+        ex.schema("t")
+
+
+def test_sqlite_and_duckdb_file_fragments_are_pushed(tmp_path, caplog):
+    import logging
+
+    import duckdb
+
+    from executors.local_duckdb import LocalExecutor
+
+    lite = tmp_path / "a.db"
+    con = sqlite3.connect(lite)
+    con.execute("CREATE TABLE t (k TEXT, x INTEGER)")
+    con.executemany("INSERT INTO t VALUES (?, ?)", [("a", 1), ("a", 2), ("b", None), (None, 7)])
+    con.commit()
+    con.close()
+    duck = tmp_path / "b.duckdb"
+    dcon = duckdb.connect(str(duck))
+    dcon.execute("CREATE TABLE t AS SELECT * FROM (VALUES ('a', 1), ('a', 2), ('b', NULL), (NULL, 7)) v(k, x)")
+    dcon.close()
+    frag = ("SELECT CAST((k) IS NOT NULL AS BIGINT) AS v, COALESCE((k), '') AS g, COALESCE(CAST(SUM(x) AS BIGINT), 0) AS s, "
+            'COUNT(*) AS n FROM "t" AS "t" WHERE x > 0 OR x IS NULL GROUP BY k')
+    for source, kind in ((f"sqlite://{lite}", "sqlite"), (f"duckdb://{duck}", "duckdb")):
+        ex = LocalExecutor(_fed(tmp_path, f'source = "{source}"\ntable = "t"\n').party("a"))
+        with caplog.at_level(logging.INFO, logger="fedsql.node"):
+            out = ex.query(frag).to_pylist()
+        assert f"pushed into its {kind} source" in caplog.text
+        caplog.clear()
+        out = sorted(out, key=lambda r: (r["v"], r["g"]))
+        assert [(r["v"], r["g"], r["s"], r["n"]) for r in out] == [(0, "", 7, 1), (1, "a", 3, 2), (1, "b", 0, 1)]
+
+
+@pytest.mark.parametrize("sql", [
+    "SELECT SUM(LENGTH(pg_read_file('/etc/passwd'))) FROM \"t\"",   # a server function: never pushed
+    'SELECT SUM(x) / COUNT(x) FROM "t" WHERE x / 2 > 1',            # integer division differs
+    'SELECT MIN(k) FROM "t"',                                        # text order = the server's collation
+    'SELECT SUM(r) FROM "t"',                                        # real sums in float4 there
+    'SELECT COUNT(*) FROM "t" LEFT JOIN "u" ON t.x = u.x',           # outer join
+])
+def test_postgresql_pushes_only_what_means_the_same(sql):
+    from connectors.sources import open_source
+
+    source = open_source("a", "t", "postgresql://r@h:5432/db", "public.t", None)
+    types = {"x": "BIGINT", "k": "VARCHAR", "r": "FLOAT"}
+    ast = parse_fragment(sql)
+    assert split(ast, lambda e: source.can_run(e, types), ["c"] * len(ast.expressions)) is None
+
+
+def test_postgresql_transpiles_the_pushed_core():
+    from connectors.sources import open_source
+
+    source = open_source("a", "t", "postgresql://r@h:5432/db", "public.t", None)
+    ast = parse_fragment('SELECT COALESCE(CAST(SUM(x) AS BIGINT), 0) AS s FROM "t" AS "t" WHERE k IN (\'a\', \'b\') AND x BETWEEN 1 AND 9')
+    cut = split(ast, lambda e: source.can_run(e, {"x": "BIGINT", "k": "VARCHAR"}), ["s"])
+    assert source.transpile(cut.inner) == ('SELECT SUM("x") AS "__p0" FROM "t" AS "t" WHERE "k" IN (\'a\', \'b\') '
+                                           'AND "x" BETWEEN 1 AND 9')
