@@ -424,7 +424,9 @@ def noise_params(family: str, epsilon: float, sensitivity: int, parties_for_guar
 def _noise_params(family: str, epsilon: float, sensitivity: int, t: int, delta: float,
                   n_parties: int) -> NoiseParams:
     if family == "laplace":
-        x = epsilon / sensitivity
+        # ε/Δ beyond 700 would overflow expm1 (SET fedsql.epsilon = 1e7 crashed the planner):
+        # calibrating for 700 instead adds more noise than asked, so the guarantee still holds
+        x = min(epsilon / sensitivity, 700.0)
         # c = p/(1-p) = 1/expm1(ε/Δ); rounded up by a few ulps → p rounded up → effective ε ≤ stated.
         c = (1.0 / math.expm1(x)) * (1.0 + 8.0 * 2.0**-53)
         p = c / (1.0 + c)
