@@ -86,6 +86,8 @@ class PartyConfig:
     client_certificate: str | None = None
     client_key: str | None = None
     max_rows_per_query: int | None = None  # overrides federation.max_rows_per_query for this node
+    # where COPY … TO writes (fedsql/export.py); relative to the config file; unset: .fedsql/<party>/exports
+    export_directory: str | None = None
 
     @property
     def is_helper(self) -> bool:
@@ -175,7 +177,8 @@ TOP_LEVEL_KEYS = frozenset({"federation", "parties", "federated"})
 FEDERATION_KEYS = frozenset({"name", "compute", "deadline_seconds", "fixed_point_bits", "default_mode",
                              "max_rows_per_query", "max_concurrent_queries", "max_memory_mb"})
 PARTY_KEYS = frozenset({"address", "flight", "flight_password", "tables", "certificate", "certificate_sha256", "private_key",
-                        "client_certificate", "client_key", "max_rows_per_query"})
+                        "client_certificate", "client_key", "max_rows_per_query",
+                        "export_directory"})
 
 
 def _check_address(path: Path, where: str, address: Any) -> str:
@@ -332,7 +335,8 @@ def parse_config(text: str, path: Path) -> Federation:
         tables_raw = _expect(path, f"{where}.tables", praw.get("tables", {}), dict, "a table")
         tables = {t: _load_table(path, pname, t, traw) for t, traw in tables_raw.items()}
         identity = {}
-        for key in ("certificate", "certificate_sha256", "private_key", "client_certificate", "client_key"):
+        for key in ("certificate", "certificate_sha256", "private_key", "client_certificate", "client_key",
+                    "export_directory"):
             if key in praw:
                 identity[key] = _expect(path, f"{where}.{key}", praw[key], str, "a string")
         if "certificate_sha256" in identity:
