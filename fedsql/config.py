@@ -8,6 +8,7 @@ query itself and compare plan hashes. Errors say the file, the key and the fix.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,6 +73,19 @@ class TableConfig:
 
 
 @dataclass(frozen=True)
+class SinkConfig:
+    """A database of the party's own that its users may INSERT results into (`sink.NAME`)."""
+
+    name: str
+    source: str  # the URL as configured (never a password)
+    kind: str  # postgresql, sqlite
+    relation: str  # "schema.table" or "table" inside it
+
+
+SINK_KINDS = ("postgresql", "sqlite")
+
+
+@dataclass(frozen=True)
 class PartyConfig:
     name: str
     address: str
@@ -88,6 +102,7 @@ class PartyConfig:
     max_rows_per_query: int | None = None  # overrides federation.max_rows_per_query for this node
     # where COPY … TO writes (fedsql/export.py); relative to the config file; unset: .fedsql/<party>/exports
     export_directory: str | None = None
+    sinks: dict[str, SinkConfig] = field(default_factory=dict)  # INSERT INTO sink.NAME (fedsql/scratch.py)
 
     @property
     def is_helper(self) -> bool:
@@ -178,7 +193,7 @@ FEDERATION_KEYS = frozenset({"name", "compute", "deadline_seconds", "fixed_point
                              "max_rows_per_query", "max_concurrent_queries", "max_memory_mb"})
 PARTY_KEYS = frozenset({"address", "flight", "flight_password", "tables", "certificate", "certificate_sha256", "private_key",
                         "client_certificate", "client_key", "max_rows_per_query",
-                        "export_directory"})
+                        "export_directory", "sinks"})
 
 
 def _check_address(path: Path, where: str, address: Any) -> str:
@@ -252,6 +267,19 @@ def _database_source(path: Path, where: str, url: str, raw: dict) -> tuple[str, 
     if "format" in raw:
         raise _err(path, f"{where}.format", f"format is for files; {parsed.kind} sources have no format key")
     return parsed.display, parsed.kind, relation
+
+
+def _load_sink(path: Path, party: str, name: str, raw: Any) -> SinkConfig:
+    where = f"parties.{party}.sinks.{name}"
+    _expect(path, where, raw, dict, "a table")
+    check_known_keys(path, where, raw, {"source", "table"})
+    if not re.match(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$", name):
+        raise _err(path, where, "a sink name is letters, digits and '_' (at most 63, not starting with a digit)")
+    text = _expect(path, f"{where}.source", raw.get("source"), str, 'a database URL ("postgresql://user@host:port/db")')
+    url, kind, relation = _database_source(path, where, text, raw)
+    if kind not in SINK_KINDS:
+        raise _err(path, f"{where}.source", f"{kind} databases cannot be sinks yet; use postgresql:// or sqlite:///")
+    return SinkConfig(name, url, kind, relation)
 
 
 def _load_table(path: Path, party: str, name: str, raw: Any) -> TableConfig:
@@ -334,7 +362,8 @@ def parse_config(text: str, path: Path) -> Federation:
                 raise _err(path, f"{where}.flight_password", "needs a port of its own (not the node's or flight's)")
         tables_raw = _expect(path, f"{where}.tables", praw.get("tables", {}), dict, "a table")
         tables = {t: _load_table(path, pname, t, traw) for t, traw in tables_raw.items()}
-        identity = {}
+        sinks_raw = _expect(path, f"{where}.sinks", praw.get("sinks", {}), dict, "a table")
+        identity: dict[str, Any] = {"sinks": {n: _load_sink(path, pname, n, r) for n, r in sinks_raw.items()}}
         for key in ("certificate", "certificate_sha256", "private_key", "client_certificate", "client_key",
                     "export_directory"):
             if key in praw:
