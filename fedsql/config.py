@@ -78,11 +78,11 @@ class SinkConfig:
 
     name: str
     source: str  # the URL as configured (never a password)
-    kind: str  # postgresql, sqlite
+    kind: str  # postgresql
     relation: str  # "schema.table" or "table" inside it
 
 
-SINK_KINDS = ("postgresql", "sqlite")
+SINK_KINDS = ("postgresql",)  # SQLite and DuckDB files are opened read-only as sources
 
 
 @dataclass(frozen=True)
@@ -278,7 +278,7 @@ def _load_sink(path: Path, party: str, name: str, raw: Any) -> SinkConfig:
     text = _expect(path, f"{where}.source", raw.get("source"), str, 'a database URL ("postgresql://user@host:port/db")')
     url, kind, relation = _database_source(path, where, text, raw)
     if kind not in SINK_KINDS:
-        raise _err(path, f"{where}.source", f"{kind} databases cannot be sinks yet; use postgresql:// or sqlite:///")
+        raise _err(path, f"{where}.source", f"{kind} databases cannot be sinks yet; use a postgresql:// database")
     return SinkConfig(name, url, kind, relation)
 
 
