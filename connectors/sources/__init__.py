@@ -261,6 +261,8 @@ def open_source(party: str, table: str, url: str, relation: str, password: str |
         from connectors.sources.postgresql import PostgreSQLSource as cls
     elif parsed.kind == "sqlite":
         from connectors.sources.sqlite import SQLiteSource as cls
+    elif parsed.kind == "flightsql":
+        from connectors.sources.flight_sql import FlightSQLSource as cls
     else:
         from connectors.sources.duckdb_file import DuckDBFileSource as cls
     return cls(party, table, parsed, relation, password, statement_timeout)
