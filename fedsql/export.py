@@ -90,7 +90,9 @@ def parse_target(ast: Any, root: Path) -> CopyTarget:
     for param in ast.args.get("params") or []:
         name = (param.this.name if isinstance(param.this, exp.Expression) else str(param.this)).upper()
         value = param.args.get("expression")
-        if isinstance(value, exp.Expression):
+        if isinstance(value, exp.Boolean):
+            value = "true" if value.this else "false"
+        elif isinstance(value, exp.Expression):
             value = value.name
         if name not in OPTIONS:
             raise _refuse(f"option {name} is not supported; supported: {', '.join(OPTIONS)}")
