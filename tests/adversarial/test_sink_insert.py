@@ -11,7 +11,6 @@ scratch space"), so these tests fail there.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Iterator
 
 import duckdb
