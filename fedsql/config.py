@@ -8,6 +8,7 @@ query itself and compare plan hashes. Errors say the file, the key and the fix.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +24,7 @@ LEVELS = ("private", "aggregate", "join_key", "group_key", "public")
 _RANK = {name: i for i, name in enumerate(LEVELS)}
 RESERVED_NAMES = {"main", "temp", "system", "information_schema", "pg_catalog", "memory"}
 SOURCE_FORMATS = {".parquet": "parquet", ".csv": "csv"}
-DATABASE_SCHEMES = ("postgresql", "sqlite", "duckdb")
+DATABASE_SCHEMES = ("postgresql", "sqlite", "duckdb", "flightsql")
 """URL schemes of database sources (connectors/sources/): `table` names the relation inside."""
 
 
@@ -72,6 +73,19 @@ class TableConfig:
 
 
 @dataclass(frozen=True)
+class SinkConfig:
+    """A database of the party's own that its users may INSERT results into (`sink.NAME`)."""
+
+    name: str
+    source: str  # the URL as configured (never a password)
+    kind: str  # postgresql
+    relation: str  # "schema.table" or "table" inside it
+
+
+SINK_KINDS = ("postgresql",)  # SQLite and DuckDB files are opened read-only as sources
+
+
+@dataclass(frozen=True)
 class PartyConfig:
     name: str
     address: str
@@ -86,6 +100,9 @@ class PartyConfig:
     client_certificate: str | None = None
     client_key: str | None = None
     max_rows_per_query: int | None = None  # overrides federation.max_rows_per_query for this node
+    # where COPY … TO writes (fedsql/export.py); relative to the config file; unset: .fedsql/<party>/exports
+    export_directory: str | None = None
+    sinks: dict[str, SinkConfig] = field(default_factory=dict)  # INSERT INTO sink.NAME (fedsql/scratch.py)
 
     @property
     def is_helper(self) -> bool:
@@ -175,7 +192,8 @@ TOP_LEVEL_KEYS = frozenset({"federation", "parties", "federated"})
 FEDERATION_KEYS = frozenset({"name", "compute", "deadline_seconds", "fixed_point_bits", "default_mode",
                              "max_rows_per_query", "max_concurrent_queries", "max_memory_mb"})
 PARTY_KEYS = frozenset({"address", "flight", "flight_password", "tables", "certificate", "certificate_sha256", "private_key",
-                        "client_certificate", "client_key", "max_rows_per_query"})
+                        "client_certificate", "client_key", "max_rows_per_query",
+                        "export_directory", "sinks"})
 
 
 def _check_address(path: Path, where: str, address: Any) -> str:
@@ -249,6 +267,19 @@ def _database_source(path: Path, where: str, url: str, raw: dict) -> tuple[str, 
     if "format" in raw:
         raise _err(path, f"{where}.format", f"format is for files; {parsed.kind} sources have no format key")
     return parsed.display, parsed.kind, relation
+
+
+def _load_sink(path: Path, party: str, name: str, raw: Any) -> SinkConfig:
+    where = f"parties.{party}.sinks.{name}"
+    _expect(path, where, raw, dict, "a table")
+    check_known_keys(path, where, raw, {"source", "table"})
+    if not re.match(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$", name):
+        raise _err(path, where, "a sink name is letters, digits and '_' (at most 63, not starting with a digit)")
+    text = _expect(path, f"{where}.source", raw.get("source"), str, 'a database URL ("postgresql://user@host:port/db")')
+    url, kind, relation = _database_source(path, where, text, raw)
+    if kind not in SINK_KINDS:
+        raise _err(path, f"{where}.source", f"{kind} databases cannot be sinks yet; use a postgresql:// database")
+    return SinkConfig(name, url, kind, relation)
 
 
 def _load_table(path: Path, party: str, name: str, raw: Any) -> TableConfig:
@@ -331,8 +362,10 @@ def parse_config(text: str, path: Path) -> Federation:
                 raise _err(path, f"{where}.flight_password", "needs a port of its own (not the node's or flight's)")
         tables_raw = _expect(path, f"{where}.tables", praw.get("tables", {}), dict, "a table")
         tables = {t: _load_table(path, pname, t, traw) for t, traw in tables_raw.items()}
-        identity = {}
-        for key in ("certificate", "certificate_sha256", "private_key", "client_certificate", "client_key"):
+        sinks_raw = _expect(path, f"{where}.sinks", praw.get("sinks", {}), dict, "a table")
+        identity: dict[str, Any] = {"sinks": {n: _load_sink(path, pname, n, r) for n, r in sinks_raw.items()}}
+        for key in ("certificate", "certificate_sha256", "private_key", "client_certificate", "client_key",
+                    "export_directory"):
             if key in praw:
                 identity[key] = _expect(path, f"{where}.{key}", praw[key], str, "a string")
         if "certificate_sha256" in identity:

@@ -53,6 +53,7 @@ from fedsql.proto import node_pb2 as pb
 log = logging.getLogger("fedsql.node")
 
 SCRATCH = "scratch"
+SINK = "sink"  # INSERT INTO sink.NAME: a database of the issuer's own ([parties.P.sinks.NAME])
 SOURCE = "__fedsql_source"
 INFORMATION_SCHEMA = "information_schema"
 INFORMATION_TABLES = ("schemata", "tables", "columns")
@@ -75,11 +76,12 @@ def _quote(name: str) -> str:
 
 @dataclass
 class Routed:
-    kind: str  # local | from_federated | show_tables | describe | information_schema
+    kind: str  # local | from_federated | copy | copy_local | show_tables | describe | information_schema
     ast: Any
     explain: bool = False
-    source_sql: str = ""  # from_federated: the federated SELECT to run first
+    source_sql: str = ""  # from_federated / copy: the federated SELECT to run first
     target: str = ""  # scratch table written (lower case), if any
+    copy: Any = None  # copy / copy_local: the export file written (fedsql/export.py CopyTarget)
 
 
 class IssuerLocal:
@@ -134,6 +136,8 @@ class IssuerLocal:
             return None
         if isinstance(ast, exp.Query) and self._information_schema_tables(ast):
             return Routed("information_schema", ast, explain)
+        if isinstance(ast, exp.Copy):
+            return self._route_copy(ast, explain)
         writes = isinstance(ast, (exp.Create, exp.Insert, exp.Drop, exp.Delete, exp.Update, exp.Alter))
         if writes:
             return self._route_write(ast, explain)
@@ -156,6 +160,8 @@ class IssuerLocal:
                 "fedsql keeps only tables in the scratch space (CREATE TABLE scratch.name …)"
             )
         target = ast.this
+        if isinstance(ast, exp.Insert) and self._is_sink(target.this if isinstance(target, exp.Schema) else target):
+            return self._route_sink(ast, explain)
         if isinstance(ast, exp.Drop) and target is None:
             tables = ast.args.get("tables") or []
             if len(tables) != 1:
@@ -186,6 +192,60 @@ class IssuerLocal:
         if federated:
             raise self._mixed()
         return Routed("local", ast, explain, target=name.lower())
+
+    def _route_copy(self, ast: Any, explain: bool) -> Routed:
+        """COPY (query) TO 'file' / COPY table TO 'file': the query runs as it would on its own
+        (federated, or over the scratch space); the issuer's result goes to its export directory."""
+        from sqlglot import exp
+
+        from fedsql.export import export_dir, parse_target
+
+        target = parse_target(ast, export_dir(self.fed, self.me))
+        source = ast.this
+        if isinstance(source, exp.Subquery):
+            source = source.this
+        elif isinstance(source, exp.Table):
+            source = exp.select("*").from_(source.copy())
+        if not isinstance(source, exp.Query):
+            raise errors.ProgrammingError("COPY … TO copies a query or a table: COPY (SELECT …) TO 'result.parquet'")
+        local, federated = self._classify(source)
+        if local and federated:
+            raise self._mixed()
+        if federated:
+            return Routed("copy", source, explain, source.sql(dialect=DIALECT), copy=target)
+        return Routed("copy_local", source, explain, copy=target)
+
+    def _is_sink(self, table: Any) -> bool:
+        from sqlglot import exp
+
+        return (isinstance(table, exp.Table) and SINK not in self.fed.parties and not table.catalog
+                and table.db.lower() == SINK)
+
+    def _route_sink(self, ast: Any, explain: bool) -> Routed:
+        """INSERT INTO sink.name SELECT …: the SELECT runs as it would alone (federated, or over the
+        scratch space); its rows, the issuer's own, go into the issuer's configured database."""
+        from sqlglot import exp
+
+        target = ast.this
+        if isinstance(target, exp.Schema):
+            raise errors.UnsupportedSql("INSERT INTO sink.name takes no column list: name the SELECT's columns "
+                                        "as the sink's (SELECT k AS region, …) and they are matched by name")
+        sinks = getattr(self.fed.parties.get(self.me), "sinks", {}) or {}
+        name = target.name
+        if name not in sinks:
+            have = ", ".join(f"sink.{n}" for n in sorted(sinks)) or "none"
+            raise errors.UnknownObjectError(
+                f"no sink '{name}' for party '{self.me}'; its sinks: {have} "
+                f"(configure [parties.{self.me}.sinks.NAME] with source and table, docs/configuration.md)")
+        source = ast.args.get("expression")
+        if not isinstance(source, exp.Query):
+            raise errors.UnsupportedSql("INSERT INTO sink.name needs a SELECT: INSERT INTO sink.name SELECT … FROM …")
+        local, federated = self._classify(source)
+        if local and federated:
+            raise self._mixed()
+        if federated:
+            return Routed("sink", source, explain, source.sql(dialect=DIALECT), target=name)
+        return Routed("sink_local", source, explain, target=name)
 
     def _classify(self, ast: Any) -> tuple[bool, bool]:
         """(reads scratch tables, reads federation tables)."""
@@ -258,6 +318,8 @@ class IssuerLocal:
                     return
                 table, types = self.information_schema(routed.ast)
                 yield _result(table, "rows", [], settings, table.num_rows, types=types)
+            elif routed.kind in ("copy_local", "sink_local"):
+                yield from self._deliver_local(routed, settings)
             elif routed.kind == "local":
                 if routed.explain:
                     yield _explain(self._local_plan(routed), self._local_leakage(routed), settings)
@@ -283,9 +345,11 @@ class IssuerLocal:
         return [f"nothing leaves {self.me}: the statement {'writes' if routed.target else 'reads'} "
                 f"only its own scratch space"]
 
-    def _from_federated(self, routed: Routed, request: Any, context: Any, settings: dict[str, str]):
-        inner_sql = ("EXPLAIN " if routed.explain else "") + routed.source_sql
-        inner = pb.ExecuteRequest(sql=inner_sql, settings=settings, query_id=request.query_id,
+    def _federated(self, sql: str, request: Any, context: Any, settings: dict[str, str]):
+        """Run `sql` as an ordinary federated query (the node's own path: planning, policies,
+        leakage report, audit); pass its progress and errors on. Returns (table, meta), or None
+        after an error event."""
+        inner = pb.ExecuteRequest(sql=sql, settings=settings, query_id=request.query_id,
                                   timeout_seconds=request.timeout_seconds, user=request.user)
         result = None
         for event in self.node.Execute(inner, context):
@@ -295,25 +359,87 @@ class IssuerLocal:
             else:
                 yield event
                 if which == "error":
-                    return
+                    return None
         if result is None:
             raise errors.InternalError("the federated part ended without a result")
         meta = json.loads(result.meta_json) if result.meta_json else {}
         table = pa.ipc.open_stream(result.arrow_ipc).read_all() if result.arrow_ipc else pa.table({})
-        stored = f"then {self.me} stores the result in scratch.{routed.target}, which only {self.me} can read"
+        return table, meta
+
+    def _from_federated(self, routed: Routed, request: Any, context: Any, settings: dict[str, str]):
+        got = yield from self._federated(("EXPLAIN " if routed.explain else "") + routed.source_sql,
+                                         request, context, settings)
+        if got is None:
+            return
+        table, meta = got
+        stored = self._delivered(routed)
         leakage = list(meta.get("leakage") or []) + [stored]
         if routed.explain:
             lines = [str(v) for v in table.column(0).to_pylist()] if table.num_columns else []
             yield _explain(lines + [stored], leakage, settings)
             return
         if meta.get("kind") != "rows":
-            raise errors.ProgrammingError("the SELECT of CREATE TABLE … AS / INSERT … SELECT returned no rows")
+            what = {"copy": "COPY … TO", "sink": "INSERT INTO sink"}.get(routed.kind, "CREATE TABLE … AS / INSERT … SELECT")
+            raise errors.ProgrammingError(f"the SELECT of {what} returned no rows")
+        if routed.kind in ("copy", "sink"):
+            yield self._deliver(table, routed, leakage, settings, meta.get("stats"))
+            return
         from sqlglot import exp
 
         ast = routed.ast.copy()
         ast.set("expression", exp.select("*").from_(SOURCE))
         out, kind, rowcount, _ = self.run_local(ast, routed.target, source=table)
         yield _result(out, kind, leakage, settings, rowcount, stats=meta.get("stats"))
+
+    def _delivered(self, routed: Routed) -> str:
+        """The leakage report's last line: where the issuer's result goes."""
+        if routed.kind in ("copy", "copy_local"):
+            return (f"then {self.me} writes the result to {routed.copy.shown} in its export directory, "
+                    f"which only {self.me} can read")
+        if routed.kind in ("sink", "sink_local"):
+            return f"then {self.me} inserts the result into its own database (sink.{routed.target})"
+        return f"then {self.me} stores the result in scratch.{routed.target}, which only {self.me} can read"
+
+    def _deliver_local(self, routed: Routed, settings: dict[str, str]):
+        """COPY / INSERT INTO sink of a query over the scratch space only (or constants): run here, then deliver."""
+        leakage = self._local_leakage(routed) + [self._delivered(routed)]
+        if routed.explain:
+            yield _explain(self._local_plan(routed) + [self._delivered(routed)], leakage, settings)
+            return
+        table, _, _, _ = self.run_local(routed.ast)
+        yield self._deliver(table, routed, leakage, settings)
+
+    def _deliver(self, table: pa.Table, routed: Routed, leakage: list[str], settings: dict[str, str],
+                 stats: dict[str, Any] | None = None) -> pb.ExecuteEvent:
+        """Write the issuer's result to its export file or insert it into its sink."""
+        if routed.kind in ("sink", "sink_local"):
+            written = self._sink(routed.target).append(table)
+            log.info("party %s: inserted %d rows into sink.%s", self.me, written, routed.target)
+            return _result(pa.table({}), "ok", leakage, settings, written, stats=stats)
+        from fedsql.export import export_dir, write
+
+        root = export_dir(self.fed, self.me)
+        try:
+            write(table, routed.copy, root)
+        except OSError as exc:  # a full disk, a read-only or unwritable directory: say which and why
+            raise errors.OperationalError(f"COPY … TO could not write {routed.copy.shown} in the export directory "
+                                          f"{root}: {exc.strerror or type(exc).__name__}; check that the node may "
+                                          "write there (export_directory in the federation file)") from None
+        log.info("party %s: COPY wrote %d rows to %s in its export directory", self.me, table.num_rows,
+                 routed.copy.shown)
+        return _result(pa.table({}), "ok", leakage, settings, table.num_rows, stats=stats)
+
+    def _sink(self, name: str) -> Any:
+        """The configured sink as a Source (its driver, password from the environment or secrets file)."""
+        from connectors.sources import open_source
+        from connectors.sources.secrets import load_passwords
+        from fedsql.state import state_dir
+
+        sink = self.fed.parties[self.me].sinks[name]
+        key = f"{SINK}_{name}"  # FEDSQL_SOURCE_PASSWORD_<PARTY>_SINK_<NAME>, or [tables.sink_<name>]
+        password = load_passwords(state_dir(self.fed.path, self.me), self.me, [key]).get(key)
+        return open_source(self.me, f"sink.{name}", sink.source, sink.relation, password,
+                           statement_timeout=self.fed.deadline_seconds)
 
     def run_local(self, ast: Any, target: str = "",
                   source: pa.Table | None = None) -> tuple[pa.Table, str, int, list[str]]:

@@ -129,6 +129,59 @@ class Source(ABC):
         finally:
             con.close()
 
+    def append(self, data: pa.Table) -> int:
+        """Insert `data`'s rows into the relation (a sink, fedsql/scratch.py) in one transaction, by
+        column name, through the driver's bulk ingest (ADBC: COPY for PostgreSQL); returns the
+        rows written. A failure names the sink, never a value or the password."""
+        data = self._as_relation(data)
+        schema, name = self.relation_parts()
+        con = self._connect()
+        try:
+            with con.cursor() as cur:
+                kwargs = {"db_schema_name": schema} if schema else {}
+                written = cur.adbc_ingest(name, data, mode="append", **kwargs)
+            con.commit()
+            return int(written) if written is not None and written >= 0 else data.num_rows
+        except Exception as exc:  # noqa: BLE001 - any driver failure becomes a clear SourceError
+            from fedsql.errors import Error
+
+            if isinstance(exc, Error):
+                raise
+            with contextlib.suppress(Exception):
+                con.rollback()
+            err = self.fail(f"{self.engine_name} refused to insert the rows (nothing was written)", exc,
+                            "the relation must exist with columns named as the SELECT's, and the user needs "
+                            "INSERT on it; the node log has the error's kind", quote=False)
+            err.statement_failed = True
+            raise err from None
+        finally:
+            con.close()
+
+    def _as_relation(self, data: pa.Table) -> pa.Table:
+        """`data` with each column cast to the relation's type for it, matched by name (a SUM is a
+        HUGEINT in DuckDB, a bigint column in the database); an unknown column is refused by name."""
+        from fedsql.locked_duckdb import open_locked
+
+        target = {c.lower(): (c, t) for c, t in self.schema()}
+        missing = [c for c in data.column_names if c.lower() not in target]
+        if missing:
+            raise self.fail(f"the result has column{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))}, "
+                            f"which the relation does not have (it has {', '.join(c for c, _ in target.values())})",
+                            hint="name the SELECT's columns as the relation's (SELECT x AS column, …)")
+        quote = lambda n: '"' + n.replace('"', '""') + '"'  # noqa: E731
+        select = ", ".join(f"CAST({quote(c)} AS {target[c.lower()][1]}) AS {quote(target[c.lower()][0])}"
+                           for c in data.column_names)
+        con = open_locked()
+        try:
+            con.register("__rows", data)
+            try:
+                return con.execute(f"SELECT {select} FROM __rows").to_arrow_table()
+            except Exception as exc:  # noqa: BLE001 - a value that does not fit the column
+                raise self.fail("a value of the result does not fit the relation's column types", exc,
+                                "cast it in the SELECT", quote=False) from None
+        finally:
+            con.close()
+
     def can_run(self, ast: exp.Expression, types: dict[str, str]) -> bool:
         """True when the source computes `ast` exactly as DuckDB would; `types` maps each column
         the fragment reads (lower case) to its DuckDB type."""
@@ -208,6 +261,8 @@ def open_source(party: str, table: str, url: str, relation: str, password: str |
         from connectors.sources.postgresql import PostgreSQLSource as cls
     elif parsed.kind == "sqlite":
         from connectors.sources.sqlite import SQLiteSource as cls
+    elif parsed.kind == "flightsql":
+        from connectors.sources.flight_sql import FlightSQLSource as cls
     else:
         from connectors.sources.duckdb_file import DuckDBFileSource as cls
     return cls(party, table, parsed, relation, password, statement_timeout)

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-LATER = {"mysql": "MySQL", "mariadb": "MariaDB", "grpc+tls": "Flight SQL", "grpc": "Flight SQL",
-         "spark": "Spark", "sc": "Spark Connect"}
+LATER = {"mysql": "MySQL", "mariadb": "MariaDB", "spark": "Spark", "sc": "Spark Connect"}
+FLIGHT_PARAMS = {"tls_root_certificate", "tls_server_name", "dialect"}
 SECRET_PARAMS = {"password", "passfile", "sslpassword"}
 
 
@@ -41,6 +41,10 @@ def parse_source_url(url: str) -> SourceURL:
                              "use postgresql://, sqlite:///, duckdb:/// or a Parquet/CSV path")
     if scheme in ("postgresql", "postgres"):
         return _postgresql(url)
+    if scheme == "grpc":
+        raise SourceURLError(f"{_redacted(url)}: Flight SQL sources are read over TLS only; write grpc+tls://")
+    if scheme == "grpc+tls":
+        return _flight_sql(url)
     if scheme in ("sqlite", "duckdb"):
         return _file_database(scheme, url)
     raise SourceURLError(f"unknown source scheme {scheme + '://'!r}; use postgresql://user@host:port/db, "
@@ -67,6 +71,32 @@ def _postgresql(url: str) -> SourceURL:
     user = unquote(parts.username) if parts.username else None
     display = f"postgresql://{parts.netloc}/{parts.path.lstrip('/')}" + (f"?{parts.query}" if parts.query else "")
     return SourceURL("postgresql", display, user, parts.hostname, port or 5432, database, None, params)
+
+
+def _flight_sql(url: str) -> SourceURL:
+    """`grpc+tls://[user@]host:port[?tls_root_certificate=/abs/ca.pem&tls_server_name=NAME&dialect=duckdb]`."""
+    parts = urlsplit(url)
+    where = _redacted(url)
+    if parts.password is not None:
+        raise SourceURLError(f"{where} carries a password; put it in the party's secrets file or its environment "
+                             "variable (docs/configuration.md, 'Database sources')")
+    params = tuple(parse_qsl(parts.query, keep_blank_values=True))
+    unknown = sorted({k for k, _ in params} - FLIGHT_PARAMS)
+    if unknown:
+        raise SourceURLError(f"{where}: unknown parameter {', '.join(unknown)}; known: {', '.join(sorted(FLIGHT_PARAMS))}")
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if not parts.hostname or not port or parts.path not in ("", "/"):
+        raise SourceURLError(f"{where}: expected grpc+tls://user@host:port (a port from 1 to 65535)")
+    given = dict(params)
+    root = given.get("tls_root_certificate")
+    if root is not None and not PurePosixPath(root).is_absolute():
+        raise SourceURLError(f"{where}: tls_root_certificate must be an absolute path to a PEM file")
+    user = unquote(parts.username) if parts.username else None
+    display = f"grpc+tls://{parts.netloc}" + (f"?{parts.query}" if parts.query else "")
+    return SourceURL("flightsql", display, user, parts.hostname, port, None, root, params)
 
 
 def _file_database(scheme: str, url: str) -> SourceURL:
