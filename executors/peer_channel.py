@@ -24,27 +24,9 @@ import grpc
 import numpy as np
 
 from executors.proto import peer_pb2, peer_pb2_grpc
-
-
-class TransportError(Exception):
-    """Base of share-traffic failures; messages name the party, never data."""
-
-
-class PeerTimeout(TransportError):
-    pass
-
-
-class PeerUnavailable(TransportError):
-    pass
-
-
-class QueryCancelled(TransportError):
-    pass
-
-
-class MessageError(TransportError):
-    pass
-
+from executors.transport_errors import (  # noqa: F401 - re-exported: the old home of these names
+    MessageError, PeerTimeout, PeerUnavailable, QueryCancelled, TransportError,
+)
 
 MAX_MESSAGE_BYTES = 1 << 30
 MESSAGE_OPTIONS = [("grpc.max_send_message_length", MAX_MESSAGE_BYTES),

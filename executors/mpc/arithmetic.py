@@ -14,7 +14,7 @@ import numpy as np
 from executors.mpc.context import MPC, check_arrays
 from executors.mpc.prg import PRG, bound_key
 from executors.mpc.shares import AShare, U64
-from executors.peer_channel import MessageError
+from executors.transport_errors import MessageError
 
 
 

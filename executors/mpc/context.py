@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from executors.mpc.prg import PRG, bound_key, fresh_key, private_prg
-from executors.peer_channel import MessageError
+from executors.transport_errors import MessageError
 
 
 class MPC:
