@@ -168,6 +168,16 @@ def add_public(mpc: MPC, x: AShare, c) -> AShare:
     return AShare(x.a.copy(), x.b.copy())
 
 
+def zeros(n: int) -> AShare:
+    """A public all-zero column as a (trivial) sharing: no randomness, no communication."""
+    return AShare(np.zeros(n, U64), np.zeros(n, U64))
+
+
+def constant(mpc: MPC, n: int, c) -> AShare:
+    """A public column (int scalar or uint64/int64 array of length n) as a trivial sharing."""
+    return add_public(mpc, zeros(n), c)
+
+
 def mul_public(x: AShare, c) -> AShare:
     """x * c for a public int scalar or array (exact in the ring)."""
     cu = np.asarray(c)
