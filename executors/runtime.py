@@ -42,14 +42,12 @@ from planner.physical import (
     AddNoise,
     AgreeTagKey,
     AgreeWidth,
-    BoundPerUnit,
     ComputeTags,
     DistinctMark,
     FinalQuery,
     GroupCombine,
     LocalQuery,
     ObliviousGroup,
-    PartitionSelect,
     PhysicalPlan,
     RevealResult,
     SecureEval,
@@ -494,24 +492,6 @@ class PartyRun:
             out.secret[name] = ops.take(col, keep)
         self.secret[step.id] = out
 
-    def _partition_select(self, step) -> None:
-        """Keep the groups whose noisy count reaches τ (docs/dp.md §5.4): the comparison runs on
-        shares, the rows are shuffled, and only the keep bits are opened — so the compute parties
-        learn the number of released groups and nothing about the others."""
-        if not self.is_compute:
-            return
-        table = self.secret[step.input]
-        names = [c for c in table.secret if c != step.mark]
-        if table.n == 0:
-            self.secret[step.id] = SecretTable(n=0, secret={c: table.secret[c] for c in names})
-            return
-        above = ops.compare_many(self.mpc, [("ge", table.secret[step.count], step.threshold)])[0]
-        keep = ops.mul(self.mpc, table.secret[step.mark], ops.b2a_bit(self.mpc, above))
-        shuffled = ops.shuffle(self.mpc, [table.secret[c] for c in names] + [keep])
-        kept = np.flatnonzero(ops.reveal(self.mpc, shuffled[-1], None) != 0)
-        self.secret[step.id] = SecretTable(n=len(kept), secret={c: ops.take(v, kept)
-                                                                for c, v in zip(names, shuffled[:-1])})
-
     def _keys_to(self, issuer: str, table: SecretTable | None, step: RevealResult) -> dict[str, np.ndarray]:
         """Opened group keys are public among compute parties; the issuer gets them from compute[0]."""
         if self.is_compute:
@@ -548,33 +528,6 @@ class PartyRun:
         table = self.plain[step.source]
         tags = codec.keyed_tags(self.tag_keys[step.key_from], [table[c] for c in step.columns], step.bits)
         self.plain[step.source] = table.append_column(step.out, codec.tag_column(tags))
-
-    def _bound_per_unit(self, step) -> None:
-        """Keep at most `bound` kept rows per privacy unit after a join (docs/dp.md §5.5). The sort is
-        stable, so a unit's rows keep their relative order from the joins (keyed tags with a fresh
-        per-query key, then the other parties' fragment order): which of its rows survive never
-        depends on another unit's rows. Nothing is opened."""
-        if not self.is_compute:
-            return
-        mpc = self.mpc
-        table = self.secret[step.input]
-        n = table.n
-        if table.public:
-            raise errors.InternalError("bound_per_unit reorders rows: its input must have no public columns")
-        if n == 0:
-            self.secret[step.id] = SecretTable(n=0, secret=dict(table.secret))
-            return
-        names = [c for c in table.secret if c != step.unit]
-        bits = [n.bit_length() + 1]  # unit numbers are in 0..n_D <= n (0: padding rows), public bound
-        (unit,), moved = ops.sort_by(mpc, [table.secret[step.unit]], [table.secret[c] for c in names],
-                                     key_bits=bits)
-        cols = dict(zip(names, moved))
-        starts = ops.segment_starts(mpc, [unit])
-        (running,) = ops.segmented_scan(mpc, starts, [cols[step.flag]], ["sum"])  # kept rows so far, this unit
-        within = ops.compare_many(mpc, [("le", running, step.bound)])[0]
-        cols[step.flag] = ops.mul(mpc, cols[step.flag], ops.b2a_bit(mpc, within))
-        cols[step.unit] = unit
-        self.secret[step.id] = SecretTable(n=n, secret=cols)
 
     def _distinct_mark(self, step) -> None:
         if not self.is_compute:
@@ -669,10 +622,8 @@ STEPS: dict[type, Callable[[PartyRun, object], None]] = {
     AddNoise: PartyRun._add_noise,
     RevealResult: PartyRun._reveal_result,
     ObliviousGroup: PartyRun._oblivious_group,
-    PartitionSelect: PartyRun._partition_select,
     AgreeTagKey: PartyRun._agree_tag_key,
     ComputeTags: PartyRun._compute_tags,
-    BoundPerUnit: PartyRun._bound_per_unit,
     DistinctMark: PartyRun._distinct_mark,
     SecureFinish: PartyRun._secure_finish,
     SecureEval: PartyRun._secure_eval,
