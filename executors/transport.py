@@ -262,9 +262,11 @@ class Transport(Protocol):
         ...
 
     def send(self, to: str, tag: str, arrays: list[np.ndarray]) -> None:
+        """Send `arrays` to party `to` as this query's message `tag` (bound to the agreed plan)."""
         ...
 
     def recv(self, frm: str, tag: str) -> list[np.ndarray]:
+        """Block until party `frm`'s message `tag` arrives (by the deadline, else PeerTimeout)."""
         ...
 
 
