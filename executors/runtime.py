@@ -31,17 +31,27 @@ from executors.secure_table import (
     segments,
     slice_rows,
 )
-from executors.peer_channel import Channel, MessageError
+from executors.operators import SECURE_OPERATORS, SecureOperator
+from executors.operators.joins import (  # noqa: F401 - re-exported: their old home
+    SORT_KEY_BITS, match_pairs, match_tags, received_pairs, tag_words,
+)
+from executors.transport import Transport
+from executors.transport_errors import MessageError
 from planner.physical import (
     GROUP_RANK,
-    SORT_TAG_LOW_BITS,
-    TAG_WORDS,
+    AddNoise,
+    AgreeTagKey,
     AgreeWidth,
+    ComputeTags,
+    DistinctMark,
     FinalQuery,
     GroupCombine,
     LocalQuery,
+    ObliviousGroup,
     PhysicalPlan,
     RevealResult,
+    SecureEval,
+    SecureFinish,
     SecureUnion,
     SendPlain,
     ShareTable,
@@ -51,10 +61,6 @@ from fedsql import errors
 from planner.encodings import SENTINEL
 
 Progress = Callable[[str], None]
-
-SORT_KEY_BITS = [None, SORT_TAG_LOW_BITS, 2]
-"""Sort keys of the oblivious joins: the tag's 62-bit high word (a comparison word of its own),
-its low field and the 0/1 side flag (packed with the tiebreak into a second word)."""
 
 AGREE_TIMEOUT = 30.0
 """Seconds a participant waits for the others' plan hashes: they only compile the query
@@ -91,18 +97,10 @@ def secret_last_use(steps) -> dict[str, list[str]]:
     return out
 
 
-def _zeros(k: int) -> AShare:
-    """A public all-zero column as a (trivial) sharing."""
-    return AShare(np.zeros(k, np.uint64), np.zeros(k, np.uint64))
-
-
-def _ones(mpc: MPC, k: int) -> AShare:
-    return ops.add_public(mpc, _zeros(k), 1)
-
 class PartyRun:
     """State of this party during one query."""
 
-    def __init__(self, me: str, plan: PhysicalPlan, executor: LocalExecutor | None, channel: Channel,
+    def __init__(self, me: str, plan: PhysicalPlan, executor: LocalExecutor | None, channel: Transport,
                  progress: Progress | None = None):
         self.me = me
         self.plan = plan
@@ -129,13 +127,27 @@ class PartyRun:
         for i, step in enumerate(self.plan.steps, 1):
             self.progress(f"step {i}/{len(self.plan.steps)}: {step.op}")
             started, cpu = time.perf_counter(), time.process_time()
-            getattr(self, f"_{step.op}")(step)
+            self._dispatch(step)
             for dead in last_use.get(step.id, ()):  # secret tables no later step reads: free them now
                 self.secret.pop(dead, None)
             if timed:  # (step, op, wall s, CPU s of this whole process, gRPC threads included)
                 self.step_times.append((step.id, step.op, round(time.perf_counter() - started, 4),
                                         round(time.process_time() - cpu, 4)))
         return self.plain.get(self.plan.result) if self.me == self.plan.issuer else None
+
+    def _dispatch(self, step) -> None:
+        """Run this party's part of `step`: a secure operator (executors/operators/) at the compute
+        parties, or one of the interpreter's own steps (STEPS)."""
+        operator: SecureOperator | None = SECURE_OPERATORS.get(type(step))
+        if operator is not None:
+            if self.is_compute:
+                self.secret[step.id] = operator(self.mpc, self.secret, step, check_memory=self._check_memory)
+            return
+        handler = STEPS.get(type(step))
+        if handler is None:
+            raise errors.InternalError(f"this node cannot run plan steps of type {type(step).__name__}; "
+                                       "are all parties running the same fedsql version?")
+        handler(self, step)
 
     def _agree_plan(self) -> None:
         """Before any value moves: every participant shows every other its plan hash over the
@@ -480,24 +492,6 @@ class PartyRun:
             out.secret[name] = ops.take(col, keep)
         self.secret[step.id] = out
 
-    def _partition_select(self, step) -> None:
-        """Keep the groups whose noisy count reaches τ (docs/dp.md §5.4): the comparison runs on
-        shares, the rows are shuffled, and only the keep bits are opened — so the compute parties
-        learn the number of released groups and nothing about the others."""
-        if not self.is_compute:
-            return
-        table = self.secret[step.input]
-        names = [c for c in table.secret if c != step.mark]
-        if table.n == 0:
-            self.secret[step.id] = SecretTable(n=0, secret={c: table.secret[c] for c in names})
-            return
-        above = ops.compare_many(self.mpc, [("ge", table.secret[step.count], step.threshold)])[0]
-        keep = ops.mul(self.mpc, table.secret[step.mark], ops.b2a_bit(self.mpc, above))
-        shuffled = ops.shuffle(self.mpc, [table.secret[c] for c in names] + [keep])
-        kept = np.flatnonzero(ops.reveal(self.mpc, shuffled[-1], None) != 0)
-        self.secret[step.id] = SecretTable(n=len(kept), secret={c: ops.take(v, kept)
-                                                                for c, v in zip(names, shuffled[:-1])})
-
     def _keys_to(self, issuer: str, table: SecretTable | None, step: RevealResult) -> dict[str, np.ndarray]:
         """Opened group keys are public among compute parties; the issuer gets them from compute[0]."""
         if self.is_compute:
@@ -534,190 +528,6 @@ class PartyRun:
         table = self.plain[step.source]
         tags = codec.keyed_tags(self.tag_keys[step.key_from], [table[c] for c in step.columns], step.bits)
         self.plain[step.source] = table.append_column(step.out, codec.tag_column(tags))
-
-    def _secure_join(self, step) -> None:
-        if not self.is_compute:
-            return
-        left, right = self.secret[step.left], self.secret[step.right]
-        lcols, rcols = list(left.secret), list(right.secret)
-        lvals = [left.secret[c] for c in lcols]
-        rvals = [right.secret[c] for c in rcols]
-        if step.shuffle:  # the matcher then sees only an equality pattern of a random permutation
-            lvals = ops.shuffle(self.mpc, lvals)
-            rvals = ops.shuffle(self.mpc, rvals)
-        lside, rside = dict(zip(lcols, lvals)), dict(zip(rcols, rvals))
-        ltag, rtag = tag_words(step.left_tag), tag_words(step.right_tag)
-        opened = ops.reveal_many(self.mpc, [lside[c] for c in ltag] + [rside[c] for c in rtag], step.matcher)
-        tag = f"{step.id}.pairs"
-        if self.me == step.matcher:
-            lwords, rwords = opened[:TAG_WORDS], opened[TAG_WORDS:]
-            n_left = len(lwords[0])
-            if step.kind in ("inner", "left"):
-                li, ri = match_tags(lwords, rwords)
-                if step.kind == "left":  # unmatched left rows too, with no right row (-1)
-                    lonely = np.setdiff1d(np.arange(n_left, dtype=np.int64), li)
-                    li = np.concatenate([li, lonely])
-                    ri = np.concatenate([ri, np.full(len(lonely), -1, dtype=np.int64)])
-            else:  # semi / anti / not_in: keep left rows with (without) a match; no right columns
-                distinct = np.unique(np.stack(rwords, axis=1), axis=0)  # each left row matches ~one
-                hit = np.zeros(n_left, dtype=bool)
-                hit[match_tags(lwords, [np.ascontiguousarray(distinct[:, k]) for k in range(TAG_WORDS)])[0]] = True
-                li = np.flatnonzero(hit if step.kind == "semi" else ~hit).astype(np.int64)
-                ri = np.zeros(0, dtype=np.int64)
-            for p in self.plan.compute:
-                if p != self.me:
-                    self.channel.send(p, tag, [li, ri])
-        else:
-            li, ri = received_pairs(self.channel.recv(step.matcher, tag), left.n,
-                                    right.n if step.kind in ("inner", "left") else 0,
-                                    step.kind, step.matcher)
-        if step.kind in ("semi", "anti", "not_in"):
-            rside = {}
-        self._check_memory(len(li), len(lside) + len(rside), "the join's output")
-        out = SecretTable(n=len(li))
-        for c, v in lside.items():
-            if c not in ltag:
-                out.secret[c] = ops.take(v, li)
-        present = (ri >= 0).astype(np.uint64)  # public: 0 where a LEFT JOIN found no right row
-        rows = np.where(ri >= 0, ri, 0)
-        for c, v in rside.items():
-            if c not in rtag:
-                got = ops.take(v, rows) if len(v) else AShare(np.zeros(len(rows), np.uint64), np.zeros(len(rows), np.uint64))
-                out.secret[c] = AShare(got.a * present, got.b * present) if step.kind == "left" else got
-        if step.kind == "not_in":
-            out.secret[f"__nin{step.id[2:]}"] = self._not_in_rule(step, right, out)
-        self.secret[step.id] = out
-
-    def _not_in_rule(self, step, right: SecretTable, out: SecretTable) -> AShare:
-        """SQL's NOT IN over the unmatched rows: an empty subquery keeps every row (NULL outer
-        values too); a NULL in the subquery keeps none; otherwise rows with a NULL outer value
-        drop. Only "the subquery yields a NULL" is opened."""
-        n = out.n
-        zero = AShare(np.zeros(n, np.uint64), np.zeros(n, np.uint64))
-        if right.n == 0:
-            return ops.add_public(self.mpc, zero, 1)
-        nulls = right.secret[f"__snull{step.id[2:]}"]
-        total = AShare(np.array([nulls.a.sum()], np.uint64), np.array([nulls.b.sum()], np.uint64))
-        if ops.reveal(self.mpc, nonzero_flags(self.mpc, [total])[0], None)[0] != 0:
-            return zero
-        return out.secret[f"__skv{step.id[2:]}"]  # the unmatched rows' own "outer value is not NULL"
-
-    def _bound_per_unit(self, step) -> None:
-        """Keep at most `bound` kept rows per privacy unit after a join (docs/dp.md §5.5). The sort is
-        stable, so a unit's rows keep their relative order from the joins (keyed tags with a fresh
-        per-query key, then the other parties' fragment order): which of its rows survive never
-        depends on another unit's rows. Nothing is opened."""
-        if not self.is_compute:
-            return
-        mpc = self.mpc
-        table = self.secret[step.input]
-        n = table.n
-        if table.public:
-            raise errors.InternalError("bound_per_unit reorders rows: its input must have no public columns")
-        if n == 0:
-            self.secret[step.id] = SecretTable(n=0, secret=dict(table.secret))
-            return
-        names = [c for c in table.secret if c != step.unit]
-        bits = [n.bit_length() + 1]  # unit numbers are in 0..n_D <= n (0: padding rows), public bound
-        (unit,), moved = ops.sort_by(mpc, [table.secret[step.unit]], [table.secret[c] for c in names],
-                                     key_bits=bits)
-        cols = dict(zip(names, moved))
-        starts = ops.segment_starts(mpc, [unit])
-        (running,) = ops.segmented_scan(mpc, starts, [cols[step.flag]], ["sum"])  # kept rows so far, this unit
-        within = ops.compare_many(mpc, [("le", running, step.bound)])[0]
-        cols[step.flag] = ops.mul(mpc, cols[step.flag], ops.b2a_bit(mpc, within))
-        cols[step.unit] = unit
-        self.secret[step.id] = SecretTable(n=n, secret=cols)
-
-    def _oblivious_join(self, step) -> None:
-        if not self.is_compute:
-            return
-        mpc = self.mpc
-        sides = {"left": (self.secret[step.left], step.left_tag), "right": (self.secret[step.right], step.right_tag)}
-        (pk, pk_tag), (fk, fk_tag) = sides[step.pk], sides["right" if step.pk == "left" else "left"]
-        n_pk, n_fk = pk.n, fk.n
-        n = n_pk + n_fk
-
-        zeros, ones = _zeros, lambda k: _ones(mpc, k)  # noqa: E731
-
-        pk_tag, fk_tag = tag_words(pk_tag), tag_words(fk_tag)
-        pk_cols = [c for c in pk.secret if c not in pk_tag]
-        fk_cols = [c for c in fk.secret if c not in fk_tag]
-        key = [ops.concat([pk.secret[p], fk.secret[f]]) for p, f in zip(pk_tag, fk_tag)]  # high, low word
-        is_pk = ops.concat([ones(n_pk), zeros(n_fk)])
-        pk_rows = pk.secret.get("__rows", ones(n_pk))
-        copied_in = [is_pk, ops.concat([pk_rows, zeros(n_fk)])] + [
-            ops.concat([pk.secret[c], zeros(n_fk)]) for c in pk_cols if c != "__rows"]
-        fk_in = [ops.concat([zeros(n_pk), fk.secret[c]]) for c in fk_cols]
-        if n == 0:
-            self.secret[step.id] = SecretTable(n=0, secret={c: zeros(0) for c in pk_cols + fk_cols + ["__rows"]})
-            return
-        # PK row first within a key: sort by (tag ascending, is_pk descending)
-        (*key_s, is_pk_s), carried = ops.sort_by(mpc, key + [is_pk], copied_in + fk_in, [False, False, True],
-                                                 key_bits=SORT_KEY_BITS)  # low word and flag pack with the tiebreak
-        starts = ops.segment_starts(mpc, key_s)
-        copied = ops.segmented_scan(mpc, starts, carried[: len(copied_in)], ["copy"] * len(copied_in))
-        has_pk, pk_ok = copied[0], copied[1]
-        # a declared-unique key that repeats would silently drop rows: check, revealing one bit
-        # ("some key repeats"), never the number of repeats
-        dup = ops.mul(mpc, is_pk_s, ops.sub(ones(n), starts))
-        total = AShare(np.array([dup.a.sum()], np.uint64), np.array([dup.b.sum()], np.uint64))
-        if ops.reveal(mpc, nonzero_flags(mpc, [total])[0], None)[0] != 0:
-            raise errors.DataError(
-                "the join key declared unique (`unique` in the config) has duplicates; the oblivious join "
-                "cannot run on it — fix the declaration or use SET fedsql.mode = 'sizes'"
-            )
-        fk_flag = ops.sub(ones(n), is_pk_s)
-        fk_rows = fk.secret.get("__rows")
-        if step.outer:  # every FK row stays; without a PK row its copied PK columns are the zero padding:
-            rows = fk_flag  # values 0 and validity 0, i.e. NULL (the planner shares the PK side fresh: no __rows)
-            if "__rows" in pk.secret:
-                raise errors.InternalError("an oblivious LEFT JOIN needs a freshly shared unique side")
-        else:
-            rows = ops.mul(mpc, ops.mul_many(mpc, [has_pk], [fk_flag])[0], pk_ok)
-        if fk_rows is not None:
-            fk_rows_s = carried[len(copied_in) + fk_cols.index("__rows")]
-            rows = ops.mul(mpc, rows, fk_rows_s)
-        out = SecretTable(n=n)
-        for c, v in zip([c for c in pk_cols if c != "__rows"], copied[2:]):
-            out.secret[c] = v
-        for c, v in zip(fk_cols, carried[len(copied_in):]):
-            if c != "__rows":
-                out.secret[c] = v
-        out.secret["__rows"] = rows
-        self.secret[step.id] = out
-
-    def _oblivious_semi_join(self, step) -> None:
-        if not self.is_compute:
-            return
-        mpc = self.mpc
-        outer, inner = self.secret[step.outer], self.secret[step.inner]
-        n_in, n = inner.n, inner.n + outer.n
-
-        zeros, ones = _zeros, lambda k: _ones(mpc, k)  # noqa: E731
-
-        outer_tag, inner_tag = tag_words(step.outer_tag), tag_words(step.inner_tag)
-        own = {c: v for c, v in outer.secret.items() if c not in outer_tag}
-        own.setdefault("__rows", ones(outer.n))  # freshly shared rows are all real
-        if outer.n == 0:
-            self.secret[step.id] = SecretTable(n=0, secret={c: zeros(0) for c in own})
-            return
-        names = list(own)
-        columns = [ops.concat([zeros(n_in), own[c]]) for c in names]  # inner rows carry nothing
-        key = [ops.concat([inner.secret[i], outer.secret[o]]) for i, o in zip(inner_tag, outer_tag)]
-        is_inner = ops.concat([ones(n_in), zeros(outer.n)])
-        # inner rows first within a tag: "the tag's segment starts with an inner row" = it has a match
-        (*key_s, is_inner_s), moved = ops.sort_by(mpc, key + [is_inner], [is_inner] + columns, [False, False, True],
-                                                  key_bits=SORT_KEY_BITS)
-        starts = ops.segment_starts(mpc, key_s)
-        (matched,) = ops.segmented_scan(mpc, starts, [moved[0]], ["copy"])
-        keep = matched if step.kind == "semi" else ops.sub(ones(n), matched)
-        out = SecretTable(n=n, secret=dict(zip(names, moved[1:])))
-        outer_row = ops.mul(mpc, ops.sub(ones(n), is_inner_s), out.secret["__rows"])
-        out.secret["__rows"] = ops.mul(mpc, outer_row, keep)
-        if step.kind == "not_in":
-            out.secret[f"__nin{step.id[2:]}"] = self._not_in_rule(step, inner, out)
-        self.secret[step.id] = out
 
     def _distinct_mark(self, step) -> None:
         if not self.is_compute:
@@ -801,6 +611,27 @@ class PartyRun:
         self.secret[step.id] = out
 
 
+STEPS: dict[type, Callable[[PartyRun, object], None]] = {
+    LocalQuery: PartyRun._local_query,
+    SendPlain: PartyRun._send_plain,
+    FinalQuery: PartyRun._final_query,
+    AgreeWidth: PartyRun._agree_width,
+    ShareTable: PartyRun._share_table,
+    SecureUnion: PartyRun._secure_union,
+    GroupCombine: PartyRun._group_combine,
+    AddNoise: PartyRun._add_noise,
+    RevealResult: PartyRun._reveal_result,
+    ObliviousGroup: PartyRun._oblivious_group,
+    AgreeTagKey: PartyRun._agree_tag_key,
+    ComputeTags: PartyRun._compute_tags,
+    DistinctMark: PartyRun._distinct_mark,
+    SecureFinish: PartyRun._secure_finish,
+    SecureEval: PartyRun._secure_eval,
+}
+"""Step class → the interpreter's handler, for the steps that are not (yet) operators of
+executors/operators/ (SECURE_OPERATORS is looked up first)."""
+
+
 def received_count(arrays: list[np.ndarray], sender: str) -> int:
     """A public count (rows, width) from a peer: one non-negative int64, within the row limit."""
     if len(arrays) != 1 or arrays[0].shape != (1,) or arrays[0].dtype != np.int64 or not 0 <= arrays[0][0] < 1 << 40:
@@ -816,47 +647,6 @@ def received_table(arrays: list[np.ndarray], sender: str) -> pa.Table:
     except (pa.ArrowInvalid, pa.ArrowException, OSError):
         raise MessageError(f"party '{sender}' sent a table that is not Arrow IPC") from None
 
-
-def received_pairs(arrays: list[np.ndarray], n_left: int, n_right: int, kind: str,
-                   sender: str) -> tuple[np.ndarray, np.ndarray]:
-    """Matching row indices from the matcher: int64, in range, as many left as right for joins."""
-    ok = len(arrays) == 2 and all(a.dtype == np.int64 and a.ndim == 1 for a in arrays)
-    if ok:
-        li, ri = arrays
-        ok = (not len(li) or (li.min() >= 0 and li.max() < n_left)) and (
-            (kind in ("semi", "anti", "not_in") and len(ri) == 0)
-            or (len(ri) == len(li) and (not len(ri) or (ri.min() >= (-1 if kind == "left" else 0)
-                                                        and ri.max() < n_right))))
-    if not ok:
-        raise MessageError(f"party '{sender}' sent malformed join matches (wrong type, size or range)")
-    return arrays[0], arrays[1]
-
-
-def tag_words(name: str) -> list[str]:
-    """The secret-table columns of join tag `name`, high word first (codec.keyed_tags)."""
-    return [f"{name}#{k}" for k in range(TAG_WORDS)]
-
-
-def match_tags(left: list[np.ndarray], right: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """All (i, j) whose two-word tags are equal: the pairs of equal high words, kept when
-    the low words agree too (a high-word collision only costs one extra candidate pair)."""
-    li, ri = match_pairs(left[0], right[0])
-    same = left[1][li] == right[1][ri]
-    return li[same], ri[same]
-
-
-def match_pairs(left: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """All (i, j) with left[i] == right[j], vectorised (sort + searchsorted)."""
-    order = np.argsort(right, kind="stable")
-    sorted_right = right[order]
-    lo = np.searchsorted(sorted_right, left, side="left")
-    hi = np.searchsorted(sorted_right, left, side="right")
-    counts = hi - lo
-    total = int(counts.sum())
-    li = np.repeat(np.arange(len(left), dtype=np.int64), counts)
-    within = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
-    ri = order[np.repeat(lo, counts) + within].astype(np.int64)
-    return li, ri
 
 def _word_index(name: str) -> int:
     return int(name.split("#")[1]) if "#" in name else 0

@@ -119,3 +119,17 @@ def test_the_dbapi_surface_is_still_on_the_package() -> None:
     assert fedsql.connect is dbapi.connect and fedsql.Cursor is dbapi.Cursor
     assert fedsql.paramstyle == "qmark" and fedsql.STRING == "VARCHAR"
     assert "connect" in dir(fedsql)
+
+
+MPC_MODULES = sorted(m for m in _modules() if m == "executors.mpc" or m.startswith("executors.mpc."))
+
+
+@pytest.mark.parametrize("module", MPC_MODULES)
+def test_the_mpc_engine_imports_no_grpc(module: str) -> None:
+    """The MPC engine runs on any Transport (executors/transport.py): loading it, alone and first,
+    must not load gRPC, directly or through another project module (issue #18)."""
+    code = (f"import sys, {module}\n"
+            "bad = sorted(m for m in sys.modules if m == 'grpc' or m.startswith('grpc.') or m.endswith('_pb2_grpc'))\n"
+            "assert not bad, bad")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert proc.returncode == 0, f"importing {module} loads gRPC:\n{proc.stderr[-2000:]}"

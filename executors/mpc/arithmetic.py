@@ -14,7 +14,7 @@ import numpy as np
 from executors.mpc.context import MPC, check_arrays
 from executors.mpc.prg import PRG, bound_key
 from executors.mpc.shares import AShare, U64
-from executors.peer_channel import MessageError
+from executors.transport_errors import MessageError
 
 
 
@@ -166,6 +166,16 @@ def add_public(mpc: MPC, x: AShare, c) -> AShare:
     if mpc.i == 2:
         return AShare(x.a.copy(), x.b + cu)
     return AShare(x.a.copy(), x.b.copy())
+
+
+def zeros(n: int) -> AShare:
+    """A public all-zero column as a (trivial) sharing: no randomness, no communication."""
+    return AShare(np.zeros(n, U64), np.zeros(n, U64))
+
+
+def constant(mpc: MPC, n: int, c) -> AShare:
+    """A public column (int scalar or uint64/int64 array of length n) as a trivial sharing."""
+    return add_public(mpc, zeros(n), c)
 
 
 def mul_public(x: AShare, c) -> AShare:

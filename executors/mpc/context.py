@@ -14,13 +14,14 @@ from __future__ import annotations
 import numpy as np
 
 from executors.mpc.prg import PRG, bound_key, fresh_key, private_prg
-from executors.peer_channel import MessageError
+from executors.transport import Transport, exchange
+from executors.transport_errors import MessageError
 
 
 class MPC:
     """The MPC state of one compute party for one query."""
 
-    def __init__(self, channel, compute: tuple[str, str, str]):
+    def __init__(self, channel: Transport, compute: tuple[str, str, str]):
         compute = tuple(compute)
         if len(compute) != 3 or len(set(compute)) != 3:
             raise ValueError(f"MPC needs exactly three distinct compute parties, got {compute}")
@@ -87,9 +88,7 @@ class MPC:
         """
         tag = tag or self.next_tag()
         self.rounds += 1
-        for to, arrays in sends.items():
-            self.channel.send(to, tag, arrays)
-        return {frm: self.channel.recv(frm, tag) for frm in recv_from}
+        return exchange(self.channel, tag, sends, recv_from)
 
     def reshare_prev(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
         """The resharing round of mul/and: send to i-1, receive the same shapes from i+1."""

@@ -1,0 +1,241 @@
+"""Secure joins: the keyed-tag join with a matcher, the oblivious PK–FK join and the
+oblivious semi-join (IN / EXISTS / NOT EXISTS / NOT IN). docs/joins.md says what each leaks.
+
+Tags are two-word keyed hashes of the join key (executors/codec.py keyed_tags), shared as the
+columns `tag_words(name)`; `__rows` is a secret 0/1 "this row is real" column.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+
+from executors import mpc as ops
+from executors.mpc import MPC, AShare
+from executors.operators.base import MemoryCheck, no_memory_limit
+from executors.secure_table import SecretTable, nonzero_flags
+from executors.transport_errors import MessageError
+from fedsql import errors
+from planner.physical import SORT_TAG_LOW_BITS, TAG_WORDS, ObliviousJoin, ObliviousSemiJoin, SecureJoin
+
+SORT_KEY_BITS = [None, SORT_TAG_LOW_BITS, 2]
+"""Sort keys of the oblivious joins: the tag's 62-bit high word (a comparison word of its own),
+its low field and the 0/1 side flag (packed with the tiebreak into a second word)."""
+
+
+def tag_words(name: str) -> list[str]:
+    """The secret-table columns of join tag `name`, high word first (codec.keyed_tags)."""
+    return [f"{name}#{k}" for k in range(TAG_WORDS)]
+
+
+# -- the keyed-tag join: a matcher sees opened tags, the others gather -----------------
+
+
+def secure_join(mpc: MPC, inputs: Mapping[str, SecretTable], step: SecureJoin, *,
+                check_memory: MemoryCheck = no_memory_limit) -> SecretTable:
+    """Open both sides' tags to `step.matcher` (which knows no tag key), which sends the
+    matching row pairs to the other compute parties; every party then gathers the rows.
+    With `step.shuffle` both sides are shuffled first, so the matcher learns only an
+    equality pattern of a random permutation."""
+    left, right = inputs[step.left], inputs[step.right]
+    lcols, rcols = list(left.secret), list(right.secret)
+    lvals = [left.secret[c] for c in lcols]
+    rvals = [right.secret[c] for c in rcols]
+    if step.shuffle:
+        lvals = ops.shuffle(mpc, lvals)
+        rvals = ops.shuffle(mpc, rvals)
+    lside, rside = dict(zip(lcols, lvals)), dict(zip(rcols, rvals))
+    ltag, rtag = tag_words(step.left_tag), tag_words(step.right_tag)
+    opened = ops.reveal_many(mpc, [lside[c] for c in ltag] + [rside[c] for c in rtag], step.matcher)
+    tag = f"{step.id}.pairs"
+    if mpc.me == step.matcher:
+        li, ri = _matching_rows(opened[:TAG_WORDS], opened[TAG_WORDS:], step.kind)
+        for p in mpc.compute:
+            if p != mpc.me:
+                mpc.channel.send(p, tag, [li, ri])
+    else:
+        li, ri = received_pairs(mpc.channel.recv(step.matcher, tag), left.n,
+                                right.n if step.kind in ("inner", "left") else 0, step.kind, step.matcher)
+    if step.kind in ("semi", "anti", "not_in"):
+        rside = {}
+    check_memory(len(li), len(lside) + len(rside), "the join's output")
+    out = SecretTable(n=len(li))
+    for c, v in lside.items():
+        if c not in ltag:
+            out.secret[c] = ops.take(v, li)
+    present = (ri >= 0).astype(np.uint64)  # public: 0 where a LEFT JOIN found no right row
+    rows = np.where(ri >= 0, ri, 0)
+    for c, v in rside.items():
+        if c not in rtag:
+            got = ops.take(v, rows) if len(v) else ops.zeros(len(rows))
+            out.secret[c] = ops.mul_public(got, present) if step.kind == "left" else got
+    if step.kind == "not_in":
+        out.secret[f"__nin{step.id[2:]}"] = not_in_rule(mpc, step, right, out)
+    return out
+
+
+def _matching_rows(lwords: list[np.ndarray], rwords: list[np.ndarray], kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """At the matcher: the (left row, right row) pairs of a join of `kind`; right row -1 for a
+    LEFT JOIN's unmatched rows, no right rows at all for semi / anti / not_in."""
+    n_left = len(lwords[0])
+    if kind in ("inner", "left"):
+        li, ri = match_tags(lwords, rwords)
+        if kind == "left":
+            lonely = np.setdiff1d(np.arange(n_left, dtype=np.int64), li)
+            li = np.concatenate([li, lonely])
+            ri = np.concatenate([ri, np.full(len(lonely), -1, dtype=np.int64)])
+        return li, ri
+    distinct = np.unique(np.stack(rwords, axis=1), axis=0)  # each left row matches ~one
+    hit = np.zeros(n_left, dtype=bool)
+    hit[match_tags(lwords, [np.ascontiguousarray(distinct[:, k]) for k in range(TAG_WORDS)])[0]] = True
+    return np.flatnonzero(hit if kind == "semi" else ~hit).astype(np.int64), np.zeros(0, dtype=np.int64)
+
+
+def received_pairs(arrays: list[np.ndarray], n_left: int, n_right: int, kind: str,
+                   sender: str) -> tuple[np.ndarray, np.ndarray]:
+    """Matching row indices from the matcher: int64, in range, as many left as right for joins."""
+    ok = len(arrays) == 2 and all(a.dtype == np.int64 and a.ndim == 1 for a in arrays)
+    if ok:
+        li, ri = arrays
+        ok = (not len(li) or (li.min() >= 0 and li.max() < n_left)) and (
+            (kind in ("semi", "anti", "not_in") and len(ri) == 0)
+            or (len(ri) == len(li) and (not len(ri) or (ri.min() >= (-1 if kind == "left" else 0)
+                                                        and ri.max() < n_right))))
+    if not ok:
+        raise MessageError(f"party '{sender}' sent malformed join matches (wrong type, size or range)")
+    return arrays[0], arrays[1]
+
+
+def match_tags(left: list[np.ndarray], right: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """All (i, j) whose two-word tags are equal: the pairs of equal high words, kept when
+    the low words agree too (a high-word collision only costs one extra candidate pair)."""
+    li, ri = match_pairs(left[0], right[0])
+    same = left[1][li] == right[1][ri]
+    return li[same], ri[same]
+
+
+def match_pairs(left: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """All (i, j) with left[i] == right[j], vectorised (sort + searchsorted)."""
+    order = np.argsort(right, kind="stable")
+    sorted_right = right[order]
+    lo = np.searchsorted(sorted_right, left, side="left")
+    hi = np.searchsorted(sorted_right, left, side="right")
+    counts = hi - lo
+    total = int(counts.sum())
+    li = np.repeat(np.arange(len(left), dtype=np.int64), counts)
+    within = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
+    ri = order[np.repeat(lo, counts) + within].astype(np.int64)
+    return li, ri
+
+
+def not_in_rule(mpc: MPC, step: SecureJoin | ObliviousSemiJoin, right: SecretTable, out: SecretTable) -> AShare:
+    """SQL's NOT IN over the unmatched rows: an empty subquery keeps every row (NULL outer
+    values too); a NULL in the subquery keeps none; otherwise rows with a NULL outer value
+    drop. Only "the subquery yields a NULL" is opened."""
+    n = out.n
+    if right.n == 0:
+        return ops.constant(mpc, n, 1)
+    nulls = right.secret[f"__snull{step.id[2:]}"]
+    if ops.reveal(mpc, nonzero_flags(mpc, [ops.sum_all(nulls)])[0], None)[0] != 0:
+        return ops.zeros(n)
+    return out.secret[f"__skv{step.id[2:]}"]  # the unmatched rows' own "outer value is not NULL"
+
+
+# -- oblivious joins: sort both sides together, nothing opened but sizes ----------------
+
+
+def _ones_of(mpc: MPC):
+    """k ↦ a public all-one column of length k, as a trivial sharing."""
+    return lambda k: ops.constant(mpc, k, 1)
+
+
+def oblivious_join(mpc: MPC, inputs: Mapping[str, SecretTable], step: ObliviousJoin, *,
+                   check_memory: MemoryCheck = no_memory_limit) -> SecretTable:
+    """PK–FK join revealing only input sizes: sort the union of both sides by (tag, PK row
+    first), copy each key's PK row onto the FK rows after it. Output: every input row, with
+    `__rows` = 1 for the FK rows that found their PK row (or every FK row for LEFT JOIN)."""
+    sides = {"left": (inputs[step.left], step.left_tag), "right": (inputs[step.right], step.right_tag)}
+    (pk, pk_tag), (fk, fk_tag) = sides[step.pk], sides["right" if step.pk == "left" else "left"]
+    n_pk, n_fk = pk.n, fk.n
+    n = n_pk + n_fk
+    zeros = ops.zeros
+
+    ones = _ones_of(mpc)
+    pk_tag, fk_tag = tag_words(pk_tag), tag_words(fk_tag)
+    pk_cols = [c for c in pk.secret if c not in pk_tag]
+    fk_cols = [c for c in fk.secret if c not in fk_tag]
+    key = [ops.concat([pk.secret[p], fk.secret[f]]) for p, f in zip(pk_tag, fk_tag)]  # high, low word
+    is_pk = ops.concat([ones(n_pk), zeros(n_fk)])
+    pk_rows = pk.secret.get("__rows", ones(n_pk))
+    copied_in = [is_pk, ops.concat([pk_rows, zeros(n_fk)])] + [
+        ops.concat([pk.secret[c], zeros(n_fk)]) for c in pk_cols if c != "__rows"]
+    fk_in = [ops.concat([zeros(n_pk), fk.secret[c]]) for c in fk_cols]
+    if n == 0:
+        return SecretTable(n=0, secret={c: zeros(0) for c in pk_cols + fk_cols + ["__rows"]})
+    # PK row first within a key: sort by (tag ascending, is_pk descending)
+    (*key_s, is_pk_s), carried = ops.sort_by(mpc, key + [is_pk], copied_in + fk_in, [False, False, True],
+                                             key_bits=SORT_KEY_BITS)  # low word and flag pack with the tiebreak
+    starts = ops.segment_starts(mpc, key_s)
+    copied = ops.segmented_scan(mpc, starts, carried[: len(copied_in)], ["copy"] * len(copied_in))
+    has_pk, pk_ok = copied[0], copied[1]
+    # a declared-unique key that repeats would silently drop rows: check, revealing one bit
+    # ("some key repeats"), never the number of repeats
+    dup = ops.mul(mpc, is_pk_s, ops.sub(ones(n), starts))
+    if ops.reveal(mpc, nonzero_flags(mpc, [ops.sum_all(dup)])[0], None)[0] != 0:
+        raise errors.DataError(
+            "the join key declared unique (`unique` in the config) has duplicates; the oblivious join "
+            "cannot run on it — fix the declaration or use SET fedsql.mode = 'sizes'"
+        )
+    fk_flag = ops.sub(ones(n), is_pk_s)
+    fk_rows = fk.secret.get("__rows")
+    if step.outer:  # every FK row stays; without a PK row its copied PK columns are the zero padding:
+        rows = fk_flag  # values 0 and validity 0, i.e. NULL (the planner shares the PK side fresh: no __rows)
+        if "__rows" in pk.secret:
+            raise errors.InternalError("an oblivious LEFT JOIN needs a freshly shared unique side")
+    else:
+        rows = ops.mul(mpc, ops.mul_many(mpc, [has_pk], [fk_flag])[0], pk_ok)
+    if fk_rows is not None:
+        fk_rows_s = carried[len(copied_in) + fk_cols.index("__rows")]
+        rows = ops.mul(mpc, rows, fk_rows_s)
+    out = SecretTable(n=n)
+    for c, v in zip([c for c in pk_cols if c != "__rows"], copied[2:]):
+        out.secret[c] = v
+    for c, v in zip(fk_cols, carried[len(copied_in):]):
+        if c != "__rows":
+            out.secret[c] = v
+    out.secret["__rows"] = rows
+    return out
+
+
+def oblivious_semi_join(mpc: MPC, inputs: Mapping[str, SecretTable], step: ObliviousSemiJoin, *,
+                        check_memory: MemoryCheck = no_memory_limit) -> SecretTable:
+    """IN / EXISTS / NOT EXISTS / NOT IN without a matcher: sort outer and inner tags together
+    (inner rows first within a tag) and copy "an inner row has this tag" onto the outer rows.
+    Output: every input row, `__rows` = 1 for the outer rows kept."""
+    outer, inner = inputs[step.outer], inputs[step.inner]
+    n_in, n = inner.n, inner.n + outer.n
+    zeros = ops.zeros
+
+    ones = _ones_of(mpc)
+    outer_tag, inner_tag = tag_words(step.outer_tag), tag_words(step.inner_tag)
+    own = {c: v for c, v in outer.secret.items() if c not in outer_tag}
+    own.setdefault("__rows", ones(outer.n))  # freshly shared rows are all real
+    if outer.n == 0:
+        return SecretTable(n=0, secret={c: zeros(0) for c in own})
+    names = list(own)
+    columns = [ops.concat([zeros(n_in), own[c]]) for c in names]  # inner rows carry nothing
+    key = [ops.concat([inner.secret[i], outer.secret[o]]) for i, o in zip(inner_tag, outer_tag)]
+    is_inner = ops.concat([ones(n_in), zeros(outer.n)])
+    # inner rows first within a tag: "the tag's segment starts with an inner row" = it has a match
+    (*key_s, is_inner_s), moved = ops.sort_by(mpc, key + [is_inner], [is_inner] + columns, [False, False, True],
+                                              key_bits=SORT_KEY_BITS)
+    starts = ops.segment_starts(mpc, key_s)
+    (matched,) = ops.segmented_scan(mpc, starts, [moved[0]], ["copy"])
+    keep = matched if step.kind == "semi" else ops.sub(ones(n), matched)
+    out = SecretTable(n=n, secret=dict(zip(names, moved[1:])))
+    outer_row = ops.mul(mpc, ops.sub(ones(n), is_inner_s), out.secret["__rows"])
+    out.secret["__rows"] = ops.mul(mpc, outer_row, keep)
+    if step.kind == "not_in":
+        out.secret[f"__nin{step.id[2:]}"] = not_in_rule(mpc, step, inner, out)
+    return out
