@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from planner.passes.dp import explain_lines as dp_explain_lines
 from planner.physical import PhysicalPlan, Step
 
@@ -73,6 +75,44 @@ def _what(step: Step) -> str:
     return ""
 
 
+_PARTS = {"_sum": "sum part of {}", "_cnt": "count part of {}", "_sq": "sum-of-squares part of {}",
+          "_valid": "{} IS NOT NULL"}
+"""Suffixes the aggregate split adds to an internal name, and what each column holds."""
+
+_INTERNAL = re.compile(r"__[ag]\d+(?:_sum|_cnt|_sq|_valid)?\b")
+
+
+def plan_legend(group_by: list, aggs: list) -> tuple[tuple[str, str], ...]:
+    """Internal column names of the aggregate split → the user's expressions, for EXPLAIN."""
+    from planner.parse import DIALECT
+
+    out = [(f"__g{i}", g.sql(dialect=DIALECT)) for i, g in enumerate(group_by)]
+    for a in aggs:
+        if a.func == "count_star":
+            text = "COUNT(*)"
+        elif a.func == "count_distinct":
+            text = f"COUNT(DISTINCT {a.arg.sql(dialect=DIALECT)})"
+        else:
+            text = f"{a.func.upper()}({a.arg.sql(dialect=DIALECT)})"
+        out.append((f"__{a.name}", text))
+    return tuple(out)
+
+
+def _legend_line(text: str, legend: dict[str, str]) -> str:
+    """`legend: __a1_sum = sum part of AVG(cost), ...` for the internal names `text` uses."""
+    seen: list[str] = []
+    for name in _INTERNAL.findall(text):
+        if name not in seen:
+            seen.append(name)
+    items = []
+    for name in seen:
+        base, suffix = (name, "") if name in legend else (name.rsplit("_", 1)[0], "_" + name.rsplit("_", 1)[1])
+        if base not in legend:
+            continue
+        items.append(f"{name} = {_PARTS[suffix].format(legend[base]) if suffix else legend[base]}")
+    return "legend: " + ", ".join(items) if items else ""
+
+
 def explain_lines(plan: PhysicalPlan) -> list[str]:
     mode = dict(plan.settings).get("fedsql.mode", "")
     lines = [
@@ -85,6 +125,9 @@ def explain_lines(plan: PhysicalPlan) -> list[str]:
         what = _what(step)
         if what:
             lines.append(f"       {what}")
+            legend = _legend_line(what, dict(plan.legend))
+            if legend:
+                lines.append(f"       {legend}")
     lines.append("output: " + ", ".join(f"{n} {t}" for n, t in plan.output))
     lines.extend(dp_explain_lines(plan.dp))
     lines.append("leakage report:")
