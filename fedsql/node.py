@@ -227,7 +227,7 @@ class Node(rpc.NodeServicer):
             return
         try:  # uncorrelated scalar subqueries run first, as queries of their own
             sql, sub_leakage = scalar_subqueries.resolve(
-                request.sql, lambda inner: self._run_scalar(inner, settings, query_id),
+                request.sql, lambda inner: self._run_scalar(inner, settings, query_id, request.user),
                 lambda text, as_party: self.compile(text, as_party, settings), self.me)
             compiled = self._plan_as_issuer(sql, settings, query_id, request.user, request.sql)
         except Exception as exc:  # noqa: BLE001 - every failure becomes a clear error
@@ -377,15 +377,16 @@ class Node(rpc.NodeServicer):
             line["error_kind"] = error.kind
         log.info("%s", json.dumps(line, sort_keys=True))
 
-    def _run_scalar(self, sql: str, settings: dict[str, str], parent_id: str) -> tuple:
-        """Run a scalar subquery as its own federated query; its value is revealed to this issuer."""
-        compiled = self.compile(sql, self.me, settings)
+    def _run_scalar(self, sql: str, settings: dict[str, str], parent_id: str, user: str | None = None) -> tuple:
+        """Run a scalar subquery as its own federated query (audited and logged as one, with the
+        user); its value is revealed to this issuer."""
+        query_id = f"{parent_id}.s{uuid.uuid4().hex[:8]}"
+        compiled = self._plan_as_issuer(sql, settings, query_id, user)
         if compiled.kind != "select":
             raise errors.UnsupportedSql("a scalar subquery must be a SELECT")
         plan = compiled.plan
-        query_id = f"{parent_id}.s{uuid.uuid4().hex[:8]}"
-        table, _ = self._coordinate(plan, sql, settings, query_id, self.fed.deadline_seconds, lambda _step: None)
-        table, _ = _split_intervals(table, plan)
+        table, _, _ = self._run_as_issuer(plan, sql, settings, query_id, self.fed.deadline_seconds,
+                                          lambda _step: None, user)
         return scalar_subqueries.single_value(table), plan.output[0][1], list(plan.leakage)
 
     def _coordinate(self, plan, sql, settings, query_id, timeout, progress) -> tuple[pa.Table, dict]:

@@ -1,6 +1,7 @@
 """Issue #15, item 10 and the set-operation audit gap: a UNION/INTERSECT/EXCEPT branch is an
 issuer query like any other (its `query` and `done` audit records, naming the user), and the
-progress line says which branch runs instead of "planning" for the whole statement."""
+progress line says which branch runs instead of "planning" for the whole statement. Scalar
+subqueries, also queries of their own, get the same records."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from tests.adversarial.harness import running, standard_federation
 
 pytestmark = pytest.mark.e2e
 
+SCALAR = "SELECT COUNT(*) AS n FROM t WHERE x > (SELECT AVG(x) FROM t)"
 SQL = "SELECT k, SUM(x) AS v FROM t GROUP BY k UNION ALL SELECT k, COUNT(*) AS v FROM t GROUP BY k"
 
 
@@ -25,6 +27,7 @@ def test_set_operation_branches_are_audited_with_user_and_progress(tmp_path: Pat
                         default_timeout=30) as client:
             table, _ = client.execute(SQL, query_id="setop", user="alice",
                                       on_progress=lambda _t, step: steps.append(step))
+            client.execute(SCALAR, query_id="scal", user="alice")
         records = [json.loads(line) for line in fed.audit_text("p1").splitlines() if line.strip()]
     assert table.num_rows > 0
     queries = [r for r in records if r.get("event") == "query" and str(r.get("query_id", "")).startswith("setop.")]
@@ -34,3 +37,5 @@ def test_set_operation_branches_are_audited_with_user_and_progress(tmp_path: Pat
     assert {r["query_id"] for r in queries} <= done
     assert any(s.startswith("branch 1/2: step") for s in steps), steps
     assert any(s.startswith("branch 2/2: step") for s in steps), steps
+    scalar = [r for r in records if r.get("event") == "query" and str(r.get("query_id", "")).startswith("scal.")]
+    assert len(scalar) == 1 and scalar[0]["user"] == "alice" and scalar[0]["query_id"] in done
