@@ -76,10 +76,13 @@ def _what(step: Step) -> str:
 
 
 _PARTS = {"_sum": "sum part of {}", "_cnt": "count part of {}", "_sq": "sum-of-squares part of {}",
-          "_valid": "{} IS NOT NULL"}
+          "_valid": "{} IS NOT NULL", "__v": "{} IS NOT NULL"}
 """Suffixes the aggregate split adds to an internal name, and what each column holds."""
 
-_INTERNAL = re.compile(r"__[ag]\d+(?:_sum|_cnt|_sq|_valid)?\b")
+_INTERNAL = re.compile(r"__[agl]\d+(?:_sum|_cnt|_sq|_valid|__v)?\b")
+
+_LEAF = re.compile(r"(?:SELECT |, )CAST\(\(((?:(?! AS __).)+?)\) IS NOT NULL AS BIGINT\) AS (__l\d+)__v")
+"""A join fragment's validity column, which carries its leaf's own SQL (planner/lower_join.py `leaf`)."""
 
 
 def plan_legend(group_by: list, aggs: list) -> tuple[tuple[str, str], ...]:
@@ -106,7 +109,12 @@ def _legend_line(text: str, legend: dict[str, str]) -> str:
             seen.append(name)
     items = []
     for name in seen:
-        base, suffix = (name, "") if name in legend else (name.rsplit("_", 1)[0], "_" + name.rsplit("_", 1)[1])
+        if name in legend:
+            base, suffix = name, ""
+        elif name.endswith("__v"):
+            base, suffix = name[:-3], "__v"
+        else:
+            base, suffix = name.rsplit("_", 1)[0], "_" + name.rsplit("_", 1)[1]
         if base not in legend:
             continue
         items.append(f"{name} = {_PARTS[suffix].format(legend[base]) if suffix else legend[base]}")
@@ -120,14 +128,18 @@ def explain_lines(plan: PhysicalPlan) -> list[str]:
         f"participants: {', '.join(plan.participants)}",
         "steps:",
     ]
+    legend = dict(plan.legend)
+    for step in plan.steps:  # join fragments: each leaf __l<i> is one party's expression
+        if step.op == "local_query":
+            legend.update((name, sql) for sql, name in _LEAF.findall(step.sql))
     for i, step in enumerate(plan.steps, 1):
         lines.append(f"  {i}. {step.op:<14} at {_where(step, plan)}")
         what = _what(step)
         if what:
             lines.append(f"       {what}")
-            legend = _legend_line(what, dict(plan.legend))
-            if legend:
-                lines.append(f"       {legend}")
+            names = _legend_line(what, legend)
+            if names:
+                lines.append(f"       {names}")
     lines.append("output: " + ", ".join(f"{n} {t}" for n, t in plan.output))
     lines.extend(dp_explain_lines(plan.dp))
     lines.append("leakage report:")

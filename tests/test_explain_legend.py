@@ -23,3 +23,12 @@ def test_explain_has_a_legend_and_the_hash_ignores_it() -> None:
     reveal = [i for i, line in enumerate(explain_lines(plan)) if "reveal_result" in line][0]
     assert "legend: __g0 = diagnosis" in explain_lines(plan)[reveal + 2]
     assert with_hash(dataclasses.replace(plan, legend=())).hash == plan.hash
+
+
+def test_explain_names_join_fragment_columns() -> None:
+    fed = parse_config(CONFIG, Path("/tmp/unit.toml"))
+    plan = compile_query("SELECT a.diagnosis, SUM(b.cost) FROM h1.patients a JOIN h2.patients b ON a.pid = b.pid "
+                         "GROUP BY a.diagnosis", fed, "h1", {}, lambda p, t: SCHEMA).plan
+    text = "\n".join(explain_lines(plan))
+    assert "legend: __l0 = a.diagnosis, __l0__v = a.diagnosis IS NOT NULL" in text
+    assert "__l1 = b.cost," in text
