@@ -223,19 +223,15 @@ class Node(rpc.NodeServicer):
         settings = dict(request.settings)
         set_ast = set_operations.parse_set_operation(request.sql)
         if set_ast is not None:  # UNION / INTERSECT / EXCEPT: every branch is a query of its own
-            yield self._execute_set_operation(set_ast, settings, query_id, started)
+            yield from self._execute_set_operation(set_ast, request, settings, query_id, started)
             return
         try:  # uncorrelated scalar subqueries run first, as queries of their own
             sql, sub_leakage = scalar_subqueries.resolve(
-                request.sql, lambda inner: self._run_scalar(inner, settings, query_id),
+                request.sql, lambda inner: self._run_scalar(inner, settings, query_id, request.user),
                 lambda text, as_party: self.compile(text, as_party, settings), self.me)
-            compiled = self.compile(sql, self.me, settings)
+            compiled = self._plan_as_issuer(sql, settings, query_id, request.user, request.sql)
         except Exception as exc:  # noqa: BLE001 - every failure becomes a clear error
-            err = as_fedsql_error(exc, "while planning")
-            if isinstance(err, (errors.PolicyViolation, errors.PlanMismatch)):
-                self._audit_safe("refused", query_id=query_id, issuer=self.me, role="issuer", sql=request.sql,
-                                 error={"kind": err.kind, "message": str(err)}, **user_field(request.user))
-            yield _error_event(err)
+            yield _error_event(as_fedsql_error(exc, "while planning"))
             return
         if compiled.kind == "set":
             name, value = compiled.setting
@@ -263,36 +259,24 @@ class Node(rpc.NodeServicer):
                 self._abort_everywhere(query_key(self.me, query_id), "the client went away", set(plan.participants))
 
         context.add_callback(_client_gone)
-        try:
-            self.audit.append("query", **query_fields(query_id, self.me, sql, plan, self.me, "issuer", request.user))
-        except errors.Error as exc:
-            self._slots.release()
-            yield _error_event(exc)
-            return
-        worker = self.pool.submit(self._coordinate, plan, sql, settings, query_id, timeout, events.put)
+        worker = self.pool.submit(self._run_as_issuer, plan, sql, settings, query_id, timeout, events.put,
+                                  request.user)
         worker.add_done_callback(lambda _f: self._slots.release())
-        while True:
-            try:
-                item = events.get(timeout=0.25)
-                yield pb.ExecuteEvent(progress=pb.Progress(elapsed_seconds=time.monotonic() - started, step=item))
-            except queue.Empty:
-                if worker.done():
-                    break
-        try:
-            table, stats = worker.result()
-        except Exception as exc:  # noqa: BLE001
-            err = as_fedsql_error(exc, "while running the query")
-            finished.set()
-            self._audit_safe("failed", query_id=query_id, error={"kind": err.kind, "message": str(err)})
-            yield _error_event(err)
-            return
+        yield from _progress_events(worker, events, started)
         finished.set()
-        self._audit_safe("done", query_id=query_id, rows=table.num_rows)
+        try:
+            table, stats, intervals = worker.result()
+        except Exception as exc:  # noqa: BLE001 - _run_as_issuer recorded the failure
+            yield _error_event(as_fedsql_error(exc, "while running the query"))
+            return
         notes = _dp_notes(plan)
         stats["elapsed_seconds"] = round(time.monotonic() - started, 6)
+        columns = [{"name": n, "type": t, "note": notes.get(n)} for n, t in plan.output]
+        for i, rows in intervals.items():
+            columns[i]["confidence_interval_95"] = [list(r) if r is not None else None for r in rows]
         meta = {
             "kind": "rows",
-            "columns": [{"name": n, "type": t, "note": notes.get(n)} for n, t in plan.output],
+            "columns": columns,
             "leakage": list(plan.leakage) + sub_leakage,
             "settings": settings,
             "stats": stats,
@@ -301,19 +285,36 @@ class Node(rpc.NodeServicer):
         }
         yield pb.ExecuteEvent(result=pb.Result(arrow_ipc=table_to_bytes(table).tobytes(), meta_json=json.dumps(meta)))
 
-    def _execute_set_operation(self, ast, settings: dict[str, str], query_id: str, started: float):
-        def run_branch(sql: str):
-            compiled = self.compile(sql, self.me, settings)
+    def _execute_set_operation(self, ast, request, settings: dict[str, str], query_id: str,
+                               started: float) -> Iterator[pb.ExecuteEvent]:
+        """A set operation: each branch is planned, audited and logged as an issuer query of its own
+        (with the user), and the progress line says which branch runs."""
+        events: queue.Queue = queue.Queue()
+
+        def run_branch(sql: str, index: int, total: int):
+            branch_id = f"{query_id}.b{index + 1}.{uuid.uuid4().hex[:8]}"
+            events.put(f"branch {index + 1}/{total}: planning")
+            compiled = self._plan_as_issuer(sql, settings, branch_id, request.user)
             if compiled.kind != "select":
                 raise errors.UnsupportedSql("each branch of a set operation must be a SELECT")
-            table, _ = self._coordinate(compiled.plan, sql, settings, f"{query_id}.b{uuid.uuid4().hex[:8]}",
-                                        self.fed.deadline_seconds, lambda _step: None)
+            table, _, _ = self._run_as_issuer(
+                compiled.plan, sql, settings, branch_id, self.fed.deadline_seconds,
+                lambda step: events.put(f"branch {index + 1}/{total}: {step}"), request.user)
             return table, list(compiled.plan.leakage)
 
         try:
-            table, leakage = set_operations.run(ast, run_branch)
+            self._slot()
+        except errors.Error as exc:
+            yield _error_event(exc)
+            return
+        worker = self.pool.submit(set_operations.run, ast, run_branch)
+        worker.add_done_callback(lambda _f: self._slots.release())
+        yield from _progress_events(worker, events, started)
+        try:
+            table, leakage = worker.result()
         except Exception as exc:  # noqa: BLE001
-            return _error_event(as_fedsql_error(exc, "while running a set operation"))
+            yield _error_event(as_fedsql_error(exc, "while running a set operation"))
+            return
         types = duckdb_types(table)
         meta = {
             "kind": "rows",
@@ -323,16 +324,69 @@ class Node(rpc.NodeServicer):
             "stats": {"elapsed_seconds": round(time.monotonic() - started, 6)},
             "query_id": query_id,
         }
-        return pb.ExecuteEvent(result=pb.Result(arrow_ipc=table_to_bytes(table).tobytes(), meta_json=json.dumps(meta)))
+        yield pb.ExecuteEvent(result=pb.Result(arrow_ipc=table_to_bytes(table).tobytes(), meta_json=json.dumps(meta)))
 
-    def _run_scalar(self, sql: str, settings: dict[str, str], parent_id: str) -> tuple:
-        """Run a scalar subquery as its own federated query; its value is revealed to this issuer."""
-        compiled = self.compile(sql, self.me, settings)
+    def _plan_as_issuer(self, sql: str, settings: dict[str, str], query_id: str, user: str | None,
+                        audited_sql: str | None = None) -> Compiled:
+        """Compile `sql` as this party's query; a policy refusal is audited and logged (with the user)."""
+        started = time.monotonic()
+        try:
+            return self.compile(sql, self.me, settings)
+        except Exception as exc:  # noqa: BLE001
+            err = as_fedsql_error(exc, "while planning")
+            if isinstance(err, (errors.PolicyViolation, errors.PlanMismatch)):
+                self._audit_safe("refused", query_id=query_id, issuer=self.me, role="issuer",
+                                 sql=audited_sql or sql, error={"kind": err.kind, "message": str(err)},
+                                 **user_field(user))
+                self._log_query("refused", query_id, self.me, "issuer", None, started, user, error=err)
+            raise err from None
+
+    def _run_as_issuer(self, plan, sql: str, settings: dict[str, str], query_id: str, timeout: float,
+                       progress: Callable[[str], None], user: str | None) -> tuple[pa.Table, dict, dict]:
+        """One federated query as its issuer: the `query` audit record, the run, then `done` or
+        `failed` and one log line; returns the result, its stats and the DP per-row intervals
+        (output column index → list). Ordinary queries and every set-operation branch go through here,
+        so each has the same records and names the same user."""
+        started = time.monotonic()
+        self.audit.append("query", **query_fields(query_id, self.me, sql, plan, self.me, "issuer", user))
+        try:
+            table, stats = self._coordinate(plan, sql, settings, query_id, timeout, progress)
+        except Exception as exc:  # noqa: BLE001
+            err = as_fedsql_error(exc, "while running the query")
+            self._audit_safe("failed", query_id=query_id, error={"kind": err.kind, "message": str(err)})
+            self._log_query("failed", query_id, self.me, "issuer", plan, started, user, error=err)
+            raise err from None
+        table, intervals = _split_intervals(table, plan)
+        self._audit_safe("done", query_id=query_id, rows=table.num_rows)
+        self._log_query("done", query_id, self.me, "issuer", plan, started, user, rows=table.num_rows)
+        return table, stats, intervals
+
+    def _log_query(self, outcome: str, query_id: str, issuer: str, role: str, plan, started: float,
+                   user: str | None = None, rows: int | None = None, error: errors.Error | None = None) -> None:
+        """One structured line per query in the node log (logger `fedsql.node`, INFO), next to its
+        audit outcome. Identifiers, counts and the error kind only: never the SQL, a value or an
+        error message (a message can quote a literal or a value; the audit log keeps it)."""
+        line = {"event": "query", "outcome": outcome, "query_id": query_id, "issuer": issuer, "role": role,
+                "plan_hash": plan.hash if plan is not None else None,
+                "duration_seconds": round(time.monotonic() - started, 3)}
+        if user:
+            line["user"] = user
+        if rows is not None:
+            line["rows"] = rows
+        if error is not None:
+            line["error_kind"] = error.kind
+        log.info("%s", json.dumps(line, sort_keys=True))
+
+    def _run_scalar(self, sql: str, settings: dict[str, str], parent_id: str, user: str | None = None) -> tuple:
+        """Run a scalar subquery as its own federated query (audited and logged as one, with the
+        user); its value is revealed to this issuer."""
+        query_id = f"{parent_id}.s{uuid.uuid4().hex[:8]}"
+        compiled = self._plan_as_issuer(sql, settings, query_id, user)
         if compiled.kind != "select":
             raise errors.UnsupportedSql("a scalar subquery must be a SELECT")
         plan = compiled.plan
-        query_id = f"{parent_id}.s{uuid.uuid4().hex[:8]}"
-        table, _ = self._coordinate(plan, sql, settings, query_id, self.fed.deadline_seconds, lambda _step: None)
+        table, _, _ = self._run_as_issuer(plan, sql, settings, query_id, self.fed.deadline_seconds,
+                                          lambda _step: None, user)
         return scalar_subqueries.single_value(table), plan.output[0][1], list(plan.leakage)
 
     def _coordinate(self, plan, sql, settings, query_id, timeout, progress) -> tuple[pa.Table, dict]:
@@ -471,6 +525,7 @@ class Node(rpc.NodeServicer):
         # make this node run a query in another party's name
         self._caller(context, "party", claimed=request.issuer)
         started, slot, plan, key = False, False, None, None
+        began = time.monotonic()
         finished = threading.Event()
         try:
             if request.issuer not in self.fed.parties:
@@ -503,8 +558,10 @@ class Node(rpc.NodeServicer):
             self._running[key] = frozenset(plan.participants)
             # never run longer than this node's own deadline, whatever the issuer asks
             deadline = min(request.deadline_unix, time.time() + self.fed.deadline_seconds)
-            _, stats = self._run_part(plan, key, deadline, None)
+            table, stats = self._run_part(plan, key, deadline, None)
             self._audit_safe("done", query_id=request.query_id)
+            self._log_query("done", request.query_id, request.issuer, "participant", plan, began,
+                            rows=table.num_rows if table is not None else None)
             return pb.RunReply(ok=True, stats_json=json.dumps(stats))
         except Exception as exc:  # noqa: BLE001
             err = as_fedsql_error(exc, "while running its part")
@@ -517,6 +574,8 @@ class Node(rpc.NodeServicer):
                 self._audit_safe("refused", **query_fields(request.query_id, request.issuer, request.sql, plan,
                                                              self.me, "participant"),
                                  claimed_plan_hash=request.plan_hash, error={"kind": err.kind, "message": str(err)})
+            self._log_query("failed" if started else "refused", request.query_id, request.issuer, "participant",
+                            plan, began, error=err)
             err = for_remote(err, self.me, "running its part" if started else "planning")
             return pb.RunReply(ok=False, error=pb.Error(kind=err.kind, message=str(err)))
         finally:
@@ -589,6 +648,34 @@ def _root_cause(failures: list[tuple[str, errors.Error]]) -> errors.Error:
         return 1
 
     return min(failures, key=rank)[1]
+
+
+def _progress_events(worker: Future, events: queue.Queue, started: float) -> Iterator[pb.ExecuteEvent]:
+    """Stream the worker's progress steps to the client until it is done."""
+    while True:
+        try:
+            item = events.get(timeout=0.25)
+            yield pb.ExecuteEvent(progress=pb.Progress(elapsed_seconds=time.monotonic() - started, step=item))
+        except queue.Empty:
+            if worker.done():
+                return
+
+
+def _split_intervals(table: pa.Table, plan) -> tuple[pa.Table, dict[int, list]]:
+    """The result without the DP interval parts the final query appends (planner/passes/dp.py
+    `interval_items`), and each AVG/VAR/STDDEV column's per-row 95% interval computed from them."""
+    names = [n for n, _ in plan.output]
+    if plan.dp is None or table.num_columns <= len(names):
+        return table, {}
+    from planner.passes.dp import row_intervals
+
+    extras = {table.column_names[i]: table.column(i).to_pylist() for i in range(len(names), table.num_columns)}
+    table = table.select(list(range(len(names)))).rename_columns(names)
+    try:
+        return table, row_intervals(plan.dp, extras)
+    except Exception:  # noqa: BLE001 - an interval must never fail a finished query
+        log.exception("DP intervals")
+        return table, {}
 
 
 def _dp_notes(plan) -> dict[str, str]:

@@ -136,9 +136,23 @@ def format_explain(table: Any) -> str:
 
 
 def format_notes(columns: list[dict[str, Any]]) -> str:
-    """Per-column notes from the node (e.g. DP noise scale), one line each."""
-    lines = [f"note: {c['name']}: {c['note']}" for c in columns if c.get("note")]
+    """Per-column notes from the node (e.g. DP noise scale), one line each; a DP AVG/VAR/STDDEV
+    column's per-row 95% intervals follow on one more line (they differ by row: they depend on its count)."""
+    lines = []
+    for c in columns:
+        if c.get("note"):
+            lines.append(f"note: {c['name']}: {c['note']}")
+        rows = c.get("confidence_interval_95")
+        if rows:
+            shown = ", ".join("unknown (too few rows)" if r is None else f"[{r[0]:.4g}, {r[1]:.4g}]"
+                              for r in rows[:MAX_INTERVAL_ROWS])
+            more = f" (+{len(rows) - MAX_INTERVAL_ROWS} more rows)" if len(rows) > MAX_INTERVAL_ROWS else ""
+            lines.append(f"note: {c['name']}: 95% interval per row: {shown}{more}")
     return "\n".join(lines)
+
+
+MAX_INTERVAL_ROWS = 20
+"""Rows whose DP interval the shell prints (all of them are in the result metadata)."""
 
 
 # -- other result formats (the shell's .mode) -------------------------------------

@@ -19,7 +19,7 @@ from sqlglot.errors import ParseError, TokenError
 
 from executors.local_duckdb import run_over_tables
 
-RunBranch = Callable[[str], tuple[pa.Table, list[str]]]
+RunBranch = Callable[[str, int, int], tuple[pa.Table, list[str]]]  # (branch SQL, index, how many)
 _SET_OPS = (exp.Union, exp.Intersect, exp.Except)
 
 
@@ -46,7 +46,7 @@ def run(ast: exp.Expression, run_branch: RunBranch) -> tuple[pa.Table, list[str]
     for i, branch in enumerate(branches):
         name = f"__branch{i}"
         sql = branch.sql(dialect="duckdb")
-        table, branch_leakage = run_branch(sql)
+        table, branch_leakage = run_branch(sql, i, len(branches))
         tables[name] = table
         leakage.append(f"branch {i + 1} ({sql}) ran as its own query; its result reached the issuer")
         leakage += [f"  {line}" for line in branch_leakage]

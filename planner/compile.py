@@ -22,6 +22,7 @@ from planner.passes.inline_subqueries import has_inline_candidates, inline_subqu
 from planner.lower_join import check_join_policy, expression_type, lower_join
 from planner.passes.dp_join import plan_dp_join
 from planner.catalog import SchemaLookup
+from planner.explain import plan_legend
 from planner.lower import PUBLIC_TEXT, lower
 from planner.parse import Statement, parse_statement
 from planner.physical import PhysicalPlan, with_hash
@@ -122,6 +123,7 @@ def _plan_select(
         settings=(("fedsql.mode", mode),) + ((("fedsql.epsilon", repr(dp.info.epsilon)),) if dp else ()),
         fixed_point_bits=fed.fixed_point_bits,
         dp=dp.info if dp else None,
+        legend=plan_legend(block.group_by, block.aggs),
     )
     return with_hash(plan), (dp.noised if dp else frozenset())
 
@@ -164,6 +166,7 @@ def _plan_join(stmt: Statement, fed: Federation, issuer: str, settings: dict[str
         settings=(("fedsql.mode", mode),) + ((("fedsql.epsilon", repr(dp.info.epsilon)),) if dp else ()),
         fixed_point_bits=fed.fixed_point_bits,
         dp=dp.info if dp else None,
+        legend=plan_legend(block.group_by, block.aggs),
     )
     return with_hash(plan), (frozenset({dp.member.qualified}) if dp is not None else frozenset())
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from planner.passes.dp import explain_lines as dp_explain_lines
 from planner.physical import PhysicalPlan, Step
 
@@ -73,6 +75,52 @@ def _what(step: Step) -> str:
     return ""
 
 
+_PARTS = {"_sum": "sum part of {}", "_cnt": "count part of {}", "_sq": "sum-of-squares part of {}",
+          "_valid": "{} IS NOT NULL", "__v": "{} IS NOT NULL"}
+"""Suffixes the aggregate split adds to an internal name, and what each column holds."""
+
+_INTERNAL = re.compile(r"__[agl]\d+(?:_sum|_cnt|_sq|_valid|__v)?\b")
+
+_LEAF = re.compile(r"(?:SELECT |, )CAST\(\(((?:(?! AS __).)+?)\) IS NOT NULL AS BIGINT\) AS (__l\d+)__v")
+"""A join fragment's validity column, which carries its leaf's own SQL (planner/lower_join.py `leaf`)."""
+
+
+def plan_legend(group_by: list, aggs: list) -> tuple[tuple[str, str], ...]:
+    """Internal column names of the aggregate split → the user's expressions, for EXPLAIN."""
+    from planner.parse import DIALECT
+
+    out = [(f"__g{i}", g.sql(dialect=DIALECT)) for i, g in enumerate(group_by)]
+    for a in aggs:
+        if a.func == "count_star":
+            text = "COUNT(*)"
+        elif a.func == "count_distinct":
+            text = f"COUNT(DISTINCT {a.arg.sql(dialect=DIALECT)})"
+        else:
+            text = f"{a.func.upper()}({a.arg.sql(dialect=DIALECT)})"
+        out.append((f"__{a.name}", text))
+    return tuple(out)
+
+
+def _legend_line(text: str, legend: dict[str, str]) -> str:
+    """`legend: __a1_sum = sum part of AVG(cost), ...` for the internal names `text` uses."""
+    seen: list[str] = []
+    for name in _INTERNAL.findall(text):
+        if name not in seen:
+            seen.append(name)
+    items = []
+    for name in seen:
+        if name in legend:
+            base, suffix = name, ""
+        elif name.endswith("__v"):
+            base, suffix = name[:-3], "__v"
+        else:
+            base, suffix = name.rsplit("_", 1)[0], "_" + name.rsplit("_", 1)[1]
+        if base not in legend:
+            continue
+        items.append(f"{name} = {_PARTS[suffix].format(legend[base]) if suffix else legend[base]}")
+    return "legend: " + ", ".join(items) if items else ""
+
+
 def explain_lines(plan: PhysicalPlan) -> list[str]:
     mode = dict(plan.settings).get("fedsql.mode", "")
     lines = [
@@ -80,11 +128,18 @@ def explain_lines(plan: PhysicalPlan) -> list[str]:
         f"participants: {', '.join(plan.participants)}",
         "steps:",
     ]
+    legend = dict(plan.legend)
+    for step in plan.steps:  # join fragments: each leaf __l<i> is one party's expression
+        if step.op == "local_query":
+            legend.update((name, sql) for sql, name in _LEAF.findall(step.sql))
     for i, step in enumerate(plan.steps, 1):
         lines.append(f"  {i}. {step.op:<14} at {_where(step, plan)}")
         what = _what(step)
         if what:
             lines.append(f"       {what}")
+            names = _legend_line(what, legend)
+            if names:
+                lines.append(f"       {names}")
     lines.append("output: " + ", ".join(f"{n} {t}" for n, t in plan.output))
     lines.extend(dp_explain_lines(plan.dp))
     lines.append("leakage report:")

@@ -16,7 +16,7 @@ from planner.parse import DIALECT
 from planner.passes.finalize import final_sql, issuer_side_note
 from planner.passes.secure_finish import finish_leakage, plan_secure_finish
 from planner.passes.pushdown import rewrite_source, row_fragment_sql, source_sql, where_sql
-from planner.passes.dp import DPRequest, leakage_lines
+from planner.passes.dp import DPRequest, interval_items, leakage_lines
 from planner.passes.split_aggregates import (
     DP_KEY_WORDS,
     AggregateSplit,
@@ -160,7 +160,8 @@ def _union_aggregate(block: QueryBlock, issuer: str, compute, output: OutputSche
         steps.append(finish)
         combined = "h"
     steps.append(RevealResult("r", combined, issuer, split.reveal, secret_keys=secret_keys or finish is not None))
-    sql = final_sql(block, "__agg", split.replacements, output, drop_offset=finish is not None)
+    sql = final_sql(block, "__agg", split.replacements, output, drop_offset=finish is not None,
+                    extra=interval_items(dp) if dp is not None else ())
     steps.append(FinalQuery("result", issuer, sql, (("__agg", "r"),)))
     if dp is not None:
         return tuple(steps), "result", _dp_leakage(block, issuer, compute, dp)
@@ -195,7 +196,7 @@ def _dp_selection(block: QueryBlock, issuer: str, compute, output: OutputSchema,
     steps.append(AddNoise("n", "g", split.noise))
     steps.append(PartitionSelect("sel", "n", sel.count.column, sel.threshold, "__last"))
     steps.append(RevealResult("r", "sel", issuer, split.reveal, secret_keys=True))
-    sql = final_sql(block, "__agg", split.replacements, output)
+    sql = final_sql(block, "__agg", split.replacements, output, extra=interval_items(dp))
     steps.append(FinalQuery("result", issuer, sql, (("__agg", "r"),)))
     leakage = (f"to {', '.join(compute)}: nothing but the input table sizes and the number of released groups; "
                "keys, flags and aggregates stay secret",)

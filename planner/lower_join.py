@@ -24,6 +24,7 @@ from planner.encodings import SENTINEL, clamped_encode_sql, encode_sql, key_enco
 from planner.join_analyze import JoinBlock, aliases_of
 from planner.parse import DIALECT
 from planner.passes.finalize import final_sql, issuer_side_note
+from planner.passes.dp import interval_items
 from planner.passes.secure_finish import finish_leakage, plan_secure_finish
 from planner.physical import (
     AddNoise,
@@ -561,7 +562,8 @@ def _dp_tail(block: JoinBlock, issuer: str, compute: tuple[str, ...], output: Ou
     tail.append(RevealResult("r", tail[-1].id, issuer, tuple(reveal), secret_keys=sel is not None,
                              local_keys=local_keys))
     tail.append(FinalQuery("result", issuer, final_sql(_as_block(block), "__agg", replacements, output,
-                                                       qualified=True), (("__agg", "r"),)))
+                                                       qualified=True, extra=interval_items(dp)),
+                           (("__agg", "r"),)))
     leakage = (f"to {issuer}: HAVING, ORDER BY and LIMIT run at the issuer over the noisy values "
                "(post-processing, no extra privacy cost)",) if block.ast.args.get("having") or \
         block.ast.args.get("order") or block.ast.args.get("limit") else ()

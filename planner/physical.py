@@ -408,6 +408,9 @@ class PhysicalPlan:
     fixed_point_bits: int = 20
     dp: DPInfo | None = None  # differential privacy: parameters, ledger charges (covered by the hash)
     hash: str = field(default="", compare=False)
+    # EXPLAIN only: internal column name → the user's expression (`__a0` → `AVG(cost)`). Not part
+    # of the plan's meaning, so not hashed: the hash stays what every party already agrees on.
+    legend: tuple[tuple[str, str], ...] = field(default=(), compare=False)
 
     @property
     def secure(self) -> bool:
@@ -435,6 +438,7 @@ class PhysicalPlan:
 def to_json(plan: PhysicalPlan) -> dict[str, Any]:
     d = dataclasses.asdict(plan)
     d.pop("hash", None)
+    d.pop("legend", None)
     return d
 
 

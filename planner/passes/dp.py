@@ -432,6 +432,101 @@ def _describe(o: DPOutput) -> str:
     return "; ".join(parts)
 
 
+RATIO_NOTE = ("its own 95% interval is per row (confidence_interval_95 in the column metadata; each part's "
+              "interval at 1 - 0.05/parts, so all hold together with probability >= 95%)")
+
+# -- per-row intervals of ratios (AVG, VAR, STDDEV) -----------------------------
+
+INTERVAL_PREFIX = "__dp_ci"
+"""Extra trailing columns of the issuer's final query: the noisy parts of each direct AVG/VAR/STDDEV
+output column, per row, so the issuer can bound the ratio (post-processing of what it already holds)."""
+
+
+def _ratio_columns(info: DPInfo) -> list[tuple[int, DPOutput]]:
+    """(output column index, its output) for every output column that is directly an AVG/VAR/STDDEV."""
+    by_key = {o.key: o for o in info.outputs}
+    out = []
+    for i, (_name, direct, keys) in enumerate(info.columns):
+        if direct and keys and keys[0] in by_key and (by_key[keys[0]].func == "avg" or by_key[keys[0]].func in SPREAD):
+            out.append((i, by_key[keys[0]]))
+    return out
+
+
+def interval_items(req: DPRequest) -> list[str]:
+    """SQL items appended to the issuer's final SELECT: `__dp_ci<i>_sum`, `_sq`, `_cnt` (the revealed
+    noisy parts of output column i, aligned with its rows through HAVING/ORDER BY/LIMIT)."""
+    names = {a.key: f"__{a.name}" for a in req.aggs.values()}
+    items = []
+    for i, o in _ratio_columns(req.info):
+        a = names[o.key]
+        parts = ("sum", "sq", "cnt") if o.func in SPREAD else ("sum", "cnt")
+        items += [f'"{a}_{p}" AS "{INTERVAL_PREFIX}{i}_{p}"' for p in parts]
+    return items
+
+
+def _halfwidths(o: DPOutput) -> tuple[float, ...]:
+    """Half-width of each noisy part's interval at level 1 − 0.05/parts (output units): by the union
+    bound all parts are within theirs together with probability ≥ 95%."""
+    from executors.dp import confidence_interval
+
+    level = 1 - 0.05 / len(o.noise)
+    out = []
+    for spec, div in zip(o.noise, _parts(o)[1]):
+        _, k = confidence_interval(level, spec.family, spec.epsilon, spec.sensitivity, PARTIES_FOR_GUARANTEE,
+                                   delta=spec.delta)
+        out.append(k / div)
+    return tuple(out)
+
+
+def ratio_interval(o: DPOutput, parts: dict[str, float | None], halfwidths: tuple[float, ...]
+                   ) -> tuple[float, float] | None:
+    """95% interval of the un-noised AVG/VAR/STDDEV of one row from its noisy parts: the exact range of
+    the ratio over the box of part values each within its interval (`_halfwidths`), intersected with
+    the range the clamped values allow. None when the box holds no non-empty group (too few rows)."""
+    lo_b, hi_b = float(o.bounds[0]), float(o.bounds[1])
+    if any(v is None for v in parts.values()):
+        return None
+    s, n = float(parts["sum"]), float(parts["cnt"])
+    a, b = halfwidths[0], halfwidths[-1]
+    least = 1.0 if o.func in ("avg", "var_pop", "stddev_pop") else 2.0
+    n_lo, n_hi = max(n - b, least), n + b
+    if n_hi < n_lo:
+        return None
+    s_lo, s_hi = s - a, s + a
+    if o.func == "avg":
+        lo = min(s_lo / n_lo, s_lo / n_hi)
+        hi = max(s_hi / n_lo, s_hi / n_hi)
+        return max(lo, lo_b), min(hi, hi_b)
+    q = float(parts["sq"])
+    q_lo, q_hi = max(q - halfwidths[1], 0.0), q + halfwidths[1] + n_hi / o.divisor  # + the squares' floor
+    m_small = 0.0 if s_lo <= 0 <= s_hi else min(abs(s_lo), abs(s_hi)) / n_hi
+    m_big = max(abs(s_lo), abs(s_hi)) / n_lo
+    var_lo, var_hi = max(q_lo / n_hi - m_big ** 2, 0.0), max(q_hi / n_lo - m_small ** 2, 0.0)
+    widest = ((hi_b - lo_b) / 2) ** 2
+    if o.func.endswith("_samp"):
+        var_lo, var_hi, widest = var_lo * n_hi / (n_hi - 1), var_hi * n_lo / (n_lo - 1), widest * n_lo / (n_lo - 1)
+    var_lo, var_hi = min(var_lo, widest), min(var_hi, widest)
+    if o.func.startswith("stddev"):
+        return math.sqrt(var_lo), math.sqrt(var_hi)
+    return var_lo, var_hi
+
+
+def row_intervals(info: DPInfo | None, extras: dict[str, list]) -> dict[int, list[tuple[float, float] | None]]:
+    """Output column index → per-row 95% interval, from the `interval_items` columns of the result."""
+    if info is None:
+        return {}
+    out = {}
+    for i, o in _ratio_columns(info):
+        cols = {p: extras.get(f"{INTERVAL_PREFIX}{i}_{p}") for p in ("sum", "sq", "cnt")}
+        if cols["sum"] is None or cols["cnt"] is None:
+            continue
+        widths = _halfwidths(o)
+        rows = len(cols["sum"])
+        out[i] = [ratio_interval(o, {p: c[r] for p, c in cols.items() if c is not None}, widths)
+                  for r in range(rows)]
+    return out
+
+
 def column_notes(info: DPInfo | None) -> dict[str, str]:
     """Result column → note on its privacy (ε spent, noise std, 95% interval, in output units)."""
     if info is None:
@@ -461,11 +556,11 @@ def column_notes(info: DPInfo | None) -> dict[str, str]:
             note = (f"DP: {'standard deviation' if o.func.startswith('stddev') else 'variance'} from a noisy "
                     f"centred sum, sum of squares and count (values clamped to [{o.bounds[0]}, {o.bounds[1]}], "
                     f"result clamped to the largest possible), NULL when the noisy count is <= "
-                    f"{0 if o.func.endswith('_pop') else 1}: {_describe(o)}")
+                    f"{0 if o.func.endswith('_pop') else 1}; {RATIO_NOTE}: {_describe(o)}")
         else:
             o = used[0]
             note = (f"DP: noisy sum / noisy count, clamped to [{o.bounds[0]}, {o.bounds[1]}], NULL when the noisy "
-                    f"count is <= 0: {_describe(o)}")
+                    f"count is <= 0; {RATIO_NOTE}: {_describe(o)}")
         notes[name] = note + f" (query epsilon {info.epsilon:g}, {info.family})"
     return notes
 

@@ -16,8 +16,10 @@ from planner.validate import OutputSchema, quote
 
 
 def final_sql(block: QueryBlock, table: str, replacements: dict[str, str], output: OutputSchema,
-              qualified: bool = False, drop_offset: bool = False) -> str:
-    """`qualified`: replacement keys keep table qualifiers (join blocks, where names can clash)."""
+              qualified: bool = False, drop_offset: bool = False, extra: list[str] | tuple = ()) -> str:
+    """`qualified`: replacement keys keep table qualifiers (join blocks, where names can clash).
+    `extra`: SQL items appended after the output columns (DP interval parts; not with DISTINCT,
+    where they would change which rows are distinct)."""
     ast = block.ast.copy()
     parsed = {k: sqlglot.parse_one(v, read=DIALECT) for k, v in replacements.items()}
 
@@ -34,6 +36,8 @@ def final_sql(block: QueryBlock, table: str, replacements: dict[str, str], outpu
         new = _prepare(inner, qualified).transform(replace) if replacements else strip_qualifiers(inner)
         items.append(f"CAST({new.sql(dialect=DIALECT)} AS {typ}) AS {quote(name)}")
     distinct = "DISTINCT " if ast.args.get("distinct") is not None else ""
+    if not distinct:
+        items += list(extra)
     sql = f"SELECT {distinct}{', '.join(items)} FROM {quote(table)}"
     having = ast.args.get("having")  # the WHERE ran at the owners already
     if having is not None:
