@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from executors import mpc as ops
-from executors.mpc import MPC, AShare, BShare
+from executors.mpc import MPC, AShare
 
 
 @dataclass

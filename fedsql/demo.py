@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from fedsql import errors, render
+from fedsql import errors
 
 SEED = 20240601
 USAGE_SUBSCRIBERS = 20_000

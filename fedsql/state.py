@@ -7,6 +7,8 @@ tables, node logs — so a path is written down once.
 
 from __future__ import annotations
 
+import os
+import secrets
 from pathlib import Path
 
 
@@ -28,3 +30,17 @@ def certificates_dir(config_path: str | Path) -> Path:
 def logs_dir(config_path: str | Path) -> Path:
     """`<config dir>/.fedsql/logs/`: node logs of a local federation (`fedsql up`)."""
     return state_root(config_path) / "logs"
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Atomic 0600 replace in a 0700 directory: a crash leaves the old or the new file, never half
+    of one, and no other user can read it at any moment (keys, accounts)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)

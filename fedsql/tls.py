@@ -37,7 +37,7 @@ from typing import Any
 
 from fedsql import errors
 from fedsql.config import Federation
-from fedsql.state import certificates_dir
+from fedsql.state import certificates_dir, write_private
 from fedsql.state import state_dir as _state_dir
 
 SERVER_NAME_SUFFIX = ".fedsql"
@@ -86,18 +86,6 @@ def paths(fed: Federation, party: str) -> IdentityPaths:
 
 
 # -- generation ---------------------------------------------------------------------
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
 
 
 def _write_public(path: Path, data: bytes) -> None:
@@ -173,10 +161,10 @@ def create_keys(fed: Federation, party: str, force: bool = False) -> list[Path]:
         )
     key, cert = _self_signed(f"fedsql node {party}", server_name(party), fed.name)
     ckey, ccert = _self_signed(f"fedsql client of {party}", f"{party}{CLIENT_NAME_SUFFIX}", fed.name)
-    _write_private(p.private_key, key)
+    write_private(p.private_key, key)
     _write_public(p.certificate, cert)
-    _write_private(p.client_key, ckey)
-    _write_private(p.client_certificate, ccert)
+    write_private(p.client_key, ckey)
+    write_private(p.client_certificate, ccert)
     return [p.private_key, p.certificate, p.client_key, p.client_certificate]
 
 

@@ -159,16 +159,9 @@ class Accounts:
 
     def _write(self, users: dict[str, dict[str, Any]]) -> None:
         """Atomic 0600 replace: a crash leaves the old or the new file, never half of one."""
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        tmp = self.path.with_name(f".{self.path.name}.{secrets.token_hex(4)}.tmp")
-        data = json.dumps({"version": 1, "users": users}, indent=1, sort_keys=True).encode()
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, self.path)
+        from fedsql.state import write_private
+
+        write_private(self.path, json.dumps({"version": 1, "users": users}, indent=1, sort_keys=True).encode())
         self._stamp = None
 
     def _update(self, change: Any) -> None:

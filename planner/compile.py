@@ -30,7 +30,7 @@ from planner.passes.dp import dp_pass
 from planner.passes.dp_guard import guard_dp_expressions, require_dp_coverage
 from planner.policy import check_policy
 from planner.validate import describe
-from fedsql.errors import SqlSyntaxError, UnsupportedSql
+from fedsql.errors import SqlSyntaxError
 from fedsql.settings import check_setting, check_settings
 
 

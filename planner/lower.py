@@ -10,7 +10,6 @@ Four shapes, cheapest first:
 
 from __future__ import annotations
 
-from fedsql.errors import UnsupportedSql
 from planner.analyze import QueryBlock, canonical
 from planner.parse import DIALECT
 from planner.passes.finalize import final_sql, issuer_side_note

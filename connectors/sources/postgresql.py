@@ -48,8 +48,8 @@ class PostgreSQLSource(Source):
             text = str(exc).lower()
             if "password authentication failed" in text or "no password supplied" in text or "authentication" in text:
                 raise self.fail("PostgreSQL refused the login", exc,
-                                f"check the user in the URL and the password in the party's secrets file "
-                                f"or its environment variable") from None
+                                "check the user in the URL and the password in the party's secrets file "
+                                "or its environment variable") from None
             if "does not exist" in text and "database" in text:
                 raise self.fail("the database does not exist", exc, "fix the database name in the source URL") from None
             raise self.fail("cannot connect to PostgreSQL (is the server running and reachable?)", exc,

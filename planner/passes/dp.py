@@ -588,7 +588,7 @@ def explain_lines(info: DPInfo | None) -> list[str]:
             f"  partition selection over secret keys ({', '.join(sel.keys)}): a group is released only when "
             f"{which} (epsilon {spec.epsilon:.4g}, noise std {std:.4g}) is >= tau = {sel.threshold}, "
             f"compared under MPC; tau from epsilon, delta {sel.delta:g}, max_rows {spec.sensitivity}: "
-            f"{sel.derived}" + (f", raised by the owners' declared threshold" if sel.threshold > sel.derived else ""))
+            f"{sel.derived}" + (", raised by the owners' declared threshold" if sel.threshold > sel.derived else ""))
         from executors.dp import count_released_95
 
         sure = count_released_95(sel.threshold, spec.family, spec.epsilon, spec.sensitivity, PARTIES_FOR_GUARANTEE,

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from sqlglot import exp
 
-from planner.parse import DIALECT
 from planner.physical import Encoding, RevealColumn, SecureFinish, ValidityPrep
 from planner.secure_expr import ARITH, BOOL, COMPARE, SNode, product_encoding, sum_encoding
 

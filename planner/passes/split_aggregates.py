@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sqlglot import exp
 
 from fedsql.errors import UnsupportedSql
 from planner.analyze import SPREAD, QueryBlock, canonical, spread_sql
