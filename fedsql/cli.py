@@ -139,6 +139,9 @@ def _cmd_node(args: argparse.Namespace) -> int:
 
     fed = load_config(args.config)
     fed.party(args.party)
+    from fedsql.launcher import die_with_launcher
+
+    die_with_launcher()
     try:
         from fedsql.node import serve
     except ImportError as exc:  # pragma: no cover - only while the node is being built

@@ -79,27 +79,31 @@ def tail(path: Path, lines: int = 15) -> str:
     return "\n".join("    " + ln for ln in kept) if kept else "    (log is empty)"
 
 
-def _load_prctl() -> object | None:
-    """libc's prctl, loaded in the parent so the forked child does no dlopen."""
-    if not sys.platform.startswith("linux"):
-        return None
+# a launcher holds gRPC channels (readiness checks, the demo's client) while it starts nodes;
+# grpcio's fork handlers must not run in the children (grpc/grpc#43055); set before grpc loads
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+
+PARENT_ENV = "FEDSQL_LAUNCHER_PID"
+"""Set for the nodes a launcher starts: each node asks the kernel for SIGTERM when that
+process dies (`die_with_launcher`), so no node is orphaned holding its port. It is done in
+the node, not in a `preexec_fn`: running Python between fork and exec in a process with live
+gRPC channels crashes the child in grpcio's fork handlers (grpc/grpc#43055)."""
+
+
+def die_with_launcher() -> None:
+    """In a node started by a launcher: SIGTERM when the launcher dies (Linux; elsewhere the
+    launcher's `stop()` is the only cleanup). A launcher already gone: exit at once."""
+    expected = os.environ.get(PARENT_ENV)
+    if not expected or not sys.platform.startswith("linux"):
+        return
     try:
         import ctypes
 
-        return ctypes.CDLL("libc.so.6", use_errno=True).prctl
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
-        return None
-
-
-_PRCTL = _load_prctl()
-_PR_SET_PDEATHSIG = 1
-
-
-def _preexec() -> None:
-    """In the child before exec: SIGTERM it when the launcher dies, so no node is
-    orphaned holding its port (Linux only; elsewhere `stop()` is the only cleanup)."""
-    if _PRCTL is not None:
-        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)  # type: ignore[operator]
+        return
+    if str(os.getppid()) != expected:  # it died before prctl took effect
+        os._exit(0)
 
 
 @dataclass
@@ -249,6 +253,7 @@ def start_federation(
     procs = FederationProcesses(fed, fed.path, logs)
     env = dict(os.environ)
     env.setdefault("PYTHONUNBUFFERED", "1")
+    env[PARENT_ENV] = str(os.getpid())
     try:
         for p in selected:
             log_path = logs / f"{p}.log"
@@ -266,7 +271,6 @@ def start_federation(
                     env=env,
                     # Own session: Ctrl-C reaches only the launcher, which stops nodes in order.
                     start_new_session=True,
-                    preexec_fn=_preexec if _PRCTL is not None else None,  # noqa: PLW1509
                 )
             finally:
                 log.close()

@@ -11,9 +11,14 @@ compared with.
 
 from __future__ import annotations
 
+import os
+
+# The test process holds live gRPC channels while it starts node processes; grpcio's fork
+# handlers then crash children between fork and exec (grpc/grpc#43055). Set before grpc loads.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+
 import decimal
 import importlib.util
-import os
 from pathlib import Path
 from typing import Any, Callable, Iterator
 

@@ -32,6 +32,9 @@ def main() -> None:
             fh.write(line + "\n")
             fh.flush()
 
+    from fedsql.launcher import die_with_launcher
+
+    die_with_launcher()
     module = importlib.import_module(f"tests.adversarial.attacks.{args.attack}")
     module.apply(json.loads(args.params), record)
 
