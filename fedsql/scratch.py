@@ -208,12 +208,7 @@ class IssuerLocal:
             source = exp.select("*").from_(source.copy())
         if not isinstance(source, exp.Query):
             raise errors.ProgrammingError("COPY … TO copies a query or a table: COPY (SELECT …) TO 'result.parquet'")
-        local, federated = self._classify(source)
-        if local and federated:
-            raise self._mixed()
-        if federated:
-            return Routed("copy", source, explain, source.sql(dialect=DIALECT), copy=target)
-        return Routed("copy_local", source, explain, copy=target)
+        return self._by_source("copy", source, explain, copy=target)
 
     def _is_sink(self, table: Any) -> bool:
         from sqlglot import exp
@@ -240,12 +235,17 @@ class IssuerLocal:
         source = ast.args.get("expression")
         if not isinstance(source, exp.Query):
             raise errors.UnsupportedSql("INSERT INTO sink.name needs a SELECT: INSERT INTO sink.name SELECT … FROM …")
+        return self._by_source("sink", source, explain, target=name)
+
+    def _by_source(self, kind: str, source: Any, explain: bool, **extra: Any) -> Routed:
+        """`kind` when `source` reads federation tables (it runs as a federated query first),
+        `kind_local` when it reads only the scratch space; reading both is refused."""
         local, federated = self._classify(source)
         if local and federated:
             raise self._mixed()
         if federated:
-            return Routed("sink", source, explain, source.sql(dialect=DIALECT), target=name)
-        return Routed("sink_local", source, explain, target=name)
+            return Routed(kind, source, explain, source.sql(dialect=DIALECT), **extra)
+        return Routed(f"{kind}_local", source, explain, **extra)
 
     def _classify(self, ast: Any) -> tuple[bool, bool]:
         """(reads scratch tables, reads federation tables)."""
