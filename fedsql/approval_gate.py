@@ -90,11 +90,15 @@ class OwnerGate:
                     raise errors.ProgrammingError(f"query id {request.query_id} of '{request.issuer}' has already "
                                                   f"run at '{self.me}' (a query id runs once); send it with a new id")
                 req = self._submit(key, request, user, settings, plan, mode, tables)
+                fresh = True  # answer at once: the issuer tells its user what it waits for
+            else:
+                fresh = False
             if req.plan_hash != plan.hash:
                 raise errors.ApprovalRefused(
                     f"query id {request.query_id} of '{request.issuer}' was submitted to '{self.me}' for another "
                     f"plan ({req.plan_hash[:16]}…); an approval binds to one plan: send this query with a new id")
-            hold_until = time.monotonic() + min(max(request.wait_seconds, 0.0), MAX_HOLD_SECONDS)
+            hold = 0.0 if fresh else min(max(request.wait_seconds, 0.0), MAX_HOLD_SECONDS)
+            hold_until = time.monotonic() + hold
             while req.status == "pending" and time.monotonic() < hold_until:
                 time.sleep(POLL_SECONDS)
                 self.store.expire()
@@ -154,7 +158,7 @@ class OwnerGate:
             timeout = self.node.party.approval_timeout_seconds
             return (f"the approval request for query {req.query_id} at party '{self.me}' expired: no decision within "
                     f"{timeout:g} s (approval_timeout_seconds of '{self.me}'); ask the owner, then send it again")
-        return f"query {req.query_id} was cancelled while waiting for approval by '{self.me}': {req.reason}"
+        return f"query {req.query_id} was cancelled while waiting for approval by {self.me}: {req.reason}"
 
     def check_run(self, plan: Any, issuer: str, query_id: str) -> None:
         """Refuse `Run` unless this owner approved (issuer, query id) for exactly this plan; consume
@@ -276,6 +280,8 @@ class OwnerGate:
                         if owner not in told or now - told[owner] >= PROGRESS_EVERY:
                             told[owner] = now
                             progress(f"{reply.message}; waited {now - started:.0f} s")
+                    elif reply.status == "cancelled":  # our own cancel reached the owner first
+                        raise errors.QueryCancelled(reply.message)
                     else:
                         raise errors.ApprovalRefused(reply.message or f"party '{owner}' did not approve query {query_id}")
         finally:
