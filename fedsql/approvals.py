@@ -156,6 +156,8 @@ def query_shape(sql: str, issuer: str, settings: dict[str, str]) -> Shape:
         parent = lit.parent
         if isinstance(parent, exp.Ordered) or isinstance(parent, exp.Group):
             continue
+        if isinstance(parent, exp.Neg):  # -70 is one literal parameter, as is 70
+            lit = parent
         lit.replace(exp.Placeholder())
     text = tree.sql(dialect="duckdb", normalize=True, pretty=False)
     kept = {k: v for k, v in sorted(settings.items()) if k != "fedsql.epsilon"}
