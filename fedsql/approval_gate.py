@@ -30,6 +30,9 @@ POLL_SECONDS = 0.2
 """How often a held Authorize call looks for the owner's decision in the store."""
 MAX_HOLD_SECONDS = 5.0
 """Longest one Authorize call is held (the issuer asks again): a dropped call costs little."""
+MAX_PENDING_PER_ISSUER = 100
+"""Held requests one issuer may have at an owner: more is refused, so a party cannot flood the
+owner's list (and its disk) with requests."""
 PROGRESS_EVERY = 10.0
 """Seconds between repeated "waiting for approval" progress lines."""
 
@@ -119,6 +122,10 @@ class OwnerGate:
                 tables: list[str]) -> Request:
         from fedsql.audit import query_fields
 
+        if self.store.pending_count(request.issuer) >= MAX_PENDING_PER_ISSUER:
+            raise errors.ResourceLimitExceeded(
+                f"'{request.issuer}' already has {MAX_PENDING_PER_ISSUER} queries waiting for approval by "
+                f"'{self.me}'; wait for decisions or cancel some, then send this one again")
         shape = query_shape(request.sql, request.issuer, settings)
         epsilon = owner_epsilon(plan, self.me)
         status, by, reason, tid, note = "pending", None, None, None, ""
@@ -165,6 +172,8 @@ class OwnerGate:
         the approval (one run per approval)."""
         from executors.peer_channel import query_key
 
+        if not self.active:
+            return
         mode, tables = required(plan, self.node.fed, self.me)
         if mode == "auto":
             return

@@ -107,6 +107,8 @@ def required(plan: Any, fed: Any, party: str) -> tuple[str, list[str]]:
     `template` when one is, else `auto`. The issuer's own tables never wait for itself."""
     if party == plan.issuer or party not in fed.parties:
         return "auto", []
+    if all(t.approval == "auto" for t in fed.party(party).tables.values()):
+        return "auto", []  # the common case, without reading the plan's fragments
     tables = tables_read(plan, fed, party)
     modes = {fed.table(party, t).approval for t in tables}
     held = [t for t in tables if fed.table(party, t).approval != "auto"]
@@ -323,6 +325,9 @@ class ApprovalStore:
         where = "(key = ? OR query_id = ?)" + (" AND status = ?" if status else "")
         args = (query_id, query_id) + ((status,) if status else ())
         return [_request(r) for r in self._read(f"SELECT * FROM requests WHERE {where} ORDER BY created_at", args)]
+
+    def pending_count(self, issuer: str) -> int:
+        return self._read("SELECT COUNT(*) FROM requests WHERE status = 'pending' AND issuer = ?", (issuer,))[0][0]
 
     def pending(self) -> list[Request]:
         return [_request(r) for r in self._read("SELECT * FROM requests WHERE status = 'pending' ORDER BY created_at")]

@@ -172,3 +172,4 @@ def test_template_cannot_approve_a_manual_table(fed: Running) -> None:
     _cli(fed, "reject", q.query_id)
     q.join(30)
     assert isinstance(q.error, errors.ApprovalRefused) and "no reason given" in str(q.error)
+

@@ -32,7 +32,7 @@ columns = {{ customer_id = "join_key", income = "aggregate" }}
 
 [parties.telco]
 address = "127.0.0.1:{port2}"
-approval_timeout_seconds = %d
+approval_timeout_seconds = {timeout}
 [parties.telco.tables.subscribers]
 source = "subscribers.parquet"
 approval = "manual"
@@ -54,7 +54,7 @@ address = "127.0.0.1:{port3}"
 [parties.third.tables.x]
 source = "x.parquet"
 columns = {{ k = "aggregate" }}
-""" % APPROVAL_TIMEOUT
+"""
 
 
 def tables() -> dict[str, Any]:
@@ -77,9 +77,10 @@ def tables() -> dict[str, Any]:
     }
 
 
-def approvals_federation(directory: Path) -> Path:
-    """Write the federation (data + config); returns the config path."""
-    return write_config(directory, CONFIG, tables())
+def approvals_federation(directory: Path, timeout: float = APPROVAL_TIMEOUT) -> Path:
+    """Write the federation (data + config); returns the config path. `timeout`: telco's
+    approval_timeout_seconds."""
+    return write_config(directory, CONFIG.replace("{timeout}", f"{timeout:g}"), tables())
 
 
 def reference(config: Path, sql: str) -> Any:
