@@ -39,10 +39,13 @@ def _approve(fed, query_id: str, *extra: str) -> None:
 
 
 def _assert_refused_by_telco(fed, q: Background) -> None:
-    assert isinstance(q.error, errors.Error), q.error
-    assert "approval binds to the plan" in str(q.error), q.error
-    swapped = [r for r in fed.attack_log("bank") if r["event"] == "swapped" and r["query_id"] == q.query_id]
+    assert isinstance(q.error, errors.Error), q.error  # (which party's error comes first is the attacker's choice)
+    log = fed.attack_log("bank")
+    swapped = [r for r in log if r["event"] == "swapped" and r["query_id"] == q.query_id]
     assert swapped and swapped[0]["approved_hash"] != swapped[0]["sent_hash"]  # the attack really swapped
+    [telco] = [r for r in log if r["event"] == "reply" and r["party"] == "telco" and r["query_id"] == q.query_id]
+    assert not telco["ok"] and telco["kind"] == "ApprovalRefused", telco
+    assert "approval binds to the plan" in telco["message"], telco
     assert not [r for r in fed.attack_log("bank") if r["event"] == "swap_ran"]
     mine = [e for e in _audit(fed, "telco") if e.get("query_id") == q.query_id]
     assert not [e for e in mine if e["event"] == "query"], "telco ran its part of the swapped plan"
@@ -107,3 +110,28 @@ def test_an_issuer_cannot_flood_the_owner_with_held_requests(fed: Running) -> No
     again.client.cancel(again.query_id)
     again.join(30)
     assert isinstance(again.error, errors.QueryCancelled), again.error
+
+
+def test_running_without_asking_or_replaying_a_used_approval_is_refused(fed: Running) -> None:
+    import time
+
+    from fedsql.proto import node_pb2 as pb
+
+    sql = APPROVED.replace(">= 0", ">= 6")
+    honest = Background(fed.fed, fed.config, sql)
+    plan_hash = wait_pending(fed.config, honest.query_id).plan_hash
+    _approve(fed, honest.query_id)
+    honest.join()
+    assert honest.error is None, honest.error
+    stub = fed.stub("bank", "telco")  # the test acts as bank's node
+
+    def run(query_id: str):
+        return stub.Run(pb.RunRequest(query_id=query_id, issuer="bank", sql=sql, plan_hash=plan_hash,
+                                      deadline_unix=time.time() + 20), timeout=30)
+
+    skipped = run("never-asked")  # an issuer whose configuration says auto, or that skips Authorize
+    assert not skipped.ok and skipped.error.kind == "ApprovalRefused", skipped
+    assert "never submitted" in skipped.error.message
+    replay = run(honest.query_id)  # the approval was consumed by its run
+    assert not replay.ok and replay.error.kind == "ApprovalRefused", replay
+    assert "used by its run already" in replay.error.message

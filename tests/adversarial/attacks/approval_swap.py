@@ -42,9 +42,10 @@ def apply(params: dict, record: Callable[[dict], None]) -> None:
             party = next(p for p, f in futures.items() if f is fut)
             try:
                 fut.result()
-                record({"event": "reply", "party": party, "ok": True})
+                record({"event": "reply", "query_id": query_id, "party": party, "ok": True})
             except errors.Error as exc:
-                record({"event": "reply", "party": party, "ok": False, "kind": exc.kind, "message": str(exc)})
+                record({"event": "reply", "query_id": query_id, "party": party, "ok": False, "kind": exc.kind,
+                        "message": str(exc)})
                 failures.append(exc)
                 self._abort_everywhere(key, f"party '{party}' failed", set(other.participants))
         try:
