@@ -33,10 +33,10 @@ from fedsql.proto import node_pb2 as pb
 from fedsql.proto import node_pb2_grpc as rpc
 from fedsql.scratch import IssuerLocal
 from fedsql.settings import check_settings
-from planner.catalog import Schema
+from plan.schemas import Schema
 from planner.compile import Compiled, compile_query
 from planner.explain import explain_lines
-from planner.schemas import parse_describe_reply
+from plan.schemas import parse_describe_reply
 
 import pyarrow as pa
 
@@ -112,7 +112,7 @@ class Node(rpc.NodeServicer):
 
     def schema_of(self, party: str, table: str) -> Schema:
         """The public schema of `party.table`: own tables from the local DuckDB, peers' from their
-        Describe reply, checked in full (planner/schemas.py) before it is cached. Only checked
+        Describe reply, checked in full (plan/schemas.py) before it is cached. Only checked
         schemas are cached, for SCHEMA_TTL seconds, so a peer's changed schema is seen again."""
         if party == self.me:
             return self.executor.schema(table)

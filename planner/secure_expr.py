@@ -12,49 +12,18 @@ Predicates use SQL three-valued logic as two secret bits per row: `t`
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable
 
 from sqlglot import exp
 
 from fedsql.errors import UnsupportedSql
 from planner.parse import DIALECT
-from planner.physical import Encoding
-
-
-@dataclass(frozen=True)
-class LocalLeaf:
-    """A single-party subexpression its owner computes and shares."""
-
-    party: str
-    sql: str
-    name: str  # column name in the party's shared table
-    encoding: Encoding
-
-
-@dataclass(frozen=True)
-class SNode:
-    """Secure expression node. op: col | const | add | sub | mul | neg | lt | le | gt | ge | eq | ne |
-    and | or | not | case."""
-
-    op: str
-    args: tuple["SNode", ...] = ()
-    column: str = ""  # for op == col
-    value: int = 0  # for op == const, already scaled
-    encoding: Encoding = Encoding("int")
+from plan.expressions import BOOL, LocalLeaf, SNode
+from plan.physical import Encoding
 
 
 ARITH = {exp.Add: "add", exp.Sub: "sub", exp.Mul: "mul"}
 COMPARE = {exp.LT: "lt", exp.LTE: "le", exp.GT: "gt", exp.GTE: "ge", exp.EQ: "eq", exp.NEQ: "ne"}
-BOOL = Encoding("bool", 0, "BOOLEAN")
-
-
-def scale_factor(enc: Encoding) -> int:
-    if enc.kind == "decimal":
-        return 10**enc.scale
-    if enc.kind == "fixed":
-        return 1 << enc.scale
-    return 1
 
 
 def product_encoding(a: Encoding, b: Encoding) -> Encoding:
@@ -81,8 +50,6 @@ def sum_encoding(a: Encoding, b: Encoding) -> Encoding:
     return Encoding(kind, scale, f"DECIMAL(38,{scale})" if kind == "decimal" else a.type)
 
 
-HASHED = Encoding("hash", 0, "VARCHAR")
-"""Strings in cross-party comparisons: 61 bits of MD5 computed by the owner (equality only)."""
 
 
 def _check_compare(op: str, a: "SNode", b: "SNode", node: exp.Expression) -> None:
