@@ -20,6 +20,7 @@ from typing import Callable, Iterator
 
 import grpc
 
+from executors import netem
 from executors.local_duckdb import LocalExecutor
 from executors.runtime import PartyRun, table_to_bytes
 from executors.peer_channel import (MESSAGE_OPTIONS, Channel, Mailbox, PeerLinks, TransportError,
@@ -713,6 +714,13 @@ def _cast_output(table: pa.Table, output) -> pa.Table:
 def serve(fed: Federation, party: str, on_ready: Callable[[], None] | None = None) -> None:
     """Run this party's node until SIGTERM/SIGINT."""
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {party} %(levelname)s %(name)s: %(message)s")
+    try:
+        net = netem.from_environment()  # checked before listening: a bad value must not fail each query
+    except netem.NetProfileError as exc:
+        raise errors.ConfigError(f"party '{party}': {exc}") from None
+    if net is not None:
+        logging.getLogger("fedsql.node").warning(
+            "WAN emulation on (%s): every peer message is delayed; for benchmarks and tests only", netem.ENV)
     node = Node(fed, party)
     # no SO_REUSEPORT: a second node for the same address must fail, not share the port silently
     server = grpc.server(ThreadPoolExecutor(max_workers=64, thread_name_prefix="grpc"),
