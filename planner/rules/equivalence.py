@@ -7,7 +7,7 @@ columns of each party are linked among themselves (a party's tables then join in
 DuckDB instead of forming a cross product), then the fewest cross-party equalities the user
 wrote that connect the parties (each costs a secure join), preferring the table pairs that
 carry the most equalities, so that they become one multi-column join. Equalities in ON are
-kept as written; WHERE equalities implied by the tree are dropped. Inner joins only: an
+kept as written (they still count as links); WHERE equalities implied by the tree are dropped. Inner joins only: an
 outer join's nullable side does not satisfy its ON equalities on every row.
 
 Q5's shape: `c.nkey = s.nkey AND s.nkey = n.nkey` (c, n at party a; s at c) ⇒ `c.nkey = n.nkey`
@@ -73,12 +73,9 @@ def _spanning_tree(members: list[Member], eqs: list[Equality], srcs: dict[str, S
     drop: list[exp.Expression] = []
     add: list[exp.Expression] = []
     party = {m: srcs[m[0]].party for m in members}
-    for e in eqs:
-        if e.fixed:
-            uf.union(e.left, e.right)
-    local = [e for e in eqs if not e.fixed and party[e.left] == party[e.right]]
-    for e in local:
-        if not uf.union(e.left, e.right):
+    local = [e for e in eqs if party[e.left] == party[e.right]]
+    for e in sorted(local, key=lambda e: not e.fixed):  # ON first: kept as written
+        if not uf.union(e.left, e.right) and not e.fixed:
             drop.append(e.node)
     by_party: dict[str, list[Member]] = {}
     for m in members:
@@ -87,9 +84,9 @@ def _spanning_tree(members: list[Member], eqs: list[Equality], srcs: dict[str, S
         for m in group[1:]:
             if uf.union(group[0], m):
                 add.append(exp.EQ(this=column_node(group[0], srcs), expression=column_node(m, srcs)))
-    cross = [e for e in eqs if not e.fixed and party[e.left] != party[e.right]]
-    order = sorted(range(len(cross)), key=lambda i: (-weight[_pair(cross[i])], i))
+    cross = [e for e in eqs if party[e.left] != party[e.right]]
+    order = sorted(range(len(cross)), key=lambda i: (not cross[i].fixed, -weight[_pair(cross[i])], i))
     for i in order:
-        if not uf.union(cross[i].left, cross[i].right):
+        if not uf.union(cross[i].left, cross[i].right) and not cross[i].fixed:
             drop.append(cross[i].node)
     return drop, add
