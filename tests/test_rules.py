@@ -107,14 +107,41 @@ def test_label_choice_keeps_the_output_name_and_uses_the_issuers_column():
                    "GROUP BY o.okey")
 
 
+GRANT_CONFIG = """
+[federation]
+name = "grants"
+compute = ["a", "b", "c"]
+[parties.a]
+address = "127.0.0.1:1"
+[parties.a.tables.orders]
+source = "o.parquet"
+columns = { okey = "group_key" }
+[parties.b]
+address = "127.0.0.1:2"
+[parties.b.tables.items]
+source = "i.parquet"
+columns = { okey = "join_key", qty = "aggregate" }
+[parties.c]
+address = "127.0.0.1:3"
+[parties.c.tables.ship]
+source = "s.parquet"
+columns = { okey = "group_key" }
+grants = { a = { okey = "join_key" } }
+"""
+
+
 def test_label_choice_never_picks_a_column_the_issuer_may_not_see():
-    # issuer c: orders.okey is public for it, customer.ckey is join_key: only okey may label
-    ctx = example_context("c")
-    text = "SELECT i.skey, COUNT(*) FROM a.customer cu, b.items i WHERE cu.ckey = i.skey GROUP BY i.skey"
-    assert sql(label_choice(parse(text), ctx)) == sql(parse(text))
-    fed = ctx.fed
-    with pytest.raises(errors.PolicyViolation, match="skey"):
-        compile_query(text, fed, "c", {}, ctx.schema_of)
+    """c.ship.okey is a label for b (and c) but only a join key for the issuer a: of the class
+    {i.okey, s.okey, o.okey} only a's own column may label, though s.okey comes first."""
+    fed = parse_config(GRANT_CONFIG, Path("/tmp/grants.toml"))
+    ctx = RuleContext(fed, "a", lambda p, t: (("okey", "BIGINT"), ("qty", "INTEGER"))[:1 if t != "items" else 2])
+    text = ("SELECT i.okey, SUM(i.qty) FROM b.items i, c.ship s, a.orders o WHERE i.okey = s.okey "
+            "AND s.okey = o.okey GROUP BY i.okey")
+    assert "GROUP BY o.okey" in sql(label_choice(parse(text), ctx))
+    alone = "SELECT i.okey, SUM(i.qty) FROM b.items i, c.ship s WHERE i.okey = s.okey GROUP BY i.okey"
+    assert sql(label_choice(parse(alone), ctx)) == sql(parse(alone))
+    with pytest.raises(errors.PolicyViolation, match="okey"):
+        compile_query(alone, fed, "a", {}, ctx.schema_of)
 
 
 def test_label_choice_not_across_an_outer_join_nor_inside_a_larger_expression():

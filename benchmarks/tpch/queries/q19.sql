@@ -1,5 +1,5 @@
 -- Q19 (discounted revenue): logistics (lineitem) x supply (part).
--- Rewrite: party-qualified table names only (planner/rules/ does the rest).
+-- Rewrite: party-qualified table names only (the planner's rules, planner/rules/, do the rest).
 select sum(l_extendedprice * (1 - l_discount)) as revenue
 from logistics.lineitem, supply.part
 where (p_partkey = l_partkey and p_brand = 'Brand#12' and p_container in ('SM CASE', 'SM BOX', 'SM PACK', 'SM PKG')

@@ -1,5 +1,5 @@
 -- Q3 (shipping priority): retail (customer, orders) x logistics (lineitem) on the order key.
--- Rewrite: party-qualified table names only (planner/rules/ does the rest).
+-- Rewrite: party-qualified table names only (the planner's rules, planner/rules/, do the rest).
 select l_orderkey, sum(l_extendedprice * (1 - l_discount)) as revenue, o_orderdate, o_shippriority
 from retail.customer, retail.orders, logistics.lineitem
 where c_mktsegment = 'BUILDING' and c_custkey = o_custkey and l_orderkey = o_orderkey

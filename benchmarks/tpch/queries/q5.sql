@@ -1,5 +1,5 @@
 -- Q5 (local supplier volume): retail (customer, orders, nation, region) x logistics (lineitem) x supply (supplier).
--- Rewrite: party-qualified table names only (planner/rules/ does the rest).
+-- Rewrite: party-qualified table names only (the planner's rules, planner/rules/, do the rest).
 select n_name, sum(l_extendedprice * (1 - l_discount)) as revenue
 from retail.customer, retail.orders, logistics.lineitem, supply.supplier, retail.nation, retail.region
 where c_custkey = o_custkey and l_orderkey = o_orderkey and l_suppkey = s_suppkey

@@ -1,5 +1,5 @@
 -- Q7 (volume shipping): supply (supplier, nation n1) x logistics (lineitem) x retail (orders, customer, nation n2).
--- Rewrite: party-qualified table names only (planner/rules/ does the rest).
+-- Rewrite: party-qualified table names only (the planner's rules, planner/rules/, do the rest).
 select supp_nation, cust_nation, l_year, sum(volume) as revenue
 from (
     select n1.n_name as supp_nation, n2.n_name as cust_nation, extract(year from l_shipdate) as l_year,

@@ -1,6 +1,6 @@
 -- Q8 (national market share): supply (part, supplier, nation n2) x logistics (lineitem) x retail (orders,
 -- customer, nation n1, region).
--- Rewrite: party-qualified table names only (planner/rules/ does the rest).
+-- Rewrite: party-qualified table names only (the planner's rules, planner/rules/, do the rest).
 select o_year, sum(case when nation = 'BRAZIL' then volume else 0 end) / sum(volume) as mkt_share
 from (
     select extract(year from o_orderdate) as o_year, l_extendedprice * (1 - l_discount) as volume,

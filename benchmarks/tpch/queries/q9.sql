@@ -1,5 +1,5 @@
 -- Q9 (product type profit): supply (part, supplier, partsupp, nation) x logistics (lineitem) x retail (orders).
--- Rewrite: party-qualified table names only (planner/rules/ does the rest).
+-- Rewrite: party-qualified table names only (the planner's rules, planner/rules/, do the rest).
 select nation, o_year, sum(amount) as sum_profit
 from (
     select n_name as nation, extract(year from o_orderdate) as o_year,
