@@ -79,7 +79,7 @@ def _replaceable(select: exp.Select, member: Member, srcs: dict[str, Source]) ->
 
 
 def _replace(select: exp.Select, member: Member, new: Member, srcs: dict[str, Source]) -> None:
-    for i, item in enumerate(list(select.expressions)):
+    for item in list(select.expressions):
         if isinstance(item, exp.Column) and resolve(item, srcs) == member:
             item.replace(exp.Alias(this=column_node(new, srcs), alias=item.this.copy()))
     for part in [select.args.get("group"), select.args.get("having"), select.args.get("order"),

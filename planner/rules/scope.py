@@ -38,6 +38,7 @@ class Equality:
 
 
 def from_items(select: exp.Select) -> list[exp.Expression]:
+    """The FROM item and every JOIN's item, in order."""
     from_ = select.args.get("from_") or select.args.get("from")
     if from_ is None:
         return []
@@ -87,6 +88,7 @@ def resolve(col: exp.Column, srcs: dict[str, Source]) -> Member | None:
 
 
 def column_type(m: Member, srcs: dict[str, Source]) -> str:
+    """The column's DuckDB type in its table's public schema."""
     return srcs[m[0]].ref.column_type(m[1])
 
 
@@ -98,11 +100,13 @@ def column_node(m: Member, srcs: dict[str, Source]) -> exp.Column:
 
 
 def where_conjuncts(select: exp.Select) -> list[exp.Expression]:
+    """The top-level conjuncts of WHERE (parentheses removed)."""
     where = select.args.get("where")
     return conjuncts(where.this if where else None)
 
 
 def equality(node: exp.Expression, srcs: dict[str, Source], fixed: bool = False) -> Equality | None:
+    """`node` as an Equality when it is `column = column` of one type over two resolvable columns."""
     if not isinstance(node, exp.EQ) or not isinstance(node.left, exp.Column) or not isinstance(node.right, exp.Column):
         return None
     left, right = resolve(node.left, srcs), resolve(node.right, srcs)
@@ -120,7 +124,7 @@ def equalities(select: exp.Select, srcs: dict[str, Source]) -> list[Equality]:
 
 
 class UnionFind:
-    """Deterministic union-find over members (first-seen order decides nothing but is kept)."""
+    """Union-find over members; the first argument of `union` stays the root (deterministic)."""
 
     def __init__(self) -> None:
         self.parent: dict[Member, Member] = {}
