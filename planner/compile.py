@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from types import MappingProxyType
 
 from fedsql.config import Federation
 from sqlglot import exp
@@ -29,6 +30,7 @@ from plan.physical import PhysicalPlan, with_hash
 from planner.passes.dp import dp_pass
 from planner.passes.dp_guard import guard_dp_expressions, require_dp_coverage
 from planner.policy import check_policy
+from planner.rules import RuleContext, apply_rules
 from planner.validate import describe
 from fedsql.errors import SqlSyntaxError
 from fedsql.settings import check_setting, check_settings
@@ -98,6 +100,7 @@ def _plan_select(
         ast = decorrelate(inline_subqueries(ast, fed, schema_of))
         derived = extract_derived_tables(ast, fed, schema_of, issuer)
         ast = derived.ast
+    ast = apply_rules(ast, RuleContext(fed, issuer, schema_of, MappingProxyType(derived.tables)))  # planner/rules/
     ast = distinct_to_group_by(inline_aggregate_filters(ast))
     if ast is not stmt.ast:
         stmt = dataclasses.replace(stmt, ast=ast)

@@ -238,7 +238,9 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
             frags.shares[p_out].append(ShareColumn(f"__skv{s_i}", COUNT))
     # local fragments
     for party in block.parties:
-        conds = [c.sql(dialect=DIALECT) for c in block.local.get(party, [])]
+        # conjuncts() strips parentheses: an OR conjunct needs its own, or AND binds tighter
+        conds = [f"({c.sql(dialect=DIALECT)})" if isinstance(c, exp.Or) else c.sql(dialect=DIALECT)
+                 for c in block.local.get(party, [])]
         where = f" WHERE {' AND '.join(conds)}" if conds else ""
         items = frags.items[party] or ["1 AS __one"]
         if party == frags.dp_party:
