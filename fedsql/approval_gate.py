@@ -75,31 +75,29 @@ class OwnerGate:
             if not request.query_id or len(request.query_id) > 128:
                 raise errors.ProgrammingError("a query id of 1 to 128 characters is required")
             user = user_field(request.user).get("user", "")
-            try:
-                settings = check_settings(dict(request.settings))
-            except errors.Error as exc:
-                raise type(exc)(f"the settings sent by '{request.issuer}' are invalid: {exc}") from None
-            plan = self.node.compile(request.sql, request.issuer, settings).plan
-            if plan is None or plan.hash != request.plan_hash:
-                raise errors.PlanMismatch(f"the plan sent by '{request.issuer}' for approval differs from the plan "
-                                          f"'{self.me}' compiled itself; refused")
-            mode, tables = required(plan, self.node.fed, self.me)
-            if mode == "auto":
-                return pb.AuthorizeReply(status="approved", message=f"no table of '{self.me}' needs approval")
             key = query_key(request.issuer, request.query_id)
-            req = self.store.get(key)
-            if req is None:
+            req = self.store.get(key) if self.active else None
+            fresh = req is None
+            if req is not None and req.plan_hash != request.plan_hash:
+                raise errors.ApprovalRefused(
+                    f"query id {request.query_id} of '{request.issuer}' was submitted to '{self.me}' for another "
+                    f"plan ({req.plan_hash[:16]}…); an approval binds to one plan: send this query with a new id")
+            if fresh:  # (a request on record is only looked up: this call runs nothing, Run compiles again)
+                try:
+                    settings = check_settings(dict(request.settings))
+                except errors.Error as exc:
+                    raise type(exc)(f"the settings sent by '{request.issuer}' are invalid: {exc}") from None
+                plan = self.node.compile(request.sql, request.issuer, settings).plan
+                if plan is None or plan.hash != request.plan_hash:
+                    raise errors.PlanMismatch(f"the plan sent by '{request.issuer}' for approval differs from the "
+                                              f"plan '{self.me}' compiled itself; refused")
+                mode, tables = required(plan, self.node.fed, self.me)
+                if mode == "auto":
+                    return pb.AuthorizeReply(status="approved", message=f"no table of '{self.me}' needs approval")
                 if self.node.mailbox.finished(key):
                     raise errors.ProgrammingError(f"query id {request.query_id} of '{request.issuer}' has already "
                                                   f"run at '{self.me}' (a query id runs once); send it with a new id")
                 req = self._submit(key, request, user, settings, plan, mode, tables)
-                fresh = True  # answer at once: the issuer tells its user what it waits for
-            else:
-                fresh = False
-            if req.plan_hash != plan.hash:
-                raise errors.ApprovalRefused(
-                    f"query id {request.query_id} of '{request.issuer}' was submitted to '{self.me}' for another "
-                    f"plan ({req.plan_hash[:16]}…); an approval binds to one plan: send this query with a new id")
             hold = 0.0 if fresh else min(max(request.wait_seconds, 0.0), MAX_HOLD_SECONDS)
             hold_until = time.monotonic() + hold
             while req.status == "pending" and time.monotonic() < hold_until:
@@ -139,12 +137,12 @@ class OwnerGate:
             manual = [t for t in tables if self.node.fed.table(self.me, t).approval == "manual"]
             note = f"{', '.join(manual)}: approval = \"manual\", every query is decided on its own"
         timeout = self.node.party.approval_timeout_seconds
-        req = self.store.submit(key=key, query_id=request.query_id, issuer=request.issuer, user=user,
+        req, recorded = self.store.submit(key=key, query_id=request.query_id, issuer=request.issuer, user=user,
                                 sql=request.sql, settings=settings, plan_hash=plan.hash, shape=shape, tables=tables,
                                 leakage=list(plan.leakage), epsilon=epsilon, mode=mode, note=note,
                                 expires_at=time.time() + timeout, status=status, decided_by=by, reason=reason,
                                 template_id=tid)
-        if req.status == "pending":
+        if recorded and req.status == "pending":
             self.node._audit_safe("approval_requested", **query_fields(request.query_id, request.issuer, request.sql,
                                                                         plan, self.me, "owner", user or None),
                                   tables=tables, approval=mode, note=note, expires_at=round(req.expires_at, 3))
@@ -292,7 +290,8 @@ class OwnerGate:
                     elif reply.status == "cancelled":  # our own cancel reached the owner first
                         raise errors.QueryCancelled(reply.message)
                     else:
-                        raise errors.ApprovalRefused(reply.message or f"party '{owner}' did not approve query {query_id}")
+                        raise errors.ApprovalRefused(
+                            reply.message or f"party '{owner}' did not approve query {query_id}")
         finally:
             with self._lock:
                 self._waits.pop(key, None)

@@ -302,19 +302,21 @@ class ApprovalStore:
     def submit(self, *, key: str, query_id: str, issuer: str, user: str, sql: str, settings: dict[str, str],
                plan_hash: str, shape: Shape, tables: list[str], leakage: list[str], epsilon: float, mode: str,
                note: str, expires_at: float, status: str = "pending", decided_by: str | None = None,
-               reason: str | None = None, template_id: str | None = None) -> Request:
-        """Record a request (a template match is recorded already approved); an existing request of
-        this key is returned unchanged, whatever was asked now (a key is decided once)."""
+               reason: str | None = None, template_id: str | None = None) -> tuple[Request, bool]:
+        """Record a request (a template match is recorded already approved) → (request, whether
+        this call recorded it); an existing request of this key is returned unchanged, whatever was
+        asked now (a key is decided once)."""
         now = time.time()
-        self._tx("INSERT OR IGNORE INTO requests (key, query_id, issuer, user, sql, settings, plan_hash, shape_hash, "
-                 "shape, tables, leakage, epsilon, mode, note, created_at, expires_at, status, decided_by, reason, "
-                 "decided_at, template_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                 (key, query_id, issuer, user, sql, json.dumps(settings, sort_keys=True), plan_hash, shape.hash,
-                  shape.text, json.dumps(tables), json.dumps(leakage), epsilon, mode, note, now, expires_at, status,
-                  decided_by, reason, now if status != "pending" else None, template_id))
+        rows = self._tx("INSERT OR IGNORE INTO requests (key, query_id, issuer, user, sql, settings, plan_hash, "
+                        "shape_hash, shape, tables, leakage, epsilon, mode, note, created_at, expires_at, status, "
+                        "decided_by, reason, decided_at, template_id) "
+                        "VALUES (" + ", ".join("?" * 21) + ") RETURNING key",
+                        (key, query_id, issuer, user, sql, json.dumps(settings, sort_keys=True), plan_hash, shape.hash,
+                         shape.text, json.dumps(tables), json.dumps(leakage), epsilon, mode, note, now, expires_at,
+                         status, decided_by, reason, now if status != "pending" else None, template_id))
         got = self.get(key)
         assert got is not None
-        return got
+        return got, bool(rows)
 
     def get(self, key: str) -> Request | None:
         rows = self._read("SELECT * FROM requests WHERE key = ?", (key,))
@@ -380,7 +382,8 @@ class ApprovalStore:
         return [_template(r) for r in self._read("SELECT * FROM templates ORDER BY created_at")]
 
     def revoke(self, tid: str) -> bool:
-        rows = self._tx("UPDATE templates SET revoked = 1, audited = 0 WHERE id = ? AND revoked = 0 RETURNING id", (tid,))
+        rows = self._tx("UPDATE templates SET revoked = 1, audited = 0 WHERE id = ? AND revoked = 0 RETURNING id",
+                        (tid,))
         return bool(rows)
 
     def match(self, issuer: str, shape_hash: str, epsilon: float, now: float | None = None
@@ -388,7 +391,8 @@ class ApprovalStore:
         """(the live template this shape matches within its ε cap, else None and why not)."""
         now = time.time() if now is None else now
         rows = [_template(r) for r in self._read(
-            "SELECT * FROM templates WHERE issuer = ? AND shape_hash = ? ORDER BY created_at DESC", (issuer, shape_hash))]
+            "SELECT * FROM templates WHERE issuer = ? AND shape_hash = ? ORDER BY created_at DESC",
+            (issuer, shape_hash))]
         if not rows:
             return None, "no approved template has this query's shape"
         why = []

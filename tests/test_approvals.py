@@ -83,13 +83,16 @@ def _submit(store: ApprovalStore, key: str = "p2/q1", plan_hash: str = "h1", sql
     issuer, _, qid = key.partition("/")
     return store.submit(key=key, query_id=qid, issuer=issuer, user="", sql=sql, settings={}, plan_hash=plan_hash,
                         shape=query_shape(sql, issuer, {}), tables=["t"], leakage=["line"], epsilon=epsilon,
-                        mode=mode, note="", expires_at=time.time() + expires_in)
+                        mode=mode, note="", expires_at=time.time() + expires_in)[0]
 
 
 def test_store_decides_once_and_an_approval_is_used_once_for_its_plan_only(tmp_path: Path) -> None:
     with ApprovalStore(tmp_path / "a.sqlite") as store:
         first = _submit(store)
         assert _submit(store, plan_hash="other") == first  # a key is recorded once
+        assert store.submit(key="p2/q1", query_id="q1", issuer="p2", user="", sql="SELECT 2", settings={},
+                            plan_hash="x", shape=query_shape("SELECT 2", "p2", {}), tables=[], leakage=[],
+                            epsilon=0.0, mode="manual", note="", expires_at=0.0) == (first, False)
         assert not store.use("p2/q1", "h1")  # pending: nothing to use
         assert store.decide("p2/q1", "approved", "me", "ok")
         assert not store.decide("p2/q1", "rejected", "me", "late")  # decided already
@@ -149,7 +152,7 @@ def test_which_owners_a_plan_needs_and_the_tables_it_reads(tmp_path: Path) -> No
 
 
 def test_owner_cli_refuses_clearly(tmp_path: Path) -> None:
-    from fedsql.approvals_cli import run_decide, run_list
+    from fedsql.approvals_cli import run_decide, run_list, run_revoke
 
     config = approvals_federation(tmp_path)
     with pytest.raises(errors.InterfaceError, match="no table of party 'bank' needs approval"):
@@ -168,3 +171,10 @@ def test_owner_cli_refuses_clearly(tmp_path: Path) -> None:
     assert run_decide(str(config), "telco", "bank/q9", False, reason="no") == 0
     with pytest.raises(errors.InterfaceError, match="it is rejected"):
         run_decide(str(config), "telco", "bank/q9", True)
+    with pytest.raises(errors.InterfaceError, match="no live template 'tnone'"):
+        run_revoke(str(config), "telco", "tnone")
+    with ApprovalStore(store_path(config, "telco")) as store:
+        tid = store.add_template(store.get("third/q9"), "me", "", None, None).id
+    assert run_revoke(str(config), "telco", tid) == 0
+    with ApprovalStore(store_path(config, "telco")) as store:
+        assert store.template(tid).revoked

@@ -7,7 +7,6 @@ approvals_federation.py); bank issues every query.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Iterator
 
 import pytest

@@ -88,8 +88,8 @@ def reference(config: Path, sql: str) -> Any:
     import duckdb
 
     con = duckdb.connect()
-    for schema, table, file in (("bank", "customers", "customers.parquet"), ("telco", "subscribers", "subscribers.parquet"),
-                                ("telco", "usage", "usage.parquet")):
+    for schema, table, file in (("bank", "customers", "customers.parquet"),
+                                ("telco", "subscribers", "subscribers.parquet"), ("telco", "usage", "usage.parquet")):
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
         con.execute(f"CREATE TABLE {schema}.{table} AS SELECT * FROM read_parquet('{config.parent / file}')")
     result = con.sql(sql).arrow()
