@@ -70,8 +70,11 @@ def consoles(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any
                              "secret": [f"{SECRET_PREFIX}{i}" for i in range(3)],
                              "v": pa.array([MARKER_BASE + i for i in range(3)], pa.int64())}),
                    directory / "p2_s.parquet")
-    ports = free_ports(3)
     text = config.read_text(encoding="utf-8")
+    taken = set(re.findall(r"127\.0\.0\.1:(\d+)", text))
+    ports = free_ports(3)
+    while taken & {str(p) for p in ports}:  # free_ports does not know the nodes' ports (not bound yet)
+        ports = free_ports(3)
     for party, address in zip(("p1", "p2", "p3"), (f"127.0.0.1:{ports[0]}", f"https://127.0.0.1:{ports[1]}",
                                                    f"127.0.0.1:{ports[2]}")):
         text = text.replace(f"[parties.{party}]\n", f'[parties.{party}]\nconsole = "{address}"\n', 1)
@@ -360,3 +363,54 @@ def _insecure() -> ssl.SSLContext:
     ctx.verify_mode = ssl.CERT_NONE
     return ctx
 
+
+
+@pytest.mark.browser
+def test_real_browser_logs_in_and_sees_the_queries(consoles: dict[str, Any],
+                                                   tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Headless Chromium (Debian's `chromium` + `chromium-driver`, driven by selenium) logs in at p1
+    over HTTP and at p2 over TLS, sees the queries (the `<script>` one as text, and no script ran),
+    and saves a screenshot of every page under the test run's temp dir (`screenshots/`)."""
+    import shutil
+
+    chromium = next(filter(None, (shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome"))), None)
+    driver_bin = shutil.which("chromedriver")
+    if not chromium or not driver_bin:
+        pytest.skip("no chromium and chromedriver binaries here (Debian: apt-get install chromium chromium-driver)")
+    pytest.importorskip("selenium", reason="selenium is in the test extra: pip install -e '.[test]'")
+    from selenium import webdriver
+    from selenium.webdriver.common.by import By
+
+    shots = tmp_path_factory.mktemp("screenshots", numbered=False)
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1000",
+                "--ignore-certificate-errors", "--disable-gpu", "--no-first-run"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=driver_bin))
+    try:
+        driver.set_page_load_timeout(30)
+        for base, user in ((consoles["p1"], "alice"), (consoles["p2"], "bob")):
+            party = "p1" if base == consoles["p1"] else "p2"
+            driver.get(base + "/queries")
+            assert driver.current_url.endswith("/login")
+            driver.save_screenshot(str(shots / f"{party}-login.png"))
+            driver.find_element(By.NAME, "user").send_keys(user)
+            driver.find_element(By.NAME, "password").send_keys(P1_PASSWORD)
+            driver.find_element(By.CSS_SELECTOR, "form.login button").click()
+            assert driver.current_url.endswith("/queries"), driver.current_url
+            cells = [td.text for td in driver.find_elements(By.CSS_SELECTOR, "tbody td")]
+            assert any("FROM p2.s" in c for c in cells), cells[:20]
+            if party == "p1":
+                assert any('<script>alert("x")</script>' in c for c in cells)  # shown as text
+                assert driver.execute_script("return document.scripts.length") == 0  # and nothing ran
+            driver.save_screenshot(str(shots / f"{party}-queries.png"))
+            for path in ("/budget", "/policies", "/audit"):
+                driver.get(base + path)
+                assert "Internal error" not in driver.title and "Log in" not in driver.title, driver.title
+                driver.save_screenshot(str(shots / f"{party}-{path.strip('/')}.png"))
+            driver.get(base + "/audit")
+            assert "chain intact" in driver.find_element(By.TAG_NAME, "main").text
+    finally:
+        driver.quit()
+    print(f"screenshots: {shots}")

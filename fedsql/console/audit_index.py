@@ -72,7 +72,8 @@ def _record(entry: dict[str, Any]) -> QueryRecord:
         issuer=_str(entry.get("issuer")), role=_str(entry.get("role")), sql=_str(entry.get("sql")),
         user=entry.get("user") if isinstance(entry.get("user"), str) else None,
         plan_hash=entry.get("plan_hash") if isinstance(entry.get("plan_hash"), str) else None,
-        participants=[_str(p) for p in entry.get("participants") or [] if isinstance(entry.get("participants"), list)],
+        participants=[_str(p) for p in entry.get("participants") or []] if isinstance(entry.get("participants"), list)
+        else [],
         leakage=list(entry.get("leakage") or []) if isinstance(entry.get("leakage"), list) else [],
         revealed=[r for r in entry.get("revealed") or [] if isinstance(r, dict)]
         if isinstance(entry.get("revealed"), list) else [],
@@ -151,6 +152,9 @@ class AuditIndex:
             if rec is None:  # refused before it started (no `query` line): the refusal carries the fields
                 rec = _record(entry)
                 self._records.append(rec)
+                _finish(rec, entry, event)
+                rec.finished = None  # it never ran: no duration
+                return
             _finish(rec, entry, event)
         else:
             self.other_events[_str(event)] = self.other_events.get(_str(event), 0) + 1

@@ -85,7 +85,7 @@ def page(title: str, body: Any, *, party: str, federation: str, nav: Sequence[tu
     header = tag("header", tag("b", f"fedsql console · {party}") + tag("span", f"federation {federation}",
                                                                          class_="muted")
                  + tag("nav", links) + logout)
-    return Markup("<!doctype html>" + tag("html", tag("head", Markup('<meta charset="utf-8">')
+    return Markup(Markup("<!doctype html>") + tag("html", tag("head", Markup('<meta charset="utf-8">')
                                                       + tag("title", f"{title} · {party} · fedsql")
                                                       + tag("style", STYLE))
                                           + tag("body", header + tag("main", tag("h1", title) + esc(body))),

@@ -61,7 +61,7 @@ def _select(name: str, options: list[str], current: str) -> Markup:
 def _revealed(rec: QueryRecord) -> Markup:
     """The leakage lines and this party's reveal steps, to whom; folded (no script: <details>)."""
     if not rec.leakage and not rec.revealed:
-        return esc("nothing beyond the result")
+        return esc("nothing (refused before it ran)" if rec.outcome == "refused" else "nothing beyond the result")
     items = [tag("li", line if isinstance(line, str) else str(line)) for line in rec.leakage]
     items += [tag("li", f"step {r.get('step')}: {r.get('what')} → {', '.join(map(str, r.get('to') or []))}")
               for r in rec.revealed]
@@ -83,7 +83,7 @@ def _outcome(rec: QueryRecord) -> Markup:
     if rec.error_kind or rec.error_message:
         text += tag("details", tag("summary", rec.error_kind or "error") + tag("pre", rec.error_message or ""))
     elif rec.rows is not None:
-        text += esc(f" ({rec.rows} rows)")
+        text += esc(f" ({rec.rows} row{'' if rec.rows == 1 else 's'})")
     return text
 
 
@@ -103,7 +103,7 @@ def queries(view: View) -> Markup:
     ]), method="get", action="/queries", class_="filters")
     rows = [(utc(r.time), r.issuer, r.user or "", r.role, _sql(r), tag("code", (r.plan_hash or "")[:16],
                                                                          title=r.plan_hash or ""),
-             _revealed(r), _outcome(r), "" if r.duration is None else f"{r.duration:.3f} s") for r in found]
+             _revealed(r), _outcome(r), "—" if r.duration is None else f"{r.duration:.3f} s") for r in found]
     pages = max(1, -(-total // PAGE_SIZE))
     keep = {k: v for k, v in q.items() if k != "page" and v}
 
@@ -208,22 +208,30 @@ def policies(view: View) -> Markup:
 
 
 def audit(view: View) -> Markup:
-    from fedsql.audit import verify
-
     console = view.console
     path = console.audit_path
     if not path.exists():
         return tag("p", "The audit log has no entry yet (the node writes one per query).")
-    result = verify(path)
+    checked, running = console.verifier.status()
     console.index.refresh()
-    if result.ok:
+    if checked is None:
+        status = tag("p", "Verifying the chain (a long chain takes a few seconds); reload this page.")
+    elif checked.result is None:
+        status = tag("p", tag("span", "cannot verify", class_="bad") + esc(f": {checked.error}"))
+    elif checked.result.ok:
+        result = checked.result
         status = tag("p", tag("span", "chain intact", class_="ok")
                      + esc(f": {result.lines} entries; last hash ") + tag("code", result.last_hash)) + tag(
             "p", esc("Anchor to note elsewhere: ") + tag("code", f"{result.lines}:{result.last_hash}"))
     else:
+        result = checked.result
         status = tag("p", tag("span", "chain broken", class_="bad")
                      + esc(f" at line {result.broken_line}: {result.problem}. Entries up to line "
                            f"{(result.broken_line or 1) - 1} verify; keep a copy of the file and investigate."))
+    if checked is not None:
+        status += tag("p", f"Checked {utc(checked.at)} over the whole file"
+                      + ("; newer entries are being checked now (reload)" if running else "") + ".",
+                      class_="muted")
     others = console.index.other_events
     other = (tag("p", "Other entries: " + ", ".join(f"{k} × {n}" for k, n in sorted(others.items())))
              if others else Markup(""))

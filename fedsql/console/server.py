@@ -39,6 +39,7 @@ from fedsql.config import Federation, is_loopback
 from fedsql.console.audit_index import AuditIndex
 from fedsql.console.html import Markup, esc, hidden, page, tag
 from fedsql.console.registry import BadRequest, Page, Reply, View, pages, redirect
+from fedsql.console.verification import ChainVerifier
 from fedsql.users import Accounts, Authenticator, LoginThrottle
 
 log = logging.getLogger("fedsql.console")
@@ -73,6 +74,7 @@ class Console:
         self.tls = cfg.console_tls
         self.audit_path: Path = audit_path(fed, party)
         self.index = AuditIndex(self.audit_path)
+        self.verifier = ChainVerifier(self.audit_path)
         self.accounts = Accounts.of(fed, party)
         self.auth = Authenticator(self.accounts, token_ttl=session_seconds, throttle=throttle)
         self.schema_of = schema_of
@@ -384,7 +386,8 @@ def start_console(fed: Federation, party: str, *, schema_of: Callable[[str], Any
     bind = "127.0.0.1" if host.lower() == "localhost" else host
     allowed = None if cfg.console_tls else {"127.0.0.1", "localhost", "[::1]", "::1", host.lower()}
     console = Console(fed, party, schema_of=schema_of, throttle=throttle)
-    console.index.refresh()  # the first page is then a filter over memory
+    # index the chain in the background (requests wait for it): a long chain does not delay the node
+    threading.Thread(target=console.index.refresh, daemon=True, name=f"fedsql-console-index-{party}").start()
     try:
         server = ConsoleServer((bind, int(port)), console, _ssl_context(fed, party) if cfg.console_tls else None,
                                allowed)
