@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import re
 import time
-import urllib.parse
+from urllib.parse import urlencode
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -135,7 +135,7 @@ def _session(base: str) -> Any:
     opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
     page = opener.open(base + "/login", timeout=30).read().decode()
     csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', page).group(1)
-    form = urllib.parse.urlencode({"user": "owner", "password": "long enough password", "csrf": csrf}).encode()
+    form = urlencode({"user": "owner", "password": "long enough password", "csrf": csrf}).encode()
     assert opener.open(base + "/login", data=form, timeout=30).geturl().endswith("/queries")
     return opener
 
@@ -224,3 +224,17 @@ def test_export_is_the_chain_up_to_its_last_complete_line(big_console: tuple[str
     body = opener.open(f"{base}/audit/export.jsonl", timeout=60).read()
     assert body == audit_path(fed, "a").read_bytes()
     assert json.loads(body.splitlines()[0])["seq"] == 1
+
+
+def test_a_malformed_anchor_is_a_usage_error(tmp_path: Path, capsys: Any) -> None:
+    from fedsql.audit import AuditLog
+    from fedsql.cli import main
+
+    log = AuditLog(tmp_path / "chain.jsonl")
+    entry = log.append("query", query_id="q1", issuer="a", role="issuer", sql="SELECT 1")
+    log.close()
+    assert main(["audit", "verify", str(tmp_path / "chain.jsonl"), "--anchor", "1:abc"]) == 2
+    assert "write SEQ:HASH" in capsys.readouterr().err
+    assert main(["audit", "verify", str(tmp_path / "chain.jsonl"), "--anchor", f"1:{entry['hash']}"]) == 0
+    assert main(["audit", "verify", str(tmp_path / "chain.jsonl"), "--anchor", f"2:{entry['hash']}"]) == 1
+    assert "only 1 entries" in capsys.readouterr().err
