@@ -72,16 +72,18 @@ def consoles(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any
                    directory / "p2_s.parquet")
     text = config.read_text(encoding="utf-8")
     taken = set(re.findall(r"127\.0\.0\.1:(\d+)", text))
-    ports = free_ports(3)
+    ports = free_ports(4)
     while taken & {str(p) for p in ports}:  # free_ports does not know the nodes' ports (not bound yet)
-        ports = free_ports(3)
+        ports = free_ports(4)
     for party, address in zip(("p1", "p2", "p3"), (f"127.0.0.1:{ports[0]}", f"https://127.0.0.1:{ports[1]}",
                                                    f"127.0.0.1:{ports[2]}")):
         text = text.replace(f"[parties.{party}]\n", f'[parties.{party}]\nconsole = "{address}"\n', 1)
+    text = text.replace("[parties.p1]\n", f'[parties.p1]\nflight_password = "127.0.0.1:{ports[3]}"\n', 1)
     text = text.replace("\n[federated.t]", EXTRA.format() + "\n[federated.t]")
     config.write_text(text, encoding="utf-8")
     _user_add(config, "p1", "alice", P1_PASSWORD)
     _user_add(config, "p1", "target", P1_PASSWORD)
+    _user_add(config, "p1", "shared", P1_PASSWORD)
     _user_add(config, "p2", "bob", P1_PASSWORD)
     with start_federation(config, log_dir=directory / "logs", timeout=90):
         import fedsql
@@ -104,7 +106,7 @@ def consoles(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any
                 cur.fetchall()
         yield {"config": config, "dir": directory, "data": data,
                "p1": f"http://127.0.0.1:{ports[0]}", "p2": f"https://127.0.0.1:{ports[1]}",
-               "p3": f"http://127.0.0.1:{ports[2]}"}
+               "p3": f"http://127.0.0.1:{ports[2]}", "flight_password": ports[3]}
 
 
 class Browser:
@@ -208,6 +210,30 @@ def test_wrong_passwords_lock_the_account_for_a_while(consoles: dict[str, Any]) 
     time.sleep(1.3)  # the first lock lasts 1 s (fedsql/users.py LoginThrottle)
     status, _, _ = b.login("target", P1_PASSWORD)
     assert status == 303
+
+
+def test_failures_at_flight_sql_count_at_the_console_too(consoles: dict[str, Any]) -> None:
+    """One throttle per node: a guesser cannot get five more tries by switching front ends."""
+    from pyarrow import flight
+
+    from fedsql import tls
+    from fedsql.config import load_config
+
+    fed = load_config(consoles["config"])
+    client = flight.FlightClient(f"grpc+tls://127.0.0.1:{consoles['flight_password']}",
+                                 tls_root_certs=tls.paths(fed, "p1").certificate.read_bytes(),
+                                 override_hostname=tls.server_name("p1"))
+    try:
+        for _ in range(5):
+            with pytest.raises(flight.FlightUnauthenticatedError):
+                client.authenticate_basic_token("shared", "wrong password!")
+    finally:
+        client.close()
+    b = Browser(consoles["p1"])
+    status, _, page = b.login("shared", P1_PASSWORD)
+    assert status == 401 and "invalid user name or password" in page
+    time.sleep(1.3)
+    assert b.login("shared", P1_PASSWORD)[0] == 303
 
 
 def test_a_query_text_with_script_is_shown_escaped(consoles: dict[str, Any]) -> None:

@@ -245,6 +245,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(self._page("Bad request", tag("p", str(exc), class_="error"), status=400))
         except (ConnectionError, TimeoutError, ssl.SSLError):
             pass
+        except errors.Error as exc:  # e.g. an unreadable accounts file: fedsql errors carry no data
+            log.warning("console: %s at %s %s", exc.kind, method, urlsplit(self.path).path[:200])
+            self._send(self._page("Error", tag("p", str(exc), class_="error"), status=500))
         except Exception:  # noqa: BLE001 - the browser gets a generic page, the node log the trace
             log.exception("console: internal error at %s %s", method, urlsplit(self.path).path[:200])
             self._send(self._page("Internal error", tag("p", "internal error; the node logged the details",
