@@ -345,6 +345,17 @@ def test_no_other_partys_rows_nor_unnoised_dp_value_anywhere(consoles: dict[str,
                 assert repr(f) not in everything
 
 
+def test_search_texts_and_passwords_stay_out_of_the_node_log(consoles: dict[str, Any]) -> None:
+    b = _logged_in(consoles["p1"])
+    b.request("/queries?q=needle-7781")
+    b.request("/login?q=needle-7782")
+    Browser(consoles["p1"]).login("alice", "needle-7783-password")  # a wrong password
+    time.sleep(0.5)
+    log = (consoles["dir"] / "logs" / "p1.log").read_text(encoding="utf-8")
+    for needle in ("needle-7781", "needle-7782", "needle-7783", P1_PASSWORD):
+        assert needle not in log
+
+
 def test_tls_console_uses_the_node_certificate_and_secure_cookies(consoles: dict[str, Any]) -> None:
     from fedsql import tls
     from fedsql.config import load_config

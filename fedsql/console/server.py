@@ -47,6 +47,8 @@ log = logging.getLogger("fedsql.console")
 MAX_CONNECTIONS = 32
 REQUEST_TIMEOUT = 15.0
 MAX_BODY = 16 * 1024
+LOGIN_SLOTS = 4
+"""Password checks at once: scrypt takes 32 MiB each (fedsql/users.py); more logins wait for a slot."""
 SESSION_SECONDS = 3600.0
 
 SECURITY_HEADERS = {
@@ -78,6 +80,7 @@ class Console:
         self.accounts = Accounts.of(fed, party)
         self.auth = Authenticator(self.accounts, token_ttl=session_seconds, throttle=throttle)
         self.schema_of = schema_of
+        self.login_slots = threading.BoundedSemaphore(LOGIN_SLOTS)
         self._key = secrets.token_bytes(32)  # CSRF tokens die with the process, as sessions do
         prefix = "__Host-" if self.tls else ""
         self.session_cookie = f"{prefix}fedsql-console-{party}"  # the party in the name: consoles of
@@ -193,7 +196,8 @@ class _Handler(BaseHTTPRequestHandler):
         pass  # no access log: paths carry the owner's search texts
 
     def log_error(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
-        log.info("console: %s %s: %s", self.command, urlsplit(self.path or "").path[:200], format % args)
+        # http.server's messages may quote the raw request line (a search text): the code only
+        log.info("console: refused a request (%s)", args[0] if args and isinstance(args[0], int) else "error")
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
         self._handle("GET")
@@ -261,7 +265,10 @@ class _Handler(BaseHTTPRequestHandler):
             return
         url = urlsplit(self.path)
         path = url.path
-        query = {k: v[0] for k, v in parse_qs(url.query, keep_blank_values=True, max_num_fields=30).items()}
+        try:
+            query = {k: v[0] for k, v in parse_qs(url.query, keep_blank_values=True, max_num_fields=30).items()}
+        except ValueError:
+            raise BadRequest("the address has too many parameters") from None
         if not c.accounts.names():
             self._send(self._page("No account yet", _setup_text(c), status=503))
             return
@@ -323,11 +330,18 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(self._login_page(pre, "the login form expired or did not come from this console; "
                                                  "try again", 403), set_cookies)
                 return
+            if not c.login_slots.acquire(timeout=REQUEST_TIMEOUT):
+                self._send(self._login_page(pre, "the console is busy with other logins; try again", 503),
+                           set_cookies)
+                return
             try:
                 user = c.auth.login(form.get("user", ""), form.get("password", ""), peer=self._peer())
             except errors.AuthenticationError as exc:
                 message, status = str(exc), 401
-            else:
+                user = ""
+            finally:
+                c.login_slots.release()
+            if user:
                 token = c.auth.issue_token(user)  # a new token at every login: no session fixation
                 self._send(redirect("/queries"), [c.cookie(c.session_cookie, token, int(SESSION_SECONDS)),
                                                   c.cookie(c.login_cookie, "", max_age=0)])
