@@ -382,6 +382,16 @@ def test_party_without_accounts_says_how_to_create_one_and_serves_nothing(consol
         assert '"seq"' not in page and "SELECT" not in page
 
 
+def test_an_account_added_while_the_node_runs_opens_the_console(consoles: dict[str, Any]) -> None:
+    """Runs after the no-account test (file order): `fedsql user add` acts on a running node."""
+    _user_add(consoles["config"], "p3", "carol", P1_PASSWORD)
+    b = Browser(consoles["p3"])
+    status, _, _ = b.login("carol", P1_PASSWORD)
+    assert status == 303
+    status, _, page = b.request("/queries")
+    assert status == 200 and "queries" in page
+
+
 def test_a_foreign_host_name_gets_nothing(consoles: dict[str, Any]) -> None:
     """DNS rebinding: a page at evil.example whose name resolves to 127.0.0.1 reaches the console
     with Host: evil.example; it must not even get the login form."""
