@@ -183,6 +183,8 @@ def test_post_without_csrf_token_is_refused_and_changes_nothing(consoles: dict[s
     assert status == 403 and "CSRF" in page
     status, _, page = b.request("/logout", {"csrf": "f" * 64})
     assert status == 403
+    status, _, page = b.request("/logout", {"csrf": "é" * 64})  # not even a hex string: still a 403, no crash
+    assert status == 403
     status, _, page = b.request("/queries")
     assert status == 200  # the session survived both forged logouts
     status, headers, _ = b.request("/logout", {"csrf": b.csrf(page)})

@@ -238,3 +238,31 @@ def test_a_malformed_anchor_is_a_usage_error(tmp_path: Path, capsys: Any) -> Non
     assert main(["audit", "verify", str(tmp_path / "chain.jsonl"), "--anchor", f"1:{entry['hash']}"]) == 0
     assert main(["audit", "verify", str(tmp_path / "chain.jsonl"), "--anchor", f"2:{entry['hash']}"]) == 1
     assert "only 1 entries" in capsys.readouterr().err
+
+
+def test_the_index_folds_starts_and_ends_and_survives_odd_lines(tmp_path: Path) -> None:
+    from fedsql.console.audit_index import AuditIndex, Filters
+
+    path = tmp_path / "audit.log"
+    lines = [
+        {"seq": 1, "time": 10.0, "event": "query", "query_id": "a", "issuer": "p1", "role": "issuer", "sql": "S1"},
+        {"seq": 2, "time": 12.5, "event": "done", "query_id": "a", "rows": 3},
+        {"seq": 3, "time": 13.0, "event": "refused", "query_id": "b", "issuer": "p2", "role": "participant",
+         "sql": "S2", "error": {"kind": "PolicyViolation", "message": "column x is private"}},
+        {"seq": 4, "time": 14.0, "event": "failed", "query_id": "zzz", "error": {"kind": "X", "message": "m"}},
+        {"seq": 5, "time": 15.0, "event": "refused", "reason": "authentication", "caller": "?"},
+    ]
+    path.write_text("\n".join(json.dumps(x) for x in lines) + "\nnot json\n" + '{"seq": 7, "event": "query"',
+                    encoding="utf-8")
+    index = AuditIndex(path)
+    found, total = index.search(Filters())
+    assert total == 2 and [r.query_id for r in found] == ["b", "a"]
+    a, b = found[1], found[0]
+    assert (a.outcome, a.rows, a.duration) == ("done", 3, 2.5)
+    assert (b.outcome, b.error_kind, b.duration) == ("refused", "PolicyViolation", None)
+    assert index.other_events == {"failed (no query line)": 1, "refused (authentication)": 1}
+    with open(path, "a", encoding="utf-8") as f:  # the torn line is completed later: read then
+        f.write(', "time": 20.0, "query_id": "c", "issuer": "p3", "role": "participant", "sql": "S3"}\n')
+    found, total = index.search(Filters(issuer="p3"))
+    assert total == 1 and found[0].outcome == "running"
+    assert index.search(Filters(text="s1"))[1] == 1 and index.search(Filters(since=13.5))[1] == 1

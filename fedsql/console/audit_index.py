@@ -149,6 +149,9 @@ class AuditIndex:
             self._open[query_id] = rec
         elif event in ("done", "failed", "refused"):
             rec = self._open.pop(query_id, None)
+            if rec is None and event != "refused":  # an end without its start: nothing to attach it to
+                self.other_events[f"{event} (no query line)"] = self.other_events.get(f"{event} (no query line)", 0) + 1
+                return
             if rec is None:  # refused before it started (no `query` line): the refusal carries the fields
                 rec = _record(entry)
                 self._records.append(rec)

@@ -288,7 +288,7 @@ class _Handler(BaseHTTPRequestHandler):
         form: dict[str, str] = {}
         if method == "POST":
             form = _form(self)
-            if not hmac.compare_digest(form.get("csrf", ""), csrf):
+            if not _same(form.get("csrf", ""), csrf):
                 self._send(self._page("Refused", tag("p", "the form's CSRF token is missing or does not belong to "
                                                           "this session; reload the page and submit it again",
                                                      class_="error"), status=403, user=user, csrf=csrf))
@@ -326,7 +326,7 @@ class _Handler(BaseHTTPRequestHandler):
         status = 200
         if method == "POST":
             form = _form(self)
-            if not cookies.get(c.login_cookie) or not hmac.compare_digest(form.get("csrf", ""), c.csrf("login", pre)):
+            if not cookies.get(c.login_cookie) or not _same(form.get("csrf", ""), c.csrf("login", pre)):
                 self._send(self._login_page(pre, "the login form expired or did not come from this console; "
                                                  "try again", 403), set_cookies)
                 return
@@ -363,6 +363,11 @@ class _Handler(BaseHTTPRequestHandler):
     def _peer(self) -> str:
         host = str(self.client_address[0])
         return f"ipv6:[{host}]:0" if ":" in host else f"ipv4:{host}:0"
+
+
+def _same(given: str, expected: str) -> bool:
+    """Constant-time comparison of a submitted token (any text, non-ASCII included) with ours."""
+    return hmac.compare_digest(given.encode("utf-8", "replace"), expected.encode("ascii"))
 
 
 def _setup_text(c: Console) -> Markup:
