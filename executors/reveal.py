@@ -102,7 +102,8 @@ def open_secret_keys(seat: Seat, table: SecretTable | None, step: RevealResult) 
         if issuer not in seat.compute and seat.me == seat.compute[0]:
             seat.channel.send(issuer, tag + ".names", [ColumnsHeader(tag, tuple(names)).encode()])
     elif seat.me == issuer:
-        names = list(_header(seat.channel.recv(seat.compute[0], tag + ".names"), seat.compute[0], tag, sources).names)
+        arrays = seat.channel.recv(seat.compute[0], tag + ".names")
+        names = list(_header(arrays[0] if len(arrays) == 1 else None, seat.compute[0], tag, sources).names)
     shares = [table.secret[n] for n in names] if seat.is_compute else []
     opened = open_to(seat, issuer, shares, tag, len(names))
     return dict(zip(names, opened)) if seat.me == issuer else {}
