@@ -12,7 +12,7 @@ import pyarrow as pa
 
 from executors import codec
 from executors.transport_errors import MessageError
-from planner.physical import GROUP_RANK, RevealColumn, RevealResult
+from plan.physical import GROUP_RANK, RevealColumn, RevealResult
 
 
 def decode_result(step: RevealResult, values: dict[str, np.ndarray], keys: dict[str, np.ndarray],

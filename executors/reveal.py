@@ -21,7 +21,7 @@ from executors.secure_table import SecretTable, nonzero_flags
 from executors.transport import Transport
 from executors.transport_errors import MessageError
 from executors.wire_header import ColumnsHeader
-from planner.physical import GROUP_RANK, RevealResult
+from plan.physical import GROUP_RANK, RevealResult
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from executors.reveal import Seat, reveal_result
 from executors.secure_table import SecretTable, max_of
 from executors.transport import Transport
 from executors.transport_errors import MessageError
-from planner.physical import (
+from plan.physical import (
     AgreeTagKey,
     AgreeWidth,
     ComputeTags,

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 
@@ -60,6 +61,13 @@ def run_chain(chain: list[tuple[Any, Any]], tables: dict[str, Plain]) -> tuple[i
     assert results["c0"] == results["c1"] == results["c2"]  # every party opened the same table
     n, cols = results["c0"]
     return n, {c: np.array(v, dtype=np.int64) for c, v in cols.items()}
+
+
+def duckdb_rows(sql: str, t: pa.Table) -> list[tuple]:
+    """Plain DuckDB's answer to `sql` over the table `t`: what the secure operators must match."""
+    con = duckdb.connect()
+    con.register("t", t)
+    return con.execute(sql).fetchall()
 
 
 def u64(values: list[int]) -> np.ndarray:

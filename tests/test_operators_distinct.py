@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from collections import Counter
 
-import duckdb
 import pyarrow as pa
 
 from executors.operators import SECURE_OPERATORS, distinct_mark
-from planner.physical import DistinctMark
-from tests.operator_harness import encoded, rows, run_operator, u64
+from plan.physical import DistinctMark
+from tests.operator_harness import duckdb_rows, encoded, rows, run_operator, u64
 
 K = [1, 1, 1, None, None, 2, 2, 1, -4]
 X = [5, 5, None, 5, 5, -3, 5, -3, None]
@@ -27,12 +26,12 @@ def test_distinct_mark_marks_each_distinct_non_null_value_once_per_group() -> No
     step = DistinctMark("d", "T", ("k", "k__v"), "x", "first", valid="x__v")
     n, out = run_operator(distinct_mark, step, _tables())
     assert n == len(K) and set(out) == {"k", "k__v", "x", "x__v", "y", "first"}
-    t = pa.table({"k": pa.array(K, pa.int64()), "x": pa.array(X, pa.int64())})  # noqa: F841 - read by DuckDB
-    want = Counter(duckdb.sql("SELECT DISTINCT coalesce(k, 0), (k IS NOT NULL)::INT, x FROM t "
-                              "WHERE x IS NOT NULL").fetchall())
+    t = pa.table({"k": pa.array(K, pa.int64()), "x": pa.array(X, pa.int64())})
+    want = Counter(duckdb_rows("SELECT DISTINCT coalesce(k, 0), (k IS NOT NULL)::INT, x FROM t "
+                               "WHERE x IS NOT NULL", t))
     assert rows(out, ["k", "k__v", "x"], where="first") == want
-    per_group = duckdb.sql("SELECT coalesce(k, 0), (k IS NOT NULL)::INT, count(DISTINCT x), "
-                           "coalesce(sum(DISTINCT x), 0) FROM t GROUP BY ALL").fetchall()
+    per_group = duckdb_rows("SELECT coalesce(k, 0), (k IS NOT NULL)::INT, count(DISTINCT x), "
+                            "coalesce(sum(DISTINCT x), 0) FROM t GROUP BY ALL", t)
     for k, kv, count, total in per_group:  # what the later SUM of `first` (and first · x) computes
         mine = (out["k"] == k) & (out["k__v"] == kv)
         assert (out["first"][mine].sum(), (out["first"] * out["x"])[mine].sum()) == (count, total)

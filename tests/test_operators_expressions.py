@@ -4,14 +4,13 @@ scales, an output reading an earlier one, no rows."""
 
 from __future__ import annotations
 
-import duckdb
 import pyarrow as pa
 import pytest
 
 from executors.operators import SECURE_OPERATORS, secure_eval
-from planner.physical import Encoding, SecureEval
-from planner.secure_expr import BOOL, SNode
-from tests.operator_harness import encoded, run_operator
+from plan.physical import Encoding, SecureEval
+from plan.expressions import BOOL, SNode
+from tests.operator_harness import duckdb_rows, encoded, run_operator
 
 A = [3, None, -4, 0, 7, None, -1, 2]
 B = [5, 2, None, 0, -7, None, -1, 9]
@@ -60,8 +59,8 @@ def test_each_expression_matches_duckdb(node: SNode, sql: str) -> None:
     (av, avalid), (bv, bvalid) = encoded(A), encoded(B)
     step = SecureEval("e", "T", (("out", node), ("ok", op("valid", node))))  # value, and "it is not NULL"
     n, out = run_operator(secure_eval, step, {"T": {"a": av, "a__v": avalid, "b": bv, "b__v": bvalid}})
-    t = pa.table({"a": pa.array(A, pa.int64()), "b": pa.array(B, pa.int64())})  # noqa: F841 - read by DuckDB
-    want = [r[0] for r in duckdb.sql(f"SELECT ({sql})::BIGINT FROM t").fetchall()]
+    t = pa.table({"a": pa.array(A, pa.int64()), "b": pa.array(B, pa.int64())})
+    want = [r[0] for r in duckdb_rows(f"SELECT ({sql})::BIGINT FROM t", t)]
     assert n == len(A) and out["ok"].tolist() == [int(w is not None) for w in want]
     assert [v if ok else None for v, ok in zip(out["out"].tolist(), out["ok"])] == want
     assert out["a"].tolist() == av.view("int64").tolist()  # the input columns stay

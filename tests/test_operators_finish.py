@@ -5,15 +5,14 @@ both directions, LIMIT/OFFSET, no groups at all."""
 
 from __future__ import annotations
 
-import duckdb
 import pyarrow as pa
 import pytest
 
 from executors.operators import SECURE_OPERATORS, group_combine, secure_finish
-from planner.encodings import SENTINEL
-from planner.physical import Combine, GroupCombine, SecureFinish, ValidityPrep
-from planner.secure_expr import SNode
-from tests.operator_harness import encoded, run_chain, u64
+from plan.physical import SENTINEL
+from plan.physical import Combine, GroupCombine, SecureFinish, ValidityPrep
+from plan.expressions import SNode
+from tests.operator_harness import duckdb_rows, encoded, run_chain, u64
 
 K = [1, 1, None, 2, 3, 3, 4, None, 5, 6, 6]
 X = [4, -1, 7, None, -5, 2, None, -9, 0, 8, -8]
@@ -47,8 +46,8 @@ def secure(step: SecureFinish, keys=K, x=X) -> list[tuple]:
 
 
 def plain(tail: str, keys=K, x=X) -> list[tuple]:
-    t = pa.table({"k": pa.array(keys, pa.int64()), "x": pa.array(x, pa.int64())})  # noqa: F841 - read by DuckDB
-    return duckdb.sql(f"SELECT k, sum(x) AS s, min(x) AS lo, max(x) AS hi FROM t GROUP BY k {tail}").fetchall()
+    t = pa.table({"k": pa.array(keys, pa.int64()), "x": pa.array(x, pa.int64())})
+    return duckdb_rows(f"SELECT k, sum(x) AS s, min(x) AS lo, max(x) AS hi FROM t GROUP BY k {tail}", t)
 
 
 @pytest.mark.parametrize("descending, nulls_first", [(True, True), (False, False), (True, False), (False, True)])

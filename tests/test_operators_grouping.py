@@ -6,15 +6,14 @@ from __future__ import annotations
 
 from collections import Counter
 
-import duckdb
 import numpy as np
 import pyarrow as pa
 import pytest
 
 from executors.operators import SECURE_OPERATORS, group_combine, oblivious_group
-from planner.encodings import SENTINEL
-from planner.physical import Combine, GroupCombine, ObliviousGroup
-from tests.operator_harness import encoded, rows, run_operator, u64
+from plan.physical import SENTINEL
+from plan.physical import Combine, GroupCombine, ObliviousGroup
+from tests.operator_harness import duckdb_rows, encoded, rows, run_operator, u64
 
 K = [3, None, -2, 3, 3, None, -2, 7, 0]
 X = [5, -1, 4, 0, -7, 2, 10, -3, 8]
@@ -29,8 +28,7 @@ def table(keys=K, x=X, y=Y) -> dict[str, np.ndarray]:
 
 
 def duck(sql: str, **cols: list) -> Counter:
-    t = pa.table({c: pa.array(v, pa.int64()) for c, v in cols.items()})  # noqa: F841 - read by DuckDB
-    return Counter(tuple(r) for r in duckdb.sql(sql).fetchall())
+    return Counter(duckdb_rows(sql, pa.table({c: pa.array(v, pa.int64()) for c, v in cols.items()})))
 
 
 GROUPED = ("SELECT coalesce(k, 0), (k IS NOT NULL)::INT, sum(x), min(y), max(y) FROM t {where} "

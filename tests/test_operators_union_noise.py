@@ -12,7 +12,7 @@ from executors.dp import noise_variance
 from executors.operators import SECURE_OPERATORS, add_noise, secure_union
 from executors.secure_table import SecretTable
 from fedsql import errors
-from planner.physical import AddNoise, NoiseSpec, SecureUnion
+from plan.physical import AddNoise, NoiseSpec, SecureUnion
 from tests.operator_harness import encoded, rows, run_operator, u64
 
 

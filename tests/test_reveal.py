@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from collections import Counter
 
-import duckdb
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -15,10 +14,11 @@ import pytest
 from executors.runtime import PartyRun
 from executors.transport import run_in_process
 from executors.transport_errors import MessageError
-from planner.physical import (
+from plan.physical import (
     AgreeWidth, Combine, Encoding, GroupCombine, ObliviousGroup, PhysicalPlan, RevealColumn, RevealResult,
     ShareColumn, ShareTable, with_hash,
 )
+from tests.operator_harness import duckdb_rows
 
 COMPUTE = ("c0", "c1", "c2")
 INT = Encoding("int", 0, "BIGINT")
@@ -55,8 +55,8 @@ def run(p: PhysicalPlan, tamper=None) -> dict[str, object]:
 
 
 def duckdb_result() -> Counter:
-    t = pa.table({"k": pa.array(K, pa.string()), "x": pa.array(X, pa.int64())})  # noqa: F841 - read by DuckDB
-    return Counter(duckdb.sql("SELECT k, sum(x) FROM t GROUP BY k").fetchall())
+    t = pa.table({"k": pa.array(K, pa.string()), "x": pa.array(X, pa.int64())})
+    return Counter(duckdb_rows("SELECT k, sum(x) FROM t GROUP BY k", t))
 
 
 @pytest.mark.parametrize("oblivious", [False, True], ids=["sizes", "oblivious"])

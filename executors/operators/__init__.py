@@ -19,7 +19,7 @@ from executors.operators.grouping import group_combine, oblivious_group
 from executors.operators.joins import oblivious_join, oblivious_semi_join, secure_join
 from executors.operators.noise import add_noise
 from executors.operators.union import secure_union
-from planner.physical import (
+from plan.physical import (
     AddNoise, BoundPerUnit, DistinctMark, GroupCombine, ObliviousGroup, ObliviousJoin, ObliviousSemiJoin,
     PartitionSelect, SecureEval, SecureFinish, SecureJoin, SecureUnion,
 )

@@ -9,7 +9,7 @@ from executors.mpc import MPC
 from executors.operators.base import MemoryCheck, no_memory_limit
 from executors.operators.grouping import key_columns
 from executors.secure_table import SecretTable
-from planner.physical import DistinctMark
+from plan.physical import DistinctMark
 
 
 def distinct_mark(mpc: MPC, inputs: Mapping[str, SecretTable], step: DistinctMark, *,

@@ -1,5 +1,5 @@
 """Row expressions on shares (a projection step): each output column is an expression of the
-input's columns (planner/secure_expr.py trees, evaluated by executors/secure_eval.py)."""
+input's columns (plan/expressions.py trees, evaluated by executors/secure_eval.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from executors.mpc import MPC
 from executors.operators.base import MemoryCheck, no_memory_limit
 from executors.secure_eval import Evaluator
 from executors.secure_table import SecretTable
-from planner.physical import SecureEval
+from plan.physical import SecureEval
 
 
 def secure_eval(mpc: MPC, inputs: Mapping[str, SecretTable], step: SecureEval, *,

@@ -12,8 +12,8 @@ from executors.mpc import MPC, AShare
 from executors.operators.base import MemoryCheck, no_memory_limit
 from executors.secure_eval import Evaluator
 from executors.secure_table import SecretTable, nonzero_flags
-from planner.encodings import SENTINEL
-from planner.physical import SecureFinish
+from plan.physical import SENTINEL
+from plan.physical import SecureFinish
 
 
 def secure_finish(mpc: MPC, inputs: Mapping[str, SecretTable], step: SecureFinish, *,

@@ -12,8 +12,8 @@ from executors import mpc as ops
 from executors.mpc import MPC, AShare
 from executors.operators.base import MemoryCheck, no_memory_limit
 from executors.secure_table import SecretTable, nonzero_flags, segmented_extreme, segmented_sum, segments
-from planner.encodings import SENTINEL
-from planner.physical import Combine, GroupCombine, ObliviousGroup
+from plan.physical import SENTINEL
+from plan.physical import Combine, GroupCombine, ObliviousGroup
 
 EMPTY_FILL = {"sum": 0, "min": SENTINEL, "max": -SENTINEL}
 """What a combined column holds for a group with no rows: SUM 0, MIN/MAX the sentinels the

@@ -15,16 +15,17 @@ from typing import Mapping
 import numpy as np
 
 from executors import mpc as ops
-from executors.dp.noise import PARTIES_FOR_GUARANTEE, sample_party_noise
+from executors.dp.noise import sample_party_noise
 from executors.mpc import MPC
 from executors.operators.base import MemoryCheck, no_memory_limit
 from executors.secure_table import SecretTable
-from planner.physical import AddNoise
+from plan.dp_calibration import PARTIES_FOR_GUARANTEE
+from plan.physical import AddNoise
 
 
 def add_noise(mpc: MPC, inputs: Mapping[str, SecretTable], step: AddNoise, *,
               check_memory: MemoryCheck = no_memory_limit) -> SecretTable:
-    """The input with each column of `step.noise` (NoiseSpec's, planner/physical.py) noised:
+    """The input with each column of `step.noise` (NoiseSpec's, plan/physical.py) noised:
     the three parties' parts are shared in three sharings (one per party, all columns batched)
     and added. Every party samples even for an empty table (no rows: no noise to add)."""
     table = inputs[step.input]

@@ -8,7 +8,7 @@ from executors.mpc import MPC
 from executors.operators.base import MemoryCheck, no_memory_limit
 from executors.secure_table import SecretTable, concat_tables
 from fedsql import errors
-from planner.physical import SecureUnion
+from plan.physical import SecureUnion
 
 
 def secure_union(mpc: MPC, inputs: Mapping[str, SecretTable], step: SecureUnion, *,
