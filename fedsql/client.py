@@ -7,13 +7,12 @@ say which node is unreachable and how to start it.
 
 from __future__ import annotations
 
-import json
 import uuid
 from typing import Any, Callable
 
 import grpc
 
-from fedsql import errors
+from fedsql import errors, result_meta
 from executors.peer_channel import MESSAGE_OPTIONS  # results travel as one message: up to 1 GiB
 from fedsql.proto import node_pb2, node_pb2_grpc
 
@@ -123,8 +122,9 @@ class NodeClient:
         query_id: str | None = None,
         user: str | None = None,
     ) -> tuple[Any, dict[str, Any]]:
-        """Run one statement; returns (pyarrow.Table, meta dict). `user`: the account a front
-        end (Flight SQL, DB-API) checked the password of, for the issuer's audit record.
+        """Run one statement; returns (pyarrow.Table, meta dict: fedsql/result_meta.py to_dict, the
+        leakage report rendered as text). `user`: the account a front end (Flight SQL, DB-API)
+        checked the password of, for the issuer's audit record.
 
         Ctrl-C while waiting cancels the query at the node (and so at every
         party) before re-raising KeyboardInterrupt.
@@ -165,8 +165,8 @@ class NodeClient:
         if result is None:
             raise errors.OperationalError(f"{self._who()} ended the query without a result")
         try:
-            meta = json.loads(result.meta_json) if result.meta_json else {}
-        except json.JSONDecodeError as exc:
+            meta = result_meta.to_dict(result.meta)
+        except ValueError as exc:
             raise errors.InternalError(f"{self._who()} sent malformed result metadata: {exc}") from None
         if result.arrow_ipc:
             try:

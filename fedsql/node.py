@@ -21,12 +21,12 @@ from typing import Callable, Iterator
 import grpc
 
 from executors.local_duckdb import LocalExecutor
-from executors.runtime import PartyRun, table_to_bytes
+from executors.runtime import PartyRun
 from executors.peer_channel import (MESSAGE_OPTIONS, Channel, Mailbox, PeerLinks, TransportError,
                                     add_peer_servicer, call_with_reconnect, key_issuer, query_key)
 from fedsql import __version__, errors, tls
 from fedsql.audit import AuditLog, audit_path, query_fields, user_field
-from fedsql import scalar_subqueries, set_operations
+from fedsql import result_meta, scalar_subqueries, set_operations
 from fedsql.config import Federation
 from fedsql.locked_duckdb import for_remote
 from fedsql.proto import node_pb2 as pb
@@ -235,15 +235,13 @@ class Node(rpc.NodeServicer):
             return
         if compiled.kind == "set":
             name, value = compiled.setting
-            meta = {"kind": "set", "columns": [], "leakage": [], "settings": {**settings, name: value}, "stats": {}}
-            yield pb.ExecuteEvent(result=pb.Result(arrow_ipc=b"", meta_json=json.dumps(meta)))
+            yield result_meta.result_event(None, "set", parties=self.fed.parties, settings={**settings, name: value})
             return
         plan = compiled.plan
         if compiled.kind == "explain":
-            table = pa.table({"plan": explain_lines(plan)})
-            meta = {"kind": "explain", "columns": [{"name": "plan", "type": "VARCHAR", "note": None}],
-                    "leakage": list(plan.leakage) + sub_leakage, "settings": settings, "stats": {}, "plan_hash": plan.hash}
-            yield pb.ExecuteEvent(result=pb.Result(arrow_ipc=table_to_bytes(table).tobytes(), meta_json=json.dumps(meta)))
+            yield result_meta.result_event(
+                pa.table({"plan": explain_lines(plan)}), "explain", parties=self.fed.parties, settings=settings,
+                columns=[("plan", "VARCHAR")], leakage=list(plan.leakage) + sub_leakage, plan_hash=plan.hash)
             return
         timeout = min(request.timeout_seconds or self.fed.deadline_seconds, self.fed.deadline_seconds)
         events: queue.Queue = queue.Queue()
@@ -269,21 +267,11 @@ class Node(rpc.NodeServicer):
         except Exception as exc:  # noqa: BLE001 - _run_as_issuer recorded the failure
             yield _error_event(as_fedsql_error(exc, "while running the query"))
             return
-        notes = _dp_notes(plan)
-        stats["elapsed_seconds"] = round(time.monotonic() - started, 6)
-        columns = [{"name": n, "type": t, "note": notes.get(n)} for n, t in plan.output]
-        for i, rows in intervals.items():
-            columns[i]["confidence_interval_95"] = [list(r) if r is not None else None for r in rows]
-        meta = {
-            "kind": "rows",
-            "columns": columns,
-            "leakage": list(plan.leakage) + sub_leakage,
-            "settings": settings,
-            "stats": stats,
-            "plan_hash": plan.hash,
-            "query_id": query_id,
-        }
-        yield pb.ExecuteEvent(result=pb.Result(arrow_ipc=table_to_bytes(table).tobytes(), meta_json=json.dumps(meta)))
+        stats.elapsed_seconds = round(time.monotonic() - started, 6)
+        yield result_meta.result_event(
+            table, "rows", parties=self.fed.parties, settings=settings, columns=plan.output,
+            leakage=list(plan.leakage) + sub_leakage, notes=_dp_notes(plan), intervals=intervals, stats=stats,
+            plan_hash=plan.hash, query_id=query_id)
 
     def _execute_set_operation(self, ast, request, settings: dict[str, str], query_id: str,
                                started: float) -> Iterator[pb.ExecuteEvent]:
@@ -315,16 +303,10 @@ class Node(rpc.NodeServicer):
         except Exception as exc:  # noqa: BLE001
             yield _error_event(as_fedsql_error(exc, "while running a set operation"))
             return
-        types = duckdb_types(table)
-        meta = {
-            "kind": "rows",
-            "columns": [{"name": n, "type": t, "note": None} for n, t in zip(table.column_names, types)],
-            "leakage": leakage,
-            "settings": settings,
-            "stats": {"elapsed_seconds": round(time.monotonic() - started, 6)},
-            "query_id": query_id,
-        }
-        yield pb.ExecuteEvent(result=pb.Result(arrow_ipc=table_to_bytes(table).tobytes(), meta_json=json.dumps(meta)))
+        yield result_meta.result_event(
+            table, "rows", parties=self.fed.parties, settings=settings,
+            columns=list(zip(table.column_names, duckdb_types(table))), leakage=leakage,
+            stats=pb.QueryStats(elapsed_seconds=round(time.monotonic() - started, 6)), query_id=query_id)
 
     def _plan_as_issuer(self, sql: str, settings: dict[str, str], query_id: str, user: str | None,
                         audited_sql: str | None = None) -> Compiled:
@@ -342,7 +324,7 @@ class Node(rpc.NodeServicer):
             raise err from None
 
     def _run_as_issuer(self, plan, sql: str, settings: dict[str, str], query_id: str, timeout: float,
-                       progress: Callable[[str], None], user: str | None) -> tuple[pa.Table, dict, dict]:
+                       progress: Callable[[str], None], user: str | None) -> tuple[pa.Table, pb.QueryStats, dict]:
         """One federated query as its issuer: the `query` audit record, the run, then `done` or
         `failed` and one log line; returns the result, its stats and the DP per-row intervals
         (output column index → list). Ordinary queries and every set-operation branch go through here,
@@ -389,7 +371,7 @@ class Node(rpc.NodeServicer):
                                           lambda _step: None, user)
         return scalar_subqueries.single_value(table), plan.output[0][1], list(plan.leakage)
 
-    def _coordinate(self, plan, sql, settings, query_id, timeout, progress) -> tuple[pa.Table, dict]:
+    def _coordinate(self, plan, sql, settings, query_id, timeout, progress) -> tuple[pa.Table, pb.QueryStats]:
         deadline_unix = time.time() + timeout
         others = [p for p in plan.participants if p != self.me]
         key = query_key(self.me, query_id)
@@ -404,7 +386,7 @@ class Node(rpc.NodeServicer):
             futures[p] = self.pool.submit(self._call_run, p, req, timeout)
         own = self.pool.submit(self._run_part, plan, key, deadline_unix, progress)
         failures: list[tuple[str, errors.Error]] = []
-        party_stats: dict[str, dict] = {}
+        party_stats: dict[str, pb.PartyStats] = {}
         try:
             pending = {self.me: own, **futures}
             give_up = float("inf")  # after a failure: how long the others get to report theirs
@@ -424,13 +406,13 @@ class Node(rpc.NodeServicer):
                 raise _root_cause(failures)
             table, stats = own.result()
             # each party's own counters (its RunReply), e.g. for benchmarks: bytes sent per party
-            stats["parties"] = {p: dict(s) for p, s in party_stats.items() if p != self.me and isinstance(s, dict)}
-            return _cast_output(table, plan.output), stats
+            parties = {p: s for p, s in party_stats.items() if p != self.me}
+            return _cast_output(table, plan.output), pb.QueryStats(own=stats, parties=parties)
         finally:
             self._running.pop(key, None)
             self.mailbox.drop(key)
 
-    def _call_run(self, party: str, req: pb.RunRequest, timeout: float) -> dict:
+    def _call_run(self, party: str, req: pb.RunRequest, timeout: float) -> pb.PartyStats:
         try:
             stub = self.stubs[party]
             reply = call_with_reconnect(stub.Run, req, time.monotonic() + timeout + 5,
@@ -439,10 +421,7 @@ class Node(rpc.NodeServicer):
             raise self._unreachable(party, exc) from None
         if not reply.ok:
             raise errors.error_from_kind(reply.error.kind, f"party '{party}': {reply.error.message}")
-        try:
-            return json.loads(reply.stats_json) if reply.stats_json else {}
-        except ValueError:
-            return {}
+        return reply.stats
 
     def _run_part(self, plan, key: str, deadline_unix: float, progress: Callable[[str], None] | None):
         """This party's part of the query `key` (issuer/query id): the plan agreement is
@@ -457,7 +436,7 @@ class Node(rpc.NodeServicer):
             if plan.dp is not None and plan.dp.charges:
                 raise _dp_failure(self.me, exc) from None
             raise
-        return table, run.stats()
+        return table, result_meta.party_stats(run.stats())
 
     def _reserve_budget(self, plan, query_id: str) -> None:
         """Record this owner's DP spend durably, or refuse (docs/dp.md §6). A query id runs at most once:
@@ -562,7 +541,7 @@ class Node(rpc.NodeServicer):
             self._audit_safe("done", query_id=request.query_id)
             self._log_query("done", request.query_id, request.issuer, "participant", plan, began,
                             rows=table.num_rows if table is not None else None)
-            return pb.RunReply(ok=True, stats_json=json.dumps(stats))
+            return pb.RunReply(ok=True, stats=stats)
         except Exception as exc:  # noqa: BLE001
             err = as_fedsql_error(exc, "while running its part")
             if key is not None and not isinstance(err, errors.QueryCancelled):  # the others stop too, now

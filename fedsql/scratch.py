@@ -35,7 +35,6 @@ scratch space is off.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -47,7 +46,7 @@ from typing import Any, Iterator
 
 import pyarrow as pa
 
-from fedsql import errors
+from fedsql import errors, result_meta
 from fedsql.proto import node_pb2 as pb
 
 log = logging.getLogger("fedsql.node")
@@ -308,24 +307,24 @@ class IssuerLocal:
         settings = dict(request.settings)
         try:
             if routed.kind == "show_tables":
-                yield _result(self.show_tables(), "rows", [], settings)
+                yield self._result(self.show_tables(), "rows", [], settings)
             elif routed.kind == "describe":
-                yield _result(self.describe(routed.ast.this), "rows", [], settings)
+                yield self._result(self.describe(routed.ast.this), "rows", [], settings)
             elif routed.kind == "information_schema":
                 if routed.explain:
-                    yield _explain([f"catalog query answered by {self.me} alone from the configuration and the "
+                    yield self._explain([f"catalog query answered by {self.me} alone from the configuration and the "
                                     "owners' public schemas"], [f"nothing leaves {self.me}"], settings)
                     return
                 table, types = self.information_schema(routed.ast)
-                yield _result(table, "rows", [], settings, table.num_rows, types=types)
+                yield self._result(table, "rows", [], settings, table.num_rows, types=types)
             elif routed.kind in ("copy_local", "sink_local"):
                 yield from self._deliver_local(routed, settings)
             elif routed.kind == "local":
                 if routed.explain:
-                    yield _explain(self._local_plan(routed), self._local_leakage(routed), settings)
+                    yield self._explain(self._local_plan(routed), self._local_leakage(routed), settings)
                     return
                 table, kind, rowcount, types = self.run_local(routed.ast, routed.target)
-                yield _result(table, kind, self._local_leakage(routed), settings, rowcount, types=types)
+                yield self._result(table, kind, self._local_leakage(routed), settings, rowcount, types=types)
             else:
                 yield from self._from_federated(routed, request, context, settings)
         except errors.Error as exc:
@@ -362,9 +361,8 @@ class IssuerLocal:
                     return None
         if result is None:
             raise errors.InternalError("the federated part ended without a result")
-        meta = json.loads(result.meta_json) if result.meta_json else {}
         table = pa.ipc.open_stream(result.arrow_ipc).read_all() if result.arrow_ipc else pa.table({})
-        return table, meta
+        return table, result.meta
 
     def _from_federated(self, routed: Routed, request: Any, context: Any, settings: dict[str, str]):
         got = yield from self._federated(("EXPLAIN " if routed.explain else "") + routed.source_sql,
@@ -373,23 +371,37 @@ class IssuerLocal:
             return
         table, meta = got
         stored = self._delivered(routed)
-        leakage = list(meta.get("leakage") or []) + [stored]
+        leakage = [*meta.leakage, stored]
         if routed.explain:
             lines = [str(v) for v in table.column(0).to_pylist()] if table.num_columns else []
-            yield _explain(lines + [stored], leakage, settings)
+            yield self._explain(lines + [stored], leakage, settings)
             return
-        if meta.get("kind") != "rows":
+        if meta.kind != pb.ROWS:
             what = {"copy": "COPY … TO", "sink": "INSERT INTO sink"}.get(routed.kind, "CREATE TABLE … AS / INSERT … SELECT")
             raise errors.ProgrammingError(f"the SELECT of {what} returned no rows")
+        stats = meta.stats if meta.HasField("stats") else None
         if routed.kind in ("copy", "sink"):
-            yield self._deliver(table, routed, leakage, settings, meta.get("stats"))
+            yield self._deliver(table, routed, leakage, settings, stats)
             return
         from sqlglot import exp
 
         ast = routed.ast.copy()
         ast.set("expression", exp.select("*").from_(SOURCE))
         out, kind, rowcount, _ = self.run_local(ast, routed.target, source=table)
-        yield _result(out, kind, leakage, settings, rowcount, stats=meta.get("stats"))
+        yield self._result(out, kind, leakage, settings, rowcount, stats=stats)
+
+    def _result(self, table: pa.Table, kind: str, leakage: list, settings: dict[str, str], rowcount: int = -1,
+                stats: pb.QueryStats | None = None, types: list[str] | None = None) -> pb.ExecuteEvent:
+        """A scratch or catalog answer (fedsql/result_meta.py); catalog answers are all text."""
+        types = types or ["VARCHAR"] * table.num_columns
+        columns = list(zip(table.column_names, types)) if kind == "rows" else []
+        return result_meta.result_event(table, kind, parties=self.fed.parties, settings=settings, columns=columns,
+                                        leakage=leakage, stats=stats, rowcount=rowcount)
+
+    def _explain(self, lines: list[str], leakage: list, settings: dict[str, str]) -> pb.ExecuteEvent:
+        return result_meta.result_event(pa.table({"plan": pa.array(lines, pa.utf8())}), "explain",
+                                        parties=self.fed.parties, settings=settings,
+                                        columns=[("plan", "VARCHAR")], leakage=leakage)
 
     def _delivered(self, routed: Routed) -> str:
         """The leakage report's last line: where the issuer's result goes."""
@@ -404,18 +416,18 @@ class IssuerLocal:
         """COPY / INSERT INTO sink of a query over the scratch space only (or constants): run here, then deliver."""
         leakage = self._local_leakage(routed) + [self._delivered(routed)]
         if routed.explain:
-            yield _explain(self._local_plan(routed) + [self._delivered(routed)], leakage, settings)
+            yield self._explain(self._local_plan(routed) + [self._delivered(routed)], leakage, settings)
             return
         table, _, _, _ = self.run_local(routed.ast)
         yield self._deliver(table, routed, leakage, settings)
 
-    def _deliver(self, table: pa.Table, routed: Routed, leakage: list[str], settings: dict[str, str],
-                 stats: dict[str, Any] | None = None) -> pb.ExecuteEvent:
+    def _deliver(self, table: pa.Table, routed: Routed, leakage: list, settings: dict[str, str],
+                 stats: pb.QueryStats | None = None) -> pb.ExecuteEvent:
         """Write the issuer's result to its export file or insert it into its sink."""
         if routed.kind in ("sink", "sink_local"):
             written = self._sink(routed.target).append(table)
             log.info("party %s: inserted %d rows into sink.%s", self.me, written, routed.target)
-            return _result(pa.table({}), "ok", leakage, settings, written, stats=stats)
+            return self._result(pa.table({}), "ok", leakage, settings, written, stats=stats)
         from fedsql.export import export_dir, write
 
         root = export_dir(self.fed, self.me)
@@ -427,7 +439,7 @@ class IssuerLocal:
                                           "write there (export_directory in the federation file)") from None
         log.info("party %s: COPY wrote %d rows to %s in its export directory", self.me, table.num_rows,
                  routed.copy.shown)
-        return _result(pa.table({}), "ok", leakage, settings, table.num_rows, stats=stats)
+        return self._result(pa.table({}), "ok", leakage, settings, table.num_rows, stats=stats)
 
     def _sink(self, name: str) -> Any:
         """The configured sink as a Source (its driver, password from the environment or secrets file)."""
@@ -660,24 +672,3 @@ def _duckdb_error(exc: Exception) -> errors.Error:
     if isinstance(exc, duckdb.NotImplementedException):
         return errors.NotSupportedError(text)
     return errors.OperationalError(text)
-
-
-def _result(table: pa.Table, kind: str, leakage: list[str], settings: dict[str, str], rowcount: int = -1,
-            stats: dict[str, Any] | None = None, types: list[str] | None = None) -> pb.ExecuteEvent:
-    from executors.runtime import table_to_bytes
-
-    types = types or ["VARCHAR"] * table.num_columns  # catalog answers are all text
-    columns = [{"name": n, "type": t, "note": None} for n, t in zip(table.column_names, types)]
-    meta = {"kind": kind, "columns": columns if kind == "rows" else [], "leakage": leakage,
-            "settings": settings, "stats": stats or {}, "rowcount": rowcount}
-    payload = table_to_bytes(table).tobytes() if table.num_columns else b""
-    return pb.ExecuteEvent(result=pb.Result(arrow_ipc=payload, meta_json=json.dumps(meta)))
-
-
-def _explain(lines: list[str], leakage: list[str], settings: dict[str, str]) -> pb.ExecuteEvent:
-    from executors.runtime import table_to_bytes
-
-    table = pa.table({"plan": pa.array(lines, pa.utf8())})
-    meta = {"kind": "explain", "columns": [{"name": "plan", "type": "VARCHAR", "note": None}],
-            "leakage": leakage, "settings": settings, "stats": {}}
-    return pb.ExecuteEvent(result=pb.Result(arrow_ipc=table_to_bytes(table).tobytes(), meta_json=json.dumps(meta)))
