@@ -129,7 +129,6 @@ class NodeClient:
         Ctrl-C while waiting cancels the query at the node (and so at every
         party) before re-raising KeyboardInterrupt.
         """
-        import pyarrow as pa
 
         qid = query_id or uuid.uuid4().hex
         timeout = timeout if timeout is not None else self.default_timeout
@@ -143,10 +142,13 @@ class NodeClient:
         grpc_deadline = timeout + DEADLINE_GRACE_SECONDS if timeout else None
         call = self._stub.Execute(request, timeout=grpc_deadline)
         result = None
+        rows = result_meta.ResultAssembler(self._who())
         try:
             for event in call:
                 which = event.WhichOneof("event")
-                if which == "progress":
+                if which == "chunk":
+                    rows.add(event.chunk)
+                elif which == "progress":
                     if on_progress is not None:
                         on_progress(event.progress.elapsed_seconds, event.progress.step)
                 elif which == "error":
@@ -155,6 +157,9 @@ class NodeClient:
                     result = event.result
         except grpc.RpcError as exc:
             raise self._map_rpc_error(exc, timeout) from None
+        except errors.ResourceLimitExceeded:
+            call.cancel()  # a result past the limit: stop the stream rather than read it on
+            raise
         except KeyboardInterrupt:
             call.cancel()
             try:
@@ -168,14 +173,7 @@ class NodeClient:
             meta = result_meta.to_dict(result.meta)
         except ValueError as exc:
             raise errors.InternalError(f"{self._who()} sent malformed result metadata: {exc}") from None
-        if result.arrow_ipc:
-            try:
-                table = pa.ipc.open_stream(result.arrow_ipc).read_all()
-            except pa.ArrowInvalid as exc:
-                raise errors.InternalError(f"{self._who()} sent a malformed Arrow result: {exc}") from None
-        else:
-            table = pa.table({})
-        return table, meta
+        return rows.table(), meta
 
     def cancel(self, query_id: str, reason: str = "") -> None:
         """Ask the node to cancel a running query at every party (best effort)."""

@@ -235,11 +235,11 @@ class Node(rpc.NodeServicer):
             return
         if compiled.kind == "set":
             name, value = compiled.setting
-            yield result_meta.result_event(None, "set", parties=self.fed.parties, settings={**settings, name: value})
+            yield from result_meta.result_events(None, "set", parties=self.fed.parties, settings={**settings, name: value})
             return
         plan = compiled.plan
         if compiled.kind == "explain":
-            yield result_meta.result_event(
+            yield from result_meta.result_events(
                 pa.table({"plan": explain_lines(plan)}), "explain", parties=self.fed.parties, settings=settings,
                 columns=[("plan", "VARCHAR")], leakage=list(plan.leakage) + sub_leakage, plan_hash=plan.hash)
             return
@@ -268,7 +268,7 @@ class Node(rpc.NodeServicer):
             yield _error_event(as_fedsql_error(exc, "while running the query"))
             return
         stats.elapsed_seconds = round(time.monotonic() - started, 6)
-        yield result_meta.result_event(
+        yield from result_meta.result_events(
             table, "rows", parties=self.fed.parties, settings=settings, columns=plan.output,
             leakage=list(plan.leakage) + sub_leakage, notes=_dp_notes(plan), intervals=intervals, stats=stats,
             plan_hash=plan.hash, query_id=query_id)
@@ -303,7 +303,7 @@ class Node(rpc.NodeServicer):
         except Exception as exc:  # noqa: BLE001
             yield _error_event(as_fedsql_error(exc, "while running a set operation"))
             return
-        yield result_meta.result_event(
+        yield from result_meta.result_events(
             table, "rows", parties=self.fed.parties, settings=settings,
             columns=list(zip(table.column_names, duckdb_types(table))), leakage=leakage,
             stats=pb.QueryStats(elapsed_seconds=round(time.monotonic() - started, 6)), query_id=query_id)

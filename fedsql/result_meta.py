@@ -1,7 +1,7 @@
 """A result's metadata as a typed message (`ResultMeta` in fedsql/proto/node.proto).
 
 Built here and only here (the node's queries, set operations, scratch and catalog answers all
-call `result_event`), and turned back into the client's dict here (`to_dict`, called by
+call `result_events`), and turned back into the client's dict here (`to_dict`, called by
 fedsql/client.py), where the leakage report is rendered as text: one definition of every field
 instead of a JSON object assembled in six places. The planner still words its leakage report as
 lines ("to p1, p2: the number of groups"); `leakage_item` gives each line its structure (who
@@ -11,11 +11,22 @@ exactly, so the text a user reads is unchanged.
 
 from __future__ import annotations
 
+import io
 import re
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
+import pyarrow as pa
+
+from executors.peer_channel import MAX_MESSAGE_BYTES
+from fedsql import errors
 from fedsql.proto import node_pb2 as pb
+
+MAX_RESULT_BYTES = MAX_MESSAGE_BYTES
+"""The largest result (Arrow bytes) a node sends and a client accepts: 1 GiB, as when a result
+travelled as one message."""
+CHUNK_BYTES = 4 << 20
+"""About this many bytes of record batches per ResultChunk."""
 
 KINDS = {"rows": pb.ROWS, "explain": pb.EXPLAIN, "set": pb.SET, "ok": pb.OK}
 _KIND_NAMES = {code: name for name, code in KINDS.items()}
@@ -45,8 +56,8 @@ def party_stats(stats: Mapping[str, Any]) -> pb.PartyStats:
     return pb.PartyStats(rounds=int(stats.get("rounds", 0)), bytes_sent=int(stats.get("bytes_sent", 0)), steps=steps)
 
 
-def result_event(
-    table: Any,
+def result_events(
+    table: pa.Table | None,
     kind: str,
     *,
     parties: Collection[str],
@@ -59,8 +70,10 @@ def result_event(
     plan_hash: str = "",
     query_id: str = "",
     rowcount: int | None = None,
-) -> pb.ExecuteEvent:
-    """The Execute stream's result event: `table` (None or no columns: no rows) and its ResultMeta.
+) -> Iterator[pb.ExecuteEvent]:
+    """The end of an Execute stream: `table` (None or no columns: no rows) as ResultChunks of
+    Arrow record batches, then the Result with its ResultMeta; a table over MAX_RESULT_BYTES is
+    refused with an error event before anything is sent.
 
     `columns`: (name, DuckDB type) in output order; `notes`: DP notes by column name;
     `intervals`: per-row 95% intervals by column index; `leakage`: report lines or items."""
@@ -83,10 +96,57 @@ def result_event(
         meta.stats.CopyFrom(stats)
     if rowcount is not None:
         meta.rowcount = rowcount
-    from executors.runtime import table_to_ipc  # late: clients read results without loading the runtime
+    if table is not None and table.num_columns:
+        if table.nbytes > MAX_RESULT_BYTES:
+            err = errors.ResourceLimitExceeded(
+                f"the result has {table.num_rows} rows and {table.nbytes} bytes, more than a result may carry "
+                f"({MAX_RESULT_BYTES} bytes); aggregate, filter or add a LIMIT, or write it to a file with COPY")
+            yield pb.ExecuteEvent(error=pb.Error(kind=err.kind, message=str(err)))
+            return
+        for piece in _ipc_chunks(table):
+            yield pb.ExecuteEvent(chunk=pb.ResultChunk(arrow_ipc=piece))
+    yield pb.ExecuteEvent(result=pb.Result(meta=meta))
 
-    payload = table_to_ipc(table) if table is not None and table.num_columns else b""
-    return pb.ExecuteEvent(result=pb.Result(arrow_ipc=payload, meta=meta))
+
+def _ipc_chunks(table: pa.Table) -> Iterator[bytes]:
+    """One Arrow IPC stream, cut after every record batch of about CHUNK_BYTES."""
+    rows = max(1, CHUNK_BYTES * table.num_rows // max(table.nbytes, 1))
+    sink = io.BytesIO()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        for batch in table.to_batches(max_chunksize=rows):
+            writer.write_batch(batch)
+            yield sink.getvalue()
+            sink.seek(0)
+            sink.truncate()
+    yield sink.getvalue()  # the end-of-stream marker (with the schema when there was no batch)
+
+
+class ResultAssembler:
+    """Joins one Execute stream's ResultChunks back into a table, refusing past MAX_RESULT_BYTES
+    (a node that streams more than a result may carry is stopped, not buffered)."""
+
+    def __init__(self, who: str, limit: int = MAX_RESULT_BYTES) -> None:
+        self.who = who
+        self.limit = limit
+        self._parts: list[bytes] = []
+        self._size = 0
+
+    def add(self, chunk: pb.ResultChunk) -> None:
+        self._size += len(chunk.arrow_ipc)
+        if self._size > self.limit:
+            raise errors.ResourceLimitExceeded(
+                f"{self.who} sent a result of more than {self.limit} bytes, more than a result may carry; "
+                "aggregate, filter or add a LIMIT, or write it to a file with COPY")
+        self._parts.append(chunk.arrow_ipc)
+
+    def table(self) -> pa.Table:
+        """The result's table (no columns when no chunk came); InternalError if the bytes are not Arrow."""
+        if not self._parts:
+            return pa.table({})
+        try:
+            return pa.ipc.open_stream(b"".join(self._parts)).read_all()
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise errors.InternalError(f"{self.who} sent a malformed Arrow result: {exc}") from None
 
 
 def _party_dict(s: pb.PartyStats) -> dict[str, Any]:

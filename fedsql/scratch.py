@@ -307,24 +307,24 @@ class IssuerLocal:
         settings = dict(request.settings)
         try:
             if routed.kind == "show_tables":
-                yield self._result(self.show_tables(), "rows", [], settings)
+                yield from self._result(self.show_tables(), "rows", [], settings)
             elif routed.kind == "describe":
-                yield self._result(self.describe(routed.ast.this), "rows", [], settings)
+                yield from self._result(self.describe(routed.ast.this), "rows", [], settings)
             elif routed.kind == "information_schema":
                 if routed.explain:
-                    yield self._explain([f"catalog query answered by {self.me} alone from the configuration and the "
+                    yield from self._explain([f"catalog query answered by {self.me} alone from the configuration and the "
                                     "owners' public schemas"], [f"nothing leaves {self.me}"], settings)
                     return
                 table, types = self.information_schema(routed.ast)
-                yield self._result(table, "rows", [], settings, table.num_rows, types=types)
+                yield from self._result(table, "rows", [], settings, table.num_rows, types=types)
             elif routed.kind in ("copy_local", "sink_local"):
                 yield from self._deliver_local(routed, settings)
             elif routed.kind == "local":
                 if routed.explain:
-                    yield self._explain(self._local_plan(routed), self._local_leakage(routed), settings)
+                    yield from self._explain(self._local_plan(routed), self._local_leakage(routed), settings)
                     return
                 table, kind, rowcount, types = self.run_local(routed.ast, routed.target)
-                yield self._result(table, kind, self._local_leakage(routed), settings, rowcount, types=types)
+                yield from self._result(table, kind, self._local_leakage(routed), settings, rowcount, types=types)
             else:
                 yield from self._from_federated(routed, request, context, settings)
         except errors.Error as exc:
@@ -351,18 +351,20 @@ class IssuerLocal:
         inner = pb.ExecuteRequest(sql=sql, settings=settings, query_id=request.query_id,
                                   timeout_seconds=request.timeout_seconds, user=request.user)
         result = None
+        rows = result_meta.ResultAssembler(f"party '{self.me}'")
         for event in self.node.Execute(inner, context):
             which = event.WhichOneof("event")
             if which == "result":
                 result = event.result
+            elif which == "chunk":
+                rows.add(event.chunk)
             else:
                 yield event
                 if which == "error":
                     return None
         if result is None:
             raise errors.InternalError("the federated part ended without a result")
-        table = pa.ipc.open_stream(result.arrow_ipc).read_all() if result.arrow_ipc else pa.table({})
-        return table, result.meta
+        return rows.table(), result.meta
 
     def _from_federated(self, routed: Routed, request: Any, context: Any, settings: dict[str, str]):
         got = yield from self._federated(("EXPLAIN " if routed.explain else "") + routed.source_sql,
@@ -374,32 +376,32 @@ class IssuerLocal:
         leakage = [*meta.leakage, stored]
         if routed.explain:
             lines = [str(v) for v in table.column(0).to_pylist()] if table.num_columns else []
-            yield self._explain(lines + [stored], leakage, settings)
+            yield from self._explain(lines + [stored], leakage, settings)
             return
         if meta.kind != pb.ROWS:
             what = {"copy": "COPY … TO", "sink": "INSERT INTO sink"}.get(routed.kind, "CREATE TABLE … AS / INSERT … SELECT")
             raise errors.ProgrammingError(f"the SELECT of {what} returned no rows")
         stats = meta.stats if meta.HasField("stats") else None
         if routed.kind in ("copy", "sink"):
-            yield self._deliver(table, routed, leakage, settings, stats)
+            yield from self._deliver(table, routed, leakage, settings, stats)
             return
         from sqlglot import exp
 
         ast = routed.ast.copy()
         ast.set("expression", exp.select("*").from_(SOURCE))
         out, kind, rowcount, _ = self.run_local(ast, routed.target, source=table)
-        yield self._result(out, kind, leakage, settings, rowcount, stats=stats)
+        yield from self._result(out, kind, leakage, settings, rowcount, stats=stats)
 
     def _result(self, table: pa.Table, kind: str, leakage: list, settings: dict[str, str], rowcount: int = -1,
-                stats: pb.QueryStats | None = None, types: list[str] | None = None) -> pb.ExecuteEvent:
+                stats: pb.QueryStats | None = None, types: list[str] | None = None) -> Iterator[pb.ExecuteEvent]:
         """A scratch or catalog answer (fedsql/result_meta.py); catalog answers are all text."""
         types = types or ["VARCHAR"] * table.num_columns
         columns = list(zip(table.column_names, types)) if kind == "rows" else []
-        return result_meta.result_event(table, kind, parties=self.fed.parties, settings=settings, columns=columns,
+        return result_meta.result_events(table, kind, parties=self.fed.parties, settings=settings, columns=columns,
                                         leakage=leakage, stats=stats, rowcount=rowcount)
 
-    def _explain(self, lines: list[str], leakage: list, settings: dict[str, str]) -> pb.ExecuteEvent:
-        return result_meta.result_event(pa.table({"plan": pa.array(lines, pa.utf8())}), "explain",
+    def _explain(self, lines: list[str], leakage: list, settings: dict[str, str]) -> Iterator[pb.ExecuteEvent]:
+        return result_meta.result_events(pa.table({"plan": pa.array(lines, pa.utf8())}), "explain",
                                         parties=self.fed.parties, settings=settings,
                                         columns=[("plan", "VARCHAR")], leakage=leakage)
 
@@ -416,13 +418,13 @@ class IssuerLocal:
         """COPY / INSERT INTO sink of a query over the scratch space only (or constants): run here, then deliver."""
         leakage = self._local_leakage(routed) + [self._delivered(routed)]
         if routed.explain:
-            yield self._explain(self._local_plan(routed) + [self._delivered(routed)], leakage, settings)
+            yield from self._explain(self._local_plan(routed) + [self._delivered(routed)], leakage, settings)
             return
         table, _, _, _ = self.run_local(routed.ast)
-        yield self._deliver(table, routed, leakage, settings)
+        yield from self._deliver(table, routed, leakage, settings)
 
     def _deliver(self, table: pa.Table, routed: Routed, leakage: list, settings: dict[str, str],
-                 stats: pb.QueryStats | None = None) -> pb.ExecuteEvent:
+                 stats: pb.QueryStats | None = None) -> Iterator[pb.ExecuteEvent]:
         """Write the issuer's result to its export file or insert it into its sink."""
         if routed.kind in ("sink", "sink_local"):
             written = self._sink(routed.target).append(table)

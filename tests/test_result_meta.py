@@ -62,10 +62,14 @@ def test_leakage_items(line: str, viewers: list[str], only: bool, what: str) -> 
     assert result_meta.leakage_text(item) == line
 
 
-def _roundtrip(event: pb.ExecuteEvent) -> tuple[pa.Table, dict]:
-    wire = pb.ExecuteEvent.FromString(event.SerializeToString()).result
-    table = pa.ipc.open_stream(wire.arrow_ipc).read_all() if wire.arrow_ipc else pa.table({})
-    return table, result_meta.to_dict(wire.meta)
+def _roundtrip(events) -> tuple[pa.Table, dict]:
+    """What a client does with the end of an Execute stream (over the wire bytes)."""
+    rows = result_meta.ResultAssembler("node")
+    events = [pb.ExecuteEvent.FromString(e.SerializeToString()) for e in events]
+    assert [e.WhichOneof("event") for e in events[:-1]] == ["chunk"] * (len(events) - 1)
+    for e in events[:-1]:
+        rows.add(e.chunk)
+    return rows.table(), result_meta.to_dict(events[-1].result.meta)
 
 
 def test_rows_result_with_dp_notes_intervals_and_stats() -> None:
@@ -73,7 +77,7 @@ def test_rows_result_with_dp_notes_intervals_and_stats() -> None:
     stats = pb.QueryStats(elapsed_seconds=0.25, own=result_meta.party_stats(
         {"rounds": 7, "bytes_sent": 1234, "steps": [("s1", "local_query", 0.1, 0.05)]}),
         parties={"p2": pb.PartyStats(rounds=7, bytes_sent=99)})
-    event = result_meta.result_event(
+    event = result_meta.result_events(
         table, "rows", parties=PARTIES, settings={"fedsql.mode": "sizes"},
         columns=[("k", "VARCHAR"), ("avg_x", "DOUBLE")], leakage=["to p1 only: the result", "public text"],
         notes={"avg_x": "ε = 0.5"}, intervals={1: [(-0.5, 3.5), None]}, stats=stats, plan_hash="h", query_id="q")
@@ -93,15 +97,55 @@ def test_rows_result_with_dp_notes_intervals_and_stats() -> None:
 
 
 def test_set_and_ok_results_carry_no_rows() -> None:
-    _, meta = _roundtrip(result_meta.result_event(None, "set", parties=PARTIES, settings={"fedsql.mode": "reveal"}))
+    _, meta = _roundtrip(result_meta.result_events(None, "set", parties=PARTIES, settings={"fedsql.mode": "reveal"}))
     assert meta == {"kind": "set", "columns": [], "leakage": [], "leakage_items": [],
                     "settings": {"fedsql.mode": "reveal"}, "stats": {}}
-    table, meta = _roundtrip(result_meta.result_event(pa.table({}), "ok", parties=PARTIES, settings={}, rowcount=0))
+    table, meta = _roundtrip(result_meta.result_events(pa.table({}), "ok", parties=PARTIES, settings={}, rowcount=0))
     assert table.num_columns == 0 and meta["kind"] == "ok" and meta["rowcount"] == 0  # zero is not "absent"
 
 
 def test_unknown_kinds_are_refused() -> None:
     with pytest.raises(ValueError, match="unknown result kind"):
-        result_meta.result_event(None, "table", parties=PARTIES, settings={})
+        list(result_meta.result_events(None, "table", parties=PARTIES, settings={}))
     with pytest.raises(ValueError, match="same fedsql version"):
         result_meta.to_dict(pb.ResultMeta())  # RESULT_KIND_UNSPECIFIED: a node that set no kind
+
+
+def test_large_results_stream_as_record_batches(monkeypatch) -> None:
+    """Several chunks of about CHUNK_BYTES, joined back to the same table (NULLs, negatives, zero rows)."""
+    monkeypatch.setattr(result_meta, "CHUNK_BYTES", 1 << 12)
+    table = pa.table({"x": pa.array([None if i % 97 == 0 else -i for i in range(5000)], pa.int64()),
+                      "s": [f"v{i % 13}" for i in range(5000)]})
+    events = list(result_meta.result_events(table, "rows", parties=PARTIES, settings={},
+                                            columns=[("x", "BIGINT"), ("s", "VARCHAR")]))
+    assert len(events) > 10 and all(len(e.chunk.arrow_ipc) < 3 * (1 << 12) for e in events[:-1])
+    got, _ = _roundtrip(events)
+    assert got.equals(table)
+    empty = table.slice(0, 0)
+    got, _ = _roundtrip(result_meta.result_events(empty, "rows", parties=PARTIES, settings={},
+                                                  columns=[("x", "BIGINT"), ("s", "VARCHAR")]))
+    assert got.num_rows == 0 and got.schema.equals(table.schema)
+
+
+def test_a_result_past_the_limit_is_refused_at_both_ends(monkeypatch) -> None:
+    """The node sends an error instead of the rows; a client stops a node that streams on anyway."""
+    from fedsql import errors
+
+    table = pa.table({"x": pa.array(range(10_000), pa.int64())})
+    monkeypatch.setattr(result_meta, "MAX_RESULT_BYTES", table.nbytes - 1)
+    events = list(result_meta.result_events(table, "rows", parties=PARTIES, settings={}, columns=[("x", "BIGINT")]))
+    assert [e.WhichOneof("event") for e in events] == ["error"]
+    assert "LIMIT" in events[0].error.message and "bytes" in events[0].error.message
+    rows = result_meta.ResultAssembler("party 'p1' node", limit=1000)
+    rows.add(pb.ResultChunk(arrow_ipc=b"\0" * 600))
+    with pytest.raises(errors.ResourceLimitExceeded, match="more than 1000 bytes"):
+        rows.add(pb.ResultChunk(arrow_ipc=b"\0" * 600))
+
+
+def test_chunks_that_are_not_arrow_are_an_internal_error() -> None:
+    from fedsql import errors
+
+    rows = result_meta.ResultAssembler("party 'p1' node")
+    rows.add(pb.ResultChunk(arrow_ipc=b"not arrow at all"))
+    with pytest.raises(errors.InternalError, match="malformed Arrow"):
+        rows.table()

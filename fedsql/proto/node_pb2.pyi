@@ -54,12 +54,16 @@ class Progress(_message.Message):
     def __init__(self, elapsed_seconds: _Optional[float] = ..., step: _Optional[str] = ...) -> None: ...
 
 class Result(_message.Message):
-    __slots__ = ("arrow_ipc", "meta")
-    ARROW_IPC_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("meta",)
     META_FIELD_NUMBER: _ClassVar[int]
-    arrow_ipc: bytes
     meta: ResultMeta
-    def __init__(self, arrow_ipc: _Optional[bytes] = ..., meta: _Optional[_Union[ResultMeta, _Mapping]] = ...) -> None: ...
+    def __init__(self, meta: _Optional[_Union[ResultMeta, _Mapping]] = ...) -> None: ...
+
+class ResultChunk(_message.Message):
+    __slots__ = ("arrow_ipc",)
+    ARROW_IPC_FIELD_NUMBER: _ClassVar[int]
+    arrow_ipc: bytes
+    def __init__(self, arrow_ipc: _Optional[bytes] = ...) -> None: ...
 
 class ResultMeta(_message.Message):
     __slots__ = ("kind", "columns", "leakage", "settings", "stats", "plan_hash", "query_id", "rowcount")
@@ -174,14 +178,16 @@ class Error(_message.Message):
     def __init__(self, kind: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
 
 class ExecuteEvent(_message.Message):
-    __slots__ = ("progress", "result", "error")
+    __slots__ = ("progress", "result", "error", "chunk")
     PROGRESS_FIELD_NUMBER: _ClassVar[int]
     RESULT_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
     progress: Progress
     result: Result
     error: Error
-    def __init__(self, progress: _Optional[_Union[Progress, _Mapping]] = ..., result: _Optional[_Union[Result, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ...) -> None: ...
+    chunk: ResultChunk
+    def __init__(self, progress: _Optional[_Union[Progress, _Mapping]] = ..., result: _Optional[_Union[Result, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., chunk: _Optional[_Union[ResultChunk, _Mapping]] = ...) -> None: ...
 
 class CancelRequest(_message.Message):
     __slots__ = ("query_id", "reason")
