@@ -26,6 +26,7 @@ from executors.peer_channel import (MESSAGE_OPTIONS, Channel, Mailbox, PeerLinks
                                     add_peer_servicer, call_with_reconnect, key_issuer, query_key)
 from fedsql import __version__, errors, tls
 from fedsql.audit import AuditLog, audit_path, query_fields, user_field
+from fedsql.catalog import NodeCatalog
 from fedsql import result_meta, scalar_subqueries, set_operations
 from fedsql.config import Federation
 from fedsql.locked_duckdb import for_remote
@@ -101,8 +102,8 @@ class Node(rpc.NodeServicer):
         self.audit = AuditLog(audit_path(fed, party))
         self._slots = threading.BoundedSemaphore(fed.max_concurrent_queries)
         self._running: dict[str, frozenset[str]] = {}  # query key (issuer/id) -> participants, for Abort checks
-        self._schemas: dict[tuple[str, str], tuple[float, Schema]] = {}  # (party, table) -> (fetched, schema)
-        self._schema_lock = threading.Lock()
+        self._schema_lock = threading.Lock()  # guards stub replacement (_reconnect)
+        self.catalog = NodeCatalog(fed, party, self.executor.schema, self._describe_peer, SCHEMA_TTL)
         self.pool = ThreadPoolExecutor(max_workers=64, thread_name_prefix=f"fedsql-{party}")
         self.issuer_local = IssuerLocal(self)  # scratch space and catalog statements (fedsql/scratch.py)
         self._ledger = None  # DP budget ledger (fedsql/ledger.py), opened on first use
@@ -111,16 +112,11 @@ class Node(rpc.NodeServicer):
     # -- catalog -----------------------------------------------------------------
 
     def schema_of(self, party: str, table: str) -> Schema:
-        """The public schema of `party.table`: own tables from the local DuckDB, peers' from their
-        Describe reply, checked in full (planner/schemas.py) before it is cached. Only checked
-        schemas are cached, for SCHEMA_TTL seconds, so a peer's changed schema is seen again."""
-        if party == self.me:
-            return self.executor.schema(table)
-        key = (party, table)
-        with self._schema_lock:
-            cached = self._schemas.get(key)
-            if cached is not None and time.monotonic() - cached[0] < SCHEMA_TTL:
-                return cached[1]
+        """The public schema of `party.table`, from the node's catalog (fedsql/catalog.py)."""
+        return self.catalog.schema(party, table)
+
+    def _describe_peer(self, party: str, table: str) -> Schema:
+        """A peer's Describe reply for one table, checked in full (planner/schemas.py)."""
         try:
             stub = self.stubs[party]
             reply = call_with_reconnect(stub.Describe, pb.DescribeRequest(tables=[table]),
@@ -130,10 +126,7 @@ class Node(rpc.NodeServicer):
             raise self._unreachable(party, exc) from None
         if reply.error.kind:
             raise errors.error_from_kind(reply.error.kind, f"party '{party}': {reply.error.message}")
-        schema = parse_describe_reply(party, table, reply.schemas_json)
-        with self._schema_lock:
-            self._schemas[key] = (time.monotonic(), schema)
-        return schema
+        return parse_describe_reply(party, table, reply.schemas_json)
 
     def _reconnect(self, party: str, failed) -> rpc.NodeStub:
         """A fresh channel to `party` after UNAVAILABLE (a restarted peer is reachable at once,
@@ -335,6 +328,8 @@ class Node(rpc.NodeServicer):
             table, stats = self._coordinate(plan, sql, settings, query_id, timeout, progress)
         except Exception as exc:  # noqa: BLE001
             err = as_fedsql_error(exc, "while running the query")
+            if isinstance(err, errors.PlanMismatch):  # a peer compiled another plan: its schema may have changed
+                self.catalog.invalidate(plan.participants)
             self._audit_safe("failed", query_id=query_id, error={"kind": err.kind, "message": str(err)})
             self._log_query("failed", query_id, self.me, "issuer", plan, started, user, error=err)
             raise err from None
@@ -524,8 +519,11 @@ class Node(rpc.NodeServicer):
             compiled = self.compile(request.sql, request.issuer, settings)
             plan = compiled.plan
             if plan is None or plan.hash != request.plan_hash:
+                if plan is not None:  # e.g. a schema changed since one side cached it: both describe again
+                    self.catalog.invalidate(plan.participants)
                 raise errors.PlanMismatch(
-                    f"the plan sent by '{request.issuer}' differs from the plan '{self.me}' compiled itself; refused"
+                    f"the plan sent by '{request.issuer}' differs from the plan '{self.me}' compiled itself; refused "
+                    "(if a table's schema just changed, run the query again: the parties describe it anew)"
                 )
             if self.me not in plan.participants:
                 raise errors.ProgrammingError(f"party '{self.me}' has no part in this plan")

@@ -543,11 +543,7 @@ class IssuerLocal:
         return sorted(p.stem for p in self.directory.glob("*.parquet") if _NAME.match(p.stem))
 
     def show_tables(self) -> pa.Table:
-        rows: list[tuple[str, str, str]] = []
-        for pname, party in sorted(self.fed.parties.items()):
-            rows += [(pname, tname, "table") for tname in sorted(party.tables)]
-        rows += [(self.federated_schema, name, "federated") for name in sorted(self.fed.federated)]
-        rows += [(SCRATCH, name, "scratch") for name in self.scratch_tables()]
+        rows = self.node.catalog.tables() + [(SCRATCH, name, "scratch") for name in self.scratch_tables()]
         cols = list(zip(*rows)) if rows else [(), (), ()]
         return pa.table({"schema": pa.array(cols[0], pa.utf8()), "name": pa.array(cols[1], pa.utf8()),
                          "kind": pa.array(cols[2], pa.utf8())})
@@ -631,8 +627,6 @@ class IssuerLocal:
     def describe(self, table: Any) -> pa.Table:
         from sqlglot import exp
 
-        from planner.catalog import resolve_table
-
         db = table.db
         if self._is_scratch(table):
             ast = exp.Describe(this=table.copy())
@@ -643,15 +637,8 @@ class IssuerLocal:
         else:
             if db and db not in self.fed.parties and db.lower() in (self.federated_schema, self.fed.name.lower()):
                 db = ""
-            ref = resolve_table(self.fed, db or None, table.name, self.node.schema_of)
-            names = [c for c, _ in ref.schema]
-            types = [t for _, t in ref.schema]
-            # what binds the issuer is the other owners' levels (its own columns are public to it)
-            others = [m for m in ref.members if m.party != self.me] or list(ref.members)
-            levels = []
-            for c in names:
-                found = {m.level(c, self.me) for m in others}
-                levels.append(found.pop() if len(found) == 1 else "mixed")
+            described = self.node.catalog.describe(self.node.catalog.resolve(db or None, table.name))
+            names, types, levels = (list(col) for col in zip(*described)) if described else ([], [], [])
         return pa.table({"column_name": pa.array(names, pa.utf8()), "column_type": pa.array(types, pa.utf8()),
                          "level": pa.array(levels, pa.utf8())})
 

@@ -198,13 +198,17 @@ def test_the_schema_cache_keeps_checked_schemas_only_and_expires(monkeypatch: py
             calls.append(request.tables[0])
             return pb.DescribeReply(schemas_json=replies[len(calls) - 1])
 
-    fake = types.SimpleNamespace(me="p1", _schemas={}, _schema_lock=threading.Lock(), stubs={"p2": Stub()},
+    from fedsql.catalog import NodeCatalog
+
+    fake = types.SimpleNamespace(me="p1", _schema_lock=threading.Lock(), stubs={"p2": Stub()},
                                  _reconnect=lambda party, stub: stub)
-    schema_of = node_module.Node.schema_of.__get__(fake)
+    describe_peer = node_module.Node._describe_peer.__get__(fake)
+    catalog = NodeCatalog(types.SimpleNamespace(), "p1", lambda table: (), describe_peer, ttl=60.0)
+    schema_of = catalog.schema
     with pytest.raises(errors.ProgrammingError, match="invalid schema"):
         schema_of("p2", "t")
-    assert fake._schemas == {}  # the refused reply is not cached
+    assert catalog._cache == {}  # the refused reply is not cached
     assert schema_of("p2", "t") == (("a", "INTEGER"),)
     assert schema_of("p2", "t") == (("a", "INTEGER"),) and len(calls) == 2  # cached
-    monkeypatch.setattr(node_module, "SCHEMA_TTL", 0.0)
+    catalog.ttl = 0.0
     assert schema_of("p2", "t") == (("a", "BIGINT"),) and len(calls) == 3  # expired: described again

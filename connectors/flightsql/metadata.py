@@ -162,9 +162,9 @@ class Catalog:
     """The federation's tables as this party's node knows them, asked through the client API.
 
     The list comes from the federation file (public to the party); columns, types and this
-    party's levels come from the node's own `DESCRIBE` (fedsql/scratch.py), so Flight SQL keeps
-    no cache, opens no channel to a peer and uses no node key: the node's catalog, with its
-    schema cache and its expiry (fedsql/node.py SCHEMA_TTL), is the only one."""
+    party's levels come from the node's own `DESCRIBE`, so Flight SQL keeps no cache, opens no
+    channel to a peer and uses no node key: the node's catalog (fedsql/catalog.py), with its
+    schema cache, expiry and invalidation, is the only one."""
 
     def __init__(self, fed: Federation, party: str, node: Any) -> None:
         """`node`: the Flight server's fedsql.client.NodeClient to this party's node."""
