@@ -12,10 +12,35 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+
+from google.protobuf.message import DecodeError
 
 from fedsql.config import Federation
+from fedsql.proto import node_pb2 as pb
 from planner.catalog import Schema, TableRef, resolve_table
+from planner.schemas import MAX_REPLY_BYTES, checked_describe_reply, describe_refusal
+
+
+def encode_described(schemas: Mapping[str, Schema]) -> bytes:
+    """A Describe reply's tables (DescribeReply.tables): a DescribedTables message."""
+    return pb.DescribedTables(tables=[
+        pb.TableSchema(name=name, columns=[pb.ColumnSchema(name=c, type=t) for c, t in schema])
+        for name, schema in schemas.items()]).SerializeToString()
+
+
+def decode_described(party: str, table: str, payload: bytes) -> Schema:
+    """`party.table`'s schema from its Describe reply, checked in full (planner/schemas.py): the
+    size before parsing (no per-column allocation past the limit), then every name and type."""
+    if len(payload) > MAX_REPLY_BYTES:
+        raise describe_refusal(party, table, f"the reply is larger than {MAX_REPLY_BYTES} bytes")
+    described = pb.DescribedTables()
+    try:
+        described.ParseFromString(payload)
+    except (DecodeError, ValueError, RuntimeError):
+        raise describe_refusal(party, table, "the reply is not a valid DescribedTables message") from None
+    return checked_describe_reply(party, table, [(t.name, [(c.name, c.type) for c in t.columns])
+                                                 for t in described.tables])
 
 
 class NodeCatalog:

@@ -26,7 +26,7 @@ from executors.peer_channel import (MESSAGE_OPTIONS, Channel, Mailbox, PeerLinks
                                     add_peer_servicer, call_with_reconnect, key_issuer, query_key)
 from fedsql import __version__, errors, tls
 from fedsql.audit import AuditLog, audit_path, query_fields, user_field
-from fedsql.catalog import NodeCatalog
+from fedsql.catalog import NodeCatalog, decode_described, encode_described
 from fedsql import result_meta, scalar_subqueries, set_operations
 from fedsql.config import Federation
 from fedsql.locked_duckdb import for_remote
@@ -37,7 +37,6 @@ from fedsql.settings import check_settings
 from planner.catalog import Schema
 from planner.compile import Compiled, compile_query
 from planner.explain import explain_lines
-from planner.schemas import parse_describe_reply
 
 import pyarrow as pa
 
@@ -126,7 +125,7 @@ class Node(rpc.NodeServicer):
             raise self._unreachable(party, exc) from None
         if reply.error.kind:
             raise errors.error_from_kind(reply.error.kind, f"party '{party}': {reply.error.message}")
-        return parse_describe_reply(party, table, reply.schemas_json)
+        return decode_described(party, table, reply.tables)
 
     def _reconnect(self, party: str, failed) -> rpc.NodeStub:
         """A fresh channel to `party` after UNAVAILABLE (a restarted peer is reachable at once,
@@ -475,8 +474,7 @@ class Node(rpc.NodeServicer):
     def Describe(self, request, context):
         self._caller(context, "any")
         try:
-            out = {t: [list(c) for c in self.executor.schema(t)] for t in request.tables}
-            return pb.DescribeReply(schemas_json=json.dumps(out))
+            return pb.DescribeReply(tables=encode_described({t: self.executor.schema(t) for t in request.tables}))
         except Exception as exc:  # noqa: BLE001
             err = as_fedsql_error(exc, "describing tables")
             return pb.DescribeReply(error=pb.Error(kind=err.kind, message=str(err)))

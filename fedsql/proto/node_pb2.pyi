@@ -214,12 +214,34 @@ class DescribeRequest(_message.Message):
     def __init__(self, tables: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class DescribeReply(_message.Message):
-    __slots__ = ("schemas_json", "error")
-    SCHEMAS_JSON_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("error", "tables")
     ERROR_FIELD_NUMBER: _ClassVar[int]
-    schemas_json: str
+    TABLES_FIELD_NUMBER: _ClassVar[int]
     error: Error
-    def __init__(self, schemas_json: _Optional[str] = ..., error: _Optional[_Union[Error, _Mapping]] = ...) -> None: ...
+    tables: bytes
+    def __init__(self, error: _Optional[_Union[Error, _Mapping]] = ..., tables: _Optional[bytes] = ...) -> None: ...
+
+class DescribedTables(_message.Message):
+    __slots__ = ("tables",)
+    TABLES_FIELD_NUMBER: _ClassVar[int]
+    tables: _containers.RepeatedCompositeFieldContainer[TableSchema]
+    def __init__(self, tables: _Optional[_Iterable[_Union[TableSchema, _Mapping]]] = ...) -> None: ...
+
+class TableSchema(_message.Message):
+    __slots__ = ("name", "columns")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    COLUMNS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    columns: _containers.RepeatedCompositeFieldContainer[ColumnSchema]
+    def __init__(self, name: _Optional[str] = ..., columns: _Optional[_Iterable[_Union[ColumnSchema, _Mapping]]] = ...) -> None: ...
+
+class ColumnSchema(_message.Message):
+    __slots__ = ("name", "type")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    type: str
+    def __init__(self, name: _Optional[str] = ..., type: _Optional[str] = ...) -> None: ...
 
 class RunRequest(_message.Message):
     __slots__ = ("query_id", "issuer", "sql", "settings", "plan_hash", "deadline_unix")
