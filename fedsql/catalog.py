@@ -3,7 +3,7 @@
 Planning (`Node.compile`), `SHOW TABLES` / `DESCRIBE` / `information_schema` (fedsql/scratch.py)
 and, through the client API, Flight SQL metadata (connectors/flightsql/metadata.py) all read
 it, so they agree on what a table looks like. Peers' schemas are fetched with `Describe`
-(checked in full: planner/schemas.py, by the fetch function the node passes in) and cached for
+(checked in full: plan/schemas.py, by the fetch function the node passes in) and cached for
 `ttl` seconds; `invalidate` forgets them early, which the node does when a participant refuses
 a plan because it compiled another one (the usual sign of a schema that changed meanwhile).
 """
@@ -19,7 +19,7 @@ from google.protobuf.message import DecodeError
 from fedsql.config import Federation
 from fedsql.proto import node_pb2 as pb
 from planner.catalog import Schema, TableRef, resolve_table
-from planner.schemas import MAX_REPLY_BYTES, checked_describe_reply, describe_refusal
+from plan.schemas import MAX_REPLY_BYTES, checked_describe_reply, describe_refusal
 
 
 def encode_described(schemas: Mapping[str, Schema]) -> bytes:
@@ -30,7 +30,7 @@ def encode_described(schemas: Mapping[str, Schema]) -> bytes:
 
 
 def decode_described(party: str, table: str, payload: bytes) -> Schema:
-    """`party.table`'s schema from its Describe reply, checked in full (planner/schemas.py): the
+    """`party.table`'s schema from its Describe reply, checked in full (plan/schemas.py): the
     size before parsing (no per-column allocation past the limit), then every name and type."""
     if len(payload) > MAX_REPLY_BYTES:
         raise describe_refusal(party, table, f"the reply is larger than {MAX_REPLY_BYTES} bytes")

@@ -17,7 +17,7 @@ from planner.compile import compile_query
 from planner.parse import parse_statement
 from fedsql.catalog import decode_described, encode_described
 from fedsql.proto import node_pb2 as pb
-from planner.schemas import duckdb_type
+from plan.schemas import duckdb_type
 from planner.validate import describe
 
 ALL_TYPES = """a BOOLEAN, b TINYINT, c SMALLINT, d INTEGER, e BIGINT, f HUGEINT, g UTINYINT, h USMALLINT,
