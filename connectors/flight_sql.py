@@ -8,9 +8,10 @@ from two sources only:
 * the party's own node (`fedsql.client.NodeClient`) for every statement, so
   queries take exactly the path the shell and the DB-API take (planning,
   policy checks, MPC, DP, audit) and nothing here can bypass a policy;
-* the federation config plus the owners' public `Describe` answers for the
-  catalog (catalog = federation, db schema = party, plus one schema holding
-  the federated union tables).
+* the federation config for the list of tables, and the node's own `DESCRIBE`
+  (through the same client) for their columns, types and this party's levels
+  (catalog = federation, db schema = party, plus one schema holding the
+  federated union tables): no channel to a peer, no node key, no cache here.
 
 A statement runs when the client asks for its FlightInfo (its schema is only
 known once it ran); the result waits in memory under a random ticket until
@@ -369,10 +370,10 @@ class FedSqlFlightServer(flight.FlightServerBase):
         self.auth = auth
         self.fed = fed
         self.party = party
-        self.catalog = Catalog(fed, party)
         self._router = IssuerLocal.router(fed, party)
         self.node = NodeClient(node_address, party=party, config_path=str(fed.path),
                                default_timeout=execute_timeout)
+        self.catalog = Catalog(fed, party, self.node)
         self.sessions = Sessions()
         self._prepared: dict[bytes, Prepared] = {}
         self._results: dict[bytes, tuple[float, pa.Table, str | None]] = {}
@@ -742,7 +743,6 @@ class FedSqlFlightServer(flight.FlightServerBase):
         super().shutdown()
         self._pool.shutdown(wait=False, cancel_futures=True)
         self.node.close()
-        self.catalog.close()
 
 
 def _read_parameters(reader: flight.MetadataRecordBatchReader) -> pa.Table | None:

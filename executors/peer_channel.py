@@ -1,7 +1,7 @@
 """Share traffic between nodes over gRPC: the Transport (executors/transport.py) nodes use.
 
 One gRPC message per peer per round. Inbound messages land in the node's Mailbox
-(executors/transport.py, with the payload format and the plan agreement, shared with the
+(executors/transport.py, with the plan agreement; payloads: executors/peer_arrays.py; shared with the
 in-process transport); this module adds the gRPC sending side (PeerLinks), the receiving
 servicer and `Channel`.
 

@@ -7,7 +7,6 @@ context numbers their rounds. Only the issuer ends with a result table.
 
 from __future__ import annotations
 
-import io
 import os
 import time
 from typing import Callable
@@ -49,11 +48,17 @@ first, so a party that has not answered by then is not going to (a dead or lying
 never asked it); the query fails instead of holding its slot until the deadline."""
 
 
-def table_to_bytes(table: pa.Table) -> np.ndarray:
-    sink = io.BytesIO()
+def table_to_ipc(table: pa.Table) -> bytes:
+    """A table as one Arrow IPC stream."""
+    sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
-    return np.frombuffer(sink.getvalue(), dtype=np.uint8)
+    return sink.getvalue().to_pybytes()
+
+
+def table_to_bytes(table: pa.Table) -> np.ndarray:
+    """A table as Arrow IPC in a uint8 array: how plaintext tables travel between parties."""
+    return np.frombuffer(table_to_ipc(table), dtype=np.uint8)
 
 
 def table_from_bytes(data: np.ndarray) -> pa.Table:

@@ -11,14 +11,13 @@ it needs, with the query's deadline, so ordering across peers never matters):
 - `InProcessTransport`: parties in threads of one process, messages put straight into the
   peer's Mailbox — no sockets, for operator unit tests (`run_in_process`).
 
-Both encode payloads with the same small self-describing binary format (never pickle),
-validated on decode, so an in-process test exercises the same wire checks. This module
+Both encode payloads as the same protobuf `ArrayList` (executors/peer_arrays.py, never
+pickle), validated on decode, so an in-process test exercises the same wire checks. This module
 imports no gRPC (tests/test_import_graph.py): the MPC engine depends only on it.
 """
 
 from __future__ import annotations
 
-import struct
 import threading
 import time
 import uuid
@@ -28,13 +27,9 @@ from typing import Any, Callable, Protocol, runtime_checkable
 import numpy as np
 
 from executors import netem
+from executors.peer_arrays import decode_arrays, encode_arrays
 from executors.transport_errors import MessageError, PeerTimeout, QueryCancelled, TransportError
 
-_MAGIC = b"FSA1"
-_ALLOWED_DTYPES = frozenset({"<u8", "<i8", "<u4", "<i4", "<u2", "<i2", "|u1", "|i1", "|b1", "<f8"})
-_MAX_ARRAYS = 100_000
-_MAX_NDIM = 4
-_MAX_DIM = 1 << 40
 AGREE_TAG = "agree"
 """Tag of the plan-hash agreement, the only message a Channel carries unbound."""
 
@@ -43,71 +38,6 @@ AGREE_TAG = "agree"
 def step_name(tag: str) -> str:
     """A wire tag without its plan-hash binding (for messages people read)."""
     return tag.rsplit(":", 1)[-1]
-
-
-
-def encode_arrays(arrays: list[np.ndarray]) -> bytes:
-    """Serialise arrays (little-endian, allowed dtypes only) without pickle."""
-    parts: list = [_MAGIC, struct.pack("<I", len(arrays))]
-    for arr in arrays:
-        a = np.ascontiguousarray(arr)
-        dt = a.dtype.str
-        if dt not in _ALLOWED_DTYPES:
-            raise MessageError(f"cannot send arrays of type {dt!r}")
-        if a.ndim > _MAX_NDIM:
-            raise MessageError(f"cannot send arrays with more than {_MAX_NDIM} dimensions")
-        dtb = dt.encode("ascii")
-        parts.append(struct.pack(f"<B{len(dtb)}sB{a.ndim}Q", len(dtb), dtb, a.ndim, *a.shape))
-        parts.append(memoryview(a).cast("B") if a.size else b"")
-    return b"".join(parts)
-
-
-def decode_arrays(payload: bytes) -> list[np.ndarray]:
-    """Inverse of encode_arrays; any inconsistency raises MessageError."""
-    view = memoryview(payload)
-    try:
-        if bytes(view[:4]) != _MAGIC:
-            raise MessageError("peer message has an unknown format (bad magic); are both nodes the same fedsql version?")
-        (count,) = struct.unpack_from("<I", view, 4)
-        pos = 8
-        if count > _MAX_ARRAYS:
-            raise MessageError(f"peer message declares {count} arrays (limit {_MAX_ARRAYS})")
-        out = []
-        for _ in range(count):
-            (dlen,) = struct.unpack_from("<B", view, pos)
-            pos += 1
-            dtype = bytes(view[pos:pos + dlen]).decode("ascii", errors="replace")
-            if len(dtype) != dlen:
-                raise MessageError("peer message is truncated")
-            pos += dlen
-            if dtype not in _ALLOWED_DTYPES:
-                raise MessageError(f"peer message has an unsupported array type {dtype!r}")
-            (ndim,) = struct.unpack_from("<B", view, pos)
-            pos += 1
-            if ndim > _MAX_NDIM:
-                raise MessageError(f"peer message array has {ndim} dimensions (limit {_MAX_NDIM})")
-            shape = struct.unpack_from(f"<{ndim}Q", view, pos)
-            pos += 8 * ndim
-            itemsize = np.dtype(dtype).itemsize
-            nbytes = itemsize
-            for s in shape:  # Python ints: no overflow; a zero dimension makes it empty
-                nbytes *= s
-            if nbytes > len(view):
-                raise MessageError("peer message array size does not match the message length")
-            if pos + nbytes > len(view):
-                raise MessageError("peer message is truncated")
-            if any(s > _MAX_DIM for s in shape):  # e.g. (0, 2**60): empty, but numpy refuses the shape
-                raise MessageError("peer message array has an impossible dimension")
-            try:
-                out.append(np.frombuffer(view[pos:pos + nbytes], dtype=dtype).reshape(shape).copy())
-            except ValueError:
-                raise MessageError("peer message array does not match its shape") from None
-            pos += nbytes
-        if pos != len(view):
-            raise MessageError("peer message has trailing bytes")
-        return out
-    except struct.error:
-        raise MessageError("peer message is truncated") from None
 
 
 
@@ -353,7 +283,11 @@ class MailboxTransport:
         self._deliver(to, wire, payload, self.deadline)
 
     def recv(self, frm: str, tag: str) -> list[np.ndarray]:
-        return decode_arrays(self.mailbox.get(self.query_id, frm, f"{self._bound()}:{tag}", self.deadline))
+        payload = self.mailbox.get(self.query_id, frm, f"{self._bound()}:{tag}", self.deadline)
+        try:
+            return decode_arrays(payload)
+        except MessageError as exc:  # say who sent it and for which step (never its bytes)
+            raise MessageError(f"party '{frm}' sent a malformed message for step {tag}: {exc}") from None
 
 
 class InProcessTransport(MailboxTransport):

@@ -7,13 +7,12 @@ say which node is unreachable and how to start it.
 
 from __future__ import annotations
 
-import json
 import uuid
 from typing import Any, Callable
 
 import grpc
 
-from fedsql import errors
+from fedsql import errors, result_meta
 from executors.peer_channel import MESSAGE_OPTIONS  # results travel as one message: up to 1 GiB
 from fedsql.proto import node_pb2, node_pb2_grpc
 
@@ -123,13 +122,13 @@ class NodeClient:
         query_id: str | None = None,
         user: str | None = None,
     ) -> tuple[Any, dict[str, Any]]:
-        """Run one statement; returns (pyarrow.Table, meta dict). `user`: the account a front
-        end (Flight SQL, DB-API) checked the password of, for the issuer's audit record.
+        """Run one statement; returns (pyarrow.Table, meta dict: fedsql/result_meta.py to_dict, the
+        leakage report rendered as text). `user`: the account a front end (Flight SQL, DB-API)
+        checked the password of, for the issuer's audit record.
 
         Ctrl-C while waiting cancels the query at the node (and so at every
         party) before re-raising KeyboardInterrupt.
         """
-        import pyarrow as pa
 
         qid = query_id or uuid.uuid4().hex
         timeout = timeout if timeout is not None else self.default_timeout
@@ -143,10 +142,13 @@ class NodeClient:
         grpc_deadline = timeout + DEADLINE_GRACE_SECONDS if timeout else None
         call = self._stub.Execute(request, timeout=grpc_deadline)
         result = None
+        rows = result_meta.ResultAssembler(self._who())
         try:
             for event in call:
                 which = event.WhichOneof("event")
-                if which == "progress":
+                if which == "chunk":
+                    rows.add(event.chunk)
+                elif which == "progress":
                     if on_progress is not None:
                         on_progress(event.progress.elapsed_seconds, event.progress.step)
                 elif which == "error":
@@ -155,6 +157,9 @@ class NodeClient:
                     result = event.result
         except grpc.RpcError as exc:
             raise self._map_rpc_error(exc, timeout) from None
+        except errors.ResourceLimitExceeded:
+            call.cancel()  # a result past the limit: stop the stream rather than read it on
+            raise
         except KeyboardInterrupt:
             call.cancel()
             try:
@@ -165,17 +170,10 @@ class NodeClient:
         if result is None:
             raise errors.OperationalError(f"{self._who()} ended the query without a result")
         try:
-            meta = json.loads(result.meta_json) if result.meta_json else {}
-        except json.JSONDecodeError as exc:
+            meta = result_meta.to_dict(result.meta)
+        except ValueError as exc:
             raise errors.InternalError(f"{self._who()} sent malformed result metadata: {exc}") from None
-        if result.arrow_ipc:
-            try:
-                table = pa.ipc.open_stream(result.arrow_ipc).read_all()
-            except pa.ArrowInvalid as exc:
-                raise errors.InternalError(f"{self._who()} sent a malformed Arrow result: {exc}") from None
-        else:
-            table = pa.table({})
-        return table, meta
+        return rows.table(), meta
 
     def cancel(self, query_id: str, reason: str = "") -> None:
         """Ask the node to cancel a running query at every party (best effort)."""

@@ -22,14 +22,15 @@ import grpc
 
 from executors import netem
 from executors.local_duckdb import LocalExecutor
-from executors.runtime import PartyRun, table_to_bytes
+from executors.runtime import PartyRun
 from executors.peer_channel import (MESSAGE_OPTIONS, Channel, Mailbox, PeerLinks, TransportError,
                                     add_peer_servicer, call_with_reconnect, key_issuer, query_key)
 from fedsql import __version__, errors, tls
 from fedsql.approval_gate import OwnerGate
 from fedsql.audit import AuditLog, audit_path, query_fields, user_field
 from fedsql.webhook import Webhook, webhook_url
-from fedsql import scalar_subqueries, set_operations
+from fedsql.catalog import NodeCatalog, decode_described, encode_described
+from fedsql import result_meta, scalar_subqueries, set_operations
 from fedsql.config import Federation
 from fedsql.locked_duckdb import for_remote
 from fedsql.proto import node_pb2 as pb
@@ -39,7 +40,6 @@ from fedsql.settings import check_settings
 from plan.schemas import Schema
 from planner.compile import Compiled, compile_query
 from planner.explain import explain_lines
-from plan.schemas import parse_describe_reply
 
 import pyarrow as pa
 
@@ -104,8 +104,8 @@ class Node(rpc.NodeServicer):
         self.audit = AuditLog(audit_path(fed, party))
         self._slots = threading.BoundedSemaphore(fed.max_concurrent_queries)
         self._running: dict[str, frozenset[str]] = {}  # query key (issuer/id) -> participants, for Abort checks
-        self._schemas: dict[tuple[str, str], tuple[float, Schema]] = {}  # (party, table) -> (fetched, schema)
-        self._schema_lock = threading.Lock()
+        self._schema_lock = threading.Lock()  # guards stub replacement (_reconnect)
+        self.catalog = NodeCatalog(fed, party, self.executor.schema, self._describe_peer, SCHEMA_TTL)
         self.pool = ThreadPoolExecutor(max_workers=64, thread_name_prefix=f"fedsql-{party}")
         self.issuer_local = IssuerLocal(self)  # scratch space and catalog statements (fedsql/scratch.py)
         self._ledger = None  # DP budget ledger (fedsql/ledger.py), opened on first use
@@ -126,16 +126,11 @@ class Node(rpc.NodeServicer):
     # -- catalog -----------------------------------------------------------------
 
     def schema_of(self, party: str, table: str) -> Schema:
-        """The public schema of `party.table`: own tables from the local DuckDB, peers' from their
-        Describe reply, checked in full (plan/schemas.py) before it is cached. Only checked
-        schemas are cached, for SCHEMA_TTL seconds, so a peer's changed schema is seen again."""
-        if party == self.me:
-            return self.executor.schema(table)
-        key = (party, table)
-        with self._schema_lock:
-            cached = self._schemas.get(key)
-            if cached is not None and time.monotonic() - cached[0] < SCHEMA_TTL:
-                return cached[1]
+        """The public schema of `party.table`, from the node's catalog (fedsql/catalog.py)."""
+        return self.catalog.schema(party, table)
+
+    def _describe_peer(self, party: str, table: str) -> Schema:
+        """A peer's Describe reply for one table, checked in full (plan/schemas.py)."""
         try:
             stub = self.stubs[party]
             reply = call_with_reconnect(stub.Describe, pb.DescribeRequest(tables=[table]),
@@ -145,10 +140,7 @@ class Node(rpc.NodeServicer):
             raise self._unreachable(party, exc) from None
         if reply.error.kind:
             raise errors.error_from_kind(reply.error.kind, f"party '{party}': {reply.error.message}")
-        schema = parse_describe_reply(party, table, reply.schemas_json)
-        with self._schema_lock:
-            self._schemas[key] = (time.monotonic(), schema)
-        return schema
+        return decode_described(party, table, reply.tables)
 
     def _reconnect(self, party: str, failed) -> rpc.NodeStub:
         """A fresh channel to `party` after UNAVAILABLE (a restarted peer is reachable at once,
@@ -253,15 +245,13 @@ class Node(rpc.NodeServicer):
             return
         if compiled.kind == "set":
             name, value = compiled.setting
-            meta = {"kind": "set", "columns": [], "leakage": [], "settings": {**settings, name: value}, "stats": {}}
-            yield pb.ExecuteEvent(result=pb.Result(arrow_ipc=b"", meta_json=json.dumps(meta)))
+            yield from result_meta.result_events(None, "set", parties=self.fed.parties, settings={**settings, name: value})
             return
         plan = compiled.plan
         if compiled.kind == "explain":
-            table = pa.table({"plan": explain_lines(plan)})
-            meta = {"kind": "explain", "columns": [{"name": "plan", "type": "VARCHAR", "note": None}],
-                    "leakage": list(plan.leakage) + sub_leakage, "settings": settings, "stats": {}, "plan_hash": plan.hash}
-            yield pb.ExecuteEvent(result=pb.Result(arrow_ipc=table_to_bytes(table).tobytes(), meta_json=json.dumps(meta)))
+            yield from result_meta.result_events(
+                pa.table({"plan": explain_lines(plan)}), "explain", parties=self.fed.parties, settings=settings,
+                columns=[("plan", "VARCHAR")], leakage=list(plan.leakage) + sub_leakage, plan_hash=plan.hash)
             return
         timeout = min(request.timeout_seconds or self.fed.deadline_seconds, self.fed.deadline_seconds)
         events: queue.Queue = queue.Queue()
@@ -288,21 +278,11 @@ class Node(rpc.NodeServicer):
         except Exception as exc:  # noqa: BLE001 - _run_as_issuer recorded the failure
             yield _error_event(as_fedsql_error(exc, "while running the query"))
             return
-        notes = _dp_notes(plan)
-        stats["elapsed_seconds"] = round(time.monotonic() - started, 6)
-        columns = [{"name": n, "type": t, "note": notes.get(n)} for n, t in plan.output]
-        for i, rows in intervals.items():
-            columns[i]["confidence_interval_95"] = [list(r) if r is not None else None for r in rows]
-        meta = {
-            "kind": "rows",
-            "columns": columns,
-            "leakage": list(plan.leakage) + sub_leakage,
-            "settings": settings,
-            "stats": stats,
-            "plan_hash": plan.hash,
-            "query_id": query_id,
-        }
-        yield pb.ExecuteEvent(result=pb.Result(arrow_ipc=table_to_bytes(table).tobytes(), meta_json=json.dumps(meta)))
+        stats.elapsed_seconds = round(time.monotonic() - started, 6)
+        yield from result_meta.result_events(
+            table, "rows", parties=self.fed.parties, settings=settings, columns=plan.output,
+            leakage=list(plan.leakage) + sub_leakage, notes=_dp_notes(plan), intervals=intervals, stats=stats,
+            plan_hash=plan.hash, query_id=query_id)
 
     def _execute_set_operation(self, ast, request, settings: dict[str, str], query_id: str,
                                started: float) -> Iterator[pb.ExecuteEvent]:
@@ -334,16 +314,10 @@ class Node(rpc.NodeServicer):
         except Exception as exc:  # noqa: BLE001
             yield _error_event(as_fedsql_error(exc, "while running a set operation"))
             return
-        types = duckdb_types(table)
-        meta = {
-            "kind": "rows",
-            "columns": [{"name": n, "type": t, "note": None} for n, t in zip(table.column_names, types)],
-            "leakage": leakage,
-            "settings": settings,
-            "stats": {"elapsed_seconds": round(time.monotonic() - started, 6)},
-            "query_id": query_id,
-        }
-        yield pb.ExecuteEvent(result=pb.Result(arrow_ipc=table_to_bytes(table).tobytes(), meta_json=json.dumps(meta)))
+        yield from result_meta.result_events(
+            table, "rows", parties=self.fed.parties, settings=settings,
+            columns=list(zip(table.column_names, duckdb_types(table))), leakage=leakage,
+            stats=pb.QueryStats(elapsed_seconds=round(time.monotonic() - started, 6)), query_id=query_id)
 
     def _plan_as_issuer(self, sql: str, settings: dict[str, str], query_id: str, user: str | None,
                         audited_sql: str | None = None) -> Compiled:
@@ -362,7 +336,7 @@ class Node(rpc.NodeServicer):
 
     def _run_as_issuer(self, plan, sql: str, settings: dict[str, str], query_id: str, timeout: float,
                        progress: Callable[[str], None], user: str | None,
-                       wait_until: float | None = None) -> tuple[pa.Table, dict, dict]:
+                       wait_until: float | None = None) -> tuple[pa.Table, pb.QueryStats, dict]:
         """One federated query as its issuer: the `query` audit record, the owners' approvals (held
         until `wait_until`, the client's timeout, when given), the run, then `done` or `failed` and
         one log line; returns the result, its stats and the DP per-row intervals (output column
@@ -377,6 +351,8 @@ class Node(rpc.NodeServicer):
             table, stats = self._coordinate(plan, sql, settings, query_id, timeout, progress)
         except Exception as exc:  # noqa: BLE001
             err = as_fedsql_error(exc, "while running the query")
+            if isinstance(err, errors.PlanMismatch):  # a peer compiled another plan: its schema may have changed
+                self.catalog.invalidate(plan.participants)
             self._audit_safe("failed", query_id=query_id, error={"kind": err.kind, "message": str(err)})
             self._log_query("failed", query_id, self.me, "issuer", plan, started, user, error=err)
             raise err from None
@@ -413,7 +389,7 @@ class Node(rpc.NodeServicer):
                                           lambda _step: None, user)
         return scalar_subqueries.single_value(table), plan.output[0][1], list(plan.leakage)
 
-    def _coordinate(self, plan, sql, settings, query_id, timeout, progress) -> tuple[pa.Table, dict]:
+    def _coordinate(self, plan, sql, settings, query_id, timeout, progress) -> tuple[pa.Table, pb.QueryStats]:
         deadline_unix = time.time() + timeout
         others = [p for p in plan.participants if p != self.me]
         key = query_key(self.me, query_id)
@@ -428,7 +404,7 @@ class Node(rpc.NodeServicer):
             futures[p] = self.pool.submit(self._call_run, p, req, timeout)
         own = self.pool.submit(self._run_part, plan, key, deadline_unix, progress)
         failures: list[tuple[str, errors.Error]] = []
-        party_stats: dict[str, dict] = {}
+        party_stats: dict[str, pb.PartyStats] = {}
         try:
             pending = {self.me: own, **futures}
             give_up = float("inf")  # after a failure: how long the others get to report theirs
@@ -448,13 +424,13 @@ class Node(rpc.NodeServicer):
                 raise _root_cause(failures)
             table, stats = own.result()
             # each party's own counters (its RunReply), e.g. for benchmarks: bytes sent per party
-            stats["parties"] = {p: dict(s) for p, s in party_stats.items() if p != self.me and isinstance(s, dict)}
-            return _cast_output(table, plan.output), stats
+            parties = {p: s for p, s in party_stats.items() if p != self.me}
+            return _cast_output(table, plan.output), pb.QueryStats(own=stats, parties=parties)
         finally:
             self._running.pop(key, None)
             self.mailbox.drop(key)
 
-    def _call_run(self, party: str, req: pb.RunRequest, timeout: float) -> dict:
+    def _call_run(self, party: str, req: pb.RunRequest, timeout: float) -> pb.PartyStats:
         try:
             stub = self.stubs[party]
             reply = call_with_reconnect(stub.Run, req, time.monotonic() + timeout + 5,
@@ -463,10 +439,7 @@ class Node(rpc.NodeServicer):
             raise self._unreachable(party, exc) from None
         if not reply.ok:
             raise errors.error_from_kind(reply.error.kind, f"party '{party}': {reply.error.message}")
-        try:
-            return json.loads(reply.stats_json) if reply.stats_json else {}
-        except ValueError:
-            return {}
+        return reply.stats
 
     def _run_part(self, plan, key: str, deadline_unix: float, progress: Callable[[str], None] | None):
         """This party's part of the query `key` (issuer/query id): the plan agreement is
@@ -481,7 +454,7 @@ class Node(rpc.NodeServicer):
             if plan.dp is not None and plan.dp.charges:
                 raise _dp_failure(self.me, exc) from None
             raise
-        return table, run.stats()
+        return table, result_meta.party_stats(run.stats())
 
     def _reserve_budget(self, plan, query_id: str) -> None:
         """Record this owner's DP spend durably, or refuse (docs/dp.md §6). A query id runs at most once:
@@ -526,8 +499,7 @@ class Node(rpc.NodeServicer):
     def Describe(self, request, context):
         self._caller(context, "any")
         try:
-            out = {t: [list(c) for c in self.executor.schema(t)] for t in request.tables}
-            return pb.DescribeReply(schemas_json=json.dumps(out))
+            return pb.DescribeReply(tables=encode_described({t: self.executor.schema(t) for t in request.tables}))
         except Exception as exc:  # noqa: BLE001
             err = as_fedsql_error(exc, "describing tables")
             return pb.DescribeReply(error=pb.Error(kind=err.kind, message=str(err)))
@@ -578,8 +550,11 @@ class Node(rpc.NodeServicer):
             compiled = self.compile(request.sql, request.issuer, settings)
             plan = compiled.plan
             if plan is None or plan.hash != request.plan_hash:
+                if plan is not None:  # e.g. a schema changed since one side cached it: both describe again
+                    self.catalog.invalidate(plan.participants)
                 raise errors.PlanMismatch(
-                    f"the plan sent by '{request.issuer}' differs from the plan '{self.me}' compiled itself; refused"
+                    f"the plan sent by '{request.issuer}' differs from the plan '{self.me}' compiled itself; refused "
+                    "(if a table's schema just changed, run the query again: the parties describe it anew)"
                 )
             if self.me not in plan.participants:
                 raise errors.ProgrammingError(f"party '{self.me}' has no part in this plan")
@@ -596,7 +571,7 @@ class Node(rpc.NodeServicer):
             self._audit_safe("done", query_id=request.query_id)
             self._log_query("done", request.query_id, request.issuer, "participant", plan, began,
                             rows=table.num_rows if table is not None else None)
-            return pb.RunReply(ok=True, stats_json=json.dumps(stats))
+            return pb.RunReply(ok=True, stats=stats)
         except Exception as exc:  # noqa: BLE001
             err = as_fedsql_error(exc, "while running its part")
             if key is not None and not isinstance(err, errors.QueryCancelled):  # the others stop too, now

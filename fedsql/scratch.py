@@ -35,7 +35,6 @@ scratch space is off.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -47,7 +46,7 @@ from typing import Any, Iterator
 
 import pyarrow as pa
 
-from fedsql import errors
+from fedsql import errors, result_meta
 from fedsql.proto import node_pb2 as pb
 
 log = logging.getLogger("fedsql.node")
@@ -308,24 +307,24 @@ class IssuerLocal:
         settings = dict(request.settings)
         try:
             if routed.kind == "show_tables":
-                yield _result(self.show_tables(), "rows", [], settings)
+                yield from self._result(self.show_tables(), "rows", [], settings)
             elif routed.kind == "describe":
-                yield _result(self.describe(routed.ast.this), "rows", [], settings)
+                yield from self._result(self.describe(routed.ast.this), "rows", [], settings)
             elif routed.kind == "information_schema":
                 if routed.explain:
-                    yield _explain([f"catalog query answered by {self.me} alone from the configuration and the "
+                    yield from self._explain([f"catalog query answered by {self.me} alone from the configuration and the "
                                     "owners' public schemas"], [f"nothing leaves {self.me}"], settings)
                     return
                 table, types = self.information_schema(routed.ast)
-                yield _result(table, "rows", [], settings, table.num_rows, types=types)
+                yield from self._result(table, "rows", [], settings, table.num_rows, types=types)
             elif routed.kind in ("copy_local", "sink_local"):
                 yield from self._deliver_local(routed, settings)
             elif routed.kind == "local":
                 if routed.explain:
-                    yield _explain(self._local_plan(routed), self._local_leakage(routed), settings)
+                    yield from self._explain(self._local_plan(routed), self._local_leakage(routed), settings)
                     return
                 table, kind, rowcount, types = self.run_local(routed.ast, routed.target)
-                yield _result(table, kind, self._local_leakage(routed), settings, rowcount, types=types)
+                yield from self._result(table, kind, self._local_leakage(routed), settings, rowcount, types=types)
             else:
                 yield from self._from_federated(routed, request, context, settings)
         except errors.Error as exc:
@@ -352,19 +351,20 @@ class IssuerLocal:
         inner = pb.ExecuteRequest(sql=sql, settings=settings, query_id=request.query_id,
                                   timeout_seconds=request.timeout_seconds, user=request.user)
         result = None
+        rows = result_meta.ResultAssembler(f"party '{self.me}'")
         for event in self.node.Execute(inner, context):
             which = event.WhichOneof("event")
             if which == "result":
                 result = event.result
+            elif which == "chunk":
+                rows.add(event.chunk)
             else:
                 yield event
                 if which == "error":
                     return None
         if result is None:
             raise errors.InternalError("the federated part ended without a result")
-        meta = json.loads(result.meta_json) if result.meta_json else {}
-        table = pa.ipc.open_stream(result.arrow_ipc).read_all() if result.arrow_ipc else pa.table({})
-        return table, meta
+        return rows.table(), result.meta
 
     def _from_federated(self, routed: Routed, request: Any, context: Any, settings: dict[str, str]):
         got = yield from self._federated(("EXPLAIN " if routed.explain else "") + routed.source_sql,
@@ -373,23 +373,37 @@ class IssuerLocal:
             return
         table, meta = got
         stored = self._delivered(routed)
-        leakage = list(meta.get("leakage") or []) + [stored]
+        leakage = [*meta.leakage, stored]
         if routed.explain:
             lines = [str(v) for v in table.column(0).to_pylist()] if table.num_columns else []
-            yield _explain(lines + [stored], leakage, settings)
+            yield from self._explain(lines + [stored], leakage, settings)
             return
-        if meta.get("kind") != "rows":
+        if meta.kind != pb.ROWS:
             what = {"copy": "COPY … TO", "sink": "INSERT INTO sink"}.get(routed.kind, "CREATE TABLE … AS / INSERT … SELECT")
             raise errors.ProgrammingError(f"the SELECT of {what} returned no rows")
+        stats = meta.stats if meta.HasField("stats") else None
         if routed.kind in ("copy", "sink"):
-            yield self._deliver(table, routed, leakage, settings, meta.get("stats"))
+            yield from self._deliver(table, routed, leakage, settings, stats)
             return
         from sqlglot import exp
 
         ast = routed.ast.copy()
         ast.set("expression", exp.select("*").from_(SOURCE))
         out, kind, rowcount, _ = self.run_local(ast, routed.target, source=table)
-        yield _result(out, kind, leakage, settings, rowcount, stats=meta.get("stats"))
+        yield from self._result(out, kind, leakage, settings, rowcount, stats=stats)
+
+    def _result(self, table: pa.Table, kind: str, leakage: list, settings: dict[str, str], rowcount: int = -1,
+                stats: pb.QueryStats | None = None, types: list[str] | None = None) -> Iterator[pb.ExecuteEvent]:
+        """A scratch or catalog answer (fedsql/result_meta.py); catalog answers are all text."""
+        types = types or ["VARCHAR"] * table.num_columns
+        columns = list(zip(table.column_names, types)) if kind == "rows" else []
+        return result_meta.result_events(table, kind, parties=self.fed.parties, settings=settings, columns=columns,
+                                        leakage=leakage, stats=stats, rowcount=rowcount)
+
+    def _explain(self, lines: list[str], leakage: list, settings: dict[str, str]) -> Iterator[pb.ExecuteEvent]:
+        return result_meta.result_events(pa.table({"plan": pa.array(lines, pa.utf8())}), "explain",
+                                        parties=self.fed.parties, settings=settings,
+                                        columns=[("plan", "VARCHAR")], leakage=leakage)
 
     def _delivered(self, routed: Routed) -> str:
         """The leakage report's last line: where the issuer's result goes."""
@@ -404,18 +418,18 @@ class IssuerLocal:
         """COPY / INSERT INTO sink of a query over the scratch space only (or constants): run here, then deliver."""
         leakage = self._local_leakage(routed) + [self._delivered(routed)]
         if routed.explain:
-            yield _explain(self._local_plan(routed) + [self._delivered(routed)], leakage, settings)
+            yield from self._explain(self._local_plan(routed) + [self._delivered(routed)], leakage, settings)
             return
         table, _, _, _ = self.run_local(routed.ast)
-        yield self._deliver(table, routed, leakage, settings)
+        yield from self._deliver(table, routed, leakage, settings)
 
-    def _deliver(self, table: pa.Table, routed: Routed, leakage: list[str], settings: dict[str, str],
-                 stats: dict[str, Any] | None = None) -> pb.ExecuteEvent:
+    def _deliver(self, table: pa.Table, routed: Routed, leakage: list, settings: dict[str, str],
+                 stats: pb.QueryStats | None = None) -> Iterator[pb.ExecuteEvent]:
         """Write the issuer's result to its export file or insert it into its sink."""
         if routed.kind in ("sink", "sink_local"):
             written = self._sink(routed.target).append(table)
             log.info("party %s: inserted %d rows into sink.%s", self.me, written, routed.target)
-            return _result(pa.table({}), "ok", leakage, settings, written, stats=stats)
+            return self._result(pa.table({}), "ok", leakage, settings, written, stats=stats)
         from fedsql.export import export_dir, write
 
         root = export_dir(self.fed, self.me)
@@ -427,7 +441,7 @@ class IssuerLocal:
                                           "write there (export_directory in the federation file)") from None
         log.info("party %s: COPY wrote %d rows to %s in its export directory", self.me, table.num_rows,
                  routed.copy.shown)
-        return _result(pa.table({}), "ok", leakage, settings, table.num_rows, stats=stats)
+        return self._result(pa.table({}), "ok", leakage, settings, table.num_rows, stats=stats)
 
     def _sink(self, name: str) -> Any:
         """The configured sink as a Source (its driver, password from the environment or secrets file)."""
@@ -529,11 +543,7 @@ class IssuerLocal:
         return sorted(p.stem for p in self.directory.glob("*.parquet") if _NAME.match(p.stem))
 
     def show_tables(self) -> pa.Table:
-        rows: list[tuple[str, str, str]] = []
-        for pname, party in sorted(self.fed.parties.items()):
-            rows += [(pname, tname, "table") for tname in sorted(party.tables)]
-        rows += [(self.federated_schema, name, "federated") for name in sorted(self.fed.federated)]
-        rows += [(SCRATCH, name, "scratch") for name in self.scratch_tables()]
+        rows = self.node.catalog.tables() + [(SCRATCH, name, "scratch") for name in self.scratch_tables()]
         cols = list(zip(*rows)) if rows else [(), (), ()]
         return pa.table({"schema": pa.array(cols[0], pa.utf8()), "name": pa.array(cols[1], pa.utf8()),
                          "kind": pa.array(cols[2], pa.utf8())})
@@ -617,8 +627,6 @@ class IssuerLocal:
     def describe(self, table: Any) -> pa.Table:
         from sqlglot import exp
 
-        from planner.catalog import resolve_table
-
         db = table.db
         if self._is_scratch(table):
             ast = exp.Describe(this=table.copy())
@@ -629,15 +637,8 @@ class IssuerLocal:
         else:
             if db and db not in self.fed.parties and db.lower() in (self.federated_schema, self.fed.name.lower()):
                 db = ""
-            ref = resolve_table(self.fed, db or None, table.name, self.node.schema_of)
-            names = [c for c, _ in ref.schema]
-            types = [t for _, t in ref.schema]
-            # what binds the issuer is the other owners' levels (its own columns are public to it)
-            others = [m for m in ref.members if m.party != self.me] or list(ref.members)
-            levels = []
-            for c in names:
-                found = {m.level(c, self.me) for m in others}
-                levels.append(found.pop() if len(found) == 1 else "mixed")
+            described = self.node.catalog.describe(self.node.catalog.resolve(db or None, table.name))
+            names, types, levels = (list(col) for col in zip(*described)) if described else ([], [], [])
         return pa.table({"column_name": pa.array(names, pa.utf8()), "column_type": pa.array(types, pa.utf8()),
                          "level": pa.array(levels, pa.utf8())})
 
@@ -660,24 +661,3 @@ def _duckdb_error(exc: Exception) -> errors.Error:
     if isinstance(exc, duckdb.NotImplementedException):
         return errors.NotSupportedError(text)
     return errors.OperationalError(text)
-
-
-def _result(table: pa.Table, kind: str, leakage: list[str], settings: dict[str, str], rowcount: int = -1,
-            stats: dict[str, Any] | None = None, types: list[str] | None = None) -> pb.ExecuteEvent:
-    from executors.runtime import table_to_bytes
-
-    types = types or ["VARCHAR"] * table.num_columns  # catalog answers are all text
-    columns = [{"name": n, "type": t, "note": None} for n, t in zip(table.column_names, types)]
-    meta = {"kind": kind, "columns": columns if kind == "rows" else [], "leakage": leakage,
-            "settings": settings, "stats": stats or {}, "rowcount": rowcount}
-    payload = table_to_bytes(table).tobytes() if table.num_columns else b""
-    return pb.ExecuteEvent(result=pb.Result(arrow_ipc=payload, meta_json=json.dumps(meta)))
-
-
-def _explain(lines: list[str], leakage: list[str], settings: dict[str, str]) -> pb.ExecuteEvent:
-    from executors.runtime import table_to_bytes
-
-    table = pa.table({"plan": pa.array(lines, pa.utf8())})
-    meta = {"kind": "explain", "columns": [{"name": "plan", "type": "VARCHAR", "note": None}],
-            "leakage": leakage, "settings": settings, "stats": {}}
-    return pb.ExecuteEvent(result=pb.Result(arrow_ipc=table_to_bytes(table).tobytes(), meta_json=json.dumps(meta)))

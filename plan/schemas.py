@@ -18,7 +18,6 @@ Enum types (whose labels are string literals) are refused: cast them to VARCHAR.
 
 from __future__ import annotations
 
-import json
 import re
 import unicodedata
 from typing import Any
@@ -193,26 +192,21 @@ def checked_schema(columns: Any) -> Schema:
     return tuple(out)
 
 
-def parse_describe_reply(party: str, table: str, payload: str) -> Schema:
-    """The schema of `party.table` from that party's Describe reply, checked in full.
+def describe_refusal(party: str, table: str, why: str) -> ProgrammingError:
+    """The error for a Describe reply that fails a check: names the party, not the peer's text."""
+    return ProgrammingError(
+        f"party '{party}' described table '{table}' with an invalid schema ({why}); refused. "
+        f"Its node may run a different fedsql version or be misconfigured: ask its operator to check it"
+    )
 
-    Raises ProgrammingError naming the party; the offending text is not echoed back
-    beyond the column name, since it came from an untrusted peer."""
-    def bad(why: str) -> ProgrammingError:
-        return ProgrammingError(
-            f"party '{party}' described table '{table}' with an invalid schema ({why}); refused. "
-            f"Its node may run a different fedsql version or be misconfigured: ask its operator to check it"
-        )
 
-    if not isinstance(payload, str) or len(payload.encode("utf-8", "replace")) > MAX_REPLY_BYTES:
-        raise bad(f"the reply is larger than {MAX_REPLY_BYTES} bytes")
+def checked_describe_reply(party: str, table: str, tables: list[tuple[Any, list]]) -> Schema:
+    """The schema of `party.table` from that party's Describe reply (a list of (table, [(column,
+    type), ...])), checked in full. Raises ProgrammingError naming the party; the offending text
+    is not echoed back beyond the column name, since it came from an untrusted peer."""
+    if len(tables) != 1 or tables[0][0] != table:
+        raise describe_refusal(party, table, "the reply must describe exactly the table asked for")
     try:
-        raw = json.loads(payload)
-    except ValueError:
-        raise bad("the reply is not JSON") from None
-    if not isinstance(raw, dict) or set(raw) != {table}:
-        raise bad("the reply must describe exactly the table asked for")
-    try:
-        return checked_schema(raw[table])
+        return checked_schema(list(tables[0][1]))
     except ValueError as exc:
-        raise bad(str(exc)) from None
+        raise describe_refusal(party, table, str(exc)) from None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import struct
 import threading
 import time
 
@@ -13,6 +12,8 @@ from executors.peer_channel import (
     Channel, Mailbox, MessageError, PeerLinks, PeerTimeout, PeerUnavailable, QueryCancelled, TransportError,
     decode_arrays, encode_arrays,
 )
+from executors.peer_arrays import MAX_ARRAYS, MAX_HEADER_BYTES
+from executors.proto import peer_pb2
 from tests.mpc_harness import Federation
 
 
@@ -26,20 +27,51 @@ def test_roundtrip_many_dtypes_and_shapes():
     out[0][0] = 99  # decoded arrays are writable copies
 
 
-@pytest.mark.parametrize("mutate, what", [
-    (lambda p: b"XXXX" + p[4:], "format"),
-    (lambda p: p[:-3], "truncated"),
-    (lambda p: p + b"\0", "trailing"),
-    (lambda p: p[:9] + b"<O8" + p[12:], "unsupported"),  # object dtype must never be accepted
-    (lambda p: p[:8] + b"\x01" + p[9:], "unsupported"),  # dtype length corrupted
-    (lambda p: p[:4] + struct.pack("<I", 10**9) + p[8:], "arrays"),
-    (lambda p: p[:14] + struct.pack("<Q", 2**40) + p[22:], "size"),
+def _message(dtypes, ndims, dims, data: bytes, header: bytes | None = None) -> bytes:
+    """An ArrayList built field by field, as a modified node could send it."""
+    head = peer_pb2.ArrayHeader(dtype=dtypes, ndim=ndims, dim=dims).SerializeToString() if header is None else header
+    return peer_pb2.ArrayList(header=head, data=data).SerializeToString()
+
+
+U64 = peer_pb2.UINT64
+
+
+@pytest.mark.parametrize("payload, what", [
+    (b"\xff\xff\xff", "not valid protobuf"),
+    (_message([U64], [1], [5], b"\0" * 37), "truncated"),
+    (_message([U64], [1], [5], b"\0" * 41), "trailing"),
+    (_message([99], [1], [5], b"\0" * 40), "unsupported"),  # an unknown element type
+    (_message([peer_pb2.DTYPE_UNSPECIFIED], [1], [5], b"\0" * 40), "unsupported"),
+    (_message([U64] * 2, [1], [5], b"\0" * 40), "different numbers"),
+    (_message([U64], [2], [5], b"\0" * 40), "dimension counts"),
+    (_message([U64], [9] , [1] * 9, b"\0" * 8), "dimensions"),
+    (_message([U64] * (MAX_ARRAYS + 1), [0] * (MAX_ARRAYS + 1), [], b"\0" * 8 * (MAX_ARRAYS + 1)), "arrays"),
+    (_message([U64], [1], [2**40], b"\0" * 40), "need"),
+    (_message([U64], [2], [0, 2**60], b""), "impossible"),
+    (_message([U64], [2], [2**32, 2**32], b""), "need"),
+    (_message([], [], [], b"", header=b"\x08" * (MAX_HEADER_BYTES + 1)), "header has"),
+    (_message([], [], [], b"", header=b"\xff\xff"), "header is not valid"),
+    (_message([peer_pb2.BOOL], [1], [3], b"\x00\x01\x07"), "0 or 1"),
 ])
-def test_malformed_payload_raises_message_error(mutate, what):
-    good = encode_arrays([np.arange(5, dtype=np.uint64)])
+def test_malformed_payload_raises_message_error(payload, what):
     with pytest.raises(MessageError) as err:
-        decode_arrays(mutate(good))
-    assert what in str(err.value) or "truncated" in str(err.value)
+        decode_arrays(payload)
+    assert what in str(err.value)
+
+
+def test_a_valid_hand_built_message_decodes():
+    """The checks above refuse only what is wrong: the same fields, consistent, decode."""
+    out = decode_arrays(_message([U64, peer_pb2.BOOL], [1, 2], [2, 1, 2], b"\1" + b"\0" * 15 + b"\1\0"))
+    assert out[0].tolist() == [1, 0] and out[1].tolist() == [[True, False]]
+
+
+def test_encoding_is_plain_protobuf():
+    """encode_arrays writes the ArrayList in one join; it must be exactly what protobuf writes."""
+    for arrays in ([], [np.zeros(0, np.uint64)], [np.arange(300, dtype=np.uint8)], [np.arange(70000, dtype=np.int64)] * 2):
+        payload = encode_arrays(arrays)
+        parsed = peer_pb2.ArrayList()
+        parsed.ParseFromString(payload)
+        assert parsed.SerializeToString() == payload
 
 
 def test_encode_refuses_object_arrays():

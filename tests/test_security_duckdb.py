@@ -3,7 +3,6 @@ and statements the planner refuses because DuckDB would read them differently.""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import duckdb
@@ -16,7 +15,9 @@ from fedsql.config import parse_config
 from fedsql.locked_duckdb import DuckDBProgrammingError, for_remote, open_locked
 from planner.compile import compile_query
 from planner.parse import parse_statement
-from plan.schemas import duckdb_type, parse_describe_reply
+from fedsql.catalog import decode_described, encode_described
+from fedsql.proto import node_pb2 as pb
+from plan.schemas import duckdb_type
 from planner.validate import describe
 
 ALL_TYPES = """a BOOLEAN, b TINYINT, c SMALLINT, d INTEGER, e BIGINT, f HUGEINT, g UTINYINT, h USMALLINT,
@@ -54,27 +55,37 @@ def test_a_quoted_struct_field_stays_one_quoted_name() -> None:
     assert [r[1] for r in con.execute("DESCRIBE t").fetchall()] == [typ]
 
 
+def _reply(tables: dict) -> bytes:
+    """A Describe reply's tables field, as any (modified) node can build it."""
+    return pb.DescribedTables(tables=[pb.TableSchema(name=name, columns=[pb.ColumnSchema(name=c, type=t)
+                                                                         for c, t in cols])
+                                      for name, cols in tables.items()]).SerializeToString()
+
+
 @pytest.mark.parametrize("payload, why", [
-    ("not json", "not JSON"),
-    (json.dumps({"u": [["a", "INTEGER"]]}), "exactly the table"),
-    (json.dumps({"t": [["a", "INTEGER"]], "u": []}), "exactly the table"),
-    (json.dumps({"t": []}), "1 to"),
-    (json.dumps({"t": [["a", "INTEGER", "x"]]}), "pair"),
-    (json.dumps({"t": [["a", "INTEGER"], ["A", "INTEGER"]]}), "twice"),
-    (json.dumps({"t": [["a\nb", "INTEGER"]]}), "control"),
-    (json.dumps({"t": [["a", 7]]}), "non-empty string"),
-    (json.dumps({"t": [["a", "INTEGER); DROP TABLE x; --"]]}), "unexpected"),
-    (json.dumps({"t": [["a", "INTEGER"]] * 5000}), "1 to"),
+    (b"\xff\xff\xff", "not a valid DescribedTables"),
+    (_reply({"u": [("a", "INTEGER")]}), "exactly the table"),
+    (_reply({"t": [("a", "INTEGER")], "u": []}), "exactly the table"),
+    (_reply({"t": [("a", "INTEGER")], "T": [("a", "INTEGER")]}), "exactly the table"),
+    (_reply({"t": []}), "1 to"),
+    (_reply({"t": [("a", "INTEGER"), ("A", "INTEGER")]}), "twice"),
+    (_reply({"t": [("a\nb", "INTEGER")]}), "control"),
+    (_reply({"t": [("", "INTEGER")]}), "1 to 255"),
+    (_reply({"t": [("a", "")]}), "non-empty string"),
+    (_reply({"t": [("a", "INTEGER); DROP TABLE x; --")]}), "unexpected"),
+    (_reply({"t": [("a", "INTEGER")] * 5000}), "1 to"),
+    (_reply({"t": [("a", "x" * 4_200_000)]}), "larger than"),  # refused by its size, before it is parsed
 ])
-def test_describe_replies_are_checked_in_full(payload: str, why: str) -> None:
+def test_describe_replies_are_checked_in_full(payload: bytes, why: str) -> None:
     with pytest.raises(errors.ProgrammingError, match=why) as info:
-        parse_describe_reply("p2", "t", payload)
+        decode_described("p2", "t", payload)
     assert "party 'p2'" in str(info.value)
 
 
 def test_a_valid_describe_reply_gives_canonical_types() -> None:
-    schema = parse_describe_reply("p2", "t", json.dumps({"t": [["a", "decimal(10, 2)"], ["b", "varchar[]"]]}))
+    schema = decode_described("p2", "t", _reply({"t": [("a", "decimal(10, 2)"), ("b", "varchar[]")]}))
     assert schema == (("a", "DECIMAL(10,2)"), ("b", "VARCHAR[]"))
+    assert decode_described("p2", "t", encode_described({"t": schema})) == schema
 
 
 def test_planning_ddl_never_takes_an_unparsed_type() -> None:
@@ -187,24 +198,27 @@ def test_the_schema_cache_keeps_checked_schemas_only_and_expires(monkeypatch: py
     import types
 
     from fedsql import node as node_module
-    from fedsql.proto import node_pb2 as pb
 
-    replies = [json.dumps({"t": [["a", "INTEGER); DROP TABLE x; --"]]}), json.dumps({"t": [["a", "INTEGER"]]}),
-               json.dumps({"t": [["a", "BIGINT"]]})]
+    replies = [_reply({"t": [("a", "INTEGER); DROP TABLE x; --")]}), _reply({"t": [("a", "INTEGER")]}),
+               _reply({"t": [("a", "BIGINT")]})]
     calls = []
 
     class Stub:
         def Describe(self, request, timeout=None, wait_for_ready=None):  # noqa: N802 - gRPC name
             calls.append(request.tables[0])
-            return pb.DescribeReply(schemas_json=replies[len(calls) - 1])
+            return pb.DescribeReply(tables=replies[len(calls) - 1])
 
-    fake = types.SimpleNamespace(me="p1", _schemas={}, _schema_lock=threading.Lock(), stubs={"p2": Stub()},
+    from fedsql.catalog import NodeCatalog
+
+    fake = types.SimpleNamespace(me="p1", _schema_lock=threading.Lock(), stubs={"p2": Stub()},
                                  _reconnect=lambda party, stub: stub)
-    schema_of = node_module.Node.schema_of.__get__(fake)
+    describe_peer = node_module.Node._describe_peer.__get__(fake)
+    catalog = NodeCatalog(types.SimpleNamespace(), "p1", lambda table: (), describe_peer, ttl=60.0)
+    schema_of = catalog.schema
     with pytest.raises(errors.ProgrammingError, match="invalid schema"):
         schema_of("p2", "t")
-    assert fake._schemas == {}  # the refused reply is not cached
+    assert catalog._cache == {}  # the refused reply is not cached
     assert schema_of("p2", "t") == (("a", "INTEGER"),)
     assert schema_of("p2", "t") == (("a", "INTEGER"),) and len(calls) == 2  # cached
-    monkeypatch.setattr(node_module, "SCHEMA_TTL", 0.0)
+    catalog.ttl = 0.0
     assert schema_of("p2", "t") == (("a", "BIGINT"),) and len(calls) == 3  # expired: described again

@@ -43,9 +43,9 @@ def _stranger_channel(fed, target: str, name: str | None = None) -> grpc.Channel
 
 
 def _run_request(fed, issuer: str = "p1", sql: str = SQL, plan_hash: str | None = None, qid: str = "q-test"):
-    import json
     import time
 
+    from fedsql.catalog import decode_described
     from planner.compile import compile_query  # the planner every node runs
 
     if plan_hash is None:
@@ -56,7 +56,7 @@ def _run_request(fed, issuer: str = "p1", sql: str = SQL, plan_hash: str | None 
             if key not in schemas:
                 client = rpc.NodeStub(tls.Identity(fed, "p1").secure_channel(party))
                 reply = client.Describe(pb.DescribeRequest(tables=[table]), timeout=10)
-                schemas[key] = tuple(tuple(c) for c in json.loads(reply.schemas_json)[table])
+                schemas[key] = decode_described(party, table, reply.tables)
             return schemas[key]
 
         plan_hash = compile_query(sql, fed, issuer, {}, schema_of).plan.hash

@@ -1,31 +1,24 @@
 """Flight SQL metadata of a federation: result schemas, SqlInfo, table schemas.
 
 Kept apart from the server so the exact shapes the spec demands live in one
-place, testable without a network. Table schemas come from each owner's node
-(`Describe`): schemas are public in fedsql, rows never pass through here.
+place, testable without a network. Table schemas come from this party's node
+(`DESCRIBE` through the client API): schemas are public in fedsql, rows never pass here.
 """
 
 from __future__ import annotations
 
-import json
 import re
-import threading
-import time
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
-import grpc
 import pyarrow as pa
 
 from fedsql import errors  # first: fedsql/__init__ imports connectors.dbapi (import cycle otherwise)
 from connectors.flightsql import FlightSql_pb2 as fsql  # noqa: I001
 from fedsql.config import Federation, TableConfig
-from fedsql.proto import node_pb2, node_pb2_grpc
 
 SERVER_NAME = "fedsql"
 TABLE_TYPE = "TABLE"
-DESCRIBE_TIMEOUT = 10.0
-SCHEMA_CACHE_SECONDS = 60.0
 HANDLE_IDLE_SECONDS = 3600.0
 """Prepared statements and sessions unused this long are forgotten (reported as the statement timeout)."""
 
@@ -164,23 +157,21 @@ class TableEntry:
     name: str
     members: tuple[TableConfig, ...]  # one party table, or the members of a union
 
-    def level(self, column: str, issuer: str) -> str:
-        """The column's level for `issuer`: the members' level when they agree."""
-        found = {m.level(column, issuer) for m in self.members}
-        return found.pop() if len(found) == 1 else "mixed"
-
 
 class Catalog:
-    """The federation's public table schemas, asked of each owner's node (`Describe`)."""
+    """The federation's tables as this party's node knows them, asked through the client API.
 
-    def __init__(self, fed: Federation, party: str) -> None:
+    The list comes from the federation file (public to the party); columns, types and this
+    party's levels come from the node's own `DESCRIBE`, so Flight SQL keeps no cache, opens no
+    channel to a peer and uses no node key: the node's catalog (fedsql/catalog.py), with its
+    schema cache, expiry and invalidation, is the only one."""
+
+    def __init__(self, fed: Federation, party: str, node: Any) -> None:
+        """`node`: the Flight server's fedsql.client.NodeClient to this party's node."""
         self.fed = fed
         self.party = party
+        self.node = node
         self.federated_schema = fed.federated_schema
-        self._stubs: dict[str, node_pb2_grpc.NodeStub] = {}
-        self._channels: list[grpc.Channel] = []
-        self._cache: dict[tuple[str, str], tuple[float, tuple[tuple[str, str], ...]]] = {}
-        self._lock = threading.Lock()
 
     def db_schemas(self) -> list[str]:
         return sorted([*self.fed.parties, *([self.federated_schema] if self.fed.federated else [])])
@@ -191,59 +182,24 @@ class Catalog:
                 for name, ftable in self.fed.federated.items()]
         return sorted(out, key=lambda e: (e.db_schema, e.name))
 
-    def columns(self, entry: TableEntry) -> tuple[tuple[str, str], ...]:
-        """A union has the schema of its first member (the planner checks the others)."""
-        first = entry.members[0]
-        return self.schema_of(first.party, first.name)
+    def describe(self, db_schema: str, table: str) -> list[tuple[str, str, str]]:
+        """(column, DuckDB type, this party's level) of `db_schema.table`, from the node."""
+        from sqlglot import exp
+
+        sql = exp.Describe(this=exp.table_(table, db=db_schema, quoted=True)).sql(dialect="duckdb")
+        rows, _ = self.node.execute(sql)
+        return [(str(c), str(t), str(lv)) for c, t, lv in zip(*(rows.column(i).to_pylist() for i in range(3)))]
 
     def schema_of(self, party: str, table: str) -> tuple[tuple[str, str], ...]:
-        """(column, DuckDB type) pairs of `party.table`, cached for a minute."""
-        key = (party, table)
-        with self._lock:
-            hit = self._cache.get(key)
-        if hit and time.monotonic() - hit[0] < SCHEMA_CACHE_SECONDS:
-            return hit[1]
-        schema = self._describe(party, table)
-        with self._lock:
-            self._cache[key] = (time.monotonic(), schema)
-        return schema
-
-    def _describe(self, party: str, table: str) -> tuple[tuple[str, str], ...]:
-        stub = self._stub(party)
-        try:
-            reply = stub.Describe(node_pb2.DescribeRequest(tables=[table]), timeout=DESCRIBE_TIMEOUT)
-        except grpc.RpcError:
-            raise errors.PartyUnavailable(
-                f"cannot describe {party}.{table}: party '{party}' node at {self.fed.parties[party].address} "
-                "does not answer"
-            ) from None
-        if reply.error.kind:
-            raise errors.error_from_kind(reply.error.kind, f"party '{party}': {reply.error.message}")
-        try:
-            return tuple((str(c), str(t)) for c, t in json.loads(reply.schemas_json)[table])
-        except (ValueError, KeyError, TypeError):
-            raise errors.InternalError(f"party '{party}' sent a malformed schema for table '{table}'") from None
-
-    def _stub(self, party: str) -> node_pb2_grpc.NodeStub:
-        with self._lock:
-            if party not in self._stubs:
-                from fedsql.tls import Identity  # mutual TLS as this party's node (docs/security.md)
-
-                channel = Identity(self.fed, self.party).secure_channel(party)
-                self._channels.append(channel)
-                self._stubs[party] = node_pb2_grpc.NodeStub(channel)
-            return self._stubs[party]
+        """(column, DuckDB type) pairs of `party.table`, for planning a statement's result schema."""
+        return tuple((c, t) for c, t, _ in self.describe(party, table))
 
     def table_schema(self, entry: TableEntry) -> pa.Schema:
         meta = {"ARROW:FLIGHT:SQL:CATALOG_NAME": self.fed.name,
                 "ARROW:FLIGHT:SQL:DB_SCHEMA_NAME": entry.db_schema,
                 "ARROW:FLIGHT:SQL:TABLE_NAME": entry.name}
-        columns = self.columns(entry)
-        return arrow_schema(columns, meta, {c: entry.level(c, self.party) for c, _ in columns})
-
-    def close(self) -> None:
-        for channel in self._channels:
-            channel.close()
+        described = self.describe(entry.db_schema, entry.name)
+        return arrow_schema([(c, t) for c, t, _ in described], meta, {c: lv for c, _, lv in described})
 
 
 def like_to_regex(pattern: str | None) -> re.Pattern[str] | None:

@@ -24,17 +24,23 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\npeer.proto\x12\x0b\x66\x65\x64sql.peer\"M\n\x0bPeerMessage\x12\x10\n\x08query_id\x18\x01 \x01(\t\x12\x0e\n\x06sender\x18\x02 \x01(\t\x12\x0b\n\x03tag\x18\x03 \x01(\t\x12\x0f\n\x07payload\x18\x04 \x01(\x0c\"\x05\n\x03\x41\x63k2:\n\x04Peer\x12\x32\n\x04Send\x12\x18.fedsql.peer.PeerMessage\x1a\x10.fedsql.peer.Ackb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\npeer.proto\x12\x0b\x66\x65\x64sql.peer\"M\n\x0bPeerMessage\x12\x10\n\x08query_id\x18\x01 \x01(\t\x12\x0e\n\x06sender\x18\x02 \x01(\t\x12\x0b\n\x03tag\x18\x03 \x01(\t\x12\x0f\n\x07payload\x18\x04 \x01(\x0c\")\n\tArrayList\x12\x0e\n\x06header\x18\x01 \x01(\x0c\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"K\n\x0b\x41rrayHeader\x12!\n\x05\x64type\x18\x01 \x03(\x0e\x32\x12.fedsql.peer.DType\x12\x0c\n\x04ndim\x18\x02 \x03(\r\x12\x0b\n\x03\x64im\x18\x03 \x03(\x04\"\x05\n\x03\x41\x63k*\x8f\x01\n\x05\x44Type\x12\x15\n\x11\x44TYPE_UNSPECIFIED\x10\x00\x12\n\n\x06UINT64\x10\x01\x12\t\n\x05INT64\x10\x02\x12\n\n\x06UINT32\x10\x03\x12\t\n\x05INT32\x10\x04\x12\n\n\x06UINT16\x10\x05\x12\t\n\x05INT16\x10\x06\x12\t\n\x05UINT8\x10\x07\x12\x08\n\x04INT8\x10\x08\x12\x08\n\x04\x42OOL\x10\t\x12\x0b\n\x07\x46LOAT64\x10\n2:\n\x04Peer\x12\x32\n\x04Send\x12\x18.fedsql.peer.PeerMessage\x1a\x10.fedsql.peer.Ackb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'peer_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_DTYPE']._serialized_start=234
+  _globals['_DTYPE']._serialized_end=377
   _globals['_PEERMESSAGE']._serialized_start=27
   _globals['_PEERMESSAGE']._serialized_end=104
-  _globals['_ACK']._serialized_start=106
-  _globals['_ACK']._serialized_end=111
-  _globals['_PEER']._serialized_start=113
-  _globals['_PEER']._serialized_end=171
+  _globals['_ARRAYLIST']._serialized_start=106
+  _globals['_ARRAYLIST']._serialized_end=147
+  _globals['_ARRAYHEADER']._serialized_start=149
+  _globals['_ARRAYHEADER']._serialized_end=224
+  _globals['_ACK']._serialized_start=226
+  _globals['_ACK']._serialized_end=231
+  _globals['_PEER']._serialized_start=379
+  _globals['_PEER']._serialized_end=437
 # @@protoc_insertion_point(module_scope)

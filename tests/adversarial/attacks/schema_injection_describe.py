@@ -7,12 +7,12 @@ if it is empty or missing, the node answers honestly. Each reply is recorded.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Callable
 
 
 def apply(params: dict, record: Callable[[dict], None]) -> None:
+    from fedsql.catalog import encode_described
     from fedsql.node import Node
     from fedsql.proto import node_pb2 as pb
 
@@ -25,8 +25,8 @@ def apply(params: dict, record: Callable[[dict], None]) -> None:
             cols = [list(c) for c in self.executor.schema(table)]
             if payload:
                 cols[-1][1] = payload
-            out[table] = cols
+            out[table] = [tuple(c) for c in cols]
         record({"rpc": "Describe", "tables": list(request.tables), "poisoned": bool(payload)})
-        return pb.DescribeReply(schemas_json=json.dumps(out))
+        return pb.DescribeReply(tables=encode_described(out))
 
     Node.Describe = describe
