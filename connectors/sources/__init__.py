@@ -96,8 +96,9 @@ class Source(ABC):
     def _connect(self) -> Any:
         """A new connection (closed after one statement); a SourceError if there is none."""
 
-    def _stream(self, con: Any, sql: str) -> ContextManager[pa.RecordBatchReader]:
-        """`sql`'s result as a stream (ADBC cursors; DuckDB overrides this)."""
+    def _stream(self, con: Any, sql: str, max_rows: int | None = None) -> ContextManager[pa.RecordBatchReader]:
+        """`sql`'s result as a stream (ADBC cursors; DuckDB and Spark override this). `max_rows`
+        lets an engine stop early; `_run` refuses past it either way."""
         @contextlib.contextmanager
         def cursor() -> Iterator[pa.RecordBatchReader]:
             cur = con.cursor()
@@ -115,7 +116,7 @@ class Source(ABC):
 
         con = self._connect()
         try:
-            with self._stream(con, sql) as reader:
+            with self._stream(con, sql, max_rows) as reader:
                 return read_limited(reader, reader.schema, max_rows, self.too_many(max_rows))
         except Error:
             raise
@@ -263,6 +264,8 @@ def open_source(party: str, table: str, url: str, relation: str, password: str |
         from connectors.sources.sqlite import SQLiteSource as cls
     elif parsed.kind == "flightsql":
         from connectors.sources.flight_sql import FlightSQLSource as cls
+    elif parsed.kind == "spark":
+        from connectors.sources.spark import SparkSource as cls
     else:
         from connectors.sources.duckdb_file import DuckDBFileSource as cls
     return cls(party, table, parsed, relation, password, statement_timeout)
