@@ -24,7 +24,7 @@ LEVELS = ("private", "aggregate", "join_key", "group_key", "public")
 _RANK = {name: i for i, name in enumerate(LEVELS)}
 RESERVED_NAMES = {"main", "temp", "system", "information_schema", "pg_catalog", "memory"}
 SOURCE_FORMATS = {".parquet": "parquet", ".csv": "csv"}
-DATABASE_SCHEMES = ("postgresql", "sqlite", "duckdb", "flightsql", "spark")
+DATABASE_SCHEMES = ("postgresql", "mysql", "sqlite", "duckdb", "flightsql", "spark")
 """URL schemes of database sources (connectors/sources/): `table` names the relation inside."""
 
 

@@ -254,12 +254,25 @@ def pushdown_types_ok(ast: exp.Expression, types: dict[str, str], refuse: tuple[
     return True
 
 
+def integer_arithmetic_only(ast: exp.Expression, types: dict[str, str], integers: tuple[str, ...]) -> bool:
+    """False when +, -, * or unary minus touches a column whose type is not in `integers` or a
+    non-integer literal: decimal and float result types (precision, scale cuts) differ by engine."""
+    for node in ast.find_all(exp.Add, exp.Sub, exp.Mul, exp.Neg):
+        if any(types.get(col.name.lower(), "") not in integers for col in node.find_all(exp.Column)):
+            return False
+        if any(lit.is_number and not lit.is_int for lit in node.find_all(exp.Literal)):
+            return False
+    return True
+
+
 def open_source(party: str, table: str, url: str, relation: str, password: str | None,
                 statement_timeout: float | None = None) -> Source:
     """The Source for a configured database table (the URL was checked by fedsql/config.py)."""
     parsed = parse_source_url(url)
     if parsed.kind == "postgresql":
         from connectors.sources.postgresql import PostgreSQLSource as cls
+    elif parsed.kind == "mysql":
+        from connectors.sources.mysql import MySQLSource as cls
     elif parsed.kind == "sqlite":
         from connectors.sources.sqlite import SQLiteSource as cls
     elif parsed.kind == "flightsql":

@@ -21,7 +21,7 @@ from typing import Any, Iterator
 import pyarrow as pa
 from sqlglot import exp
 
-from connectors.sources import Source
+from connectors.sources import Source, integer_arithmetic_only
 
 # Spark type name (DataType.simpleString) → DuckDB type. char(n) is left out on purpose: Spark pads
 # it and compares it padded, DuckDB would not; binary, intervals and nested types are not shared.
@@ -140,15 +140,8 @@ class SparkSource(Source):
     def can_run(self, ast: exp.Expression, types: dict[str, str]) -> bool:
         # decimal arithmetic: Spark's result precision rules (and its scale cut past 38 digits)
         # differ from DuckDB's; integer arithmetic overflows with an error in both (ANSI mode)
-        if not super().can_run(ast, types):
-            return False
-        for node in ast.find_all(exp.Add, exp.Sub, exp.Mul, exp.Neg):
-            for col in node.find_all(exp.Column):
-                if not types.get(col.name.lower(), "").endswith("INT"):
-                    return False
-            if any(lit.is_number and not lit.is_int for lit in node.find_all(exp.Literal)):
-                return False
-        return True
+        return super().can_run(ast, types) and integer_arithmetic_only(
+            ast, types, ("TINYINT", "SMALLINT", "INTEGER", "BIGINT"))
 
 
 def _plain(schema: pa.Schema) -> pa.Schema:

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-LATER = {"mysql": "MySQL", "mariadb": "MariaDB"}
+SERVER_KINDS = {"postgresql": ("postgresql", 5432), "postgres": ("postgresql", 5432),
+                "mysql": ("mysql", 3306), "mariadb": ("mysql", 3306)}
 SPARK_LOCAL = {"spark", "spark+local"}  # a Spark session inside the node: refused, see _spark
 SPARK_PARAMS = {"use_ssl", "user_id", "session_id"}  # sc:// ";key=value" options fedsql passes on (the token is a secret)
 SPARK_DEFAULT_PORT = 15002
@@ -26,7 +27,7 @@ class SourceURLError(ValueError):
 
 @dataclass(frozen=True)
 class SourceURL:
-    kind: str  # postgresql, sqlite, duckdb, flightsql, spark
+    kind: str  # postgresql, mysql, sqlite, duckdb, flightsql, spark
     display: str  # the URL as configured, never with a password
     user: str | None = None
     host: str | None = None
@@ -39,11 +40,8 @@ class SourceURL:
 def parse_source_url(url: str) -> SourceURL:
     """Parse a database source URL; refuse passwords and kinds not built yet."""
     scheme = url.partition("://")[0].lower()
-    if scheme in LATER:
-        raise SourceURLError(f"{LATER[scheme]} sources ({scheme}://) are not supported yet (issue #14); "
-                             "use postgresql://, sqlite:///, duckdb:/// or a Parquet/CSV path")
-    if scheme in ("postgresql", "postgres"):
-        return _postgresql(url)
+    if scheme in SERVER_KINDS:
+        return _server_database(url, *SERVER_KINDS[scheme])
     if scheme == "sc" or scheme in SPARK_LOCAL:
         return _spark(url)
     if scheme == "grpc":
@@ -52,12 +50,13 @@ def parse_source_url(url: str) -> SourceURL:
         return _flight_sql(url)
     if scheme in ("sqlite", "duckdb"):
         return _file_database(scheme, url)
-    raise SourceURLError(f"unknown source scheme {scheme + '://'!r}; use postgresql://user@host:port/db, "
+    raise SourceURLError(f"unknown source scheme {scheme + '://'!r}; use postgresql://user@host:port/db, mysql://user@host:port/db, "
                          "sqlite:///abs/path.db, duckdb:///abs/path.duckdb, sc://host:port (Spark Connect) "
                          "or a Parquet/CSV path")
 
 
-def _postgresql(url: str) -> SourceURL:
+def _server_database(url: str, kind: str, default_port: int) -> SourceURL:
+    """`postgresql://user@host:port/db` or `mysql://user@host:port/db` (`mariadb://` too)."""
     parts = urlsplit(url)
     where = _redacted(url)
     if parts.password is not None:
@@ -73,10 +72,13 @@ def _postgresql(url: str) -> SourceURL:
         raise SourceURLError(f"{where}: the port is not a number from 1 to 65535") from None
     database = unquote(parts.path.lstrip("/"))
     if not parts.hostname or not database or "/" in database:
-        raise SourceURLError(f"{where}: expected postgresql://user@host:port/database")
+        raise SourceURLError(f"{where}: expected {parts.scheme}://user@host:port/database")
+    if kind == "mysql" and params:
+        raise SourceURLError(f"{where}: MySQL sources take no URL parameters; write mysql://user@host:port/database")
     user = unquote(parts.username) if parts.username else None
-    display = f"postgresql://{parts.netloc}/{parts.path.lstrip('/')}" + (f"?{parts.query}" if parts.query else "")
-    return SourceURL("postgresql", display, user, parts.hostname, port or 5432, database, None, params)
+    prefix = "postgresql" if kind == "postgresql" else parts.scheme.lower()
+    display = f"{prefix}://{parts.netloc}/{parts.path.lstrip('/')}" + (f"?{parts.query}" if parts.query else "")
+    return SourceURL(kind, display, user, parts.hostname, port or default_port, database, None, params)
 
 
 def _spark(url: str) -> SourceURL:
