@@ -170,3 +170,16 @@ def test_text_under_a_folding_collation_is_not_pushed(myfed, tmp_path):
     got = ex.query('SELECT c, SUM(x) AS s FROM "c" AS "c" WHERE c = \'a\' OR c IS NULL OR x > 1 GROUP BY c')
     assert sorted(got.to_pylist(), key=lambda r: (r["c"] is None, r["c"] or "")) == [
         {"c": "A", "s": 2}, {"c": "a", "s": 1}, {"c": "a ", "s": 3}, {"c": None, "s": 4}]
+
+
+def test_a_long_statement_is_cancelled_at_the_deadline(myfed):
+    import time
+
+    from connectors.sources import SourceError, open_source
+
+    _, my, _ = myfed
+    source = open_source("p1", "t", my.url("bank"), "bank.t", PASSWORD, statement_timeout=1.0)
+    started = time.monotonic()
+    with pytest.raises(SourceError, match=r"table 't' .*ran longer than 1 s .*server cancelled it"):
+        source.scan("SELECT SUM(a.seq * b.seq) AS s FROM seq_1_to_100000 a, seq_1_to_100000 b")
+    assert time.monotonic() - started < 10

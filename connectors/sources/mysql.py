@@ -35,8 +35,8 @@ EXACT_COLLATIONS = ("utf8mb4_nopad_bin", "utf8mb4_0900_bin", "binary", "utf8mb3_
 class _Link:
     """The `con` of `Source._run`: a checked connection string (connectorx opens its own)."""
 
-    def __init__(self, uri: str):
-        self.uri = uri
+    def __init__(self, uri: str, mariadb: bool):
+        self.uri, self.mariadb = uri, mariadb
 
     def close(self) -> None:
         pass
@@ -67,8 +67,10 @@ class MySQLSource(Source):
         # connectorx's pool retries a refused or unreachable connection for 30 s, past a peer's
         # patience: PyMySQL checks reachability and the login first, in at most 5 s
         try:
-            pymysql.connect(host=self.url.host, port=self.url.port, user=self.url.user or "",
-                            password=self._password or "", database=self.url.database, connect_timeout=5).close()
+            check = pymysql.connect(host=self.url.host, port=self.url.port, user=self.url.user or "",
+                                    password=self._password or "", database=self.url.database, connect_timeout=5)
+            mariadb = "mariadb" in check.get_server_info().lower()
+            check.close()
         except Exception as exc:  # noqa: BLE001 - any driver failure becomes a clear SourceError
             code = exc.args[0] if getattr(exc, "args", None) and isinstance(exc.args[0], int) else None
             if code in (1044, 1045, 1698):  # access denied (to the server, or to the database)
@@ -79,7 +81,7 @@ class MySQLSource(Source):
                 raise self.fail("the database does not exist", exc, "fix the database name in the source URL") from None
             raise self.fail("cannot connect to MySQL (is the server running and reachable?)", exc,
                             "the node keeps serving its other tables") from None
-        return _Link(self._uri())
+        return _Link(self._uri(), mariadb)
 
     @contextlib.contextmanager
     def _stream(self, con: _Link, sql: str, max_rows: int | None = None) -> Iterator[pa.RecordBatchReader]:
@@ -87,7 +89,19 @@ class MySQLSource(Source):
 
         if max_rows is not None:  # the server stops one row past the limit
             sql = f"SELECT * FROM ({sql}) AS `__fedsql_limited` LIMIT {int(max_rows) + 1}"
-        yield connectorx.read_sql(con.uri, sql, return_type="arrow").to_reader()
+        if self.statement_timeout:  # the server cancels a statement that outlives the query's deadline
+            if con.mariadb:
+                sql = f"SET STATEMENT max_statement_time={float(self.statement_timeout):g} FOR {sql}"
+            elif sql.upper().startswith("SELECT "):  # MySQL: an optimizer hint (untested here: no MySQL server)
+                sql = f"SELECT /*+ MAX_EXECUTION_TIME({int(self.statement_timeout * 1000)}) */ {sql[len('SELECT '):]}"
+        try:
+            table = connectorx.read_sql(con.uri, sql, return_type="arrow")
+        except Exception as exc:
+            if "ERROR 1969 " in str(exc) or "ERROR 3024 " in str(exc):  # max_statement_time / MAX_EXECUTION_TIME
+                raise self.fail(f"the statement ran longer than {self.statement_timeout:g} s (the query's deadline) "
+                                "and the server cancelled it", hint="retry later or raise deadline_seconds") from None
+            raise
+        yield table.to_reader()
 
     def schema(self) -> list[tuple[str, str]]:
         schema, name = self.relation_parts()
