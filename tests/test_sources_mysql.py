@@ -130,6 +130,19 @@ def _error(fed, party: str, sql: str) -> errors.Error:
     return info.value
 
 
+def test_changed_schema_is_noticed(myfed):
+    fed, my, db = myfed
+    want = db.execute("SELECT COUNT(d) FROM p1_t").fetchall()
+    assert _query(fed, "p2", "SELECT COUNT(d) FROM p1.t") == want
+    my.sql("ALTER TABLE bank.t RENAME COLUMN d TO d_old")
+    try:
+        err = _error(fed, "p2", "SELECT SUM(d) FROM p1.t")
+        assert "'t'" in str(err) and "schema changed" in str(err) and "d" in str(err)
+    finally:
+        my.sql("ALTER TABLE bank.t RENAME COLUMN d_old TO d")
+    assert _query(fed, "p2", "SELECT COUNT(d) FROM p1.t") == want
+
+
 def test_wrong_password_missing_table_and_down_are_clear(myfed):
     fed, my, _ = myfed
     url = my.url("bank")
