@@ -63,7 +63,7 @@ class MySQLSource(Source):
             import connectorx  # noqa: F401
             import pymysql
         except ImportError:
-            raise self.fail("the MySQL reader is not installed", hint="pip install connectorx pymysql") from None
+            raise self.fail("the MySQL reader is not installed", hint="pip install 'fedsql[mysql]'") from None
         # connectorx's pool retries a refused or unreachable connection for 30 s, past a peer's
         # patience: PyMySQL checks reachability and the login first, in at most 5 s
         try:
