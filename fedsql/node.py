@@ -20,12 +20,15 @@ from typing import Callable, Iterator
 
 import grpc
 
+from executors import netem
 from executors.local_duckdb import LocalExecutor
 from executors.runtime import PartyRun, table_to_bytes
 from executors.peer_channel import (MESSAGE_OPTIONS, Channel, Mailbox, PeerLinks, TransportError,
                                     add_peer_servicer, call_with_reconnect, key_issuer, query_key)
 from fedsql import __version__, errors, tls
+from fedsql.approval_gate import OwnerGate
 from fedsql.audit import AuditLog, audit_path, query_fields, user_field
+from fedsql.webhook import Webhook, webhook_url
 from fedsql import scalar_subqueries, set_operations
 from fedsql.config import Federation
 from fedsql.locked_duckdb import for_remote
@@ -33,10 +36,10 @@ from fedsql.proto import node_pb2 as pb
 from fedsql.proto import node_pb2_grpc as rpc
 from fedsql.scratch import IssuerLocal
 from fedsql.settings import check_settings
-from planner.catalog import Schema
+from plan.schemas import Schema
 from planner.compile import Compiled, compile_query
 from planner.explain import explain_lines
-from planner.schemas import parse_describe_reply
+from plan.schemas import parse_describe_reply
 
 import pyarrow as pa
 
@@ -107,12 +110,24 @@ class Node(rpc.NodeServicer):
         self.issuer_local = IssuerLocal(self)  # scratch space and catalog statements (fedsql/scratch.py)
         self._ledger = None  # DP budget ledger (fedsql/ledger.py), opened on first use
         self._ledger_lock = threading.Lock()
+        self.gate = OwnerGate(self)  # owners' approvals (fedsql/approval_gate.py)
+        self.webhook = _owners_webhook(fed, party)  # fedsql/webhook.py: None unless the owner set one
+        self._closing = threading.Event()
+        if self.gate.active:  # decisions made by `fedsql approve|reject` reach the audit chain within a second
+            threading.Thread(target=self._sweep_approvals, name=f"fedsql-{party}-approvals", daemon=True).start()
+
+    def _sweep_approvals(self) -> None:
+        while not self._closing.wait(1.0):
+            try:
+                self.gate.sweep()
+            except Exception:  # noqa: BLE001 - retried next second; the store or audit log said why
+                log.exception("approvals sweep")
 
     # -- catalog -----------------------------------------------------------------
 
     def schema_of(self, party: str, table: str) -> Schema:
         """The public schema of `party.table`: own tables from the local DuckDB, peers' from their
-        Describe reply, checked in full (planner/schemas.py) before it is cached. Only checked
+        Describe reply, checked in full (plan/schemas.py) before it is cached. Only checked
         schemas are cached, for SCHEMA_TTL seconds, so a peer's changed schema is seen again."""
         if party == self.me:
             return self.executor.schema(table)
@@ -191,9 +206,12 @@ class Node(rpc.NodeServicer):
 
     def _audit_safe(self, event: str, **fields) -> None:
         try:
-            self.audit.append(event, **fields)
+            entry = self.audit.append(event, **fields)
         except errors.Error:
             log.exception("audit log write failed")
+            return
+        if self.webhook is not None:
+            self.webhook.notify(event, entry)
 
     # -- client API ----------------------------------------------------------------
 
@@ -259,8 +277,9 @@ class Node(rpc.NodeServicer):
                 self._abort_everywhere(query_key(self.me, query_id), "the client went away", set(plan.participants))
 
         context.add_callback(_client_gone)
+        wait_until = time.time() + request.timeout_seconds if request.timeout_seconds else None
         worker = self.pool.submit(self._run_as_issuer, plan, sql, settings, query_id, timeout, events.put,
-                                  request.user)
+                                  request.user, wait_until)
         worker.add_done_callback(lambda _f: self._slots.release())
         yield from _progress_events(worker, events, started)
         finished.set()
@@ -342,14 +361,19 @@ class Node(rpc.NodeServicer):
             raise err from None
 
     def _run_as_issuer(self, plan, sql: str, settings: dict[str, str], query_id: str, timeout: float,
-                       progress: Callable[[str], None], user: str | None) -> tuple[pa.Table, dict, dict]:
-        """One federated query as its issuer: the `query` audit record, the run, then `done` or
-        `failed` and one log line; returns the result, its stats and the DP per-row intervals
-        (output column index → list). Ordinary queries and every set-operation branch go through here,
-        so each has the same records and names the same user."""
+                       progress: Callable[[str], None], user: str | None,
+                       wait_until: float | None = None) -> tuple[pa.Table, dict, dict]:
+        """One federated query as its issuer: the `query` audit record, the owners' approvals (held
+        until `wait_until`, the client's timeout, when given), the run, then `done` or `failed` and
+        one log line; returns the result, its stats and the DP per-row intervals (output column
+        index → list). Ordinary queries and every set-operation branch go through here, so each has
+        the same records and names the same user."""
         started = time.monotonic()
         self.audit.append("query", **query_fields(query_id, self.me, sql, plan, self.me, "issuer", user))
         try:
+            self.gate.await_approvals(plan, sql, settings, query_id, user, progress, wait_until)
+            if wait_until is not None:  # the client's timeout covers the wait and the run
+                timeout = max(0.1, min(timeout, wait_until - time.time()))
             table, stats = self._coordinate(plan, sql, settings, query_id, timeout, progress)
         except Exception as exc:  # noqa: BLE001
             err = as_fedsql_error(exc, "while running the query")
@@ -487,6 +511,7 @@ class Node(rpc.NodeServicer):
     def _abort_everywhere(self, key: str, reason: str, parties: set[str]) -> None:
         """Cancel query `key` (issuer/query id) here and at `parties`, without waiting."""
         self.mailbox.cancel(key, reason)
+        self.gate.wake(key, reason)  # an issuer still waiting for owners' approvals stops too
         for p in parties - {self.me}:
             self.pool.submit(self._send_abort, p, key, reason)
 
@@ -518,7 +543,15 @@ class Node(rpc.NodeServicer):
             context.abort(grpc.StatusCode.PERMISSION_DENIED,
                           f"party '{who}' takes no part in query {key} at '{self.me}'; abort refused")
         self.mailbox.cancel(key, request.reason or f"aborted by '{who}'")
+        if who == key_issuer(key):  # the issuer gave up: its request for approval here ends
+            self.gate.cancel(key, request.reason or f"aborted by '{who}'")
         return pb.Empty()
+
+    def Authorize(self, request, context):
+        """An issuer asks this owner to approve a query (fedsql/approval_gate.py); only the issuer
+        itself, by its node certificate, can ask in its name."""
+        self._caller(context, "party", claimed=request.issuer)
+        return self.gate.authorize(request)
 
     def Run(self, request, context):
         # the issuer is whoever holds the calling connection's certificate: no party can
@@ -550,6 +583,7 @@ class Node(rpc.NodeServicer):
                 )
             if self.me not in plan.participants:
                 raise errors.ProgrammingError(f"party '{self.me}' has no part in this plan")
+            self.gate.check_run(plan, request.issuer, request.query_id)  # bound to this plan's hash
             self._slot()
             slot = True
             self.audit.append("query", **query_fields(request.query_id, request.issuer, request.sql, plan,
@@ -604,6 +638,10 @@ class Node(rpc.NodeServicer):
             self.mailbox.cancel(query_id, reason)
 
     def close(self) -> None:
+        self._closing.set()
+        self.gate.close()
+        if self.webhook is not None:
+            self.webhook.close()
         if self._ledger is not None:
             self._ledger.close()
         self.audit.close()
@@ -611,6 +649,17 @@ class Node(rpc.NodeServicer):
         for ch in [*self._channels.values(), *self._retired]:
             ch.close()
         self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _owners_webhook(fed: Federation, party: str) -> Webhook | None:
+    from fedsql.state import state_dir
+
+    url = webhook_url(state_dir(fed.path, party), party)
+    if url is None:
+        return None
+    cfg = fed.party(party)
+    console = f"{'https' if cfg.console_tls else 'http'}://{cfg.console}" if cfg.console else None
+    return Webhook(url, party, fed.name, console)
 
 
 _DP_PASSTHROUGH = (errors.QueryCancelled, errors.QueryTimeout, errors.PartyUnavailable)
@@ -713,6 +762,13 @@ def _cast_output(table: pa.Table, output) -> pa.Table:
 def serve(fed: Federation, party: str, on_ready: Callable[[], None] | None = None) -> None:
     """Run this party's node until SIGTERM/SIGINT."""
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {party} %(levelname)s %(name)s: %(message)s")
+    try:
+        net = netem.from_environment()  # checked before listening: a bad value must not fail each query
+    except netem.NetProfileError as exc:
+        raise errors.ConfigError(f"party '{party}': {exc}") from None
+    if net is not None:
+        logging.getLogger("fedsql.node").warning(
+            "WAN emulation on (%s): every peer message is delayed; for benchmarks and tests only", netem.ENV)
     node = Node(fed, party)
     # no SO_REUSEPORT: a second node for the same address must fail, not share the port silently
     server = grpc.server(ThreadPoolExecutor(max_workers=64, thread_name_prefix="grpc"),
@@ -732,16 +788,26 @@ def serve(fed: Federation, party: str, on_ready: Callable[[], None] | None = Non
             f"stop what uses it or change parties.{party}.address in {fed.path}"
         )
     server.start()
-    flight = None
-    if node.party.flight or node.party.flight_password:
-        from connectors.flight_sql import start_party_flight
+    flight = console = None
+    from fedsql.users import LoginThrottle
 
-        try:
-            flight = start_party_flight(fed, party, address)
-        except errors.Error:
-            server.stop(0)
-            node.close()
-            raise
+    throttle = LoginThrottle()  # one count of failed logins for every password front end of this node
+    try:
+        if node.party.flight or node.party.flight_password:
+            from connectors.flight_sql import start_party_flight
+
+            flight = start_party_flight(fed, party, address, throttle=throttle)
+        if node.party.console:
+            from fedsql.console.server import start_console
+
+            console = start_console(fed, party, schema_of=lambda table: node.schema_of(party, table),
+                                    throttle=throttle)
+    except errors.Error:
+        if flight is not None:
+            flight.shutdown()
+        server.stop(0)
+        node.close()
+        raise
     stop = threading.Event()
 
     def _stop(signum, frame):
@@ -759,6 +825,8 @@ def serve(fed: Federation, party: str, on_ready: Callable[[], None] | None = Non
             pass
     finally:
         node.cancel_all(f"party '{party}' is shutting down")
+        if console is not None:
+            console.stop()
         if flight is not None:
             flight.shutdown()
         server.stop(grace=2).wait(5)

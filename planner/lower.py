@@ -24,7 +24,7 @@ from planner.passes.split_aggregates import (
     split_dp,
     split_dp_rows,
 )
-from planner.physical import (
+from plan.physical import (
     AddNoise,
     AgreeWidth,
     FinalQuery,
@@ -39,7 +39,8 @@ from planner.physical import (
     ShareTable,
     Step,
 )
-from planner.validate import OutputSchema, describe, quote
+from plan.schemas import quote
+from planner.validate import OutputSchema, describe
 
 PUBLIC_TEXT = "public to every participating party: the SQL text, the plan and the table schemas"
 

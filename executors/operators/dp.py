@@ -1,5 +1,5 @@
 """Secure DP operators on shares: contribution bounding after a join and partition selection
-(docs/dp.md §5.4–5.5). The noise itself is executors/dp/mpc_noise.py."""
+(docs/dp.md §5.4–5.5). The noise itself is executors/operators/noise.py."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from executors.mpc import MPC
 from executors.operators.base import MemoryCheck, no_memory_limit
 from executors.secure_table import SecretTable
 from fedsql import errors
-from planner.physical import BoundPerUnit, PartitionSelect
+from plan.physical import BoundPerUnit, PartitionSelect
 
 
 def bound_per_unit(mpc: MPC, inputs: Mapping[str, SecretTable], step: BoundPerUnit, *,
