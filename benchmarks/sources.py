@@ -3,7 +3,8 @@
     python -m benchmarks.sources [--rows 1000000]
 
 One table of `--rows` rows (id, k with 10 values, x, d DECIMAL(12,2)) in a throw-away
-PostgreSQL 15 (tests/pg_server.py), a SQLite file, a DuckDB file and a Parquet file. The
+PostgreSQL 15 (tests/pg_server.py), a throw-away MariaDB
+(tests/mysql_server.py), a SQLite file, a DuckDB file and a Parquet file. The
 fragment is the planner's shape for `SELECT k, SUM(x), COUNT(*) ... WHERE x > 0 GROUP BY k`,
 run through `LocalExecutor.query` as a node runs it: "pushdown" runs the filter and the
 grouping in the source and reads 10 rows back; "no pushdown" reads the two columns of every
@@ -26,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import executors.local_duckdb as local  # noqa: E402
 from fedsql.config import parse_config  # noqa: E402
-from tests import pg_server  # noqa: E402
+from tests import mysql_server, pg_server  # noqa: E402
 
 FRAGMENT = ('SELECT COALESCE((k), \'\') AS __g0, COALESCE(CAST(SUM(x) AS BIGINT), 0) AS __a0_sum, COUNT(*) AS __a1 '
             'FROM "t" AS "t" WHERE x > 0 GROUP BY k')
@@ -89,6 +90,14 @@ def main() -> None:
             pg.psql("ANALYZE t", "bench")
             ex = _executor(d, f'source = "{pg.url("bench")}"\ntable = "public.t"\n', pg_server.READER_PASSWORD)
             results.append(("postgresql", _best(ex, False), _best(ex, True)))
+    if mysql_server.available() is None:
+        with mysql_server.mysql_server() as my:
+            my.sql("CREATE DATABASE bench; CREATE TABLE bench.t (id BIGINT, k VARCHAR(10) COLLATE utf8mb4_nopad_bin, "
+                   "x BIGINT, d DECIMAL(12,2)); GRANT SELECT ON bench.* TO fedsql_reader")
+            my.sql(f"INSERT INTO t SELECT seq, CONCAT('k', seq % 10), CAST((seq * 7919) % 2001 AS SIGNED) - 1000, "
+                   f"((seq * 31) % 100000) / 100.0 FROM seq_0_to_{n - 1}", "bench")
+            ex = _executor(d, f'source = "{my.url("bench")}"\ntable = "bench.t"\n', mysql_server.READER_PASSWORD)
+            results.append(("mysql (MariaDB)", _best(ex, False), _best(ex, True)))
     print(f"rows = {n}; fragment: WHERE x > 0 GROUP BY k (10 groups); rows/s = rows / best-of-3 wall time")
     print("| source | no pushdown (rows/s) | pushdown (rows/s) |")
     print("|---|---|---|")

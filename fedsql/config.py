@@ -29,7 +29,7 @@ DEFAULT_APPROVAL_TIMEOUT = 86400.0
 """Seconds a held query waits for its owner's decision by default (a working day and night)."""
 RESERVED_NAMES = {"main", "temp", "system", "information_schema", "pg_catalog", "memory"}
 SOURCE_FORMATS = {".parquet": "parquet", ".csv": "csv"}
-DATABASE_SCHEMES = ("postgresql", "sqlite", "duckdb", "flightsql")
+DATABASE_SCHEMES = ("postgresql", "mysql", "sqlite", "duckdb", "flightsql", "spark")
 """URL schemes of database sources (connectors/sources/): `table` names the relation inside."""
 
 

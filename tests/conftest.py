@@ -175,6 +175,21 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "e2e: end-to-end test over real `fedsql node` processes")
     config.addinivalue_line("markers", "demo: runs the whole `fedsql demo --no-shell`")
     config.addinivalue_line("markers", "browser: drives headless Chromium (skipped when no chromium binary exists)")
+    config.addinivalue_line("markers", "slow: needs a heavy real engine (Spark); skipped unless --run-slow or -m slow")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--run-slow", action="store_true", help="also run the tests marked slow (Spark sources)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The default run (CI's `pytest -q`) skips `slow` tests: each starts a JVM and a Spark server."""
+    if config.getoption("--run-slow") or "slow" in (config.getoption("markexpr") or ""):
+        return
+    skip = pytest.mark.skip(reason="slow (a real Spark server): run with --run-slow or -m slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
 
 
 @pytest.fixture()

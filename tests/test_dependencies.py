@@ -51,7 +51,7 @@ def _project() -> dict:
 
 
 # module → distribution for optional packages that may not be installed here
-NOT_INSTALLED = {"snsql": "smartnoise-sql"}
+NOT_INSTALLED = {"snsql": "smartnoise-sql", "pyspark": "pyspark"}
 
 
 def _distributions_of(module: str) -> set[str]:
@@ -62,10 +62,12 @@ def test_product_imports_are_declared() -> None:
     """In the dependencies, or in the extra of the optional integration that imports it."""
     project = _project()
     extras = {k: _dist_names(v) for k, v in project.get("optional-dependencies", {}).items()}
-    declared = _dist_names(project["dependencies"]) | extras.get("sqlalchemy", set())
+    optional = ("sqlalchemy", "spark", "mysql")  # integrations imported only when configured
+    declared = _dist_names(project["dependencies"]).union(*(extras.get(k, set()) for k in optional))
     missing = {m: f for m, f in _imports(PRODUCT).items() if not _distributions_of(m) & declared}
-    assert not missing, f"imported but not in [project] dependencies (or the sqlalchemy extra): {missing}"
+    assert not missing, f"imported but not in [project] dependencies (or the {'/'.join(optional)} extra): {missing}"
     assert extras["sqlalchemy"] <= extras["test"], "the tests exercise the SQLAlchemy dialect"
+    assert extras["mysql"] <= extras["test"], "the tests read a real MariaDB where one is installed"
 
 
 def test_declared_dependencies_are_used() -> None:

@@ -33,7 +33,9 @@ def test_database_source_keys(tmp_path):
     ('source = "postgresql://reader:hunter2@h:5432/bank"\ntable = "t"\n', "carries a password"),
     ('source = "postgresql://reader@h:5432/bank?password=hunter2"\ntable = "t"\n', "password parameter"),
     ('source = "postgresql://reader@h:5432/bank"\n', 'missing "table"'),
-    ('source = "mysql://reader@h/bank"\ntable = "t"\n', "not supported yet"),
+    ('source = "mysql://reader:hunter2@h/bank"\ntable = "t"\n', "carries a password"),
+    ('source = "mariadb://reader@h/bank?password=hunter2"\ntable = "t"\n', "password parameter"),
+    ('source = "mysql://reader@h/bank?charset=latin1"\ntable = "t"\n', "no URL parameters"),
     ('source = "oracle://h/x"\ntable = "t"\n', "unknown source scheme"),
     ('source = "sqlite://rel/path.db"\ntable = "t"\n', "absolute path"),
     ('source = "sqlite:///abs/p.db"\ntable = "a.b.c"\n', '"schema.table"'),
@@ -186,3 +188,84 @@ def test_postgresql_transpiles_the_pushed_core():
     cut = split(ast, lambda e: source.can_run(e, {"x": "BIGINT", "k": "VARCHAR"}), ["s"])
     assert source.transpile(cut.inner) == ('SELECT SUM("x") AS "__p0" FROM "t" AS "t" WHERE "k" IN (\'a\', \'b\') '
                                            'AND "x" BETWEEN 1 AND 9')
+
+
+def test_spark_connect_source_keys(tmp_path):
+    t = _fed(tmp_path, 'source = "sc://spark.example/;use_ssl=true"\ntable = "bank.accounts"\n').table("a", "t")
+    assert (t.format, t.source, t.relation) == ("spark", "sc://spark.example/;use_ssl=true", "bank.accounts")
+    from connectors.sources.url import parse_source_url
+
+    assert parse_source_url("sc://h:15123").port == 15123 and parse_source_url("sc://h").port == 15002
+
+
+@pytest.mark.parametrize("source, needle", [
+    ("sc://h:15002/;token=hunter2", "carries a token"),
+    ("sc://h:15002/;use_ssl=true;Token=hunter2", "carries a token"),
+    ("sc://u:hunter2@h:15002", "no user or password"),
+    ("sc://h:15002/;colour=blue", "unknown option 'colour'"),
+    ("sc://h:99999", "port"),
+    ("spark://master:7077", "Spark Connect only"),
+    ("spark+local://", "Spark Connect only"),
+])
+def test_bad_spark_sources_are_clear_and_never_echo_a_token(tmp_path, source, needle):
+    with pytest.raises(ConfigError, match=needle) as info:
+        _fed(tmp_path, f'source = "{source}"\ntable = "db.t"\n')
+    assert "hunter2" not in str(info.value)
+
+
+@pytest.mark.parametrize("sql", [
+    'SELECT SUM(d * 2) FROM "t"',                 # decimal arithmetic: Spark's precision rules differ
+    'SELECT SUM(x * 1.5) FROM "t"',               # a decimal literal in arithmetic
+    'SELECT SUM(x) FROM "t" WHERE x / 2 > 1',     # division (integer in one, not the other)
+    'SELECT SUM(LENGTH(k)) FROM "t"',             # a function
+    'SELECT COUNT(*) FROM "t" LEFT JOIN "u" ON t.x = u.x',
+])
+def test_spark_pushes_only_what_means_the_same(sql):
+    from connectors.sources import open_source
+
+    source = open_source("a", "t", "sc://h:15002", "db.t", None)
+    types = {"x": "BIGINT", "k": "VARCHAR", "d": "DECIMAL(10,2)"}
+    ast = parse_fragment(sql)
+    assert split(ast, lambda e: source.can_run(e, types), ["c"] * len(ast.expressions)) is None
+
+
+def test_spark_transpiles_the_pushed_core_with_its_string_escapes():
+    """Spark reads a backslash in a string literal as an escape: sqlglot doubles it, so a value
+    cannot end the literal early (an injection through a constant of the query)."""
+    from connectors.sources import open_source
+
+    source = open_source("a", "t", "sc://h:15002", "db.t", None)
+    ast = parse_fragment("SELECT COALESCE(CAST(SUM(x * 3) AS BIGINT), 0) AS s, MIN(k) AS m FROM \"t\" AS \"t\" "
+                         "WHERE k IN ('it''s', 'x\\', 'a\\'' OR 1=1 --') AND x BETWEEN -1 AND 9 GROUP BY g")
+    cut = split(ast, lambda e: source.can_run(e, {"x": "BIGINT", "k": "VARCHAR", "g": "INTEGER"}), ["s", "m"])
+    assert source.transpile(cut.inner) == (
+        "SELECT SUM(`x` * 3) AS `__p0`, MIN(`k`) AS `__p1` FROM `t` AS `t` WHERE `k` IN ('it\\'s', 'x\\\\', "
+        "'a\\\\\\' OR 1=1 --') AND `x` BETWEEN -1 AND 9 GROUP BY `g`")
+
+
+def test_mysql_source_keys(tmp_path):
+    t = _fed(tmp_path, 'source = "mariadb://reader@db.example/bank"\ntable = "bank.accounts"\n').table("a", "t")
+    assert (t.format, t.source, t.relation) == ("mysql", "mariadb://reader@db.example/bank", "bank.accounts")
+    from connectors.sources.url import parse_source_url
+
+    assert parse_source_url("mysql://r@h/bank").port == 3306
+
+
+@pytest.mark.parametrize("sql, pushed", [
+    ('SELECT SUM(x) FROM "t" WHERE x > 1 GROUP BY n', True),
+    ('SELECT MIN(k) FROM "t"', False),                  # text under a case-insensitive collation
+    ('SELECT COUNT(*) FROM "t" WHERE kb = \'a\'', True),  # ... but kb's is binary and NO PAD
+    ('SELECT SUM(n + 1) FROM "t"', False),               # INT arithmetic: BIGINT in MySQL
+    ('SELECT SUM(x + 1) FROM "t"', True),
+    ('SELECT COUNT(*) FROM "t" WHERE b', False),          # BOOLEAN is a tinyint there
+    ('SELECT COUNT(*) FROM "t" WHERE x > 0 = TRUE', False),
+])
+def test_mysql_pushes_only_what_means_the_same(sql, pushed):
+    from connectors.sources import open_source
+
+    source = open_source("a", "t", "mysql://r@h:3306/db", "db.t", None)
+    source._exact_text = {"kb"}  # what schema() found: kb has a binary NO PAD collation
+    types = {"x": "BIGINT", "n": "INTEGER", "k": "VARCHAR", "kb": "VARCHAR", "b": "BOOLEAN"}
+    ast = parse_fragment(sql)
+    cut = split(ast, lambda e: source.can_run(e, types), ["c"] * len(ast.expressions))
+    assert (cut is not None) == pushed

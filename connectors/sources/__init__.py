@@ -96,8 +96,9 @@ class Source(ABC):
     def _connect(self) -> Any:
         """A new connection (closed after one statement); a SourceError if there is none."""
 
-    def _stream(self, con: Any, sql: str) -> ContextManager[pa.RecordBatchReader]:
-        """`sql`'s result as a stream (ADBC cursors; DuckDB overrides this)."""
+    def _stream(self, con: Any, sql: str, max_rows: int | None = None) -> ContextManager[pa.RecordBatchReader]:
+        """`sql`'s result as a stream (ADBC cursors; DuckDB and Spark override this). `max_rows`
+        lets an engine stop early; `_run` refuses past it either way."""
         @contextlib.contextmanager
         def cursor() -> Iterator[pa.RecordBatchReader]:
             cur = con.cursor()
@@ -115,7 +116,7 @@ class Source(ABC):
 
         con = self._connect()
         try:
-            with self._stream(con, sql) as reader:
+            with self._stream(con, sql, max_rows) as reader:
                 return read_limited(reader, reader.schema, max_rows, self.too_many(max_rows))
         except Error:
             raise
@@ -253,16 +254,31 @@ def pushdown_types_ok(ast: exp.Expression, types: dict[str, str], refuse: tuple[
     return True
 
 
+def integer_arithmetic_only(ast: exp.Expression, types: dict[str, str], integers: tuple[str, ...]) -> bool:
+    """False when +, -, * or unary minus touches a column whose type is not in `integers` or a
+    non-integer literal: decimal and float result types (precision, scale cuts) differ by engine."""
+    for node in ast.find_all(exp.Add, exp.Sub, exp.Mul, exp.Neg):
+        if any(types.get(col.name.lower(), "") not in integers for col in node.find_all(exp.Column)):
+            return False
+        if any(lit.is_number and not lit.is_int for lit in node.find_all(exp.Literal)):
+            return False
+    return True
+
+
 def open_source(party: str, table: str, url: str, relation: str, password: str | None,
                 statement_timeout: float | None = None) -> Source:
     """The Source for a configured database table (the URL was checked by fedsql/config.py)."""
     parsed = parse_source_url(url)
     if parsed.kind == "postgresql":
         from connectors.sources.postgresql import PostgreSQLSource as cls
+    elif parsed.kind == "mysql":
+        from connectors.sources.mysql import MySQLSource as cls
     elif parsed.kind == "sqlite":
         from connectors.sources.sqlite import SQLiteSource as cls
     elif parsed.kind == "flightsql":
         from connectors.sources.flight_sql import FlightSQLSource as cls
+    elif parsed.kind == "spark":
+        from connectors.sources.spark import SparkSource as cls
     else:
         from connectors.sources.duckdb_file import DuckDBFileSource as cls
     return cls(party, table, parsed, relation, password, statement_timeout)

@@ -36,7 +36,8 @@ class DuckDBFileSource(Source):
             raise self.fail("cannot open the DuckDB database (is another process writing it?)", exc) from None
 
     @contextlib.contextmanager
-    def _stream(self, con: duckdb.DuckDBPyConnection, sql: str) -> Iterator[pa.RecordBatchReader]:
+    def _stream(self, con: duckdb.DuckDBPyConnection, sql: str,
+                max_rows: int | None = None) -> Iterator[pa.RecordBatchReader]:
         relation = con.sql(sql)  # a relation streams without the DB-API result's extra copy
         yield (getattr(relation, "to_arrow_reader", None) or relation.fetch_arrow_reader)(65536)  # duckdb 2 / 1.x
 

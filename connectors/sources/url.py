@@ -12,7 +12,11 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-LATER = {"mysql": "MySQL", "mariadb": "MariaDB", "spark": "Spark", "sc": "Spark Connect"}
+SERVER_KINDS = {"postgresql": ("postgresql", 5432), "postgres": ("postgresql", 5432),
+                "mysql": ("mysql", 3306), "mariadb": ("mysql", 3306)}
+SPARK_LOCAL = {"spark", "spark+local"}  # a Spark session inside the node: refused, see _spark
+SPARK_PARAMS = {"use_ssl", "user_id", "session_id"}  # sc:// ";key=value" options fedsql passes on (the token is a secret)
+SPARK_DEFAULT_PORT = 15002
 FLIGHT_PARAMS = {"tls_root_certificate", "tls_server_name", "dialect"}
 SECRET_PARAMS = {"password", "passfile", "sslpassword"}
 
@@ -23,7 +27,7 @@ class SourceURLError(ValueError):
 
 @dataclass(frozen=True)
 class SourceURL:
-    kind: str  # postgresql, sqlite, duckdb
+    kind: str  # postgresql, mysql, sqlite, duckdb, flightsql, spark
     display: str  # the URL as configured, never with a password
     user: str | None = None
     host: str | None = None
@@ -36,22 +40,23 @@ class SourceURL:
 def parse_source_url(url: str) -> SourceURL:
     """Parse a database source URL; refuse passwords and kinds not built yet."""
     scheme = url.partition("://")[0].lower()
-    if scheme in LATER:
-        raise SourceURLError(f"{LATER[scheme]} sources ({scheme}://) are not supported yet (issue #14); "
-                             "use postgresql://, sqlite:///, duckdb:/// or a Parquet/CSV path")
-    if scheme in ("postgresql", "postgres"):
-        return _postgresql(url)
+    if scheme in SERVER_KINDS:
+        return _server_database(url, *SERVER_KINDS[scheme])
+    if scheme == "sc" or scheme in SPARK_LOCAL:
+        return _spark(url)
     if scheme == "grpc":
         raise SourceURLError(f"{_redacted(url)}: Flight SQL sources are read over TLS only; write grpc+tls://")
     if scheme == "grpc+tls":
         return _flight_sql(url)
     if scheme in ("sqlite", "duckdb"):
         return _file_database(scheme, url)
-    raise SourceURLError(f"unknown source scheme {scheme + '://'!r}; use postgresql://user@host:port/db, "
-                         "sqlite:///abs/path.db, duckdb:///abs/path.duckdb or a Parquet/CSV path")
+    raise SourceURLError(f"unknown source scheme {scheme + '://'!r}; use postgresql://user@host:port/db, mysql://user@host:port/db, "
+                         "sqlite:///abs/path.db, duckdb:///abs/path.duckdb, sc://host:port (Spark Connect) "
+                         "or a Parquet/CSV path")
 
 
-def _postgresql(url: str) -> SourceURL:
+def _server_database(url: str, kind: str, default_port: int) -> SourceURL:
+    """`postgresql://user@host:port/db` or `mysql://user@host:port/db` (`mariadb://` too)."""
     parts = urlsplit(url)
     where = _redacted(url)
     if parts.password is not None:
@@ -67,10 +72,50 @@ def _postgresql(url: str) -> SourceURL:
         raise SourceURLError(f"{where}: the port is not a number from 1 to 65535") from None
     database = unquote(parts.path.lstrip("/"))
     if not parts.hostname or not database or "/" in database:
-        raise SourceURLError(f"{where}: expected postgresql://user@host:port/database")
+        raise SourceURLError(f"{where}: expected {parts.scheme}://user@host:port/database")
+    if kind == "mysql" and params:
+        raise SourceURLError(f"{where}: MySQL sources take no URL parameters; write mysql://user@host:port/database")
     user = unquote(parts.username) if parts.username else None
-    display = f"postgresql://{parts.netloc}/{parts.path.lstrip('/')}" + (f"?{parts.query}" if parts.query else "")
-    return SourceURL("postgresql", display, user, parts.hostname, port or 5432, database, None, params)
+    prefix = "postgresql" if kind == "postgresql" else parts.scheme.lower()
+    display = f"{prefix}://{parts.netloc}/{parts.path.lstrip('/')}" + (f"?{parts.query}" if parts.query else "")
+    return SourceURL(kind, display, user, parts.hostname, port or default_port, database, None, params)
+
+
+def _spark(url: str) -> SourceURL:
+    """`sc://host[:port][/;use_ssl=true;user_id=NAME]`: a Spark Connect server (Spark >= 3.4)
+    in front of the party's cluster. `spark://` and `spark+local://` (a Spark driver inside the
+    node) are refused with the way to write it (docs/decisions.md, "Spark sources")."""
+    scheme, _, rest = url.partition("://")
+    where = _redacted(url.split(";")[0])
+    if scheme.lower() in SPARK_LOCAL:
+        raise SourceURLError(f"{where}: fedsql reads Spark through Spark Connect only, so no Spark driver runs "
+                             "inside the node; start the Connect server next to the cluster "
+                             "($SPARK_HOME/sbin/start-connect-server.sh --master spark://...) and write "
+                             f"source = \"sc://host:{SPARK_DEFAULT_PORT}\"")
+    address, _, options = rest.partition("/")
+    params: list[tuple[str, str]] = []
+    for item in options.split(";"):
+        if not item:
+            continue
+        key, eq, value = item.partition("=")
+        if key.lower() == "token":
+            raise SourceURLError(f"{where} carries a token; credentials never go in the shared federation file: "
+                                 "put it in the party's secrets file (<config dir>/.fedsql/<party>/secrets.toml) as "
+                                 "password = \"...\" or in its environment variable (docs/configuration.md)")
+        if not eq or key not in SPARK_PARAMS:
+            raise SourceURLError(f"{where}: unknown option {key!r}; write sc://host:port/;key=value with keys "
+                                 f"{', '.join(sorted(SPARK_PARAMS))}")
+        params.append((key, value))
+    parts = urlsplit(f"sc://{address}")
+    try:
+        port = parts.port
+    except ValueError:
+        raise SourceURLError(f"{where}: the port is not a number from 1 to 65535") from None
+    if not parts.hostname or parts.password is not None or parts.username is not None:
+        raise SourceURLError(f"{where}: expected sc://host:port (Spark Connect; no user or password in the URL)")
+    display = f"sc://{address}" + (f"/;{';'.join(f'{k}={v}' for k, v in params)}" if params else "")
+    return SourceURL("spark", display, dict(params).get("user_id"), parts.hostname, port or SPARK_DEFAULT_PORT,
+                     None, None, tuple(params))
 
 
 def _flight_sql(url: str) -> SourceURL:
