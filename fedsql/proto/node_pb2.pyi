@@ -98,7 +98,7 @@ class DescribeReply(_message.Message):
     def __init__(self, schemas_json: _Optional[str] = ..., error: _Optional[_Union[Error, _Mapping]] = ...) -> None: ...
 
 class RunRequest(_message.Message):
-    __slots__ = ("query_id", "issuer", "sql", "settings", "plan_hash", "deadline_unix")
+    __slots__ = ("query_id", "issuer", "sql", "settings", "plan_hash", "deadline_unix", "user", "roles")
     class SettingsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -112,13 +112,17 @@ class RunRequest(_message.Message):
     SETTINGS_FIELD_NUMBER: _ClassVar[int]
     PLAN_HASH_FIELD_NUMBER: _ClassVar[int]
     DEADLINE_UNIX_FIELD_NUMBER: _ClassVar[int]
+    USER_FIELD_NUMBER: _ClassVar[int]
+    ROLES_FIELD_NUMBER: _ClassVar[int]
     query_id: str
     issuer: str
     sql: str
     settings: _containers.ScalarMap[str, str]
     plan_hash: str
     deadline_unix: float
-    def __init__(self, query_id: _Optional[str] = ..., issuer: _Optional[str] = ..., sql: _Optional[str] = ..., settings: _Optional[_Mapping[str, str]] = ..., plan_hash: _Optional[str] = ..., deadline_unix: _Optional[float] = ...) -> None: ...
+    user: str
+    roles: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, query_id: _Optional[str] = ..., issuer: _Optional[str] = ..., sql: _Optional[str] = ..., settings: _Optional[_Mapping[str, str]] = ..., plan_hash: _Optional[str] = ..., deadline_unix: _Optional[float] = ..., user: _Optional[str] = ..., roles: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class RunReply(_message.Message):
     __slots__ = ("ok", "error", "stats_json")
