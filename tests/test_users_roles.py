@@ -169,3 +169,38 @@ def test_roles_are_read_per_query_and_audited_everywhere(fed: Any) -> None:
     refused = [r for r in _audit(fed, "bank") if r["event"] == "refused" and r.get("sql") == Q_GROUP]
     assert any(r.get("user") == "bob" and "roles" not in r for r in refused)
     assert "role-test-password" not in fed.audit_text("bank") + fed.audit_text("shop")
+
+
+def test_flight_sql_password_login_applies_the_users_roles(fed: Any) -> None:
+    """The BI path: ADBC with user + password on the password endpoint; the prepared statement's
+    schema is planned under the user's roles too (else an analyst's prepare would be refused)."""
+    import warnings
+
+    adbc = pytest.importorskip("adbc_driver_flightsql.dbapi")
+    from connectors import flight_sql as fs
+    from fedsql import tls
+    from fedsql.users import Authenticator
+
+    files = fs.party_flight_tls(fed.fed, "bank")
+    server = fs.start_flight_server(fed.fed, "bank", fed.fed.parties["bank"].address, "127.0.0.1:0",
+                                    tls_certificates=files["tls_certificates"],
+                                    auth=Authenticator(Accounts.of(fed.fed, "bank")))
+    options = {"adbc.flight.sql.client_option.tls_root_certs": tls.paths(fed.fed, "bank").certificate.read_text(),
+               "adbc.flight.sql.client_option.tls_override_hostname": tls.server_name("bank")}
+
+    def connect(user: str) -> Any:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return adbc.connect(f"grpc+tls://127.0.0.1:{server.port}",
+                                db_kwargs={**options, "username": user, "password": PASSWORD})
+
+    try:
+        with connect("ann") as conn, conn.cursor() as cur:
+            cur.adbc_prepare(Q_GROUP)
+            cur.execute(Q_GROUP)
+            assert_matches(cur.fetch_arrow_table(), _reference(Q_GROUP), Q_GROUP)
+        with connect("bob") as conn, conn.cursor() as cur:
+            with pytest.raises(adbc.Error, match="lacks permission 'group_key'"):
+                cur.execute(Q_GROUP)
+    finally:
+        server.shutdown()
