@@ -108,7 +108,7 @@ def _plan_select(
         ast = decorrelate(inline_subqueries(ast, fed, schema_of))
         derived = extract_derived_tables(ast, fed, schema_of, who)
         ast = derived.ast
-    ast = apply_rules(ast, RuleContext(fed, issuer, schema_of, MappingProxyType(derived.tables)))  # planner/rules/
+    ast = apply_rules(ast, RuleContext(fed, issuer, schema_of, MappingProxyType(derived.tables), who))  # planner/rules/
     ast = distinct_to_group_by(inline_aggregate_filters(ast))
     if ast is not stmt.ast:
         stmt = dataclasses.replace(stmt, ast=ast)
