@@ -377,8 +377,11 @@ class Node(rpc.NodeServicer):
         line = {"event": "query", "outcome": outcome, "query_id": query_id, "issuer": issuer, "role": role,
                 "plan_hash": plan.hash if plan is not None else None,
                 "duration_seconds": round(time.monotonic() - started, 3)}
+        user = user or (plan.user if plan is not None else None)  # participants: the plan's user and roles
         if user:
             line["user"] = user
+        if plan is not None and plan.roles:
+            line["roles"] = list(plan.roles)
         if rows is not None:
             line["rows"] = rows
         if error is not None:

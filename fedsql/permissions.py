@@ -107,11 +107,17 @@ class Principal:
 
 
 def as_principal(viewer: "Principal | str") -> Principal:
+    """A bare party name is the party alone (no user, no roles): compute parties, certificate logins."""
     return viewer if isinstance(viewer, Principal) else Principal(viewer)
 
 
 class HasPermissions(Protocol):
+    """A table config or derived table: what a policy check asks about."""
+
     party: str
+
+    @property
+    def qualified(self) -> str: ...
 
     def permissions(self, column: str, viewer: "Principal | str | None" = None) -> frozenset[str]: ...
 

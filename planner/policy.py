@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Iterable
 
 from fedsql.errors import PolicyViolation
-from fedsql.permissions import Principal, as_principal, describe, permits
+from fedsql.permissions import HasPermissions, Principal, as_principal, describe, permits
 from planner.analyze import QueryBlock
 
 _RULES = {
@@ -33,7 +33,7 @@ def who(viewer: Principal | str, as_issuer: bool = True) -> str:
     return text
 
 
-def require(member, column: str, viewer: Principal | str, permission: str, rule: str, fix: str,
+def require(member: HasPermissions, column: str, viewer: Principal | str, permission: str, rule: str, fix: str,
             as_issuer: bool = True) -> None:
     """Refuse unless `member`'s owner grants `permission` on `column` to `viewer`; the message
     names the owner, the column, what the viewer has, what is missing and why it is needed."""

@@ -10,14 +10,12 @@ read at query time; every party records the user and roles whose grants it appli
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any, Iterator
 
 import duckdb
 import pyarrow as pa
 import pytest
 
-import fedsql
 from fedsql import errors
 from fedsql.users import Accounts
 from tests.adversarial.harness import running, write_config
@@ -169,6 +167,10 @@ def test_roles_are_read_per_query_and_audited_everywhere(fed: Any) -> None:
     refused = [r for r in _audit(fed, "bank") if r["event"] == "refused" and r.get("sql") == Q_GROUP]
     assert any(r.get("user") == "bob" and "roles" not in r for r in refused)
     assert "role-test-password" not in fed.audit_text("bank") + fed.audit_text("shop")
+    lines = [json.loads(line[line.index("{"):]) for line in fed.node_log("shop").splitlines()
+             if '"event": "query"' in line]
+    assert any(ln.get("user") == "bob" and ln.get("roles") == ["analyst"] and ln["role"] == "participant"
+               for ln in lines), lines
 
 
 def test_flight_sql_password_login_applies_the_users_roles(fed: Any) -> None:
