@@ -48,6 +48,7 @@ from typing import Any, Iterator
 import pyarrow as pa
 
 from fedsql import errors
+from fedsql.permissions import Principal
 from fedsql.proto import node_pb2 as pb
 
 log = logging.getLogger("fedsql.node")
@@ -310,7 +311,9 @@ class IssuerLocal:
             if routed.kind == "show_tables":
                 yield _result(self.show_tables(), "rows", [], settings)
             elif routed.kind == "describe":
-                yield _result(self.describe(routed.ast.this), "rows", [], settings)
+                # levels as the asking user has them (its roles' grants), like the planner's checks
+                who = self.node.accounts.principal(self.me, request.user)
+                yield _result(self.describe(routed.ast.this, who), "rows", [], settings)
             elif routed.kind == "information_schema":
                 if routed.explain:
                     yield _explain([f"catalog query answered by {self.me} alone from the configuration and the "
@@ -614,7 +617,8 @@ class IssuerLocal:
             "fedsql_level": pa.array(cols[5], pa.utf8()),  # this party's access level (DESCRIBE's `level`)
         })
 
-    def describe(self, table: Any) -> pa.Table:
+    def describe(self, table: Any, viewer: Principal | str | None = None) -> pa.Table:
+        """Columns, types and, per column, what `viewer` (default: this party alone) may do with it."""
         from sqlglot import exp
 
         from planner.catalog import resolve_table
@@ -636,7 +640,7 @@ class IssuerLocal:
             others = [m for m in ref.members if m.party != self.me] or list(ref.members)
             levels = []
             for c in names:
-                found = {m.level(c, self.me) for m in others}
+                found = {m.level(c, viewer or self.me) for m in others}
                 levels.append(found.pop() if len(found) == 1 else "mixed")
         return pa.table({"column_name": pa.array(names, pa.utf8()), "column_type": pa.array(types, pa.utf8()),
                          "level": pa.array(levels, pa.utf8())})

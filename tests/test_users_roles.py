@@ -142,6 +142,16 @@ def test_roles_add_and_are_scoped_to_their_party(fed: Any) -> None:
         _run(fed, Q_REGION_ROWS, "ann")
 
 
+def test_describe_shows_the_users_permissions(fed: Any) -> None:
+    def levels(user: str | None) -> dict[str, str]:
+        table = _run(fed, "DESCRIBE shop.sales", user)
+        return dict(zip(table.column("column_name").to_pylist(), table.column("level").to_pylist()))
+
+    assert levels(None) == {"cust_id": "join_key+group_key", "region": "aggregate", "amount": "filter"}
+    assert levels("ann") == {"cust_id": "join_key+group_key", "region": "group_key", "amount": "aggregate"}
+    assert levels("carol")["amount"] == "public"
+
+
 def test_list_form_join_key_and_group_key(fed: Any) -> None:
     """cust_id is ["join_key", "group_key"]: joined across parties and used as a label without `public`."""
     assert_matches(_run(fed, Q_JOIN), _reference(Q_JOIN), Q_JOIN)
