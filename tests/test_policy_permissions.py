@@ -94,7 +94,8 @@ def test_bad_grant_keys(grants: str, words: str) -> None:
 
 def test_role_grants_add_to_the_party_grant_and_stay_in_their_party() -> None:
     fed = _fed(grants='grants = { a = { w = "filter" }, "a:analyst" = { g = "group_key", w = "aggregate" }, '
-                      '"c:analyst" = { w = "public" }, "a:auditor" = { w = "public" } }')
+                      '"c:analyst" = { w = "public" }, "a:auditor" = { w = "public" }, '
+                      '"a:ops" = { g = ["filter", "join_key"] } }')
     u = fed.table("b", "u")
     assert u.permissions("w", "a") == {"filter"}  # the party grant replaces `columns` (narrows here)
     assert u.permissions("w", Principal("a", "ann", ("analyst",))) == {"filter", "aggregate"}
@@ -104,6 +105,10 @@ def test_role_grants_add_to_the_party_grant_and_stay_in_their_party() -> None:
     assert u.permissions("w", Principal("c", "x", ("analyst",))) == set(PERMISSIONS)
     assert u.permissions("w", Principal("b", "", ())) == set(PERMISSIONS)  # the owner
     assert permits(u, "g", Principal("a", "ann", ("analyst",)), "group_key")
+    ops = u.permissions("g", Principal("a", "oz", ("ops",)))  # the list form in a grant
+    assert ops == {"filter", "aggregate", "join_key"} and describe(ops) == "join_key"
+    both = u.permissions("g", Principal("a", "oz", ("analyst", "ops")))
+    assert describe(both) == "join_key+group_key"
     assert not permits(u, "g", "a", "group_key")
     with pytest.raises(ValueError):
         permits(u, "g", "a", "row")
