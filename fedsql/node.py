@@ -754,16 +754,26 @@ def serve(fed: Federation, party: str, on_ready: Callable[[], None] | None = Non
             f"stop what uses it or change parties.{party}.address in {fed.path}"
         )
     server.start()
-    flight = None
-    if node.party.flight or node.party.flight_password:
-        from connectors.flight_sql import start_party_flight
+    flight = console = None
+    from fedsql.users import LoginThrottle
 
-        try:
-            flight = start_party_flight(fed, party, address)
-        except errors.Error:
-            server.stop(0)
-            node.close()
-            raise
+    throttle = LoginThrottle()  # one count of failed logins for every password front end of this node
+    try:
+        if node.party.flight or node.party.flight_password:
+            from connectors.flight_sql import start_party_flight
+
+            flight = start_party_flight(fed, party, address, throttle=throttle)
+        if node.party.console:
+            from fedsql.console.server import start_console
+
+            console = start_console(fed, party, schema_of=lambda table: node.schema_of(party, table),
+                                    throttle=throttle)
+    except errors.Error:
+        if flight is not None:
+            flight.shutdown()
+        server.stop(0)
+        node.close()
+        raise
     stop = threading.Event()
 
     def _stop(signum, frame):
@@ -781,6 +791,8 @@ def serve(fed: Federation, party: str, on_ready: Callable[[], None] | None = Non
             pass
     finally:
         node.cancel_all(f"party '{party}' is shutting down")
+        if console is not None:
+            console.stop()
         if flight is not None:
             flight.shutdown()
         server.stop(grace=2).wait(5)
