@@ -285,16 +285,6 @@ def _check_console_address(path: Path, where: str, value: Any) -> tuple[str, boo
     return address, tls
 
 
-def _check_levels(path: Path, where: str, raw: Any) -> dict[str, str]:
-    _expect(path, where, raw, dict, "a table of column = level")
-    for col, level in raw.items():
-        if level not in LEVELS:
-            raise _err(
-                path, f"{where}.{col}", f"unknown level {level!r}; use one of {', '.join(LEVELS)}"
-            )
-    return dict(raw)
-
-
 def _file_source(path: Path, where: str, text: str, fmt: Any) -> tuple[Path, str]:
     """A Parquet/CSV file, a directory of them (hive-partitioned datasets) or a glob."""
     source = Path(text)
