@@ -87,37 +87,43 @@ def _one_pending(store: ApprovalStore, party: str, query_id: str) -> Request:
                                 f"{party}` lists them")
 
 
-def run_decide(config_path: str, party: str, query_id: str, approve: bool, *, reason: str | None = None,
-               by: str | None = None, template: bool = False, expires: str | None = None,
-               max_epsilon: float | None = None, out: TextIO | None = None) -> int:
-    """Approve or reject one pending query (approve --template: also approve its shape)."""
-    out = out or sys.stdout
-    who = by or getpass.getuser()
+def decide(store: ApprovalStore, party: str, query_id: str, approve: bool, *, by: str, reason: str | None = None,
+           template: bool = False, expires: str | None = None, max_epsilon: float | None = None) -> str:
+    """Approve or reject one pending query (with `template`: also approve its shape); returns what was
+    done. One function for the CLI and the owner's console, so both apply the same checks."""
     if not template and (expires is not None or max_epsilon is not None):
         raise errors.InterfaceError("--expires and --max-epsilon describe a template: add --template")
     if max_epsilon is not None and not max_epsilon > 0:
         raise errors.InterfaceError(f"--max-epsilon {max_epsilon:g}: expected a positive number")
+    store.expire()
+    req = _one_pending(store, party, query_id)
+    tid = None
+    if template:
+        if req.mode != "template":
+            raise errors.InterfaceError(
+                f"query {req.key} reads a table with approval = \"manual\" ({req.note}); approve it alone, "
+                "without --template")
+        if max_epsilon is not None and req.epsilon > max_epsilon:
+            raise errors.InterfaceError(f"query {req.key} itself spends epsilon {req.epsilon:g}, above "
+                                        f"--max-epsilon {max_epsilon:g}; raise the cap or approve it alone")
+        until = time.time() + parse_duration(expires) if expires else None
+        tid = store.add_template(req, by, reason or "", max_epsilon, until).id
+    status = "approved" if approve else "rejected"
+    if not store.decide(req.key, status, by, reason or ("" if approve else "no reason given"), tid):
+        raise errors.InterfaceError(f"query {req.key} was decided or expired meanwhile; see `fedsql approvals`")
+    return (f"{status} query {req.key} (plan {req.plan_hash[:16]}…) as {by}"
+            + (f"; template {tid} approves its shape for {req.issuer}" if tid else ""))
+
+
+def run_decide(config_path: str, party: str, query_id: str, approve: bool, *, reason: str | None = None,
+               by: str | None = None, template: bool = False, expires: str | None = None,
+               max_epsilon: float | None = None, out: TextIO | None = None) -> int:
+    """`fedsql approve|reject`: `decide` on the party's store, as the OS user unless --by names one."""
     store, _ = _open(config_path, party)
     with store:
-        store.expire()
-        req = _one_pending(store, party, query_id)
-        tid = None
-        if template:
-            if req.mode != "template":
-                raise errors.InterfaceError(
-                    f"query {req.key} reads a table with approval = \"manual\" ({req.note}); approve it alone, "
-                    "without --template")
-            if max_epsilon is not None and req.epsilon > max_epsilon:
-                raise errors.InterfaceError(f"query {req.key} itself spends epsilon {req.epsilon:g}, above "
-                                            f"--max-epsilon {max_epsilon:g}; raise the cap or approve it alone")
-            until = time.time() + parse_duration(expires) if expires else None
-            t = store.add_template(req, who, reason or "", max_epsilon, until)
-            tid = t.id
-        status = "approved" if approve else "rejected"
-        if not store.decide(req.key, status, who, reason or ("" if approve else "no reason given"), tid):
-            raise errors.InterfaceError(f"query {req.key} was decided or expired meanwhile; see `fedsql approvals`")
-    print(f"{status} query {req.key} (plan {req.plan_hash[:16]}…) as {who}"
-          + (f"; template {tid} approves its shape for {req.issuer}" if tid else ""), file=out)
+        done = decide(store, party, query_id, approve, by=by or getpass.getuser(), reason=reason, template=template,
+                      expires=expires, max_epsilon=max_epsilon)
+    print(done, file=out or sys.stdout)
     return 0
 
 

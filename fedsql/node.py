@@ -28,6 +28,7 @@ from executors.peer_channel import (MESSAGE_OPTIONS, Channel, Mailbox, PeerLinks
 from fedsql import __version__, errors, tls
 from fedsql.approval_gate import OwnerGate
 from fedsql.audit import AuditLog, audit_path, query_fields, user_field
+from fedsql.webhook import Webhook, webhook_url
 from fedsql import scalar_subqueries, set_operations
 from fedsql.config import Federation
 from fedsql.locked_duckdb import for_remote
@@ -113,6 +114,7 @@ class Node(rpc.NodeServicer):
         self._ledger = None  # DP budget ledger (fedsql/ledger.py), opened on first use
         self._ledger_lock = threading.Lock()
         self.gate = OwnerGate(self)  # owners' approvals (fedsql/approval_gate.py)
+        self.webhook = _owners_webhook(fed, party)  # fedsql/webhook.py: None unless the owner set one
         self._closing = threading.Event()
         if self.gate.active:  # decisions made by `fedsql approve|reject` reach the audit chain within a second
             threading.Thread(target=self._sweep_approvals, name=f"fedsql-{party}-approvals", daemon=True).start()
@@ -207,9 +209,12 @@ class Node(rpc.NodeServicer):
 
     def _audit_safe(self, event: str, **fields) -> None:
         try:
-            self.audit.append(event, **fields)
+            entry = self.audit.append(event, **fields)
         except errors.Error:
             log.exception("audit log write failed")
+            return
+        if self.webhook is not None:
+            self.webhook.notify(event, entry)
 
     # -- client API ----------------------------------------------------------------
 
@@ -650,6 +655,8 @@ class Node(rpc.NodeServicer):
     def close(self) -> None:
         self._closing.set()
         self.gate.close()
+        if self.webhook is not None:
+            self.webhook.close()
         if self._ledger is not None:
             self._ledger.close()
         self.audit.close()
@@ -657,6 +664,17 @@ class Node(rpc.NodeServicer):
         for ch in [*self._channels.values(), *self._retired]:
             ch.close()
         self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _owners_webhook(fed: Federation, party: str) -> Webhook | None:
+    from fedsql.state import state_dir
+
+    url = webhook_url(state_dir(fed.path, party), party)
+    if url is None:
+        return None
+    cfg = fed.party(party)
+    console = f"{'https' if cfg.console_tls else 'http'}://{cfg.console}" if cfg.console else None
+    return Webhook(url, party, fed.name, console)
 
 
 _DP_PASSTHROUGH = (errors.QueryCancelled, errors.QueryTimeout, errors.PartyUnavailable)
