@@ -452,7 +452,8 @@ class FedSqlFlightServer(flight.FlightServerBase):
         sql = normalise_names(sql, self.fed, self.catalog.federated_schema)
         if self._router.route(sql) is not None:
             return pa.schema([])  # answered by the node itself (catalog, scratch): known once it ran
-        compiled = compile_query(sql, self.fed, self.party, dict(session.settings), self.catalog.schema_of)
+        who = self.auth.accounts.principal(self.party, session.user) if self.auth is not None else self.party
+        compiled = compile_query(sql, self.fed, who, dict(session.settings), self.catalog.schema_of)
         if compiled.kind == "set":
             return pa.schema([])
         if compiled.kind == "explain":

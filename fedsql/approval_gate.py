@@ -87,7 +87,10 @@ class OwnerGate:
                     settings = check_settings(dict(request.settings))
                 except errors.Error as exc:
                     raise type(exc)(f"the settings sent by '{request.issuer}' are invalid: {exc}") from None
-                plan = self.node.compile(request.sql, request.issuer, settings).plan
+                from fedsql.users import claimed_principal  # the issuer's user and roles, as for Run
+
+                who = claimed_principal(request.issuer, user, tuple(request.roles))
+                plan = self.node.compile(request.sql, who, settings).plan
                 if plan is None or plan.hash != request.plan_hash:
                     raise errors.PlanMismatch(f"the plan sent by '{request.issuer}' for approval differs from the "
                                               f"plan '{self.me}' compiled itself; refused")
@@ -265,7 +268,8 @@ class OwnerGate:
                             "the query with a longer timeout")
                     hold = min(2.0 / len(pending), left if left is not None else MAX_HOLD_SECONDS)
                     req = pb.AuthorizeRequest(query_id=query_id, issuer=self.me, sql=sql, settings=settings,
-                                              plan_hash=plan.hash, user=user or "", wait_seconds=max(hold, 0.0))
+                                              plan_hash=plan.hash, user=user or "", roles=plan.roles,
+                                              wait_seconds=max(hold, 0.0))
                     stub = self.node.stubs[owner]
                     try:
                         reply = call_with_reconnect(stub.Authorize, req, time.monotonic() + hold + 15,

@@ -205,11 +205,14 @@ def user_field(user: str | None) -> dict[str, str]:
 
 def query_fields(query_id: str, issuer: str, sql: str, plan: Any, party: str, role: str,
                  user: str | None = None) -> dict[str, Any]:
-    """The fields of a `query` record; `user` (issuer only): the account that asked, when a
-    front end checked its password (a well-formed name, else the record is refused)."""
+    """The fields of a `query` record; `user`: the account that asked, when a front end checked
+    its password (a well-formed name, else the record is refused); by default the plan's user. The
+    plan's roles too: every party records whose grants it applied (the issuer's word for others)."""
     fields: dict[str, Any] = {"query_id": query_id, "issuer": issuer, "role": role,
                               "sql": sql if len(sql) <= MAX_SQL_CHARS else sql[:MAX_SQL_CHARS] + "…(truncated)"}
-    fields.update(user_field(user))
+    fields.update(user_field(user or getattr(plan, "user", None)))
+    if getattr(plan, "roles", ()):
+        fields["roles"] = list(plan.roles)
     if plan is not None:
         fields.update(plan_hash=plan.hash, participants=list(plan.participants),
                       settings=dict(plan.settings), leakage=list(plan.leakage),

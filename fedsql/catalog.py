@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from google.protobuf.message import DecodeError
 
 from fedsql.config import Federation
+from fedsql.permissions import Principal
 from fedsql.proto import node_pb2 as pb
 from planner.catalog import Schema, TableRef, resolve_table
 from plan.schemas import MAX_REPLY_BYTES, checked_describe_reply, describe_refusal
@@ -92,12 +93,13 @@ class NodeCatalog:
         """`db.name` (a party's table) or `name` (a union) with its schema, as the planner resolves it."""
         return resolve_table(self.fed, db or None, name, self.schema)
 
-    def describe(self, ref: TableRef) -> list[tuple[str, str, str]]:
-        """(column, type, level) of a resolved table for this party as the viewer: what binds it
-        is the other owners' levels (its own columns are public to it); 'mixed' when they differ."""
+    def describe(self, ref: TableRef, viewer: "Principal | str | None" = None) -> list[tuple[str, str, str]]:
+        """(column, type, level) of a resolved table for `viewer` (default: this party alone; a
+        user's roles add their grants): what binds it is the other owners' levels (its own columns
+        are public to it); 'mixed' when they differ."""
         others = [m for m in ref.members if m.party != self.me] or list(ref.members)
         out = []
         for column, typ in ref.schema:
-            found = {m.level(column, self.me) for m in others}
+            found = {m.level(column, viewer or self.me) for m in others}
             out.append((column, typ, found.pop() if len(found) == 1 else "mixed"))
         return out

@@ -70,13 +70,15 @@ def _build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "user",
         help="manage a party's user accounts (passwords for Flight SQL and the DB-API)",
-        description="Add, list, remove user accounts of party NAME or change a password. Accounts are kept "
+        description="Add, list, remove user accounts of party NAME, change a password or a user's roles "
+        "(owners grant per role: grants.\"NAME:ROLE\", docs/configuration.md). Accounts are kept "
         "hashed (scrypt) in the party's private state (.fedsql/NAME/users.json); a running node sees "
         "changes at once. The password is asked for (twice) unless --password-stdin reads one line.",
     )
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
-    for action, what in (("add", "add a user"), ("list", "list the users"), ("remove", "remove a user"),
-                         ("passwd", "change a user's password")):
+    for action, what in (("add", "add a user"), ("list", "list the users and their roles"),
+                         ("remove", "remove a user"), ("passwd", "change a user's password"),
+                         ("roles", "set a user's roles (no --role: none)")):
         a = actions.add_parser(action, help=what, description=f"{what} of party NAME")
         a.add_argument("config", metavar="CONFIG", help="federation TOML file")
         a.add_argument("--party", "-p", required=True, metavar="NAME", help="whose accounts")
@@ -85,6 +87,9 @@ def _build_parser() -> argparse.ArgumentParser:
         if action in ("add", "passwd"):
             a.add_argument("--password-stdin", action="store_true",
                            help="read the password from the first line of stdin")
+        if action in ("add", "roles"):
+            a.add_argument("--role", "-r", action="append", default=[], metavar="ROLE",
+                           help="a role of the user (repeat for several); owners may grant per role")
     p = sub.add_parser(
         "shell",
         help="SQL shell connected to your party's node",
@@ -272,9 +277,14 @@ def _cmd_user(args: argparse.Namespace) -> int:
     accounts = Accounts.of(load_config(args.config), args.party)
     if args.action == "list":
         for name in accounts.names():
-            print(name)
+            roles = accounts.roles(name)
+            print(f"{name}\t{', '.join(roles)}" if roles else name)
         return EXIT_OK
     name = check_name(args.user)
+    if args.action == "roles":
+        roles = accounts.set_roles(name, args.role)
+        print(f"user '{name}' of party '{args.party}' has roles: {', '.join(roles) or '(none)'}")
+        return EXIT_OK
     if args.action == "remove":
         accounts.remove(name)
         print(f"removed user '{name}' of party '{args.party}'")
@@ -284,7 +294,10 @@ def _cmd_user(args: argparse.Namespace) -> int:
     if args.action == "add" and accounts.exists(name):
         raise errors.InterfaceError(f"user '{name}' already exists; change the password with `fedsql user passwd`")
     password = _read_password(args.password_stdin)
-    (accounts.add if args.action == "add" else accounts.passwd)(name, password)
+    if args.action == "add":
+        accounts.add(name, password, args.role)
+    else:
+        accounts.passwd(name, password)
     print(f"{'added' if args.action == 'add' else 'changed the password of'} user '{name}' of party "
           f"'{args.party}' ({accounts.path})")
     return EXIT_OK

@@ -16,10 +16,11 @@ from typing import Any
 
 from fedsql.dp_config import DPPolicy, parse_dp_policy
 from fedsql.errors import ConfigError
+from fedsql.permissions import PRIVATE, PUBLIC, Principal, as_principal, check_role, describe, implied, parse_permissions
 from fedsql.settings import MODES
 
 LEVELS = ("private", "aggregate", "join_key", "group_key", "public")
-"""Column levels, weakest to strongest (see docs/architecture.md §2)."""
+"""The single-name column levels (a level is a permission set: fedsql/permissions.py)."""
 
 _RANK = {name: i for i, name in enumerate(LEVELS)}
 APPROVALS = ("auto", "manual", "template")
@@ -34,18 +35,10 @@ DATABASE_SCHEMES = ("postgresql", "mysql", "sqlite", "duckdb", "flightsql", "spa
 
 
 def level_at_least(level: str, required: str) -> bool:
-    """True when `level` permits everything `required` permits.
-
-    `group_key` implies `aggregate`; `join_key` implies `aggregate` too; the two
-    are otherwise independent, so they are not a total order.
-    """
-    if level == required or level == "public":
-        return True
-    if required == "aggregate":
-        return level in ("join_key", "group_key")
-    if required == "private":
-        return True
-    return False
+    """True when level name `level` permits everything `required` permits (`join_key` and
+    `group_key` both imply `aggregate`, not each other). Policy checks ask
+    fedsql.permissions.permits instead; this compares two names."""
+    return implied(required) <= implied(level)
 
 
 @dataclass(frozen=True)
@@ -54,8 +47,9 @@ class TableConfig:
     name: str
     source: Path | str  # a file, directory or glob (Path), or a database URL without its password (str)
     format: str  # parquet, csv, or a database kind: postgresql, sqlite, duckdb
-    levels: dict[str, str]
-    grants: dict[str, dict[str, str]] = field(default_factory=dict)
+    levels: dict[str, frozenset[str]]  # column → permissions of every other party (`columns`)
+    # "party" or "party:role" → column → permissions replacing (party) or adding to (role) `columns`
+    grants: dict[str, dict[str, frozenset[str]]] = field(default_factory=dict)
     dp: DPPolicy | None = None  # [parties.P.tables.T.dp] (fedsql/dp_config.py, docs/dp.md)
     unique: tuple[tuple[str, ...], ...] = ()  # declared unique keys (an oblivious join's primary-key side)
     relation: str | None = None  # `table`: the relation inside a database source, e.g. "public.accounts"
@@ -69,13 +63,24 @@ class TableConfig:
     def qualified(self) -> str:
         return f"{self.party}.{self.name}"
 
-    def level(self, column: str, issuer: str | None = None) -> str:
-        """Level of `column` for queries issued by `issuer` (owner: public)."""
-        if issuer == self.party:
-            return "public"
-        if issuer is not None and column in self.grants.get(issuer, {}):
-            return self.grants[issuer][column]
-        return self.levels.get(column, "private")
+    def permissions(self, column: str, viewer: Principal | str | None = None) -> frozenset[str]:
+        """What `viewer` may do with `column`: everything for the owner; else the party's grant
+        (or `columns` when it has none for the column), plus the grants of each of its user's roles
+        (docs/decisions.md D-ROLES: roles only add, and only to their own party's users)."""
+        if viewer is None:
+            return self.levels.get(column, PRIVATE)
+        who = as_principal(viewer)
+        if who.party == self.party:
+            return PUBLIC
+        party_grant = self.grants.get(who.party, {})
+        out = party_grant[column] if column in party_grant else self.levels.get(column, PRIVATE)
+        for key in who.grant_keys()[1:]:
+            out = out | self.grants.get(key, {}).get(column, PRIVATE)
+        return out
+
+    def level(self, column: str, issuer: Principal | str | None = None) -> str:
+        """`column`'s permissions for `issuer` as one name (`aggregate`, `join_key+group_key`), for catalogs."""
+        return describe(self.permissions(column, issuer))
 
 
 @dataclass(frozen=True)
@@ -228,6 +233,33 @@ def _check_flight_address(path: Path, where: str, address: Any) -> str:
     return _check_address(path, where, address)
 
 
+def _check_levels(path: Path, where: str, raw: Any) -> dict[str, frozenset[str]]:
+    """`column = "level"` or `column = ["permission", ...]` → column → permission set."""
+    _expect(path, where, raw, dict, 'a table of column = "level" or column = ["permission", ...]')
+    out = {}
+    for col, value in raw.items():
+        try:
+            out[col] = parse_permissions(value)
+        except ValueError as exc:
+            raise _err(path, f"{where}.{col}", str(exc)) from None
+    return out
+
+
+def _check_grant_key(path: Path, where: str, key: str, parties: set[str]) -> str:
+    """A grants key: an issuing party, or `party:role` for the users of that party with the role."""
+    party, sep, role = key.partition(":")
+    if party not in parties:
+        raise _err(path, f"{where}.{key}", f"{party!r} is not a party of this federation; grants are keyed by "
+                                           f'party ("bank") or by a role of its users ("bank:analyst"); '
+                                           f"parties are: {', '.join(sorted(parties))}")
+    if sep:
+        try:
+            check_role(role)
+        except ValueError as exc:
+            raise _err(path, f"{where}.{key}", str(exc)) from None
+    return key
+
+
 def is_loopback(host: str) -> bool:
     """True for `localhost` and loopback IP literals (127.0.0.0/8, ::1): only this machine reaches them."""
     import ipaddress
@@ -260,16 +292,6 @@ def _check_console_address(path: Path, where: str, value: Any) -> tuple[str, boo
                                 f'(console = "https://{address}") or bind it to loopback (console = '
                                 f'"127.0.0.1:{address.rpartition(":")[2]}")')
     return address, tls
-
-
-def _check_levels(path: Path, where: str, raw: Any) -> dict[str, str]:
-    _expect(path, where, raw, dict, "a table of column = level")
-    for col, level in raw.items():
-        if level not in LEVELS:
-            raise _err(
-                path, f"{where}.{col}", f"unknown level {level!r}; use one of {', '.join(LEVELS)}"
-            )
-    return dict(raw)
 
 
 def _file_source(path: Path, where: str, text: str, fmt: Any) -> tuple[Path, str]:
@@ -334,7 +356,8 @@ def _check_approval(path: Path, where: str, value: Any) -> str:
     return value
 
 
-def _load_table(path: Path, party: str, name: str, raw: Any, approval: str = "auto") -> TableConfig:
+def _load_table(path: Path, party: str, name: str, raw: Any, parties: set[str],
+                approval: str = "auto") -> TableConfig:
     where = f"parties.{party}.tables.{name}"
     _expect(path, where, raw, dict, "a table")
     check_known_keys(path, where, raw, {"source", "table", "columns", "grants", "dp", "format", "unique", "approval"})
@@ -355,9 +378,11 @@ def _load_table(path: Path, party: str, name: str, raw: Any, approval: str = "au
         source, fmt = _file_source(path, where, text, raw.get("format"))
     levels = _check_levels(path, f"{where}.columns", raw.get("columns", {}))
     grants_raw = raw.get("grants", {})
-    _expect(path, f"{where}.grants", grants_raw, dict, "a table of issuer = {column = level}")
+    _expect(path, f"{where}.grants", grants_raw, dict, 'a table of ISSUER = { column = "level" } '
+                                                       '(ISSUER: a party, or "party:role")')
     grants = {
-        issuer: _check_levels(path, f"{where}.grants.{issuer}", g) for issuer, g in grants_raw.items()
+        _check_grant_key(path, f"{where}.grants", key, parties): _check_levels(path, f"{where}.grants.{key}", g)
+        for key, g in grants_raw.items()
     }
     dp = parse_dp_policy(raw["dp"], f"{where}.dp", path) if "dp" in raw else None
     unique_raw = _expect(path, f"{where}.unique", raw.get("unique", []), list,
@@ -422,7 +447,7 @@ def parse_config(text: str, path: Path) -> Federation:
                 raise _err(path, f"{where}.console", "needs a port of its own (not the node's or a Flight SQL endpoint's)")
         tables_raw = _expect(path, f"{where}.tables", praw.get("tables", {}), dict, "a table")
         approval = _check_approval(path, f"{where}.approval", praw.get("approval", "auto"))
-        tables = {t: _load_table(path, pname, t, traw, approval) for t, traw in tables_raw.items()}
+        tables = {t: _load_table(path, pname, t, traw, set(parties_raw), approval) for t, traw in tables_raw.items()}
         sinks_raw = _expect(path, f"{where}.sinks", praw.get("sinks", {}), dict, "a table")
         identity: dict[str, Any] = {"sinks": {n: _load_sink(path, pname, n, r) for n, r in sinks_raw.items()},
                                     "approval": approval}

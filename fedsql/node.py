@@ -33,6 +33,8 @@ from fedsql.catalog import NodeCatalog, decode_described, encode_described
 from fedsql import result_meta, scalar_subqueries, set_operations
 from fedsql.config import Federation
 from fedsql.locked_duckdb import for_remote
+from fedsql.permissions import Principal
+from fedsql.users import Accounts, claimed_principal
 from fedsql.proto import node_pb2 as pb
 from fedsql.proto import node_pb2_grpc as rpc
 from fedsql.scratch import IssuerLocal
@@ -107,6 +109,7 @@ class Node(rpc.NodeServicer):
         self._schema_lock = threading.Lock()  # guards stub replacement (_reconnect)
         self.catalog = NodeCatalog(fed, party, self.executor.schema, self._describe_peer, SCHEMA_TTL)
         self.pool = ThreadPoolExecutor(max_workers=64, thread_name_prefix=f"fedsql-{party}")
+        self.accounts = Accounts.of(fed, party)  # this party's users and their roles (fedsql/users.py)
         self.issuer_local = IssuerLocal(self)  # scratch space and catalog statements (fedsql/scratch.py)
         self._ledger = None  # DP budget ledger (fedsql/ledger.py), opened on first use
         self._ledger_lock = threading.Lock()
@@ -162,7 +165,7 @@ class Node(rpc.NodeServicer):
             "is its node running? (start the federation with `fedsql up CONFIG`)"
         )
 
-    def compile(self, sql: str, issuer: str, settings: dict[str, str]) -> Compiled:
+    def compile(self, sql: str, issuer: Principal | str, settings: dict[str, str]) -> Compiled:
         return compile_query(sql, self.fed, issuer, settings, self.schema_of)
 
     # -- authentication and limits --------------------------------------------------
@@ -222,6 +225,8 @@ class Node(rpc.NodeServicer):
         try:  # statements only the issuer takes part in: scratch tables, SHOW TABLES, DESCRIBE
             user_field(request.user)  # a malformed user name is refused before anything is logged
             routed = self.issuer_local.route(request.sql)
+            # the user's roles as its account has them now: their grants apply at every party
+            who = self.accounts.principal(self.me, request.user) if routed is None else Principal(self.me)
         except errors.Error as exc:
             yield _error_event(exc)
             return
@@ -233,13 +238,13 @@ class Node(rpc.NodeServicer):
         settings = dict(request.settings)
         set_ast = set_operations.parse_set_operation(request.sql)
         if set_ast is not None:  # UNION / INTERSECT / EXCEPT: every branch is a query of its own
-            yield from self._execute_set_operation(set_ast, request, settings, query_id, started)
+            yield from self._execute_set_operation(set_ast, request, settings, query_id, started, who)
             return
         try:  # uncorrelated scalar subqueries run first, as queries of their own
             sql, sub_leakage = scalar_subqueries.resolve(
-                request.sql, lambda inner: self._run_scalar(inner, settings, query_id, request.user),
+                request.sql, lambda inner: self._run_scalar(inner, settings, query_id, who),
                 lambda text, as_party: self.compile(text, as_party, settings), self.me)
-            compiled = self._plan_as_issuer(sql, settings, query_id, request.user, request.sql)
+            compiled = self._plan_as_issuer(sql, settings, query_id, who, request.sql)
         except Exception as exc:  # noqa: BLE001 - every failure becomes a clear error
             yield _error_event(as_fedsql_error(exc, "while planning"))
             return
@@ -269,7 +274,7 @@ class Node(rpc.NodeServicer):
         context.add_callback(_client_gone)
         wait_until = time.time() + request.timeout_seconds if request.timeout_seconds else None
         worker = self.pool.submit(self._run_as_issuer, plan, sql, settings, query_id, timeout, events.put,
-                                  request.user, wait_until)
+                                  wait_until)
         worker.add_done_callback(lambda _f: self._slots.release())
         yield from _progress_events(worker, events, started)
         finished.set()
@@ -285,7 +290,7 @@ class Node(rpc.NodeServicer):
             plan_hash=plan.hash, query_id=query_id)
 
     def _execute_set_operation(self, ast, request, settings: dict[str, str], query_id: str,
-                               started: float) -> Iterator[pb.ExecuteEvent]:
+                               started: float, who: Principal) -> Iterator[pb.ExecuteEvent]:
         """A set operation: each branch is planned, audited and logged as an issuer query of its own
         (with the user), and the progress line says which branch runs."""
         events: queue.Queue = queue.Queue()
@@ -293,12 +298,12 @@ class Node(rpc.NodeServicer):
         def run_branch(sql: str, index: int, total: int):
             branch_id = f"{query_id}.b{index + 1}.{uuid.uuid4().hex[:8]}"
             events.put(f"branch {index + 1}/{total}: planning")
-            compiled = self._plan_as_issuer(sql, settings, branch_id, request.user)
+            compiled = self._plan_as_issuer(sql, settings, branch_id, who)
             if compiled.kind != "select":
                 raise errors.UnsupportedSql("each branch of a set operation must be a SELECT")
             table, _, _ = self._run_as_issuer(
                 compiled.plan, sql, settings, branch_id, self.fed.deadline_seconds,
-                lambda step: events.put(f"branch {index + 1}/{total}: {step}"), request.user)
+                lambda step: events.put(f"branch {index + 1}/{total}: {step}"))
             return table, list(compiled.plan.leakage)
 
         try:
@@ -319,31 +324,34 @@ class Node(rpc.NodeServicer):
             columns=list(zip(table.column_names, duckdb_types(table))), leakage=leakage,
             stats=pb.QueryStats(elapsed_seconds=round(time.monotonic() - started, 6)), query_id=query_id)
 
-    def _plan_as_issuer(self, sql: str, settings: dict[str, str], query_id: str, user: str | None,
+    def _plan_as_issuer(self, sql: str, settings: dict[str, str], query_id: str, who: Principal,
                         audited_sql: str | None = None) -> Compiled:
-        """Compile `sql` as this party's query; a policy refusal is audited and logged (with the user)."""
+        """Compile `sql` as this party's query for `who` (its user's roles' grants apply); a policy
+        refusal is audited and logged (with the user and roles)."""
         started = time.monotonic()
+        user = who.user or None
         try:
-            return self.compile(sql, self.me, settings)
+            return self.compile(sql, who, settings)
         except Exception as exc:  # noqa: BLE001
             err = as_fedsql_error(exc, "while planning")
             if isinstance(err, (errors.PolicyViolation, errors.PlanMismatch)):
                 self._audit_safe("refused", query_id=query_id, issuer=self.me, role="issuer",
                                  sql=audited_sql or sql, error={"kind": err.kind, "message": str(err)},
-                                 **user_field(user))
+                                 **user_field(user), **({"roles": list(who.roles)} if who.roles else {}))
                 self._log_query("refused", query_id, self.me, "issuer", None, started, user, error=err)
             raise err from None
 
     def _run_as_issuer(self, plan, sql: str, settings: dict[str, str], query_id: str, timeout: float,
-                       progress: Callable[[str], None], user: str | None,
+                       progress: Callable[[str], None],
                        wait_until: float | None = None) -> tuple[pa.Table, pb.QueryStats, dict]:
         """One federated query as its issuer: the `query` audit record, the owners' approvals (held
         until `wait_until`, the client's timeout, when given), the run, then `done` or `failed` and
         one log line; returns the result, its stats and the DP per-row intervals (output column
         index → list). Ordinary queries and every set-operation branch go through here, so each has
-        the same records and names the same user."""
+        the same records and names the same user (the plan's)."""
         started = time.monotonic()
-        self.audit.append("query", **query_fields(query_id, self.me, sql, plan, self.me, "issuer", user))
+        user = plan.user or None
+        self.audit.append("query", **query_fields(query_id, self.me, sql, plan, self.me, "issuer"))
         try:
             self.gate.await_approvals(plan, sql, settings, query_id, user, progress, wait_until)
             if wait_until is not None:  # the client's timeout covers the wait and the run
@@ -369,24 +377,27 @@ class Node(rpc.NodeServicer):
         line = {"event": "query", "outcome": outcome, "query_id": query_id, "issuer": issuer, "role": role,
                 "plan_hash": plan.hash if plan is not None else None,
                 "duration_seconds": round(time.monotonic() - started, 3)}
+        user = user or (plan.user if plan is not None else None)  # participants: the plan's user and roles
         if user:
             line["user"] = user
+        if plan is not None and plan.roles:
+            line["roles"] = list(plan.roles)
         if rows is not None:
             line["rows"] = rows
         if error is not None:
             line["error_kind"] = error.kind
         log.info("%s", json.dumps(line, sort_keys=True))
 
-    def _run_scalar(self, sql: str, settings: dict[str, str], parent_id: str, user: str | None = None) -> tuple:
+    def _run_scalar(self, sql: str, settings: dict[str, str], parent_id: str, who: Principal) -> tuple:
         """Run a scalar subquery as its own federated query (audited and logged as one, with the
         user); its value is revealed to this issuer."""
         query_id = f"{parent_id}.s{uuid.uuid4().hex[:8]}"
-        compiled = self._plan_as_issuer(sql, settings, query_id, user)
+        compiled = self._plan_as_issuer(sql, settings, query_id, who)
         if compiled.kind != "select":
             raise errors.UnsupportedSql("a scalar subquery must be a SELECT")
         plan = compiled.plan
         table, _, _ = self._run_as_issuer(plan, sql, settings, query_id, self.fed.deadline_seconds,
-                                          lambda _step: None, user)
+                                          lambda _step: None)
         return scalar_subqueries.single_value(table), plan.output[0][1], list(plan.leakage)
 
     def _coordinate(self, plan, sql, settings, query_id, timeout, progress) -> tuple[pa.Table, pb.QueryStats]:
@@ -400,7 +411,7 @@ class Node(rpc.NodeServicer):
         futures: dict[str, Future] = {}
         for p in others:
             req = pb.RunRequest(query_id=query_id, issuer=self.me, sql=sql, settings=settings,
-                                plan_hash=plan.hash, deadline_unix=deadline_unix)
+                                plan_hash=plan.hash, deadline_unix=deadline_unix, user=plan.user, roles=plan.roles)
             futures[p] = self.pool.submit(self._call_run, p, req, timeout)
         own = self.pool.submit(self._run_part, plan, key, deadline_unix, progress)
         failures: list[tuple[str, errors.Error]] = []
@@ -529,7 +540,7 @@ class Node(rpc.NodeServicer):
         # the issuer is whoever holds the calling connection's certificate: no party can
         # make this node run a query in another party's name
         self._caller(context, "party", claimed=request.issuer)
-        started, slot, plan, key = False, False, None, None
+        started, slot, plan, key, who = False, False, None, None, None
         began = time.monotonic()
         finished = threading.Event()
         try:
@@ -547,7 +558,9 @@ class Node(rpc.NodeServicer):
                 settings = check_settings(dict(request.settings))
             except errors.Error as exc:
                 raise type(exc)(f"the settings sent by '{request.issuer}' are invalid: {exc}") from None
-            compiled = self.compile(request.sql, request.issuer, settings)
+            # the issuer's word on its own user and roles: checked for form, applied as sent, bound by the hash
+            who = claimed_principal(request.issuer, request.user, tuple(request.roles))
+            compiled = self.compile(request.sql, who, settings)
             plan = compiled.plan
             if plan is None or plan.hash != request.plan_hash:
                 if plan is not None:  # e.g. a schema changed since one side cached it: both describe again
@@ -582,7 +595,9 @@ class Node(rpc.NodeServicer):
             else:
                 self._audit_safe("refused", **query_fields(request.query_id, request.issuer, request.sql, plan,
                                                              self.me, "participant"),
-                                 claimed_plan_hash=request.plan_hash, error={"kind": err.kind, "message": str(err)})
+                                 claimed_plan_hash=request.plan_hash, error={"kind": err.kind, "message": str(err)},
+                                 **({"claimed_user": who.user, "claimed_roles": list(who.roles)}
+                                    if who is not None and who.user else {}))
             self._log_query("failed" if started else "refused", request.query_id, request.issuer, "participant",
                             plan, began, error=err)
             err = for_remote(err, self.me, "running its part" if started else "planning")

@@ -47,6 +47,7 @@ from typing import Any, Iterator
 import pyarrow as pa
 
 from fedsql import errors, result_meta
+from fedsql.permissions import Principal
 from fedsql.proto import node_pb2 as pb
 
 log = logging.getLogger("fedsql.node")
@@ -309,7 +310,9 @@ class IssuerLocal:
             if routed.kind == "show_tables":
                 yield from self._result(self.show_tables(), "rows", [], settings)
             elif routed.kind == "describe":
-                yield from self._result(self.describe(routed.ast.this), "rows", [], settings)
+                # levels as the asking user has them (its roles' grants), like the planner's checks
+                who = self.node.accounts.principal(self.me, request.user)
+                yield from self._result(self.describe(routed.ast.this, who), "rows", [], settings)
             elif routed.kind == "information_schema":
                 if routed.explain:
                     yield from self._explain([f"catalog query answered by {self.me} alone from the configuration and the "
@@ -624,7 +627,8 @@ class IssuerLocal:
             "fedsql_level": pa.array(cols[5], pa.utf8()),  # this party's access level (DESCRIBE's `level`)
         })
 
-    def describe(self, table: Any) -> pa.Table:
+    def describe(self, table: Any, viewer: Principal | str | None = None) -> pa.Table:
+        """Columns, types and, per column, what `viewer` (default: this party alone) may do with it."""
         from sqlglot import exp
 
         db = table.db
@@ -637,7 +641,7 @@ class IssuerLocal:
         else:
             if db and db not in self.fed.parties and db.lower() in (self.federated_schema, self.fed.name.lower()):
                 db = ""
-            described = self.node.catalog.describe(self.node.catalog.resolve(db or None, table.name))
+            described = self.node.catalog.describe(self.node.catalog.resolve(db or None, table.name), viewer)
             names, types, levels = (list(col) for col in zip(*described)) if described else ([], [], [])
         return pa.table({"column_name": pa.array(names, pa.utf8()), "column_type": pa.array(types, pa.utf8()),
                          "level": pa.array(levels, pa.utf8())})

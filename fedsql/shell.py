@@ -288,7 +288,7 @@ class Shell:
         for schema, name, kind in self.tables(refresh=True):
             if kind == "table" and fed is not None and schema in fed.parties:
                 t = fed.parties[schema].tables.get(name)
-                levels = ", ".join(f"{c}:{lvl}" for c, lvl in t.levels.items()) if t else ""
+                levels = ", ".join(f"{c}:{t.level(c)}" for c in t.levels) if t else ""
                 rows.append((f"{schema}.{name}", t.format if t else "table",
                              (levels + "  (others private)") if levels else "all private"))
             elif kind == "federated" and fed is not None and name in fed.federated:

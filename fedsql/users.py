@@ -6,7 +6,10 @@ in the party's private state directory (`.fedsql/<party>/users.json`, 0600,
 replaced atomically), never in the shared config:
 
     {"version": 1, "users": {"alice": {"kdf": "scrypt", "n": 32768, "r": 8, "p": 1,
-                                        "salt": "<base64>", "hash": "<base64>"}}}
+                                        "salt": "<base64>", "hash": "<base64>", "roles": ["analyst"]}}}
+
+A user's roles select the owners' per-role grants (`grants."party:role"`, docs/decisions.md D-ROLES);
+the node reads them here for every query, so `fedsql user roles` acts on the next query.
 
 Passwords are hashed with scrypt (memory-hard; `cryptography`, already a
 dependency) under a random per-user salt; the parameters are stored per entry,
@@ -30,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from fedsql import errors
+from fedsql.permissions import ROLE_RE, Principal, check_role
 
 SCRYPT_N, SCRYPT_R, SCRYPT_P, KEY_BYTES = 2 ** 15, 8, 3, 32
 """scrypt cost: one of OWASP's equivalent minimums (N=2^15, r=8, p=3): 32 MiB per check, so
@@ -56,6 +60,33 @@ def check_name(name: str) -> str:
         raise errors.InterfaceError(
             f"invalid user name {name!r}: use 1-64 letters, digits or _ . @ - (e.g. alice or a.smith@bank)")
     return name
+
+
+def check_role_name(role: str) -> str:
+    """A role name (fedsql/permissions.py check_role) as a user-facing InterfaceError."""
+    try:
+        return check_role(role)
+    except ValueError as exc:
+        raise errors.InterfaceError(str(exc)) from None
+
+
+MAX_ROLES = 32
+
+
+def claimed_principal(party: str, user: str, roles: tuple[str, ...]) -> Principal:
+    """The user and roles a peer's RunRequest names for its own query, checked for form only: no
+    other party can see `party`'s accounts (docs/security.md, "Users and roles across parties")."""
+    if roles and not user:
+        raise errors.ProgrammingError(f"the query of '{party}' names roles but no user; refused")
+    if len(roles) > MAX_ROLES:
+        raise errors.ProgrammingError(f"the query of '{party}' names {len(roles)} roles; at most {MAX_ROLES}")
+    try:
+        checked = tuple(sorted({check_role(r) for r in roles}))
+        if user:
+            check_name(user)
+    except (ValueError, errors.Error) as exc:
+        raise errors.ProgrammingError(f"the query of '{party}' names an invalid user or role: {exc}") from None
+    return Principal(party, user, checked)
 
 
 def check_password(password: str) -> str:
@@ -150,6 +181,37 @@ class Accounts:
             entry = self._load().get(name)
         return str(entry.get("salt")) if isinstance(entry, dict) else None
 
+    def roles(self, name: str) -> tuple[str, ...]:
+        """`name`'s roles, sorted; none for a name without an account (a trusted front end may name
+        users of its own, e.g. from single sign-on: they get the party's grants, the least)."""
+        with self._lock:
+            entry = self._load().get(name)
+        if not isinstance(entry, dict):
+            return ()
+        roles = entry.get("roles", [])
+        if not isinstance(roles, list) or not all(isinstance(r, str) and ROLE_RE.fullmatch(r) for r in roles):
+            raise errors.ConfigError(f"{self.path}: the roles of user '{name}' are malformed; set them again with "
+                                     f"`fedsql user roles CONFIG --party P {name} --role ROLE`")
+        return tuple(sorted(set(roles)))
+
+    def principal(self, party: str, user: str | None) -> Principal:
+        """Who asks, for the planner: the party alone (client certificate), or its checked user
+        with the roles its account has now."""
+        if not user:
+            return Principal(party)
+        return Principal(party, check_name(user), self.roles(user))
+
+    def set_roles(self, name: str, roles: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+        """Replace `name`'s roles (none: the party's grants only); returns them sorted."""
+        clean = tuple(sorted({check_role_name(r) for r in roles}))
+
+        def change(users: dict[str, Any]) -> None:
+            if name not in users:
+                raise errors.InterfaceError(f"no user '{name}'; add it with `fedsql user add`")
+            users[name] = {**users[name], "roles": list(clean)}
+        self._update(change)
+        return clean
+
     def verify(self, name: str, password: str) -> bool:
         """True when `password` is `name`'s; an unknown user costs one scrypt run too."""
         with self._lock:
@@ -181,10 +243,10 @@ class Accounts:
         finally:
             os.close(fd)
 
-    def add(self, name: str, password: str) -> None:
+    def add(self, name: str, password: str, roles: list[str] | tuple[str, ...] = ()) -> None:
         check_name(name)
         check_password(password)
-        entry = hash_password(password)
+        entry = {**hash_password(password), "roles": sorted({check_role_name(r) for r in roles})}
 
         def change(users: dict[str, Any]) -> None:
             if name in users:
@@ -199,7 +261,7 @@ class Accounts:
         def change(users: dict[str, Any]) -> None:
             if name not in users:
                 raise errors.InterfaceError(f"no user '{name}'; add it with `fedsql user add`")
-            users[name] = entry
+            users[name] = {**entry, "roles": users[name].get("roles", [])}  # a new password keeps the roles
         self._update(change)
 
     def remove(self, name: str) -> None:

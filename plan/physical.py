@@ -412,6 +412,10 @@ class PhysicalPlan:
     settings: tuple[tuple[str, str], ...] = ()
     fixed_point_bits: int = 20
     dp: DPInfo | None = None  # differential privacy: parameters, ledger charges (covered by the hash)
+    # the issuer's account and its roles, whose grants the policy check applied (hashed, so every
+    # party checked the same grants; docs/decisions.md D-ROLES); empty: the client certificate alone
+    user: str = ""
+    roles: tuple[str, ...] = ()
     hash: str = field(default="", compare=False)
     # EXPLAIN only: internal column name → the user's expression (`__a0` → `AVG(cost)`). Not part
     # of the plan's meaning, so not hashed: the hash stays what every party already agrees on.

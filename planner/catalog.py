@@ -11,6 +11,7 @@ from typing import Callable
 
 from fedsql.config import Federation, TableConfig
 from fedsql.errors import UnknownObjectError
+from fedsql.permissions import PRIVATE, PUBLIC, Principal, as_principal, describe
 from plan.schemas import Schema
 
 SchemaLookup = Callable[[str, str], Schema]
@@ -66,19 +67,20 @@ class DerivedTable:
     def qualified(self) -> str:
         return f"{self.party}.(derived table {self.label})"
 
-    def level(self, column: str, viewer: str | None = None) -> str:
-        """The meet of the levels (for `viewer`) of the columns the output derives from."""
-        if viewer == self.party:
-            return "public"
-        from planner.passes.derived_tables import meet
-
+    def permissions(self, column: str, viewer: "Principal | str | None" = None) -> frozenset[str]:
+        """The meet (intersection) of the permissions, for `viewer`, of the columns the output derives from."""
+        if viewer is not None and as_principal(viewer).party == self.party:
+            return PUBLIC
         deps = dict(self.sources).get(column)
         if deps is None:
-            return "private"
-        out = "public"
+            return PRIVATE
+        out = PUBLIC
         for member, col in deps:
-            out = meet(out, member.level(col, viewer) if member is not None else "private")
+            out = out & (member.permissions(col, viewer) if member is not None else PRIVATE)
         return out
+
+    def level(self, column: str, viewer: "Principal | str | None" = None) -> str:
+        return describe(self.permissions(column, viewer))
 
 
 def from_item(member: "TableConfig | DerivedTable") -> str:

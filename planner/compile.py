@@ -1,7 +1,7 @@
 """The planner's entry point: SQL text → checked, hashed physical plan.
 
-Deterministic over (SQL, issuer, settings, configuration, schemas): every
-party runs this itself and compares the hash with the issuer's.
+Deterministic over (SQL, issuer and its user's roles, settings, configuration,
+schemas): every party runs this itself and compares the hash with the issuer's.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from fedsql.config import Federation
+from fedsql.permissions import Principal, as_principal
 from sqlglot import exp
 
 from planner.analyze import analyze
@@ -53,8 +54,10 @@ MAX_SQL_CHARS = 1 << 20
 
 
 def compile_query(
-    sql: str, fed: Federation, issuer: str, settings: dict[str, str], schema_of: SchemaLookup
+    sql: str, fed: Federation, issuer: Principal | str, settings: dict[str, str], schema_of: SchemaLookup
 ) -> Compiled:
+    """`issuer`: the issuing party, or a Principal naming also its user and roles, whose grants
+    then apply; the plan records them, so its hash binds them."""
     if len(sql) > MAX_SQL_CHARS:
         raise SqlSyntaxError(f"the statement is {len(sql)} characters long; the limit is {MAX_SQL_CHARS}")
     check_settings(settings)  # a client's session, or the settings of a peer's RunRequest
@@ -65,7 +68,7 @@ def compile_query(
 
 
 def _compile(
-    sql: str, fed: Federation, issuer: str, settings: dict[str, str], schema_of: SchemaLookup
+    sql: str, fed: Federation, issuer: Principal | str, settings: dict[str, str], schema_of: SchemaLookup
 ) -> Compiled:
     stmt: Statement = parse_statement(sql)
     if stmt.kind == "set":
@@ -74,23 +77,28 @@ def _compile(
 
 
 def plan_select(
-    stmt: Statement, fed: Federation, issuer: str, settings: dict[str, str], schema_of: SchemaLookup
+    stmt: Statement, fed: Federation, issuer: Principal | str, settings: dict[str, str], schema_of: SchemaLookup
 ) -> PhysicalPlan:
     """Every path (issuer-local, one table, joins) ends in one check that the DP pass covered
-    every DP table the statement reads, wherever it reads it (planner/passes/dp_guard.py)."""
+    every DP table the statement reads, wherever it reads it (planner/passes/dp_guard.py).
+    The plan names the principal's user and roles (hashed)."""
+    who = as_principal(issuer)
+    issuer = who.party
     fed.party(issuer)
     guarded = guard_dp_expressions(stmt.ast, fed, issuer)  # expressions over DP rows cannot fail
     if guarded is not stmt.ast:
         stmt = dataclasses.replace(stmt, ast=guarded)
-    plan, covered = _plan_select(stmt, fed, issuer, settings, schema_of)
+    plan, covered = _plan_select(stmt, fed, who, settings, schema_of)
     require_dp_coverage(stmt.ast, fed, issuer, covered)
-    return plan
+    return with_hash(dataclasses.replace(plan, user=who.user, roles=who.roles))
 
 
 def _plan_select(
-    stmt: Statement, fed: Federation, issuer: str, settings: dict[str, str], schema_of: SchemaLookup
+    stmt: Statement, fed: Federation, who: Principal, settings: dict[str, str], schema_of: SchemaLookup
 ) -> tuple[PhysicalPlan, frozenset[str]]:
-    """The plan and the DP-bound tables (qualified) its DP pass noised and charged."""
+    """The plan and the DP-bound tables (qualified) its DP pass noised and charged. `who`: the
+    issuer with its user's roles, for the policy checks; everything else plans for the party."""
+    issuer = who.party
     ast = stmt.ast
     if _issuer_only(ast, fed, issuer):
         return _plan_issuer_local(stmt, fed, issuer, session_mode(fed, settings), schema_of), frozenset()
@@ -98,14 +106,14 @@ def _plan_select(
     if has_inline_candidates(ast):
         # fold what folds; correlated scalar subqueries → grouped CTEs; the rest → one party's local views
         ast = decorrelate(inline_subqueries(ast, fed, schema_of))
-        derived = extract_derived_tables(ast, fed, schema_of, issuer)
+        derived = extract_derived_tables(ast, fed, schema_of, who)
         ast = derived.ast
-    ast = apply_rules(ast, RuleContext(fed, issuer, schema_of, MappingProxyType(derived.tables)))  # planner/rules/
+    ast = apply_rules(ast, RuleContext(fed, issuer, schema_of, MappingProxyType(derived.tables), who))  # planner/rules/
     ast = distinct_to_group_by(inline_aggregate_filters(ast))
     if ast is not stmt.ast:
         stmt = dataclasses.replace(stmt, ast=ast)
     if isinstance(ast, exp.Select) and (ast.args.get("joins") or semi_conjuncts(ast)):  # several tables
-        return _plan_join(stmt, fed, issuer, settings, schema_of, derived)
+        return _plan_join(stmt, fed, who, settings, schema_of, derived)
     block = analyze(ast, fed, schema_of, derived.tables)
     table = block.table
     # bind the user's own text: output names are then exactly plain DuckDB's
@@ -113,7 +121,7 @@ def _plan_select(
     dp = dp_pass(block, issuer, settings, fed.fixed_point_bits, output)  # differential privacy (docs/dp.md)
     mode = session_mode(fed, settings)
     opens_keys = dp is None and mode != "oblivious" and len(table.owners) > 1 and bool(block.group_by)
-    check_policy(block, issuer, dp.noised if dp else frozenset(), fed.compute if opens_keys else (), mode)
+    check_policy(block, who, dp.noised if dp else frozenset(), fed.compute if opens_keys else (), mode)
     steps, result, leakage = lower(block, issuer, fed.compute, output, mode, fed.fixed_point_bits, dp)
     plan = PhysicalPlan(
         issuer=issuer,
@@ -131,10 +139,11 @@ def _plan_select(
     return with_hash(plan), (dp.noised if dp else frozenset())
 
 
-def _plan_join(stmt: Statement, fed: Federation, issuer: str, settings: dict[str, str],
+def _plan_join(stmt: Statement, fed: Federation, who: Principal, settings: dict[str, str],
                schema_of: SchemaLookup, derived: Derived) -> tuple[PhysicalPlan, frozenset[str]]:
     """Queries joining tables of several parties (planner/join_analyze.py, planner/lower_join.py);
     with a DP table of another party, DP over the join (planner/passes/dp_join.py)."""
+    issuer = who.party
     mode = session_mode(fed, settings)
     block = analyze_join(stmt.ast, fed, schema_of, derived.tables)
     schemas = {ref.name: ref.schema for ref in block.tables.values()}
@@ -147,7 +156,7 @@ def _plan_join(stmt: Statement, fed: Federation, issuer: str, settings: dict[str
         mode = "oblivious"
     local = set(block.parties) | {o for sj in block.semis for o in sj.table.owners} == {issuer}
     opens_keys = not local and mode != "oblivious" and bool(block.group_by)
-    check_join_policy(block, issuer, fed.compute if opens_keys else (), mode,
+    check_join_policy(block, who, fed.compute if opens_keys else (), mode,
                       frozenset({dp.alias}) if dp is not None else frozenset())
     if local:
         from plan.physical import LocalQuery

@@ -17,8 +17,8 @@ from dataclasses import replace
 
 from sqlglot import exp
 
-from fedsql.config import level_at_least
-from fedsql.errors import PolicyViolation, UnsupportedSql
+from fedsql.errors import UnsupportedSql
+from fedsql.permissions import Principal
 from planner.catalog import from_item
 from plan.physical import SENTINEL
 from planner.encodings import clamped_encode_sql, encode_sql, key_encoding, value_encoding
@@ -56,7 +56,7 @@ from plan.physical import (
     Step,
 )
 from planner.analyze import SPREAD
-from planner.policy import check_group_key_viewers, check_viewers
+from planner.policy import check_group_key_viewers, check_viewers, require
 from planner.passes.split_aggregates import DP_KEY_WORDS, WORD_BYTES, dp_value_outputs, spread_outputs, sum_outputs
 from plan.expressions import BOOL, HASHED, LocalLeaf, SNode
 from planner.secure_expr import product_encoding, split_expression
@@ -67,11 +67,11 @@ COUNT = Encoding("int", 0, "BIGINT")
 TAG = Encoding("tag", 0, "UBIGINT")  # a keyed join tag: TAG_WORDS ring words (plan/physical.py)
 
 _RULES = {
-    "join": ("join_key", "a join condition may only use columns at level 'join_key' or above"),
-    "where": ("aggregate", "a predicate may only use columns at level 'aggregate' or above"),
-    "aggregate": ("aggregate", "an aggregate may only be revealed over columns at level 'aggregate' or above"),
-    "group": ("group_key", "a GROUP BY key reaches the result, so it needs level 'group_key' or 'public'"),
-    "row": ("public", "a non-aggregate query reveals row values, which needs level 'public'"),
+    "join": ("join_key", "a join condition across parties needs permission 'join_key'"),
+    "where": ("filter", "a predicate needs permission 'filter'"),
+    "aggregate": ("aggregate", "revealing an aggregate over it needs permission 'aggregate'"),
+    "group": ("group_key", "a GROUP BY key reaches the result, so it needs permission 'group_key'"),
+    "row": ("public", "a non-aggregate query reveals row values, which needs permission 'public'"),
 }
 
 
@@ -86,9 +86,9 @@ def _key_uses(block: JoinBlock, sides) -> list[tuple[object, str]]:
     return [(m, c) for alias, cols in sides for m in block.tables[alias].members for c in cols]
 
 
-def check_join_policy(block: JoinBlock, issuer: str, key_viewers: tuple[str, ...] = (), mode: str = "sizes",
+def check_join_policy(block: JoinBlock, issuer: Principal | str, key_viewers: tuple[str, ...] = (), mode: str = "sizes",
                       noised: frozenset[str] = frozenset()) -> None:
-    """Level rules per column use. `noised`: aliases of DP-bound tables, whose every influence on the
+    """Permission rules per column use. `noised`: aliases of DP-bound tables, whose every influence on the
     result is DP-noised, so their columns may be used at any level (docs/architecture.md §2, docs/dp.md §5)."""
     refs = dict(block.tables)
     refs.update({sj.inner: sj.table for sj in block.semis})
@@ -99,12 +99,8 @@ def check_join_policy(block: JoinBlock, issuer: str, key_viewers: tuple[str, ...
             if alias in noised:
                 continue
             for table in refs[alias].members:
-                level = table.level(column, issuer)
-                if not level_at_least(level, required):
-                    raise PolicyViolation(
-                        f"refused by the policy of party '{table.party}': column {table.qualified}.{column} is "
-                        f"'{level}' for issuer '{issuer}', and {rule}. Ask '{table.party}' to raise the level."
-                    )
+                require(table, column, issuer, required, rule,
+                        f"Ask '{table.party}' to grant '{required}' (docs/configuration.md, grants).")
     if key_viewers:
         check_group_key_viewers([(m, c) for alias, c in sorted(block.uses.get("group", ()))
                                  for m in refs[alias].members], issuer, key_viewers, mode)

@@ -46,7 +46,7 @@ max_epsilon_per_query = 1.0
 [parties.p2.tables.s]
 source = "p2_s.parquet"
 columns = {{ id = "private", secret = "private", v = "aggregate" }}
-grants = {{ p1 = {{ id = "join_key" }} }}
+grants = {{ p1 = {{ id = "join_key" }}, "p1:analyst" = {{ id = ["group_key"] }} }}
 """
 
 
@@ -290,9 +290,10 @@ def test_budget_page_shows_spent_left_and_a_chart(consoles: dict[str, Any]) -> N
 def test_policies_page_shows_levels_grants_and_dp(consoles: dict[str, Any]) -> None:
     b = _logged_in(consoles["p2"], "bob", _insecure())
     _, _, page = b.request("/policies")
-    # p2.s: id private by default, join_key for p1 (a grant), private for p3
-    assert "<tr><td>id</td><td>private</td><td>join_key</td><td>private</td></tr>" in page
-    assert "<tr><td>v</td><td>aggregate</td><td>aggregate</td><td>aggregate</td></tr>" in page
+    # p2.s: id private by default, join_key for p1 (a grant), private for p3; p1's analysts add group_key
+    assert ">level for p1 users with role analyst</th>" in page
+    assert "<tr><td>id</td><td>private</td><td>join_key</td><td>private</td><td>join_key+group_key</td></tr>" in page
+    assert "<tr><td>v</td><td>aggregate</td><td>aggregate</td><td>aggregate</td><td>aggregate</td></tr>" in page
     b1 = _logged_in(consoles["p1"])
     _, _, page = b1.request("/policies")
     assert "p1.d: differential privacy" in page and "max_epsilon_per_query" in page

@@ -135,9 +135,9 @@ def test_the_mpc_engine_imports_no_grpc(module: str) -> None:
     assert proc.returncode == 0, f"importing {module} loads gRPC:\n{proc.stderr[-2000:]}"
 
 
-LEAVES = {"fedsql.errors", "fedsql.config", "fedsql.dp_config", "fedsql.settings", "fedsql.locked_duckdb",
-          "fedsql.state"}
-"""Errors, configuration, levels, settings, the locked DuckDB and the state directory: imported by
+LEAVES = {"fedsql.errors", "fedsql.config", "fedsql.dp_config", "fedsql.permissions", "fedsql.settings",
+          "fedsql.locked_duckdb", "fedsql.state"}
+"""Errors, configuration, the permission model, settings, the locked DuckDB and the state directory: imported by
 every layer, importing only each other."""
 
 LATE_EDGES = {("fedsql.config", "connectors.sources.url"): "config checks a table's source URL with the "

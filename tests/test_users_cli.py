@@ -117,3 +117,35 @@ def test_foreign_entry_parameters_are_refused_not_run(config: Path) -> None:
     data["users"]["mallory"]["n"] = 2 ** 30  # would allocate 1 TiB
     path.write_text(json.dumps(data))
     assert not accounts.verify("mallory", "long-enough-pw")
+
+
+def test_roles_add_set_list_and_survive_passwd(config: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
+    base = [str(config), "--party", "p1"]
+    assert _run(monkeypatch, ["user", "add", *base, "ann", "--role", "analyst", "--role", "auditor",
+                              "--password-stdin"], "long-enough\n") == 0
+    assert _run(monkeypatch, ["user", "add", *base, "bob", "--password-stdin"], "long-enough\n") == 0
+    accounts = Accounts.of(load_config(config), "p1")
+    assert accounts.roles("ann") == ("analyst", "auditor") and accounts.roles("bob") == ()
+    assert accounts.roles("nobody") == ()  # a name without an account: the party's grants only
+    capsys.readouterr()
+    assert _run(monkeypatch, ["user", "list", *base]) == 0
+    assert capsys.readouterr().out.splitlines() == ["ann\tanalyst, auditor", "bob"]
+    assert _run(monkeypatch, ["user", "passwd", *base, "ann", "--password-stdin"], "another-pass\n") == 0
+    assert accounts.roles("ann") == ("analyst", "auditor")  # a new password keeps the roles
+    assert _run(monkeypatch, ["user", "roles", *base, "ann", "--role", "viewer"]) == 0
+    assert "has roles: viewer" in capsys.readouterr().out
+    assert _run(monkeypatch, ["user", "roles", *base, "ann"]) == 0  # no --role: none
+    assert accounts.roles("ann") == () and accounts.principal("p1", "ann").roles == ()
+    assert accounts.principal("p1", None).user == "" and accounts.principal("p1", "bob").party == "p1"
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["user", "roles", "{c}", "--party", "p1", "nobody", "--role", "x"], "no user 'nobody'"),
+    (["user", "add", "{c}", "--party", "p1", "eve", "--role", "bank:analyst", "--password-stdin"],
+     "invalid role name 'bank:analyst'"),
+])
+def test_bad_roles_are_one_clear_line(config: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any,
+                                      argv: list[str], words: str) -> None:
+    code = _run(monkeypatch, [a.format(c=config) for a in argv], "long-enough\n")
+    err = capsys.readouterr().err
+    assert code != 0 and words in err and "Traceback" not in err, err

@@ -13,6 +13,7 @@ from urllib.parse import urlencode
 from fedsql.console.audit_index import OUTCOMES, Filters, QueryRecord, utc
 from fedsql.console.html import Markup, esc, join, line_chart, table, tag
 from fedsql.console.registry import BadRequest, Page, Reply, View, register_page
+from fedsql.permissions import Principal
 
 PAGE_SIZE = 50
 ROLES = ("issuer", "participant")
@@ -186,7 +187,11 @@ def policies(view: View) -> Markup:
             except Exception as exc:  # noqa: BLE001 - a source that cannot be read now: say so, show the config
                 schema_note = tag("p", f"(the table's schema cannot be read now: {type(exc).__name__}; "
                                        "showing the configured columns only)", class_="muted")
-        rows = [[c, t.levels.get(c, "private")] + [t.level(c, o) for o in others] for c in columns]
+        # per-role grants (`party:role`) add to that party's: one more column per role granted
+        roles = sorted(k for k in t.grants if ":" in k and k.split(":", 1)[0] != me)
+        rows = [[c, t.level(c)] + [t.level(c, o) for o in others]
+                + [t.level(c, Principal(k.split(":", 1)[0], "", (k.split(":", 1)[1],))) for k in roles]
+                for c in columns]
         unions = [f for f, ft in sorted(fed.federated.items()) if (me, name) in ft.members]
         facts = [f"source: {t.format}" + (f", relation {t.relation}" if t.relation else "")]
         if t.unique:
@@ -199,7 +204,8 @@ def policies(view: View) -> Markup:
             dp = tag("h2", f"{me}.{name}: differential privacy") + table(
                 ["setting", "value"], [(k, str(v)) for k, v in c.items()])
         out.append(tag("div", tag("h2", f"{me}.{name}") + tag("p", " · ".join(facts)) + schema_note
-                       + table(["column", "default level"] + [f"level for {o}" for o in others], rows)
+                       + table(["column", "default level"] + [f"level for {o}" for o in others]
+                               + [f"level for {k.replace(':', ' users with role ')}" for k in roles], rows)
                        + dp, class_="box"))
     return join(out)
 

@@ -244,7 +244,7 @@ class ColumnSchema(_message.Message):
     def __init__(self, name: _Optional[str] = ..., type: _Optional[str] = ...) -> None: ...
 
 class RunRequest(_message.Message):
-    __slots__ = ("query_id", "issuer", "sql", "settings", "plan_hash", "deadline_unix")
+    __slots__ = ("query_id", "issuer", "sql", "settings", "plan_hash", "deadline_unix", "user", "roles")
     class SettingsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -258,13 +258,17 @@ class RunRequest(_message.Message):
     SETTINGS_FIELD_NUMBER: _ClassVar[int]
     PLAN_HASH_FIELD_NUMBER: _ClassVar[int]
     DEADLINE_UNIX_FIELD_NUMBER: _ClassVar[int]
+    USER_FIELD_NUMBER: _ClassVar[int]
+    ROLES_FIELD_NUMBER: _ClassVar[int]
     query_id: str
     issuer: str
     sql: str
     settings: _containers.ScalarMap[str, str]
     plan_hash: str
     deadline_unix: float
-    def __init__(self, query_id: _Optional[str] = ..., issuer: _Optional[str] = ..., sql: _Optional[str] = ..., settings: _Optional[_Mapping[str, str]] = ..., plan_hash: _Optional[str] = ..., deadline_unix: _Optional[float] = ...) -> None: ...
+    user: str
+    roles: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, query_id: _Optional[str] = ..., issuer: _Optional[str] = ..., sql: _Optional[str] = ..., settings: _Optional[_Mapping[str, str]] = ..., plan_hash: _Optional[str] = ..., deadline_unix: _Optional[float] = ..., user: _Optional[str] = ..., roles: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class RunReply(_message.Message):
     __slots__ = ("ok", "error", "stats")
@@ -277,7 +281,7 @@ class RunReply(_message.Message):
     def __init__(self, ok: _Optional[bool] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., stats: _Optional[_Union[PartyStats, _Mapping]] = ...) -> None: ...
 
 class AuthorizeRequest(_message.Message):
-    __slots__ = ("query_id", "issuer", "sql", "settings", "plan_hash", "user", "wait_seconds")
+    __slots__ = ("query_id", "issuer", "sql", "settings", "plan_hash", "user", "wait_seconds", "roles")
     class SettingsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -292,6 +296,7 @@ class AuthorizeRequest(_message.Message):
     PLAN_HASH_FIELD_NUMBER: _ClassVar[int]
     USER_FIELD_NUMBER: _ClassVar[int]
     WAIT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    ROLES_FIELD_NUMBER: _ClassVar[int]
     query_id: str
     issuer: str
     sql: str
@@ -299,7 +304,8 @@ class AuthorizeRequest(_message.Message):
     plan_hash: str
     user: str
     wait_seconds: float
-    def __init__(self, query_id: _Optional[str] = ..., issuer: _Optional[str] = ..., sql: _Optional[str] = ..., settings: _Optional[_Mapping[str, str]] = ..., plan_hash: _Optional[str] = ..., user: _Optional[str] = ..., wait_seconds: _Optional[float] = ...) -> None: ...
+    roles: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, query_id: _Optional[str] = ..., issuer: _Optional[str] = ..., sql: _Optional[str] = ..., settings: _Optional[_Mapping[str, str]] = ..., plan_hash: _Optional[str] = ..., user: _Optional[str] = ..., wait_seconds: _Optional[float] = ..., roles: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class AuthorizeReply(_message.Message):
     __slots__ = ("status", "message", "error")

@@ -14,8 +14,8 @@ Column levels of a derived table's outputs, for the issuer (the issuer's own
 derived tables are public to it, as its tables are; docs/decisions.md D16):
 - every column it uses outside its SELECT list (WHERE, JOIN ON, GROUP BY,
   HAVING, ORDER BY, nested subqueries) and, with DISTINCT, its outputs' columns
-  need `aggregate` or above: they decide which rows exist, as a WHERE does;
-- an output's level is the weakest (lattice meet) of the levels of the columns
+  need permission `filter`: they decide which rows exist, as a WHERE does;
+- an output's permissions are the intersection (lattice meet) of those of the columns
   it is computed from; in a grouped table an output that is not a group key is
   also capped by the group keys' levels (a per-group value is no more
   revealable than the group it belongs to); a group-key output keeps its level.
@@ -29,8 +29,9 @@ from dataclasses import dataclass, field
 import sqlglot
 from sqlglot import exp
 
-from fedsql.config import Federation, level_at_least
+from fedsql.config import Federation
 from fedsql.errors import PolicyViolation, UnsupportedSql
+from fedsql.permissions import Principal, as_principal
 from plan.schemas import Schema
 from planner.catalog import DerivedTable, SchemaLookup, TableRef, resolve_table
 from planner.join_analyze import semi_conjuncts
@@ -51,17 +52,10 @@ def with_clause(ast: exp.Expression) -> exp.With | None:
     return ast.args.get("with_") or ast.args.get("with")
 
 
-def meet(a: str, b: str) -> str:
-    """The strongest level both `a` and `b` permit (join_key ∧ group_key = aggregate)."""
-    if level_at_least(a, b):
-        return b
-    if level_at_least(b, a):
-        return a
-    return "aggregate" if level_at_least(a, "aggregate") and level_at_least(b, "aggregate") else "private"
-
-
-def extract_derived_tables(ast: exp.Expression, fed: Federation, schema_of: SchemaLookup, issuer: str) -> Derived:
-    """The query with its remaining CTEs and aggregating IN-subqueries as derived tables of one party."""
+def extract_derived_tables(ast: exp.Expression, fed: Federation, schema_of: SchemaLookup,
+                           issuer: Principal | str) -> Derived:
+    """The query with its remaining CTEs and aggregating IN-subqueries as derived tables of one party.
+    `issuer`: the issuing party, with its user's roles (their grants apply to the bodies' columns)."""
     out = Derived(ast.copy())
     ast = out.ast
     names: dict[str, str] = {}  # CTE name → placeholder key
@@ -142,7 +136,7 @@ def _placeholder(ref: TableRef, alias: str) -> exp.Table:
 
 
 def _derive(label: str, body: exp.Expression, names: dict[str, str], out: Derived, fed: Federation,
-            schema_of: SchemaLookup, issuer: str) -> TableRef:
+            schema_of: SchemaLookup, issuer: Principal | str) -> TableRef:
     what = f"the derived table or CTE '{label}'"
     if label.startswith(("__in", "__sq")):
         text = body.sql(dialect=DIALECT)
@@ -165,7 +159,7 @@ def _derive(label: str, body: exp.Expression, names: dict[str, str], out: Derive
             raise UnsupportedSql(f"{what} reads the federated union table {ref.name}; derived tables over union "
                                  "tables are not supported yet")
         member = ref.members[0]
-        if member.dp is not None and member.party != issuer:
+        if member.dp is not None and member.party != as_principal(issuer).party:
             raise UnsupportedSql(f"{what} reads {ref.name}, which has a differential-privacy policy; DP over derived "
                                  "tables is not built yet")
         parties.append(member.party)
@@ -193,7 +187,7 @@ def _derive(label: str, body: exp.Expression, names: dict[str, str], out: Derive
     _refuse_correlation(body, what)
     schema = describe(bind_ast.sql(dialect=DIALECT), bind_tables)
     sources = _sources_of_outputs(body, schema, members)
-    if party != issuer:
+    if party != as_principal(issuer).party:
         _check_uses(body, members, party, issuer, what)
     member = DerivedTable(party, f"{PREFIX}{label}", label, sql_ast.sql(dialect=DIALECT), sources,
                           _unique(body, schema))
@@ -226,9 +220,11 @@ def _column_member(col: exp.Column, members: dict[int, object]):
     return None
 
 
-def _check_uses(body: exp.Select, members: dict[int, object], party: str, issuer: str, what: str) -> None:
+def _check_uses(body: exp.Select, members: dict[int, object], party: str, issuer: Principal | str,
+                what: str) -> None:
     """Columns that decide which rows exist (filters, joins, grouping, ordering; outputs under
-    DISTINCT) need 'aggregate' or above, as in a WHERE."""
+    DISTINCT) need permission 'filter', as in a WHERE."""
+    from planner.policy import require, who
     if body.find(exp.Window):
         raise UnsupportedSql(f"{what} uses a window function; over another party's tables that is not "
                              "supported yet")
@@ -238,14 +234,15 @@ def _check_uses(body: exp.Select, members: dict[int, object], party: str, issuer
         if id(col) in in_outputs and not distinct:
             continue
         member = _column_member(col, members)
-        lvl = member.level(col.name, issuer) if member is not None else "private"
-        if not level_at_least(lvl, "aggregate"):
-            name = member.qualified if member is not None else party
+        if member is None:  # not resolvable to one table: treated as private
             raise PolicyViolation(
-                f"refused by the policy of party '{party}': column {name}.{col.name} is '{lvl}' for issuer "
-                f"'{issuer}', and {what} uses it in a filter, join, grouping or ordering, which needs level "
-                f"'aggregate' or above. Ask '{party}' to raise the level."
+                f"refused by the policy of party '{party}': column {col.name} of {what} cannot be traced to one "
+                f"table, so it counts as 'private' for {who(issuer)}, and a filter, join, grouping or ordering "
+                "needs permission 'filter'. Qualify the column with its table."
             )
+        require(member, col.name, issuer, "filter",
+                f"{what} uses it in a filter, join, grouping or ordering",
+                f"Ask '{party}' to grant 'filter' (docs/configuration.md, grants).")
 
 
 def _sources_of_outputs(body: exp.Select, schema: Schema, members: dict[int, object]):

@@ -12,6 +12,7 @@ from types import MappingProxyType
 from typing import Mapping
 
 from fedsql.config import Federation, parse_config
+from fedsql.permissions import Principal
 from planner.catalog import SchemaLookup, TableRef
 
 
@@ -24,6 +25,12 @@ class RuleContext:
     issuer: str
     schema_of: SchemaLookup
     derived: Mapping[str, TableRef] = field(default_factory=lambda: MappingProxyType({}))
+    principal: Principal | None = None  # the issuer with its user's roles (their grants); None: the party alone
+
+    @property
+    def viewer(self) -> Principal:
+        """Whom the issuer's permissions are asked for (fedsql/permissions.py)."""
+        return self.principal or Principal(self.issuer)
 
 
 _EXAMPLE = """

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from sqlglot import exp
 
-from fedsql.config import level_at_least
+from fedsql.permissions import Principal, permits
 from planner.rules.context import RuleContext
 from planner.rules.scope import (Member, Source, classes, column_node, equalities, inner_only, resolve,
                                  selects, sources)
@@ -53,11 +53,10 @@ def _rank(m: Member, srcs: dict[str, Source], ctx: RuleContext) -> int | None:
     """None: not a label the issuer may see; 0: every compute party may see it too; 1: the issuer only."""
     src = srcs[m[0]]
 
-    def sees(viewer: str) -> bool:
-        return all(mem.party == viewer or level_at_least(mem.level(m[1], viewer), "group_key")
-                   for mem in src.ref.members)
+    def sees(viewer: Principal | str) -> bool:
+        return all(permits(mem, m[1], viewer, "group_key") for mem in src.ref.members)
 
-    if not sees(ctx.issuer):
+    if not sees(ctx.viewer):
         return None
     return 0 if all(sees(v) for v in ctx.fed.compute) else 1
 
