@@ -19,6 +19,7 @@ from fedsql.errors import UnknownObjectError, UnsupportedSql
 from planner.analyze import AGG_FUNCS, AggCall, _refuse_unsupported
 from planner.catalog import SchemaLookup, TableRef, resolve_table
 from planner.parse import DIALECT
+from planner.placement import aliases_of, place_fragments, site_of_condition
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ class JoinBlock:
     ast: exp.Select  # qualified, tables renamed to internal names
     tables: dict[str, TableRef]  # alias → table (one party each)
     owner: dict[str, str]  # alias → party
-    local: dict[str, list[exp.Expression]]  # party → conjuncts over its own tables only
+    local: dict[str, list[exp.Expression]]  # fragment (see `site`) → conjuncts over its own tables only
     edges: list[JoinEdge]
     residual: list[exp.Expression]  # cross-party conjuncts that are not equi-joins
     group_by: list[exp.Expression]
@@ -59,14 +60,16 @@ class JoinBlock:
     uses: dict[str, set[tuple[str, str]]] = field(default_factory=dict)  # role → {(alias, column)}
     semis: list[SemiJoin] = field(default_factory=list)
     local_inner: dict[str, TableRef] = field(default_factory=dict)  # tables of same-party subqueries (in `local`)
+    site: dict[str, str] = field(default_factory=dict)  # alias → its local fragment (planner/placement.py)
 
     @property
     def parties(self) -> list[str]:
-        seen: list[str] = []
-        for alias in self.tables:
-            if self.owner[alias] not in seen:
-                seen.append(self.owner[alias])
-        return seen
+        return list(dict.fromkeys(self.owner[a] for a in self.tables))
+
+    @property
+    def sites(self) -> list[str]:
+        """The local fragments, in table order: one per connected part of a party's tables."""
+        return list(dict.fromkeys(self.site[a] for a in self.tables))
 
     @property
     def is_aggregate(self) -> bool:
@@ -77,10 +80,6 @@ def owner_of(ref: TableRef) -> str:
     """The party whose DuckDB computes a table's fragment; a federated union is a *virtual*
     party "@name" whose fragment every member computes over its own rows."""
     return f"@{ref.name}" if ref.federated else ref.owners[0]
-
-
-def aliases_of(node: exp.Expression) -> set[str]:
-    return {c.table for c in node.find_all(exp.Column) if c.table}
 
 
 def conjuncts(node: exp.Expression | None) -> list[exp.Expression]:
@@ -186,7 +185,7 @@ def analyze_join(ast: exp.Select, fed: Federation, schema_of: SchemaLookup,
             raise UnknownObjectError(
                 f"unknown table or alias '{unknown[0]}' in {cond.sql(dialect=DIALECT)}; "
                 f"the tables of this query are called: {', '.join(sorted(owner))}")
-    local: dict[str, list[exp.Expression]] = {p: [] for p in dict.fromkeys(owner.values())}
+    local: dict[str, list[exp.Expression]] = {p: [] for p in dict.fromkeys(owner.values())}  # by party, then site
     edges: list[JoinEdge] = []
     residual: list[exp.Expression] = []
     for cond in local_nodes:  # runs in its party's DuckDB, over the member tables' own names
@@ -243,8 +242,13 @@ def analyze_join(ast: exp.Select, fed: Federation, schema_of: SchemaLookup,
                              "run them as separate queries")
     group = ast.args.get("group")
     group_by = list(group.expressions) if group else []
-    block = JoinBlock(ast, tables, owner, local, edges, residual, group_by, list(aggs.values()), semis=semis,
-                      local_inner=local_inner)
+    site = place_fragments(list(tables), owner, local, edges, residual)
+    by_site: dict[str, list[exp.Expression]] = {s: [] for s in dict.fromkeys(site.values())}
+    for party, conds in local.items():
+        for cond in conds:
+            by_site[site_of_condition(cond, party, site)].append(cond)
+    block = JoinBlock(ast, tables, owner, by_site, edges, residual, group_by, list(aggs.values()), semis=semis,
+                      local_inner=local_inner, site=site)
     block.uses = _uses(block, all_conds + local_nodes)
     block.uses.setdefault("semi_where", set()).update(
         (c.table, c.name) for cond in local_nodes for c in cond.find_all(exp.Column) if c.table in local_inner)
