@@ -343,7 +343,7 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
         check_viewers(_key_uses(block, ((edge.left, edge.left_cols), (edge.right, edge.right_cols))),
                       issuer, viewers, mode, "join")
         steps.append(SecureJoin(f"j{e_i}", current, f"s_{new}", f"__t{e_i}", f"__t{e_i}", matcher, shuffle,
-                                () if shuffle else (pa, pb), kind=edge.kind))
+                                () if shuffle else (party_of_site(pa), party_of_site(pb)), kind=edge.kind))
         current = f"j{e_i}"
         joined.add(new)
         what = "a random permutation of" if shuffle else "the positions of"
@@ -759,7 +759,7 @@ def _label(block: JoinBlock, site: str) -> str:
     """A fragment as named in the leakage report: its party, and its tables when the party has several."""
     if SITE_MARK not in site and not any(SITE_MARK in s and party_of_site(s) == site for s in block.sites):
         return site
-    names = ", ".join(block.tables[a].name for a in block.tables if block.site[a] == site)
+    names = ", ".join(a for a in block.tables if block.site[a] == site)
     return f"{party_of_site(site)} ({names})"
 
 
