@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from sqlglot import exp
 from sqlglot.optimizer.qualify_columns import qualify_columns
+from sqlglot.schema import MappingSchema
 
 from fedsql.config import Federation
 from fedsql.errors import UnknownObjectError, UnsupportedSql
@@ -158,8 +159,10 @@ def analyze_join(ast: exp.Select, fed: Federation, schema_of: SchemaLookup,
             raise UnsupportedSql(f"{kind} JOIN across parties is not supported yet; use INNER or LEFT JOIN")
         if join.args.get("using"):
             raise UnsupportedSql("JOIN ... USING is not supported yet; write ON a.k = b.k")
-    try:
-        ast = qualify_columns(ast, schema=schema, expand_alias_refs=False)
+    _spell_columns(ast, schema)
+    try:  # the schema as spelled: sqlglot would lowercase its names but not the query's ("CustId")
+        ast = qualify_columns(ast, schema=MappingSchema(schema, dialect=DIALECT, normalize=False),
+                              expand_alias_refs=False)
     except Exception as exc:  # sqlglot raises OptimizeError for unknown/ambiguous columns
         raise UnknownObjectError(f"cannot resolve a column: {str(exc).splitlines()[0]}") from None
     left_on: dict[str, list[exp.Expression]] = {}
@@ -258,6 +261,21 @@ def analyze_join(ast: exp.Select, fed: Federation, schema_of: SchemaLookup,
         block.uses.setdefault("semi_where", set()).update(
             (c.table, c.name) for cond in sj.conditions for c in cond.find_all(exp.Column))
     return block
+
+
+def _spell_columns(ast: exp.Expression, schema: dict[str, dict[str, str]]) -> None:
+    """Spell every column as its table's schema does. DuckDB matches column names ignoring case
+    (quoted or not), so `o.custid`, `o.CUSTID` and `o."CustId"` all name column CustId; qualification
+    and the policy lookup compare names exactly, so the query is brought to the schema's spelling."""
+    spelling: dict[str, set[str]] = {}
+    for columns in schema.values():
+        for name in columns:
+            spelling.setdefault(name.lower(), set()).add(name)
+    for col in ast.find_all(exp.Column):
+        names = spelling.get(col.name.lower(), set())
+        if len(names) == 1 and col.name not in names:
+            (name,) = names
+            col.set("this", exp.to_identifier(name, quoted=True))
 
 
 def _semi(cond: exp.Expression, outer_aliases: set[str], inner_tables: dict[str, TableRef]) -> SemiJoin:
