@@ -31,7 +31,7 @@ class JoinEdge:
     right: str  # alias
     left_cols: tuple[str, ...]
     right_cols: tuple[str, ...]
-    kind: str = "inner"  # inner | left (every row of `left` is kept; `right` is the LEFT JOINed table)
+    kind: str = "inner"  # inner | left (every row of `left` is kept; `right` is the LEFT JOINed table) | full
 
 
 @dataclass(frozen=True)
@@ -115,7 +115,7 @@ def _without(ast: exp.Select, conds: list[exp.Expression]) -> exp.Select:
 
 def analyze_join(ast: exp.Select, fed: Federation, schema_of: SchemaLookup,
                  derived: dict[str, TableRef] | None = None) -> JoinBlock:
-    ast = ast.copy()
+    ast = _right_as_left(ast.copy())
     semis_raw = semi_conjuncts(ast)
     _refuse_unsupported(_without(ast, semis_raw), allow_count_distinct=True)
     from_ = ast.args.get("from_") or ast.args.get("from")
@@ -151,12 +151,19 @@ def analyze_join(ast: exp.Select, fed: Federation, schema_of: SchemaLookup,
             local_inner[alias] = ref
     on_conds: list[exp.Expression] = []
     outer_joined: list[str] = []  # aliases brought in by LEFT JOIN
+    full = False  # FULL JOIN: both tables keep their unmatched rows
     for join in ast.args.get("joins") or []:
         kind = (join.side or join.kind or "").upper()
         if kind == "LEFT":
             outer_joined.append(join.this.alias_or_name)
+        elif kind == "FULL":
+            if len(ast.args["joins"]) > 1 or semis_raw or local_semis:
+                raise UnsupportedSql("a FULL JOIN across parties must join exactly two tables, without other joins "
+                                     "or IN/EXISTS subqueries; join the rest in a query of its own")
+            full = True
+            outer_joined += [from_.this.alias_or_name, join.this.alias_or_name]
         elif kind not in ("", "INNER", "CROSS"):
-            raise UnsupportedSql(f"{kind} JOIN across parties is not supported yet; use INNER or LEFT JOIN")
+            raise UnsupportedSql(f"{kind} JOIN across parties is not supported yet; use INNER, LEFT, RIGHT or FULL JOIN")
         if join.args.get("using"):
             raise UnsupportedSql("JOIN ... USING is not supported yet; write ON a.k = b.k")
     _spell_columns(ast, schema)
@@ -206,11 +213,14 @@ def analyze_join(ast: exp.Select, fed: Federation, schema_of: SchemaLookup,
             raise UnsupportedSql(f"LEFT JOIN of {tables[alias].name}: its party may have no other table in the query")
         for cond in left_on.get(alias, []):
             used = aliases_of(cond)
-            if used == {alias}:
+            if used == {alias} and not full:
                 local[owner[alias]].append(cond)  # filters the joined side before the join
             elif _is_equi(cond) and alias in used and len({owner[a] for a in used}) == 2:
                 left, right = (cond.left, cond.right) if cond.right.table == alias else (cond.right, cond.left)
-                _add_edge(edges, exp.EQ(this=left, expression=right), kind="left")
+                _add_edge(edges, exp.EQ(this=left, expression=right), kind="full" if full else "left")
+            elif full:
+                raise UnsupportedSql("a FULL JOIN's ON clause may only hold equalities between the two tables' "
+                                     "columns (a.k = b.k AND …); filter in WHERE instead")
             else:
                 raise UnsupportedSql(
                     "a LEFT JOIN's ON clause may only hold equalities with the joined table and conditions "
@@ -218,7 +228,7 @@ def analyze_join(ast: exp.Select, fed: Federation, schema_of: SchemaLookup,
                 )
     for cond in all_conds:
         parties = {owner[a] for a in aliases_of(cond)}
-        if aliases_of(cond) & set(outer_joined):
+        if aliases_of(cond) & set(outer_joined) or full:  # FULL: even a constant must see the padded rows
             residual.append(cond)  # after the outer join (NULL rows must fail it): under MPC
             continue
         if len(parties) <= 1:
@@ -261,6 +271,25 @@ def analyze_join(ast: exp.Select, fed: Federation, schema_of: SchemaLookup,
         block.uses.setdefault("semi_where", set()).update(
             (c.table, c.name) for cond in sj.conditions for c in cond.find_all(exp.Column))
     return block
+
+
+def _right_as_left(ast: exp.Select) -> exp.Select:
+    """`FROM a RIGHT JOIN b ON …` is `FROM b LEFT JOIN a ON …`: the tables swap places, the SELECT
+    list (hence the output's column order) stays as written. Only the first join can be swapped so:
+    a later RIGHT JOIN would keep the rows of one table against a join of several (not built)."""
+    from_ = ast.args.get("from_") or ast.args.get("from")
+    joins = ast.args.get("joins") or []
+    for i, join in enumerate(joins):
+        if (join.side or "").upper() != "RIGHT":
+            continue
+        if i > 0 or from_ is None:
+            raise UnsupportedSql("a RIGHT JOIN across parties must be the first join (FROM a RIGHT JOIN b ON …); "
+                                 "write the query with LEFT JOINs, the kept table first")
+        left, right = from_.this, join.this
+        from_.set("this", right.copy())
+        join.set("this", left.copy())
+        join.set("side", "LEFT")
+    return ast
 
 
 def _spell_columns(ast: exp.Expression, schema: dict[str, dict[str, str]]) -> None:
@@ -408,12 +437,12 @@ def _is_equi(cond: exp.Expression) -> bool:
 
 def _add_edge(edges: list[JoinEdge], cond: exp.EQ, kind: str = "inner") -> None:
     left, right = cond.left, cond.right
-    if kind == "left":
+    if kind != "inner":  # an outer join's sides are fixed: `left` keeps its rows (FULL: both do)
         for i, e in enumerate(edges):
-            if (e.left, e.right, e.kind) == (left.table, right.table, "left"):
-                edges[i] = JoinEdge(e.left, e.right, e.left_cols + (left.name,), e.right_cols + (right.name,), "left")
+            if (e.left, e.right, e.kind) == (left.table, right.table, kind):
+                edges[i] = JoinEdge(e.left, e.right, e.left_cols + (left.name,), e.right_cols + (right.name,), kind)
                 return
-        edges.append(JoinEdge(left.table, right.table, (left.name,), (right.name,), "left"))
+        edges.append(JoinEdge(left.table, right.table, (left.name,), (right.name,), kind))
         return
     for i, e in enumerate(edges):
         if (e.left, e.right) == (left.table, right.table):

@@ -122,7 +122,8 @@ class _Fragments:
         self.leaves: dict[str, LocalLeaf] = {}
         self.by_sql: dict[tuple[str, str, str], LocalLeaf] = {}
         self.valid: set[str] = set()  # leaves with a validity column
-        self.null_side = {e.right for e in block.edges if e.kind == "left"}  # NULL-padded by LEFT JOINs
+        self.null_side = {e.right for e in block.edges if e.kind in ("left", "full")} | {
+            e.left for e in block.edges if e.kind == "full"}  # NULL-padded by LEFT / FULL JOINs
 
     def party_of(self, node: exp.Expression) -> str | None:
         aliases = aliases_of(node)
@@ -317,13 +318,18 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
     for e_i, (edge, pa, pb) in enumerate(tree_edges):
         new = pb if pa in joined else pa
         la, lb = _label(block, pa), _label(block, pb)
+        if (oblivious or e_i in fallback) and edge.kind == "full":
+            raise UnsupportedSql(
+                "a FULL JOIN across parties runs in 'sizes' or 'reveal' mode only (the oblivious join keeps the "
+                "unmatched rows of one side, and DP queries always join obliviously); SET fedsql.mode = 'sizes'"
+                + ("" if oblivious else ", and give the join a compute party that owns neither table"))
         if oblivious or e_i in fallback:
             pk = _dp_primary_key_side(block, edge, new == pb, e_i == 0, dp) if dp is not None else \
                 _primary_key_side(block, edge, new == pb, first=e_i == 0)
             outer = edge.kind == "left"
             if outer and (block.site[edge.right] != new or pk != "right"):
                 raise UnsupportedSql(
-                    f"this LEFT JOIN needs the oblivious join, which keeps unmatched rows only when the joined "
+                    f"this LEFT (or RIGHT) JOIN needs the oblivious join, which keeps unmatched rows only when the joined "
                     f"table {block.tables[edge.right].name} has its join key declared unique (N:1); "
                     "use 'sizes' or 'reveal' mode, or declare the key unique")
             steps.append(ObliviousJoin(f"j{e_i}", current, f"s_{new}", f"__t{e_i}", f"__t{e_i}", pk, outer))
