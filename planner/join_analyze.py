@@ -250,9 +250,6 @@ def analyze_join(ast: exp.Select, fed: Federation, schema_of: SchemaLookup,
         if func == "count" and isinstance(arg, exp.Distinct):
             func, arg = "count_distinct", arg.expressions[0]
         aggs[key] = AggCall(func, arg, key, f"a{len(aggs)}")
-    if len({a.arg.sql(dialect=DIALECT) for a in aggs.values() if a.func == "count_distinct"}) > 1:
-        raise UnsupportedSql("COUNT(DISTINCT …) over two different columns in one query is not supported yet; "
-                             "run them as separate queries")
     group = ast.args.get("group")
     group_by = list(group.expressions) if group else []
     site = place_fragments(list(tables), owner, local, edges, residual)

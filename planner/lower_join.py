@@ -418,7 +418,8 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
         return tuple(steps) + tail, "result", tail_leakage + tuple(opened)
     combine: list[Combine] = []
     reveal, replacements = _key_reveals(block, keys)
-    distinct_mark = ""  # COUNT(DISTINCT x): one mark column, 1 on the first kept row of each (keys, x)
+    marks: dict[str, tuple[str, str, str]] = {}  # COUNT(DISTINCT x) per x: (mark, x, counted) columns;
+    # the mark is 1 on the first kept row of each (keys, x)
     for agg in block.aggs:
         a = f"__{agg.name}"
         node = agg_nodes[agg.key]
@@ -426,15 +427,17 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
             if node.encoding.kind not in ("int", "decimal", "date", "timestamp", "hash", "bool"):
                 raise UnsupportedSql(f"COUNT(DISTINCT …) over a {node.encoding.type} expression is not supported "
                                      "under MPC yet: its secure encoding does not keep distinct values distinct")
-            if not distinct_mark:
-                distinct_mark = a
+            arg = _canon(agg.arg)
+            if arg not in marks:
+                suffix = str(len(marks) or "")
+                marks[arg] = (a, f"__dx{suffix}", f"__dxv{suffix}")
                 counted = SNode("valid", (node,), encoding=COUNT)  # NULL x, and rows the filters drop, count nowhere
                 if flag:
                     counted = SNode("mul", (SNode("col", column=flag, encoding=COUNT), counted), encoding=COUNT)
-                outputs += [("__dx", node), ("__dxv", counted)]
+                outputs += [(marks[arg][1], node), (marks[arg][2], counted)]
                 combine.append(Combine(a, "sum"))
                 reveal.append(RevealColumn(a, "value", a, COUNT))
-            replacements[agg.key] = quote(distinct_mark)
+            replacements[agg.key] = quote(marks[arg][0])
             continue
         if agg.func == "count_star":
             outputs.append((a, flag_node or SNode("const", value=1, encoding=COUNT)))
@@ -487,9 +490,9 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
                      if isinstance(s, ShareTable) and s.id == f"s_{keys[0].party}" else s for s in steps]
     steps.append(SecureEval("e", current, tuple(outputs)))
     grouped = "e"
-    if distinct_mark:  # an oblivious sort by (keys, counted, x) marks each distinct value once
-        steps.append(DistinctMark("dm", "e", key_cols, "__dx", distinct_mark, "__dxv"))
-        grouped = "dm"
+    for i, (mark, column, counted) in enumerate(marks.values()):  # one oblivious sort by (keys, x, counted)
+        steps.append(DistinctMark(f"dm{i or ''}", grouped, key_cols, column, mark, counted))  # per distinct x
+        grouped = f"dm{i or ''}"
     if oblivious and block.group_by:
         steps.append(ObliviousGroup("g", grouped, key_cols, tuple(combine), flag, rank))
     else:

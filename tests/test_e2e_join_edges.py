@@ -88,6 +88,11 @@ QUERIES = [
     "SELECT COUNT(*), COUNT(d.v), SUM(d.v) FROM c.skew s LEFT JOIN a.dim d ON s.k = d.k",
     # RIGHT JOIN = LEFT JOIN with the sides swapped; the output keeps the written column order
     "SELECT SUM(s.y), COUNT(*), COUNT(d.v), SUM(d.v) FROM a.dim d RIGHT JOIN c.skew s ON d.k = s.k",
+    # several COUNT(DISTINCT …) columns: one oblivious marking sort each (NULLs count nowhere)
+    "SELECT d.g, COUNT(DISTINCT f.x), COUNT(DISTINCT f.k), COUNT(*) FROM a.dim d JOIN b.allm f ON d.k = f.k "
+    "GROUP BY d.g",
+    "SELECT COUNT(DISTINCT s.y), COUNT(DISTINCT d.g), COUNT(DISTINCT s.y + d.v), SUM(d.v) "
+    "FROM a.dim d JOIN c.skew s ON d.k = s.k WHERE s.y > 0",
 ]
 
 # outer joins whose unmatched rows the oblivious join cannot keep: `sizes` and `reveal` only
