@@ -252,7 +252,7 @@ def analyze_join(ast: exp.Select, fed: Federation, schema_of: SchemaLookup,
         aggs[key] = AggCall(func, arg, key, f"a{len(aggs)}")
     group = ast.args.get("group")
     group_by = list(group.expressions) if group else []
-    site = place_fragments(list(tables), owner, local, edges, residual)
+    site = place_fragments(list(tables), owner, local, edges, residual, group_by)
     by_site: dict[str, list[exp.Expression]] = {s: [] for s in dict.fromkeys(site.values())}
     for party, conds in local.items():
         for cond in conds:

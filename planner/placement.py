@@ -60,15 +60,22 @@ class _Parts:
 
 
 def place_fragments(aliases: Sequence[str], owner: dict[str, str], local: dict[str, list[exp.Expression]],
-                    edges: Sequence, residual: Sequence[exp.Expression]) -> dict[str, str]:
+                    edges: Sequence, residual: Sequence[exp.Expression],
+                    together: Sequence[exp.Expression] = ()) -> dict[str, str]:
     """alias → fragment name: the party's name for its first part (in table order), "party#2", … for
     the others. `local`: per party, the conjuncts over its own tables (one conjunct naming two tables
     joins them); `edges`: cross-party equi-joins (`.left`, `.right` aliases); `residual`: the other
-    cross-party conjuncts, which connect parts too (a theta join the query asked for)."""
+    cross-party conjuncts, which connect parts too (a theta join the query asked for); `together`:
+    expressions one party must compute in one fragment (GROUP BY keys over several of its tables)."""
     own = _Parts(aliases)
     for party, conds in local.items():
         for cond in conds:
             used = sorted(a for a in aliases_of(cond) if owner.get(a) == party)
+            for a in used[1:]:
+                own.union(used[0], a)
+    for node in together:
+        used = sorted(a for a in aliases_of(node) if a in owner)
+        if len({owner[a] for a in used}) == 1:
             for a in used[1:]:
                 own.union(used[0], a)
     links = [(e.left, e.right) for e in edges]

@@ -124,3 +124,12 @@ def test_a_local_theta_join_keeps_its_tables_together(fed):
                   "WHERE p.p_partkey = l.l_partkey AND s.s_suppkey = l.l_suppkey AND p.p_size < s.s_nationkey")
     supply = [s.sql for s in p.steps if s.op == "local_query" and s.party == "supply"]
     assert len(supply) == 1 and "p.p_size < s.s_nationkey" in supply[0]
+
+
+def test_a_group_key_over_two_tables_of_one_party_keeps_them_together(fed):
+    # the key must be computed by one fragment: part and supplier stay one (as the query needs)
+    p = plan(fed, "SELECT p.p_brand || n.n_name AS k, COUNT(*) FROM supply.part p, supply.supplier s, "
+                  "supply.nation n, logistics.lineitem l WHERE p.p_partkey = l.l_partkey AND s.s_suppkey = l.l_suppkey "
+                  "AND s.s_nationkey = n.n_nationkey GROUP BY p.p_brand || n.n_name")
+    supply = [s.sql for s in p.steps if s.op == "local_query" and s.party == "supply"]
+    assert len(supply) == 1 and "part" in supply[0] and "supplier" in supply[0]
