@@ -210,7 +210,8 @@ def analyze_join(ast: exp.Select, fed: Federation, schema_of: SchemaLookup,
         local[party].append(cond)
     for alias in outer_joined:
         if sum(1 for a in owner if owner[a] == owner[alias]) > 1:
-            raise UnsupportedSql(f"LEFT JOIN of {tables[alias].name}: its party may have no other table in the query")
+            raise UnsupportedSql(f"{'FULL' if full else 'LEFT'} JOIN of {tables[alias].name}: its party may have no other "
+                                 "table in the query")
         for cond in left_on.get(alias, []):
             used = aliases_of(cond)
             if used == {alias} and not full:
