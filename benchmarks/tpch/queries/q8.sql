@@ -1,7 +1,8 @@
 -- Q8 (national market share): supply (part, supplier, nation n2) x logistics (lineitem) x retail (orders,
 -- customer, nation n1, region).
 -- Rewrites: party-qualified names; the FROM subquery is flattened; nation = 'BRAZIL' becomes n2.n_name = 'BRAZIL'.
--- Note: part and supplier are not joined with each other, so supply's local fragment is their cross product.
+-- part and supplier are not joined with each other: they are two local fragments of supply, each joined
+-- securely with lineitem (planner/placement.py), not their cross product.
 select extract(year from o_orderdate) as o_year,
        sum(case when n2.n_name = 'BRAZIL' then l_extendedprice * (1 - l_discount) else 0 end)
          / sum(l_extendedprice * (1 - l_discount)) as mkt_share
