@@ -66,7 +66,7 @@ from fedsql.client import NodeClient
 from fedsql.config import Federation, load_config
 from fedsql.settings import SETTINGS, check_setting
 from fedsql.scratch import IssuerLocal
-from fedsql.users import Accounts, Authenticator, decode_basic
+from fedsql.users import Accounts, Authenticator, LoginThrottle, decode_basic
 
 __all__ = [
     "CATALOGS_SCHEMA", "DB_SCHEMAS_SCHEMA", "KEYS_SCHEMA", "PRIMARY_KEYS_SCHEMA", "SQL_INFO_SCHEMA",
@@ -818,8 +818,10 @@ class PartyFlight:
             server.shutdown()
 
 
-def start_party_flight(fed: Federation, party: str, node_address: str, token_ttl: float = 3600.0) -> PartyFlight:
-    """Start what `parties.<party>.flight` / `.flight_password` configure."""
+def start_party_flight(fed: Federation, party: str, node_address: str, token_ttl: float = 3600.0,
+                       throttle: LoginThrottle | None = None) -> PartyFlight:
+    """Start what `parties.<party>.flight` / `.flight_password` configure; `throttle`: the node's
+    one count of failed logins, shared with its console (a guesser gets no extra tries there)."""
     pcfg = fed.party(party)
     tls_files = party_flight_tls(fed, party)
     servers: list[FedSqlFlightServer] = []
@@ -831,7 +833,7 @@ def start_party_flight(fed: Federation, party: str, node_address: str, token_ttl
             if not accounts.names():
                 log.warning("party %s: the Flight SQL password endpoint has no accounts yet; add them with "
                             "`fedsql user add %s --party %s NAME`", party, fed.path, party)
-            auth = Authenticator(accounts, token_ttl=token_ttl)
+            auth = Authenticator(accounts, token_ttl=token_ttl, throttle=throttle)
             servers.append(start_flight_server(fed, party, node_address, pcfg.flight_password,
                                                tls_certificates=tls_files["tls_certificates"], auth=auth))
     except BaseException:

@@ -18,8 +18,8 @@ import pyarrow.compute as pc
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from fedsql.errors import EncodingError
-from planner.encodings import SENTINEL, VALUE_LIMIT
-from planner.physical import MATCH_TAG_BITS, SORT_TAG_BITS, SORT_TAG_LOW_BITS, TAG_WORDS, Encoding
+from plan.physical import SENTINEL, VALUE_LIMIT
+from plan.physical import MATCH_TAG_BITS, SORT_TAG_BITS, SORT_TAG_LOW_BITS, TAG_WORDS, Encoding
 
 WORD = 7
 """String key bytes per 64-bit word: the top byte stays 0, so every word is below 2^56 and

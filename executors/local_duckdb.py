@@ -29,9 +29,9 @@ from connectors.sources.secrets import load_passwords
 from fedsql.config import PartyConfig
 from fedsql.errors import ConfigError, DataError, ProgrammingError, ResourceLimitExceeded
 from fedsql.locked_duckdb import DuckDBProgrammingError, open_locked
-from planner.catalog import Schema
-from planner.schemas import checked_schema
-from planner.validate import quote
+from plan.schemas import Schema
+from plan.schemas import checked_schema
+from plan.schemas import quote
 
 log = logging.getLogger("fedsql.node")
 
@@ -84,7 +84,7 @@ class LocalExecutor:
             with self._lock:
                 rows = self._con.execute(f"DESCRIBE SELECT * FROM {quote(table)}").fetchall()
             columns = [(r[0], r[1]) for r in rows]
-        try:  # the same check as a peer's Describe reply gets (planner/schemas.py)
+        try:  # the same check as a peer's Describe reply gets (plan/schemas.py)
             return checked_schema([[c, t] for c, t in columns])
         except ValueError as exc:
             raise ProgrammingError(

@@ -37,7 +37,7 @@ from executors.operators.joins import (  # noqa: F401 - re-exported: their old h
 )
 from executors.transport import Transport
 from executors.transport_errors import MessageError
-from planner.physical import (
+from plan.physical import (
     GROUP_RANK,
     AddNoise,
     AgreeTagKey,
@@ -58,7 +58,7 @@ from planner.physical import (
 )
 
 from fedsql import errors
-from planner.encodings import SENTINEL
+from plan.physical import SENTINEL
 
 Progress = Callable[[str], None]
 

@@ -16,8 +16,8 @@ import numpy as np
 from executors import mpc as ops
 from executors.mpc import MPC, AShare
 from executors.secure_table import SecretTable
-from planner.physical import Encoding
-from planner.secure_expr import SNode, scale_factor
+from plan.physical import Encoding
+from plan.expressions import SNode, scale_factor
 
 U64 = np.uint64
 

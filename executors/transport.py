@@ -27,6 +27,7 @@ from typing import Any, Callable, Protocol, runtime_checkable
 
 import numpy as np
 
+from executors import netem
 from executors.transport_errors import MessageError, PeerTimeout, QueryCancelled, TransportError
 
 _MAGIC = b"FSA1"
@@ -299,6 +300,9 @@ class MailboxTransport:
             mailbox.hold(query_id)  # the run drops the query when it ends
         self.bytes_sent = 0
         self.messages_sent = 0
+        self.net = netem.from_environment()
+        if self.net is not None:  # WAN emulation, for benchmarks and tests only (executors/netem.py)
+            self._deliver = netem.DelayedLinks(self.net, self._deliver)  # type: ignore[method-assign]
 
     def _deliver(self, to: str, tag: str, payload: bytes, deadline: float) -> None:
         """Hand one encoded message for this query to party `to` by `deadline`."""

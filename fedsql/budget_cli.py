@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 import tomllib
+from dataclasses import astuple, dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import TextIO
@@ -49,26 +50,36 @@ def _left(limit: float, spent: float) -> float:
     return float(max(Decimal(0), Decimal(repr(limit)) - Decimal(repr(spent))))
 
 
-def run_budget(config_path: str, party: str, ledger_path: str | None = None, *, out: TextIO | None = None) -> int:
-    """Print the spends and remaining budget per (issuer, table); 0 on success.
+@dataclass(frozen=True)
+class BudgetRow:
+    """What `issuer` has spent of `table`'s budget; the budget fields are None when the table no
+    longer declares a DP policy (spends recorded before it was removed)."""
 
-    Raises fedsql.errors.ConfigError for a bad config or unknown party and
-    OperationalError when the ledger cannot be read (the CLI prints them)."""
-    from fedsql.config import load_config
+    issuer: str
+    table: str
+    epsilon_spent: float
+    epsilon_budget: float | None
+    epsilon_left: float | None
+    delta_spent: float
+    delta_budget: float | None
+    queries: int
+
+
+def ledger_path_of(fed, party: str, ledger_path: str | Path | None = None) -> Path:
+    return Path(ledger_path).expanduser() if ledger_path else default_ledger_path(fed.path, party)
+
+
+def budget_rows(fed, party: str, ledger_path: str | Path | None = None) -> list[BudgetRow]:
+    """One row per (issuer, table) with a DP policy or a recorded spend, sorted by table then issuer.
+    The CLI and the owner's console both show these; a missing ledger is not created."""
     from fedsql.ledger import Ledger, Spent
-    from fedsql.render import format_rows
 
-    out = out or sys.stdout
-    fed = load_config(config_path)
-    fed.party(party)
     policies = dp_policies(fed, party)
-    path = Path(ledger_path).expanduser() if ledger_path else default_ledger_path(fed.path, party)
-
+    path = ledger_path_of(fed, party, ledger_path)
     totals: dict[tuple[str, str], Spent] = {}
     if path.exists():
         with Ledger(path) as led:
             totals = led.totals()
-
     others = sorted(p for p in fed.parties if p != party)
     keys = {(issuer, f"{party}.{t}") for t in policies for issuer in others} | set(totals)
     rows = []
@@ -76,10 +87,27 @@ def run_budget(config_path: str, party: str, ledger_path: str | None = None, *, 
         spent = totals.get((issuer, qualified), Spent(0.0, 0.0, 0))
         pol = policies.get(qualified.partition(".")[2]) if qualified.startswith(f"{party}.") else None
         if pol is None:
-            rows.append((issuer, qualified, spent.epsilon, None, None, spent.delta, None, spent.queries))
+            rows.append(BudgetRow(issuer, qualified, spent.epsilon, None, None, spent.delta, None, spent.queries))
         else:
-            rows.append((issuer, qualified, spent.epsilon, pol.epsilon, _left(pol.epsilon, spent.epsilon),
-                         spent.delta, pol.delta, spent.queries))
+            rows.append(BudgetRow(issuer, qualified, spent.epsilon, pol.epsilon, _left(pol.epsilon, spent.epsilon),
+                                  spent.delta, pol.delta, spent.queries))
+    return rows
+
+
+def run_budget(config_path: str, party: str, ledger_path: str | None = None, *, out: TextIO | None = None) -> int:
+    """Print the spends and remaining budget per (issuer, table); 0 on success.
+
+    Raises fedsql.errors.ConfigError for a bad config or unknown party and
+    OperationalError when the ledger cannot be read (the CLI prints them)."""
+    from fedsql.config import load_config
+    from fedsql.render import format_rows
+
+    out = out or sys.stdout
+    fed = load_config(config_path)
+    fed.party(party)
+    policies = dp_policies(fed, party)
+    path = ledger_path_of(fed, party, ledger_path)
+    rows = [astuple(r) for r in budget_rows(fed, party, ledger_path)]
 
     print(f"privacy budget of party {party} (federation {fed.name})", file=out)
     print(f"ledger: {path}" + ("" if path.exists() else "  (not created yet: no DP query has spent budget)"),

@@ -131,6 +131,9 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["verify"], help="what to do (verify)")
     p.add_argument("target", metavar="CONFIG|PATH", help="federation TOML file (with --party) or an audit.log path")
     p.add_argument("--party", "-p", metavar="NAME", help="whose audit log (with CONFIG)")
+    p.add_argument("--anchor", metavar="SEQ:HASH", action="append", default=[],
+                   help="also require entry SEQ to have hash HASH (a hash noted earlier, e.g. from the console); "
+                   "repeatable")
     return parser
 
 
@@ -153,12 +156,15 @@ def _cmd_node(args: argparse.Namespace) -> int:
 
     check_ports(fed, [args.party])  # a node already running there: say so (the bind fails too)
 
+    from fedsql.console.registry import console_url
+
     def ready() -> None:
         flight = fed.parties[args.party].flight
         flight_password = fed.parties[args.party].flight_password
         print(f"fedsql: node of party '{args.party}' (federation '{fed.name}') ready at {address}"
               + (f", Flight SQL at {flight}" if flight else "")
               + (f", Flight SQL with passwords at {flight_password}" if flight_password else "")
+              + (f", console at {console_url(fed.parties[args.party])}" if fed.parties[args.party].console else "")
               + "; Ctrl-C stops", flush=True)
 
     try:
@@ -273,9 +279,33 @@ def _cmd_audit(args: argparse.Namespace) -> int:
         path = Path(args.target)
         if path.suffix == ".toml":
             raise errors.InterfaceError("with a configuration file, say whose log: --party NAME")
+    anchors = [_anchor(a) for a in args.anchor]
     result = verify(path)
     print(result.describe(), file=sys.stdout if result.ok else sys.stderr)
-    return EXIT_OK if result.ok else EXIT_FAILED
+    if not result.ok:
+        return EXIT_FAILED
+    if anchors:
+        from fedsql.audit import read_entries
+
+        entries = read_entries(path)
+        for seq, expected in anchors:
+            found = entries[seq - 1].get("hash") if seq <= len(entries) else None
+            if found != expected:
+                print(f"{path}: anchor {seq}:{expected} does not match "
+                      + (f"(entry {seq} has hash {found})" if found else f"(the chain has only {len(entries)} entries)")
+                      + "; the log was rewritten or is not the one anchored", file=sys.stderr)
+                return EXIT_FAILED
+        print(f"{path}: {len(anchors)} anchor(s) match", file=sys.stdout)
+    return EXIT_OK
+
+
+def _anchor(text: str) -> tuple[int, str]:
+    seq, sep, digest = text.partition(":")
+    digest = digest.strip().lower()
+    if not sep or not seq.isdigit() or int(seq) < 1 or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+        raise errors.InterfaceError(f"--anchor {text!r}: write SEQ:HASH, e.g. 42:<64 hex digits> (the console and "
+                                    "`fedsql audit verify` print the last ones)")
+    return int(seq), digest
 
 
 _COMMANDS = {"keys": _cmd_keys, "audit": _cmd_audit, "budget": _cmd_budget, "node": _cmd_node, "up": _cmd_up, "demo": _cmd_demo, "shell": _cmd_shell, "flight": _cmd_flight, "user": _cmd_user}

@@ -103,6 +103,9 @@ class PartyConfig:
     # where COPY … TO writes (fedsql/export.py); relative to the config file; unset: .fedsql/<party>/exports
     export_directory: str | None = None
     sinks: dict[str, SinkConfig] = field(default_factory=dict)  # INSERT INTO sink.NAME (fedsql/scratch.py)
+    # the owner's web console (fedsql/console/): "host:port", served over TLS when console_tls
+    console: str | None = None
+    console_tls: bool = False
 
     @property
     def is_helper(self) -> bool:
@@ -193,7 +196,7 @@ FEDERATION_KEYS = frozenset({"name", "compute", "deadline_seconds", "fixed_point
                              "max_rows_per_query", "max_concurrent_queries", "max_memory_mb"})
 PARTY_KEYS = frozenset({"address", "flight", "flight_password", "tables", "certificate", "certificate_sha256", "private_key",
                         "client_certificate", "client_key", "max_rows_per_query",
-                        "export_directory", "sinks"})
+                        "export_directory", "sinks", "console"})
 
 
 def _check_address(path: Path, where: str, address: Any) -> str:
@@ -215,6 +218,40 @@ def _check_flight_address(path: Path, where: str, address: Any) -> str:
                                     f'TLS; write {where.rsplit(".", 1)[-1]} = "{rest}"')
         address = rest
     return _check_address(path, where, address)
+
+
+def is_loopback(host: str) -> bool:
+    """True for `localhost` and loopback IP literals (127.0.0.0/8, ::1): only this machine reaches them."""
+    import ipaddress
+
+    host = host.strip("[]")
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_console_address(path: Path, where: str, value: Any) -> tuple[str, bool]:
+    """(host:port, tls) of the owner's console. Plain HTTP would carry passwords and the audit
+    chain in clear text, so it is allowed only on a loopback address; `https://` serves TLS with
+    the node certificate anywhere."""
+    _expect(path, where, value, str, 'a "host:port" string, e.g. "127.0.0.1:8088" or "https://10.0.0.5:8443"')
+    scheme, sep, rest = value.partition("://")
+    tls = False
+    if sep:
+        if scheme.lower() not in ("http", "https"):
+            raise _err(path, where, f"{value!r}: the console speaks http:// (loopback only) or https://, not {scheme}://")
+        tls, value = scheme.lower() == "https", rest
+    address = _check_address(path, where, value)
+    host = address.rpartition(":")[0]
+    if not tls and not is_loopback(host):
+        raise _err(path, where, f"{address!r} is not a loopback address, and plain HTTP would send passwords and "
+                                f"the audit chain in clear text; serve it over TLS with the node certificate "
+                                f'(console = "https://{address}") or bind it to loopback (console = '
+                                f'"127.0.0.1:{address.rpartition(":")[2]}")')
+    return address, tls
 
 
 def _check_levels(path: Path, where: str, raw: Any) -> dict[str, str]:
@@ -360,6 +397,12 @@ def parse_config(text: str, path: Path) -> Federation:
             flight_password = _check_flight_address(path, f"{where}.flight_password", flight_password)
             if flight_password in (flight, address):
                 raise _err(path, f"{where}.flight_password", "needs a port of its own (not the node's or flight's)")
+        console = praw.get("console")
+        console_tls = False
+        if console is not None:
+            console, console_tls = _check_console_address(path, f"{where}.console", console)
+            if console in (address, flight, flight_password):
+                raise _err(path, f"{where}.console", "needs a port of its own (not the node's or a Flight SQL endpoint's)")
         tables_raw = _expect(path, f"{where}.tables", praw.get("tables", {}), dict, "a table")
         tables = {t: _load_table(path, pname, t, traw) for t, traw in tables_raw.items()}
         sinks_raw = _expect(path, f"{where}.sinks", praw.get("sinks", {}), dict, "a table")
@@ -375,7 +418,8 @@ def parse_config(text: str, path: Path) -> Federation:
             identity["certificate_sha256"] = pin
         if "max_rows_per_query" in praw:
             identity["max_rows_per_query"] = _check_limit(path, f"{where}.max_rows_per_query", praw["max_rows_per_query"])
-        parties[pname] = PartyConfig(pname, address, flight, tables, flight_password=flight_password, **identity)
+        parties[pname] = PartyConfig(pname, address, flight, tables, flight_password=flight_password,
+                                     console=console, console_tls=console_tls, **identity)
 
     compute_raw = fed.get("compute")
     if compute_raw is None:

@@ -20,6 +20,7 @@ from typing import Callable, Iterator
 
 import grpc
 
+from executors import netem
 from executors.local_duckdb import LocalExecutor
 from executors.runtime import PartyRun, table_to_bytes
 from executors.peer_channel import (MESSAGE_OPTIONS, Channel, Mailbox, PeerLinks, TransportError,
@@ -33,10 +34,10 @@ from fedsql.proto import node_pb2 as pb
 from fedsql.proto import node_pb2_grpc as rpc
 from fedsql.scratch import IssuerLocal
 from fedsql.settings import check_settings
-from planner.catalog import Schema
+from plan.schemas import Schema
 from planner.compile import Compiled, compile_query
 from planner.explain import explain_lines
-from planner.schemas import parse_describe_reply
+from plan.schemas import parse_describe_reply
 
 import pyarrow as pa
 
@@ -112,7 +113,7 @@ class Node(rpc.NodeServicer):
 
     def schema_of(self, party: str, table: str) -> Schema:
         """The public schema of `party.table`: own tables from the local DuckDB, peers' from their
-        Describe reply, checked in full (planner/schemas.py) before it is cached. Only checked
+        Describe reply, checked in full (plan/schemas.py) before it is cached. Only checked
         schemas are cached, for SCHEMA_TTL seconds, so a peer's changed schema is seen again."""
         if party == self.me:
             return self.executor.schema(table)
@@ -713,6 +714,13 @@ def _cast_output(table: pa.Table, output) -> pa.Table:
 def serve(fed: Federation, party: str, on_ready: Callable[[], None] | None = None) -> None:
     """Run this party's node until SIGTERM/SIGINT."""
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {party} %(levelname)s %(name)s: %(message)s")
+    try:
+        net = netem.from_environment()  # checked before listening: a bad value must not fail each query
+    except netem.NetProfileError as exc:
+        raise errors.ConfigError(f"party '{party}': {exc}") from None
+    if net is not None:
+        logging.getLogger("fedsql.node").warning(
+            "WAN emulation on (%s): every peer message is delayed; for benchmarks and tests only", netem.ENV)
     node = Node(fed, party)
     # no SO_REUSEPORT: a second node for the same address must fail, not share the port silently
     server = grpc.server(ThreadPoolExecutor(max_workers=64, thread_name_prefix="grpc"),
@@ -732,16 +740,26 @@ def serve(fed: Federation, party: str, on_ready: Callable[[], None] | None = Non
             f"stop what uses it or change parties.{party}.address in {fed.path}"
         )
     server.start()
-    flight = None
-    if node.party.flight or node.party.flight_password:
-        from connectors.flight_sql import start_party_flight
+    flight = console = None
+    from fedsql.users import LoginThrottle
 
-        try:
-            flight = start_party_flight(fed, party, address)
-        except errors.Error:
-            server.stop(0)
-            node.close()
-            raise
+    throttle = LoginThrottle()  # one count of failed logins for every password front end of this node
+    try:
+        if node.party.flight or node.party.flight_password:
+            from connectors.flight_sql import start_party_flight
+
+            flight = start_party_flight(fed, party, address, throttle=throttle)
+        if node.party.console:
+            from fedsql.console.server import start_console
+
+            console = start_console(fed, party, schema_of=lambda table: node.schema_of(party, table),
+                                    throttle=throttle)
+    except errors.Error:
+        if flight is not None:
+            flight.shutdown()
+        server.stop(0)
+        node.close()
+        raise
     stop = threading.Event()
 
     def _stop(signum, frame):
@@ -759,6 +777,8 @@ def serve(fed: Federation, party: str, on_ready: Callable[[], None] | None = Non
             pass
     finally:
         node.cancel_all(f"party '{party}' is shutting down")
+        if console is not None:
+            console.stop()
         if flight is not None:
             flight.shutdown()
         server.stop(grace=2).wait(5)

@@ -25,6 +25,7 @@ from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 
 from fedsql.errors import Error, PolicyViolation, ProgrammingError, UnsupportedSql
+from planner.passes.quantified import rewrite_quantified
 
 _EXPLAIN = re.compile(r"^\s*EXPLAIN\s+", re.IGNORECASE)
 
@@ -75,6 +76,10 @@ def resolve(sql: str, run_scalar: RunScalar | None, compile_as: CompileAs,
         ast = sqlglot.parse_one(body, read="duckdb")
     except (ParseError, TokenError):
         return sql, []  # the planner reports the syntax error
+    quantified = rewrite_quantified(ast, issuer)  # x op ANY/ALL (…): IN, NOT IN or scalar subqueries
+    if quantified is not ast:
+        ast, body = quantified, quantified.sql(dialect="duckdb")
+        sql = f"EXPLAIN {body}" if explain else body
     holes = _uncorrelated(ast, compile_as, issuer)
     if not holes:
         return sql, []

@@ -275,6 +275,11 @@ class Tokens:
             self._by_digest[hashlib.sha256(token.encode()).digest()] = _Token(user, version, now + self.ttl)
         return token
 
+    def revoke(self, token: str) -> None:
+        """Forget `token` (logout): it is refused from now on."""
+        with self._lock:
+            self._by_digest.pop(hashlib.sha256(token.encode("utf-8", "replace")).digest(), None)
+
     def user_of(self, token: str) -> tuple[str, str] | None:
         """The token's (user, account version); None when unknown or expired (then dropped)."""
         digest = hashlib.sha256(token.encode("utf-8", "replace")).digest()
@@ -328,6 +333,9 @@ class Authenticator:
 
     def issue_token(self, user: str) -> str:
         return self.tokens.issue(user, self.accounts.version(user) or "")
+
+    def revoke_token(self, token: str) -> None:
+        self.tokens.revoke(token)
 
     def token_user(self, token: str) -> str | None:
         """The user of a live token whose account still has the password it logged in with."""

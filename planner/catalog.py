@@ -11,9 +11,7 @@ from typing import Callable
 
 from fedsql.config import Federation, TableConfig
 from fedsql.errors import UnknownObjectError
-
-Schema = tuple[tuple[str, str], ...]
-"""Ordered (column, DuckDB type) pairs."""
+from plan.schemas import Schema
 
 SchemaLookup = Callable[[str, str], Schema]
 """(party, table) → schema; the node backs it with its own tables and peers' Describe."""

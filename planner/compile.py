@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from types import MappingProxyType
 
 from fedsql.config import Federation
 from sqlglot import exp
@@ -25,10 +26,11 @@ from planner.catalog import SchemaLookup
 from planner.explain import plan_legend
 from planner.lower import PUBLIC_TEXT, lower
 from planner.parse import Statement, parse_statement
-from planner.physical import PhysicalPlan, with_hash
+from plan.physical import PhysicalPlan, with_hash
 from planner.passes.dp import dp_pass
 from planner.passes.dp_guard import guard_dp_expressions, require_dp_coverage
 from planner.policy import check_policy
+from planner.rules import RuleContext, apply_rules
 from planner.validate import describe
 from fedsql.errors import SqlSyntaxError
 from fedsql.settings import check_setting, check_settings
@@ -98,6 +100,7 @@ def _plan_select(
         ast = decorrelate(inline_subqueries(ast, fed, schema_of))
         derived = extract_derived_tables(ast, fed, schema_of, issuer)
         ast = derived.ast
+    ast = apply_rules(ast, RuleContext(fed, issuer, schema_of, MappingProxyType(derived.tables)))  # planner/rules/
     ast = distinct_to_group_by(inline_aggregate_filters(ast))
     if ast is not stmt.ast:
         stmt = dataclasses.replace(stmt, ast=ast)
@@ -147,7 +150,7 @@ def _plan_join(stmt: Statement, fed: Federation, issuer: str, settings: dict[str
     check_join_policy(block, issuer, fed.compute if opens_keys else (), mode,
                       frozenset({dp.alias}) if dp is not None else frozenset())
     if local:
-        from planner.physical import LocalQuery
+        from plan.physical import LocalQuery
 
         steps: tuple = (LocalQuery("result", issuer, _local_join_sql(stmt.ast, fed, derived.tables),
                                    "whole query at the owner"),)
@@ -184,7 +187,7 @@ def _issuer_only(ast: exp.Expression, fed: Federation, issuer: str) -> bool:
 
 def _plan_issuer_local(stmt: Statement, fed: Federation, issuer: str, mode: str,
                        schema_of: SchemaLookup) -> PhysicalPlan:
-    from planner.physical import LocalQuery
+    from plan.physical import LocalQuery
 
     names = sorted({t.name for t in stmt.ast.find_all(exp.Table) if t.db == issuer})
     schemas = {f"{issuer}.{n}": schema_of(issuer, n) for n in names}

@@ -9,15 +9,12 @@ from __future__ import annotations
 import re
 
 from fedsql.errors import UnsupportedSql
-from planner.physical import Encoding
+from plan.physical import VALUE_LIMIT, Encoding
 
 INT_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT", "HUGEINT", "UHUGEINT"}
 FLOAT_TYPES = {"DOUBLE", "FLOAT", "REAL"}
 _DECIMAL = re.compile(r"DECIMAL\((\d+),\s*(\d+)\)")
 
-SENTINEL = 1 << 62
-"""Fill for NULL partials of MIN/MAX; every encoded value must stay below 2^61."""
-VALUE_LIMIT = 1 << 61
 
 
 def value_encoding(duck_type: str, fixed_bits: int, what: str) -> Encoding:

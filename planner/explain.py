@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from planner.passes.dp import explain_lines as dp_explain_lines
-from planner.physical import PhysicalPlan, Step
+from plan.physical import PhysicalPlan, Step
 
 
 def _where(step: Step, plan: PhysicalPlan) -> str:

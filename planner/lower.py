@@ -25,7 +25,7 @@ from planner.passes.split_aggregates import (
     split_dp,
     split_dp_rows,
 )
-from planner.physical import (
+from plan.physical import (
     AddNoise,
     AgreeWidth,
     FinalQuery,
@@ -40,7 +40,8 @@ from planner.physical import (
     ShareTable,
     Step,
 )
-from planner.validate import OutputSchema, describe, quote
+from plan.schemas import quote
+from planner.validate import OutputSchema, describe
 
 PUBLIC_TEXT = "public to every participating party: the SQL text, the plan and the table schemas"
 

@@ -20,14 +20,15 @@ from sqlglot import exp
 from fedsql.config import level_at_least
 from fedsql.errors import PolicyViolation, UnsupportedSql
 from planner.catalog import from_item
-from planner.encodings import SENTINEL, clamped_encode_sql, encode_sql, key_encoding, value_encoding
+from plan.physical import SENTINEL
+from planner.encodings import clamped_encode_sql, encode_sql, key_encoding, value_encoding
 from planner.join_analyze import JoinBlock, aliases_of
 from planner.placement import SITE_MARK, party_of_site
 from planner.parse import DIALECT
 from planner.passes.finalize import final_sql, issuer_side_note
 from planner.passes.dp import interval_items
 from planner.passes.secure_finish import finish_leakage, plan_secure_finish
-from planner.physical import (
+from plan.physical import (
     AddNoise,
     AgreeTagKey,
     AgreeWidth,
@@ -58,11 +59,13 @@ from planner.physical import (
 from planner.analyze import SPREAD
 from planner.policy import check_group_key_viewers, check_viewers
 from planner.passes.split_aggregates import DP_KEY_WORDS, WORD_BYTES, dp_value_outputs, spread_outputs, sum_outputs
-from planner.secure_expr import BOOL, HASHED, LocalLeaf, SNode, product_encoding, split_expression
-from planner.validate import OutputSchema, describe, quote
+from plan.expressions import BOOL, HASHED, LocalLeaf, SNode
+from planner.secure_expr import product_encoding, split_expression
+from plan.schemas import quote
+from planner.validate import OutputSchema, describe
 
 COUNT = Encoding("int", 0, "BIGINT")
-TAG = Encoding("tag", 0, "UBIGINT")  # a keyed join tag: TAG_WORDS ring words (planner/physical.py)
+TAG = Encoding("tag", 0, "UBIGINT")  # a keyed join tag: TAG_WORDS ring words (plan/physical.py)
 
 _RULES = {
     "join": ("join_key", "a join condition may only use columns at level 'join_key' or above"),
@@ -237,7 +240,9 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
             frags.shares[p_out].append(ShareColumn(f"__skv{s_i}", COUNT))
     # local fragments
     for party in block.sites:
-        conds = [c.sql(dialect=DIALECT) for c in block.local.get(party, [])]
+        # conjuncts() strips parentheses: an OR conjunct needs its own, or AND binds tighter
+        conds = [f"({c.sql(dialect=DIALECT)})" if isinstance(c, exp.Or) else c.sql(dialect=DIALECT)
+                 for c in block.local.get(party, [])]
         where = f" WHERE {' AND '.join(conds)}" if conds else ""
         items = frags.items[party] or ["1 AS __one"]
         if party == frags.dp_party:

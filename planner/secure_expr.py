@@ -12,49 +12,18 @@ Predicates use SQL three-valued logic as two secret bits per row: `t`
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable
 
 from sqlglot import exp
 
 from fedsql.errors import UnsupportedSql
 from planner.parse import DIALECT
-from planner.physical import Encoding
-
-
-@dataclass(frozen=True)
-class LocalLeaf:
-    """A single-party subexpression its owner computes and shares."""
-
-    party: str
-    sql: str
-    name: str  # column name in the party's shared table
-    encoding: Encoding
-
-
-@dataclass(frozen=True)
-class SNode:
-    """Secure expression node. op: col | const | add | sub | mul | neg | lt | le | gt | ge | eq | ne |
-    and | or | not | case."""
-
-    op: str
-    args: tuple["SNode", ...] = ()
-    column: str = ""  # for op == col
-    value: int = 0  # for op == const, already scaled
-    encoding: Encoding = Encoding("int")
+from plan.expressions import BOOL, LocalLeaf, SNode
+from plan.physical import Encoding
 
 
 ARITH = {exp.Add: "add", exp.Sub: "sub", exp.Mul: "mul"}
 COMPARE = {exp.LT: "lt", exp.LTE: "le", exp.GT: "gt", exp.GTE: "ge", exp.EQ: "eq", exp.NEQ: "ne"}
-BOOL = Encoding("bool", 0, "BOOLEAN")
-
-
-def scale_factor(enc: Encoding) -> int:
-    if enc.kind == "decimal":
-        return 10**enc.scale
-    if enc.kind == "fixed":
-        return 1 << enc.scale
-    return 1
 
 
 def product_encoding(a: Encoding, b: Encoding) -> Encoding:
@@ -81,8 +50,6 @@ def sum_encoding(a: Encoding, b: Encoding) -> Encoding:
     return Encoding(kind, scale, f"DECIMAL(38,{scale})" if kind == "decimal" else a.type)
 
 
-HASHED = Encoding("hash", 0, "VARCHAR")
-"""Strings in cross-party comparisons: 61 bits of MD5 computed by the owner (equality only)."""
 
 
 def _check_compare(op: str, a: "SNode", b: "SNode", node: exp.Expression) -> None:
@@ -93,6 +60,43 @@ def _check_compare(op: str, a: "SNode", b: "SNode", node: exp.Expression) -> Non
             )
     else:
         sum_encoding(a.encoding, b.encoding)  # refuses incompatible scales
+
+
+TEMPORAL = {"date", "timestamp"}
+DAYS = Encoding("int", 0, "BIGINT")
+"""DATE - DATE and date_diff('day', …): a number of days, as in DuckDB."""
+
+
+def _temporal_arith(op: str, a: Encoding, b: Encoding, node: exp.Expression) -> Encoding:
+    """DuckDB's day arithmetic on dates: DATE - DATE is BIGINT days, DATE ± INTEGER a DATE. Dates are
+    days since 1970 in the ring, so both are plain ring arithmetic; nothing else is (a TIMESTAMP
+    difference is an INTERVAL, which has no ring form)."""
+    kinds = (a.kind, b.kind)
+    if op == "sub" and kinds == ("date", "date"):
+        return DAYS
+    if op in ("add", "sub") and kinds == ("date", "int") or op == "add" and kinds == ("int", "date"):
+        return Encoding("date", 0, "DATE")
+    what = "two dates" if kinds == ("date", "date") else "TIMESTAMP values" if "timestamp" in kinds else "dates"
+    raise UnsupportedSql(
+        f"{node.sql(dialect=DIALECT)}: under MPC, arithmetic on {what} of several parties is limited to "
+        "DATE - DATE, date_diff('day', a, b) and DATE ± whole days; compare timestamps directly, or CAST them "
+        "to DATE at their owner")
+
+
+def _as_type(node: exp.Expression, duck_type: str, party_of: Callable[[exp.Expression], str | None],
+             leaf: Callable[[str, exp.Expression], LocalLeaf]) -> SNode:
+    """`node` as a DATE or TIMESTAMP, cast by its owner (a single party's subtree) before sharing."""
+    party = party_of(node)
+    if party is not None:
+        lf = leaf(party, exp.Cast(this=node.copy(), to=exp.DataType.build(duck_type)))
+        return SNode("col", column=lf.name, encoding=lf.encoding)
+    out = split_expression(node, party_of, leaf)
+    want = "date" if duck_type == "DATE" else "timestamp"
+    if out.encoding.kind != want:
+        raise UnsupportedSql(
+            f"{node.sql(dialect=DIALECT)} combines several parties' values and is not a {duck_type}; compare or "
+            f"subtract values of one type (CAST at the owner)")
+    return out
 
 
 def _no_hash(*nodes: "SNode") -> None:
@@ -122,14 +126,30 @@ def split_expression(
         b = split_expression(node.right, party_of, leaf)
         _no_hash(a, b)
         op = ARITH[type(node)]
+        if {a.encoding.kind, b.encoding.kind} & TEMPORAL:
+            return SNode(op, (a, b), encoding=_temporal_arith(op, a.encoding, b.encoding, node))
         enc = product_encoding(a.encoding, b.encoding) if op == "mul" else sum_encoding(a.encoding, b.encoding)
         return SNode(op, (a, b), encoding=enc)
+    if isinstance(node, exp.DateDiff):
+        unit = node.args.get("unit")
+        if unit is not None and unit.name.upper() not in ("DAY", "DAYS", "D"):
+            raise UnsupportedSql(
+                f"{node.sql(dialect=DIALECT)}: date_diff over several parties' values counts days only under MPC "
+                "('day'); compute other units at one party, or use 'day'")
+        later = _as_type(node.this, "DATE", party_of, leaf)
+        earlier = _as_type(node.expression, "DATE", party_of, leaf)
+        return SNode("sub", (later, earlier), encoding=DAYS)
     if isinstance(node, exp.Neg):
         a = split_expression(node.this, party_of, leaf)
         return SNode("neg", (a,), encoding=a.encoding)
     if type(node) in COMPARE:
         a = split_expression(node.left, party_of, leaf)
         b = split_expression(node.right, party_of, leaf)
+        kinds = (a.encoding.kind, b.encoding.kind)
+        if kinds == ("date", "timestamp"):  # DuckDB compares a DATE as its midnight TIMESTAMP
+            a = _as_type(node.left, "TIMESTAMP", party_of, leaf)
+        elif kinds == ("timestamp", "date"):
+            b = _as_type(node.right, "TIMESTAMP", party_of, leaf)
         _check_compare(COMPARE[type(node)], a, b, node)
         return SNode(COMPARE[type(node)], (a, b), encoding=BOOL)
     if isinstance(node, exp.Between):
@@ -187,5 +207,6 @@ def split_expression(
     raise UnsupportedSql(
         f"the expression {node.sql(dialect=DIALECT)} must run under MPC (it combines several parties' columns, or "
         "reads a LEFT JOIN's NULL-padded side) and is not supported there yet (supported: + - * comparisons "
-        "AND OR NOT IS [NOT] NULL/TRUE/FALSE COALESCE NULLIF IN BETWEEN and CASE WHEN c THEN a ELSE b)"
+        "AND OR NOT IS [NOT] NULL/TRUE/FALSE COALESCE NULLIF IN BETWEEN, CASE WHEN c THEN a ELSE b, DATE - DATE, "
+        "date_diff('day', a, b) and DATE ± days)"
     )

@@ -11,14 +11,10 @@ import duckdb
 
 from fedsql.errors import ProgrammingError
 from fedsql.locked_duckdb import DuckDBProgrammingError, DuckDBSyntaxError, open_locked
-from planner.catalog import Schema
-from planner.schemas import duckdb_type
+from plan.schemas import Schema, quote
+from plan.schemas import duckdb_type
 
 OutputSchema = tuple[tuple[str, str], ...]
-
-
-def quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def describe(sql: str, tables: dict[str, Schema], display: dict[str, str] | None = None) -> OutputSchema:
@@ -26,7 +22,7 @@ def describe(sql: str, tables: dict[str, Schema], display: dict[str, str] | None
 
     `display` maps internal table names back to the user's names for errors. The DuckDB is
     locked (fedsql/locked_duckdb.py): `sql` is the user's text, and no file may be read while
-    binding it. Column types are re-rendered by the strict type grammar (planner/schemas.py),
+    binding it. Column types are re-rendered by the strict type grammar (plan/schemas.py),
     so no text from a peer's schema reaches the DDL unparsed.
     """
     con = open_locked()

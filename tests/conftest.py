@@ -174,6 +174,7 @@ def conn(federation: tuple[Path, dict[str, Any]]) -> Iterator[Any]:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "e2e: end-to-end test over real `fedsql node` processes")
     config.addinivalue_line("markers", "demo: runs the whole `fedsql demo --no-shell`")
+    config.addinivalue_line("markers", "browser: drives headless Chromium (skipped when no chromium binary exists)")
 
 
 @pytest.fixture()

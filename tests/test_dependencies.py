@@ -1,7 +1,7 @@
 """Declared dependencies match the imports (issue #15: `pygments` was imported but not declared,
 so `pip install .` gave a shell without completion; `gmpy2` was declared but unused).
 
-Every third-party module the product imports (fedsql/, planner/, executors/, connectors/) comes
+Every third-party module the product imports (fedsql/, plan/, planner/, executors/, connectors/) comes
 from a distribution in `[project] dependencies`; every declared dependency is imported by the
 product; tests and benchmarks may also use the `test`/`bench` extras.
 """
@@ -16,7 +16,7 @@ from importlib.metadata import packages_distributions
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PRODUCT = ("fedsql", "planner", "executors", "connectors")
+PRODUCT = ("fedsql", "plan", "planner", "executors", "connectors")
 OWN = set(PRODUCT) | {"tests", "benchmarks"}
 # declared for what they provide at run time, not imported under their own name
 IMPLIED = {"protobuf": "imported as google.protobuf by the generated *_pb2 modules"}

@@ -15,7 +15,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "benchmarks" / "RESULTS.md",
         ROOT / "benchmarks" / "tpch" / "README.md"]
-TOP = ("fedsql", "planner", "executors", "connectors", "tests", "benchmarks", "docs", ".ci")
+TOP = ("fedsql", "plan", "planner", "executors", "connectors", "tests", "benchmarks", "docs", ".ci")
 LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
 PATH = re.compile(r"(?<![\w./-])((?:%s)/[\w./*-]*[\w*])" % "|".join(re.escape(t) for t in TOP))
 

@@ -192,7 +192,8 @@ def test_owner_encoding_of_dp_values_cannot_fail():
     """A value too large to encode clamps by its sign; NULL stays NULL; sums saturate (no Overflow)."""
     import duckdb
 
-    from planner.encodings import VALUE_LIMIT, clamped_encode_sql, saturated_sum_sql, value_encoding
+    from plan.physical import VALUE_LIMIT
+    from planner.encodings import clamped_encode_sql, saturated_sum_sql, value_encoding
 
     enc = value_encoding("DOUBLE", 20, "SUM(v)")
     sql = clamped_encode_sql("(v)", enc, -5 << 20, 7 << 20)

@@ -185,7 +185,7 @@ def test_add_noise_inside_mpc_opens_only_noisy_values():
     from executors.dp import noise_variance
     from executors.dp.mpc_noise import add_noise
     from executors.secure_table import SecretTable
-    from planner.physical import NoiseSpec
+    from plan.physical import NoiseSpec
     from tests.mpc_harness import Federation
 
     n = 1000

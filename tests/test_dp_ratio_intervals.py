@@ -8,7 +8,7 @@ import numpy as np
 
 from executors.dp import sample_party_noise
 from planner.passes.dp import _halfwidths, ratio_interval
-from planner.physical import DPOutput, NoiseSpec
+from plan.physical import DPOutput, NoiseSpec
 
 TRIALS = 2000
 

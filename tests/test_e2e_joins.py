@@ -214,6 +214,18 @@ QUERIES = [
     "LEFT JOIN b.acct y ON x.cid = y.cid",
     "SELECT y.branch, SUM(y.bal) FROM a.cust x JOIN b.acct y ON x.cid = y.cid "
     "WHERE EXISTS (SELECT 1 FROM c.txn z WHERE z.cid = y.cid) GROUP BY y.branch",
+    # one party's OR next to its other filters: its fragment's WHERE needs the OR's parentheses
+    "SELECT COUNT(*), SUM(y.bal) FROM a.cust x JOIN b.acct y ON x.cid = y.cid "
+    "WHERE y.vip AND (y.bal > 300 OR y.branch = 'br0')",
+    # planner/rules/: SQL as written (transitive equalities, OR-factoring, implied filters, GROUP BY alias)
+    "SELECT x.seg, COUNT(*), SUM(z.amount) FROM a.cust x, b.acct y, c.txn z, c.profile p "
+    "WHERE x.cid = y.cid AND y.cid = z.cid AND y.cid = p.cid GROUP BY x.seg",
+    "SELECT COUNT(*), SUM(y.bal) FROM a.cust x, b.acct y "
+    "WHERE (x.cid = y.cid AND y.bal > 100) OR (x.cid = y.cid AND x.region = 2)",
+    "SELECT x.region, COUNT(*) FROM a.cust x JOIN b.acct y ON x.cid = y.cid "
+    "WHERE (x.region = 1 AND y.vip) OR (x.region = 2 AND y.bal > 100) OR (x.seg IS NULL AND y.bal IS NULL) "
+    "GROUP BY x.region",
+    "SELECT x.region + 1 AS r, COUNT(*), SUM(y.bal) FROM a.cust x JOIN b.acct y ON x.cid = y.cid GROUP BY r",
 ]
 
 

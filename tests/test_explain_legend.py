@@ -9,7 +9,7 @@ from pathlib import Path
 from fedsql.config import parse_config
 from planner.compile import compile_query
 from planner.explain import explain_lines
-from planner.physical import with_hash
+from plan.physical import with_hash
 from tests.test_planner import CONFIG, SCHEMA
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("fedsql", "planner", "executors", "connectors")
+PACKAGES = ("fedsql", "plan", "planner", "executors", "connectors")
 
 
 def _module_name(path: Path) -> str:
@@ -133,3 +133,63 @@ def test_the_mpc_engine_imports_no_grpc(module: str) -> None:
             "assert not bad, bad")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert proc.returncode == 0, f"importing {module} loads gRPC:\n{proc.stderr[-2000:]}"
+
+
+LEAVES = {"fedsql.errors", "fedsql.config", "fedsql.dp_config", "fedsql.settings", "fedsql.locked_duckdb",
+          "fedsql.state"}
+"""Errors, configuration, levels, settings, the locked DuckDB and the state directory: imported by
+every layer, importing only each other."""
+
+LATE_EDGES = {("fedsql.config", "connectors.sources.url"): "config checks a table's source URL with the "
+              "sources' own parser, inside the function that needs it"}
+
+
+def _layer(module: str) -> tuple[int, str]:
+    """(rank, group): a module may import lower ranks, and its own group at the same rank."""
+    if module in LEAVES:
+        return 0, "leaf"
+    top = module.split(".")[0]
+    if top == "plan":
+        return 1, "plan"
+    if top in ("planner", "executors") or module.startswith("connectors.sources"):
+        return 2, "connectors.sources" if top == "connectors" else top
+    return 3, "app"
+
+
+def _all_imports(name: str, path: Path, known: set[str]) -> set[str]:
+    """Every project module `name` imports, at module level or inside functions."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    out: set[str] = set()
+    for node in ast.walk(tree):
+        targets: list[str] = []
+        if isinstance(node, ast.Import):
+            targets = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")
+                base = ".".join(anchor[: len(anchor) - (node.level - 1)] + ([base] if base else []))
+            targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in known else base for a in node.names]
+        for target in targets:
+            while target and target not in known:
+                target = target.rpartition(".")[0]
+            if target and target != name:
+                out.add(target)
+    return out
+
+
+def test_layers_point_one_way() -> None:
+    """planner → plan ← executors, both over the leaf modules; the node, clients and CLI on top
+    (docs/architecture.md §8). Function-level imports count too: a late import is still an edge."""
+    modules = _modules()
+    known = set(modules)
+    upward = []
+    for m, p in sorted(modules.items()):
+        rank, group = _layer(m)
+        for dep in sorted(_all_imports(m, p, known)):
+            dep_rank, dep_group = _layer(dep)
+            allowed = dep_rank < rank or dep_group == group or (group == "executors" and dep_group == "connectors.sources")
+            if not allowed and (m, dep) not in LATE_EDGES:
+                upward.append(f"{m} -> {dep}")
+    assert not upward, "imports against the layers:\n" + "\n".join(upward)

@@ -15,7 +15,7 @@ from executors import codec
 from executors.mpc.sort import pack_words
 from executors.mpc.shares import AShare
 from executors.runtime import SORT_KEY_BITS, match_tags
-from planner.physical import MATCH_TAG_BITS, SORT_TAG_BITS, SORT_TAG_LOW_BITS
+from plan.physical import MATCH_TAG_BITS, SORT_TAG_BITS, SORT_TAG_LOW_BITS
 
 KEY = bytes(range(16))
 

@@ -15,7 +15,7 @@ import pytest
 from executors import mpc as ops
 from executors.peer_channel import MessageError
 from executors.runtime import PartyRun
-from planner.physical import Encoding, PhysicalPlan, ShareColumn, ShareTable, with_hash
+from plan.physical import Encoding, PhysicalPlan, ShareColumn, ShareTable, with_hash
 from tests.mpc_harness import COMPUTE, Federation
 
 ROWS = 3

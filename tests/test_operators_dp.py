@@ -10,7 +10,7 @@ import pytest
 
 from executors.operators import SECURE_OPERATORS, bound_per_unit, partition_select
 from fedsql import errors
-from planner.physical import BoundPerUnit, PartitionSelect
+from plan.physical import BoundPerUnit, PartitionSelect
 from tests.operator_harness import rows, run_operator
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from executors.operators import SECURE_OPERATORS, oblivious_join, oblivious_semi_join, secure_join
 from fedsql import errors
-from planner.physical import MATCH_TAG_BITS, SORT_TAG_BITS, ObliviousJoin, ObliviousSemiJoin, SecureJoin
+from plan.physical import MATCH_TAG_BITS, SORT_TAG_BITS, ObliviousJoin, ObliviousSemiJoin, SecureJoin
 from tests.operator_harness import rows, run_operator, tagged
 
 LEFT_KEYS = [1, 2, 2, 3, None, 5, 7]

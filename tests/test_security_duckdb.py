@@ -16,7 +16,7 @@ from fedsql.config import parse_config
 from fedsql.locked_duckdb import DuckDBProgrammingError, for_remote, open_locked
 from planner.compile import compile_query
 from planner.parse import parse_statement
-from planner.schemas import duckdb_type, parse_describe_reply
+from plan.schemas import duckdb_type, parse_describe_reply
 from planner.validate import describe
 
 ALL_TYPES = """a BOOLEAN, b TINYINT, c SMALLINT, d INTEGER, e BIGINT, f HUGEINT, g UTINYINT, h USMALLINT,

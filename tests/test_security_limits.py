@@ -134,7 +134,7 @@ def test_secret_tables_beyond_max_memory_are_refused_before_allocating() -> None
 
 def test_secret_tables_are_freed_after_their_last_reader() -> None:
     from executors.runtime import secret_last_use
-    from planner.physical import SecureEval, SecureUnion
+    from plan.physical import SecureEval, SecureUnion
 
     steps = (SecureUnion("u", ("s_a", "s_b")), SecureEval("e", "u", ()), SecureEval("e2", "e", ()),
              SecureEval("e3", "e", ()))

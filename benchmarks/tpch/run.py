@@ -1,6 +1,7 @@
 """Run TPC-H over the three-party federation and check every result with DuckDB (issue #3).
 
     python -m benchmarks.tpch.run --sf 0.1 --mode sizes [--dir DIR] [--queries 3,5,10,12,14]
+                                  [--net lan --net "rtt=20ms,bw=100mbit"]
 
 Starts the federation of DIR/federation.toml (made by benchmarks.tpch.setup when
 missing; DIR defaults to /tmp/fedsql-tpch-sf<SF>), then for each query sends
@@ -12,6 +13,14 @@ client, plaintext DuckDB time (best of --ref-repeat runs), their ratio, rounds
 and bytes sent (issuer's counters, and every party's own counters from its
 RunReply), and the issuer's step timeline. Prints a Markdown table and writes
 DIR/results-<mode>.json.
+
+`--net` (repeatable) runs everything once per network: `lan` is this machine's loopback as it is,
+any other value a WAN profile emulated in the transport (executors/netem.py, FEDSQL_NET); the
+table then shows each query on every network side by side, with the bound no implementation of
+the same traffic can beat on that link (MPC rounds x one-way latency + half the busiest party's bytes
+at the link rate: its two peer links carry in parallel). The bound counts only the MPC's rounds, whose messages each wait for the
+previous answer; sharing inputs and opening results add messages it does not count, so a
+union aggregate (no MPC round) shows a bound of 0.
 """
 
 from __future__ import annotations
@@ -196,27 +205,66 @@ def _mb(x) -> str:
     return "" if x is None else f"{x / 1e6:.1f}"
 
 
-def markdown(results: list[dict], mode: str) -> str:
+def _party_bytes(r: dict) -> dict[str, int | None]:
+    stats = r.get("stats") or {}
+    per = {p: (v or {}).get("bytes_sent") for p, v in dict(stats.get("parties") or {}).items()}
+    per[r.get("issuer", "retail")] = stats.get("bytes_sent")
+    return per
+
+
+def lower_bound(r: dict, net: str) -> float | None:
+    """MPC rounds x one-way latency + the busiest party's bytes over its two links (executors/netem.py)."""
+    from executors.netem import NetProfile
+
+    stats = r.get("stats") or {}
+    if net == "lan" or "rounds" not in stats:
+        return None
+    sent = max((b for b in _party_bytes(r).values() if b), default=0)
+    return round(NetProfile.parse(net).lower_bound_s(int(stats["rounds"]), int(sent), links=2), 3)  # 3 parties
+
+
+def markdown(results: list[dict], mode: str, net: str = "lan") -> str:
     parties = ("retail", "logistics", "supply")
     out = [
-        "| Q | mode | result | secure (s) | DuckDB (s) | ratio | rounds | MB sent (retail / logistics / supply) "
-        "| node CPU s (retail / logistics / supply) | peak RSS MiB (max node) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| Q | mode | network | result | secure (s) | WAN bound (s) | DuckDB (s) | ratio | rounds "
+        "| MB sent (retail / logistics / supply) | node CPU s (retail / logistics / supply) | peak RSS MiB (max node) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         stats = r.get("stats") or {}
-        per = dict(stats.get("parties") or {})
-        per[r.get("issuer", "retail")] = {"bytes_sent": stats.get("bytes_sent")}
+        per = _party_bytes(r)
         ok = r["status"].startswith(("ok", "WRONG"))
-        sent = " / ".join(_mb((per.get(p) or {}).get("bytes_sent")) or "-" for p in parties) if ok else ""
+        sent = " / ".join(_mb(per.get(p)) or "-" for p in parties) if ok else ""
+        bound = lower_bound(r, net) if ok else None
         cpu = " / ".join(str((r.get("cpu_s") or {}).get(p, "-")) for p in parties) if ok else ""
         status = r["status"] if ok else f"{r['status']}: {r.get('message', '')}"
         ratio = f"{r['secure_s'] / r['plain_s']:.0f}x" if r.get("plain_s") and ok else ""
         rss = max((v for v in (r.get("peak_rss_mib") or {}).values() if v), default="") if ok else ""
         out.append(
-            f"| {r['query']} | {mode} | {status} | {r['secure_s'] if ok else ''} | {r.get('plain_s', '')} | {ratio} "
+            f"| {r['query']} | {mode} | {net} | {status} | {r['secure_s'] if ok else ''} | {'' if bound is None else bound} "
+            f"| {r.get('plain_s', '')} | {ratio} "
             f"| {stats.get('rounds', '') if ok else ''} | {sent} | {cpu} | {rss} |"
         )
+    return "\n".join(out)
+
+
+def side_by_side(all_results: dict[tuple[str, str], list[dict]], nets: list[str]) -> str:
+    """One row per query and mode: the secure time on every network, and each WAN's bound."""
+    head = "| Q | mode | " + " | ".join(f"{n} (s)" + ("" if n == "lan" else f" | {n} bound (s)") for n in nets) + " |"
+    out = [head, "|" + "---|" * (2 + sum(1 if n == "lan" else 2 for n in nets))]
+    modes = list(dict.fromkeys(mode for mode, _ in all_results))
+    for mode in modes:
+        by_net = {n: {r["query"]: r for r in all_results.get((mode, n), [])} for n in nets}
+        for q in by_net[nets[0]]:
+            cells = []
+            for n in nets:
+                r = by_net[n].get(q) or {"status": "-"}
+                ok = r["status"].startswith("ok")
+                cells.append(str(r["secure_s"]) if ok else r["status"])
+                if n != "lan":
+                    bound = lower_bound(r, n) if ok else None
+                    cells.append("" if bound is None else str(bound))
+            out.append(f"| {q} | {mode} | " + " | ".join(cells) + " |")
     return "\n".join(out)
 
 
@@ -229,7 +277,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--issuer", default="retail", help="party that issues the queries (default retail)")
     ap.add_argument("--ref-repeat", type=int, default=3, help="DuckDB runs per query; the best is kept")
     ap.add_argument("--timeout", type=float, default=None, help="per-query timeout in seconds")
+    ap.add_argument("--net", action="append", default=None,
+                    help="'lan' or a WAN profile such as 'rtt=20ms,bw=100mbit' (repeatable; default lan)")
     args = ap.parse_args(argv)
+    nets = args.net or ["lan"]
 
     sys.path.insert(0, str(HERE.parents[1]))
     import fedsql
@@ -254,47 +305,61 @@ def main(argv: list[str] | None = None) -> int:
 
     rev = revision()  # at the start: the tree may change while a long run goes on
     print(f"# TPC-H SF {args.sf:g}, issuer {args.issuer}, {machine()}, fedsql {rev}", flush=True)
-    all_results: dict[str, list[dict]] = {}
-    with start_federation(config, log_dir=directory / "logs", timeout=180) as procs:
-        conn = fedsql.connect(str(config), party=args.issuer, timeout=args.timeout)
-        try:
-            for mode in modes:
-                cur = conn.cursor()
-                cur.execute(f"SET fedsql.mode = '{mode}'")
-                cur.execute(WARMUP)  # imports, peer connections, file cache: not part of any figure
-                results = []
-                for n in numbers:
-                    cpu0 = {p: cpu_seconds(node.process.pid) for p, node in procs.nodes.items()}
-                    load0 = os.getloadavg()[0]
-                    r = run_query(conn, n, mode)
-                    r["cpu_s"] = {p: round(cpu_seconds(node.process.pid) - cpu0[p], 2)
-                                  for p, node in procs.nodes.items() if cpu0[p] is not None}
-                    r["load_before"] = round(load0, 1)
-                    r["issuer"] = args.issuer
-                    want, plain = reference[n]
-                    r["plain_s"] = round(plain, 4)
-                    r["peak_rss_mib"] = {p: peak_rss_mib(node.process.pid) for p, node in procs.nodes.items()}
-                    if "rows" in r:
-                        r["status"] = compare(r["rows"], want)
-                        r["rows_out"] = len(r.pop("rows"))
-                    results.append(r)
-                    line = (f"Q{n} {mode}: {r['status']} secure {r['secure_s']} s, DuckDB {r['plain_s']} s"
-                            + (f", rounds {r['stats'].get('rounds')}, issuer sent {_mb(r['stats'].get('bytes_sent'))} MB"
-                               if r.get("stats") else "")
-                            + (f" — {r['message']}" if r.get("message") else "")
-                            + f"; CPU s {r['cpu_s']}; load {r['load_before']}; peak RSS MiB {r['peak_rss_mib']}")
-                    print(line, flush=True)
-                all_results[mode] = results
-        finally:
-            conn.close()
-    for mode, results in all_results.items():
+    all_results: dict[tuple[str, str], list[dict]] = {}
+    from executors.netem import ENV as NET_ENV, NetProfile
+
+    for net in nets:
+        if net != "lan":
+            NetProfile.parse(net)  # a bad profile fails here, before any node starts
+            os.environ[NET_ENV] = net  # the nodes read it when they start
+        else:
+            os.environ.pop(NET_ENV, None)
+        print(f"## network: {net}", flush=True)
+        with start_federation(config, log_dir=directory / "logs", timeout=180) as procs:
+            conn = fedsql.connect(str(config), party=args.issuer, timeout=args.timeout)
+            try:
+                for mode in modes:
+                    cur = conn.cursor()
+                    cur.execute(f"SET fedsql.mode = '{mode}'")
+                    cur.execute(WARMUP)  # imports, peer connections, file cache: not part of any figure
+                    results = []
+                    for n in numbers:
+                        cpu0 = {p: cpu_seconds(node.process.pid) for p, node in procs.nodes.items()}
+                        load0 = os.getloadavg()[0]
+                        r = run_query(conn, n, mode)
+                        r["cpu_s"] = {p: round(cpu_seconds(node.process.pid) - cpu0[p], 2)
+                                      for p, node in procs.nodes.items() if cpu0[p] is not None}
+                        r["load_before"] = round(load0, 1)
+                        r["issuer"] = args.issuer
+                        want, plain = reference[n]
+                        r["plain_s"] = round(plain, 4)
+                        r["peak_rss_mib"] = {p: peak_rss_mib(node.process.pid) for p, node in procs.nodes.items()}
+                        if "rows" in r:
+                            r["status"] = compare(r["rows"], want)
+                            r["rows_out"] = len(r.pop("rows"))
+                        results.append(r)
+                        line = (f"Q{n} {mode}: {r['status']} secure {r['secure_s']} s, DuckDB {r['plain_s']} s"
+                                + (f", rounds {r['stats'].get('rounds')}, issuer sent {_mb(r['stats'].get('bytes_sent'))} MB"
+                                   if r.get("stats") else "")
+                                + (f" — {r['message']}" if r.get("message") else "")
+                                + f"; CPU s {r['cpu_s']}; load {r['load_before']}; peak RSS MiB {r['peak_rss_mib']}")
+                        print(line, flush=True)
+                    all_results[(mode, net)] = results
+            finally:
+                conn.close()
+    os.environ.pop(NET_ENV, None)
+    for (mode, net), results in all_results.items():
         print()
-        print(markdown(results, mode))
-        out = directory / f"results-{mode}.json"
-        out.write_text(json.dumps({"sf": args.sf, "mode": mode, "machine": machine(), "revision": rev,
+        print(markdown(results, mode, net))
+        suffix = "" if net == "lan" else "-" + re.sub(r"[^a-z0-9]+", "_", net.lower()).strip("_")
+        out = directory / f"results-{mode}{suffix}.json"
+        out.write_text(json.dumps({"sf": args.sf, "mode": mode, "network": net, "machine": machine(), "revision": rev,
                                    "results": results},
                                   indent=1, default=str))
         print(f"\n(details with step timelines: {out})")
+    if len(nets) > 1:
+        print()
+        print(side_by_side(all_results, nets))
     bad = [r for rs in all_results.values() for r in rs if r["status"].startswith("WRONG")]
     return 1 if bad else 0
 

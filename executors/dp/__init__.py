@@ -1,6 +1,10 @@
-"""Differential privacy inside the MPC: distributed integer noise (see docs/dp.md)."""
+"""Differential privacy inside the MPC: distributed integer noise (see docs/dp.md).
 
-from executors.dp.noise import (
+Sampling lives here; calibration is plan/dp_calibration.py (shared with the planner), re-exported
+so a caller sees one DP API."""
+
+from executors.dp.noise import sample_party_noise
+from plan.dp_calibration import (
     FAMILIES,
     MAX_STD,
     N_PARTIES,
@@ -15,7 +19,6 @@ from executors.dp.noise import (
     noise_variance,
     partition_threshold,
     release_probability,
-    sample_party_noise,
     skellam_epsilon,
 )
 

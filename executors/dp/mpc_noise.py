@@ -13,12 +13,13 @@ from __future__ import annotations
 import numpy as np
 
 from executors import mpc as ops
-from executors.dp.noise import PARTIES_FOR_GUARANTEE, sample_party_noise
+from executors.dp.noise import sample_party_noise
+from plan.dp_calibration import PARTIES_FOR_GUARANTEE
 from executors.secure_table import SecretTable, slice_rows
 
 
 def add_noise(mpc: ops.MPC, compute: tuple[str, str, str], table: SecretTable, noise) -> SecretTable:
-    """`noise`: NoiseSpec's (planner/physical.py) of columns of `table`; returns the noised table."""
+    """`noise`: NoiseSpec's (plan/physical.py) of columns of `table`; returns the noised table."""
     n = table.n
     parts = [
         sample_party_noise(s.family, s.epsilon, s.sensitivity, n, PARTIES_FOR_GUARANTEE, delta=s.delta)

@@ -84,14 +84,24 @@ def _bit0_u64(x: BShare) -> BShare:
     return BShare((x.a & 1).astype(U64), (x.b & 1).astype(U64))
 
 
-def _msb_tree(mpc: MPC, sa: BShare, sb: BShare) -> Generator[AndRequest, list[BShare], BShare]:
-    """Sign bit of A + B from bit-permuted sharings of A and B (7 AND rounds)."""
+_HALVINGS = {64: (U32, U16, U8), 32: (U16, U8)}
+"""Word sizes a carry tree halves through before it shifts within one byte."""
+
+
+def _msb_tree(mpc: MPC, sa: BShare, sb: BShare, *, bits: int = 64,
+              keep_propagate: bool = False) -> Generator[AndRequest, list[BShare], BShare]:
+    """Sign bit of A + B mod 2^bits from bit-permuted sharings of A and B (bitrev for 64 bits,
+    rev5 for 32): a Kogge-Stone carry tree, log2(bits)+1 AND rounds. With `keep_propagate` it
+    returns (a_top ^ b_top ^ G, P) over the low bits instead, so a caller can add a carry-in c
+    later: msb(A + B + c) = (a_top ^ b_top ^ G) ^ (P & c) (the sort's carry comparisons)."""
+    word = U64 if bits == 64 else U32
     (g,) = yield [sa], [sb]
     p = BShare(sa.a ^ sb.a, sa.b ^ sb.b)
-    top = BShare(p.a >> np.uint64(63), p.b >> np.uint64(63))  # a_63 ^ b_63 (position 63 is bit 63)
-    g = BShare(g.a & LOW63, g.b & LOW63)  # bit 63 is the identity (G=0, P=1): carry INTO bit 63
-    p = b_xor_public(mpc, BShare(p.a & LOW63, p.b & LOW63), BIT63)
-    for dtype in (U32, U16, U8):
+    top = BShare(p.a >> word(bits - 1), p.b >> word(bits - 1))  # a_top ^ b_top
+    low, high = word((1 << (bits - 1)) - 1), word(1 << (bits - 1))
+    g = BShare(g.a & low, g.b & low)  # the top position is the identity (G=0, P=1): carry INTO the top bit
+    p = b_xor_public(mpc, BShare(p.a & low, p.b & low), high)
+    for dtype in _HALVINGS[bits]:
         (gh, gl), (ph, pl) = _halve(g, dtype), _halve(p, dtype)
         x, p = yield [ph, ph], [gl, pl]
         g = BShare(gh.a ^ x.a, gh.b ^ x.b)
@@ -100,9 +110,14 @@ def _msb_tree(mpc: MPC, sa: BShare, sb: BShare) -> Generator[AndRequest, list[BS
         x, p = yield [ph, ph], [g, p]
         g = BShare(gh.a ^ x.a, gh.b ^ x.b)
     gh, ph = _shr(g, 1), _shr(p, 1)
-    (x,) = yield [ph], [g]
-    carry = BShare(gh.a ^ x.a, gh.b ^ x.b)
-    return BShare(top.a ^ (carry.a & 1).astype(U64), top.b ^ (carry.b & 1).astype(U64))
+    if keep_propagate:
+        x, p = yield [ph, ph], [g, p]
+    else:
+        (x,) = yield [ph], [g]
+    g = BShare(gh.a ^ x.a, gh.b ^ x.b)
+    msb = BShare(top.a.astype(U64, copy=False) ^ (g.a & 1).astype(U64),
+                 top.b.astype(U64, copy=False) ^ (g.b & 1).astype(U64))
+    return (msb, _bit0_u64(p)) if keep_propagate else msb
 
 
 def _zero_tree(mpc: MPC, e: BShare) -> Generator[AndRequest, list[BShare], BShare]:

@@ -70,10 +70,8 @@ from __future__ import annotations
 import numpy as np
 
 from executors.mpc.arithmetic import add_public, sub
-from executors.mpc.boolean import _local_and, b_and_many, b_reveal, b_xor, b_xor_public, bit_not
-from executors.mpc.compare import (
-    BIT63, LOW63, U8, U16, U32, _halve, _msb_tree, _run_trees, _shr, _zero_tree, bitrev_index_perm,
-)
+from executors.mpc.boolean import _local_and, b_and_many, b_reveal, b_xor, bit_not
+from executors.mpc.compare import U32, _msb_tree, _run_trees, _zero_tree, bitrev_index_perm
 from executors.mpc.convert import split_sum, xor_input_prepare, xor_input_round, xor_local
 from executors.mpc.context import MPC, check_arrays
 from executors.mpc.shares import AShare, BShare, U64, take
@@ -227,55 +225,6 @@ def bitrev5_index_perm(v: np.ndarray) -> np.ndarray:
     return x
 
 
-def _bit0(x: BShare) -> BShare:
-    return BShare((x.a & 1).astype(U64), (x.b & 1).astype(U64))
-
-
-def _carry_in_tree(mpc: MPC, sa: BShare, sb: BShare):
-    """For A + B' (bit-permuted uint64 sharings): (a63 ^ b'63 ^ G, P) over bits 0..62.
-
-    Then msb(A + B' + c) = (a63 ^ b'63 ^ G) ^ (P & c) for a carry-in bit c:
-    the same reduction as compare._msb_tree, but it also keeps the group
-    propagate P in the last level. 7 AND rounds.
-    """
-    (g,) = yield [sa], [sb]
-    p = BShare(sa.a ^ sb.a, sa.b ^ sb.b)
-    top = BShare(p.a >> np.uint64(63), p.b >> np.uint64(63))
-    g = BShare(g.a & LOW63, g.b & LOW63)
-    p = b_xor_public(mpc, BShare(p.a & LOW63, p.b & LOW63), BIT63)  # position 63: identity (G=0, P=1)
-    for dtype in (U32, U16, U8):
-        (gh, gl), (ph, pl) = _halve(g, dtype), _halve(p, dtype)
-        x, p = yield [ph, ph], [gl, pl]
-        g = BShare(gh.a ^ x.a, gh.b ^ x.b)
-    for k in (4, 2, 1):
-        gh, ph = _shr(g, k), _shr(p, k)
-        x, p = yield [ph, ph], [g, p]
-        g = BShare(gh.a ^ x.a, gh.b ^ x.b)
-    return BShare(top.a ^ (g.a & 1).astype(U64), top.b ^ (g.b & 1).astype(U64)), _bit0(p)
-
-
-def _msb32_tree(mpc: MPC, sa: BShare, sb: BShare):
-    """Sign bit (bit 31) of A + B mod 2^32 from rev5-permuted uint32 sharings (6 AND rounds)."""
-    (g,) = yield [sa], [sb]
-    p = BShare(sa.a ^ sb.a, sa.b ^ sb.b)
-    top = BShare(p.a >> U32(31), p.b >> U32(31))
-    low31, bit31 = U32(0x7FFFFFFF), U32(0x80000000)
-    g = BShare(g.a & low31, g.b & low31)
-    p = b_xor_public(mpc, BShare(p.a & low31, p.b & low31), bit31)
-    for dtype in (U16, U8):
-        (gh, gl), (ph, pl) = _halve(g, dtype), _halve(p, dtype)
-        x, p = yield [ph, ph], [gl, pl]
-        g = BShare(gh.a ^ x.a, gh.b ^ x.b)
-    for k in (4, 2):
-        gh, ph = _shr(g, k), _shr(p, k)
-        x, p = yield [ph, ph], [g, p]
-        g = BShare(gh.a ^ x.a, gh.b ^ x.b)
-    gh, ph = _shr(g, 1), _shr(p, 1)
-    (x,) = yield [ph], [g]
-    return BShare(top.a.astype(U64) ^ ((gh.a ^ x.a) & 1).astype(U64),
-                  top.b.astype(U64) ^ ((gh.b ^ x.b) & 1).astype(U64))
-
-
 def _before(mpc: MPC, words: list[AShare], x_idx: np.ndarray, y_idx: np.ndarray,
             tie_word: bool = False) -> np.ndarray:
     """Opened bits: does row x_idx[k] come strictly before row y_idx[k]?
@@ -307,13 +256,12 @@ def _before(mpc: MPC, words: list[AShare], x_idx: np.ndarray, y_idx: np.ndarray,
             A32 = bitrev5_index_perm(A.astype(U32)) if A is not None else None
             B32 = bitrev5_index_perm(B.astype(U32)) if B is not None else None
             sa, out = xor_input_prepare(mpc, A32, None, n, U32)
-            gens.append(_msb32_tree(mpc, sa, xor_local(mpc, B32, n, U32)))
+            gens.append(_msb_tree(mpc, sa, xor_local(mpc, B32, n, U32), bits=32))
         else:
             A = bitrev_index_perm(A) if A is not None else None
             B = bitrev_index_perm(B) if B is not None else None
             sa, out = xor_input_prepare(mpc, A, None, n)
-            tree = _carry_in_tree if kind == "carry" else _msb_tree
-            gens.append(tree(mpc, sa, xor_local(mpc, B, n)))
+            gens.append(_msb_tree(mpc, sa, xor_local(mpc, B, n), keep_propagate=kind == "carry"))
         preps.append(sa)
         outs.append(out)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from executors.operators.base import MemoryCheck, SecureOperator, no_memory_limit
 from executors.operators.dp import bound_per_unit, partition_select
 from executors.operators.joins import oblivious_join, oblivious_semi_join, secure_join
-from planner.physical import BoundPerUnit, ObliviousJoin, ObliviousSemiJoin, PartitionSelect, SecureJoin
+from plan.physical import BoundPerUnit, ObliviousJoin, ObliviousSemiJoin, PartitionSelect, SecureJoin
 
 SECURE_OPERATORS: dict[type, SecureOperator] = {
     SecureJoin: secure_join,

@@ -12,7 +12,7 @@ from executors.mpc import MPC
 from executors.operators.base import MemoryCheck, no_memory_limit
 from executors.secure_table import SecretTable
 from fedsql import errors
-from planner.physical import BoundPerUnit, PartitionSelect
+from plan.physical import BoundPerUnit, PartitionSelect
 
 
 def bound_per_unit(mpc: MPC, inputs: Mapping[str, SecretTable], step: BoundPerUnit, *,

@@ -17,7 +17,7 @@ from executors.operators.base import MemoryCheck, no_memory_limit
 from executors.secure_table import SecretTable, nonzero_flags
 from executors.transport_errors import MessageError
 from fedsql import errors
-from planner.physical import SORT_TAG_LOW_BITS, TAG_WORDS, ObliviousJoin, ObliviousSemiJoin, SecureJoin
+from plan.physical import SORT_TAG_LOW_BITS, TAG_WORDS, ObliviousJoin, ObliviousSemiJoin, SecureJoin
 
 SORT_KEY_BITS = [None, SORT_TAG_LOW_BITS, 2]
 """Sort keys of the oblivious joins: the tag's 62-bit high word (a comparison word of its own),

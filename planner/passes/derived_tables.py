@@ -31,7 +31,8 @@ from sqlglot import exp
 
 from fedsql.config import Federation, level_at_least
 from fedsql.errors import PolicyViolation, UnsupportedSql
-from planner.catalog import DerivedTable, Schema, SchemaLookup, TableRef, resolve_table
+from plan.schemas import Schema
+from planner.catalog import DerivedTable, SchemaLookup, TableRef, resolve_table
 from planner.join_analyze import semi_conjuncts
 from planner.parse import DIALECT
 from planner.validate import describe

@@ -10,7 +10,7 @@ the issuer (policies bind other parties), it:
   owner's public_groups) when an owner allows no δ;
 - for secret GROUP BY keys, plans private partition selection: a group is
   released only when its noisy count reaches τ, derived from (ε, δ, max_rows)
-  (`executors.dp.partition_threshold`) or the owners' declared `threshold`;
+  (`plan.dp_calibration.partition_threshold`) or the owners' declared `threshold`;
 - fixes the query's ε (``SET fedsql.epsilon``, default min(1, every touched
   table's ``max_epsilon_per_query``)) and δ, splits them evenly across the noisy
   columns, and computes each column's sensitivity in scaled integer units;
@@ -36,9 +36,10 @@ from fedsql.errors import PolicyViolation, UnsupportedSql
 from planner.analyze import SPREAD, QueryBlock, canonical
 from planner.encodings import value_encoding
 from planner.parse import DIALECT
-from planner.physical import DPCharge, DPInfo, DPOutput, Encoding, NoiseSpec, Selection
+from plan.physical import DPCharge, DPInfo, DPOutput, Encoding, NoiseSpec, Selection
 
-from executors.dp.noise import PARTIES_FOR_GUARANTEE  # calibration lives with the sampler (known debt: docs/architecture.md §8)
+from plan.dp_calibration import (PARTIES_FOR_GUARANTEE, confidence_interval, confidence_interval_95, count_released_95,
+                                 noise_params, noise_scale, partition_threshold)
 
 DEFAULT_EPSILON = 1.0
 """ε of a query when the session does not SET fedsql.epsilon (capped by every table's max_epsilon_per_query)."""
@@ -264,8 +265,7 @@ def _selection(block: QueryBlock, members: list[TableConfig], count: NoiseSpec, 
                hidden: bool) -> Selection:
     """τ for the noisy count: a group made only by one unit (count <= max_rows, and one unit
     makes at most max_rows groups) is released with probability <= δ/max_rows each, so <= δ in
-    all (executors.dp.partition_threshold); an owner's declared `threshold` can only raise τ."""
-    from executors.dp import partition_threshold
+    all (plan.dp_calibration.partition_threshold); an owner's declared `threshold` can only raise τ."""
 
     max_rows = count.sensitivity
     try:
@@ -374,7 +374,6 @@ def _split(total: float, parts: int) -> float:
 
 
 def _spec(column: str, family: str, epsilon: float, delta: float, sensitivity: int, what: str) -> NoiseSpec:
-    from executors.dp import noise_params
 
     try:
         noise_params(family, epsilon, int(sensitivity), PARTIES_FOR_GUARANTEE, delta=delta)
@@ -407,7 +406,6 @@ def _output_columns(block: QueryBlock, output) -> tuple[tuple[str, bool, tuple[s
 
 
 def _interval(spec: NoiseSpec) -> tuple[float, int]:
-    from executors.dp import confidence_interval_95, noise_scale
 
     std = noise_scale(spec.family, spec.epsilon, spec.sensitivity, PARTIES_FOR_GUARANTEE, delta=spec.delta)
     _, k = confidence_interval_95(spec.family, spec.epsilon, spec.sensitivity, PARTIES_FOR_GUARANTEE,
@@ -467,7 +465,6 @@ def interval_items(req: DPRequest) -> list[str]:
 def _halfwidths(o: DPOutput) -> tuple[float, ...]:
     """Half-width of each noisy part's interval at level 1 − 0.05/parts (output units): by the union
     bound all parts are within theirs together with probability ≥ 95%."""
-    from executors.dp import confidence_interval
 
     level = 1 - 0.05 / len(o.noise)
     out = []
@@ -589,7 +586,6 @@ def explain_lines(info: DPInfo | None) -> list[str]:
             f"{which} (epsilon {spec.epsilon:.4g}, noise std {std:.4g}) is >= tau = {sel.threshold}, "
             f"compared under MPC; tau from epsilon, delta {sel.delta:g}, max_rows {spec.sensitivity}: "
             f"{sel.derived}" + (", raised by the owners' declared threshold" if sel.threshold > sel.derived else ""))
-        from executors.dp import count_released_95
 
         sure = count_released_95(sel.threshold, spec.family, spec.epsilon, spec.sensitivity, PARTIES_FOR_GUARANTEE,
                                  delta=spec.delta)

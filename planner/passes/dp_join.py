@@ -51,7 +51,7 @@ from planner.passes.dp import (
     count_aggregate,
     scaled_bounds,
 )
-from planner.physical import DPCharge, DPInfo, DPOutput
+from plan.physical import DPCharge, DPInfo, DPOutput
 
 
 @dataclass(frozen=True)

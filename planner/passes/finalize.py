@@ -12,7 +12,8 @@ from sqlglot import exp
 
 from planner.analyze import QueryBlock, canonical, strip_qualifiers
 from planner.parse import DIALECT
-from planner.validate import OutputSchema, quote
+from plan.schemas import quote
+from planner.validate import OutputSchema
 
 
 def final_sql(block: QueryBlock, table: str, replacements: dict[str, str], output: OutputSchema,

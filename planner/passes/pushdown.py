@@ -13,7 +13,7 @@ import sqlglot
 from planner.analyze import QueryBlock
 from planner.catalog import DerivedTable, from_item
 from planner.parse import DIALECT
-from planner.validate import quote
+from plan.schemas import quote
 
 
 def source_sql(block: QueryBlock, member) -> str:

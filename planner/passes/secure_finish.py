@@ -13,8 +13,9 @@ from __future__ import annotations
 
 from sqlglot import exp
 
-from planner.physical import Encoding, RevealColumn, SecureFinish, ValidityPrep
-from planner.secure_expr import ARITH, BOOL, COMPARE, SNode, product_encoding, sum_encoding
+from plan.physical import Encoding, RevealColumn, SecureFinish, ValidityPrep
+from plan.expressions import BOOL, SNode
+from planner.secure_expr import ARITH, COMPARE, product_encoding, sum_encoding
 
 
 def _literal(node: exp.Literal) -> SNode | None:

@@ -13,11 +13,12 @@ from dataclasses import dataclass, field
 
 from fedsql.errors import UnsupportedSql
 from planner.analyze import SPREAD, QueryBlock, canonical, spread_sql
-from planner.encodings import (SENTINEL, VALUE_LIMIT, clamped_encode_sql, encode_sql, key_encoding,
+from plan.physical import SENTINEL, VALUE_LIMIT
+from planner.encodings import (clamped_encode_sql, encode_sql, key_encoding,
                                saturated_sum_sql, value_encoding)
 from planner.parse import DIALECT
-from planner.physical import Combine, Encoding, NoiseSpec, RevealColumn, ShareColumn
-from planner.validate import quote
+from plan.physical import Combine, Encoding, NoiseSpec, RevealColumn, ShareColumn
+from plan.schemas import quote
 
 COUNT = Encoding("int", 0, "BIGINT")
 

@@ -1,16 +1,15 @@
 -- Q8 (national market share): supply (part, supplier, nation n2) x logistics (lineitem) x retail (orders,
 -- customer, nation n1, region).
--- Rewrites: party-qualified names; the FROM subquery is flattened; nation = 'BRAZIL' becomes n2.n_name = 'BRAZIL'.
--- part and supplier are not joined with each other: they are two local fragments of supply, each joined
--- securely with lineitem (planner/placement.py), not their cross product.
-select extract(year from o_orderdate) as o_year,
-       sum(case when n2.n_name = 'BRAZIL' then l_extendedprice * (1 - l_discount) else 0 end)
-         / sum(l_extendedprice * (1 - l_discount)) as mkt_share
-from supply.part, supply.supplier, logistics.lineitem, retail.orders, retail.customer, retail.nation n1,
-     supply.nation n2, retail.region
-where p_partkey = l_partkey and s_suppkey = l_suppkey and l_orderkey = o_orderkey
-  and o_custkey = c_custkey and c_nationkey = n1.n_nationkey and n1.n_regionkey = r_regionkey
-  and r_name = 'AMERICA' and s_nationkey = n2.n_nationkey
-  and o_orderdate between date '1995-01-01' and date '1996-12-31' and p_type = 'ECONOMY ANODIZED STEEL'
-group by extract(year from o_orderdate)
+-- Rewrite: party-qualified table names only (the planner's rules, planner/rules/, do the rest).
+select o_year, sum(case when nation = 'BRAZIL' then volume else 0 end) / sum(volume) as mkt_share
+from (
+    select extract(year from o_orderdate) as o_year, l_extendedprice * (1 - l_discount) as volume,
+           n2.n_name as nation
+    from supply.part, supply.supplier, logistics.lineitem, retail.orders, retail.customer, retail.nation n1, supply.nation n2, retail.region
+    where p_partkey = l_partkey and s_suppkey = l_suppkey and l_orderkey = o_orderkey
+      and o_custkey = c_custkey and c_nationkey = n1.n_nationkey and n1.n_regionkey = r_regionkey
+      and r_name = 'AMERICA' and s_nationkey = n2.n_nationkey
+      and o_orderdate between date '1995-01-01' and date '1996-12-31' and p_type = 'ECONOMY ANODIZED STEEL'
+) as all_nations
+group by o_year
 order by o_year;

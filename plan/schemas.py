@@ -24,7 +24,13 @@ import unicodedata
 from typing import Any
 
 from fedsql.errors import ProgrammingError
-from planner.catalog import Schema
+Schema = tuple[tuple[str, str], ...]
+"""Ordered (column, DuckDB type) pairs."""
+
+
+def quote(name: str) -> str:
+    """A DuckDB identifier, quoted (names come from users and peers)."""
+    return '"' + name.replace('"', '""') + '"'
 
 SIMPLE_TYPES = frozenset({
     "BOOLEAN", "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER",

@@ -14,6 +14,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+SENTINEL = 1 << 62
+"""Fill for NULL partials of MIN/MAX; every encoded value must stay below 2^61."""
+VALUE_LIMIT = 1 << 61
+
+
 @dataclass(frozen=True)
 class Encoding:
     """How a plaintext value becomes a ring element (and back).
