@@ -8,7 +8,6 @@ context numbers their rounds. Only the issuer ends with a result table.
 from __future__ import annotations
 
 import io
-import json
 import os
 import time
 from typing import Callable
@@ -20,45 +19,27 @@ from executors import codec
 from executors import mpc as ops
 from executors.local_duckdb import LocalExecutor, run_over_tables
 from executors.mpc import MPC, AShare
-from executors.secure_eval import Evaluator
-from executors.secure_table import (
-    SecretTable,
-    concat_tables,
-    extreme_many,
-    nonzero_flags,
-    segmented_extreme,
-    segmented_sum,
-    segments,
-    slice_rows,
-)
 from executors.operators import SECURE_OPERATORS, SecureOperator
 from executors.operators.joins import (  # noqa: F401 - re-exported: their old home
     SORT_KEY_BITS, match_pairs, match_tags, received_pairs, tag_words,
 )
+from executors.reveal import Seat, reveal_result
+from executors.secure_table import SecretTable, max_of
 from executors.transport import Transport
 from executors.transport_errors import MessageError
 from plan.physical import (
-    GROUP_RANK,
-    AddNoise,
     AgreeTagKey,
     AgreeWidth,
     ComputeTags,
-    DistinctMark,
     FinalQuery,
-    GroupCombine,
     LocalQuery,
-    ObliviousGroup,
     PhysicalPlan,
     RevealResult,
-    SecureEval,
-    SecureFinish,
-    SecureUnion,
     SendPlain,
     ShareTable,
 )
 
 from fedsql import errors
-from plan.physical import SENTINEL
 
 Progress = Callable[[str], None]
 
@@ -238,10 +219,7 @@ class PartyRun:
                 shared.append(share)
         width = None
         if self.is_compute:
-            best = shared[0]
-            for other in shared[1:]:
-                best = extreme_many(self.mpc, [best], [other], ["max"])[0]
-            width = int(ops.reveal(self.mpc, best, None)[0])
+            width = int(ops.reveal(self.mpc, max_of(self.mpc, shared), None)[0])
             if self.me == self.plan.compute[0]:
                 for owner in members:
                     if owner not in self.plan.compute:
@@ -270,14 +248,9 @@ class PartyRun:
         shared = self._share_vector(step.party, step.id, flat, (n or 0) * total)
         if shared is None:
             return
-        table = SecretTable(n=n)
-        offset = 0
-        for name, w in layout:
-            for k in range(w):
-                key = name if w == 1 else f"{name}#{k}"
-                table.secret[key] = slice_rows(shared, offset * n, (offset + 1) * n)
-                offset += 1
-        self.secret[step.id] = table
+        words_of = iter(ops.split(shared, [n] * total))  # the flat share, one column after another
+        self.secret[step.id] = SecretTable(n=n, secret={
+            name if w == 1 else f"{name}#{k}": next(words_of) for name, w in layout for k in range(w)})
 
     def _check_memory(self, rows: int, columns: int, what: str) -> None:
         """A secret table of rows × columns costs 16 bytes per cell (two uint64 shares), and the
@@ -292,224 +265,18 @@ class PartyRun:
                 "more before the secure step, or raise the limit"
             )
 
-    def _secure_union(self, step: SecureUnion) -> None:
-        if self.is_compute:
-            self.secret[step.id] = concat_tables([self.secret[i] for i in step.inputs])
-
-    def _group_combine(self, step: GroupCombine) -> None:
-        if not self.is_compute:
-            return
-        table = self.secret[step.input]
-        key_cols = [c for c in table.secret if c.split("#")[0] in step.keys]
-        value_cols = [c.column for c in step.combine]
-        if key_cols:
-            opened_cols = key_cols + ([step.flag] if step.flag else [])
-            shuffled = ops.shuffle(self.mpc, [table.secret[c] for c in opened_cols + value_cols])
-            opened = ops.reveal_many(self.mpc, shuffled[: len(opened_cols)], None)
-            values = dict(zip(value_cols, shuffled[len(opened_cols):]))
-            if step.flag:  # rows the WHERE clause dropped form no group (sizes mode reveals the count)
-                keep = np.flatnonzero(opened.pop() != 0)
-                opened = [k[keep] for k in opened]
-                values = {c: ops.take(v, keep) for c, v in values.items()}
-            order, starts, distinct = segments(opened)
-            public = {c: np.ascontiguousarray(distinct[:, i]) for i, c in enumerate(key_cols)}
-        elif table.n == 0:  # a global aggregate over no rows is still one row
-            self.secret[step.id] = self._empty_global(step)
-            return
-        else:
-            values = {c: table.secret[c] for c in value_cols}
-            order = np.arange(table.n)
-            starts = np.zeros(1, dtype=np.int64)
-            public = {}
-        out = SecretTable(n=len(starts), public=public)
-        extremes = [c for c in step.combine if c.how in ("min", "max")]
-        for c in step.combine:
-            if c.how == "sum":
-                out.secret[c.column] = segmented_sum(values[c.column], order, starts)
-        if extremes:
-            reduced = segmented_extreme(
-                self.mpc, [values[c.column] for c in extremes], [c.how for c in extremes], order, starts, len(order)
-            )
-            out.secret.update({c.column: r for c, r in zip(extremes, reduced)})
-        self.secret[step.id] = out
-
-    def _empty_global(self, step: GroupCombine) -> SecretTable:
-        out = SecretTable(n=1)
-        zero = AShare(np.zeros(1, np.uint64), np.zeros(1, np.uint64))
-        for c in step.combine:
-            fill = {"sum": 0, "min": SENTINEL, "max": -SENTINEL}[c.how]
-            out.secret[c.column] = ops.add_public(self.mpc, zero, fill)
-        return out
-
-    def _add_noise(self, step) -> None:
-        """DP noise inside the MPC (executors/dp/mpc_noise.py): each compute party inputs its part."""
-        if self.is_compute:
-            from executors.dp.mpc_noise import add_noise
-
-            self.secret[step.id] = add_noise(self.mpc, self.plan.compute, self.secret[step.input], step.noise)
-
     def _reveal_result(self, step: RevealResult) -> None:
-        issuer = step.to
-        names: list[str] = []
-        opened_here = [c for c in step.columns if c.how not in ("key", "local_key")]
-        for col in opened_here:
-            names.append(col.source)
-            if col.how == "sum_or_null":
-                names.append(col.count + "?")
-        if step.local_keys:
-            names.append(GROUP_RANK)
-        to_open: list[AShare] = []
-        table = self.secret.get(step.input)
-        if self.is_compute:
-            counts = [table.secret[c.count] for c in step.columns if c.how == "sum_or_null"]
-            flags = iter(nonzero_flags(self.mpc, counts))
-            for col in opened_here:
-                to_open.append(table.secret[col.source])
-                if col.how == "sum_or_null":
-                    to_open.append(next(flags))
-            if step.local_keys:
-                to_open.append(table.secret[GROUP_RANK])
-        opened = self._open_to(issuer, to_open, step.id, len(names))
-        keys = self._open_secret_keys(issuer, table, step) if step.secret_keys else self._keys_to(issuer, table, step)
-        if self.me != issuer:
-            return
-        values = dict(zip(names, opened))
-        rows = self._rows_of_ranks(step.local_keys, values[GROUP_RANK].view(np.int64)) if step.local_keys else None
-        arrays, fields = [], []
-        for col in step.columns:
-            if col.how == "local_key":
-                arr = self._local_labels(self.plain[step.local_keys], col, rows)
-            elif col.how == "key":
-                words = [keys[k] for k in sorted(keys, key=_word_index) if k.split("#")[0] == col.source]
-                arr = codec.decode_words(words, col.encoding, keys[col.count] != 0)
-            elif col.how == "sum_or_null":
-                arr = codec.decode_words([values[col.source]], col.encoding, values[col.count + "?"] != 0)
-            elif col.how == "minmax":
-                raw = values[col.source].view(np.int64)
-                arr = codec.decode_words([values[col.source]], col.encoding, np.abs(raw) < (1 << 62))
-            else:
-                arr = codec.decode_words([values[col.source]], col.encoding)
-            arrays.append(arr)
-            fields.append(col.name)
-        self.plain[step.id] = pa.table(arrays, names=fields)
+        """Open the result to the issuer (executors/reveal.py); only it keeps a table."""
+        own = self.plain[step.local_keys] if step.local_keys and self.me == step.to else None
+        table = reveal_result(Seat(self.me, self.plan.compute, self.channel, self.mpc), step,
+                              self.secret.get(step.input), own)
+        if table is not None:
+            self.plain[step.id] = table
 
-    def _rows_of_ranks(self, fragment: str, ranks: np.ndarray) -> np.ndarray:
-        """For each opened group rank, a row of the issuer's own fragment carrying it; -1 for
-        rank 0 (all keys NULL, also an oblivious LEFT JOIN's unmatched rows), which may have none."""
-        own = self.plain[fragment][GROUP_RANK].to_numpy().astype(np.int64)
-        values, first = np.unique(own, return_index=True)
-        at = np.minimum(np.searchsorted(values, ranks), max(len(values) - 1, 0))
-        found = (values[at] == ranks) if len(values) else np.zeros(len(ranks), bool)
-        if not (found | (ranks == 0)).all():
-            raise MessageError("the opened group numbers do not match this party's own rows")
-        return np.where(found & (ranks != 0), first[at] if len(values) else -1, -1)
+    # -- join tags -----------------------------------------------------------------
 
-    @staticmethod
-    def _local_labels(own: pa.Table, col, rows: np.ndarray) -> pa.Array:
-        """The issuer's own group labels for the result rows (rows = -1: NULL labels)."""
-        present = rows >= 0
-        take = pa.array(np.where(present, rows, 0)) if own.num_rows else None
-        labels = own[col.source].take(take) if take is not None else pa.nulls(len(rows))
-        valid = present & (own[col.count].take(take).to_numpy() != 0) if take is not None else present
-        if take is None:
-            words = [np.zeros(len(rows), np.uint64)]
-        else:
-            width = codec.string_width(labels) if col.encoding.kind == "string" else 1
-            words = codec.encode_column(labels, col.encoding, width, col.name)
-        return codec.decode_words(words, col.encoding, valid)
-
-    def _open_to(self, issuer: str, shares: list[AShare], tag: str, count: int) -> list[np.ndarray]:
-        """Open `count` equally long shared columns to the issuer only, in one batch."""
-        if issuer in self.plan.compute:
-            if not self.is_compute:
-                return []
-            return ops.reveal_many(self.mpc, shares, issuer) or []
-        # every opened column of a result has one value per group: equal lengths
-        if self.is_compute:
-            if shares:
-                ops.reveal_to_outsider(self.mpc, ops.concat(shares), issuer, tag)
-            return []
-        if self.me == issuer and count:
-            return np.split(ops.receive_revealed(self.channel, self.plan.compute, tag), count)
-        return []
-
-    def _open_secret_keys(self, issuer: str, table: SecretTable | None, step: RevealResult) -> dict[str, np.ndarray]:
-        """Keys an oblivious GROUP BY kept secret: opened to the issuer only, with their names."""
-        tag = f"{step.id}.keys"
-        names: list[str] = []
-        if self.is_compute:
-            sources = {c.source for c in step.columns if c.how == "key"} | {c.count for c in step.columns if c.how == "key"}
-            names = sorted(c for c in table.secret if c.split("#")[0] in sources)
-            if issuer not in self.plan.compute and self.me == self.plan.compute[0]:
-                self.channel.send(issuer, tag + ".names", [np.frombuffer(json.dumps(names).encode(), dtype=np.uint8)])
-        elif self.me == issuer:
-            names = json.loads(self.channel.recv(self.plan.compute[0], tag + ".names")[0].tobytes().decode())
-        shares = [table.secret[n] for n in names] if self.is_compute else []
-        opened = self._open_to(issuer, shares, tag, len(names))
-        return dict(zip(names, opened)) if self.me == issuer else {}
-
-    def _oblivious_group(self, step) -> None:
-        if not self.is_compute:
-            return
-        table = self.secret[step.input]
-        key_cols = [c for c in table.secret if c.split("#")[0] in step.keys]
-        value_cols = [c.column for c in step.combine]
-        hows = [c.how for c in step.combine]
-        carried = [table.secret[c] for c in value_cols]
-        if step.flag:
-            carried.append(table.secret[step.flag])
-            hows.append("sum")
-        if table.n == 0:
-            empty = {c: table.secret[c] for c in key_cols + value_cols}
-            if step.mark:
-                empty[step.mark] = AShare(np.zeros(0, np.uint64), np.zeros(0, np.uint64))
-            self.secret[step.id] = SecretTable(n=0, secret=empty)
-            return
-        if step.rank:  # one narrow sort key (the owner's dense rank); the key columns ride along
-            bits = [table.n.bit_length() + 1]  # ranks are in 0..n: the plan's inputs bound them
-            (rank,), moved = ops.sort_by(self.mpc, [table.secret[step.rank]], [table.secret[c] for c in key_cols]
-                                         + carried, key_bits=bits)
-            keys, carried = moved[:len(key_cols)], moved[len(key_cols):]
-            starts = ops.segment_starts(self.mpc, [rank])
-        else:
-            keys, carried = ops.sort_by(self.mpc, [table.secret[c] for c in key_cols], carried)
-            starts = ops.segment_starts(self.mpc, keys)
-        totals = ops.segmented_scan(self.mpc, starts, carried, hows)  # a group's last row holds its total
-        one = ops.add_public(self.mpc, AShare(np.zeros(1, np.uint64), np.zeros(1, np.uint64)), 1)
-        last = ops.concat([slice_rows(starts, 1, table.n), one])
-        if step.flag:  # keep groups with at least one kept row
-            nonempty = nonzero_flags(self.mpc, [totals.pop()])[0]
-            last = ops.mul(self.mpc, last, nonempty)
-        if step.mark:  # DP partition selection decides later which groups are opened: open nothing here
-            out = SecretTable(n=table.n, secret=dict(zip(key_cols + value_cols, keys + totals)))
-            out.secret[step.mark] = last
-            self.secret[step.id] = out
-            return
-        shuffled = ops.shuffle(self.mpc, keys + totals + [last])
-        keep = np.flatnonzero(ops.reveal(self.mpc, shuffled[-1], None) != 0)
-        out = SecretTable(n=len(keep))
-        for name, col in zip(key_cols + value_cols, shuffled[:-1]):
-            out.secret[name] = ops.take(col, keep)
-        self.secret[step.id] = out
-
-    def _keys_to(self, issuer: str, table: SecretTable | None, step: RevealResult) -> dict[str, np.ndarray]:
-        """Opened group keys are public among compute parties; the issuer gets them from compute[0]."""
-        if self.is_compute:
-            keys = dict(table.public)
-            if issuer not in self.plan.compute and self.me == self.plan.compute[0]:
-                names = sorted(keys)
-                header = np.frombuffer(json.dumps(names).encode(), dtype=np.uint8)
-                self.channel.send(issuer, f"{step.id}.keys", [header] + [keys[k] for k in names])
-            return keys
-        if self.me == issuer and any(c.how == "key" for c in step.columns):
-            arrays = self.channel.recv(self.plan.compute[0], f"{step.id}.keys")
-            return dict(zip(json.loads(arrays[0].tobytes().decode()), arrays[1:]))
-        return {}
-
-
-    # -- joins -------------------------------------------------------------------
-
-    def _agree_tag_key(self, step) -> None:
+    def _agree_tag_key(self, step: AgreeTagKey) -> None:
+        """The first owner draws a fresh join tag key and sends it to the other owners only."""
         first, others = step.parties[0], step.parties[1:]
         if self.me == first:
             key = os.urandom(16)
@@ -517,98 +284,18 @@ class PartyRun:
                 self.channel.send(p, step.id, [np.frombuffer(key, dtype=np.uint8)])
             self.tag_keys[step.id] = key
         elif self.me in others:
-            (key,) = self.channel.recv(first, step.id)
-            if key.dtype != np.uint8 or key.shape != (16,):
+            arrays = self.channel.recv(first, step.id)
+            if len(arrays) != 1 or arrays[0].dtype != np.uint8 or arrays[0].shape != (16,):
                 raise MessageError(f"party '{first}' sent a malformed join tag key")
-            self.tag_keys[step.id] = key.tobytes()
+            self.tag_keys[step.id] = arrays[0].tobytes()
 
-    def _compute_tags(self, step) -> None:
+    def _compute_tags(self, step: ComputeTags) -> None:
+        """The owner appends keyed tags of its join key columns to its fragment (plaintext)."""
         if self.me != step.party:
             return
         table = self.plain[step.source]
         tags = codec.keyed_tags(self.tag_keys[step.key_from], [table[c] for c in step.columns], step.bits)
         self.plain[step.source] = table.append_column(step.out, codec.tag_column(tags))
-
-    def _distinct_mark(self, step) -> None:
-        if not self.is_compute:
-            return
-        table = self.secret[step.input]
-        # (keys, x, valid): NULL x (filled 0, valid 0) still forms its own run; the 0/1 last packs with the tie
-        sort_cols = [c for c in table.secret if c.split("#")[0] in step.keys] + [step.column] + \
-            ([step.valid] if step.valid else [])
-        if table.n == 0:
-            out = SecretTable(n=0, secret=dict(table.secret))
-            out.secret[step.out] = table.secret[step.column]
-            self.secret[step.id] = out
-            return
-        others = [c for c in table.secret if c not in sort_cols]  # other aggregates' partials ride along
-        bits = [None] * (len(sort_cols) - 1) + [2 if step.valid else None]
-        keys, carried = ops.sort_by(self.mpc, [table.secret[c] for c in sort_cols], [table.secret[c] for c in others],
-                                    key_bits=bits)
-        out = SecretTable(n=table.n, secret={**dict(zip(sort_cols, keys)), **dict(zip(others, carried))})
-        starts = ops.segment_starts(self.mpc, keys)
-        out.secret[step.out] = ops.mul(self.mpc, starts, out.secret[step.valid]) if step.valid else starts
-        self.secret[step.id] = out
-
-    def _secure_finish(self, step) -> None:
-        if not self.is_compute:
-            return
-        mpc = self.mpc
-        table = self.secret[step.input]
-        n = table.n
-        zero = AShare(np.zeros(n, np.uint64), np.zeros(n, np.uint64))
-        cols = dict(table.secret)
-        for name, values in table.public.items():  # opened keys become (trivial) shares again
-            cols[name] = ops.add_public(mpc, zero, values.astype(np.uint64))
-        counts = [p for p in step.preps if p.how == "count"]
-        for p, flag in zip(counts, nonzero_flags(mpc, [cols[p.source] for p in counts])):
-            cols[p.column + "__v"] = flag
-        for p in step.preps:
-            if p.how == "copy":
-                cols[p.column + "__v"] = cols[p.source]
-        sentinels = [p for p in step.preps if p.how == "sentinel"]
-        if sentinels and n:
-            bits = ops.compare_many(mpc, [(op, cols[p.column], bound) for p in sentinels
-                                          for op, bound in (("lt", SENTINEL), ("gt", -SENTINEL))])
-            both = ops.b2a_bit(mpc, ops.concat(bits))
-            parts = ops.split(both, [n] * (2 * len(sentinels)))
-            for i, p in enumerate(sentinels):
-                cols[p.column + "__v"] = ops.mul(mpc, parts[2 * i], parts[2 * i + 1])
-        names = list(cols)
-        if step.having is not None and n:
-            keep = Evaluator(mpc, SecretTable(n=n, secret=cols)).truth(step.having).t
-            shuffled = ops.shuffle(mpc, [cols[c] for c in names] + [keep])
-            kept = np.flatnonzero(ops.reveal(mpc, shuffled[-1], None) != 0)
-            cols = {c: ops.take(v, kept) for c, v in zip(names, shuffled[:-1])}
-            n = len(kept)
-        if step.order and n:
-            ev = Evaluator(mpc, SecretTable(n=n, secret=cols))
-            keys, desc = [], []
-            for node, descending, nulls_first in step.order:
-                value = ev.number(node)
-                valid = value.valid if value.valid is not None else ops.add_public(
-                    mpc, AShare(np.zeros(n, np.uint64), np.zeros(n, np.uint64)), 1)
-                keys.append(valid if nulls_first else ops.sub(ops.add_public(mpc, AShare(
-                    np.zeros(n, np.uint64), np.zeros(n, np.uint64)), 1), valid))
-                keys.append(value.value)
-                desc += [False, bool(descending)]
-            _, carried = ops.sort_by(mpc, keys, [cols[c] for c in names], desc)
-            cols = dict(zip(names, carried))
-        if step.limit >= 0:
-            rows = np.arange(min(n, step.offset), min(n, step.offset + step.limit))
-            cols = {c: ops.take(v, rows) for c, v in cols.items()}
-            n = len(rows)
-        self.secret[step.id] = SecretTable(n=n, secret=cols)
-
-    def _secure_eval(self, step) -> None:
-        if not self.is_compute:
-            return
-        table = self.secret[step.input]
-        out = SecretTable(n=table.n, secret=dict(table.secret), public=dict(table.public))
-        evaluator = Evaluator(self.mpc, out)  # later outputs may use earlier ones (the row flag)
-        for name, node in step.outputs:
-            out.secret[name] = evaluator.number(node).value
-        self.secret[step.id] = out
 
 
 STEPS: dict[type, Callable[[PartyRun, object], None]] = {
@@ -617,19 +304,13 @@ STEPS: dict[type, Callable[[PartyRun, object], None]] = {
     FinalQuery: PartyRun._final_query,
     AgreeWidth: PartyRun._agree_width,
     ShareTable: PartyRun._share_table,
-    SecureUnion: PartyRun._secure_union,
-    GroupCombine: PartyRun._group_combine,
-    AddNoise: PartyRun._add_noise,
     RevealResult: PartyRun._reveal_result,
-    ObliviousGroup: PartyRun._oblivious_group,
     AgreeTagKey: PartyRun._agree_tag_key,
     ComputeTags: PartyRun._compute_tags,
-    DistinctMark: PartyRun._distinct_mark,
-    SecureFinish: PartyRun._secure_finish,
-    SecureEval: PartyRun._secure_eval,
 }
-"""Step class → the interpreter's handler, for the steps that are not (yet) operators of
-executors/operators/ (SECURE_OPERATORS is looked up first)."""
+"""Step class → the interpreter's own handler: the steps that move data between parties or
+talk to the local executor. Every secure computation is an operator (SECURE_OPERATORS, looked
+up first)."""
 
 
 def received_count(arrays: list[np.ndarray], sender: str) -> int:
@@ -646,7 +327,3 @@ def received_table(arrays: list[np.ndarray], sender: str) -> pa.Table:
         return table_from_bytes(arrays[0])
     except (pa.ArrowInvalid, pa.ArrowException, OSError):
         raise MessageError(f"party '{sender}' sent a table that is not Arrow IPC") from None
-
-
-def _word_index(name: str) -> int:
-    return int(name.split("#")[1]) if "#" in name else 0

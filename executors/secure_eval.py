@@ -11,15 +11,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
 from executors import mpc as ops
 from executors.mpc import MPC, AShare
 from executors.secure_table import SecretTable
 from plan.physical import Encoding
 from plan.expressions import SNode, scale_factor
-
-U64 = np.uint64
 
 
 @dataclass
@@ -36,7 +32,7 @@ class Truth:
 
 
 def _ones(mpc: MPC, n: int) -> AShare:
-    return ops.add_public(mpc, AShare(np.zeros(n, U64), np.zeros(n, U64)), 1)
+    return ops.constant(mpc, n, 1)
 
 
 def _both_valid(mpc: MPC, a: AShare | None, b: AShare | None) -> AShare | None:
@@ -87,8 +83,7 @@ class Evaluator:
             value = self.table.secret[node.column]
             return Num(value, valid, node.encoding)
         if op == "const":
-            zero = AShare(np.zeros(self.n, U64), np.zeros(self.n, U64))
-            return Num(ops.add_public(mpc, zero, int(node.value) & 0xFFFFFFFFFFFFFFFF), None, node.encoding)
+            return Num(ops.constant(mpc, self.n, int(node.value) & 0xFFFFFFFFFFFFFFFF), None, node.encoding)
         if op in ("add", "sub"):
             a, b = self.number(node.args[0]), self.number(node.args[1])
             x, y = _align(a, b)
@@ -129,13 +124,12 @@ class Evaluator:
             a = self.number(node.args[0])
             return Num(a.valid if a.valid is not None else _ones(mpc, self.n), None, node.encoding)
         if op == "null":
-            zero = AShare(np.zeros(self.n, U64), np.zeros(self.n, U64))
+            zero = ops.zeros(self.n)
             return Num(zero, zero, node.encoding)
         if op == "isnull":
             a = self.number(node.args[0])
             if a.valid is None:
-                zero = AShare(np.zeros(self.n, U64), np.zeros(self.n, U64))
-                return Truth(zero, _ones(mpc, self.n))
+                return Truth(ops.zeros(self.n), _ones(mpc, self.n))
             return Truth(ops.sub(_ones(mpc, self.n), a.valid), a.valid)
         if op == "coalesce":
             a, b = self.number(node.args[0]), self.number(node.args[1])

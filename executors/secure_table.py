@@ -45,14 +45,7 @@ def segments(keys: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray
 
 def segmented_sum(x: AShare, order: np.ndarray, starts: np.ndarray) -> AShare:
     """Per-group sums of a shared column: local, no communication."""
-    if len(starts) == 0:
-        return ops.take(x, np.zeros(0, dtype=np.int64))
-    sorted_ = ops.take(x, order)
-    return AShare(np.add.reduceat(sorted_.a, starts), np.add.reduceat(sorted_.b, starts))
-
-
-def slice_rows(x: AShare, start: int, stop: int) -> AShare:
-    return AShare(x.a[start:stop].copy(), x.b[start:stop].copy())
+    return ops.sum_segments(ops.take(x, order), starts)
 
 
 def extreme_many(mpc: MPC, xs: list[AShare], ys: list[AShare], hows: list[str]) -> list[AShare]:
@@ -63,6 +56,14 @@ def extreme_many(mpc: MPC, xs: list[AShare], ys: list[AShare], hows: list[str]) 
     lengths = [len(x) for x in xs]
     chosen = ops.mux(mpc, ops.concat(bits), ops.concat(xs), ops.concat(ys))
     return ops.split(chosen, lengths)
+
+
+def max_of(mpc: MPC, columns: list[AShare]) -> AShare:
+    """Elementwise MAX of equally long shared columns (one comparison round batch per column)."""
+    best = columns[0]
+    for other in columns[1:]:
+        best = extreme_many(mpc, [best], [other], ["max"])[0]
+    return best
 
 
 def nonzero_flags(mpc: MPC, counts: list[AShare]) -> list[AShare]:

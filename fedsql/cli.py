@@ -1,4 +1,4 @@
-"""The `fedsql` command: node, up, demo, shell, flight, keys, audit, budget.
+"""The `fedsql` command: node, up, demo, shell, flight, keys, audit, budget, approvals.
 
 Users see one line `error: ...` for anything that goes wrong, never a
 traceback (set FEDSQL_DEBUG=1 to get one). Exit codes: 0 ok, 1 a query or
@@ -121,6 +121,38 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", metavar="CONFIG", help="federation TOML file")
     p.add_argument("--party", "-p", required=True, metavar="NAME", help="whose ledger (the data owner)")
     p.add_argument("--ledger", metavar="PATH", help="read this ledger file instead of the default")
+
+    p = sub.add_parser(
+        "approvals",
+        help="list the queries waiting for a data owner's approval, and its templates",
+        description="Print the queries held at party NAME for approval (tables with approval = \"manual\" or "
+        "\"template\"): query id, issuer, user, time, plan hash, SQL and what it reveals; then the approved "
+        "templates. Reads <config dir>/.fedsql/NAME/approvals.sqlite; safe next to a live node.",
+    )
+    p.add_argument("config", metavar="CONFIG", help="federation TOML file")
+    p.add_argument("--party", "-p", required=True, metavar="NAME", help="whose approvals (the data owner)")
+    for action, what in (("approve", "approve"), ("reject", "reject")):
+        p = sub.add_parser(
+            action,
+            help=f"{what} a query held for a data owner's approval",
+            description=f"{what.capitalize()} query QUERY_ID (or ISSUER/QUERY_ID) held at party NAME; the waiting "
+            "issuer hears of it within a second, and the decision, who made it and why go into NAME's audit log."
+            + (" With --template, queries of the same shape (other literals) from the same issuer run without "
+               "asking from then on." if action == "approve" else
+               " With --template ID instead of a query id, revoke that template."),
+        )
+        p.add_argument("config", metavar="CONFIG", help="federation TOML file")
+        p.add_argument("--party", "-p", required=True, metavar="NAME", help="whose approval (the data owner)")
+        p.add_argument("query_id", metavar="QUERY_ID", help="the held query (`fedsql approvals` lists them)"
+                       + ("" if action == "approve" else ", or a template id with --template"))
+        p.add_argument("--reason", metavar="TEXT", help="why (goes into the audit log and to the issuer)")
+        p.add_argument("--by", metavar="NAME", help="who decides (default: your login name)")
+        p.add_argument("--template", action="store_true",
+                       help="also approve the query's shape" if action == "approve" else "revoke template QUERY_ID")
+        if action == "approve":
+            p.add_argument("--expires", metavar="DURATION", help="the template expires after 3600, 90m, 12h, 7d …")
+            p.add_argument("--max-epsilon", type=float, metavar="EPS",
+                           help="the template admits DP queries spending at most EPS of this owner's budget")
 
     p = sub.add_parser(
         "audit",
@@ -264,6 +296,23 @@ def _cmd_budget(args: argparse.Namespace) -> int:
     return run_budget(args.config, args.party, args.ledger)
 
 
+def _cmd_approvals(args: argparse.Namespace) -> int:
+    from fedsql.approvals_cli import run_list
+
+    return run_list(args.config, args.party)
+
+
+def _cmd_decide(args: argparse.Namespace) -> int:
+    from fedsql import approvals_cli
+
+    if args.cmd == "reject" and args.template:
+        return approvals_cli.run_revoke(args.config, args.party, args.query_id)
+    return approvals_cli.run_decide(args.config, args.party, args.query_id, args.cmd == "approve",
+                                    reason=args.reason, by=args.by, template=args.template,
+                                    expires=getattr(args, "expires", None),
+                                    max_epsilon=getattr(args, "max_epsilon", None))
+
+
 def _cmd_audit(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -308,7 +357,7 @@ def _anchor(text: str) -> tuple[int, str]:
     return int(seq), digest
 
 
-_COMMANDS = {"keys": _cmd_keys, "audit": _cmd_audit, "budget": _cmd_budget, "node": _cmd_node, "up": _cmd_up, "demo": _cmd_demo, "shell": _cmd_shell, "flight": _cmd_flight, "user": _cmd_user}
+_COMMANDS = {"approvals": _cmd_approvals, "approve": _cmd_decide, "reject": _cmd_decide, "keys": _cmd_keys, "audit": _cmd_audit, "budget": _cmd_budget, "node": _cmd_node, "up": _cmd_up, "demo": _cmd_demo, "shell": _cmd_shell, "flight": _cmd_flight, "user": _cmd_user}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -22,6 +22,11 @@ LEVELS = ("private", "aggregate", "join_key", "group_key", "public")
 """Column levels, weakest to strongest (see docs/architecture.md §2)."""
 
 _RANK = {name: i for i, name in enumerate(LEVELS)}
+APPROVALS = ("auto", "manual", "template")
+"""How an owner authorises other parties' queries over a table (fedsql/approvals.py):
+run at once, hold each query for a decision, or run queries of an approved shape."""
+DEFAULT_APPROVAL_TIMEOUT = 86400.0
+"""Seconds a held query waits for its owner's decision by default (a working day and night)."""
 RESERVED_NAMES = {"main", "temp", "system", "information_schema", "pg_catalog", "memory"}
 SOURCE_FORMATS = {".parquet": "parquet", ".csv": "csv"}
 DATABASE_SCHEMES = ("postgresql", "sqlite", "duckdb", "flightsql")
@@ -54,6 +59,7 @@ class TableConfig:
     dp: DPPolicy | None = None  # [parties.P.tables.T.dp] (fedsql/dp_config.py, docs/dp.md)
     unique: tuple[tuple[str, ...], ...] = ()  # declared unique keys (an oblivious join's primary-key side)
     relation: str | None = None  # `table`: the relation inside a database source, e.g. "public.accounts"
+    approval: str = "auto"  # auto | manual | template: the table's own key, else its party's (fedsql/approvals.py)
 
     @property
     def is_database(self) -> bool:
@@ -103,6 +109,8 @@ class PartyConfig:
     # where COPY … TO writes (fedsql/export.py); relative to the config file; unset: .fedsql/<party>/exports
     export_directory: str | None = None
     sinks: dict[str, SinkConfig] = field(default_factory=dict)  # INSERT INTO sink.NAME (fedsql/scratch.py)
+    approval: str = "auto"  # the default of its tables (each may set its own)
+    approval_timeout_seconds: float = DEFAULT_APPROVAL_TIMEOUT  # how long a held query waits for a decision
     # the owner's web console (fedsql/console/): "host:port", served over TLS when console_tls
     console: str | None = None
     console_tls: bool = False
@@ -196,7 +204,7 @@ FEDERATION_KEYS = frozenset({"name", "compute", "deadline_seconds", "fixed_point
                              "max_rows_per_query", "max_concurrent_queries", "max_memory_mb"})
 PARTY_KEYS = frozenset({"address", "flight", "flight_password", "tables", "certificate", "certificate_sha256", "private_key",
                         "client_certificate", "client_key", "max_rows_per_query",
-                        "export_directory", "sinks", "console"})
+                        "export_directory", "sinks", "console", "approval", "approval_timeout_seconds"})
 
 
 def _check_address(path: Path, where: str, address: Any) -> str:
@@ -319,10 +327,19 @@ def _load_sink(path: Path, party: str, name: str, raw: Any) -> SinkConfig:
     return SinkConfig(name, url, kind, relation)
 
 
-def _load_table(path: Path, party: str, name: str, raw: Any) -> TableConfig:
+def _check_approval(path: Path, where: str, value: Any) -> str:
+    if value not in APPROVALS:
+        raise _err(path, where, f"unknown approval {value!r}; use one of {', '.join(map(repr, APPROVALS))} "
+                                "(docs/configuration.md#approvals)")
+    return value
+
+
+def _load_table(path: Path, party: str, name: str, raw: Any, approval: str = "auto") -> TableConfig:
     where = f"parties.{party}.tables.{name}"
     _expect(path, where, raw, dict, "a table")
-    check_known_keys(path, where, raw, {"source", "table", "columns", "grants", "dp", "format", "unique"})
+    check_known_keys(path, where, raw, {"source", "table", "columns", "grants", "dp", "format", "unique", "approval"})
+    if "approval" in raw:
+        approval = _check_approval(path, f"{where}.approval", raw["approval"])
     if "source" not in raw:
         raise _err(path, where, 'missing "source" (a .parquet or .csv path, a directory or glob of them, '
                                 'or a database URL with table = "...")')
@@ -351,7 +368,7 @@ def _load_table(path: Path, party: str, name: str, raw: Any) -> TableConfig:
         if not isinstance(cols, list) or not cols or not all(isinstance(c, str) for c in cols):
             raise _err(path, f"{where}.unique", f"expected a column name or a list of column names, got {key!r}")
         unique.append(tuple(cols))
-    return TableConfig(party, name, source, fmt, levels, grants, dp, tuple(unique), relation)
+    return TableConfig(party, name, source, fmt, levels, grants, dp, tuple(unique), relation, approval)
 
 
 def _check_limit(path: Path, where: str, value: Any) -> int:
@@ -404,9 +421,16 @@ def parse_config(text: str, path: Path) -> Federation:
             if console in (address, flight, flight_password):
                 raise _err(path, f"{where}.console", "needs a port of its own (not the node's or a Flight SQL endpoint's)")
         tables_raw = _expect(path, f"{where}.tables", praw.get("tables", {}), dict, "a table")
-        tables = {t: _load_table(path, pname, t, traw) for t, traw in tables_raw.items()}
+        approval = _check_approval(path, f"{where}.approval", praw.get("approval", "auto"))
+        tables = {t: _load_table(path, pname, t, traw, approval) for t, traw in tables_raw.items()}
         sinks_raw = _expect(path, f"{where}.sinks", praw.get("sinks", {}), dict, "a table")
-        identity: dict[str, Any] = {"sinks": {n: _load_sink(path, pname, n, r) for n, r in sinks_raw.items()}}
+        identity: dict[str, Any] = {"sinks": {n: _load_sink(path, pname, n, r) for n, r in sinks_raw.items()},
+                                    "approval": approval}
+        if "approval_timeout_seconds" in praw:
+            timeout = praw["approval_timeout_seconds"]
+            if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+                raise _err(path, f"{where}.approval_timeout_seconds", "expected a positive number of seconds")
+            identity["approval_timeout_seconds"] = float(timeout)
         for key in ("certificate", "certificate_sha256", "private_key", "client_certificate", "client_key",
                     "export_directory"):
             if key in praw:

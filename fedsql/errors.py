@@ -82,6 +82,12 @@ class BudgetExhausted(PolicyViolation):
     kind = "BudgetExhausted"
 
 
+class ApprovalRefused(PolicyViolation):
+    """A data owner did not approve the query: rejected, expired, or not approved for this plan."""
+
+    kind = "ApprovalRefused"
+
+
 class UnsupportedSql(NotSupportedError):
     kind = "UnsupportedSql"
 

@@ -26,7 +26,9 @@ from executors.runtime import PartyRun, table_to_bytes
 from executors.peer_channel import (MESSAGE_OPTIONS, Channel, Mailbox, PeerLinks, TransportError,
                                     add_peer_servicer, call_with_reconnect, key_issuer, query_key)
 from fedsql import __version__, errors, tls
+from fedsql.approval_gate import OwnerGate
 from fedsql.audit import AuditLog, audit_path, query_fields, user_field
+from fedsql.webhook import Webhook, webhook_url
 from fedsql import scalar_subqueries, set_operations
 from fedsql.config import Federation
 from fedsql.locked_duckdb import for_remote
@@ -108,6 +110,18 @@ class Node(rpc.NodeServicer):
         self.issuer_local = IssuerLocal(self)  # scratch space and catalog statements (fedsql/scratch.py)
         self._ledger = None  # DP budget ledger (fedsql/ledger.py), opened on first use
         self._ledger_lock = threading.Lock()
+        self.gate = OwnerGate(self)  # owners' approvals (fedsql/approval_gate.py)
+        self.webhook = _owners_webhook(fed, party)  # fedsql/webhook.py: None unless the owner set one
+        self._closing = threading.Event()
+        if self.gate.active:  # decisions made by `fedsql approve|reject` reach the audit chain within a second
+            threading.Thread(target=self._sweep_approvals, name=f"fedsql-{party}-approvals", daemon=True).start()
+
+    def _sweep_approvals(self) -> None:
+        while not self._closing.wait(1.0):
+            try:
+                self.gate.sweep()
+            except Exception:  # noqa: BLE001 - retried next second; the store or audit log said why
+                log.exception("approvals sweep")
 
     # -- catalog -----------------------------------------------------------------
 
@@ -192,9 +206,12 @@ class Node(rpc.NodeServicer):
 
     def _audit_safe(self, event: str, **fields) -> None:
         try:
-            self.audit.append(event, **fields)
+            entry = self.audit.append(event, **fields)
         except errors.Error:
             log.exception("audit log write failed")
+            return
+        if self.webhook is not None:
+            self.webhook.notify(event, entry)
 
     # -- client API ----------------------------------------------------------------
 
@@ -260,8 +277,9 @@ class Node(rpc.NodeServicer):
                 self._abort_everywhere(query_key(self.me, query_id), "the client went away", set(plan.participants))
 
         context.add_callback(_client_gone)
+        wait_until = time.time() + request.timeout_seconds if request.timeout_seconds else None
         worker = self.pool.submit(self._run_as_issuer, plan, sql, settings, query_id, timeout, events.put,
-                                  request.user)
+                                  request.user, wait_until)
         worker.add_done_callback(lambda _f: self._slots.release())
         yield from _progress_events(worker, events, started)
         finished.set()
@@ -343,14 +361,19 @@ class Node(rpc.NodeServicer):
             raise err from None
 
     def _run_as_issuer(self, plan, sql: str, settings: dict[str, str], query_id: str, timeout: float,
-                       progress: Callable[[str], None], user: str | None) -> tuple[pa.Table, dict, dict]:
-        """One federated query as its issuer: the `query` audit record, the run, then `done` or
-        `failed` and one log line; returns the result, its stats and the DP per-row intervals
-        (output column index → list). Ordinary queries and every set-operation branch go through here,
-        so each has the same records and names the same user."""
+                       progress: Callable[[str], None], user: str | None,
+                       wait_until: float | None = None) -> tuple[pa.Table, dict, dict]:
+        """One federated query as its issuer: the `query` audit record, the owners' approvals (held
+        until `wait_until`, the client's timeout, when given), the run, then `done` or `failed` and
+        one log line; returns the result, its stats and the DP per-row intervals (output column
+        index → list). Ordinary queries and every set-operation branch go through here, so each has
+        the same records and names the same user."""
         started = time.monotonic()
         self.audit.append("query", **query_fields(query_id, self.me, sql, plan, self.me, "issuer", user))
         try:
+            self.gate.await_approvals(plan, sql, settings, query_id, user, progress, wait_until)
+            if wait_until is not None:  # the client's timeout covers the wait and the run
+                timeout = max(0.1, min(timeout, wait_until - time.time()))
             table, stats = self._coordinate(plan, sql, settings, query_id, timeout, progress)
         except Exception as exc:  # noqa: BLE001
             err = as_fedsql_error(exc, "while running the query")
@@ -488,6 +511,7 @@ class Node(rpc.NodeServicer):
     def _abort_everywhere(self, key: str, reason: str, parties: set[str]) -> None:
         """Cancel query `key` (issuer/query id) here and at `parties`, without waiting."""
         self.mailbox.cancel(key, reason)
+        self.gate.wake(key, reason)  # an issuer still waiting for owners' approvals stops too
         for p in parties - {self.me}:
             self.pool.submit(self._send_abort, p, key, reason)
 
@@ -519,7 +543,15 @@ class Node(rpc.NodeServicer):
             context.abort(grpc.StatusCode.PERMISSION_DENIED,
                           f"party '{who}' takes no part in query {key} at '{self.me}'; abort refused")
         self.mailbox.cancel(key, request.reason or f"aborted by '{who}'")
+        if who == key_issuer(key):  # the issuer gave up: its request for approval here ends
+            self.gate.cancel(key, request.reason or f"aborted by '{who}'")
         return pb.Empty()
+
+    def Authorize(self, request, context):
+        """An issuer asks this owner to approve a query (fedsql/approval_gate.py); only the issuer
+        itself, by its node certificate, can ask in its name."""
+        self._caller(context, "party", claimed=request.issuer)
+        return self.gate.authorize(request)
 
     def Run(self, request, context):
         # the issuer is whoever holds the calling connection's certificate: no party can
@@ -551,6 +583,7 @@ class Node(rpc.NodeServicer):
                 )
             if self.me not in plan.participants:
                 raise errors.ProgrammingError(f"party '{self.me}' has no part in this plan")
+            self.gate.check_run(plan, request.issuer, request.query_id)  # bound to this plan's hash
             self._slot()
             slot = True
             self.audit.append("query", **query_fields(request.query_id, request.issuer, request.sql, plan,
@@ -605,6 +638,10 @@ class Node(rpc.NodeServicer):
             self.mailbox.cancel(query_id, reason)
 
     def close(self) -> None:
+        self._closing.set()
+        self.gate.close()
+        if self.webhook is not None:
+            self.webhook.close()
         if self._ledger is not None:
             self._ledger.close()
         self.audit.close()
@@ -612,6 +649,17 @@ class Node(rpc.NodeServicer):
         for ch in [*self._channels.values(), *self._retired]:
             ch.close()
         self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _owners_webhook(fed: Federation, party: str) -> Webhook | None:
+    from fedsql.state import state_dir
+
+    url = webhook_url(state_dir(fed.path, party), party)
+    if url is None:
+        return None
+    cfg = fed.party(party)
+    console = f"{'https' if cfg.console_tls else 'http'}://{cfg.console}" if cfg.console else None
+    return Webhook(url, party, fed.name, console)
 
 
 _DP_PASSTHROUGH = (errors.QueryCancelled, errors.QueryTimeout, errors.PartyUnavailable)

@@ -1,4 +1,4 @@
-"""DP planning (planner/passes/dp.py) and the AddNoise step (executors/dp/mpc_noise.py), without nodes."""
+"""DP planning (planner/passes/dp.py) and the AddNoise step (executors/operators/noise.py), without nodes."""
 
 from __future__ import annotations
 
@@ -183,9 +183,9 @@ def test_add_noise_inside_mpc_opens_only_noisy_values():
     value + the three parts, with the stated (1.5x central) variance."""
     from executors import mpc as ops
     from executors.dp import noise_variance
-    from executors.dp.mpc_noise import add_noise
+    from executors.operators.noise import add_noise
     from executors.secure_table import SecretTable
-    from plan.physical import NoiseSpec
+    from plan.physical import AddNoise, NoiseSpec
     from tests.mpc_harness import Federation
 
     n = 1000
@@ -194,7 +194,7 @@ def test_add_noise_inside_mpc_opens_only_noisy_values():
 
     def body(mpc):
         shared = ops.share_input(mpc, mpc.compute[0], truth if mpc.me == mpc.compute[0] else None, n)
-        noisy = add_noise(mpc, mpc.compute, SecretTable(n=n, secret={"v": shared}), (spec,))
+        noisy = add_noise(mpc, {"t": SecretTable(n=n, secret={"v": shared})}, AddNoise("z", "t", (spec,)))
         return ops.reveal(mpc, noisy.secret["v"], None)
 
     fed = Federation()

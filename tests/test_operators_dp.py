@@ -11,11 +11,7 @@ import pytest
 from executors.operators import SECURE_OPERATORS, bound_per_unit, partition_select
 from fedsql import errors
 from plan.physical import BoundPerUnit, PartitionSelect
-from tests.operator_harness import rows, run_operator
-
-
-def u64(values: list[int]) -> np.ndarray:
-    return np.array(values, dtype=np.int64).view(np.uint64)
+from tests.operator_harness import rows, run_operator, u64
 
 
 def test_bound_per_unit_keeps_each_units_first_kept_rows() -> None:

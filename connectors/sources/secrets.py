@@ -50,8 +50,9 @@ def load_passwords(state_dir: Path | None, party: str, tables: list[str]) -> dic
     return out
 
 
-def _read(path: Path) -> dict[str, object]:
-    """The [tables] of a secrets file that only its owner may read."""
+def read_secrets_file(path: Path) -> dict[str, object]:
+    """The whole secrets file, which only its owner may read: `[tables.NAME]` passwords and the
+    owner's `[webhook]` (fedsql/webhook.py)."""
     mode = path.stat().st_mode
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise ConfigError(f"{path}: other users may read this secrets file (mode {stat.S_IMODE(mode):o}); "
@@ -63,11 +64,16 @@ def _read(path: Path) -> dict[str, object]:
         line = getattr(exc, "lineno", None)
         raise ConfigError(f"{path}: not a readable TOML secrets file"
                           f"{f' (near line {line})' if line else ''}; see docs/configuration.md") from None
-    unknown = set(raw) - {"tables"}
+    unknown = set(raw) - {"tables", "webhook"}
     if unknown:
         raise ConfigError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}; "
-                          'the file holds [tables.NAME] password = "..."')
-    tables = raw.get("tables", {})
+                          'the file holds [tables.NAME] password = "..." and [webhook] url = "..."')
+    return raw
+
+
+def _read(path: Path) -> dict[str, object]:
+    """The [tables] of a secrets file."""
+    tables = read_secrets_file(path).get("tables", {})
     if not isinstance(tables, dict):
         raise ConfigError(f'{path}: expected [tables.NAME] password = "..."')
     return tables

@@ -190,6 +190,14 @@ def sum_all(x: AShare) -> AShare:
     return AShare(np.array([x.a.sum(dtype=U64)], U64), np.array([x.b.sum(dtype=U64)], U64))
 
 
+def sum_segments(x: AShare, starts: np.ndarray) -> AShare:
+    """Sums of the runs of a column that begin at the public, increasing `starts` (local): a
+    grouped SUM over rows already ordered by group. No runs give an empty column."""
+    if len(starts) == 0:
+        return zeros(0)
+    return AShare(np.add.reduceat(x.a, starts), np.add.reduceat(x.b, starts))
+
+
 # -- multiplication --------------------------------------------------------------------
 
 

@@ -60,5 +60,10 @@ def take(x, idx: np.ndarray):
     return type(x)(x.a[idx], x.b[idx])
 
 
+def slice_rows(x, start: int, stop: int):
+    """Rows start..stop-1 of a share, as a copy (so the slice does not pin the whole column)."""
+    return type(x)(x.a[start:stop].copy(), x.b[start:stop].copy())
+
+
 def zeros_like_share(cls, n: int, dtype=U64):
     return cls(np.zeros(n, dtype), np.zeros(n, dtype))

@@ -1,5 +1,5 @@
 """Secure DP operators on shares: contribution bounding after a join and partition selection
-(docs/dp.md §5.4–5.5). The noise itself is executors/dp/mpc_noise.py."""
+(docs/dp.md §5.4–5.5). The noise itself is executors/operators/noise.py."""
 
 from __future__ import annotations
 

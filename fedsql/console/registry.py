@@ -5,11 +5,9 @@ A page is a path, a title for the navigation, a GET handler and optionally a POS
 server checks the session and the CSRF token before any handler runs, and escapes nothing itself:
 handlers return `Markup` built with fedsql/console/html.py (escaped by default) or a `Reply`.
 
-Extension point: the pending-approvals page (issue #16 item 1) is meant to live in its own module,
-e.g. `fedsql/console/approvals.py`, calling `register_page(Page("/approvals", "Approvals", get,
-post=…, order=15))` at import, and to be named in `PAGE_MODULES` below. Its POST handler (approve,
-reject) gets `view.form` only after the CSRF check, and `view.user` is the logged-in account to
-record as the decision's author.
+A feature adds its page in a module of its own that calls `register_page(Page(path, title, get,
+post=…, order=…))` at import and is named in `PAGE_MODULES` (fedsql/console/approvals.py does so).
+A POST handler gets `view.form` only after the CSRF check, and `view.user` is the logged-in account.
 """
 
 from __future__ import annotations
@@ -21,8 +19,8 @@ from typing import TYPE_CHECKING, Any, Callable
 if TYPE_CHECKING:
     from fedsql.console.server import Console
 
-PAGE_MODULES: tuple[str, ...] = ("fedsql.console.pages",)
-"""Modules whose import registers pages; add "fedsql.console.approvals" here when it exists."""
+PAGE_MODULES: tuple[str, ...] = ("fedsql.console.pages", "fedsql.console.approvals")
+"""Modules whose import registers pages."""
 
 
 @dataclass

@@ -129,3 +129,38 @@ class RunReply(_message.Message):
     error: Error
     stats_json: str
     def __init__(self, ok: _Optional[bool] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., stats_json: _Optional[str] = ...) -> None: ...
+
+class AuthorizeRequest(_message.Message):
+    __slots__ = ("query_id", "issuer", "sql", "settings", "plan_hash", "user", "wait_seconds")
+    class SettingsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    QUERY_ID_FIELD_NUMBER: _ClassVar[int]
+    ISSUER_FIELD_NUMBER: _ClassVar[int]
+    SQL_FIELD_NUMBER: _ClassVar[int]
+    SETTINGS_FIELD_NUMBER: _ClassVar[int]
+    PLAN_HASH_FIELD_NUMBER: _ClassVar[int]
+    USER_FIELD_NUMBER: _ClassVar[int]
+    WAIT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    query_id: str
+    issuer: str
+    sql: str
+    settings: _containers.ScalarMap[str, str]
+    plan_hash: str
+    user: str
+    wait_seconds: float
+    def __init__(self, query_id: _Optional[str] = ..., issuer: _Optional[str] = ..., sql: _Optional[str] = ..., settings: _Optional[_Mapping[str, str]] = ..., plan_hash: _Optional[str] = ..., user: _Optional[str] = ..., wait_seconds: _Optional[float] = ...) -> None: ...
+
+class AuthorizeReply(_message.Message):
+    __slots__ = ("status", "message", "error")
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    status: str
+    message: str
+    error: Error
+    def __init__(self, status: _Optional[str] = ..., message: _Optional[str] = ..., error: _Optional[_Union[Error, _Mapping]] = ...) -> None: ...

@@ -64,6 +64,11 @@ class NodeStub:
                 request_serializer=node__pb2.CancelRequest.SerializeToString,
                 response_deserializer=node__pb2.Empty.FromString,
                 _registered_method=True)
+        self.Authorize = channel.unary_unary(
+                '/fedsql.node.Node/Authorize',
+                request_serializer=node__pb2.AuthorizeRequest.SerializeToString,
+                response_deserializer=node__pb2.AuthorizeReply.FromString,
+                _registered_method=True)
 
 
 class NodeServicer:
@@ -102,7 +107,15 @@ class NodeServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Abort(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """query_id = "<issuer>/<query id>" (the query key)
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Authorize(self, request, context):
+        """issuer -> owner whose tables need approval (fedsql/approval_gate.py); long-polled
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -139,6 +152,11 @@ def add_NodeServicer_to_server(servicer, server):
                     servicer.Abort,
                     request_deserializer=node__pb2.CancelRequest.FromString,
                     response_serializer=node__pb2.Empty.SerializeToString,
+            ),
+            'Authorize': grpc.unary_unary_rpc_method_handler(
+                    servicer.Authorize,
+                    request_deserializer=node__pb2.AuthorizeRequest.FromString,
+                    response_serializer=node__pb2.AuthorizeReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -303,6 +321,33 @@ class Node:
             '/fedsql.node.Node/Abort',
             node__pb2.CancelRequest.SerializeToString,
             node__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Authorize(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedsql.node.Node/Authorize',
+            node__pb2.AuthorizeRequest.SerializeToString,
+            node__pb2.AuthorizeReply.FromString,
             options,
             channel_credentials,
             insecure,
