@@ -345,7 +345,7 @@ class SecureJoin:
     matcher: str
     shuffle: bool  # sizes mode: shuffle both sides first, so the matcher sees only a pattern
     reveal_to: tuple[str, ...] = ()  # reveal mode: the key owners also learn the matching rows
-    kind: str = "inner"  # inner | left | semi (left rows with a match) | anti (without) | not_in (anti + NULL rules)
+    kind: str = "inner"  # inner | left | full (both sides padded) | semi (left rows with a match) | anti | not_in
     op: str = "secure_join"
 
 

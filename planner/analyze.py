@@ -197,12 +197,6 @@ def _collect_aggs(ast: exp.Select) -> list[AggCall]:
         if func == "count" and isinstance(arg, exp.Distinct):
             func, arg = "count_distinct", arg.expressions[0]
         seen[key] = AggCall(func, strip_qualifiers(arg) if arg is not None else None, key, f"a{len(seen)}")
-    distinct = {canonical(a.arg) for a in seen.values() if a.func == "count_distinct"}
-    if len(distinct) > 1:
-        raise UnsupportedSql(
-            "COUNT(DISTINCT …) over two different columns in one query is not supported yet; run them as "
-            "separate queries"
-        )
     return list(seen.values())
 
 

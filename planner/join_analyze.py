@@ -13,12 +13,14 @@ from dataclasses import dataclass, field
 
 from sqlglot import exp
 from sqlglot.optimizer.qualify_columns import qualify_columns
+from sqlglot.schema import MappingSchema
 
 from fedsql.config import Federation
 from fedsql.errors import UnknownObjectError, UnsupportedSql
 from planner.analyze import AGG_FUNCS, AggCall, _refuse_unsupported
 from planner.catalog import SchemaLookup, TableRef, resolve_table
 from planner.parse import DIALECT
+from planner.placement import aliases_of, place_fragments, site_of_condition
 
 
 @dataclass(frozen=True)
@@ -29,7 +31,7 @@ class JoinEdge:
     right: str  # alias
     left_cols: tuple[str, ...]
     right_cols: tuple[str, ...]
-    kind: str = "inner"  # inner | left (every row of `left` is kept; `right` is the LEFT JOINed table)
+    kind: str = "inner"  # inner | left (every row of `left` is kept; `right` is the LEFT JOINed table) | full
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,7 @@ class JoinBlock:
     ast: exp.Select  # qualified, tables renamed to internal names
     tables: dict[str, TableRef]  # alias → table (one party each)
     owner: dict[str, str]  # alias → party
-    local: dict[str, list[exp.Expression]]  # party → conjuncts over its own tables only
+    local: dict[str, list[exp.Expression]]  # fragment (see `site`) → conjuncts over its own tables only
     edges: list[JoinEdge]
     residual: list[exp.Expression]  # cross-party conjuncts that are not equi-joins
     group_by: list[exp.Expression]
@@ -59,14 +61,16 @@ class JoinBlock:
     uses: dict[str, set[tuple[str, str]]] = field(default_factory=dict)  # role → {(alias, column)}
     semis: list[SemiJoin] = field(default_factory=list)
     local_inner: dict[str, TableRef] = field(default_factory=dict)  # tables of same-party subqueries (in `local`)
+    site: dict[str, str] = field(default_factory=dict)  # alias → its local fragment (planner/placement.py)
 
     @property
     def parties(self) -> list[str]:
-        seen: list[str] = []
-        for alias in self.tables:
-            if self.owner[alias] not in seen:
-                seen.append(self.owner[alias])
-        return seen
+        return list(dict.fromkeys(self.owner[a] for a in self.tables))
+
+    @property
+    def sites(self) -> list[str]:
+        """The local fragments, in table order: one per connected part of a party's tables."""
+        return list(dict.fromkeys(self.site[a] for a in self.tables))
 
     @property
     def is_aggregate(self) -> bool:
@@ -77,10 +81,6 @@ def owner_of(ref: TableRef) -> str:
     """The party whose DuckDB computes a table's fragment; a federated union is a *virtual*
     party "@name" whose fragment every member computes over its own rows."""
     return f"@{ref.name}" if ref.federated else ref.owners[0]
-
-
-def aliases_of(node: exp.Expression) -> set[str]:
-    return {c.table for c in node.find_all(exp.Column) if c.table}
 
 
 def conjuncts(node: exp.Expression | None) -> list[exp.Expression]:
@@ -115,7 +115,7 @@ def _without(ast: exp.Select, conds: list[exp.Expression]) -> exp.Select:
 
 def analyze_join(ast: exp.Select, fed: Federation, schema_of: SchemaLookup,
                  derived: dict[str, TableRef] | None = None) -> JoinBlock:
-    ast = ast.copy()
+    ast = _right_as_left(ast.copy())
     semis_raw = semi_conjuncts(ast)
     _refuse_unsupported(_without(ast, semis_raw), allow_count_distinct=True)
     from_ = ast.args.get("from_") or ast.args.get("from")
@@ -151,16 +151,25 @@ def analyze_join(ast: exp.Select, fed: Federation, schema_of: SchemaLookup,
             local_inner[alias] = ref
     on_conds: list[exp.Expression] = []
     outer_joined: list[str] = []  # aliases brought in by LEFT JOIN
+    full = False  # FULL JOIN: both tables keep their unmatched rows
     for join in ast.args.get("joins") or []:
         kind = (join.side or join.kind or "").upper()
         if kind == "LEFT":
             outer_joined.append(join.this.alias_or_name)
+        elif kind == "FULL":
+            if len(ast.args["joins"]) > 1 or semis_raw or local_semis:
+                raise UnsupportedSql("a FULL JOIN across parties must join exactly two tables, without other joins "
+                                     "or IN/EXISTS subqueries; join the rest in a query of its own")
+            full = True
+            outer_joined += [from_.this.alias_or_name, join.this.alias_or_name]
         elif kind not in ("", "INNER", "CROSS"):
-            raise UnsupportedSql(f"{kind} JOIN across parties is not supported yet; use INNER or LEFT JOIN")
+            raise UnsupportedSql(f"{kind} JOIN across parties is not supported yet; use INNER, LEFT, RIGHT or FULL JOIN")
         if join.args.get("using"):
             raise UnsupportedSql("JOIN ... USING is not supported yet; write ON a.k = b.k")
-    try:
-        ast = qualify_columns(ast, schema=schema, expand_alias_refs=False)
+    _spell_columns(ast, schema)
+    try:  # the schema as spelled: sqlglot would lowercase its names but not the query's ("CustId")
+        ast = qualify_columns(ast, schema=MappingSchema(schema, dialect=DIALECT, normalize=False),
+                              expand_alias_refs=False)
     except Exception as exc:  # sqlglot raises OptimizeError for unknown/ambiguous columns
         raise UnknownObjectError(f"cannot resolve a column: {str(exc).splitlines()[0]}") from None
     left_on: dict[str, list[exp.Expression]] = {}
@@ -186,7 +195,7 @@ def analyze_join(ast: exp.Select, fed: Federation, schema_of: SchemaLookup,
             raise UnknownObjectError(
                 f"unknown table or alias '{unknown[0]}' in {cond.sql(dialect=DIALECT)}; "
                 f"the tables of this query are called: {', '.join(sorted(owner))}")
-    local: dict[str, list[exp.Expression]] = {p: [] for p in dict.fromkeys(owner.values())}
+    local: dict[str, list[exp.Expression]] = {p: [] for p in dict.fromkeys(owner.values())}  # by party, then site
     edges: list[JoinEdge] = []
     residual: list[exp.Expression] = []
     for cond in local_nodes:  # runs in its party's DuckDB, over the member tables' own names
@@ -201,14 +210,18 @@ def analyze_join(ast: exp.Select, fed: Federation, schema_of: SchemaLookup,
         local[party].append(cond)
     for alias in outer_joined:
         if sum(1 for a in owner if owner[a] == owner[alias]) > 1:
-            raise UnsupportedSql(f"LEFT JOIN of {tables[alias].name}: its party may have no other table in the query")
+            raise UnsupportedSql(f"{'FULL' if full else 'LEFT'} JOIN of {tables[alias].name}: its party may have no other "
+                                 "table in the query")
         for cond in left_on.get(alias, []):
             used = aliases_of(cond)
-            if used == {alias}:
+            if used == {alias} and not full:
                 local[owner[alias]].append(cond)  # filters the joined side before the join
             elif _is_equi(cond) and alias in used and len({owner[a] for a in used}) == 2:
                 left, right = (cond.left, cond.right) if cond.right.table == alias else (cond.right, cond.left)
-                _add_edge(edges, exp.EQ(this=left, expression=right), kind="left")
+                _add_edge(edges, exp.EQ(this=left, expression=right), kind="full" if full else "left")
+            elif full:
+                raise UnsupportedSql("a FULL JOIN's ON clause may only hold equalities between the two tables' "
+                                     "columns (a.k = b.k AND …); filter in WHERE instead")
             else:
                 raise UnsupportedSql(
                     "a LEFT JOIN's ON clause may only hold equalities with the joined table and conditions "
@@ -216,7 +229,7 @@ def analyze_join(ast: exp.Select, fed: Federation, schema_of: SchemaLookup,
                 )
     for cond in all_conds:
         parties = {owner[a] for a in aliases_of(cond)}
-        if aliases_of(cond) & set(outer_joined):
+        if aliases_of(cond) & set(outer_joined) or full:  # FULL: even a constant must see the padded rows
             residual.append(cond)  # after the outer join (NULL rows must fail it): under MPC
             continue
         if len(parties) <= 1:
@@ -238,13 +251,15 @@ def analyze_join(ast: exp.Select, fed: Federation, schema_of: SchemaLookup,
         if func == "count" and isinstance(arg, exp.Distinct):
             func, arg = "count_distinct", arg.expressions[0]
         aggs[key] = AggCall(func, arg, key, f"a{len(aggs)}")
-    if len({a.arg.sql(dialect=DIALECT) for a in aggs.values() if a.func == "count_distinct"}) > 1:
-        raise UnsupportedSql("COUNT(DISTINCT …) over two different columns in one query is not supported yet; "
-                             "run them as separate queries")
     group = ast.args.get("group")
     group_by = list(group.expressions) if group else []
-    block = JoinBlock(ast, tables, owner, local, edges, residual, group_by, list(aggs.values()), semis=semis,
-                      local_inner=local_inner)
+    site = place_fragments(list(tables), owner, local, edges, residual, group_by)
+    by_site: dict[str, list[exp.Expression]] = {s: [] for s in dict.fromkeys(site.values())}
+    for party, conds in local.items():
+        for cond in conds:
+            by_site[site_of_condition(cond, party, site)].append(cond)
+    block = JoinBlock(ast, tables, owner, by_site, edges, residual, group_by, list(aggs.values()), semis=semis,
+                      local_inner=local_inner, site=site)
     block.uses = _uses(block, all_conds + local_nodes)
     block.uses.setdefault("semi_where", set()).update(
         (c.table, c.name) for cond in local_nodes for c in cond.find_all(exp.Column) if c.table in local_inner)
@@ -254,6 +269,40 @@ def analyze_join(ast: exp.Select, fed: Federation, schema_of: SchemaLookup,
         block.uses.setdefault("semi_where", set()).update(
             (c.table, c.name) for cond in sj.conditions for c in cond.find_all(exp.Column))
     return block
+
+
+def _right_as_left(ast: exp.Select) -> exp.Select:
+    """`FROM a RIGHT JOIN b ON …` is `FROM b LEFT JOIN a ON …`: the tables swap places, the SELECT
+    list (hence the output's column order) stays as written. Only the first join can be swapped so:
+    a later RIGHT JOIN would keep the rows of one table against a join of several (not built)."""
+    from_ = ast.args.get("from_") or ast.args.get("from")
+    joins = ast.args.get("joins") or []
+    for i, join in enumerate(joins):
+        if (join.side or "").upper() != "RIGHT":
+            continue
+        if i > 0 or from_ is None:
+            raise UnsupportedSql("a RIGHT JOIN across parties must be the first join (FROM a RIGHT JOIN b ON …); "
+                                 "write the query with LEFT JOINs, the kept table first")
+        left, right = from_.this, join.this
+        from_.set("this", right.copy())
+        join.set("this", left.copy())
+        join.set("side", "LEFT")
+    return ast
+
+
+def _spell_columns(ast: exp.Expression, schema: dict[str, dict[str, str]]) -> None:
+    """Spell every column as its table's schema does. DuckDB matches column names ignoring case
+    (quoted or not), so `o.custid`, `o.CUSTID` and `o."CustId"` all name column CustId; qualification
+    and the policy lookup compare names exactly, so the query is brought to the schema's spelling."""
+    spelling: dict[str, set[str]] = {}
+    for columns in schema.values():
+        for name in columns:
+            spelling.setdefault(name.lower(), set()).add(name)
+    for col in ast.find_all(exp.Column):
+        names = spelling.get(col.name.lower(), set())
+        if len(names) == 1 and col.name not in names:
+            (name,) = names
+            col.set("this", exp.to_identifier(name, quoted=True))
 
 
 def _semi(cond: exp.Expression, outer_aliases: set[str], inner_tables: dict[str, TableRef]) -> SemiJoin:
@@ -386,12 +435,12 @@ def _is_equi(cond: exp.Expression) -> bool:
 
 def _add_edge(edges: list[JoinEdge], cond: exp.EQ, kind: str = "inner") -> None:
     left, right = cond.left, cond.right
-    if kind == "left":
+    if kind != "inner":  # an outer join's sides are fixed: `left` keeps its rows (FULL: both do)
         for i, e in enumerate(edges):
-            if (e.left, e.right, e.kind) == (left.table, right.table, "left"):
-                edges[i] = JoinEdge(e.left, e.right, e.left_cols + (left.name,), e.right_cols + (right.name,), "left")
+            if (e.left, e.right, e.kind) == (left.table, right.table, kind):
+                edges[i] = JoinEdge(e.left, e.right, e.left_cols + (left.name,), e.right_cols + (right.name,), kind)
                 return
-        edges.append(JoinEdge(left.table, right.table, (left.name,), (right.name,), "left"))
+        edges.append(JoinEdge(left.table, right.table, (left.name,), (right.name,), kind))
         return
     for i, e in enumerate(edges):
         if (e.left, e.right) == (left.table, right.table):

@@ -21,6 +21,7 @@ from planner.passes.split_aggregates import (
     AggregateSplit,
     split_aggregates,
     split_count_distinct,
+    distinct_marks,
     split_dp,
     split_dp_rows,
 )
@@ -123,7 +124,8 @@ def _union_aggregate(block: QueryBlock, issuer: str, compute, output: OutputSche
     steps: list[Step] = []
     group_by = f" GROUP BY {', '.join(split.group_sql)}" if split.group_sql else ""
     where = where_sql(block)
-    if distinct and all(a.func == "count_distinct" for a in block.aggs):  # NULL x counts nowhere: skip its rows
+    if distinct and all(a.func == "count_distinct" for a in block.aggs) and \
+            len({canonical(a.arg) for a in block.aggs}) == 1:  # NULL x counts nowhere: skip its rows
         not_null = f"({block.aggs[0].arg.sql(dialect=DIALECT)}) IS NOT NULL"
         where = f"{where} AND {not_null}" if where else f" WHERE {not_null}"
     for m in members:
@@ -143,9 +145,10 @@ def _union_aggregate(block: QueryBlock, issuer: str, compute, output: OutputSche
     steps.append(SecureUnion("u", tuple(f"s_{m.party}" for m in members)))
     keys = tuple(c.name for c in split.shares if c.role == "key")
     grouped_input = "u"
-    if distinct:  # mark the first row of every (keys, x) once, after an oblivious sort
-        steps.append(DistinctMark("dm", "u", keys, "__dx", "__dmark", "__dxv"))
-        grouped_input = "dm"
+    for i, (column, mark, valid) in enumerate(distinct_marks(split) if distinct else ()):
+        # mark the first row of every (keys, x) once, after an oblivious sort (one per distinct x)
+        steps.append(DistinctMark(f"dm{i or ''}", grouped_input, keys, column, mark, valid))
+        grouped_input = f"dm{i or ''}"
     secret_keys = oblivious and bool(keys)
     # oblivious mode: secret GROUP BY (sort + segmented scans); keys reach the issuer only
     steps.append(ObliviousGroup("g", grouped_input, keys, split.combine) if secret_keys

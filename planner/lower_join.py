@@ -23,6 +23,7 @@ from planner.catalog import from_item
 from plan.physical import SENTINEL
 from planner.encodings import clamped_encode_sql, encode_sql, key_encoding, value_encoding
 from planner.join_analyze import JoinBlock, aliases_of
+from planner.placement import SITE_MARK, party_of_site
 from planner.parse import DIALECT
 from planner.passes.finalize import final_sql, issuer_side_note
 from planner.passes.dp import interval_items
@@ -113,20 +114,21 @@ class _Fragments:
         self.block = block
         self.fixed_bits = fixed_bits
         self.dp = dp  # DPJoinRequest: its party's aggregate arguments are clamped, string keys cut
-        self.dp_party = block.owner[dp.alias] if dp is not None else None
+        self.dp_party = block.site[dp.alias] if dp is not None else None
         self.long_keys: list[str] = []  # DP party: conditions "this string key fits the fixed width"
-        self.items: dict[str, list[str]] = {p: [] for p in block.parties}
-        self.shares: dict[str, list[ShareColumn]] = {p: [] for p in block.parties}
+        self.items: dict[str, list[str]] = {p: [] for p in block.sites}
+        self.shares: dict[str, list[ShareColumn]] = {p: [] for p in block.sites}
         self.leaves: dict[str, LocalLeaf] = {}
         self.by_sql: dict[tuple[str, str, str], LocalLeaf] = {}
         self.valid: set[str] = set()  # leaves with a validity column
-        self.null_side = {e.right for e in block.edges if e.kind == "left"}  # NULL-padded by LEFT JOINs
+        self.null_side = {e.right for e in block.edges if e.kind in ("left", "full")} | {
+            e.left for e in block.edges if e.kind == "full"}  # NULL-padded by LEFT / FULL JOINs
 
     def party_of(self, node: exp.Expression) -> str | None:
         aliases = aliases_of(node)
-        parties = {self.block.owner[a] for a in aliases}
+        parties = {self.block.site[a] for a in aliases}
         if not parties:
-            return self.block.parties[0]  # a constant: any party can compute it
+            return self.block.sites[0]  # a constant: any party can compute it
         if aliases & self.null_side and not null_propagating(node):
             return None  # the owner cannot see the padding rows: IS NULL, COALESCE, CASE … run under MPC
         return parties.pop() if len(parties) == 1 else None
@@ -135,7 +137,7 @@ class _Fragments:
         tables = {}
         froms = []
         for alias, ref in self.block.tables.items():
-            if self.block.owner[alias] == party:
+            if self.block.site[alias] == party:
                 internal = f"{ref.internal_name}__{alias}"
                 tables[internal] = ref.schema
                 froms.append(f"{quote(internal)} AS {quote(alias)}")
@@ -188,7 +190,7 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
     if not block.is_aggregate:
         raise UnsupportedSql("a join across parties must aggregate its rows (COUNT/SUM/AVG/MIN/MAX) for now")
     oblivious = mode == "oblivious" or dp is not None
-    if not block.edges and len(block.parties) > 1:
+    if not block.edges and len(block.sites) > 1:
         raise UnsupportedSql("the tables of different parties need an equality join condition (a.k = b.k)")
     frags = _Fragments(block, fixed_bits, dp)
     steps: list[Step] = []
@@ -203,7 +205,7 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
     keys = []
     for g in block.group_by:
         party = frags.party_of(g)
-        if party is None and aliases_of(g) & frags.null_side and len({block.owner[a] for a in aliases_of(g)}) == 1:
+        if party is None and aliases_of(g) & frags.null_side and len({block.site[a] for a in aliases_of(g)}) == 1:
             raise UnsupportedSql(f"GROUP BY {g.sql(dialect=DIALECT)}: an expression that is not NULL for the LEFT "
                                  "JOIN's unmatched rows cannot be a group key yet; group by the column itself")
         if party is None:
@@ -225,7 +227,7 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
                 frags.items[party].append(f"{quote(alias)}.{quote(c)} AS __k{e_i}_{_ident(party)}_{j}")
     # semi-joins: the outer side's key columns go into its fragment
     for s_i, sj in enumerate(block.semis):
-        p_out = block.owner[sj.outer]
+        p_out = block.site[sj.outer]
         for j, c in enumerate(sj.outer_cols):
             frags.items[p_out].append(f"{quote(sj.outer)}.{quote(c)} AS __sk{s_i}_{j}")
         if sj.not_in:  # NOT IN: whether the outer value is NULL matters (secret, from its owner)
@@ -233,7 +235,7 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
             frags.items[p_out].append(f"CAST({valid} AS BIGINT) AS __skv{s_i}")
             frags.shares[p_out].append(ShareColumn(f"__skv{s_i}", COUNT))
     # local fragments
-    for party in block.parties:
+    for party in block.sites:
         # conjuncts() strips parentheses: an OR conjunct needs its own, or AND binds tighter
         conds = [f"({c.sql(dialect=DIALECT)})" if isinstance(c, exp.Or) else c.sql(dialect=DIALECT)
                  for c in block.local.get(party, [])]
@@ -263,7 +265,7 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
             frags.shares[party].append(ShareColumn(f"__t{e_i}", TAG))
     semi_sorted = []  # per semi-join: run it sort-based (oblivious mode, or no compute party can match tags)
     for s_i, sj in enumerate(block.semis):
-        p_out = block.owner[sj.outer]
+        p_out = block.site[sj.outer]
         owners = list(dict.fromkeys(_runners(block, p_out) + list(sj.table.owners)))
         semi_sorted.append(oblivious or all(c in owners for c in compute))
         steps.append(AgreeTagKey(f"ks{s_i}", tuple(owners)))
@@ -290,7 +292,7 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
             steps.append(ShareTable(f"ss{s_i}{suffix}", f"fs{s_i}{suffix}", m.party, inner_shares))
         if len(members) > 1:
             steps.append(SecureUnion(f"ss{s_i}", tuple(f"ss{s_i}_{m.party}" for m in members)))
-    string_parties = [p for p in block.parties if any(c.encoding.kind == "string" for c in frags.shares[p])
+    string_parties = [p for p in block.sites if any(c.encoding.kind == "string" for c in frags.shares[p])
                       and p != frags.dp_party]
     width = ""
     if string_parties:
@@ -301,7 +303,7 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
         opened.append(f"to {', '.join(learners)}: the length of the longest string key shared by "
                       f"{', '.join(string_parties)}, in 7-byte words (the width every party pads to)")
         leakage.append(opened[-1])
-    for party in block.parties:
+    for party in block.sites:
         units = _units(block, party)
         for unit, runner, _ in units:
             if party == frags.dp_party:  # string keys in a width fixed by the plan (docs/dp.md §5.4)
@@ -316,19 +318,25 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
     joined = {order[0]}
     for e_i, (edge, pa, pb) in enumerate(tree_edges):
         new = pb if pa in joined else pa
+        la, lb = _label(block, pa), _label(block, pb)
+        if (oblivious or e_i in fallback) and edge.kind == "full":
+            raise UnsupportedSql(
+                "a FULL JOIN across parties runs in 'sizes' or 'reveal' mode only (the oblivious join keeps the "
+                "unmatched rows of one side, and DP queries always join obliviously); SET fedsql.mode = 'sizes'"
+                + ("" if oblivious else ", and give the join a compute party that owns neither table"))
         if oblivious or e_i in fallback:
             pk = _dp_primary_key_side(block, edge, new == pb, e_i == 0, dp) if dp is not None else \
                 _primary_key_side(block, edge, new == pb, first=e_i == 0)
             outer = edge.kind == "left"
-            if outer and (block.owner[edge.right] != new or pk != "right"):
+            if outer and (block.site[edge.right] != new or pk != "right"):
                 raise UnsupportedSql(
-                    f"this LEFT JOIN needs the oblivious join, which keeps unmatched rows only when the joined "
+                    f"this LEFT (or RIGHT) JOIN needs the oblivious join, which keeps unmatched rows only when the joined "
                     f"table {block.tables[edge.right].name} has its join key declared unique (N:1); "
                     "use 'sizes' or 'reveal' mode, or declare the key unique")
             steps.append(ObliviousJoin(f"j{e_i}", current, f"s_{new}", f"__t{e_i}", f"__t{e_i}", pk, outer))
             unique_side = {"right": new, "left": pb if new == pa else pa}[pk]
-            opened.append(f"to {', '.join(compute)}: whether the key declared unique on {unique_side}'s side of the "
-                          f"{pa}–{pb} join repeats (one bit; a repeat fails the query)")
+            opened.append(f"to {', '.join(compute)}: whether the key declared unique on {_label(block, unique_side)}'s side of the "
+                          f"{la}–{lb} join repeats (one bit; a repeat fails the query)")
             leakage.append(opened[-1])
             current = f"j{e_i}"
             joined.add(new)
@@ -342,23 +350,23 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
         check_viewers(_key_uses(block, ((edge.left, edge.left_cols), (edge.right, edge.right_cols))),
                       issuer, viewers, mode, "join")
         steps.append(SecureJoin(f"j{e_i}", current, f"s_{new}", f"__t{e_i}", f"__t{e_i}", matcher, shuffle,
-                                () if shuffle else (pa, pb), kind=edge.kind))
+                                () if shuffle else (party_of_site(pa), party_of_site(pb)), kind=edge.kind))
         current = f"j{e_i}"
         joined.add(new)
         what = "a random permutation of" if shuffle else "the positions of"
-        leakage.append(f"to {matcher}: which rows match in {what} the {pa}–{pb} join inputs "
+        leakage.append(f"to {matcher}: which rows match in {what} the {la}–{lb} join inputs "
                        "(tags are keyed; it cannot learn key values)")
-        leakage.append(f"to {', '.join(compute)}: the number of rows of the {pa}–{pb} join")
+        leakage.append(f"to {', '.join(compute)}: the number of rows of the {la}–{lb} join")
         if shuffle:  # the matcher sends the pairs to the other compute parties
-            leakage.append(f"to {', '.join(viewers)}: the match structure of the shuffled {pa}–{pb} join inputs "
+            leakage.append(f"to {', '.join(viewers)}: the match structure of the shuffled {la}–{lb} join inputs "
                            f"on ({on}): which shuffled rows pair up, hence how many rows share each key value "
                            "(each of them needs level 'join_key' for these columns)")
         else:
-            leakage.append(f"to {', '.join(viewers)}: which rows of {pa} and {pb} matched (reveal mode), on ({on}) "
+            leakage.append(f"to {', '.join(viewers)}: which rows of {la} and {lb} matched (reveal mode), on ({on}) "
                            "(each of them needs level 'join_key' for these columns)")
     not_in_flags: list[SNode] = []
     for s_i, sj in enumerate(block.semis):
-        p_out = block.owner[sj.outer]
+        p_out = block.site[sj.outer]
         kind = "not_in" if sj.not_in else ("anti" if sj.anti else "semi")
         if sj.not_in:
             not_in_flags.append(SNode("col", column=f"__nin{s_i}", encoding=COUNT))
@@ -411,7 +419,8 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
         return tuple(steps) + tail, "result", tail_leakage + tuple(opened)
     combine: list[Combine] = []
     reveal, replacements = _key_reveals(block, keys)
-    distinct_mark = ""  # COUNT(DISTINCT x): one mark column, 1 on the first kept row of each (keys, x)
+    marks: dict[str, tuple[str, str, str]] = {}  # COUNT(DISTINCT x) per x: (mark, x, counted) columns;
+    # the mark is 1 on the first kept row of each (keys, x)
     for agg in block.aggs:
         a = f"__{agg.name}"
         node = agg_nodes[agg.key]
@@ -419,15 +428,17 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
             if node.encoding.kind not in ("int", "decimal", "date", "timestamp", "hash", "bool"):
                 raise UnsupportedSql(f"COUNT(DISTINCT …) over a {node.encoding.type} expression is not supported "
                                      "under MPC yet: its secure encoding does not keep distinct values distinct")
-            if not distinct_mark:
-                distinct_mark = a
+            arg = _canon(agg.arg)
+            if arg not in marks:
+                suffix = str(len(marks) or "")
+                marks[arg] = (a, f"__dx{suffix}", f"__dxv{suffix}")
                 counted = SNode("valid", (node,), encoding=COUNT)  # NULL x, and rows the filters drop, count nowhere
                 if flag:
                     counted = SNode("mul", (SNode("col", column=flag, encoding=COUNT), counted), encoding=COUNT)
-                outputs += [("__dx", node), ("__dxv", counted)]
+                outputs += [(marks[arg][1], node), (marks[arg][2], counted)]
                 combine.append(Combine(a, "sum"))
                 reveal.append(RevealColumn(a, "value", a, COUNT))
-            replacements[agg.key] = quote(distinct_mark)
+            replacements[agg.key] = quote(marks[arg][0])
             continue
         if agg.func == "count_star":
             outputs.append((a, flag_node or SNode("const", value=1, encoding=COUNT)))
@@ -470,19 +481,19 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
     key_cols = key_cols_of(keys)
     finish = plan_secure_finish(block.ast, tuple(reveal), replacements, _canon, "h", "g")
     local_keys = ""
-    if rank and keys[0].party == issuer:  # the issuer's own labels need not travel: it looks them up by rank
+    if rank and party_of_site(keys[0].party) == issuer:  # the issuer's own labels need not travel: by rank
         local_reveal = tuple(replace(c, how="local_key") if c.how == "key" else c for c in reveal)
         local_finish = plan_secure_finish(block.ast, local_reveal, replacements, _canon, "h", "g")
         if (local_finish is None) == (finish is None):  # else HAVING/ORDER BY needs the keys under MPC
-            local_keys, reveal, finish, key_cols = f"f_{issuer}", list(local_reveal), local_finish, (rank,)
+            local_keys, reveal, finish, key_cols = f"f_{keys[0].party}", list(local_reveal), local_finish, (rank,)
             unshared = set(key_cols_of(keys))
             steps = [replace(s, columns=tuple(c for c in s.columns if c.name not in unshared))
-                     if isinstance(s, ShareTable) and s.id == f"s_{issuer}" else s for s in steps]
+                     if isinstance(s, ShareTable) and s.id == f"s_{keys[0].party}" else s for s in steps]
     steps.append(SecureEval("e", current, tuple(outputs)))
     grouped = "e"
-    if distinct_mark:  # an oblivious sort by (keys, counted, x) marks each distinct value once
-        steps.append(DistinctMark("dm", "e", key_cols, "__dx", distinct_mark, "__dxv"))
-        grouped = "dm"
+    for i, (mark, column, counted) in enumerate(marks.values()):  # one oblivious sort by (keys, x, counted)
+        steps.append(DistinctMark(f"dm{i or ''}", grouped, key_cols, column, mark, counted))  # per distinct x
+        grouped = f"dm{i or ''}"
     if oblivious and block.group_by:
         steps.append(ObliviousGroup("g", grouped, key_cols, tuple(combine), flag, rank))
     else:
@@ -548,12 +559,12 @@ def _dp_tail(block: JoinBlock, issuer: str, compute: tuple[str, ...], output: Ou
                 SecureEval("e", "b", tuple(outputs[n_flags:]))]
     key_cols = key_cols_of(keys)
     local_keys = ""
-    if rank and keys[0].party == issuer:  # the issuer's own labels need not travel: it looks them up by rank
+    if rank and party_of_site(keys[0].party) == issuer:  # the issuer's own labels need not travel: by rank
         reveal = [replace(c, how="local_key") if c.how == "key" else c for c in reveal]
-        local_keys, key_cols = f"f_{issuer}", (rank,)
+        local_keys, key_cols = f"f_{keys[0].party}", (rank,)
         unshared = set(key_cols_of(keys))
         steps[:] = [replace(s, columns=tuple(c for c in s.columns if c.name not in unshared))
-                    if isinstance(s, ShareTable) and s.id == f"s_{issuer}" else s for s in steps]
+                    if isinstance(s, ShareTable) and s.id == f"s_{keys[0].party}" else s for s in steps]
     if sel is not None:
         tail += [ObliviousGroup("g", "e", key_cols, tuple(combine), "__keep", rank, mark="__last"),
                  AddNoise("n", "g", dp.noise),
@@ -706,8 +717,8 @@ def _primary_key_side(block: JoinBlock, edge, new_is_right: bool, first: bool) -
 def expression_type(block: JoinBlock, node: exp.Expression, fixed_bits: int = 20) -> str:
     """DuckDB type of a single-party expression of a join block (over that party's tables)."""
     frags = _Fragments(block, fixed_bits)
-    parties = {block.owner[a] for a in aliases_of(node)}
-    party = parties.pop() if len(parties) == 1 else block.parties[0]
+    parties = {block.site[a] for a in aliases_of(node)}
+    party = parties.pop() if len(parties) == 1 else block.sites[0]
     return frags._type(party, node.sql(dialect=DIALECT))
 
 
@@ -720,8 +731,8 @@ def _fragment_keeps_rows(block: JoinBlock, alias: str) -> bool:
     table of that party joins, step by step from `alias`, on its own declared unique key (N:1),
     so a key unique in `alias` stays unique in the fragment. A cross product or a 1:N local
     join would repeat it, and the oblivious PK–FK join would fail on the duplicates."""
-    party = block.owner[alias]
-    aliases = {a for a in block.tables if block.owner[a] == party}
+    party = block.site[alias]
+    aliases = {a for a in block.tables if block.site[a] == party}
     pairs = []  # (alias, column) = (alias, column) equalities of the local conditions
     for cond in block.local.get(party, []):  # conjuncts: only a top-level equality holds on every row
         left, right = (cond.this, cond.expression) if isinstance(cond, exp.EQ) else (None, None)
@@ -743,9 +754,9 @@ def _fragment_keeps_rows(block: JoinBlock, alias: str) -> bool:
 def _units(block: JoinBlock, party: str) -> list[tuple[str, str, list[tuple[str, str]]]]:
     """Who computes a fragment: (step suffix, executing party, [(alias, view)]) — one unit for a
     real party, one per member for a federated union ("@name")."""
-    aliases = [a for a in block.tables if block.owner[a] == party]
+    aliases = [a for a in block.tables if block.site[a] == party]
     if not party.startswith("@"):
-        return [(party, party, [(a, from_item(block.tables[a].members[0])) for a in aliases])]
+        return [(party, party_of_site(party), [(a, from_item(block.tables[a].members[0])) for a in aliases])]
     (alias,) = aliases
     return [(f"{_ident(party)}_{m.party}", m.party, [(alias, from_item(m))]) for m in block.tables[alias].members]
 
@@ -754,8 +765,17 @@ def _runners(block: JoinBlock, party: str) -> list[str]:
     return [runner for _, runner, _ in _units(block, party)]
 
 
+def _label(block: JoinBlock, site: str) -> str:
+    """A fragment as named in the leakage report: its party, and its tables when the party has several."""
+    if SITE_MARK not in site and not any(SITE_MARK in s and party_of_site(s) == site for s in block.sites):
+        return site
+    names = ", ".join(a for a in block.tables if block.site[a] == site)
+    return f"{party_of_site(site)} ({names})"
+
+
 def _ident(party: str) -> str:
-    return party.replace("@", "u_")
+    """A fragment name as part of an SQL identifier."""
+    return party.replace("@", "u_").replace(SITE_MARK, "_f")
 
 
 def _canon(node: exp.Expression) -> str:
@@ -776,7 +796,7 @@ def _as_block(block: JoinBlock):
 def _join_order(block: JoinBlock, first: str | None = None):
     """A spanning tree of party-to-party edges, in join order, plus leftover equalities
     (from `first`, else the first table's party)."""
-    parties = block.parties
+    parties = block.sites
     order = [first or parties[0]]
     tree = []
     extra: list[exp.Expression] = []
@@ -784,7 +804,7 @@ def _join_order(block: JoinBlock, first: str | None = None):
     while pending:
         progressed = False
         for edge in list(pending):
-            pa, pb = block.owner[edge.left], block.owner[edge.right]
+            pa, pb = block.site[edge.left], block.site[edge.right]
             if edge.kind == "left" and pb in order:
                 if pa not in order:
                     continue  # its preserved side must be joined first

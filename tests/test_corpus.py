@@ -119,6 +119,12 @@ FILTERS = ["n > 0", "amt BETWEEN -100 AND 250.5", "score < 0 OR score IS NULL", 
            "date_diff('day', day, DATE '2020-02-01') > 10", "COALESCE(n, 0) + cat > 3", "big % 3000 = 0"]
 GROUPS = ["grp", "cat", "day", "grp, cat", "cat, day", "year(day)", "upper(grp)", "cat + 1"]
 
+# several COUNT(DISTINCT …) columns: owners group by (keys, x1, x2, …), one marking sort per x
+MULTI_DISTINCT = [
+    "SELECT grp, COUNT(DISTINCT cat), COUNT(DISTINCT n), COUNT(DISTINCT note), SUM(amt), COUNT(*) FROM u GROUP BY grp",
+    "SELECT COUNT(DISTINCT cat), COUNT(DISTINCT day), COUNT(DISTINCT cat) AS again FROM u",
+    "SELECT COUNT(DISTINCT cat), COUNT(DISTINCT day) FROM u WHERE n > 1000",
+]
 QUERIES: list[str] = []
 for c in NUMERIC:
     QUERIES.append(f"SELECT COUNT({c}), SUM({c}), AVG({c}), MIN({c}), MAX({c}) FROM u")
@@ -154,6 +160,7 @@ QUERIES += [
     "SELECT grp, COUNT(DISTINCT cat) FROM u GROUP BY grp",
     "SELECT cat, COUNT(DISTINCT score) FROM u WHERE flag GROUP BY cat",
     "SELECT COUNT(DISTINCT day), COUNT(DISTINCT day) AS again FROM u",
+    *MULTI_DISTINCT,
     # COUNT(DISTINCT x) next to other aggregates: NULL x rows still count for COUNT(*) and SUM
     "SELECT COUNT(DISTINCT n), COUNT(*), COUNT(n), SUM(amt), MIN(day), MAX(score) FROM u",
     "SELECT grp, COUNT(DISTINCT cat), AVG(n), COUNT(*) FROM u GROUP BY grp",
@@ -225,6 +232,7 @@ OBLIVIOUS = [q for q in QUERIES if "GROUP BY" in q and "JOIN" not in q and "UNIO
     SUBQUERIES[1],
     SUBQUERIES[5],
     "SELECT grp, COUNT(DISTINCT cat), AVG(n), COUNT(*) FROM u GROUP BY grp",
+    MULTI_DISTINCT[0],
 ]
 
 

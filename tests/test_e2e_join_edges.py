@@ -86,6 +86,25 @@ QUERIES = [
     "SELECT COUNT(*) FROM a.dim d WHERE NOT EXISTS (SELECT 1 FROM b.nomatch f WHERE f.k = d.k)",
     "SELECT COUNT(*) FROM a.dim d WHERE d.k NOT IN (SELECT f.k FROM b.empty f)",
     "SELECT COUNT(*), COUNT(d.v), SUM(d.v) FROM c.skew s LEFT JOIN a.dim d ON s.k = d.k",
+    # RIGHT JOIN = LEFT JOIN with the sides swapped; the output keeps the written column order
+    "SELECT SUM(s.y), COUNT(*), COUNT(d.v), SUM(d.v) FROM a.dim d RIGHT JOIN c.skew s ON d.k = s.k",
+    # several COUNT(DISTINCT …) columns: one oblivious marking sort each (NULLs count nowhere)
+    "SELECT d.g, COUNT(DISTINCT f.x), COUNT(DISTINCT f.k), COUNT(*) FROM a.dim d JOIN b.allm f ON d.k = f.k "
+    "GROUP BY d.g",
+    "SELECT COUNT(DISTINCT s.y), COUNT(DISTINCT d.g), COUNT(DISTINCT s.y + d.v), SUM(d.v) "
+    "FROM a.dim d JOIN c.skew s ON d.k = s.k WHERE s.y > 0",
+]
+
+# outer joins whose unmatched rows the oblivious join cannot keep: `sizes` and `reveal` only
+OUTER_QUERIES = [
+    "SELECT d.g, COUNT(*), COUNT(f.x), SUM(f.x) FROM b.allm f RIGHT JOIN a.dim d ON f.k = d.k GROUP BY d.g",
+    "SELECT COUNT(*), COUNT(f.x), SUM(d.v) FROM b.empty f RIGHT JOIN a.dim d ON f.k = d.k",
+    "SELECT COUNT(*), COUNT(d.k), COUNT(s.k), SUM(s.y), SUM(d.v) FROM a.dim d FULL JOIN c.skew s ON d.k = s.k",
+    "SELECT SUM(s.y), d.g, COUNT(*) FROM a.dim d FULL OUTER JOIN c.skew s ON d.k = s.k GROUP BY d.g",
+    "SELECT COUNT(*), SUM(d.v), COUNT(f.x) FROM a.dim d FULL JOIN b.empty f ON d.k = f.k",
+    "SELECT COUNT(*), SUM(d.v), COUNT(f.x) FROM b.empty f FULL JOIN a.dim d ON f.k = d.k",
+    "SELECT COUNT(*), SUM(f.x), MIN(d.v) FROM b.nomatch f FULL JOIN a.dim d ON f.k = d.k WHERE d.v > 0 OR d.v IS NULL",
+    "SELECT d.g, COUNT(*), SUM(f.x), AVG(d.v) FROM a.dim d FULL JOIN b.allm f ON d.k = f.k GROUP BY d.g ORDER BY 1",
 ]
 
 
@@ -115,3 +134,32 @@ def test_join_edge_case_matches_duckdb(edgefed, sql, mode):
     cur.execute(f"SET fedsql.mode = '{mode}'")
     cur.execute(sql)
     assert_matches(cur.fetch_arrow_table(), duckdb_arrow(ref, sql), f"{mode}: {sql}")
+
+
+@pytest.mark.parametrize("mode", ["sizes", "reveal"])
+@pytest.mark.parametrize("sql", OUTER_QUERIES)
+def test_outer_join_matches_duckdb(edgefed, sql, mode):
+    conn, ref = edgefed
+    cur = conn.cursor()
+    cur.execute(f"SET fedsql.mode = '{mode}'")
+    cur.execute(sql)
+    assert_matches(cur.fetch_arrow_table(), duckdb_arrow(ref, sql), f"{mode}: {sql}")
+
+
+@pytest.mark.parametrize("mode,sql,fragment", [
+    ("oblivious", OUTER_QUERIES[2], "'sizes' or 'reveal' mode only"),
+    ("oblivious", OUTER_QUERIES[0], "needs the oblivious join"),
+    ("sizes", "SELECT COUNT(*) FROM a.dim d JOIN b.allm f ON d.k = f.k RIGHT JOIN c.skew s ON s.k = d.k",
+     "must be the first join"),
+    ("sizes", "SELECT COUNT(*) FROM a.dim d FULL JOIN b.allm f ON d.k = f.k JOIN c.skew s ON s.k = d.k",
+     "exactly two tables"),
+    ("sizes", "SELECT COUNT(*) FROM a.dim d FULL JOIN c.skew s ON d.k = s.k AND s.y > 0", "only hold equalities"),
+])
+def test_outer_joins_a_mode_cannot_run_are_refused_clearly(edgefed, mode, sql, fragment):
+    import fedsql
+
+    conn, _ = edgefed
+    cur = conn.cursor()
+    cur.execute(f"SET fedsql.mode = '{mode}'")
+    with pytest.raises(fedsql.NotSupportedError, match=fragment):
+        cur.execute(sql)

@@ -43,6 +43,19 @@ def test_secure_join_left_keeps_unmatched_rows_with_zero_padding() -> None:
     assert rows(out, ["x", "y"]) == want and n == sum(want.values())
 
 
+@pytest.mark.parametrize("left_keys", [LEFT_KEYS, []])
+def test_secure_join_full_keeps_unmatched_rows_of_both_sides(left_keys: list) -> None:
+    step = SecureJoin("j_1", "L", "R", "t", "t", matcher="c2", shuffle=True, kind="full")
+    left = tagged(left_keys, MATCH_TAG_BITS, x=list(range(1, len(left_keys) + 1)))
+    right = tagged(RIGHT_KEYS, MATCH_TAG_BITS, y=list(range(100, 107)))
+    n, out = run_operator(secure_join, step, {"L": left, "R": right})
+    pairs = plain_pairs(left_keys, RIGHT_KEYS)
+    lhit, rhit = {i for i, _ in pairs}, {j for _, j in pairs}
+    want = Counter([(i + 1, 100 + j) for i, j in pairs] + [(i + 1, 0) for i in range(len(left_keys)) if i not in lhit]
+                   + [(0, 100 + j) for j in range(7) if j not in rhit])  # NULL keys match nothing: padded
+    assert rows(out, ["x", "y"]) == want and n == sum(want.values())
+
+
 @pytest.mark.parametrize("kind", ["semi", "anti"])
 def test_secure_join_semi_and_anti(kind: str) -> None:
     step = SecureJoin("j_1", "L", "R", "t", "t", matcher="c0", shuffle=True, kind=kind)
@@ -77,6 +90,12 @@ def test_a_malformed_pairs_message_from_the_matcher_is_refused() -> None:
 
     with pytest.raises(MessageError, match="malformed join matches"):
         received_pairs([np.array([0, 9], np.int64), np.array([0, 0], np.int64)], 3, 3, "inner", "c1")
+    for kind in ("inner", "left"):  # "no left row" is a FULL JOIN's alone
+        with pytest.raises(MessageError, match="malformed join matches"):
+            received_pairs([np.array([-1], np.int64), np.array([0], np.int64)], 3, 3, kind, "c1")
+    with pytest.raises(MessageError, match="malformed join matches"):  # a pair of two padding rows
+        received_pairs([np.array([0, -1], np.int64), np.array([0, -1], np.int64)], 3, 3, "full", "c1")
+    received_pairs([np.array([0, -1], np.int64), np.array([-1, 2], np.int64)], 3, 3, "full", "c1")
 
 
 PK_KEYS = [1, 2, 3, 5, 8]

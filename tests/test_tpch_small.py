@@ -1,4 +1,5 @@
-"""Federated TPC-H at SF 0.01 over real nodes (issue #3): Q3, Q5, Q7, Q8, Q9, Q12, Q14, Q19 (`sizes`), Q10 (`oblivious`).
+"""Federated TPC-H at SF 0.01 over real nodes (issue #3): Q3, Q5, Q7, Q8, Q9, Q12, Q14, Q19 (`sizes`), Q10 (`oblivious`),
+Q8 also in `reveal` and `oblivious` (supply's part and supplier are two fragments: planner/placement.py).
 
 The same setup as `python -m benchmarks.tpch.setup` (retail / logistics / supply,
 nation and region public everywhere); each fedsql form in benchmarks/tpch/queries/
@@ -18,7 +19,8 @@ pytestmark = pytest.mark.e2e
 
 QUERIES = [(3, "sizes"), (5, "sizes"), (12, "sizes"), (14, "sizes"),
            (7, "sizes"), (8, "sizes"), (9, "sizes"), (19, "sizes"),  # standard texts: planner/rules/ rewrites them
-           (10, "oblivious")]  # Q10: seven group labels of one party (the owner's dense rank sorts them)
+           (10, "oblivious"),  # Q10: seven group labels of one party (the owner's dense rank sorts them)
+           (8, "reveal"), (8, "oblivious")]
 
 
 def _have_tpchgen() -> bool:

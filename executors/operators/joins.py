@@ -56,20 +56,19 @@ def secure_join(mpc: MPC, inputs: Mapping[str, SecretTable], step: SecureJoin, *
                 mpc.channel.send(p, tag, [li, ri])
     else:
         li, ri = received_pairs(mpc.channel.recv(step.matcher, tag), left.n,
-                                right.n if step.kind in ("inner", "left") else 0, step.kind, step.matcher)
+                                right.n if step.kind in ("inner", "left", "full") else 0, step.kind, step.matcher)
     if step.kind in ("semi", "anti", "not_in"):
         rside = {}
     check_memory(len(li), len(lside) + len(rside), "the join's output")
     out = SecretTable(n=len(li))
-    for c, v in lside.items():
-        if c not in ltag:
-            out.secret[c] = ops.take(v, li)
-    present = (ri >= 0).astype(np.uint64)  # public: 0 where a LEFT JOIN found no right row
-    rows = np.where(ri >= 0, ri, 0)
-    for c, v in rside.items():
-        if c not in rtag:
-            got = ops.take(v, rows) if len(v) else ops.zeros(len(rows))
-            out.secret[c] = ops.mul_public(got, present) if step.kind == "left" else got
+    for side, cols, tags, idx, padded in ((lside, lcols, ltag, li, step.kind == "full"),
+                                          (rside, rcols, rtag, ri, step.kind in ("left", "full"))):
+        present = (idx >= 0).astype(np.uint64)  # public: 0 where an outer join found no row on this side
+        rows = np.where(idx >= 0, idx, 0)
+        for c in cols:
+            if c in side and c not in tags:
+                got = ops.take(side[c], rows) if len(side[c]) else ops.zeros(len(rows))
+                out.secret[c] = ops.mul_public(got, present) if padded else got
     if step.kind == "not_in":
         out.secret[f"__nin{step.id[2:]}"] = not_in_rule(mpc, step, right, out)
     return out
@@ -77,14 +76,19 @@ def secure_join(mpc: MPC, inputs: Mapping[str, SecretTable], step: SecureJoin, *
 
 def _matching_rows(lwords: list[np.ndarray], rwords: list[np.ndarray], kind: str) -> tuple[np.ndarray, np.ndarray]:
     """At the matcher: the (left row, right row) pairs of a join of `kind`; right row -1 for a
-    LEFT JOIN's unmatched rows, no right rows at all for semi / anti / not_in."""
+    LEFT or FULL JOIN's unmatched left rows, left row -1 for a FULL JOIN's unmatched right rows,
+    no right rows at all for semi / anti / not_in."""
     n_left = len(lwords[0])
-    if kind in ("inner", "left"):
+    if kind in ("inner", "left", "full"):
         li, ri = match_tags(lwords, rwords)
-        if kind == "left":
+        if kind in ("left", "full"):
             lonely = np.setdiff1d(np.arange(n_left, dtype=np.int64), li)
             li = np.concatenate([li, lonely])
             ri = np.concatenate([ri, np.full(len(lonely), -1, dtype=np.int64)])
+        if kind == "full":  # and the right rows no left row matched, with left row -1
+            lonely = np.setdiff1d(np.arange(len(rwords[0]), dtype=np.int64), ri)
+            li = np.concatenate([li, np.full(len(lonely), -1, dtype=np.int64)])
+            ri = np.concatenate([ri, lonely])
         return li, ri
     distinct = np.unique(np.stack(rwords, axis=1), axis=0)  # each left row matches ~one
     hit = np.zeros(n_left, dtype=bool)
@@ -98,10 +102,12 @@ def received_pairs(arrays: list[np.ndarray], n_left: int, n_right: int, kind: st
     ok = len(arrays) == 2 and all(a.dtype == np.int64 and a.ndim == 1 for a in arrays)
     if ok:
         li, ri = arrays
-        ok = (not len(li) or (li.min() >= 0 and li.max() < n_left)) and (
+        ok = (not len(li) or (li.min() >= (-1 if kind == "full" else 0) and li.max() < n_left)) and (
             (kind in ("semi", "anti", "not_in") and len(ri) == 0)
-            or (len(ri) == len(li) and (not len(ri) or (ri.min() >= (-1 if kind == "left" else 0)
+            or (len(ri) == len(li) and (not len(ri) or (ri.min() >= (-1 if kind in ("left", "full") else 0)
                                                         and ri.max() < n_right))))
+        if ok and kind == "full" and len(li):  # no pair without any real row
+            ok = not bool(((li < 0) & (ri < 0)).any())
     if not ok:
         raise MessageError(f"party '{sender}' sent malformed join matches (wrong type, size or range)")
     return arrays[0], arrays[1]

@@ -77,17 +77,29 @@ def split_count_distinct(block: QueryBlock, types: dict[str, str], fixed_bits: i
     partials over (keys, x) add up to the partials over keys."""
     distinct = [a for a in block.aggs if a.func == "count_distinct"]
     base = split_aggregates(_without(block, distinct), types, fixed_bits)
-    arg = distinct[0].arg
-    arg_sql = arg.sql(dialect=DIALECT)
-    items = base.select_items + (f"COALESCE({distinct_value_sql(arg_sql, types[canonical(arg)])}, 0) AS __dx",
-                                 f"CAST(({arg_sql}) IS NOT NULL AS BIGINT) AS __dxv")  # NULL x: counted by none
-    shares = base.shares + (ShareColumn("__dx", COUNT, "distinct"), ShareColumn("__dxv", COUNT, "distinct"))
-    reveal = list(base.reveal) + [RevealColumn("__dmark", "value", "__dmark", COUNT)]
-    replacements = dict(base.replacements)
+    items, shares, reveal = list(base.select_items), list(base.shares), list(base.reveal)
+    group_sql, combine, replacements = list(base.group_sql), list(base.combine), dict(base.replacements)
+    args: dict[str, str] = {}  # canonical x → suffix; owners group by (keys, x1, x2, …), a sort per x marks it
     for agg in distinct:
-        replacements[agg.key] = quote("__dmark")
-    return AggregateSplit(items, base.group_sql + (arg_sql,), shares, base.combine + (Combine("__dmark", "sum"),),
-                          tuple(reveal), replacements, base.has_string_key)
+        key = canonical(agg.arg)
+        if key not in args:
+            args[key] = suffix = str(len(args) or "")
+            arg_sql = agg.arg.sql(dialect=DIALECT)
+            items += [f"COALESCE({distinct_value_sql(arg_sql, types[key])}, 0) AS __dx{suffix}",
+                      f"CAST(({arg_sql}) IS NOT NULL AS BIGINT) AS __dxv{suffix}"]  # NULL x: counted by none
+            shares += [ShareColumn(f"__dx{suffix}", COUNT, "distinct"), ShareColumn(f"__dxv{suffix}", COUNT, "distinct")]
+            reveal.append(RevealColumn(f"__dmark{suffix}", "value", f"__dmark{suffix}", COUNT))
+            group_sql.append(arg_sql)
+            combine.append(Combine(f"__dmark{suffix}", "sum"))
+        replacements[agg.key] = quote(f"__dmark{args[key]}")
+    return AggregateSplit(tuple(items), tuple(group_sql), tuple(shares), tuple(combine), tuple(reveal), replacements,
+                          base.has_string_key)
+
+
+def distinct_marks(split: AggregateSplit) -> list[tuple[str, str, str]]:
+    """(x, mark, x-is-not-NULL) columns of each COUNT(DISTINCT x) of a split, for `DistinctMark` steps."""
+    return [(c.name, c.name.replace("__dx", "__dmark", 1), c.name.replace("__dx", "__dxv", 1))
+            for c in split.shares if c.role == "distinct" and not c.name.startswith("__dxv")]
 
 
 def _without(block: QueryBlock, aggs: list) -> QueryBlock:
