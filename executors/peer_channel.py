@@ -21,12 +21,8 @@ from typing import Any, Callable
 import grpc
 
 from executors.proto import peer_pb2, peer_pb2_grpc
-from executors.transport import (  # noqa: F401 - re-exported: their old home
-    AGREE_TAG, Mailbox, MailboxTransport, decode_arrays, encode_arrays, step_name,
-)
-from executors.transport_errors import (  # noqa: F401 - re-exported: the old home of these names
-    MessageError, PeerTimeout, PeerUnavailable, QueryCancelled, TransportError,
-)
+from executors.transport import Mailbox, MailboxTransport, step_name
+from executors.transport_errors import MessageError, PeerTimeout, PeerUnavailable, TransportError
 
 MAX_MESSAGE_BYTES = 1 << 30
 MESSAGE_OPTIONS = [("grpc.max_send_message_length", MAX_MESSAGE_BYTES),

@@ -19,9 +19,6 @@ from executors import mpc as ops
 from executors.local_duckdb import LocalExecutor, run_over_tables
 from executors.mpc import MPC, AShare
 from executors.operators import SECURE_OPERATORS, SecureOperator
-from executors.operators.joins import (  # noqa: F401 - re-exported: their old home
-    SORT_KEY_BITS, match_pairs, match_tags, received_pairs, tag_words,
-)
 from executors.reveal import Seat, reveal_result
 from executors.secure_table import SecretTable, max_of
 from executors.transport import Transport

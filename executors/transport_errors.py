@@ -2,8 +2,7 @@
 
 The MPC engine (executors/mpc/) raises MessageError on a malformed peer message and
 callers catch TransportError; they must not pull in gRPC to do so (issue #18: the MPC
-engine runs on any Transport, executors/transport.py). executors/peer_channel.py
-re-exports these names, so `from executors.peer_channel import MessageError` still works.
+engine runs on any Transport, executors/transport.py); every module imports them from here.
 """
 
 from __future__ import annotations

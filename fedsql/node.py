@@ -23,8 +23,9 @@ import grpc
 from executors import netem
 from executors.local_duckdb import LocalExecutor
 from executors.runtime import PartyRun
-from executors.peer_channel import (MESSAGE_OPTIONS, Channel, Mailbox, PeerLinks, TransportError,
-                                    add_peer_servicer, call_with_reconnect, key_issuer, query_key)
+from executors.peer_channel import (MESSAGE_OPTIONS, Channel, Mailbox, PeerLinks, add_peer_servicer,
+                                    call_with_reconnect, key_issuer, query_key)
+from executors.transport_errors import TransportError
 from fedsql import __version__, errors, tls
 from fedsql.approval_gate import OwnerGate
 from fedsql.audit import AuditLog, audit_path, query_fields, user_field

@@ -14,7 +14,7 @@ from sqlglot.errors import ParseError, TokenError
 from sqlglot.tokens import TokenType
 
 from fedsql.errors import SqlSyntaxError, UnsupportedSql
-from fedsql.settings import SETTINGS, check_epsilon, check_setting  # noqa: F401 - re-exported
+from fedsql.settings import check_setting
 
 logging.getLogger("sqlglot").setLevel(logging.ERROR)
 

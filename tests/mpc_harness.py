@@ -82,7 +82,7 @@ class Federation:
         for p in self.parties:
             self.mailboxes[p].drop(qid)
         if errors:
-            from executors.peer_channel import QueryCancelled
+            from executors.transport_errors import QueryCancelled
 
             firsts = [e for e in errors.values() if not isinstance(e, QueryCancelled)] or list(errors.values())
             raise firsts[0]

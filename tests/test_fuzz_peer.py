@@ -17,16 +17,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from executors.peer_channel import (
-    Channel,
-    Mailbox,
-    MessageError,
-    PeerServicer,
-    PeerTimeout,
-    QueryCancelled,
-    decode_arrays,
-    encode_arrays,
-)
+from executors.peer_arrays import decode_arrays, encode_arrays
+from executors.peer_channel import Channel, Mailbox, PeerServicer
+from executors.transport_errors import MessageError, PeerTimeout, QueryCancelled
 
 from executors.proto import peer_pb2
 

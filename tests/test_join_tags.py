@@ -14,7 +14,7 @@ import pyarrow as pa
 from executors import codec
 from executors.mpc.sort import pack_words
 from executors.mpc.shares import AShare
-from executors.runtime import SORT_KEY_BITS, match_tags
+from executors.operators.joins import SORT_KEY_BITS, match_tags
 from plan.physical import MATCH_TAG_BITS, SORT_TAG_BITS, SORT_TAG_LOW_BITS
 
 KEY = bytes(range(16))

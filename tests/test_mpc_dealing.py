@@ -13,7 +13,7 @@ import pyarrow as pa
 import pytest
 
 from executors import mpc as ops
-from executors.peer_channel import MessageError
+from executors.transport_errors import MessageError
 from executors.runtime import PartyRun
 from plan.physical import Encoding, PhysicalPlan, ShareColumn, ShareTable, with_hash
 from tests.mpc_harness import COMPUTE, Federation

@@ -8,10 +8,9 @@ import time
 import numpy as np
 import pytest
 
-from executors.peer_channel import (
-    Channel, Mailbox, MessageError, PeerLinks, PeerTimeout, PeerUnavailable, QueryCancelled, TransportError,
-    decode_arrays, encode_arrays,
-)
+from executors.peer_arrays import decode_arrays, encode_arrays
+from executors.peer_channel import Channel, Mailbox, PeerLinks
+from executors.transport_errors import MessageError, PeerTimeout, PeerUnavailable, QueryCancelled, TransportError
 from executors.peer_arrays import MAX_ARRAYS, MAX_HEADER_BYTES
 from executors.proto import peer_pb2
 from tests.mpc_harness import Federation

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 from executors.mpc.prg import bound_key
-from executors.peer_channel import Channel, PeerTimeout
+from executors.peer_channel import Channel
+from executors.transport_errors import PeerTimeout
 from tests.mpc_harness import COMPUTE, Federation
 
 

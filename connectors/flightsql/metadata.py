@@ -13,8 +13,7 @@ from typing import Any, Iterable, Sequence
 
 import pyarrow as pa
 
-from fedsql import errors  # first: fedsql/__init__ imports connectors.dbapi (import cycle otherwise)
-from connectors.flightsql import FlightSql_pb2 as fsql  # noqa: I001
+from connectors.flightsql import FlightSql_pb2 as fsql
 from fedsql.config import Federation, TableConfig
 
 SERVER_NAME = "fedsql"
