@@ -10,26 +10,22 @@ from __future__ import annotations
 
 import os
 
-import duckdb
 import pyarrow as pa
 import pytest
 
 from fedsql import errors
 from tests import mysql_server
 from tests.adversarial.harness import running, write_config
+from tests.source_harness import COLS, UNION, error, query, reference_db, table_entry
 
 pytestmark = [pytest.mark.e2e,
               pytest.mark.skipif(mysql_server.available() is not None, reason=mysql_server.available() or "")]
 
 PASSWORD = mysql_server.READER_PASSWORD
-COLS = '{ id = "join_key", k = "group_key", x = "aggregate", d = "aggregate", f = "aggregate", b = "aggregate", g = "public" }'
 DP = '[parties.p1.tables.v.dp]\nunit = "row"\nbounds = { x = [-1000, 1000] }\nepsilon = 1e6\nmax_epsilon_per_query = 1000.0\n'
 # k compares as DuckDB does only under a binary NO PAD collation; BOOLEAN is tinyint(1) there
 TYPES = ("id BIGINT, k VARCHAR(20) COLLATE utf8mb4_nopad_bin, x BIGINT, d DECIMAL(10,2), f DOUBLE, b BOOLEAN, g INT")
 
-
-def _table(source: str, relation: str, columns: str = COLS) -> str:
-    return f'source = "{source}"\ntable = "{relation}"\ncolumns = {columns}\n'
 
 
 def _config(url: str) -> str:
@@ -37,10 +33,10 @@ def _config(url: str) -> str:
     for p in ("p1", "p2", "p3"):
         text += f'\n[parties.{p}]\naddress = "127.0.0.1:{{port{p[1]}}}"\n'
         if p == "p1":
-            text += "[parties.p1.tables.t]\n" + _table(url, "bank.t") + "[parties.p1.tables.v]\n" + _table(url, "bank.t")
+            text += "[parties.p1.tables.t]\n" + table_entry(url, "bank.t") + "[parties.p1.tables.v]\n" + table_entry(url, "bank.t")
             text += DP
-            text += "[parties.p1.tables.gone]\n" + _table(url, "bank.gone", "{}")
-            text += "[parties.p1.tables.locked]\n" + _table(url, "bank.t", '{ x = "aggregate" }')
+            text += "[parties.p1.tables.gone]\n" + table_entry(url, "bank.gone", "{}")
+            text += "[parties.p1.tables.locked]\n" + table_entry(url, "bank.t", '{ x = "aggregate" }')
         else:
             for name in ("t", "v"):
                 text += f'[parties.{p}.tables.{name}]\nsource = "{p}_t.parquet"\ncolumns = {COLS}\n'
@@ -80,32 +76,18 @@ def myfed(tmp_path_factory):
         os.environ["FEDSQL_SOURCE_PASSWORD_P1_LOCKED"] = "not-the-password"
         try:
             with running(config) as fed:
-                db = duckdb.connect()
-                for name in ("p1.t", "p2.t", "p3.t"):
-                    db.register(name.replace(".", "_"), data[name])
-                db.register("u", u)
-                db.execute("CREATE VIEW t AS SELECT * FROM p1_t UNION ALL SELECT * FROM p2_t UNION ALL SELECT * FROM p3_t")
+                db = reference_db(data, u=u)
                 yield fed, my, db
         finally:
             os.environ.pop("FEDSQL_SOURCE_PASSWORD_P1_LOCKED", None)
 
 
-def _query(fed, party: str, sql: str, settings: tuple[str, ...] = ()) -> list[tuple]:
-    with fed.connect(party) as conn:
-        cur = conn.cursor()
-        for s in settings:
-            cur.execute(s)
-        cur.execute(sql)
-        return [tuple(r) for r in cur.fetchall()]
 
-
-UNION = ("SELECT k, COUNT(*), SUM(x), SUM(d), COUNT(f), MIN(g) FROM t WHERE x > -777 AND g >= 2 "
-         "GROUP BY k ORDER BY k NULLS FIRST")
 
 
 def test_union_aggregates_with_a_mysql_party_and_pushdown(myfed):
     fed, my, db = myfed
-    assert _query(fed, "p2", UNION) == db.execute(UNION).fetchall()
+    assert query(fed, "p2", UNION) == db.execute(UNION).fetchall()
     pushed = [line for line in my.log().splitlines() if "`x` > -777" in line]
     assert pushed, "the fragment's WHERE predicate never reached MariaDB"
     assert any("GROUP BY `k`" in line and "`g` >= 2" in line and "SUM(`x`)" in line for line in pushed), pushed
@@ -115,32 +97,30 @@ def test_union_aggregates_with_a_mysql_party_and_pushdown(myfed):
 def test_cross_party_join_and_dp_over_mysql(myfed):
     fed, _, db = myfed
     sql = "SELECT a.k, COUNT(*), SUM(b.y) FROM p1.t a JOIN p2.u b ON a.id = b.id GROUP BY a.k ORDER BY a.k NULLS FIRST"
-    assert _query(fed, "p3", sql) == db.execute(sql.replace("p1.t", "p1_t").replace("p2.u", "u")).fetchall()
-    (n, s), = _query(fed, "p1", "SELECT COUNT(*) AS n, SUM(x) AS s FROM v", ("SET fedsql.epsilon = 1000",))
+    assert query(fed, "p3", sql) == db.execute(sql.replace("p1.t", "p1_t").replace("p2.u", "u")).fetchall()
+    (n, s), = query(fed, "p1", "SELECT COUNT(*) AS n, SUM(x) AS s FROM v", ("SET fedsql.epsilon = 1000",))
     (tn, ts), = db.execute("SELECT COUNT(*), SUM(x) FROM (SELECT x FROM p1_t UNION ALL SELECT "
                            "CASE WHEN x IS NOT NULL THEN LEAST(GREATEST(x, -1000), 1000) END "
                            "FROM (SELECT x FROM p2_t UNION ALL SELECT x FROM p3_t))").fetchall()
     assert abs(n - tn) <= 1 and abs(float(s) - float(ts)) <= 100
 
 
+
 def _error(fed, party: str, sql: str) -> errors.Error:
-    with pytest.raises(errors.Error) as info:
-        _query(fed, party, sql)
-    assert PASSWORD not in str(info.value)
-    return info.value
+    return error(fed, party, sql, PASSWORD)
 
 
 def test_changed_schema_is_noticed(myfed):
     fed, my, db = myfed
     want = db.execute("SELECT COUNT(d) FROM p1_t").fetchall()
-    assert _query(fed, "p2", "SELECT COUNT(d) FROM p1.t") == want
+    assert query(fed, "p2", "SELECT COUNT(d) FROM p1.t") == want
     my.sql("ALTER TABLE bank.t RENAME COLUMN d TO d_old")
     try:
         err = _error(fed, "p2", "SELECT SUM(d) FROM p1.t")
         assert "'t'" in str(err) and "schema changed" in str(err) and "d" in str(err)
     finally:
         my.sql("ALTER TABLE bank.t RENAME COLUMN d_old TO d")
-    assert _query(fed, "p2", "SELECT COUNT(d) FROM p1.t") == want
+    assert query(fed, "p2", "SELECT COUNT(d) FROM p1.t") == want
 
 
 def test_wrong_password_missing_table_and_down_are_clear(myfed):
@@ -157,10 +137,10 @@ def test_wrong_password_missing_table_and_down_are_clear(myfed):
     try:
         err = _error(fed, "p2", "SELECT COUNT(*) FROM p1.t")
         assert "'t'" in str(err) and url in str(err) and "cannot connect" in str(err)
-        assert _query(fed, "p3", "SELECT COUNT(*) FROM p2.u") == [(67,)]  # the rest still served
+        assert query(fed, "p3", "SELECT COUNT(*) FROM p2.u") == [(67,)]  # the rest still served
     finally:
         my.start()
-    assert _query(fed, "p2", "SELECT COUNT(*) FROM p1.t") == [(120,)]
+    assert query(fed, "p2", "SELECT COUNT(*) FROM p1.t") == [(120,)]
 
 
 def test_text_under_a_folding_collation_is_not_pushed(myfed, tmp_path):

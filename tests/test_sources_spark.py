@@ -15,19 +15,18 @@ import logging
 import os
 from pathlib import Path
 
-import duckdb
 import pyarrow as pa
 import pytest
 
 from fedsql import errors
 from tests import spark_server
 from tests.adversarial.harness import running, write_config
+from tests.source_harness import COLS, UNION, error, query, reference_db, table_entry
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow,
               pytest.mark.skipif(spark_server.available() is not None, reason=spark_server.available() or "")]
 
 TOKEN = spark_server.TOKEN
-COLS = '{ id = "join_key", k = "group_key", x = "aggregate", d = "aggregate", f = "aggregate", b = "aggregate", g = "public" }'
 DP = '[parties.p1.tables.v.dp]\nunit = "row"\nbounds = { x = [-1000, 1000] }\nepsilon = 1e6\nmax_epsilon_per_query = 1000.0\n'
 UTC = datetime.timezone.utc
 # p1.e: every type Spark hands over, with NULLs, negatives, zeros, duplicates and mixed-case names
@@ -45,21 +44,18 @@ EVENTS = pa.table({
 })
 
 
-def _table(source: str, relation: str, columns: str = COLS) -> str:
-    return f'source = "{source}"\ntable = "{relation}"\ncolumns = {columns}\n'
-
 
 def _config(url: str) -> str:
     text = '[federation]\nname = "sparkfed"\ncompute = ["p1", "p2", "p3"]\ndeadline_seconds = 60\n'
     for p in ("p1", "p2", "p3"):
         text += f'\n[parties.{p}]\naddress = "127.0.0.1:{{port{p[1]}}}"\n'
         if p == "p1":
-            text += "[parties.p1.tables.t]\n" + _table(url, "bank.t") + "[parties.p1.tables.v]\n" + _table(url, "bank.t")
+            text += "[parties.p1.tables.t]\n" + table_entry(url, "bank.t") + "[parties.p1.tables.v]\n" + table_entry(url, "bank.t")
             text += DP
-            text += "[parties.p1.tables.s]\n" + _table(url, "bank.s", '{ id = "join_key", z = "aggregate" }')
-            text += "[parties.p1.tables.e]\n" + _table(url, "bank.events", "{}")
-            text += "[parties.p1.tables.gone]\n" + _table(url, "bank.gone", "{}")
-            text += "[parties.p1.tables.locked]\n" + _table(url, "bank.t", '{ x = "aggregate" }')
+            text += "[parties.p1.tables.s]\n" + table_entry(url, "bank.s", '{ id = "join_key", z = "aggregate" }')
+            text += "[parties.p1.tables.e]\n" + table_entry(url, "bank.events", "{}")
+            text += "[parties.p1.tables.gone]\n" + table_entry(url, "bank.gone", "{}")
+            text += "[parties.p1.tables.locked]\n" + table_entry(url, "bank.t", '{ x = "aggregate" }')
         else:
             for name in ("t", "v"):
                 text += f'[parties.{p}.tables.{name}]\nsource = "{p}_t.parquet"\ncolumns = {COLS}\n'
@@ -93,41 +89,26 @@ def sparkfed(tmp_path_factory):
         os.environ["FEDSQL_SOURCE_PASSWORD_P1_LOCKED"] = "not-the-token"  # the environment variable route
         try:
             with running(config) as fed:
-                db = duckdb.connect()
-                for name in ("p1.t", "p2.t", "p3.t"):
-                    db.register(name.replace(".", "_"), data[name])
-                db.register("u", u)
-                db.register("events", EVENTS)
-                db.execute("CREATE VIEW t AS SELECT * FROM p1_t UNION ALL SELECT * FROM p2_t UNION ALL SELECT * FROM p3_t")
+                db = reference_db(data, u=u, events=EVENTS)
                 yield fed, spark, db
         finally:
             os.environ.pop("FEDSQL_SOURCE_PASSWORD_P1_LOCKED", None)
 
 
-def _query(fed, party: str, sql: str, settings: tuple[str, ...] = ()) -> list[tuple]:
-    with fed.connect(party) as conn:
-        cur = conn.cursor()
-        for s in settings:
-            cur.execute(s)
-        cur.execute(sql)
-        return [tuple(r) for r in cur.fetchall()]
 
-
-UNION = ("SELECT k, COUNT(*), SUM(x), SUM(d), COUNT(f), MIN(g) FROM t WHERE x > -777 AND g >= 2 "
-         "GROUP BY k ORDER BY k NULLS FIRST")
 
 
 def test_union_aggregates_with_a_spark_party(sparkfed):
     fed, _, db = sparkfed
-    assert _query(fed, "p2", UNION) == db.execute(UNION).fetchall()
+    assert query(fed, "p2", UNION) == db.execute(UNION).fetchall()
     total = "SELECT COUNT(*), SUM(x), SUM(d), COUNT(b) FROM t WHERE b"
-    assert _query(fed, "p3", total) == db.execute(total).fetchall()
+    assert query(fed, "p3", total) == db.execute(total).fetchall()
 
 
 def test_fragment_where_and_group_by_ran_in_spark(sparkfed):
     fed, spark, _ = sparkfed
     before = len(spark.statements())
-    _query(fed, "p2", UNION)
+    query(fed, "p2", UNION)
     sent = [s for s in spark.statements()[before:] if "`x` > -777" in s]
     assert sent, "the fragment's WHERE predicate never reached Spark"
     assert any("GROUP BY `k`" in s and "`g` >= 2" in s and "SUM(`x`)" in s and "`bank`.`t`" in s for s in sent), sent
@@ -141,7 +122,7 @@ def test_same_party_join_runs_inside_spark(sparkfed):
     sql = "SELECT a.k, SUM(b.z) FROM p1.t a JOIN p1.s b ON a.id = b.id WHERE b.z > 5 GROUP BY a.k ORDER BY a.k NULLS FIRST"
     want = db.execute("SELECT a.k, SUM(b.z) FROM p1_t a JOIN (VALUES (1, 10), (2, 20)) b(id, z) ON a.id = b.id "
                       "WHERE b.z > 5 GROUP BY a.k ORDER BY a.k NULLS FIRST").fetchall()
-    assert _query(fed, "p2", sql) == want
+    assert query(fed, "p2", sql) == want
     joined = [s for s in spark.statements() if "`bank`.`s` AS `b`" in s and "`b`.`z` > 5" in s]
     assert joined and all("`bank`.`t` AS `a`" in s for s in joined)  # both tables, one Spark statement
 
@@ -149,12 +130,12 @@ def test_same_party_join_runs_inside_spark(sparkfed):
 def test_cross_party_join_spark_with_parquet(sparkfed):
     fed, _, db = sparkfed
     sql = "SELECT a.k, COUNT(*), SUM(b.y) FROM p1.t a JOIN p2.u b ON a.id = b.id GROUP BY a.k ORDER BY a.k NULLS FIRST"
-    assert _query(fed, "p3", sql) == db.execute(sql.replace("p1.t", "p1_t").replace("p2.u", "u")).fetchall()
+    assert query(fed, "p3", sql) == db.execute(sql.replace("p1.t", "p1_t").replace("p2.u", "u")).fetchall()
 
 
 def test_dp_query_over_a_spark_party(sparkfed):
     fed, _, db = sparkfed
-    (n, s), = _query(fed, "p1", "SELECT COUNT(*) AS n, SUM(x) AS s FROM v", ("SET fedsql.epsilon = 1000",))
+    (n, s), = query(fed, "p1", "SELECT COUNT(*) AS n, SUM(x) AS s FROM v", ("SET fedsql.epsilon = 1000",))
     (tn, ts), = db.execute("SELECT COUNT(*), SUM(x) FROM (SELECT x FROM p1_t UNION ALL SELECT "
                            "CASE WHEN x IS NOT NULL THEN LEAST(GREATEST(x, -1000), 1000) END "
                            "FROM (SELECT x FROM p2_t UNION ALL SELECT x FROM p3_t))").fetchall()
@@ -195,11 +176,9 @@ def test_decimal_arithmetic_is_not_pushed(sparkfed, caplog):
     assert got.to_pylist() == db.execute("SELECT SUM(amount * small) AS s FROM events").to_arrow_table().to_pylist()
 
 
+
 def _error(fed, party: str, sql: str) -> errors.Error:
-    with pytest.raises(errors.Error) as info:
-        _query(fed, party, sql)
-    assert TOKEN not in str(info.value)
-    return info.value
+    return error(fed, party, sql, TOKEN)
 
 
 def test_wrong_token_and_missing_table_are_clear(sparkfed):
@@ -209,12 +188,12 @@ def test_wrong_token_and_missing_table_are_clear(sparkfed):
     assert "not-the-token" not in str(err)
     err = _error(fed, "p2", "SELECT COUNT(*) FROM p1.gone")
     assert "'gone'" in str(err) and spark.url in str(err) and "does not exist" in str(err)
-    assert _query(fed, "p2", "SELECT COUNT(*) FROM p1.t") == [(120,)]  # the rest still served
+    assert query(fed, "p2", "SELECT COUNT(*) FROM p1.t") == [(120,)]  # the rest still served
 
 
 def test_changed_schema_is_noticed(sparkfed):
     fed, spark, _ = sparkfed
-    assert _query(fed, "p2", "SELECT SUM(z) FROM p1.s") == [(30,)]
+    assert query(fed, "p2", "SELECT SUM(z) FROM p1.s") == [(30,)]
     session = spark.session()
     try:
         session.sql("ALTER TABLE bank.s RENAME TO bank.s_old")
@@ -225,7 +204,7 @@ def test_changed_schema_is_noticed(sparkfed):
         session.sql("DROP TABLE IF EXISTS bank.s")
         session.sql("ALTER TABLE bank.s_old RENAME TO bank.s")
         session.stop()
-    assert _query(fed, "p2", "SELECT SUM(z) FROM p1.s") == [(30,)]
+    assert query(fed, "p2", "SELECT SUM(z) FROM p1.s") == [(30,)]
 
 
 def test_a_failing_statement_leaks_no_value_into_logs_or_errors(sparkfed, capfd, caplog):
@@ -243,8 +222,8 @@ def test_a_failing_statement_leaks_no_value_into_logs_or_errors(sparkfed, capfd,
 
 def test_token_never_in_logs_audit_explain_or_describe(sparkfed):
     fed, spark, _ = sparkfed
-    _query(fed, "p2", UNION)
-    plan = _query(fed, "p2", "EXPLAIN SELECT COUNT(*) FROM p1.t WHERE x > 1")
+    query(fed, "p2", UNION)
+    plan = query(fed, "p2", "EXPLAIN SELECT COUNT(*) FROM p1.t WHERE x > 1")
     from fedsql.proto import node_pb2 as pb
 
     reply = fed.stub("p2", "p1").Describe(pb.DescribeRequest(tables=["t", "locked", "gone"]), timeout=30)
@@ -272,5 +251,5 @@ def test_source_down_is_clear_and_the_node_keeps_serving(sparkfed):
     spark.stop()  # the last test: the server does not come back
     err = _error(fed, "p2", "SELECT COUNT(*) FROM p1.t")
     assert "p1" in str(err) and "'t'" in str(err) and spark.url in str(err) and "cannot connect" in str(err)
-    assert _query(fed, "p3", "SELECT COUNT(*) FROM p2.u") == [(67,)]  # the federation still serves
+    assert query(fed, "p3", "SELECT COUNT(*) FROM p2.u") == [(67,)]  # the federation still serves
     assert Path(spark.root).exists()

@@ -23,18 +23,15 @@ import pytest
 from fedsql import errors
 from tests import pg_server
 from tests.adversarial.harness import running, write_config
+from tests.source_harness import UNION, error, query, reference_db, table_entry
 
 pytestmark = [pytest.mark.e2e,
               pytest.mark.skipif(pg_server.available() is not None, reason=pg_server.available() or "")]
 
 PASSWORD = pg_server.READER_PASSWORD
-COLS = '{ id = "join_key", k = "group_key", x = "aggregate", d = "aggregate", f = "aggregate", b = "aggregate", g = "public" }'
 DP = '\n[parties.{p}.tables.v.dp]\nunit = "row"\nbounds = {{ x = [-1000, 1000] }}\nepsilon = 1e6\nmax_epsilon_per_query = 1000.0\n'
 TYPES = "id bigint, k text, x bigint, d numeric(10,2), f double precision, b boolean, g integer"
 
-
-def _table(source: str, relation: str, columns: str = COLS) -> str:
-    return f'source = "{source}"\ntable = "{relation}"\ncolumns = {columns}\n'
 
 
 def _config(pg: pg_server.Server, d: Path) -> str:
@@ -43,13 +40,13 @@ def _config(pg: pg_server.Server, d: Path) -> str:
     text = '[federation]\nname = "srcfed"\ncompute = ["p1", "p2", "p3"]\ndeadline_seconds = 60\n'
     for p, src, rel in (("p1", bank, "public.t"), ("p2", lite, "t"), ("p3", duck, "main.t")):
         text += f'\n[parties.{p}]\naddress = "127.0.0.1:{{port{p[1]}}}"\n'
-        text += f"[parties.{p}.tables.t]\n" + _table(src, rel) + f"[parties.{p}.tables.v]\n" + _table(src, rel)
+        text += f"[parties.{p}.tables.t]\n" + table_entry(src, rel) + f"[parties.{p}.tables.v]\n" + table_entry(src, rel)
         text += DP.format(p=p)
-    text += "[parties.p1.tables.s]\n" + _table(bank, "public.s", '{ id = "join_key", z = "aggregate" }')
-    text += "[parties.p1.tables.gone]\n" + _table(bank, "public.gone", "{}")
-    text += "[parties.p1.tables.locked]\n" + _table(bank, "public.t", '{ x = "aggregate" }')
+    text += "[parties.p1.tables.s]\n" + table_entry(bank, "public.s", '{ id = "join_key", z = "aggregate" }')
+    text += "[parties.p1.tables.gone]\n" + table_entry(bank, "public.gone", "{}")
+    text += "[parties.p1.tables.locked]\n" + table_entry(bank, "public.t", '{ x = "aggregate" }')
     text += '[parties.p1.tables.w]\nsource = "w.parquet"\ncolumns = { x = "aggregate" }\n'
-    text += "[parties.p2.tables.u]\n" + _table(lite, "u", '{ id = "join_key", y = "aggregate" }')
+    text += "[parties.p2.tables.u]\n" + table_entry(lite, "u", '{ id = "join_key", y = "aggregate" }')
     text += '\n[federated.t]\nunion = ["p1.t", "p2.t", "p3.t"]\n[federated.v]\nunion = ["p1.v", "p2.v", "p3.v"]\n'
     return text.replace("{", "{{").replace("}", "}}").replace("{{port", "{port").replace("}}\"", "}\"")
 
@@ -104,41 +101,27 @@ def srcfed(tmp_path_factory):
         os.environ["FEDSQL_SOURCE_PASSWORD_P1_LOCKED"] = "not-the-password"  # the environment variable route
         try:
             with running(config) as fed:
-                db = duckdb.connect()
-                for name in ("p1.t", "p2.t", "p3.t"):
-                    db.register(name.replace(".", "_"), data[name])
-                db.register("u", u)
-                db.execute("CREATE VIEW t AS SELECT * FROM p1_t UNION ALL SELECT * FROM p2_t UNION ALL SELECT * FROM p3_t")
+                db = reference_db(data, u=u)
                 yield fed, pg, db
         finally:
             os.environ.pop("FEDSQL_SOURCE_PASSWORD_P1_LOCKED", None)
 
 
-def _query(fed, party: str, sql: str, settings: tuple[str, ...] = ()) -> list[tuple]:
-    with fed.connect(party) as conn:
-        cur = conn.cursor()
-        for s in settings:
-            cur.execute(s)
-        cur.execute(sql)
-        return [tuple(r) for r in cur.fetchall()]
 
-
-UNION = ("SELECT k, COUNT(*), SUM(x), SUM(d), COUNT(f), MIN(g) FROM t WHERE x > -777 AND g >= 2 "
-         "GROUP BY k ORDER BY k NULLS FIRST")
 
 
 def test_union_aggregates_over_three_kinds_of_source(srcfed):
     fed, _, db = srcfed
-    assert _query(fed, "p2", UNION) == db.execute(UNION).fetchall()
+    assert query(fed, "p2", UNION) == db.execute(UNION).fetchall()
     own = "SELECT k, COUNT(*), SUM(d) FROM p1.t WHERE g >= 2 GROUP BY k ORDER BY k NULLS FIRST"  # the owner itself
-    assert _query(fed, "p1", own) == db.execute(own.replace("p1.t", "p1_t")).fetchall()
+    assert query(fed, "p1", own) == db.execute(own.replace("p1.t", "p1_t")).fetchall()
     total = "SELECT COUNT(*), SUM(x), SUM(d), COUNT(b) FROM t WHERE b"
-    assert _query(fed, "p3", total) == db.execute(total).fetchall()
+    assert query(fed, "p3", total) == db.execute(total).fetchall()
 
 
 def test_fragment_where_and_group_by_reach_postgresql(srcfed):
     fed, pg, _ = srcfed
-    _query(fed, "p2", UNION)
+    query(fed, "p2", UNION)
     pushed = [line for line in pg.log().splitlines() if '"x" > -777' in line]
     assert pushed, "the fragment's WHERE predicate never reached PostgreSQL"
     assert any('GROUP BY "k"' in line and '"g" >= 2' in line and 'SUM("x")' in line for line in pushed), pushed
@@ -150,7 +133,7 @@ def test_same_party_join_runs_inside_postgresql(srcfed):
     sql = "SELECT a.k, SUM(b.z) FROM p1.t a JOIN p1.s b ON a.id = b.id WHERE b.z > 5 GROUP BY a.k ORDER BY a.k NULLS FIRST"
     want = db.execute("SELECT a.k, SUM(b.z) FROM p1_t a JOIN (VALUES (1, 10), (2, 20)) b(id, z) ON a.id = b.id "
                       "WHERE b.z > 5 GROUP BY a.k ORDER BY a.k NULLS FIRST").fetchall()
-    assert _query(fed, "p2", sql) == want
+    assert query(fed, "p2", sql) == want
     joined = [line for line in pg.log().splitlines() if '"public"."s" AS "b"' in line and '"b"."z" > 5' in line]
     assert joined and all('"public"."t" AS "a"' in line for line in joined)  # both tables, one statement
 
@@ -172,12 +155,12 @@ def test_cross_party_join_postgresql_with_sqlite(srcfed):
     fed, _, db = srcfed
     sql = "SELECT a.k, COUNT(*), SUM(b.y) FROM p1.t a JOIN p2.u b ON a.id = b.id GROUP BY a.k ORDER BY a.k NULLS FIRST"
     ref = sql.replace("p1.t", "p1_t").replace("p2.u", "u")
-    assert _query(fed, "p3", sql) == db.execute(ref).fetchall()
+    assert query(fed, "p3", sql) == db.execute(ref).fetchall()
 
 
 def test_dp_query_over_sources(srcfed):
     fed, _, db = srcfed
-    (n, s), = _query(fed, "p1", "SELECT COUNT(*) AS n, SUM(x) AS s FROM v", ("SET fedsql.epsilon = 1000",))
+    (n, s), = query(fed, "p1", "SELECT COUNT(*) AS n, SUM(x) AS s FROM v", ("SET fedsql.epsilon = 1000",))
     # the truth the DP plan estimates: p1's own rows as they are, the others' x clamped to the
     # bounds as the planner clamps (a NULL stays NULL and is skipped by SUM, as in plain SQL)
     (tn, ts), = db.execute("SELECT COUNT(*), SUM(x) FROM (SELECT x FROM p1_t UNION ALL SELECT "
@@ -187,11 +170,9 @@ def test_dp_query_over_sources(srcfed):
     assert abs(n - tn) <= 1 and abs(float(s) - float(ts)) <= 100
 
 
+
 def _error(fed, party: str, sql: str) -> errors.Error:
-    with pytest.raises(errors.Error) as info:
-        _query(fed, party, sql)
-    assert PASSWORD not in str(info.value)
-    return info.value
+    return error(fed, party, sql, PASSWORD)
 
 
 def test_wrong_password_and_missing_table_are_clear(srcfed):
@@ -202,25 +183,25 @@ def test_wrong_password_and_missing_table_are_clear(srcfed):
     assert "not-the-password" not in str(err)
     err = _error(fed, "p2", "SELECT COUNT(*) FROM p1.gone")
     assert "'gone'" in str(err) and url in str(err) and "does not exist" in str(err)
-    assert _query(fed, "p2", "SELECT COUNT(*) FROM p1.t") == [(120,)]  # the rest still served
+    assert query(fed, "p2", "SELECT COUNT(*) FROM p1.t") == [(120,)]  # the rest still served
 
 
 def test_changed_schema_is_noticed(srcfed):
     fed, pg, _ = srcfed
-    assert _query(fed, "p2", "SELECT SUM(z) FROM p1.s") == [(30,)]
+    assert query(fed, "p2", "SELECT SUM(z) FROM p1.s") == [(30,)]
     pg.psql("ALTER TABLE s RENAME COLUMN z TO z_old", "bank")
     try:
         err = _error(fed, "p2", "SELECT SUM(z) FROM p1.s")
         assert "'s'" in str(err) and "schema changed" in str(err) and "z" in str(err)
     finally:
         pg.psql("ALTER TABLE s RENAME COLUMN z_old TO z", "bank")
-    assert _query(fed, "p2", "SELECT SUM(z) FROM p1.s") == [(30,)]
+    assert query(fed, "p2", "SELECT SUM(z) FROM p1.s") == [(30,)]
 
 
 def test_password_never_in_logs_audit_explain_or_describe(srcfed):
     fed, _, _ = srcfed
-    _query(fed, "p2", UNION)
-    plan = _query(fed, "p2", "EXPLAIN SELECT COUNT(*) FROM p1.t WHERE x > 1")
+    query(fed, "p2", UNION)
+    plan = query(fed, "p2", "EXPLAIN SELECT COUNT(*) FROM p1.t WHERE x > 1")
     from fedsql.proto import node_pb2 as pb
 
     reply = fed.stub("p2", "p1").Describe(pb.DescribeRequest(tables=["t", "locked", "gone"]), timeout=30)
@@ -258,8 +239,8 @@ def test_source_down_is_clear_and_the_node_keeps_serving(srcfed):
     try:
         err = _error(fed, "p2", "SELECT COUNT(*) FROM p1.t")
         assert "p1" in str(err) and "'t'" in str(err) and pg.url("bank") in str(err) and "cannot connect" in str(err)
-        assert _query(fed, "p2", "SELECT SUM(x) FROM p1.w") == [(6,)]  # p1's file table
-        assert _query(fed, "p3", "SELECT COUNT(*) FROM p2.u") == [(67,)]  # and the federation
+        assert query(fed, "p2", "SELECT SUM(x) FROM p1.w") == [(6,)]  # p1's file table
+        assert query(fed, "p3", "SELECT COUNT(*) FROM p2.u") == [(67,)]  # and the federation
     finally:
         pg.start()
-    assert _query(fed, "p2", "SELECT COUNT(*) FROM p1.t") == [(120,)]
+    assert query(fed, "p2", "SELECT COUNT(*) FROM p1.t") == [(120,)]
