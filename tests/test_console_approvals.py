@@ -161,6 +161,7 @@ def test_real_browser_approves_a_held_query(held: dict[str, Any], tmp_path_facto
     pytest.importorskip("selenium", reason="selenium is in the test extra: pip install -e '.[test]'")
     from selenium import webdriver
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
 
     sql = SQL.format(v=-34567)
     q = Held(held["config"], sql)
@@ -178,13 +179,14 @@ def test_real_browser_approves_a_held_query(held: dict[str, Any], tmp_path_facto
         driver.find_element(By.NAME, "user").send_keys("owner")
         driver.find_element(By.NAME, "password").send_keys(PASSWORD)
         driver.find_element(By.CSS_SELECTOR, "form.login button").click()
+        WebDriverWait(driver, 30).until(lambda d: not d.current_url.endswith("/login"))  # logged in
         driver.get(held["base"] + "/approvals")
         driver.save_screenshot(str(shots / "approvals-pending.png"))
         box = next(d for d in driver.find_elements(By.CSS_SELECTOR, "div.box")
                    if d.find_elements(By.TAG_NAME, "h2") and d.find_element(By.TAG_NAME, "h2").text == key)
         box.find_element(By.NAME, "reason").send_keys("checked in the browser")
         box.find_element(By.CSS_SELECTOR, "button[value=approve]").click()
-        assert f"approved query {key}" in driver.find_element(By.TAG_NAME, "main").text
+        WebDriverWait(driver, 30).until(lambda d: f"approved query {key}" in d.find_element(By.TAG_NAME, "main").text)
         driver.save_screenshot(str(shots / "approvals-decided.png"))
     finally:
         driver.quit()
