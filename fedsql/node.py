@@ -31,7 +31,7 @@ from fedsql.approval_gate import OwnerGate
 from fedsql.audit import AuditLog, audit_path, query_fields, user_field
 from fedsql.webhook import Webhook, webhook_url
 from fedsql.catalog import NodeCatalog, decode_described, encode_described
-from fedsql import result_meta, scalar_subqueries, set_operations
+from fedsql import composite as composites, result_meta, scalar_subqueries
 from fedsql.config import Federation
 from fedsql.locked_duckdb import for_remote
 from fedsql.permissions import Principal
@@ -41,6 +41,7 @@ from fedsql.proto import node_pb2_grpc as rpc
 from fedsql.scratch import IssuerLocal
 from fedsql.settings import check_settings
 from plan.schemas import Schema
+from planner import compose
 from planner.compile import Compiled, compile_query
 from planner.explain import explain_lines
 
@@ -237,9 +238,13 @@ class Node(rpc.NodeServicer):
         started = time.monotonic()
         query_id = request.query_id or uuid.uuid4().hex
         settings = dict(request.settings)
-        set_ast = set_operations.parse_set_operation(request.sql)
-        if set_ast is not None:  # UNION / INTERSECT / EXCEPT: every branch is a query of its own
-            yield from self._execute_set_operation(set_ast, request, settings, query_id, started, who)
+        try:  # set operations, windows over groups, outer queries over grouped derived tables
+            composite, explain = compose.parse(request.sql, self.fed)
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a clear error
+            yield _error_event(as_fedsql_error(exc, "while planning"))
+            return
+        if composite is not None:  # every part is a query of its own
+            yield from self._execute_composite(composite, explain, settings, query_id, started, who)
             return
         try:  # uncorrelated scalar subqueries run first, as queries of their own
             sql, sub_leakage = scalar_subqueries.resolve(
@@ -290,40 +295,76 @@ class Node(rpc.NodeServicer):
             leakage=list(plan.leakage) + sub_leakage, notes=_dp_notes(plan), intervals=intervals, stats=stats,
             plan_hash=plan.hash, query_id=query_id)
 
-    def _execute_set_operation(self, ast, request, settings: dict[str, str], query_id: str,
-                               started: float, who: Principal) -> Iterator[pb.ExecuteEvent]:
-        """A set operation: each branch is planned, audited and logged as an issuer query of its own
-        (with the user), and the progress line says which branch runs."""
+    def _execute_composite(self, composite: compose.Composite, explain: bool, settings: dict[str, str],
+                           query_id: str, started: float, who: Principal) -> Iterator[pb.ExecuteEvent]:
+        """A composite statement (planner/compose.py): each part is planned, audited and logged as
+        an issuer query of its own (with the user), and the progress line says which part runs."""
+        if explain:
+            try:
+                lines = composites.explain(composite, lambda part: self._explain_part(part, settings, query_id, who))
+                leakage = composite.leakage()
+            except Exception as exc:  # noqa: BLE001
+                yield _error_event(as_fedsql_error(exc, "while planning"))
+                return
+            yield from result_meta.result_events(
+                pa.table({"plan": lines}), "explain", parties=self.fed.parties, settings=settings,
+                columns=[("plan", "VARCHAR")], leakage=leakage)
+            return
         events: queue.Queue = queue.Queue()
-
-        def run_branch(sql: str, index: int, total: int):
-            branch_id = f"{query_id}.b{index + 1}.{uuid.uuid4().hex[:8]}"
-            events.put(f"branch {index + 1}/{total}: planning")
-            compiled = self._plan_as_issuer(sql, settings, branch_id, who)
-            if compiled.kind != "select":
-                raise errors.UnsupportedSql("each branch of a set operation must be a SELECT")
-            table, _, _ = self._run_as_issuer(
-                compiled.plan, sql, settings, branch_id, self.fed.deadline_seconds,
-                lambda step: events.put(f"branch {index + 1}/{total}: {step}"))
-            return table, list(compiled.plan.leakage)
-
         try:
             self._slot()
         except errors.Error as exc:
             yield _error_event(exc)
             return
-        worker = self.pool.submit(set_operations.run, ast, run_branch)
+        worker = self.pool.submit(self._run_composite, composite, settings, query_id, who, events.put, 0)
         worker.add_done_callback(lambda _f: self._slots.release())
         yield from _progress_events(worker, events, started)
         try:
             table, leakage = worker.result()
         except Exception as exc:  # noqa: BLE001
-            yield _error_event(as_fedsql_error(exc, "while running a set operation"))
+            yield _error_event(as_fedsql_error(exc, "while running the statement"))
             return
         yield from result_meta.result_events(
             table, "rows", parties=self.fed.parties, settings=settings,
             columns=list(zip(table.column_names, duckdb_types(table))), leakage=leakage,
             stats=pb.QueryStats(elapsed_seconds=round(time.monotonic() - started, 6)), query_id=query_id)
+
+    def _run_composite(self, composite: compose.Composite, settings: dict[str, str], query_id: str,
+                       who: Principal, progress: Callable[[str], None], depth: int) -> tuple[pa.Table, list[str]]:
+        if depth >= composites.MAX_DEPTH:
+            raise errors.UnsupportedSql(f"the statement nests set operations and derived tables more than "
+                                        f"{composites.MAX_DEPTH} deep; simplify it")
+
+        def run_part(part: compose.Part, index: int, total: int) -> tuple[pa.Table, list[str]]:
+            part_id = f"{query_id}.p{index + 1}.{uuid.uuid4().hex[:8]}"
+            label = (f"branch {index + 1}/{total}" if part.what.startswith("branch ")
+                     else part.what if total == 1 else f"{part.what} ({index + 1}/{total})")
+            say = lambda step: progress(f"{label}: {step}")  # noqa: E731
+            inner, _ = compose.parse(part.sql, self.fed)
+            if inner is not None:
+                return self._run_composite(inner, settings, part_id, who, say, depth + 1)
+            say("planning")
+            sql, sub_leakage = scalar_subqueries.resolve(
+                part.sql, lambda text: self._run_scalar(text, settings, part_id, who),
+                lambda text, as_party: self.compile(text, as_party, settings), self.me)
+            compiled = self._plan_as_issuer(sql, settings, part_id, who, part.sql)
+            if compiled.kind != "select":
+                raise errors.UnsupportedSql(f"{part.what} must be a SELECT")
+            table, _, _ = self._run_as_issuer(compiled.plan, sql, settings, part_id, self.fed.deadline_seconds, say)
+            return table, list(compiled.plan.leakage) + sub_leakage
+
+        output = compose.output_of(composite, self.fed, self.schema_of)
+        return composites.run(composite, run_part, output)
+
+    def _explain_part(self, part: compose.Part, settings: dict[str, str], query_id: str,
+                      who: Principal) -> list[str]:
+        inner, _ = compose.parse(part.sql, self.fed)
+        if inner is not None:
+            return composites.explain(inner, lambda p: self._explain_part(p, settings, query_id, who))
+        compiled = self._plan_as_issuer(part.sql, settings, query_id, who)
+        if compiled.kind != "select":
+            raise errors.UnsupportedSql(f"{part.what} must be a SELECT")
+        return explain_lines(compiled.plan) + [f"leakage: {line}" for line in compiled.plan.leakage]
 
     def _plan_as_issuer(self, sql: str, settings: dict[str, str], query_id: str, who: Principal,
                         audited_sql: str | None = None) -> Compiled:

@@ -222,7 +222,29 @@ SUBQUERIES = [
 ]
 QUERIES += SUBQUERIES
 
-JOINS = [q for q in QUERIES if " JOIN " in q or "EXISTS" in q or q in SUBQUERIES]
+# composite statements (planner/compose.py): windows over groups, outer queries over grouped derived
+# tables and CTEs that read several parties, a UNION inside a derived table
+COMPOSITE = [
+    "SELECT grp, COUNT(*) AS k, RANK() OVER (ORDER BY COUNT(*) DESC, grp NULLS FIRST) AS r FROM u GROUP BY grp "
+    "ORDER BY r",
+    "SELECT c.seg, SUM(o.amount) AS s, SUM(SUM(o.amount)) OVER () AS total, ROW_NUMBER() OVER (ORDER BY c.seg "
+    "NULLS FIRST) FROM p.cust c JOIN q.ord o ON c.cid = o.cid GROUP BY c.seg ORDER BY c.seg NULLS FIRST",
+    "SELECT o.ch, COUNT(*), DENSE_RANK() OVER (ORDER BY COUNT(*)) FROM p.cust c JOIN q.ord o ON c.cid = o.cid "
+    "GROUP BY 1 QUALIFY DENSE_RANK() OVER (ORDER BY COUNT(*)) <= 2",
+    "SELECT seg, n FROM (SELECT c.seg, COUNT(*) AS n FROM p.cust c JOIN q.ord o ON c.cid = o.cid GROUP BY c.seg) x "
+    "WHERE n > 3 ORDER BY seg NULLS FIRST",
+    "WITH j AS (SELECT o.ch, SUM(o.amount) AS s, COUNT(*) AS k FROM p.cust c JOIN q.ord o ON c.cid = o.cid "
+    "GROUP BY o.ch) SELECT MAX(s), SUM(k), AVG(s / k) FROM j",
+    "WITH a AS (SELECT c.seg, COUNT(*) AS k FROM p.cust c JOIN q.ord o ON c.cid = o.cid GROUP BY c.seg), "
+    "b AS (SELECT seg, COUNT(*) AS m FROM p.cust GROUP BY seg) "
+    "SELECT a.seg, a.k, b.m FROM a JOIN b ON a.seg IS NOT DISTINCT FROM b.seg",
+    "SELECT g, SUM(k) FROM (SELECT grp AS g, COUNT(*) AS k FROM u GROUP BY grp UNION ALL "
+    "SELECT ch, COUNT(*) FROM q.ord GROUP BY ch) x GROUP BY g",
+    "SELECT AVG(k), MIN(cat) FROM (SELECT cat, COUNT(*) AS k FROM u GROUP BY cat) s",
+]
+QUERIES += COMPOSITE
+
+JOINS = [q for q in QUERIES if " JOIN " in q or "EXISTS" in q or q in SUBQUERIES or q in COMPOSITE]
 
 OBLIVIOUS = [q for q in QUERIES if "GROUP BY" in q and "JOIN" not in q and "UNION" not in q
              and "INTERSECT" not in q and "FROM u" in q][:12] + [
@@ -233,6 +255,8 @@ OBLIVIOUS = [q for q in QUERIES if "GROUP BY" in q and "JOIN" not in q and "UNIO
     SUBQUERIES[5],
     "SELECT grp, COUNT(DISTINCT cat), AVG(n), COUNT(*) FROM u GROUP BY grp",
     MULTI_DISTINCT[0],
+    COMPOSITE[1],
+    COMPOSITE[3],
 ]
 
 
@@ -266,3 +290,24 @@ def test_corpus_sizes_mode(corpus, sql):
 @pytest.mark.parametrize("sql", OBLIVIOUS)
 def test_corpus_oblivious_mode(corpus, sql):
     _check(*corpus, sql, "oblivious")
+
+
+def test_composite_explain_names_each_part_and_the_step_at_the_issuer(corpus):
+    cur = corpus[0].cursor()
+    cur.execute(f"EXPLAIN {COMPOSITE[3]}")
+    lines = [r[0] for r in cur.fetchall()]
+    assert lines[0].startswith("derived table x, a query of its own: SELECT c.seg, COUNT(*) AS n FROM p.cust")
+    assert any(line.startswith("  plan ") for line in lines)  # the part's own physical plan
+    assert lines[-1] == ('then at the issuer, in its own DuckDB over those results: SELECT seg, n FROM "__part1" '
+                         "AS x WHERE n > 3 ORDER BY seg NULLS FIRST")
+
+
+def test_a_part_is_checked_as_a_query_of_its_own(corpus):
+    """The owners' policy applies to each part's whole result: grouping q.ord by its amounts (an
+    'aggregate' column) is refused inside a window query as it is on its own."""
+    import fedsql
+
+    cur = corpus[0].cursor()
+    with pytest.raises(fedsql.DatabaseError, match="refused by the policy of party 'q'.*amount"):
+        cur.execute("SELECT o.amount, COUNT(*), RANK() OVER (ORDER BY COUNT(*)) FROM p.cust c JOIN q.ord o "
+                    "ON c.cid = o.cid GROUP BY o.amount")

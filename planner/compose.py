@@ -1,0 +1,258 @@
+"""Statements answered as several federated queries and a last step at the issuer.
+
+Some statements are, in relational terms, post-processing over results the issuer may receive
+anyway: the branches of a set operation, the derived tables and CTEs an outer query reads (when it
+reads nothing else), and the grouped query under window functions over its aggregates. Each such
+*part* is planned as a query of its own — the issuer and every party it reads compile it and
+check it against the owners' policies exactly as if the user had typed it — and the rest of the
+statement runs in the issuer's DuckDB over the parts' results. The issuer learns each part's whole
+result (said in the leakage report), so an owner's policy is applied to what is revealed, never to
+less. Parts can themselves be composite (a UNION inside a derived table).
+
+Examples (parts in brackets, the combine step after the arrow):
+
+    SELECT d, n FROM (SELECT b.d, COUNT(*) n FROM bank.c b JOIN telco.s t ON b.k = t.k GROUP BY b.d) x WHERE n > 10
+      [SELECT b.d, COUNT(*) n FROM bank.c b JOIN telco.s t ON b.k = t.k GROUP BY b.d]
+      -> SELECT d, n FROM "__part1" AS x WHERE n > 10
+
+    SELECT b.d, SUM(t.v) s, RANK() OVER (ORDER BY SUM(t.v) DESC) FROM bank.c b JOIN telco.s t ON b.k = t.k GROUP BY b.d
+      [SELECT b.d AS "__g1", SUM(t.v) AS "__a1" FROM ... GROUP BY b.d]
+      -> SELECT "__g1" AS d, "__a1" AS s, RANK() OVER (ORDER BY "__a1" DESC) FROM "__part1"
+
+Pure over the AST and the federation's configuration: deciding *whether* a statement is composite
+needs no schemas; naming the outputs of a rewritten window query does (`output_names`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import ParseError, TokenError
+
+from fedsql.config import Federation
+from planner.catalog import SchemaLookup, resolve_table
+from planner.parse import DIALECT
+from planner.validate import OutputSchema, describe
+
+_SET_OPS = (exp.Union, exp.Intersect, exp.Except)
+_EXPLAIN = re.compile(r"^\s*EXPLAIN\s+", re.IGNORECASE)
+PART_PREFIX = "__part"
+
+
+@dataclass(frozen=True)
+class Part:
+    name: str  # the table the combine step reads its result as
+    sql: str  # a query of its own
+    what: str  # for the leakage report: "branch 2", "derived table x", "the grouped query"
+
+
+@dataclass(frozen=True)
+class Composite:
+    parts: tuple[Part, ...]
+    combine: str  # DuckDB SQL at the issuer over the parts' results
+    rename: str | None = None  # the user's statement, whose output names the combine's outputs take
+
+    def leakage(self) -> list[str]:
+        return [f"{p.what} ({p.sql}) ran as a query of its own; its whole result reached the issuer, which "
+                "computed the rest of the statement in its own DuckDB" for p in self.parts]
+
+
+def parse(sql: str, fed: Federation) -> tuple[Composite | None, bool]:
+    """(the composite statement or None, whether it was asked for with EXPLAIN)."""
+    text = sql.strip().rstrip(";")
+    explain = bool(_EXPLAIN.match(text))
+    if explain:
+        text = _EXPLAIN.sub("", text, count=1)
+    if not re.search(r"\b(UNION|INTERSECT|EXCEPT|OVER|SELECT\b.*\bFROM\s*\(|WITH)\b", text, re.IGNORECASE | re.DOTALL):
+        return None, explain  # the common case: no parse needed here
+    try:
+        ast = sqlglot.parse_one(text, read=DIALECT)
+    except (ParseError, TokenError):
+        return None, explain  # the planner reports syntax errors
+    return decompose(ast, fed), explain
+
+
+def decompose(ast: exp.Expression, fed: Federation) -> Composite | None:
+    """The statement's parts and combine step, or None when it is planned as one query."""
+    if isinstance(ast, _SET_OPS):
+        return _set_operation(ast)
+    if not isinstance(ast, exp.Select):
+        return None
+    return _derived_only(ast, fed) or _windows_over_groups(ast)
+
+
+def output_of(composite: Composite, fed: Federation, schema_of: SchemaLookup) -> OutputSchema | None:
+    """The names (and types) plain DuckDB gives the user's statement, for a rewritten one."""
+    if composite.rename is None:
+        return None
+    ast = sqlglot.parse_one(composite.rename, read=DIALECT)
+    ctes = {c.alias_or_name for c in ast.find_all(exp.CTE)}
+    refs = [resolve_table(fed, t.db or None, t.name, schema_of) for t in ast.find_all(exp.Table)
+            if t.db or t.name not in ctes]
+    return describe(composite.rename, {ref.name: ref.schema for ref in refs})
+
+
+def _set_operation(ast: exp.Expression) -> Composite:
+    combined = ast.copy()
+    parts = []
+    branches = [n for n in combined.walk() if isinstance(n, exp.Select) and isinstance(n.parent, _SET_OPS)]
+    for i, branch in enumerate(branches, 1):
+        name = f"{PART_PREFIX}{i}"
+        parts.append(Part(name, branch.sql(dialect=DIALECT), f"branch {i}"))
+        branch.replace(exp.select(exp.Star()).from_(exp.to_identifier(name, quoted=True)))
+    return Composite(tuple(parts), combined.sql(dialect=DIALECT))
+
+
+def _sources(select: exp.Select) -> list[exp.Expression]:
+    from_ = select.args.get("from_")
+    return ([from_.this] if from_ is not None else []) + [j.this for j in select.args.get("joins") or []]
+
+
+def _ctes(select: exp.Select) -> dict[str, exp.CTE]:
+    with_ = select.args.get("with_")
+    return {cte.alias_or_name: cte for cte in (with_.expressions if with_ else [])}
+
+
+def _needed_ctes(node: exp.Expression, ctes: dict[str, exp.CTE]) -> list[exp.CTE]:
+    """The CTEs `node` reads, transitively, in their definition order."""
+    seen: set[str] = set()
+    todo = [node]
+    while todo:
+        for table in todo.pop().find_all(exp.Table):
+            if not table.db and table.name in ctes and table.name not in seen:
+                seen.add(table.name)
+                todo.append(ctes[table.name].this)
+    return [cte for name, cte in ctes.items() if name in seen]
+
+
+def _parties_read(node: exp.Expression, ctes: dict[str, exp.CTE], fed: Federation) -> set[str]:
+    """Parties whose tables `node` reads (a federated union table: each member's party)."""
+    out: set[str] = set()
+    for scope in [node] + [c.this for c in _needed_ctes(node, ctes)]:
+        for table in scope.find_all(exp.Table):
+            if table.db:
+                out.add(table.db)
+            elif table.name not in ctes:
+                union = fed.federated.get(table.name)
+                out.update(party for party, _ in union.members) if union else out.add(f"?{table.name}")
+    return out
+
+
+def _derived_only(ast: exp.Select, fed: Federation) -> Composite | None:
+    """An outer query that reads only grouped derived tables and CTEs, one of which reads several
+    parties (or a union table): each source is a part, the outer query the combine step. Row-level
+    derived tables fold into the outer query, and derived tables of one party each stay with the
+    planner, which joins them securely without revealing them: neither is decomposed."""
+    ctes = _ctes(ast)
+    sources = _sources(ast)
+    if not sources or ast.args.get("laterals"):
+        return None
+    for src in sources:
+        is_cte = isinstance(src, exp.Table) and not src.db and src.name in ctes
+        if not (is_cte or (isinstance(src, exp.Subquery) and isinstance(src.this, (exp.Select, *_SET_OPS)))):
+            return None
+    bodies = [ctes[s.name].this if isinstance(s, exp.Table) else s.this for s in sources]
+    if not all(_grouped(b) for b in bodies) or not any(len(_parties_read(b, ctes, fed)) > 1 for b in bodies):
+        return None  # a row-level body folds into the outer query (planner/passes/inline_subqueries.py)
+    outer = ast.copy()
+    outer.set("with_", None)
+    parts: dict[str, Part] = {}
+    for src, new_src in zip(sources, _sources(outer)):
+        key = src.name if isinstance(src, exp.Table) else None
+        body = (ctes[key].this if key else src.this).copy()
+        needed = _needed_ctes(body, ctes)
+        if needed:
+            body.set("with_", exp.With(expressions=[c.copy() for c in needed]))
+        what = f"CTE {key}" if key else f"derived table {src.alias_or_name or '(unnamed)'}"
+        part = parts.get(key) if key else None
+        if part is None:
+            part = Part(f"{PART_PREFIX}{len(parts) + 1}", body.sql(dialect=DIALECT), what)
+            parts[key or part.name] = part
+        table = exp.Table(this=exp.to_identifier(part.name, quoted=True))
+        table.set("alias", exp.TableAlias(this=exp.to_identifier(src.alias_or_name or key or part.name)))
+        new_src.replace(table)
+    # a subquery elsewhere in the outer query (WHERE x IN (SELECT ... FROM party.t)) would read a base
+    # table at the issuer: such statements stay one query for the planner
+    if any(t.name not in {p.name for p in parts.values()} for t in outer.find_all(exp.Table)):
+        return None
+    return Composite(tuple(parts.values()), outer.sql(dialect=DIALECT))
+
+
+def _grouped(body: exp.Expression) -> bool:
+    """A body whose result is a grouping (what an owner's policy can release as a query result):
+    GROUP BY, aggregates or DISTINCT; a set operation whose branches all are."""
+    if isinstance(body, _SET_OPS):
+        return all(_grouped(b) for b in (body.this, body.expression))
+    if not isinstance(body, exp.Select):
+        return False
+    return bool(body.args.get("group") or body.args.get("distinct")
+                or any(_is_aggregate(n) for e in body.expressions for n in e.find_all(exp.AggFunc)))
+
+
+def _is_aggregate(node: exp.Expression) -> bool:
+    """An aggregate call, not the function a window applies (`SUM(...) OVER` is a window's)."""
+    return isinstance(node, exp.AggFunc) and not (isinstance(node.parent, exp.Window) and node.arg_key == "this")
+
+
+def _windows_over_groups(ast: exp.Select) -> Composite | None:
+    """Window functions over a grouped query's outputs: the grouped query is a part, the windows
+    (and ORDER BY, DISTINCT, LIMIT, QUALIFY) run at the issuer over its result."""
+    clauses = [*ast.expressions, ast.args.get("qualify"), ast.args.get("order")]
+    if not any(c is not None and c.find(exp.Window) for c in clauses):
+        return None
+    group = ast.args.get("group")
+    aggregates = [n for c in clauses if c is not None for n in c.find_all(exp.AggFunc) if _is_aggregate(n)]
+    if group is None and not aggregates:
+        return None  # windows over rows: not a post-processing of a grouped result
+    if group is not None and (group.args.get("rollup") or group.args.get("cube") or group.args.get("grouping_sets")
+                              or group.args.get("all")):
+        return None
+    selected = {e.alias: e.this for e in ast.expressions if isinstance(e, exp.Alias)}
+    keys: dict[str, str] = {}  # canonical SQL of a group expression -> its column in the part
+    inner_items: list[exp.Expression] = []
+    for item in (group.expressions if group is not None else []):
+        if isinstance(item, exp.Literal) and not item.is_string and item.this.isdigit():
+            item = ast.expressions[int(item.this) - 1]
+            item = item.this if isinstance(item, exp.Alias) else item
+        elif isinstance(item, exp.Column) and not item.table and item.name in selected:
+            item = selected[item.name]
+        key = item.sql(dialect=DIALECT)
+        if key not in keys:
+            keys[key] = f"__g{len(keys) + 1}"
+            inner_items.append(exp.alias_(item.copy(), keys[key], quoted=True))
+    aggs: dict[str, str] = {}
+
+    def lift(node: exp.Expression) -> exp.Expression:
+        if _is_aggregate(node):
+            key = node.sql(dialect=DIALECT)
+            if key not in aggs:
+                aggs[key] = f"__a{len(aggs) + 1}"
+                inner_items.append(exp.alias_(node.copy(), aggs[key], quoted=True))
+            return exp.column(aggs[key], quoted=True)
+        key = node.sql(dialect=DIALECT)
+        if key in keys and not isinstance(node, (exp.Literal, exp.Boolean, exp.Null)):
+            return exp.column(keys[key], quoted=True)
+        return node
+
+    outer = exp.Select()
+    for e in ast.expressions:
+        if isinstance(e, exp.Star):
+            return None
+        outer = outer.select(e.transform(lift), copy=False)  # output names: `rename`
+    for name in ("qualify", "order", "limit", "offset", "distinct"):
+        node = ast.args.get(name)
+        if node is not None:
+            outer.set(name, node.transform(lift) if name in ("qualify", "order") else node.copy())
+    if any(isinstance(c, exp.Column) and c.name not in set(keys.values()) | set(aggs.values())
+           and c.name not in selected for c in outer.find_all(exp.Column)):
+        return None  # a column neither grouped nor aggregated: the planner names the error
+    inner = ast.copy()
+    for name in ("qualify", "order", "limit", "offset", "distinct"):
+        inner.set(name, None)
+    inner.set("expressions", inner_items)
+    outer.from_(exp.to_identifier(f"{PART_PREFIX}1", quoted=True), copy=False)
+    return Composite((Part(f"{PART_PREFIX}1", inner.sql(dialect=DIALECT), "the grouped query"),),
+                     outer.sql(dialect=DIALECT), rename=ast.sql(dialect=DIALECT))
