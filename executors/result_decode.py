@@ -25,6 +25,9 @@ def decode_result(step: RevealResult, values: dict[str, np.ndarray], keys: dict[
     for col in step.columns:
         if col.how == "local_key":
             arr = local_labels(own, col, rows)
+        elif col.how == "local_row":  # the issuer's own value, as its fragment holds it
+            arr = own[col.source].take(pa.array(np.where(rows >= 0, rows, 0), mask=rows < 0)) if own.num_rows \
+                else pa.nulls(len(rows), own.schema.field(col.source).type)
         elif col.how == "key":
             words = [keys[k] for k in sorted(keys, key=word_index) if k.split("#")[0] == col.source]
             arr = codec.decode_words(words, col.encoding, keys[col.count] != 0)
@@ -36,7 +39,8 @@ def decode_result(step: RevealResult, values: dict[str, np.ndarray], keys: dict[
         else:
             arr = codec.decode_words([values[col.source]], col.encoding)
         arrays.append(arr)
-    return pa.table(arrays, names=[col.name for col in step.columns])
+    table = pa.table(arrays, names=[col.name for col in step.columns])
+    return table.filter(pa.array(values[step.rows] != 0)) if step.rows else table
 
 
 def rows_of_ranks(own: pa.Table, ranks: np.ndarray) -> np.ndarray:

@@ -42,7 +42,9 @@ def reveal_result(seat: Seat, step: RevealResult, table: SecretTable | None, own
     """Open `table` (held by the compute parties) to `step.to`; the issuer returns the decoded
     result (`own`: its fragment holding local group labels), every other party None."""
     issuer = step.to
-    opened_here = [c for c in step.columns if c.how not in ("key", "local_key")]
+    if step.rows and seat.is_compute:
+        table = conceal_rows(seat.mpc, table, step)
+    opened_here = [c for c in step.columns if c.how not in ("key", "local_key", "local_row")]
     names: list[str] = []
     for col in opened_here:
         names.append(col.source)
@@ -50,6 +52,8 @@ def reveal_result(seat: Seat, step: RevealResult, table: SecretTable | None, own
             names.append(col.count + "?")
     if step.local_keys:
         names.append(GROUP_RANK)
+    if step.rows:
+        names.append(step.rows)
     to_open: list[AShare] = []
     if seat.is_compute:
         counts = [table.secret[c.count] for c in step.columns if c.how == "sum_or_null"]
@@ -60,11 +64,28 @@ def reveal_result(seat: Seat, step: RevealResult, table: SecretTable | None, own
                 to_open.append(next(flags))
         if step.local_keys:
             to_open.append(table.secret[GROUP_RANK])
+        if step.rows:
+            to_open.append(table.secret[step.rows])
     opened = open_to(seat, issuer, to_open, step.id, len(names))
     keys = open_secret_keys(seat, table, step) if step.secret_keys else keys_to(seat, table, step)
     if seat.me != issuer:
         return None
     return decode_result(step, dict(zip(names, opened)), keys, own)
+
+
+def conceal_rows(mpc: MPC, table: SecretTable, step: RevealResult) -> SecretTable:
+    """A row-level result before it is opened: shuffled (the rows' order came from the joins —
+    keyed-tag order in oblivious mode) and every column multiplied by the 0/1 `step.rows`, so
+    the issuer learns the real rows and, of the others, only that they exist."""
+    keep = table.secret[step.rows]
+    wanted = {c.source for c in step.columns} | key_sources(step) | ({GROUP_RANK} if step.local_keys else set())
+    names = [c for c in table.secret if c.split("#")[0] in wanted and c != step.rows]
+    if not table.n:
+        return table
+    shuffled = ops.shuffle(mpc, [table.secret[c] for c in names] + [keep])
+    keep = shuffled[-1]
+    zeroed = ops.mul_many(mpc, shuffled[:-1], [keep] * len(names)) if names else []
+    return SecretTable(n=table.n, secret={**dict(zip(names, zeroed)), step.rows: keep})
 
 
 def open_to(seat: Seat, issuer: str, shares: list[AShare], tag: str, count: int) -> list[np.ndarray]:

@@ -1,11 +1,13 @@
 """The owners' policy model: what a column permits, to whom (docs/configuration.md, "Column permissions").
 
-A column carries a *set* of permissions for each viewer. Five permissions exist:
+A column carries a *set* of permissions for each viewer. Six permissions exist:
 
 - `filter`: the column may decide which rows count (WHERE, join filters, CASE inside an aggregate);
 - `aggregate`: aggregates over it may be revealed (implies `filter`: SUM(CASE …) is a filter);
 - `join_key`: it may be matched against other parties' keys (implies `aggregate`);
 - `group_key`: its values may label revealed groups (implies `aggregate`);
+- `payload`: its values may be revealed row by row for the rows that match a cross-party join
+  (enrichment), and only to the issuer;
 - `public`: its row values may be revealed (implies all of the above).
 
 A policy names them as a string (today's levels: `private` is the empty set, each other name is
@@ -22,7 +24,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-PERMISSIONS = ("filter", "aggregate", "join_key", "group_key", "public")
+PERMISSIONS = ("filter", "aggregate", "join_key", "group_key", "payload", "public")
 """Weakest first; `public` (row values) implies every other."""
 
 _IMPLIES: dict[str, frozenset[str]] = {
@@ -31,6 +33,7 @@ _IMPLIES: dict[str, frozenset[str]] = {
     "aggregate": frozenset({"filter", "aggregate"}),
     "join_key": frozenset({"filter", "aggregate", "join_key"}),
     "group_key": frozenset({"filter", "aggregate", "group_key"}),
+    "payload": frozenset({"payload"}),
     "public": frozenset(PERMISSIONS),
 }
 NAMES = tuple(_IMPLIES)
@@ -44,6 +47,7 @@ PERMITS = {
     "aggregate": "reveal aggregates over it",
     "join_key": "match it against other parties' keys",
     "group_key": "label revealed groups with its values",
+    "payload": "reveal its values on the rows that match a join, to the issuer",
     "public": "reveal its row values",
 }
 

@@ -119,6 +119,7 @@ class RevealColumn:
     name: str  # column of the revealed table
     how: str  # key | value | sum_or_null (value, NULL when `count` is 0) | minmax (sentinel → NULL)
     #         | local_key (the issuer's own key: looked up in its fragment by the opened group rank)
+    #         | local_row (a column of the issuer's own row, looked up in its fragment by the opened row number)
     source: str  # secret (or opened key) column
     encoding: Encoding
     count: str = ""  # count column for sum_or_null
@@ -134,6 +135,8 @@ class RevealResult:
     columns: tuple[RevealColumn, ...]
     secret_keys: bool = False  # keys of an oblivious GROUP BY: opened to the issuer only
     local_keys: str = ""  # the issuer's fragment holding `local_key` columns and the `__grank` opened per group
+    rows: str = ""  # row-level result: the 0/1 column of real rows; all rows are shuffled and the others
+    #                 zeroed before anything is opened (planner/lower_join.py _rows_tail)
     op: str = "reveal_result"
 
 

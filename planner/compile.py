@@ -109,7 +109,9 @@ def _plan_select(
         derived = extract_derived_tables(ast, fed, schema_of, who)
         ast = derived.ast
     ast = apply_rules(ast, RuleContext(fed, issuer, schema_of, MappingProxyType(derived.tables), who))  # planner/rules/
-    ast = distinct_to_group_by(inline_aggregate_filters(ast))
+    ast = inline_aggregate_filters(ast)
+    if not _distinct_rows_of_issuer(ast, issuer):
+        ast = distinct_to_group_by(ast)
     if ast is not stmt.ast:
         stmt = dataclasses.replace(stmt, ast=ast)
     if isinstance(ast, exp.Select) and (ast.args.get("joins") or semi_conjuncts(ast)):  # several tables
@@ -137,6 +139,17 @@ def _plan_select(
         legend=plan_legend(block.group_by, block.aggs),
     )
     return with_hash(plan), (dp.noised if dp else frozenset())
+
+
+def _distinct_rows_of_issuer(ast: exp.Expression, issuer: str) -> bool:
+    """SELECT DISTINCT over a cross-party join that shows only the issuer's own columns ("which of
+    my customers are also yours") stays a row-level query: its DISTINCT runs at the issuer, and
+    no compute party sees the values, as a GROUP BY of them would open them in `sizes` mode."""
+    if not isinstance(ast, exp.Select) or ast.args.get("distinct") is None or not ast.args.get("joins"):
+        return False
+    own = {t.alias_or_name for t in ast.find_all(exp.Table) if t.db == issuer}
+    columns = [c for e in ast.expressions for c in e.find_all(exp.Column)]
+    return bool(columns) and all(c.table in own for c in columns) and not ast.find(exp.AggFunc)
 
 
 def _plan_join(stmt: Statement, fed: Federation, who: Principal, settings: dict[str, str],

@@ -41,8 +41,13 @@ def _what(step: Step) -> str:
             return f"shuffle, open keys {', '.join(k for k in step.keys if not k.endswith('_valid'))}, reduce: {how}"
         return f"reduce: {how}"
     if op == "reveal_result":
-        own = [c.name for c in step.columns if c.how == "local_key"]
-        opened = [c.name for c in step.columns if c.how != "local_key"] + (["__grank"] if step.local_keys else [])
+        own = [c.name for c in step.columns if c.how in ("local_key", "local_row")]
+        opened = [c.name for c in step.columns if c.how not in ("local_key", "local_row")] + (
+            ["__grank"] if step.local_keys else [])
+        if step.rows:
+            return (f"shuffle the rows, zero those not in the result, open {', '.join(opened + [step.rows])} to "
+                    f"{step.to} only" + (f"; {step.to} attaches its own columns {', '.join(own)} by row number"
+                                         if own else ""))
         return "open " + ", ".join(opened) + (
             f"; {step.to} attaches its own group labels {', '.join(own)} by rank" if own else "")
     if op == "secure_join":

@@ -18,7 +18,7 @@ from dataclasses import replace
 from sqlglot import exp
 
 from fedsql.errors import UnsupportedSql
-from fedsql.permissions import Principal
+from fedsql.permissions import Principal, permits
 from planner.catalog import from_item
 from plan.physical import SENTINEL
 from planner.encodings import clamped_encode_sql, encode_sql, key_encoding, value_encoding
@@ -73,6 +73,8 @@ _RULES = {
     "aggregate": ("aggregate", "revealing an aggregate over it needs permission 'aggregate'"),
     "group": ("group_key", "a GROUP BY key reaches the result, so it needs permission 'group_key'"),
     "row": ("public", "a non-aggregate query reveals row values, which needs permission 'public'"),
+    "payload": ("payload", "a join without aggregates reveals this column's values on the matching rows to the issuer, "
+                "which needs permission 'payload' (or 'public')"),
 }
 
 
@@ -94,11 +96,20 @@ def check_join_policy(block: JoinBlock, issuer: Principal | str, key_viewers: tu
     refs = dict(block.tables)
     refs.update({sj.inner: sj.table for sj in block.semis})
     refs.update(block.local_inner)
+    preserved = {e.left for e in block.edges if e.kind in ("left", "full")} | {
+        e.right for e in block.edges if e.kind == "full"}  # rows an outer join keeps without a match
     for role in ("row", "group", "join", "semi_join", "aggregate", "where", "semi_where"):
         required, rule = _RULES[role.replace("semi_", "")]
         for alias, column in sorted(block.uses.get(role, ())):
             if alias in noised:
                 continue
+            if role in ("where", "semi_where") and not block.is_aggregate and alias not in preserved and all(
+                    permits(t, column, issuer, "payload") for t in refs[alias].members):
+                continue  # a row-level join may filter on a payload column: it narrows what payload reveals
+            if role == "row" and alias not in preserved:  # shown only on the rows that match: payload will do
+                required, rule = _RULES["payload"]
+            elif role == "row":
+                required, rule = _RULES["row"]
             for table in refs[alias].members:
                 require(table, column, issuer, required, rule,
                         f"Ask '{table.party}' to grant '{required}' (docs/configuration.md, grants).")
@@ -187,8 +198,8 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
                mode: str, fixed_bits: int, dp=None) -> tuple[tuple[Step, ...], str, tuple[str, ...]]:
     """`dp` (planner/passes/dp_join.py): the join runs obliviously from the DP table, which must be on
     the many side of every PK–FK join; its owner shares all rows with a keep flag; noise before the reveal."""
-    if not block.is_aggregate:
-        raise UnsupportedSql("a join across parties must aggregate its rows (COUNT/SUM/AVG/MIN/MAX) for now")
+    if not block.is_aggregate and dp is not None:
+        raise UnsupportedSql("a join with a DP table must aggregate its rows (COUNT/SUM/AVG)")
     oblivious = mode == "oblivious" or dp is not None
     if not block.edges and len(block.sites) > 1:
         raise UnsupportedSql("the tables of different parties need an equality join condition (a.k = b.k)")
@@ -212,6 +223,7 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
             raise UnsupportedSql(f"GROUP BY {g.sql(dialect=DIALECT)} mixes parties; group by one party's columns")
         keys.append(frags.leaf(party, g, role="key"))
     rank = _group_rank(block, frags, keys) if oblivious else ""
+    rows_out = _row_outputs(block, frags, issuer) if not block.is_aggregate else None
     agg_nodes = {a.key: (_dp_arg(frags, a) if dp is not None and a.func in ("sum", "avg") else
                          frags.expr(a.arg) if a.arg is not None else None) for a in block.aggs}
     predicates = [frags.expr(c) for c in residual]  # NOT IN flags join them after the semi-joins
@@ -413,6 +425,8 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
                        "sort and scan under MPC")
     elif oblivious and flag:
         flag_node = SNode("col", column="__flag", encoding=COUNT)
+    if rows_out is not None:
+        return _rows_tail(block, issuer, compute, output, rows_out, outputs, flag, current, steps, leakage)
     if dp is not None:
         tail, tail_leakage = _dp_tail(block, issuer, compute, output, dp, keys, rank, agg_nodes, outputs, flag_node, current,
                                       steps)
@@ -514,6 +528,58 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
                        "oblivious shuffle")
     leakage.append(f"to {issuer} only: the result")
     leakage.extend(finish_leakage(finish, compute) if finish is not None else issuer_side_note(block.ast, issuer))
+    return tuple(steps), "result", tuple(leakage)
+
+
+def _row_outputs(block: JoinBlock, frags: _Fragments, issuer: str) -> tuple[list[RevealColumn], dict[str, str], str]:
+    """A join without aggregates returns rows (PSI, enrichment): every column its SELECT list and
+    ORDER BY read becomes a column of the revealed table. The issuer's own columns stay in its
+    fragment, found again by their row number (`__grank` = ROW_NUMBER, shared like any column);
+    other parties' columns are shared in their exact key encoding and opened to the issuer alone.
+    Returns (reveal columns, replacements for final_sql, the issuer's fragment or "")."""
+    own_site = issuer if issuer in block.sites else ""
+    reveal: list[RevealColumn] = []
+    replacements: dict[str, str] = {}
+    clauses = list(block.ast.expressions) + [c for c in (block.ast.args.get("order"),) if c is not None]
+    for clause in clauses:
+        for col in clause.find_all(exp.Column):
+            key = col.sql(dialect=DIALECT, normalize=True)
+            if col.table not in block.tables or key in replacements:
+                continue
+            name = f"__o{len(replacements)}"
+            site = block.site[col.table]
+            if site == own_site:
+                frags.items[site].append(f"{quote(col.table)}.{quote(col.name)} AS {name}")
+                reveal.append(RevealColumn(name, "local_row", name, COUNT))
+            else:
+                leaf = frags.leaf(site, col, role="key")
+                reveal.append(RevealColumn(name, "key", leaf.name, leaf.encoding, count=f"{leaf.name}__v"))
+            replacements[key] = quote(name)
+    if own_site:  # 1-based: row number 0 is "no row of the issuer" (the zero padding of an outer join)
+        frags.items[own_site].append(f"ROW_NUMBER() OVER () AS {GROUP_RANK}")
+        frags.shares[own_site].append(ShareColumn(GROUP_RANK, COUNT))
+    return reveal, replacements, own_site
+
+
+def _rows_tail(block: JoinBlock, issuer: str, compute: tuple[str, ...], output: OutputSchema, rows_out, outputs: list,
+               flag: str, current: str, steps: list[Step], leakage: list[str]) -> tuple[tuple[Step, ...], str, tuple[str, ...]]:
+    """Open the joined rows to the issuer: shuffled, the rows that are not real (dropped by a
+    secure predicate, or the other side's rows of an oblivious join) zeroed, then the issuer's
+    final DuckDB query computes the SELECT list, DISTINCT, ORDER BY and LIMIT over them."""
+    reveal, replacements, own_site = rows_out
+    keep = SNode("col", column=flag, encoding=COUNT) if flag else SNode("const", value=1, encoding=COUNT)
+    steps.append(SecureEval("e", current, tuple(outputs) + (("__show", keep),)))
+    steps.append(RevealResult("r", "e", issuer, tuple(reveal), secret_keys=True,
+                              local_keys=f"f_{own_site}" if own_site else "", rows="__show"))
+    steps.append(FinalQuery("result", issuer, final_sql(_as_block(block), "__agg", replacements, output,
+                                                        qualified=True), (("__agg", "r"),)))
+    others = sorted({f"{block.tables[a].name}.{c}" for a, c in block.uses.get("row", ())
+                     if block.site[a] != own_site})
+    cut = " (all of them: its ORDER BY … LIMIT runs in its own DuckDB)" if block.ast.args.get("limit") else ""
+    leakage.append(f"to {issuer} only: the joined rows{cut} — which of its own rows match, how often, and "
+                   + (f"the values of {', '.join(others)} on them" if others else "no other party's values")
+                   + f"; to the others nothing more. Before opening, the rows are shuffled and those that are not "
+                   "part of the result zeroed, so the issuer learns only how many such rows there were")
     return tuple(steps), "result", tuple(leakage)
 
 

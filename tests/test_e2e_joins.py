@@ -144,6 +144,9 @@ def joinfed(tmp_path_factory):
 
 QUERIES = [
     "SELECT COUNT(*) FROM a.cust x JOIN b.acct y ON x.cid = y.cid",
+    # JOIN … USING and GROUP BY ALL (planner/rules/join_using.py, group_all.py)
+    "SELECT x.seg, COUNT(*), SUM(y.bal) FROM a.cust x JOIN b.acct y USING (cid) GROUP BY ALL",
+    "SELECT x.region, y.branch, COUNT(*) AS n FROM a.cust x LEFT JOIN b.acct y USING (cid) GROUP BY ALL",
     "SELECT x.seg, COUNT(*), SUM(y.bal), AVG(y.bal), MIN(y.bal), MAX(y.bal) FROM a.cust x JOIN b.acct y "
     "ON x.cid = y.cid GROUP BY x.seg",
     "SELECT SUM(x.credit * y.bal) AS exposure, SUM(x.credit) FROM a.cust x JOIN b.acct y ON x.cid = y.cid",

@@ -64,7 +64,15 @@ def test_list_form_is_the_union() -> None:
     assert parse_permissions(["filter"]) == {"filter"} and describe(frozenset({"filter"})) == "filter"
     assert parse_permissions(["aggregate", "public"]) == set(PERMISSIONS)
     assert parse_permissions([]) == frozenset() and describe(frozenset()) == "private"
-    assert set(NAMES) == set(LEVELS) | {"filter"}
+    assert set(NAMES) == set(LEVELS) | {"filter", "payload"}
+
+
+def test_payload_stands_alone_and_public_implies_it() -> None:
+    """`payload` (a column's values on the rows matching a join, to the issuer) implies nothing else:
+    it permits no aggregate or filter over all of the owner's rows; `public` includes it."""
+    assert parse_permissions("payload") == {"payload"} and describe(frozenset({"payload"})) == "payload"
+    assert "payload" in parse_permissions("public")
+    assert describe(parse_permissions(["aggregate", "payload"])) == "aggregate+payload"
 
 
 @pytest.mark.parametrize("value, words", [

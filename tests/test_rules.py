@@ -409,4 +409,22 @@ def test_the_generator_exercises_every_rule():
             if sql(out) != sql(ast):
                 changed[rule.__name__] += 1
             ast = out
-    assert all(n >= 5 for n in changed.values()), changed
+    # join_using and group_all rewrite syntax the generator does not write: their own differential test below
+    assert all(n >= 5 for name, n in changed.items() if name not in ("join_using", "group_all")), changed
+
+
+@pytest.mark.parametrize("text", [
+    "SELECT v, COUNT(*) AS n FROM p1.t1 a JOIN p2.t2 b USING (v) GROUP BY v",
+    "SELECT v, a.id, b.tag FROM p1.t1 a LEFT JOIN p2.t2 b USING (v)",
+    "SELECT v, b.tag FROM p1.t1 a RIGHT JOIN p2.t2 b USING (V)",
+    "SELECT v, COUNT(*) FROM p1.t1 a FULL JOIN p2.t2 b USING (v) GROUP BY v",
+    'SELECT a."Name", b.tag, COUNT(*), SUM(a.v) FROM p1.t1 a JOIN p2.t2 b ON a.id = b.key2 GROUP BY ALL',
+    "SELECT 1, COUNT(*) FROM p1.t1 a JOIN p2.t2 b ON a.id = b.key2 WHERE a.id > 100 GROUP BY ALL",
+    "SELECT a.id + 1 AS g, b.tag, COUNT(*) AS n FROM p1.t1 a JOIN p2.t2 b USING (v) GROUP BY ALL",
+])
+def test_using_and_group_by_all_keep_the_result(text):
+    fed = parse_config(MIXED_CONFIG, Path("/tmp/mixed.toml"))
+    rewritten = apply_rules(parse(text), RuleContext(fed, "p1", mixed_schema))
+    out = rewritten.sql(dialect="duckdb")
+    assert "USING" not in out.upper() and "GROUP BY ALL" not in out.upper(), out
+    assert duckdb_rows(out) == duckdb_rows(text), f"{text}\n→ {out}"

@@ -7,11 +7,13 @@ merge_subqueries) and before analysis. Every rule keeps the result of the query 
 input (tests/test_rules.py checks this against DuckDB) and is deterministic, so every
 party rewrites the same text to the same tree and the plan hashes agree.
 
-1. group_alias      GROUP BY a select alias → the aliased expression
-2. or_factor        conjuncts common to every OR branch move out of it (Q19)
-3. equivalence      same-party equalities implied by equi-joins; redundant cross-party ones dropped (Q5, Q9)
-4. implied_filters  each table's part of a cross-table OR, as its own filter (Q7)
-5. label_choice     a GROUP BY column → an equal column the issuer may see as a label (Q3)
+1. join_using       JOIN … USING (k) → JOIN … ON l.k = r.k, with `k` resolved to the side SQL takes it from
+2. group_all        GROUP BY ALL → the select items that aggregate nothing
+3. group_alias      GROUP BY a select alias → the aliased expression
+4. or_factor        conjuncts common to every OR branch move out of it (Q19)
+5. equivalence      same-party equalities implied by equi-joins; redundant cross-party ones dropped (Q5, Q9)
+6. implied_filters  each table's part of a cross-table OR, as its own filter (Q7)
+7. label_choice     a GROUP BY column → an equal column the issuer may see as a label (Q3)
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ from sqlglot import exp
 from planner.rules.context import RuleContext  # noqa: F401 - re-exported
 from planner.rules.equivalence import equivalence
 from planner.rules.group_alias import group_alias
+from planner.rules.group_all import group_all
 from planner.rules.implied_filters import implied_filters
+from planner.rules.join_using import join_using
 from planner.rules.label_choice import label_choice
 from planner.rules.or_factor import or_factor
 
@@ -31,7 +35,7 @@ Rule = Callable[[exp.Expression, RuleContext], exp.Expression]
 
 # or_factor before equivalence and implied_filters: it exposes Q19's join equality and leaves
 # the per-table conjuncts in the branches; label_choice last: it reads the final equalities.
-RULES: tuple[Rule, ...] = (group_alias, or_factor, equivalence, implied_filters, label_choice)
+RULES: tuple[Rule, ...] = (join_using, group_all, group_alias, or_factor, equivalence, implied_filters, label_choice)
 
 
 def apply_rules(ast: exp.Expression, ctx: RuleContext) -> exp.Expression:
