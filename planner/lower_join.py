@@ -426,7 +426,7 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
     elif oblivious and flag:
         flag_node = SNode("col", column="__flag", encoding=COUNT)
     if rows_out is not None:
-        return _rows_tail(block, issuer, compute, output, rows_out, outputs, flag, current, steps, leakage)
+        return _rows_tail(block, issuer, output, rows_out, outputs, flag, current, steps, leakage)
     if dp is not None:
         tail, tail_leakage = _dp_tail(block, issuer, compute, output, dp, keys, rank, agg_nodes, outputs, flag_node, current,
                                       steps)
@@ -561,8 +561,8 @@ def _row_outputs(block: JoinBlock, frags: _Fragments, issuer: str) -> tuple[list
     return reveal, replacements, own_site
 
 
-def _rows_tail(block: JoinBlock, issuer: str, compute: tuple[str, ...], output: OutputSchema, rows_out, outputs: list,
-               flag: str, current: str, steps: list[Step], leakage: list[str]) -> tuple[tuple[Step, ...], str, tuple[str, ...]]:
+def _rows_tail(block: JoinBlock, issuer: str, output: OutputSchema, rows_out, outputs: list, flag: str, current: str,
+               steps: list[Step], leakage: list[str]) -> tuple[tuple[Step, ...], str, tuple[str, ...]]:
     """Open the joined rows to the issuer: shuffled, the rows that are not real (dropped by a
     secure predicate, or the other side's rows of an oblivious join) zeroed, then the issuer's
     final DuckDB query computes the SELECT list, DISTINCT, ORDER BY and LIMIT over them."""
@@ -578,7 +578,7 @@ def _rows_tail(block: JoinBlock, issuer: str, compute: tuple[str, ...], output: 
     cut = " (all of them: its ORDER BY … LIMIT runs in its own DuckDB)" if block.ast.args.get("limit") else ""
     leakage.append(f"to {issuer} only: the joined rows{cut} — which of its own rows match, how often, and "
                    + (f"the values of {', '.join(others)} on them" if others else "no other party's values")
-                   + f"; to the others nothing more. Before opening, the rows are shuffled and those that are not "
+                   + "; to the others nothing more. Before opening, the rows are shuffled and those that are not "
                    "part of the result zeroed, so the issuer learns only how many such rows there were")
     return tuple(steps), "result", tuple(leakage)
 
