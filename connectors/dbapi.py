@@ -18,7 +18,7 @@ import time as _time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from fedsql import errors
+from fedsql import errors, hidden_params
 from fedsql.errors import (
     DatabaseError,
     DataError,
@@ -313,9 +313,16 @@ class Connection:
         """(column, DuckDB type, level for this party) of `table` (`p.t`, `t` or `scratch.t`)."""
         return [tuple(r) for r in self.execute(f"DESCRIBE {table}").fetchall()]  # type: ignore[misc]
 
-    def _run(self, sql: str, on_progress: Any = None) -> tuple[Any, dict[str, Any]]:
+    @property
+    def hidden_params(self) -> bool:
+        """SET fedsql.hidden_params = on: ? values go to the node beside the SQL, never into it."""
+        return self.settings.get("fedsql.hidden_params") == "on"
+
+    def _run(self, sql: str, on_progress: Any = None, hidden: bytes | None = None) -> tuple[Any, dict[str, Any]]:
         self._check_open()
-        named = {"user": self.user} if self.user else {}  # clients without accounts keep the old signature
+        named: dict[str, Any] = {"user": self.user} if self.user else {}  # clients without accounts: old signature
+        if hidden is not None:
+            named["hidden_params"] = hidden
         table, meta = self._client.execute(sql, self.settings, timeout=self.timeout, on_progress=on_progress, **named)
         if meta.get("kind") == "set" and isinstance(meta.get("settings"), dict):
             self.settings = {str(k): str(v) for k, v in meta["settings"].items()}
@@ -353,9 +360,13 @@ class Cursor:
         self._check_open()
         if not isinstance(operation, str):
             raise ProgrammingError("the operation must be a SQL string")
-        sql = substitute_parameters(operation, parameters)
+        hidden = None
+        if self.connection.hidden_params and parameters is not None:
+            sql, hidden = operation, hidden_params.encode(parameters)
+        else:
+            sql = substitute_parameters(operation, parameters)
         self._reset()
-        table, meta = self.connection._run(sql, on_progress=on_progress)
+        table, meta = self.connection._run(sql, on_progress=on_progress, hidden=hidden)
         self.meta = meta
         self.leakage = [str(x) for x in meta.get("leakage", [])]
         cols = meta.get("columns")

@@ -63,6 +63,7 @@ from connectors.flightsql.metadata import (  # re-exported: the spec's shapes, f
     like_to_regex,
     sql_info_table,
 )
+from fedsql import hidden_params
 from fedsql.client import NodeClient
 from fedsql.config import Federation, load_config
 from fedsql.settings import SETTINGS, check_setting
@@ -402,12 +403,15 @@ class FedSqlFlightServer(flight.FlightServerBase):
         middleware = context.get_middleware("auth")
         return middleware.user if middleware is not None else None
 
-    def _execute(self, context: flight.ServerCallContext, sql: str, session: Session) -> pa.Table:
-        """Run one statement at the own node; cancel it there if the client goes away."""
+    def _execute(self, context: flight.ServerCallContext, sql: str, session: Session,
+                 hidden: bytes | None = None) -> pa.Table:
+        """Run one statement at the own node; cancel it there if the client goes away. `hidden`:
+        the bound ? values under SET fedsql.hidden_params = on (never put into the SQL)."""
         sql = normalise_names(sql, self.fed, self.catalog.federated_schema)
         query_id = uuid.uuid4().hex
+        extra = {"hidden_params": hidden} if hidden is not None else {}
         future = self._pool.submit(self.node.execute, sql, dict(session.settings), None, None, query_id,
-                                   self._user(context))
+                                   self._user(context), **extra)
         while True:
             try:
                 table, meta = future.result(timeout=0.2)
@@ -437,8 +441,12 @@ class FedSqlFlightServer(flight.FlightServerBase):
         if not prepared.parameter_sets:
             raise errors.ProgrammingError(
                 f"the statement has {prepared.n_params} ? parameter(s) but none were bound")
-        tables = [self._execute(context, substitute_parameters(prepared.sql, row), prepared.session)
-                  for row in prepared.parameter_sets]
+        if prepared.session.settings.get("fedsql.hidden_params") == "on":
+            tables = [self._execute(context, prepared.sql, prepared.session, hidden_params.encode(list(row)))
+                      for row in prepared.parameter_sets]
+        else:
+            tables = [self._execute(context, substitute_parameters(prepared.sql, row), prepared.session)
+                      for row in prepared.parameter_sets]
         try:
             return pa.concat_tables(tables, promote_options="permissive")
         except pa.ArrowInvalid:

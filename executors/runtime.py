@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Callable
+from typing import Callable, Mapping
 
 import numpy as np
 import pyarrow as pa
@@ -84,8 +84,11 @@ class PartyRun:
     """State of this party during one query."""
 
     def __init__(self, me: str, plan: PhysicalPlan, executor: LocalExecutor | None, channel: Transport,
-                 progress: Progress | None = None):
+                 progress: Progress | None = None, hidden: Mapping[str, pa.Table] | None = None):
+        """`hidden`: at the issuer, the values of the statement's hidden parameters by table
+        (LocalQuery.params); they never enter the plan."""
         self.me = me
+        self.hidden = dict(hidden or {})
         self.plan = plan
         self.executor = executor
         self.channel = channel
@@ -159,8 +162,15 @@ class PartyRun:
     # -- plaintext steps -------------------------------------------------------
 
     def _local_query(self, step: LocalQuery) -> None:
-        if self.me == step.party:
-            self.plain[step.id] = self.executor.query(step.sql)
+        if self.me != step.party:
+            return
+        if step.params:  # the issuer's hidden parameter values, in a DuckDB of their own
+            missing = [n for n in step.params if n not in self.hidden]
+            if missing:
+                raise errors.InternalError("the values of this query's hidden parameters are not at this node")
+            self.plain[step.id] = run_over_tables(step.sql, {n: self.hidden[n] for n in step.params})
+            return
+        self.plain[step.id] = self.executor.query(step.sql)
 
     def _send_plain(self, step: SendPlain) -> None:
         if self.me == step.party:

@@ -121,10 +121,12 @@ class NodeClient:
         on_progress: ProgressCallback | None = None,
         query_id: str | None = None,
         user: str | None = None,
+        hidden_params: bytes | None = None,
     ) -> tuple[Any, dict[str, Any]]:
         """Run one statement; returns (pyarrow.Table, meta dict: fedsql/result_meta.py to_dict, the
         leakage report rendered as text). `user`: the account a front end (Flight SQL, DB-API)
-        checked the password of, for the issuer's audit record.
+        checked the password of, for the issuer's audit record. `hidden_params`: the values of
+        the statement's ? marks under SET fedsql.hidden_params = on (fedsql/hidden_params.py encode).
 
         Ctrl-C while waiting cancels the query at the node (and so at every
         party) before re-raising KeyboardInterrupt.
@@ -138,6 +140,7 @@ class NodeClient:
             query_id=qid,
             timeout_seconds=float(timeout or 0.0),
             user=user or "",
+            hidden_params=hidden_params or b"",
         )
         grpc_deadline = timeout + DEADLINE_GRACE_SECONDS if timeout else None
         call = self._stub.Execute(request, timeout=grpc_deadline)

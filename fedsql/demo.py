@@ -68,6 +68,13 @@ BANK_TOUR: list[tuple[str, str, bool]] = [
      "SELECT b.customer_id, b.credit_limit, t.monthly_spend, t.tenure_months FROM bank.customers b "
      "JOIN telco.subscribers t ON b.customer_id = t.customer_id WHERE b.defaulted ORDER BY b.customer_id LIMIT 5",
      False),
+    ("Hidden lookup: the bank asks about two customer ids without the telco learning which (the values "
+     "travel as secret shares, never in the SQL; the telco learns only that 2 keys were looked up)",
+     "SET fedsql.hidden_params = on", False),
+    ("", ".params 100004, 999", False),
+    ("", "SELECT t.customer_id, t.monthly_spend, t.tenure_months FROM telco.subscribers t "
+     "WHERE t.customer_id IN (?, ?)", False),
+    ("", "SET fedsql.hidden_params = off", False),
     ("Refused: data_gb was not granted to the bank, so it cannot enrich its rows with it",
      "SELECT b.customer_id, t.data_gb FROM bank.customers b JOIN telco.subscribers t "
      "ON b.customer_id = t.customer_id", True),
@@ -248,20 +255,25 @@ def write_demo(directory: Path) -> Path:
 def run_tour(conn: object, out: object = None, steps: list[tuple[str, str, bool]] = TOUR, first: int = 1) -> int:
     """Run the tour queries `steps` on `conn`, numbered from `first`; returns how many did not
     behave as expected."""
-    from fedsql.shell import Shell
+    from fedsql.shell import Shell, parse_params
 
     shell = Shell(conn, out=out or sys.stdout, err=out or sys.stdout)  # type: ignore[arg-type]
     failures = 0
     number = first - 1
+    params = None
     for title, sql, refused in steps:
         if title:  # an untitled entry continues the previous step
             number += 1
             shell.print(f"\n-- {number}. {title}")
+        if sql.startswith(".params "):  # the shell's command: values for the next statement's ? marks
+            shell.print(f"{shell.prompt_text()}{sql}")
+            params = parse_params(sql[len(".params "):])
+            continue
         shell.print(f"{shell.prompt_text()}{sql};")
         cur = conn.cursor()  # type: ignore[attr-defined]
         start = time.monotonic()
         try:
-            cur.execute(sql)
+            cur.execute(sql, params if "?" in sql else None)
         except errors.Error as exc:
             shell.error(exc)
             if not refused:

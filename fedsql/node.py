@@ -39,6 +39,7 @@ from fedsql.users import Accounts, claimed_principal
 from fedsql.proto import node_pb2 as pb
 from fedsql.proto import node_pb2_grpc as rpc
 from fedsql.scratch import IssuerLocal
+from fedsql import hidden_params
 from fedsql.settings import check_settings
 from plan.schemas import Schema
 from planner import compose
@@ -108,6 +109,7 @@ class Node(rpc.NodeServicer):
         self.audit = AuditLog(audit_path(fed, party))
         self._slots = threading.BoundedSemaphore(fed.max_concurrent_queries)
         self._running: dict[str, frozenset[str]] = {}  # query key (issuer/id) -> participants, for Abort checks
+        self._hidden: dict[str, dict[str, pa.Table]] = {}  # query key -> its hidden parameters' values (issuer only)
         self._schema_lock = threading.Lock()  # guards stub replacement (_reconnect)
         self.catalog = NodeCatalog(fed, party, self.executor.schema, self._describe_peer, SCHEMA_TTL)
         self.pool = ThreadPoolExecutor(max_workers=64, thread_name_prefix=f"fedsql-{party}")
@@ -233,6 +235,11 @@ class Node(rpc.NodeServicer):
             yield _error_event(exc)
             return
         if routed is not None:
+            if request.hidden_params:
+                yield _error_event(errors.UnsupportedSql(
+                    "hidden parameters look up another party's rows; this statement runs at your own node only "
+                    "(SET fedsql.hidden_params = off)"))
+                return
             yield from self.issuer_local.execute(routed, request, context)
             return
         started = time.monotonic()
@@ -243,6 +250,17 @@ class Node(rpc.NodeServicer):
         except Exception as exc:  # noqa: BLE001 - every failure becomes a clear error
             yield _error_event(as_fedsql_error(exc, "while planning"))
             return
+        hidden_values = None
+        if request.hidden_params or settings.get("fedsql.hidden_params") == "on":
+            try:  # SET fedsql.hidden_params = on: the ? values came beside the SQL and stay at this node
+                if composite is not None:
+                    raise errors.UnsupportedSql("hidden parameters work in a single SELECT, not in a set operation "
+                                                "or over grouped derived tables; split the statement")
+                hidden_values = hidden_params.decode(request.hidden_params) if request.hidden_params \
+                    else pa.array([], pa.string())
+            except errors.Error as exc:
+                yield _error_event(exc)
+                return
         if composite is not None:  # every part is a query of its own
             yield from self._execute_composite(composite, explain, settings, query_id, started, who)
             return
@@ -258,6 +276,22 @@ class Node(rpc.NodeServicer):
             name, value = compiled.setting
             yield from result_meta.result_events(None, "set", parties=self.fed.parties, settings={**settings, name: value})
             return
+        plan = compiled.plan
+        key = query_key(self.me, query_id)
+        if hidden_values is not None and compiled.kind == "select":
+            try:
+                self._hidden[key] = hidden_params.tables(plan.hidden, hidden_values)
+            except errors.Error as exc:
+                yield _error_event(exc)
+                return
+        try:
+            yield from self._execute_plan(compiled, request, context, sql, settings, query_id, started, sub_leakage)
+        finally:
+            self._hidden.pop(key, None)
+
+    def _execute_plan(self, compiled: Compiled, request, context, sql: str, settings: dict[str, str], query_id: str,
+                      started: float, sub_leakage: list[str]) -> Iterator[pb.ExecuteEvent]:
+        """EXPLAIN, or run the planned statement as its issuer and stream the result."""
         plan = compiled.plan
         if compiled.kind == "explain":
             yield from result_meta.result_events(
@@ -500,7 +534,8 @@ class Node(rpc.NodeServicer):
         deadline = time.monotonic() + max(0.0, deadline_unix - time.time())
         self._reserve_budget(plan, key)  # DP: the owner's ledger, before any of its shares is used
         channel = Channel(self.me, key, self.links, self.mailbox, deadline)
-        run = PartyRun(self.me, plan, self.executor, channel, progress)
+        run = PartyRun(self.me, plan, self.executor, channel, progress,
+                       hidden=self._hidden.get(key) if plan.issuer == self.me else None)
         try:
             table = run.run()
         except Exception as exc:  # noqa: BLE001

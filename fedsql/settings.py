@@ -19,6 +19,7 @@ MODES: tuple[str, ...] = ("reveal", "sizes", "oblivious")
 SETTINGS: dict[str, tuple[str, ...] | None] = {
     "fedsql.mode": MODES,
     "fedsql.epsilon": None,  # a number > 0; default: min(1.0, every touched DP table's max_epsilon_per_query)
+    "fedsql.hidden_params": ("off", "on"),  # on: the statement's ? values stay secret (hidden lookup)
 }
 """Session settings a client may SET, with their allowed values (None: checked by its own rule)."""
 

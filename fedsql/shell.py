@@ -38,6 +38,9 @@ Statements end with ';' and may span lines. Meta commands:
   .timer on|off         print how long each statement took
   .explain [next]       EXPLAIN the last query (plan + leakage report); 'next': explain the next one instead of running it
   .budget               differential-privacy budgets your node keeps as a data owner
+  .params V, V, ...     values for the ? marks of the next statement (SQL literals: 42, 'text', NULL);
+                        with SET fedsql.hidden_params = on they stay secret (a hidden lookup); never saved
+                        in the history; .params clear drops them
   .quit                 leave (also .exit or Ctrl-D)
 Keys: Tab completes, Up/Down search history by prefix, Ctrl-R searches it, Ctrl-C cancels a running query.
 Settings: SET fedsql.mode = 'reveal' | 'sizes' | 'oblivious';
@@ -50,7 +53,8 @@ KEYWORDS = (
     "COUNT", "SUM", "AVG", "MIN", "MAX", "EXPLAIN", "SET", "fedsql.mode", "CREATE TABLE", "CREATE OR REPLACE TABLE",
     "INSERT INTO", "VALUES", "DROP TABLE", "DELETE FROM", "UPDATE", "DESCRIBE", "SHOW TABLES", "TRUE", "FALSE",
 )
-META_COMMANDS = (".help", ".tables", ".schema", ".parties", ".mode", ".timer", ".explain", ".budget", ".quit", ".exit")
+META_COMMANDS = (".help", ".tables", ".schema", ".parties", ".mode", ".timer", ".explain", ".budget", ".params", ".quit",
+                 ".exit")
 
 
 def split_statements(text: str) -> tuple[list[str], str]:
@@ -160,13 +164,16 @@ class Shell:
             self.explain_next = False
             sql = "EXPLAIN " + sql
         cur = self.conn.cursor()
+        params = None
+        if self.params is not None and any(kind == "qmark" for kind, _ in sql_segments(sql)):
+            params, self.params = self.params, None  # for this statement only
         start = time.monotonic()
         try:
             if _isatty(self.err):
                 with Progress(self.err) as progress:
-                    cur.execute(sql, on_progress=progress.update)
+                    cur.execute(sql, params, on_progress=progress.update)
             else:
-                cur.execute(sql)
+                cur.execute(sql, params)
         except errors.Error as exc:
             self.error(exc)
             return False
@@ -232,6 +239,7 @@ class Shell:
             return True
 
     meta_failed = False
+    params: list | None = None  # .params: the values of the next statement's ? marks
 
     def _meta(self, cmd: str, arg: str) -> bool:
         fed = self.conn.federation
@@ -278,6 +286,16 @@ class Shell:
                 self.run_statement("EXPLAIN " + self.last_query)
         elif cmd == ".budget":
             self.print_budget()
+        elif cmd == ".params":
+            if arg.lower() == "clear":
+                self.params = None
+            elif not arg:
+                raise errors.InterfaceError("usage: .params V, V, ... (SQL literals, e.g. .params 42, 'abc', NULL) "
+                                            "or .params clear")
+            else:
+                self.params = parse_params(arg)
+                self.print(f"{len(self.params)} parameter{'s' if len(self.params) != 1 else ''} for the next "
+                           "statement with ? marks")
         else:
             raise errors.InterfaceError(f"unknown command {cmd!r}; try .help")
         return True
@@ -424,6 +442,36 @@ class Shell:
         return status
 
 
+def parse_params(text: str) -> list:
+    """`.params 42, -1.5, 'it''s', NULL, TRUE` → [42, Decimal('-1.5'), "it's", None, True]."""
+    import decimal
+
+    import sqlglot
+    from sqlglot import exp
+
+    try:
+        items = sqlglot.parse_one(f"SELECT {text}", read="duckdb").expressions
+    except Exception:  # noqa: BLE001 - sqlglot's errors name positions of the wrapped text
+        raise errors.InterfaceError("could not read the .params values: write SQL literals separated by commas, "
+                                    "e.g. .params 42, 'abc', NULL") from None
+    out: list = []
+    for i, item in enumerate(items, 1):
+        neg = isinstance(item, exp.Neg)
+        node = item.this if neg else item
+        if isinstance(node, exp.Null) and not neg:
+            out.append(None)
+        elif isinstance(node, exp.Boolean) and not neg:
+            out.append(bool(node.this))
+        elif isinstance(node, exp.Literal) and node.is_string and not neg:
+            out.append(node.this)
+        elif isinstance(node, exp.Literal):
+            text_value = ("-" if neg else "") + node.this
+            out.append(int(text_value) if re.fullmatch(r"-?\d+", text_value) else decimal.Decimal(text_value))
+        else:
+            raise errors.InterfaceError(f".params value {i} is not a literal (a number, 'text', TRUE/FALSE or NULL)")
+    return out
+
+
 def _isatty(stream: Any) -> bool:
     try:
         return bool(stream.isatty())
@@ -458,8 +506,13 @@ def _prompt_toolkit_reader(shell: Shell) -> Callable[[str], str | None]:
             for cand in shell.completions(text, word):
                 yield Completion(cand, start_position=-len(word))
 
+    class ShellHistory(FileHistory):
+        def store_string(self, string: str) -> None:
+            if not string.lstrip().lower().startswith(".params"):  # parameter values stay off the disk
+                super().store_string(string)
+
     try:
-        history: Any = FileHistory(str(Path.home() / ".fedsql_history"))
+        history: Any = ShellHistory(str(Path.home() / ".fedsql_history"))
     except OSError:
         history = InMemoryHistory()
     session: Any = PromptSession(

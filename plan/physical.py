@@ -48,6 +48,8 @@ class LocalQuery:
     party: str
     sql: str
     purpose: str = ""
+    params: tuple[str, ...] = ()  # hidden-parameter tables it reads: the issuer's node alone holds their
+    #                               values, as Arrow tables (planner/passes/hidden_params.py)
     op: str = "local_query"
 
 
@@ -419,6 +421,8 @@ class PhysicalPlan:
     # party checked the same grants; docs/decisions.md D-ROLES); empty: the client certificate alone
     user: str = ""
     roles: tuple[str, ...] = ()
+    # SET fedsql.hidden_params = on: where each ? goes (table, first index, count, type) — never a value
+    hidden: tuple = ()
     hash: str = field(default="", compare=False)
     # EXPLAIN only: internal column name → the user's expression (`__a0` → `AVG(cost)`). Not part
     # of the plan's meaning, so not hashed: the hash stays what every party already agrees on.

@@ -23,10 +23,11 @@ from planner.passes.derived_tables import Derived, extract_derived_tables
 from planner.passes.inline_subqueries import has_inline_candidates, inline_subqueries
 from planner.lower_join import check_join_policy, expression_type, lower_join
 from planner.passes.dp_join import plan_dp_join
+from planner.passes import hidden_params
 from planner.catalog import SchemaLookup
 from planner.explain import plan_legend
 from planner.lower import PUBLIC_TEXT, lower
-from planner.parse import Statement, parse_statement
+from planner.parse import DIALECT, Statement, parse_statement
 from plan.physical import PhysicalPlan, with_hash
 from planner.passes.dp import dp_pass
 from planner.passes.dp_guard import guard_dp_expressions, require_dp_coverage
@@ -70,10 +71,22 @@ def compile_query(
 def _compile(
     sql: str, fed: Federation, issuer: Principal | str, settings: dict[str, str], schema_of: SchemaLookup
 ) -> Compiled:
+    hidden = settings.get("fedsql.hidden_params") == "on"
+    if hidden:  # the ? of a hidden lookup, numbered in text order ($1, $2, …)
+        sql, _ = hidden_params.numbered(sql)
     stmt: Statement = parse_statement(sql)
     if stmt.kind == "set":
         return Compiled("set", setting=stmt.setting)
-    return Compiled(stmt.kind, plan=plan_select(stmt, fed, issuer, settings, schema_of))
+    if not hidden:
+        return Compiled(stmt.kind, plan=plan_select(stmt, fed, issuer, settings, schema_of))
+    party = as_principal(issuer).party
+    ast, fed, schema_of, sets = hidden_params.rewrite(stmt.ast, fed, party, schema_of)
+    stmt = dataclasses.replace(stmt, ast=ast, text=ast.sql(dialect=DIALECT))
+    plan = plan_select(stmt, fed, issuer, settings, schema_of)
+    if sets:
+        plan = with_hash(dataclasses.replace(plan, hidden=sets,
+                                             leakage=plan.leakage + hidden_params.leakage(sets, party)))
+    return Compiled(stmt.kind, plan=plan)
 
 
 def plan_select(

@@ -18,7 +18,7 @@ from dataclasses import replace
 from sqlglot import exp
 
 from fedsql.errors import UnsupportedSql
-from fedsql.permissions import Principal, permits
+from fedsql.permissions import Principal, as_principal, permits
 from planner.catalog import from_item
 from plan.physical import SENTINEL
 from planner.encodings import clamped_encode_sql, encode_sql, key_encoding, value_encoding
@@ -26,6 +26,7 @@ from planner.join_analyze import JoinBlock, aliases_of
 from planner.placement import SITE_MARK, party_of_site
 from planner.parse import DIALECT
 from planner.passes.finalize import final_sql, issuer_side_note
+from planner.passes.hidden_params import HIDDEN_FORMAT
 from planner.passes.dp import interval_items
 from planner.passes.secure_finish import finish_leakage, plan_secure_finish
 from plan.physical import (
@@ -98,6 +99,7 @@ def check_join_policy(block: JoinBlock, issuer: Principal | str, key_viewers: tu
     refs.update(block.local_inner)
     preserved = {e.left for e in block.edges if e.kind in ("left", "full")} | {
         e.right for e in block.edges if e.kind == "full"}  # rows an outer join keeps without a match
+    echoed = _echoed_keys(block, as_principal(issuer).party)
     for role in ("row", "group", "join", "semi_join", "aggregate", "where", "semi_where"):
         required, rule = _RULES[role.replace("semi_", "")]
         for alias, column in sorted(block.uses.get(role, ())):
@@ -106,6 +108,8 @@ def check_join_policy(block: JoinBlock, issuer: Principal | str, key_viewers: tu
             if role in ("where", "semi_where") and not block.is_aggregate and alias not in preserved and all(
                     permits(t, column, issuer, "payload") for t in refs[alias].members):
                 continue  # a row-level join may filter on a payload column: it narrows what payload reveals
+            if role == "row" and alias not in preserved and (alias, column) in echoed:
+                continue  # equal to the issuer's own key on every row shown: its join_key is checked below
             if role == "row" and alias not in preserved:  # shown only on the rows that match: payload will do
                 required, rule = _RULES["payload"]
             elif role == "row":
@@ -116,6 +120,24 @@ def check_join_policy(block: JoinBlock, issuer: Principal | str, key_viewers: tu
     if key_viewers:
         check_group_key_viewers([(m, c) for alias, c in sorted(block.uses.get("group", ()))
                                  for m in refs[alias].members], issuer, key_viewers, mode)
+
+
+def _echoed_keys(block: JoinBlock, issuer: str) -> set[tuple[str, str]]:
+    """Other parties' join key columns that equal one of the issuer's own values on every row they
+    are shown on: matched (`ON x.k = y.k`, `IN (SELECT …)`) against the issuer's table, whose
+    value is the issuer's already (a hidden lookup's keys included)."""
+    own = {a for a, s in block.site.items() if s == issuer}
+    out: set[tuple[str, str]] = set()
+    for e in block.edges:
+        if e.kind == "inner" or e.kind == "left":
+            if e.left in own:
+                out |= {(e.right, c) for c in e.right_cols}
+            if e.right in own and e.kind == "inner":
+                out |= {(e.left, c) for c in e.left_cols}
+    for sj in block.semis:
+        if not sj.anti and not sj.not_in and set(sj.table.owners) == {issuer}:
+            out |= {(sj.outer, c) for c in sj.outer_cols}
+    return out
 
 
 class _Fragments:
@@ -279,7 +301,8 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
     for s_i, sj in enumerate(block.semis):
         p_out = block.site[sj.outer]
         owners = list(dict.fromkeys(_runners(block, p_out) + list(sj.table.owners)))
-        semi_sorted.append(oblivious or all(c in owners for c in compute))
+        hidden = any(getattr(m, "format", "") == HIDDEN_FORMAT for m in sj.table.members)
+        semi_sorted.append(oblivious or hidden or all(c in owners for c in compute))  # hidden keys: never matched
         steps.append(AgreeTagKey(f"ks{s_i}", tuple(owners)))
         names = tuple(f"__sk{s_i}_{j}" for j in range(len(sj.outer_cols)))
         bits = SORT_TAG_BITS if semi_sorted[-1] else MATCH_TAG_BITS  # sort keys: signed words, |a - b| < 2^63
@@ -298,7 +321,8 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
         for m in members:
             suffix = f"_{m.party}" if len(members) > 1 else ""
             steps.append(LocalQuery(f"fs{s_i}{suffix}", m.party, f"SELECT {cols} FROM {from_item(m)} AS "
-                                    f"{quote(sj.inner)}{' WHERE ' + conds if conds else ''}", "semi-join keys"))
+                                    f"{quote(sj.inner)}{' WHERE ' + conds if conds else ''}", "semi-join keys",
+                                    params=(m.name,) if getattr(m, "format", "") == HIDDEN_FORMAT else ()))
             steps.append(ComputeTags(f"ts{s_i}_in{suffix}", f"fs{s_i}{suffix}", m.party, f"ks{s_i}", names,
                                      f"__st{s_i}", bits))
             steps.append(ShareTable(f"ss{s_i}{suffix}", f"fs{s_i}{suffix}", m.party, inner_shares))

@@ -214,6 +214,7 @@ def test_demo_no_shell_end_to_end(tmp_path: Path) -> None:
     assert "error: refused" in out and "patient_id is 'private'" in out  # one clear line
     assert "to bank only: the joined rows" in out  # PSI and enrichment, each with its leakage report
     assert "telco.subscribers.data_gb" in out and "lacks permission 'payload'" in out
+    assert "that bank looked up 2 hidden key values" in out  # the hidden lookup's leakage report
     assert "Traceback" not in out + proc.stderr
     assert (tmp_path / "demo" / "federation.toml").is_file()
     assert (tmp_path / "demo" / "data" / "telco_subscribers.csv").is_file()

@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from fedsql import errors as fedsql_errors
 from fedsql.errors import PolicyViolation
 from tests.result_compare import assert_matches, duckdb_arrow, pooled_duckdb
 
@@ -131,6 +132,8 @@ PSI = [  # the issuer's own rows, filtered or joined by membership in another pa
     "ORDER BY x.cid, c2 LIMIT 9",
     "SELECT x.cid FROM a.cust x JOIN c.nothing n ON x.cid = n.cid",
     "SELECT cid, x.seg FROM a.cust x JOIN b.acct y USING (cid)",
+    # the other side's key equals the issuer's own on every row: join_key suffices to show it
+    "SELECT y.cid, y.\"Name\", x.seg FROM a.cust x JOIN b.acct y ON x.cid = y.cid AND x.\"Name\" = y.\"Name\"",
 ]
 ENRICH = [  # plus the columns the other owner granted as payload
     "SELECT x.cid, x.seg, y.branch, y.bal FROM a.cust x JOIN b.acct y ON x.cid = y.cid WHERE y.bal >= 0",
@@ -173,7 +176,7 @@ def test_an_issuer_outside_the_compute_parties_gets_its_rows(rowfed):
 
 @pytest.mark.parametrize("sql, column, missing", [
     ("SELECT x.cid, y.vip FROM a.cust x JOIN b.acct y ON x.cid = y.cid", "b.acct.vip", "payload"),
-    ("SELECT y.cid FROM a.cust x JOIN b.acct y ON x.cid = y.cid", "b.acct.cid", "payload"),
+    ("SELECT y.cid FROM a.cust x JOIN b.acct y ON x.\"Name\" = y.\"Name\"", "b.acct.cid", "payload"),
     # the preserved side of an outer join shows rows that match nothing: payload is not enough
     ("SELECT y.branch FROM b.acct y LEFT JOIN a.cust x ON x.cid = y.cid", "b.acct.branch", "public"),
     ("SELECT x.cid, p.tier FROM a.cust x FULL JOIN c.profile p ON x.cid = p.cid", "c.profile.tier", "public"),
@@ -192,3 +195,110 @@ def test_explain_says_how_the_rows_are_opened(rowfed):
     cur.execute("EXPLAIN SELECT x.cid, p.tier FROM a.cust x JOIN c.profile p ON x.cid = p.cid")
     text = "\n".join(str(v) for row in cur.fetchall() for v in row)
     assert "shuffle the rows, zero those not in the result" in text and "by row number" in text, text
+
+
+# -- hidden lookup: SET fedsql.hidden_params = on --------------------------------------------------
+
+NEEDLES = ["needle-7f3a9c", 918273645]  # looked up, absent everywhere: no file of any party may hold them
+
+
+def _reference(ref, sql: str, params: list) -> pa.Table:
+    from connectors.dbapi import substitute_parameters
+
+    return duckdb_arrow(ref, substitute_parameters(sql, params))
+
+
+@pytest.mark.parametrize("sql, params", [
+    ("SELECT p.tier, p.lim FROM c.profile p WHERE p.cid = ?", "present"),
+    ("SELECT p.tier, p.lim FROM c.profile p WHERE p.cid = ?", [NEEDLES[1]]),
+    ("SELECT p.tier, p.lim FROM c.profile p WHERE p.cid = ?", [None]),
+    ("SELECT p.cid, p.tier, p.since FROM c.profile p WHERE p.cid IN (?, ?, ?, ?, ?) ORDER BY p.cid", "mixed"),
+    ("SELECT y.branch, y.bal FROM b.acct y WHERE y.\"Name\" = ? AND y.bal > ?", None),
+    ("SELECT y.branch, y.bal FROM b.acct y WHERE y.\"Name\" = ?", ["Ann"]),
+    ("SELECT y.branch FROM b.acct y WHERE y.\"Name\" IN (?, ?)", [NEEDLES[0], "ann"]),
+])
+def test_hidden_lookup_returns_the_matching_rows(rowfed, sql, params):
+    conns, ref, _ = rowfed
+    present = duckdb_arrow(ref, "SELECT cid FROM c.profile ORDER BY cid")["cid"].to_pylist()
+    if isinstance(params, str):
+        params = {"present": [present[3]], "mixed": [present[0], present[0], None, NEEDLES[1], present[-1]]}[params]
+    cur = conns["a"].cursor()
+    cur.execute("SET fedsql.hidden_params = on")
+    try:
+        if params is None:  # a ? that is not a lookup key is refused, and says what to do
+            with pytest.raises(fedsql_errors.UnsupportedSql, match="col = \\?"):
+                cur.execute(sql, ["Ann", 0])
+            return
+        cur.execute(sql, params)
+        assert_matches(cur.fetch_arrow_table(), _reference(ref, sql, params), sql)
+        k = len(params)
+        assert any(f"looked up {k} hidden key value" in line for line in cur.leakage), cur.leakage
+    finally:
+        cur.execute("SET fedsql.hidden_params = off")
+
+
+def test_a_hidden_lookup_of_thousands_of_keys(rowfed):
+    conns, ref, _ = rowfed
+    keys = list(range(-2000, 1000))
+    sql = f"SELECT p.cid, p.lim FROM c.profile p WHERE p.cid IN ({', '.join('?' for _ in keys)})"
+    cur = conns["a"].cursor()
+    cur.execute("SET fedsql.hidden_params = on")
+    cur.execute(sql, keys)
+    assert_matches(cur.fetch_arrow_table(), _reference(ref, sql, keys), sql)
+    cur.execute("SET fedsql.hidden_params = off")
+
+
+def test_hidden_lookup_refusals_are_clear(rowfed):
+    conns, _, _ = rowfed
+    cur = conns["a"].cursor()
+    cur.execute("SET fedsql.hidden_params = on")
+    try:
+        with pytest.raises(fedsql_errors.Error, match="has 2 hidden \\? parameters but 1 value were sent"):
+            cur.execute("SELECT p.tier FROM c.profile p WHERE p.cid IN (?, ?)", [1])
+        with pytest.raises(fedsql_errors.UnsupportedSql, match="a's own column"):
+            cur.execute("SELECT x.seg FROM a.cust x WHERE x.cid = ?", [1])
+        with pytest.raises(fedsql_errors.DataError, match="hidden parameter 1 cannot be read as BIGINT"):
+            cur.execute("SELECT p.tier FROM c.profile p WHERE p.cid = ?", ["not a number"])
+        with pytest.raises(fedsql_errors.PolicyViolation, match="c.profile.cid"):  # an outer join shows every row
+            cur.execute("SELECT p.cid FROM c.profile p LEFT JOIN a.cust x ON p.cid = x.cid WHERE p.cid = ?", [1])
+    finally:
+        cur.execute("SET fedsql.hidden_params = off")
+
+
+def test_no_party_keeps_the_hidden_values(rowfed):
+    """After lookups of values no table holds, no file of any party — state directories, audit
+    chains, logs, the issuer's own included — contains them (only the issuer's client had them)."""
+    conns, _, d = rowfed
+    cur = conns["a"].cursor()
+    cur.execute("SET fedsql.hidden_params = on")
+    cur.execute("SELECT y.branch FROM b.acct y WHERE y.\"Name\" = ?", [NEEDLES[0]])
+    cur.execute("SELECT p.tier FROM c.profile p WHERE p.cid IN (?, ?)", [NEEDLES[1], 3])
+    with pytest.raises(fedsql_errors.DataError):  # a failing lookup neither
+        cur.execute("SELECT p.tier FROM c.profile p WHERE p.cid = ?", [NEEDLES[0]])
+    cur.execute("SET fedsql.hidden_params = off")
+    checked = 0
+    for path in d.rglob("*"):
+        if path.is_file() and path.suffix != ".parquet":
+            data = path.read_bytes()
+            checked += 1
+            for needle in NEEDLES:
+                assert str(needle).encode() not in data, (needle, path)
+    assert checked > 5  # logs and audit chains of every party were read
+
+
+def test_hidden_lookup_from_the_shell(rowfed):
+    """`.params` gives the next statement's ? values; with hidden_params on they stay secret."""
+    import io
+
+    from fedsql.shell import Shell
+
+    conns, ref, _ = rowfed
+    key = duckdb_arrow(ref, "SELECT MIN(cid) AS k FROM c.profile")["k"][0].as_py()
+    out, err = io.StringIO(), io.StringIO()
+    script = ("SET fedsql.hidden_params = on;\n.mode csv\n"
+              f".params {key}\nSELECT p.lim FROM c.profile p WHERE p.cid = ?;\n"
+              "SET fedsql.hidden_params = off;\n")
+    assert Shell(conns["a"], out=out, err=err).repl(io.StringIO(script)) == 0, err.getvalue()
+    want = duckdb_arrow(ref, f"SELECT lim FROM c.profile WHERE cid = {key}")["lim"][0].as_py()
+    assert f"lim\n{'' if want is None else want}\n" in out.getvalue(), out.getvalue()
+    assert "1 parameter for the next statement" in out.getvalue()

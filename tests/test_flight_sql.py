@@ -279,6 +279,22 @@ def test_prepared_statement_with_parameters(db: Any, reference: Any) -> None:
 
 
 @pytest.mark.e2e
+def test_prepared_statement_with_hidden_parameters(db: Any, reference: Any) -> None:
+    """SET fedsql.hidden_params = on: bound values go to the node beside the SQL (a hidden lookup)."""
+    cur = db.cursor()
+    cur.execute("SET fedsql.hidden_params = on")
+    try:
+        cur.execute("SELECT p.g FROM p2.t p WHERE p.g = ?", (2,))
+        got = cur.fetch_arrow_table()
+        leakage = json.loads((got.schema.metadata or {}).get(b"fedsql:leakage", b"[]"))
+        assert any("looked up 1 hidden key value" in line for line in leakage), leakage
+        assert sorted(got.column(0).to_pylist()) == sorted(reference("SELECT g FROM p2.t WHERE g = 2").column(0).to_pylist())
+    finally:
+        cur.execute("SET fedsql.hidden_params = off")
+        cur.close()
+
+
+@pytest.mark.e2e
 def test_execute_schema_plans_without_running(db: Any) -> None:
     cur = db.cursor()
     schema = cur.adbc_execute_schema("SELECT k, COUNT(*) AS n, SUM(d) AS sd FROM t GROUP BY k")

@@ -142,14 +142,19 @@ def test_oblivious_join_of_empty_inputs() -> None:
     assert n == 0 and set(out) == {"a", "b", "__rows"}
 
 
+@pytest.mark.parametrize("scan", [True, False], ids=["pairwise-scan", "sort"])
 @pytest.mark.parametrize("kind", ["semi", "anti"])
-def test_oblivious_semi_join(kind: str) -> None:
+def test_oblivious_semi_join(kind: str, scan: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Small sides compare every pair of tags; larger ones sort (joins.SCAN_CELLS): same rows kept."""
+    from executors.operators import joins
+
+    monkeypatch.setattr(joins, "SCAN_CELLS", 1 << 22 if scan else 0)
     outer_keys = [1, 2, 2, 3, None, 6]
     inner_keys = [2, 2, 3, 4, None]
     step = ObliviousSemiJoin("j_1", "O", "I", "t", "t", kind=kind)
     n, out = run_operator(oblivious_semi_join, step, {"O": tagged(outer_keys, SORT_TAG_BITS, x=list(range(6))),
                                                       "I": tagged(inner_keys, SORT_TAG_BITS, pad=[0] * 5)})
-    assert n == len(outer_keys) + len(inner_keys) and set(out) == {"x", "__rows"}
+    assert n == len(outer_keys) + (0 if scan else len(inner_keys)) and set(out) == {"x", "__rows"}
     hit = [k is not None and k in inner_keys for k in outer_keys]
     assert rows(out, ["x"], where="__rows") == Counter((i,) for i, h in enumerate(hit) if h == (kind == "semi"))
 
@@ -166,3 +171,11 @@ def test_oblivious_not_in_with_a_null_in_the_subquery_keeps_nothing() -> None:
 def test_the_dispatch_table_names_the_moved_operators() -> None:
     assert {SecureJoin: secure_join, ObliviousJoin: oblivious_join,
             ObliviousSemiJoin: oblivious_semi_join}.items() <= SECURE_OPERATORS.items()
+
+
+@pytest.mark.parametrize("kind, kept", [("semi", 0), ("anti", 3)])
+def test_oblivious_semi_join_against_no_rows(kind: str, kept: int) -> None:
+    step = ObliviousSemiJoin("j_1", "O", "I", "t", "t", kind=kind)
+    n, out = run_operator(oblivious_semi_join, step, {"O": tagged([1, 2, None], SORT_TAG_BITS, x=[0, 1, 2]),
+                                                      "I": tagged([], SORT_TAG_BITS)})
+    assert n == 3 and int(out["__rows"].sum()) == kept

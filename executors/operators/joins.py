@@ -229,6 +229,8 @@ def oblivious_semi_join(mpc: MPC, inputs: Mapping[str, SecretTable], step: Obliv
     own.setdefault("__rows", ones(outer.n))  # freshly shared rows are all real
     if outer.n == 0:
         return SecretTable(n=0, secret={c: zeros(0) for c in own})
+    if step.kind in ("semi", "anti") and outer.n * n_in <= SCAN_CELLS:
+        return _semi_join_by_scan(mpc, outer, inner, outer_tag, inner_tag, own, step.kind, check_memory)
     names = list(own)
     columns = [ops.concat([zeros(n_in), own[c]]) for c in names]  # inner rows carry nothing
     key = [ops.concat([inner.secret[i], outer.secret[o]]) for i, o in zip(inner_tag, outer_tag)]
@@ -244,4 +246,34 @@ def oblivious_semi_join(mpc: MPC, inputs: Mapping[str, SecretTable], step: Obliv
     out.secret["__rows"] = ops.mul(mpc, outer_row, keep)
     if step.kind == "not_in":
         out.secret[f"__nin{step.id[2:]}"] = not_in_rule(mpc, step, inner, out)
+    return out
+
+
+SCAN_CELLS = 1 << 22
+"""An oblivious semi-join whose outer × inner rows are at most this many compares every pair of
+tags instead of sorting (a hidden lookup of a few keys: n·k equality tests in ~10 rounds, not an
+oblivious sort of n + k rows). Both sizes are public, so the choice reveals nothing."""
+
+
+def _semi_join_by_scan(mpc: MPC, outer: SecretTable, inner: SecretTable, outer_tag: list[str], inner_tag: list[str],
+                       own: dict[str, AShare], kind: str, check_memory: MemoryCheck) -> SecretTable:
+    """Every outer row against every inner tag: matched = (Σ_j [tag_i = tag'_j]) > 0, under MPC.
+    Output: the outer rows in their order, `__rows` = 1 for those kept."""
+    n, k = outer.n, inner.n
+    check_memory(n * k, 2 * TAG_WORDS, "the semi-join's tag comparisons")
+    matched = ops.zeros(n)
+    if k:
+        rows, cols = np.repeat(np.arange(n), k), np.tile(np.arange(k), n)
+        diffs = [ops.sub(ops.take(outer.secret[o], rows), ops.take(inner.secret[i], cols))
+                 for o, i in zip(outer_tag, inner_tag)]
+        words = ops.split(ops.b2a_bit(mpc, ops.concat(ops.compare_many(mpc, [("eq", d, 0) for d in diffs]))),
+                          [n * k] * len(diffs))
+        pair = words[0]
+        for w in words[1:]:
+            pair = ops.mul(mpc, pair, w)  # every word of the tag equal
+        # one key: the pair flag is already 0/1; several may repeat, so "any" is a comparison
+        (matched,) = [pair] if k == 1 else nonzero_flags(mpc, [ops.sum_segments(pair, np.arange(0, n * k, k))])
+    keep = matched if kind == "semi" else ops.sub(ops.constant(mpc, n, 1), matched)
+    out = SecretTable(n=n, secret=dict(own))
+    out.secret["__rows"] = ops.mul(mpc, own["__rows"], keep)
     return out

@@ -25,7 +25,7 @@ class Empty(_message.Message):
     def __init__(self) -> None: ...
 
 class ExecuteRequest(_message.Message):
-    __slots__ = ("sql", "settings", "query_id", "timeout_seconds", "user")
+    __slots__ = ("sql", "settings", "query_id", "timeout_seconds", "user", "hidden_params")
     class SettingsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -38,12 +38,14 @@ class ExecuteRequest(_message.Message):
     QUERY_ID_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
     USER_FIELD_NUMBER: _ClassVar[int]
+    HIDDEN_PARAMS_FIELD_NUMBER: _ClassVar[int]
     sql: str
     settings: _containers.ScalarMap[str, str]
     query_id: str
     timeout_seconds: float
     user: str
-    def __init__(self, sql: _Optional[str] = ..., settings: _Optional[_Mapping[str, str]] = ..., query_id: _Optional[str] = ..., timeout_seconds: _Optional[float] = ..., user: _Optional[str] = ...) -> None: ...
+    hidden_params: bytes
+    def __init__(self, sql: _Optional[str] = ..., settings: _Optional[_Mapping[str, str]] = ..., query_id: _Optional[str] = ..., timeout_seconds: _Optional[float] = ..., user: _Optional[str] = ..., hidden_params: _Optional[bytes] = ...) -> None: ...
 
 class Progress(_message.Message):
     __slots__ = ("elapsed_seconds", "step")
