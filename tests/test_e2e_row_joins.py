@@ -302,3 +302,14 @@ def test_hidden_lookup_from_the_shell(rowfed):
     want = duckdb_arrow(ref, f"SELECT lim FROM c.profile WHERE cid = {key}")["lim"][0].as_py()
     assert f"lim\n{'' if want is None else want}\n" in out.getvalue(), out.getvalue()
     assert "1 parameter for the next statement" in out.getvalue()
+
+
+def test_a_joint_row_result_kept_as_a_scratch_table(rowfed):
+    """CREATE TABLE scratch.x AS <PSI/enrichment>: the rows stay at the issuer, queryable there."""
+    conns, ref, _ = rowfed
+    sql = "SELECT x.cid, x.seg, p.tier FROM a.cust x JOIN c.profile p ON x.cid = p.cid"
+    cur = conns["a"].cursor()
+    cur.execute(f"CREATE OR REPLACE TABLE scratch.matched AS {sql}")
+    cur.execute("SELECT * FROM scratch.matched")
+    assert_matches(cur.fetch_arrow_table(), duckdb_arrow(ref, sql), sql)
+    cur.execute("DROP TABLE scratch.matched")
