@@ -51,6 +51,8 @@ def encode_column(column: pa.ChunkedArray | pa.Array, enc: Encoding, width: int,
     if enc.kind == "float_bits":
         values = column.fill_null(0.0).to_numpy(zero_copy_only=False).astype(np.float64)
         return [values.view(np.uint64).copy()]
+    if enc.kind == "word":  # an integer only ever opened, never computed on: its whole 64-bit word
+        return [column.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64).view(np.uint64).copy()]
     if column.null_count:
         raise EncodingError(f"column {name}: unexpected NULL in an encoded column (internal planning error)")
     values = column.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
@@ -90,7 +92,7 @@ def decode_words(words: list[np.ndarray], enc: Encoding, valid: np.ndarray | Non
     if enc.kind == "float_bits":
         return pa.array(value.view(np.float64), mask=mask)
     signed = value.view(np.int64)
-    if enc.kind == "int":
+    if enc.kind in ("int", "word"):
         return pa.array(signed, type=pa.int64(), mask=mask)
     if enc.kind == "bool":
         return pa.array(signed != 0, type=pa.bool_(), mask=mask)

@@ -63,9 +63,17 @@ def key_encoding(duck_type: str, what: str) -> Encoding:
     return value_encoding(duck_type, 0, what)
 
 
+def row_encoding(duck_type: str, what: str) -> Encoding:
+    """Encoding of a column a row-level result shows: exact and only opened, so integers keep
+    their whole 64-bit word (no arithmetic range to leave room for), the rest as a key."""
+    if duck_type.upper() in ("BIGINT", "INTEGER", "SMALLINT", "TINYINT", "UINTEGER", "USMALLINT", "UTINYINT"):
+        return Encoding("word", 0, "BIGINT")
+    return key_encoding(duck_type, what)
+
+
 def encode_sql(expr: str, enc: Encoding) -> str:
     """DuckDB SQL turning a plaintext expression into its BIGINT ring form (NULL stays NULL)."""
-    if enc.kind == "int":
+    if enc.kind in ("int", "word"):
         return f"CAST({expr} AS BIGINT)"
     if enc.kind == "decimal":
         return f"CAST(CAST({expr} AS DECIMAL(38,{enc.scale})) * {10 ** enc.scale} AS BIGINT)"

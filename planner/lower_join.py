@@ -21,7 +21,7 @@ from fedsql.errors import UnsupportedSql
 from fedsql.permissions import Principal, as_principal, permits
 from planner.catalog import from_item
 from plan.physical import SENTINEL
-from planner.encodings import clamped_encode_sql, encode_sql, key_encoding, value_encoding
+from planner.encodings import clamped_encode_sql, encode_sql, key_encoding, row_encoding, value_encoding
 from planner.join_analyze import JoinBlock, aliases_of
 from planner.placement import SITE_MARK, party_of_site
 from planner.parse import DIALECT
@@ -183,7 +183,9 @@ class _Fragments:
             return self.by_sql[key]
         typ = self._type(party, sql)
         source = f"({sql})"
-        if role == "key":
+        if role == "row":  # shown row by row, never computed on (planner/lower_join.py _row_outputs)
+            enc = row_encoding(typ, sql)
+        elif role == "key":
             enc = key_encoding(typ, f"GROUP BY {sql}")
             if party == self.dp_party and enc.kind == "string":  # fixed width: agreeing it would open a maximum
                 limit = DP_KEY_WORDS * WORD_BYTES
@@ -320,9 +322,12 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
         members = sj.table.members  # a federated union: every member runs it; the shares are concatenated
         for m in members:
             suffix = f"_{m.party}" if len(members) > 1 else ""
-            steps.append(LocalQuery(f"fs{s_i}{suffix}", m.party, f"SELECT {cols} FROM {from_item(m)} AS "
+            # membership needs each key once: its owner deduplicates them (the fragment's size, public in
+            # every mode, is then its number of distinct keys); a hidden lookup's k values stay k
+            distinct = "" if hidden else "DISTINCT "
+            steps.append(LocalQuery(f"fs{s_i}{suffix}", m.party, f"SELECT {distinct}{cols} FROM {from_item(m)} AS "
                                     f"{quote(sj.inner)}{' WHERE ' + conds if conds else ''}", "semi-join keys",
-                                    params=(m.name,) if getattr(m, "format", "") == HIDDEN_FORMAT else ()))
+                                    params=(m.name,) if hidden else ()))
             steps.append(ComputeTags(f"ts{s_i}_in{suffix}", f"fs{s_i}{suffix}", m.party, f"ks{s_i}", names,
                                      f"__st{s_i}", bits))
             steps.append(ShareTable(f"ss{s_i}{suffix}", f"fs{s_i}{suffix}", m.party, inner_shares))
@@ -422,7 +427,8 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
                                 kind=kind))
         current = f"sj{s_i}"
         leakage.append(f"to {', '.join(compute)}: how many rows pass the {'NOT ' if sj.anti else ''}EXISTS/IN "
-                       f"subquery on {sj.table.name}; to {matcher}: the match pattern of "
+                       f"subquery on {sj.table.name} (whose owner shares each distinct key once); to {matcher}: the "
+                       "match pattern of "
                        f"{'shuffled' if shuffle else 'positioned'} keyed tags")
         if not shuffle:
             leakage.append(f"to {', '.join(viewers)}: which rows of {p_out} pass the subquery (reveal mode), on "
@@ -576,7 +582,7 @@ def _row_outputs(block: JoinBlock, frags: _Fragments, issuer: str) -> tuple[list
                 frags.items[site].append(f"{quote(col.table)}.{quote(col.name)} AS {name}")
                 reveal.append(RevealColumn(name, "local_row", name, COUNT))
             else:
-                leaf = frags.leaf(site, col, role="key")
+                leaf = frags.leaf(site, col, role="row")
                 reveal.append(RevealColumn(name, "key", leaf.name, leaf.encoding, count=f"{leaf.name}__v"))
             replacements[key] = quote(name)
     if own_site:  # 1-based: row number 0 is "no row of the issuer" (the zero padding of an outer join)

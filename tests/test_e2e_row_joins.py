@@ -43,7 +43,7 @@ columns = {{ cid = "join_key", Name = "join_key", branch = "payload", bal = ["ag
 address = "127.0.0.1:{p2}"
 [parties.c.tables.profile]
 source = "c_profile.parquet"
-columns = {{ cid = "join_key", tier = "payload", lim = "payload", since = "payload" }}
+columns = {{ cid = "join_key", tier = "payload", lim = "payload", since = "payload", big = "payload" }}
 unique = ["cid"]
 [parties.c.tables.nothing]
 source = "c_nothing.parquet"
@@ -93,6 +93,9 @@ def _tables(rng: np.random.Generator) -> dict[str, pa.Table]:
         "lim": pa.array([None if i % 7 == 0 else int(v) for i, v in enumerate(rng.integers(-100, 800, len(ids)))],
                         pa.int64()),
         "since": pa.array([18000 + int(v) for v in rng.integers(0, 3000, len(ids))], pa.date32()),
+        # hashed ids use the whole int64 range: shown row by row, they need no arithmetic headroom
+        "big": pa.array([None if i == 1 else int(v) * (-1) ** i for i, v in
+                         enumerate(rng.integers(2**62, 2**63 - 1, len(ids)))], pa.int64()),
     })
     nothing = pa.table({"cid": pa.array([], pa.int64()), "v": pa.array([], pa.int64())})
     pids = rng.permutation(70)[:30]
@@ -148,6 +151,7 @@ PK_FK = [  # one side's key declared unique: these also run in oblivious mode
     "SELECT x.\"Name\", h.phone FROM a.cust x JOIN d.phones h ON x.cid = h.cid ORDER BY h.phone, x.\"Name\"",
     "SELECT x.cid, n.v FROM a.cust x LEFT JOIN c.nothing n ON x.cid = n.cid",
     "SELECT x.cid, x.seg FROM a.cust x WHERE x.cid IN (SELECT cid FROM c.profile WHERE lim > 100)",
+    "SELECT x.cid, p.big FROM a.cust x JOIN c.profile p ON x.cid = p.cid",
 ]
 
 
