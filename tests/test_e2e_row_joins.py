@@ -263,6 +263,9 @@ def test_hidden_lookup_refusals_are_clear(rowfed):
             cur.execute("SELECT x.seg FROM a.cust x WHERE x.cid = ?", [1])
         with pytest.raises(fedsql_errors.DataError, match="hidden parameter 1 cannot be read as BIGINT"):
             cur.execute("SELECT p.tier FROM c.profile p WHERE p.cid = ?", ["not a number"])
+        cur.execute("SELECT x.seg FROM a.cust x UNION SELECT y.seg FROM a.cust y")  # no ?: runs as usual
+        with pytest.raises(fedsql_errors.UnsupportedSql, match="single SELECT"):
+            cur.execute("SELECT x.seg FROM a.cust x UNION SELECT p.tier FROM c.profile p WHERE p.cid = ?", [1])
         with pytest.raises(fedsql_errors.PolicyViolation, match="c.profile.cid"):  # an outer join shows every row
             cur.execute("SELECT p.cid FROM c.profile p LEFT JOIN a.cust x ON p.cid = x.cid WHERE p.cid = ?", [1])
     finally:
