@@ -2,7 +2,8 @@
 
 Some statements are, in relational terms, post-processing over results the issuer may receive
 anyway: the branches of a set operation, the derived tables and CTEs an outer query reads (when it
-reads nothing else), and the grouped query under window functions over its aggregates. Each such
+reads nothing else), the grouped query under window functions over its aggregates, and the joined
+rows under window functions over rows (when the issuer may receive those rows). Each such
 *part* is planned as a query of its own — the issuer and every party it reads compile it and
 check it against the owners' policies exactly as if the user had typed it — and the rest of the
 statement runs in the issuer's DuckDB over the parts' results. The issuer learns each part's whole
@@ -81,7 +82,7 @@ def decompose(ast: exp.Expression, fed: Federation) -> Composite | None:
         return _set_operation(ast)
     if not isinstance(ast, exp.Select):
         return None
-    return _derived_only(ast, fed) or _windows_over_groups(ast)
+    return _derived_only(ast, fed) or _windows_over_groups(ast) or _windows_over_rows(ast)
 
 
 def output_of(composite: Composite, fed: Federation, schema_of: SchemaLookup) -> OutputSchema | None:
@@ -255,4 +256,53 @@ def _windows_over_groups(ast: exp.Select) -> Composite | None:
     inner.set("expressions", inner_items)
     outer.from_(exp.to_identifier(f"{PART_PREFIX}1", quoted=True), copy=False)
     return Composite((Part(f"{PART_PREFIX}1", inner.sql(dialect=DIALECT), "the grouped query"),),
+                     outer.sql(dialect=DIALECT), rename=ast.sql(dialect=DIALECT))
+
+
+def _windows_over_rows(ast: exp.Select) -> Composite | None:
+    """Window functions over rows (no GROUP BY, no aggregate): the rows the windows read — every
+    column of the SELECT list, QUALIFY and ORDER BY — are a row-level part (a join's rows need the
+    owners' `payload` or `public` for them, as any row-level query), and the windows run at the
+    issuer over them, so they reveal nothing the part did not.
+
+        SELECT c.cid, ROW_NUMBER() OVER (PARTITION BY o.ch ORDER BY c.cid) FROM p.cust c JOIN q.ord o ON …
+          [SELECT c.cid AS "__c1", o.ch AS "__c2" FROM p.cust c JOIN q.ord o ON …]
+          -> SELECT "__c1" AS cid, ROW_NUMBER() OVER (PARTITION BY "__c2" ORDER BY "__c1") FROM "__part1"
+    """
+    clauses = [*ast.expressions, ast.args.get("qualify"), ast.args.get("order")]
+    if not any(c is not None and c.find(exp.Window) for c in clauses) or ast.args.get("group") is not None:
+        return None
+    if any(_is_aggregate(n) for c in clauses if c is not None for n in c.find_all(exp.AggFunc)):
+        return None  # aggregates without GROUP BY: _windows_over_groups' case
+    if any(isinstance(e, exp.Star) or (isinstance(e, exp.Column) and isinstance(e.this, exp.Star))
+           for e in ast.expressions) or ast.find(exp.Subquery) or ast.args.get("with_"):
+        return None
+    aliases = {e.alias for e in ast.expressions if isinstance(e, exp.Alias)}
+    columns: dict[str, str] = {}  # the column as written -> its name in the part
+    items: list[exp.Expression] = []
+
+    def lift(node: exp.Expression) -> exp.Expression:
+        if isinstance(node, exp.Column) and not isinstance(node.this, exp.Star) and (node.table or node.name not in aliases):
+            key = node.sql(dialect=DIALECT)
+            if key not in columns:
+                columns[key] = f"__c{len(columns) + 1}"
+                items.append(exp.alias_(node.copy(), columns[key], quoted=True))
+            return exp.column(columns[key], quoted=True)
+        return node
+
+    outer = exp.Select()
+    for e in ast.expressions:
+        outer = outer.select(e.transform(lift), copy=False)
+    for name in ("qualify", "order", "limit", "offset", "distinct"):
+        node = ast.args.get(name)
+        if node is not None:
+            outer.set(name, node.transform(lift) if name in ("qualify", "order") else node.copy())
+    if not items:
+        return None
+    inner = ast.copy()
+    for name in ("qualify", "order", "limit", "offset", "distinct"):
+        inner.set(name, None)
+    inner.set("expressions", items)
+    outer.from_(exp.to_identifier(f"{PART_PREFIX}1", quoted=True), copy=False)
+    return Composite((Part(f"{PART_PREFIX}1", inner.sql(dialect=DIALECT), "the rows the windows read"),),
                      outer.sql(dialect=DIALECT), rename=ast.sql(dialect=DIALECT))

@@ -94,12 +94,24 @@ def test_union_inside_a_derived_table_is_a_composite_part(fed):
     assert inner.combine == 'SELECT * FROM "__part1" UNION ALL SELECT * FROM "__part2"'
 
 
+def test_windows_over_rows_lift_the_rows_they_read(fed):
+    """The part is the row-level query of every column the windows and the list read; its owners'
+    policies decide whether the issuer may have those rows (tests/test_e2e_row_joins.py)."""
+    c = _d(f"SELECT c.cid, ROW_NUMBER() OVER (PARTITION BY o.ch ORDER BY c.cid) AS rn {JOIN} WHERE o.amount > 3 "
+           "QUALIFY rn <= 2 ORDER BY c.cid LIMIT 5", fed)
+    assert [p.sql for p in c.parts] == [
+        'SELECT c.cid AS "__c1", o.ch AS "__c2" FROM p.cust AS c JOIN q.ord AS o ON c.cid = o.cid WHERE o.amount > 3']
+    assert c.combine == ('SELECT "__c1", ROW_NUMBER() OVER (PARTITION BY "__c2" ORDER BY "__c1") AS rn FROM "__part1" '
+                         'QUALIFY rn <= 2 ORDER BY "__c1" LIMIT 5')
+    assert c.rename is not None and c.parts[0].what == "the rows the windows read"
+    assert _d("SELECT g, ROW_NUMBER() OVER () FROM u", fed).parts[0].sql == 'SELECT g AS "__c1" FROM u'
+
+
 @pytest.mark.parametrize("sql", [
     f"SELECT COUNT(*) FROM (SELECT c.cid {JOIN}) x",  # row-level: folds into the outer query
     "SELECT SUM(k) FROM (SELECT ch, COUNT(*) AS k FROM q.ord GROUP BY ch) s",  # one party: a local view
     f"SELECT x.k FROM (SELECT o.ch, COUNT(*) AS k {JOIN} GROUP BY o.ch) x JOIN p.cust c ON c.seg = x.ch",
     f"SELECT * FROM (SELECT o.ch, COUNT(*) AS k {JOIN} GROUP BY o.ch) x WHERE k > (SELECT COUNT(*) FROM q.ord)",
-    "SELECT g, ROW_NUMBER() OVER () FROM u",  # windows over rows: not post-processing
     f"SELECT c.seg, COUNT(*) {JOIN} GROUP BY c.seg",  # plain: one query
     f"SELECT o.ch, COUNT(*), RANK() OVER (ORDER BY c.seg) {JOIN} GROUP BY o.ch",  # ungrouped column
 ])

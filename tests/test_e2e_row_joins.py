@@ -155,6 +155,26 @@ PK_FK = [  # one side's key declared unique: these also run in oblivious mode
 ]
 
 
+WINDOWS = [  # windows over joined rows: the rows are a row-level part, the windows run at the issuer
+    "SELECT x.cid, p.tier, ROW_NUMBER() OVER (PARTITION BY p.tier ORDER BY x.cid) AS rn FROM a.cust x "
+    "JOIN c.profile p ON x.cid = p.cid",
+    "SELECT x.cid, p.lim, SUM(p.lim) OVER (ORDER BY x.cid) AS running, RANK() OVER (ORDER BY p.lim DESC) AS r "
+    "FROM a.cust x JOIN c.profile p ON x.cid = p.cid WHERE p.lim IS NOT NULL QUALIFY r <= 10 ORDER BY r, x.cid",
+]
+
+
+def test_windows_over_joined_rows_match_duckdb(rowfed):
+    conns, ref, _ = rowfed
+    cur = conns["a"].cursor()
+    for sql in WINDOWS:
+        cur.execute(sql)
+        assert_matches(cur.fetch_arrow_table(), duckdb_arrow(ref, sql), sql)
+        assert any("the rows the windows read" in line for line in cur.leakage), cur.leakage
+    with pytest.raises(PolicyViolation, match="a.cust.credit|b.acct.vip"):  # vip is not payload
+        cur.execute("SELECT x.cid, ROW_NUMBER() OVER (PARTITION BY y.vip ORDER BY x.cid) FROM a.cust x "
+                    "JOIN b.acct y ON x.cid = y.cid")
+
+
 @pytest.mark.parametrize("mode", ["sizes", "reveal", "oblivious"])
 def test_row_level_joins_match_duckdb(rowfed, mode):
     conns, ref, _ = rowfed
