@@ -76,13 +76,17 @@ def reveal_result(seat: Seat, step: RevealResult, table: SecretTable | None, own
 def conceal_rows(mpc: MPC, table: SecretTable, step: RevealResult) -> SecretTable:
     """A row-level result before it is opened: shuffled (the rows' order came from the joins —
     keyed-tag order in oblivious mode) and every column multiplied by the 0/1 `step.rows`, so
-    the issuer learns the real rows and, of the others, only that they exist."""
+    the issuer learns the real rows and, of the others, only that they exist. Rows still in the
+    random order their owner shared them in (`order_of`, not the issuer) need no shuffle."""
     keep = table.secret[step.rows]
     wanted = {c.source for c in step.columns} | key_sources(step) | ({GROUP_RANK} if step.local_keys else set())
     names = [c for c in table.secret if c.split("#")[0] in wanted and c != step.rows]
     if not table.n:
         return table
-    shuffled = ops.shuffle(mpc, [table.secret[c] for c in names] + [keep])
+    if table.order_of and table.order_of != step.to:  # already in an order the issuer cannot know
+        shuffled = [table.secret[c] for c in names] + [keep]
+    else:
+        shuffled = ops.shuffle(mpc, [table.secret[c] for c in names] + [keep])
     keep = shuffled[-1]
     zeroed = ops.mul_many(mpc, shuffled[:-1], [keep] * len(names)) if names else []
     return SecretTable(n=table.n, secret={**dict(zip(names, zeroed)), step.rows: keep})

@@ -248,6 +248,8 @@ class PartyRun:
         if self.me == step.party:
             table = self.plain[step.source]
             n = table.num_rows
+            if step.permute and n:  # a uniformly random order from OS randomness, known to this party only
+                table = table.take(pa.array(np.argsort(np.frombuffer(os.urandom(8 * n), dtype=np.uint64))))
             for col in step.columns:
                 words += codec.encode_column(table[col.name], col.encoding, width, col.name)
         n = self._announce(step.party, f"{step.id}.n", n)
@@ -262,7 +264,8 @@ class PartyRun:
             return
         words_of = iter(ops.split(shared, [n] * total))  # the flat share, one column after another
         self.secret[step.id] = SecretTable(n=n, secret={
-            name if w == 1 else f"{name}#{k}": next(words_of) for name, w in layout for k in range(w)})
+            name if w == 1 else f"{name}#{k}": next(words_of) for name, w in layout for k in range(w)},
+            order_of=step.party if step.permute else "")
 
     def _check_memory(self, rows: int, columns: int, what: str) -> None:
         """A secret table of rows × columns costs 16 bytes per cell (two uint64 shares), and the

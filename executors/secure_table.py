@@ -22,6 +22,9 @@ class SecretTable:
     n: int
     secret: dict[str, AShare] = field(default_factory=dict)
     public: dict[str, np.ndarray] = field(default_factory=dict)
+    # the rows are in a uniformly random order that only this party knows (it permuted its rows with
+    # OS randomness before sharing them, ShareTable.permute); operators that keep the row order pass it on
+    order_of: str = ""
 
 
 def concat_tables(tables: list[SecretTable]) -> SecretTable:

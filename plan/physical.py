@@ -85,6 +85,7 @@ class ShareTable:
     columns: tuple[ShareColumn, ...]
     width_from: str = ""  # AgreeWidth step giving the string key width
     width: int = 0  # when > 0: a public string key width in words fixed by the plan (no AgreeWidth)
+    permute: bool = False  # the owner shares its rows in a random order of its own (SecretTable.order_of)
     op: str = "share_table"
 
 

@@ -351,7 +351,11 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
                 steps.append(ShareTable(f"s_{unit}", f"f_{unit}", runner, tuple(frags.shares[party]),
                                         width=DP_KEY_WORDS))
                 continue
-            steps.append(ShareTable(f"s_{unit}", f"f_{unit}", runner, tuple(frags.shares[party]), width))
+            # a row-level result's other owners share their rows in a random order of their own, so a
+            # result still in that order reaches the issuer without an MPC shuffle (executors/reveal.py)
+            permute = rows_out is not None and party_of_site(party) != issuer
+            steps.append(ShareTable(f"s_{unit}", f"f_{unit}", runner, tuple(frags.shares[party]), width,
+                                    permute=permute))
         if party.startswith("@"):  # a federated union: its members' shares, concatenated
             steps.append(SecureUnion(f"s_{party}", tuple(f"s_{unit}" for unit, _, _ in units)))
     # secure joins along the tree

@@ -46,3 +46,26 @@ def test_an_empty_result_stays_empty() -> None:
     step = RevealResult("r", "t", "c0", (RevealColumn("p", "value", "p", INT),), rows="__show")
     out_n, got = run_chain([(_conceal, step)], {"t": {"p": u64([]), "__show": u64([])}})
     assert out_n == 0
+
+
+def _conceal_in_order_of(owner: str):
+    def operator(mpc, inputs, step):
+        table = inputs[step.input]
+        table.order_of = owner  # as ShareTable(permute=True) at `owner` marks it
+        return conceal_rows(mpc, table, step)
+    return operator
+
+
+def test_rows_in_their_owners_random_order_are_zeroed_but_not_shuffled_again() -> None:
+    """Rows still in the order another party shared them in (its own random permutation) need no
+    MPC shuffle; rows in an order the issuer itself chose are shuffled all the same."""
+    n = 40
+    keep = [i % 3 == 0 for i in range(n)]
+    rid = list(range(1, n + 1))
+    step = RevealResult("r", "t", "c0", (), local_keys="f", rows="__show")
+    table = {GROUP_RANK: u64(rid), "__show": u64([int(k) for k in keep])}
+    _, got = run_chain([(_conceal_in_order_of("c1"), step)], {"t": dict(table)})
+    assert got[GROUP_RANK].tolist() == [r if k else 0 for r, k in zip(rid, keep)]  # same order, zeroed
+    _, got = run_chain([(_conceal_in_order_of("c0"), step)], {"t": dict(table)})
+    kept = [r for r in got[GROUP_RANK].tolist() if r]
+    assert sorted(kept) == [r for r, k in zip(rid, keep) if k] and kept != sorted(kept)

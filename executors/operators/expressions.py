@@ -18,7 +18,7 @@ def secure_eval(mpc: MPC, inputs: Mapping[str, SecretTable], step: SecureEval, *
     expression (NULL as 0); a later output may use an earlier one, e.g. a row flag. Nothing is
     opened."""
     table = inputs[step.input]
-    out = SecretTable(n=table.n, secret=dict(table.secret), public=dict(table.public))
+    out = SecretTable(n=table.n, secret=dict(table.secret), public=dict(table.public), order_of=table.order_of)
     evaluator = Evaluator(mpc, out)  # it reads `out`, so it sees the outputs made so far
     for name, node in step.outputs:
         out.secret[name] = evaluator.number(node).value

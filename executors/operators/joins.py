@@ -274,6 +274,6 @@ def _semi_join_by_scan(mpc: MPC, outer: SecretTable, inner: SecretTable, outer_t
         # one key: the pair flag is already 0/1; several may repeat, so "any" is a comparison
         (matched,) = [pair] if k == 1 else nonzero_flags(mpc, [ops.sum_segments(pair, np.arange(0, n * k, k))])
     keep = matched if kind == "semi" else ops.sub(ops.constant(mpc, n, 1), matched)
-    out = SecretTable(n=n, secret=dict(own))
+    out = SecretTable(n=n, secret=dict(own), order_of=outer.order_of)  # the outer rows, in their order
     out.secret["__rows"] = ops.mul(mpc, own["__rows"], keep)
     return out
