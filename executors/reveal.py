@@ -83,12 +83,11 @@ def conceal_rows(mpc: MPC, table: SecretTable, step: RevealResult) -> SecretTabl
     names = [c for c in table.secret if c.split("#")[0] in wanted and c != step.rows]
     if not table.n:
         return table
-    if table.order_of and table.order_of != step.to:  # already in an order the issuer cannot know
-        shuffled = [table.secret[c] for c in names] + [keep]
-    else:
-        shuffled = ops.shuffle(mpc, [table.secret[c] for c in names] + [keep])
-    keep = shuffled[-1]
-    zeroed = ops.mul_many(mpc, shuffled[:-1], [keep] * len(names)) if names else []
+    rows = [table.secret[c] for c in names] + [keep]
+    if not (table.order_of and table.order_of != step.to):  # else already in an order the issuer cannot know
+        rows = ops.shuffle(mpc, rows)
+    keep = rows[-1]
+    zeroed = ops.mul_many(mpc, rows[:-1], [keep] * len(names)) if names else []
     return SecretTable(n=table.n, secret={**dict(zip(names, zeroed)), step.rows: keep})
 
 

@@ -86,15 +86,16 @@ def tables(sets: Sequence[Any], values: pa.Array) -> dict[str, pa.Table]:
         for s in sets:
             if not _TYPE.fullmatch(s.type):
                 raise DataError(f"the column compared with hidden parameter {s.first + 1} has an unusable type")
-            con.register("given", pa.table({"v": values.slice(s.first, s.count)}))
-            cast = con.execute(f"SELECT TRY_CAST(v AS {s.type}) AS v, v IS NOT NULL AND TRY_CAST(v AS {s.type}) "
-                               "IS NULL AS bad FROM given").to_arrow_table()
+            given = values.slice(s.first, s.count)
+            con.register("given", pa.table({"v": given}))
+            cast = con.execute(f"SELECT TRY_CAST(v AS {s.type}) AS v FROM given").to_arrow_table()
             con.unregister("given")
-            bad = cast.column("bad").to_pylist()
-            if any(bad):
-                raise DataError(f"hidden parameter {s.first + bad.index(True) + 1} cannot be read as {s.type}, the "
+            bad = (given.is_valid().to_numpy(zero_copy_only=False)
+                   & cast.column("v").is_null().to_numpy(zero_copy_only=False))  # a value TRY_CAST could not read
+            if bad.any():
+                raise DataError(f"hidden parameter {s.first + int(bad.argmax()) + 1} cannot be read as {s.type}, the "
                                 "type of the column it is compared with; pass a value of that type")
-            out[s.name] = cast.select(["v"])
+            out[s.name] = cast
     finally:
         con.close()
     return out

@@ -40,7 +40,7 @@ from fedsql.proto import node_pb2 as pb
 from fedsql.proto import node_pb2_grpc as rpc
 from fedsql.scratch import IssuerLocal
 from fedsql import hidden_params
-from planner.passes.hidden_params import numbered as _numbered
+from planner.passes.hidden_params import numbered  # how many ? marks (quotes and comments respected)
 from fedsql.settings import check_settings
 from plan.schemas import Schema
 from planner import compose
@@ -65,11 +65,6 @@ SCHEMA_TTL = 60.0
 ABORT_GRACE_SECONDS = 3.0
 """After a failure the issuer waits this long for the other parties' own errors (to report the
 root cause), not for a party stuck in a long local step: the user hears of the failure at once."""
-
-
-def hidden_params_count(sql: str) -> int:
-    """How many ? marks the statement has (quotes and comments respected)."""
-    return _numbered(sql)[1]
 
 
 def _error_event(exc: errors.Error) -> pb.ExecuteEvent:
@@ -259,7 +254,7 @@ class Node(rpc.NodeServicer):
         hidden_values = None
         if request.hidden_params or settings.get("fedsql.hidden_params") == "on":
             try:  # SET fedsql.hidden_params = on: the ? values came beside the SQL and stay at this node
-                if composite is not None and (request.hidden_params or hidden_params_count(request.sql)):
+                if composite is not None and (request.hidden_params or numbered(request.sql)[1]):
                     raise errors.UnsupportedSql("hidden parameters work in a single SELECT, not in a set operation "
                                                 "or over grouped derived tables; split the statement")
                 hidden_values = hidden_params.decode(request.hidden_params) if request.hidden_params \

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Callable
 
 import sqlglot
 from sqlglot import exp
@@ -238,25 +239,42 @@ def _windows_over_groups(ast: exp.Select) -> Composite | None:
             return exp.column(keys[key], quoted=True)
         return node
 
-    outer = exp.Select()
-    for e in ast.expressions:
-        if isinstance(e, exp.Star):
-            return None
-        outer = outer.select(e.transform(lift), copy=False)  # output names: `rename`
-    for name in ("qualify", "order", "limit", "offset", "distinct"):
-        node = ast.args.get(name)
-        if node is not None:
-            outer.set(name, node.transform(lift) if name in ("qualify", "order") else node.copy())
+    if any(isinstance(e, exp.Star) for e in ast.expressions):
+        return None
+    outer = _combine_step(ast, lift)
     if any(isinstance(c, exp.Column) and c.name not in set(keys.values()) | set(aggs.values())
            and c.name not in selected for c in outer.find_all(exp.Column)):
         return None  # a column neither grouped nor aggregated: the planner names the error
+    return _one_part(ast, outer, inner_items, "the grouped query")
+
+
+_AT_ISSUER = ("qualify", "order", "limit", "offset", "distinct")
+"""The clauses a window statement's combine step runs at the issuer, over its part's result."""
+
+
+def _combine_step(ast: exp.Select, lift: Callable[[exp.Expression], exp.Expression]) -> exp.Select:
+    """The user's SELECT list and the _AT_ISSUER clauses, with `lift` mapping what the part computes
+    to its columns (`lift` also collects the part's items, in this order)."""
+    outer = exp.Select()
+    for e in ast.expressions:
+        outer = outer.select(e.transform(lift), copy=False)  # output names: `rename`
+    for name in _AT_ISSUER:
+        node = ast.args.get(name)
+        if node is not None:
+            outer.set(name, node.transform(lift) if name in ("qualify", "order") else node.copy())
+    return outer
+
+
+def _one_part(ast: exp.Select, outer: exp.Select, items: list[exp.Expression], what: str) -> Composite:
+    """`ast` without the _AT_ISSUER clauses and with `items` as its list is the part; `outer`
+    reads its result."""
     inner = ast.copy()
-    for name in ("qualify", "order", "limit", "offset", "distinct"):
+    for name in _AT_ISSUER:
         inner.set(name, None)
-    inner.set("expressions", inner_items)
+    inner.set("expressions", items)
     outer.from_(exp.to_identifier(f"{PART_PREFIX}1", quoted=True), copy=False)
-    return Composite((Part(f"{PART_PREFIX}1", inner.sql(dialect=DIALECT), "the grouped query"),),
-                     outer.sql(dialect=DIALECT), rename=ast.sql(dialect=DIALECT))
+    return Composite((Part(f"{PART_PREFIX}1", inner.sql(dialect=DIALECT), what),), outer.sql(dialect=DIALECT),
+                     rename=ast.sql(dialect=DIALECT))
 
 
 def _windows_over_rows(ast: exp.Select) -> Composite | None:
@@ -290,19 +308,5 @@ def _windows_over_rows(ast: exp.Select) -> Composite | None:
             return exp.column(columns[key], quoted=True)
         return node
 
-    outer = exp.Select()
-    for e in ast.expressions:
-        outer = outer.select(e.transform(lift), copy=False)
-    for name in ("qualify", "order", "limit", "offset", "distinct"):
-        node = ast.args.get(name)
-        if node is not None:
-            outer.set(name, node.transform(lift) if name in ("qualify", "order") else node.copy())
-    if not items:
-        return None
-    inner = ast.copy()
-    for name in ("qualify", "order", "limit", "offset", "distinct"):
-        inner.set(name, None)
-    inner.set("expressions", items)
-    outer.from_(exp.to_identifier(f"{PART_PREFIX}1", quoted=True), copy=False)
-    return Composite((Part(f"{PART_PREFIX}1", inner.sql(dialect=DIALECT), "the rows the windows read"),),
-                     outer.sql(dialect=DIALECT), rename=ast.sql(dialect=DIALECT))
+    outer = _combine_step(ast, lift)
+    return _one_part(ast, outer, items, "the rows the windows read") if items else None

@@ -101,8 +101,8 @@ def check_join_policy(block: JoinBlock, issuer: Principal | str, key_viewers: tu
         e.right for e in block.edges if e.kind == "full"}  # rows an outer join keeps without a match
     echoed = _echoed_keys(block, as_principal(issuer).party)
     for role in ("row", "group", "join", "semi_join", "aggregate", "where", "semi_where"):
-        required, rule = _RULES[role.replace("semi_", "")]
         for alias, column in sorted(block.uses.get(role, ())):
+            required, rule = _RULES[role.replace("semi_", "")]
             if alias in noised:
                 continue
             if role in ("where", "semi_where") and not block.is_aggregate and alias not in preserved and all(
@@ -112,8 +112,6 @@ def check_join_policy(block: JoinBlock, issuer: Principal | str, key_viewers: tu
                 continue  # equal to the issuer's own key on every row shown: its join_key is checked below
             if role == "row" and alias not in preserved:  # shown only on the rows that match: payload will do
                 required, rule = _RULES["payload"]
-            elif role == "row":
-                required, rule = _RULES["row"]
             for table in refs[alias].members:
                 require(table, column, issuer, required, rule,
                         f"Ask '{table.party}' to grant '{required}' (docs/configuration.md, grants).")
