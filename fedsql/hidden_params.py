@@ -88,7 +88,7 @@ def tables(sets: Sequence[Any], values: pa.Array) -> dict[str, pa.Table]:
                 raise DataError(f"the column compared with hidden parameter {s.first + 1} has an unusable type")
             given = values.slice(s.first, s.count)
             con.register("given", pa.table({"v": given}))
-            cast = con.execute(f"SELECT TRY_CAST(v AS {s.type}) AS v FROM given").to_arrow_table()
+            cast = con.sql(f"SELECT TRY_CAST(v AS {s.type}) AS v FROM given").to_arrow_table()
             con.unregister("given")
             bad = (given.is_valid().to_numpy(zero_copy_only=False)
                    & cast.column("v").is_null().to_numpy(zero_copy_only=False))  # a value TRY_CAST could not read

@@ -284,6 +284,9 @@ def test_hidden_lookup_refusals_are_clear(rowfed):
         with pytest.raises(fedsql_errors.DataError, match="hidden parameter 1 cannot be read as BIGINT"):
             cur.execute("SELECT p.tier FROM c.profile p WHERE p.cid = ?", ["not a number"])
         cur.execute("SELECT x.seg FROM a.cust x UNION SELECT y.seg FROM a.cust y")  # no ?: runs as usual
+        cur.execute("EXPLAIN SELECT p.tier FROM c.profile p WHERE p.cid IN (?, ?)", [1, 2])
+        plan = "\n".join(str(r[0]) for r in cur.fetchall())
+        assert "hidden" in plan.lower() and "1, 2" not in plan, plan
         with pytest.raises(fedsql_errors.UnsupportedSql, match="single SELECT"):
             cur.execute("SELECT x.seg FROM a.cust x UNION SELECT p.tier FROM c.profile p WHERE p.cid = ?", [1])
         with pytest.raises(fedsql_errors.PolicyViolation, match="c.profile.cid"):  # an outer join shows every row

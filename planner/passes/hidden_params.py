@@ -18,6 +18,7 @@ about which; the issuer gets the matching rows.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 
 import sqlglot
@@ -44,8 +45,15 @@ class HiddenSet:
     type: str  # DuckDB type of the compared column: the values are cast to it
 
 
+_EXPLAIN = re.compile(r"\s*explain\b", re.IGNORECASE)
+
+
 def numbered(sql: str) -> tuple[str, int]:
     """`?` → `$1`, `$2`, … in text order (sqlglot's tokenizer: quotes and comments respected)."""
+    explain = _EXPLAIN.match(sql)
+    if explain:  # the tokenizer reads what follows EXPLAIN as one command string: number that part
+        rest, count = numbered(sql[explain.end():])
+        return sql[:explain.end()] + rest, count
     try:
         tokens = sqlglot.tokenize(sql, read=DIALECT)
     except Exception:  # noqa: BLE001 - the parser reports the syntax error with its position
