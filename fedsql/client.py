@@ -13,7 +13,7 @@ from typing import Any, Callable
 import grpc
 
 from fedsql import errors, result_meta
-from executors.peer_channel import MESSAGE_OPTIONS  # results travel as one message: up to 1 GiB
+from executors.peer_channel import MESSAGE_OPTIONS  # messages of up to 1 GiB
 from fedsql.proto import node_pb2, node_pb2_grpc
 
 DEADLINE_GRACE_SECONDS = 5.0
@@ -123,13 +123,31 @@ class NodeClient:
         user: str | None = None,
         hidden_params: bytes | None = None,
     ) -> tuple[Any, dict[str, Any]]:
-        """Run one statement; returns (pyarrow.Table, meta dict: fedsql/result_meta.py to_dict, the
-        leakage report rendered as text). `user`: the account a front end (Flight SQL, DB-API)
-        checked the password of, for the issuer's audit record. `hidden_params`: the values of
-        the statement's ? marks under SET fedsql.hidden_params = on (fedsql/hidden_params.py encode).
+        """Run one statement and read its whole result: (pyarrow.Table, meta dict). For callers
+        that want every row at once (catalog answers, tools, tests); `stream` is the same call
+        read lazily, with the same arguments."""
+        with self.stream(sql, settings, timeout, on_progress, query_id, user, hidden_params) as result:
+            return result.read_all(), result.meta
 
-        Ctrl-C while waiting cancels the query at the node (and so at every
-        party) before re-raising KeyboardInterrupt.
+    def stream(
+        self,
+        sql: str,
+        settings: dict[str, str] | None = None,
+        timeout: float | None = None,
+        on_progress: ProgressCallback | None = None,
+        query_id: str | None = None,
+        user: str | None = None,
+        hidden_params: bytes | None = None,
+    ) -> result_meta.ResultStream:
+        """Run one statement; returns once the node sent the result's header: a ResultStream with
+        the meta dict (fedsql/result_meta.py to_dict, the leakage report rendered as text) and the
+        row count, whose record batches are read from the call as they arrive. `user`: the account
+        a front end (Flight SQL, DB-API) checked the password of, for the issuer's audit record.
+        `hidden_params`: the values of the statement's ? marks under SET fedsql.hidden_params = on
+        (fedsql/hidden_params.py encode).
+
+        Ctrl-C while waiting or reading cancels the query at the node (and so at every party)
+        before re-raising KeyboardInterrupt; closing the stream early cancels the call.
         """
 
         qid = query_id or uuid.uuid4().hex
@@ -144,39 +162,22 @@ class NodeClient:
         )
         grpc_deadline = timeout + DEADLINE_GRACE_SECONDS if timeout else None
         call = self._stub.Execute(request, timeout=grpc_deadline)
-        result = None
-        rows = result_meta.ResultAssembler(self._who())
-        try:
-            for event in call:
-                which = event.WhichOneof("event")
-                if which == "chunk":
-                    rows.add(event.chunk)
-                elif which == "progress":
-                    if on_progress is not None:
-                        on_progress(event.progress.elapsed_seconds, event.progress.step)
-                elif which == "error":
-                    raise errors.error_from_kind(event.error.kind, event.error.message)
-                elif which == "result":
-                    result = event.result
-        except grpc.RpcError as exc:
-            raise self._map_rpc_error(exc, timeout) from None
-        except errors.ResourceLimitExceeded:
-            call.cancel()  # a result past the limit: stop the stream rather than read it on
-            raise
-        except KeyboardInterrupt:
-            call.cancel()
+
+        def events() -> Any:
             try:
-                self.cancel(qid, reason="interrupted by user")
-            except errors.Error:
-                pass
-            raise
-        if result is None:
-            raise errors.OperationalError(f"{self._who()} ended the query without a result")
-        try:
-            meta = result_meta.to_dict(result.meta)
-        except ValueError as exc:
-            raise errors.InternalError(f"{self._who()} sent malformed result metadata: {exc}") from None
-        return rows.table(), meta
+                yield from call
+            except grpc.RpcError as exc:
+                raise self._map_rpc_error(exc, timeout) from None
+
+        def cancel(reason: str | None) -> None:
+            call.cancel()
+            if reason is not None:  # the query itself stops, at every party
+                try:
+                    self.cancel(qid, reason=reason)
+                except errors.Error:
+                    pass
+
+        return result_meta.ResultStream(events(), self._who(), on_progress=on_progress, cancel=cancel)
 
     def cancel(self, query_id: str, reason: str = "") -> None:
         """Ask the node to cancel a running query at every party (best effort)."""

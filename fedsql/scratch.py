@@ -36,6 +36,7 @@ scratch space is off.
 from __future__ import annotations
 
 import logging
+import itertools
 import os
 import re
 import tempfile
@@ -353,21 +354,17 @@ class IssuerLocal:
         after an error event."""
         inner = pb.ExecuteRequest(sql=sql, settings=settings, query_id=request.query_id,
                                   timeout_seconds=request.timeout_seconds, user=request.user)
-        result = None
-        rows = result_meta.ResultAssembler(f"party '{self.me}'")
-        for event in self.node.Execute(inner, context):
-            which = event.WhichOneof("event")
-            if which == "result":
-                result = event.result
-            elif which == "chunk":
-                rows.add(event.chunk)
-            else:
-                yield event
-                if which == "error":
-                    return None
-        if result is None:
+        events = iter(self.node.Execute(inner, context))
+        for event in events:  # progress and errors before the header are this statement's own
+            if event.WhichOneof("event") == "header":
+                break
+            yield event
+            if event.WhichOneof("event") == "error":
+                return None
+        else:
             raise errors.InternalError("the federated part ended without a result")
-        return rows.table(), result.meta
+        with result_meta.ResultStream(itertools.chain([event], events), f"party '{self.me}'") as result:
+            return result.read_all(), result.header
 
     def _from_federated(self, routed: Routed, request: Any, context: Any, settings: dict[str, str]):
         got = yield from self._federated(("EXPLAIN " if routed.explain else "") + routed.source_sql,

@@ -64,12 +64,11 @@ def test_leakage_items(line: str, viewers: list[str], only: bool, what: str) -> 
 
 def _roundtrip(events) -> tuple[pa.Table, dict]:
     """What a client does with the end of an Execute stream (over the wire bytes)."""
-    rows = result_meta.ResultAssembler("node")
     events = [pb.ExecuteEvent.FromString(e.SerializeToString()) for e in events]
-    assert [e.WhichOneof("event") for e in events[:-1]] == ["chunk"] * (len(events) - 1)
-    for e in events[:-1]:
-        rows.add(e.chunk)
-    return rows.table(), result_meta.to_dict(events[-1].result.meta)
+    kinds = [e.WhichOneof("event") for e in events]
+    assert kinds == ["header"] + ["chunk"] * (len(events) - 2) + ["end"], kinds
+    with result_meta.ResultStream(events, "node") as result:
+        return result.read_all(), result.meta
 
 
 def test_rows_result_with_dp_notes_intervals_and_stats() -> None:
@@ -93,7 +92,7 @@ def test_rows_result_with_dp_notes_intervals_and_stats() -> None:
     assert meta["stats"] == {"elapsed_seconds": 0.25, "rounds": 7, "bytes_sent": 1234,
                              "steps": [["s1", "local_query", 0.1, 0.05]],
                              "parties": {"p2": {"rounds": 7, "bytes_sent": 99}}}
-    assert "rowcount" not in meta
+    assert "rowcount" not in meta and meta["total_rows"] == 2
 
 
 def test_set_and_ok_results_carry_no_rows() -> None:
@@ -118,7 +117,7 @@ def test_large_results_stream_as_record_batches(monkeypatch) -> None:
                       "s": [f"v{i % 13}" for i in range(5000)]})
     events = list(result_meta.result_events(table, "rows", parties=PARTIES, settings={},
                                             columns=[("x", "BIGINT"), ("s", "VARCHAR")]))
-    assert len(events) > 10 and all(len(e.chunk.arrow_ipc) < 3 * (1 << 12) for e in events[:-1])
+    assert len(events) > 10 and all(len(e.chunk.arrow_ipc) < 3 * (1 << 12) for e in events[1:-1])
     got, _ = _roundtrip(events)
     assert got.equals(table)
     empty = table.slice(0, 0)
@@ -136,16 +135,12 @@ def test_a_result_past_the_limit_is_refused_at_both_ends(monkeypatch) -> None:
     events = list(result_meta.result_events(table, "rows", parties=PARTIES, settings={}, columns=[("x", "BIGINT")]))
     assert [e.WhichOneof("event") for e in events] == ["error"]
     assert "LIMIT" in events[0].error.message and "bytes" in events[0].error.message
-    rows = result_meta.ResultAssembler("party 'p1' node", limit=1000)
-    rows.add(pb.ResultChunk(arrow_ipc=b"\0" * 600))
+    stopped = []
+    header = pb.ExecuteEvent(header=pb.ResultMeta(kind=pb.ROWS, total_rows=10))
+    big = b"\xff\xff\xff\xff" + (5000).to_bytes(4, "little")  # an IPC message of 5000 bytes of metadata
+    chunk = pb.ExecuteEvent(chunk=pb.ResultChunk(arrow_ipc=big + b"\0" * 592))
+    result = result_meta.ResultStream([header, chunk] + [pb.ExecuteEvent(chunk=pb.ResultChunk(arrow_ipc=b"\0" * 600))] * 5, "party 'p1' node", limit=1000,
+                                      cancel=stopped.append)
     with pytest.raises(errors.ResourceLimitExceeded, match="more than 1000 bytes"):
-        rows.add(pb.ResultChunk(arrow_ipc=b"\0" * 600))
-
-
-def test_chunks_that_are_not_arrow_are_an_internal_error() -> None:
-    from fedsql import errors
-
-    rows = result_meta.ResultAssembler("party 'p1' node")
-    rows.add(pb.ResultChunk(arrow_ipc=b"not arrow at all"))
-    with pytest.raises(errors.InternalError, match="malformed Arrow"):
-        rows.table()
+        result.read_all()
+    assert stopped == [None]  # the call is cancelled, not read on

@@ -55,20 +55,18 @@ class Progress(_message.Message):
     step: str
     def __init__(self, elapsed_seconds: _Optional[float] = ..., step: _Optional[str] = ...) -> None: ...
 
-class Result(_message.Message):
-    __slots__ = ("meta",)
-    META_FIELD_NUMBER: _ClassVar[int]
-    meta: ResultMeta
-    def __init__(self, meta: _Optional[_Union[ResultMeta, _Mapping]] = ...) -> None: ...
-
 class ResultChunk(_message.Message):
     __slots__ = ("arrow_ipc",)
     ARROW_IPC_FIELD_NUMBER: _ClassVar[int]
     arrow_ipc: bytes
     def __init__(self, arrow_ipc: _Optional[bytes] = ...) -> None: ...
 
+class ResultEnd(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
 class ResultMeta(_message.Message):
-    __slots__ = ("kind", "columns", "leakage", "settings", "stats", "plan_hash", "query_id", "rowcount")
+    __slots__ = ("kind", "columns", "leakage", "settings", "stats", "plan_hash", "query_id", "rowcount", "total_rows")
     class SettingsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -84,6 +82,7 @@ class ResultMeta(_message.Message):
     PLAN_HASH_FIELD_NUMBER: _ClassVar[int]
     QUERY_ID_FIELD_NUMBER: _ClassVar[int]
     ROWCOUNT_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_ROWS_FIELD_NUMBER: _ClassVar[int]
     kind: ResultKind
     columns: _containers.RepeatedCompositeFieldContainer[ResultColumn]
     leakage: _containers.RepeatedCompositeFieldContainer[LeakageItem]
@@ -92,7 +91,8 @@ class ResultMeta(_message.Message):
     plan_hash: str
     query_id: str
     rowcount: int
-    def __init__(self, kind: _Optional[_Union[ResultKind, str]] = ..., columns: _Optional[_Iterable[_Union[ResultColumn, _Mapping]]] = ..., leakage: _Optional[_Iterable[_Union[LeakageItem, _Mapping]]] = ..., settings: _Optional[_Mapping[str, str]] = ..., stats: _Optional[_Union[QueryStats, _Mapping]] = ..., plan_hash: _Optional[str] = ..., query_id: _Optional[str] = ..., rowcount: _Optional[int] = ...) -> None: ...
+    total_rows: int
+    def __init__(self, kind: _Optional[_Union[ResultKind, str]] = ..., columns: _Optional[_Iterable[_Union[ResultColumn, _Mapping]]] = ..., leakage: _Optional[_Iterable[_Union[LeakageItem, _Mapping]]] = ..., settings: _Optional[_Mapping[str, str]] = ..., stats: _Optional[_Union[QueryStats, _Mapping]] = ..., plan_hash: _Optional[str] = ..., query_id: _Optional[str] = ..., rowcount: _Optional[int] = ..., total_rows: _Optional[int] = ...) -> None: ...
 
 class ResultColumn(_message.Message):
     __slots__ = ("name", "type", "dp_note", "confidence_interval_95")
@@ -180,16 +180,18 @@ class Error(_message.Message):
     def __init__(self, kind: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
 
 class ExecuteEvent(_message.Message):
-    __slots__ = ("progress", "result", "error", "chunk")
+    __slots__ = ("progress", "error", "chunk", "header", "end")
     PROGRESS_FIELD_NUMBER: _ClassVar[int]
-    RESULT_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     CHUNK_FIELD_NUMBER: _ClassVar[int]
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
     progress: Progress
-    result: Result
     error: Error
     chunk: ResultChunk
-    def __init__(self, progress: _Optional[_Union[Progress, _Mapping]] = ..., result: _Optional[_Union[Result, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., chunk: _Optional[_Union[ResultChunk, _Mapping]] = ...) -> None: ...
+    header: ResultMeta
+    end: ResultEnd
+    def __init__(self, progress: _Optional[_Union[Progress, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., chunk: _Optional[_Union[ResultChunk, _Mapping]] = ..., header: _Optional[_Union[ResultMeta, _Mapping]] = ..., end: _Optional[_Union[ResultEnd, _Mapping]] = ...) -> None: ...
 
 class CancelRequest(_message.Message):
     __slots__ = ("query_id", "reason")
