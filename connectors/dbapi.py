@@ -1,8 +1,10 @@
 """PEP 249 (DB-API 2.0) connection and cursor over a party's own node.
 
-Results arrive as one Arrow table per statement; the cursor keeps it and turns
-rows into tuples only when fetched, so `fetch_arrow_table()` costs nothing
-extra. Parameters are substituted client-side as SQL literals (the node only
+A result arrives as a stream of Arrow record batches (fedsql/result_meta.py ResultStream):
+`execute` returns once the node sent the result's header (description, leakage, rowcount), and
+the cursor reads and converts one record batch at a time as rows are fetched, so a result of
+millions of rows is never held twice nor turned into Python rows at once; `fetch_arrow_table()`
+and `fetch_record_batch()` hand out the rows not fetched yet as Arrow. Parameters are substituted client-side as SQL literals (the node only
 accepts SQL text): every value is rendered by `sql_literal`, never by string
 formatting of user input, and placeholders are found only outside quotes and
 comments.
@@ -318,30 +320,37 @@ class Connection:
         """SET fedsql.hidden_params = on: ? values go to the node beside the SQL, never into it."""
         return self.settings.get("fedsql.hidden_params") == "on"
 
-    def _run(self, sql: str, on_progress: Any = None, hidden: bytes | None = None) -> tuple[Any, dict[str, Any]]:
+    def _run(self, sql: str, on_progress: Any = None, hidden: bytes | None = None) -> Any:
+        """Run `sql`; its ResultStream once the header arrived (the rows follow on demand)."""
         self._check_open()
         named: dict[str, Any] = {"user": self.user} if self.user else {}  # clients without accounts: old signature
         if hidden is not None:
             named["hidden_params"] = hidden
-        table, meta = self._client.execute(sql, self.settings, timeout=self.timeout, on_progress=on_progress, **named)
+        result = self._client.stream(sql, self.settings, timeout=self.timeout, on_progress=on_progress, **named)
+        meta = result.meta
         if meta.get("kind") == "set" and isinstance(meta.get("settings"), dict):
             self.settings = {str(k): str(v) for k, v in meta["settings"].items()}
-        return table, meta
+        return result
 
 
 class Cursor:
-    """PEP 249 cursor; `leakage` and `columns_meta` describe the last result."""
+    """PEP 249 cursor; `leakage` and `columns_meta` describe the last result, whose rows are
+    read from the node's stream as they are fetched (a new execute or close stops it)."""
 
     def __init__(self, connection: Connection) -> None:
         self.connection = connection
         self.arraysize = 1
         self._closed = False
+        self._result: Any = None
         self._reset()
 
     def _reset(self) -> None:
-        self._table: Any = None
-        self._rows: list[tuple[Any, ...]] | None = None
-        self._pos = 0
+        if self._result is not None:
+            self._result.close()  # the previous result's stream stops (the node stops sending)
+        self._result = None  # a ResultStream while there is a result set
+        self._batch: Any = None  # the record batch rows are fetched from, and its rows as tuples
+        self._batch_rows: list[tuple[Any, ...]] = []
+        self._batch_pos = 0
         self.description: list[tuple[Any, ...]] | None = None
         self.rowcount = -1
         self.lastrowid = None  # fedsql tables have no row ids
@@ -366,18 +375,21 @@ class Cursor:
         else:
             sql = substitute_parameters(operation, parameters)
         self._reset()
-        table, meta = self.connection._run(sql, on_progress=on_progress, hidden=hidden)
+        result = self.connection._run(sql, on_progress=on_progress, hidden=hidden)
+        meta = result.meta
         self.meta = meta
         self.leakage = [str(x) for x in meta.get("leakage", [])]
-        cols = meta.get("columns")
-        if not cols and table.num_columns:
-            cols = [{"name": f.name, "type": _arrow_type_name(f.type), "note": None} for f in table.schema]
-        self.columns_meta = list(cols or [])
-        if table.num_columns or meta.get("kind") in ("rows", "explain"):
-            self._table = table
+        cols = list(meta.get("columns") or [])
+        rows = meta.get("kind") in ("rows", "explain")
+        if not cols and (rows or result.total_rows):
+            cols = [{"name": f.name, "type": _arrow_type_name(f.type), "note": None} for f in result.schema]
+        self.columns_meta = cols
+        if cols or rows:
+            self._result = result
             self.description = [_describe_column(c) for c in self.columns_meta] or None
-            self.rowcount = table.num_rows
+            self.rowcount = result.total_rows if result.total_rows is not None else -1
         else:  # DDL / INSERT into the scratch space, SET: no result set
+            result.close()
             self.rowcount = int(meta.get("rowcount", -1))
         return self
 
@@ -396,48 +408,73 @@ class Cursor:
 
     # -- fetching ------------------------------------------------------------
 
-    def _materialise(self) -> list[tuple[Any, ...]]:
+    def _stream(self) -> Any:
         self._check_open()
-        if self._table is None:
+        if self._result is None:
             raise ProgrammingError("no result set: execute a query first")
-        if self._rows is None:
-            columns = [c.to_pylist() for c in self._table.columns]
-            self._rows = list(zip(*columns)) if columns else [()] * self._table.num_rows
-        return self._rows
+        return self._result
+
+    def _rows_ahead(self) -> bool:
+        """Rows of the current batch are ready to fetch; reads (and converts) the next batch if needed."""
+        result = self._stream()
+        while self._batch_pos >= len(self._batch_rows):
+            batch = result.read_next_batch()
+            if batch is None:
+                self._batch, self._batch_rows, self._batch_pos = None, [], 0
+                return False
+            columns = [c.to_pylist() for c in batch.columns]
+            self._batch = batch
+            self._batch_rows = list(zip(*columns)) if columns else [()] * batch.num_rows
+            self._batch_pos = 0
+        return True
 
     def fetchone(self) -> tuple[Any, ...] | None:
-        rows = self._materialise()
-        if self._pos >= len(rows):
+        if not self._rows_ahead():
             return None
-        self._pos += 1
-        return rows[self._pos - 1]
+        self._batch_pos += 1
+        return self._batch_rows[self._batch_pos - 1]
 
     def fetchmany(self, size: int | None = None) -> list[tuple[Any, ...]]:
-        rows = self._materialise()
-        n = self.arraysize if size is None else size
-        out = rows[self._pos : self._pos + max(n, 0)]
-        self._pos += len(out)
+        n = max(self.arraysize if size is None else size, 0)
+        out: list[tuple[Any, ...]] = []
+        self._stream()
+        while len(out) < n and self._rows_ahead():
+            take = self._batch_rows[self._batch_pos:self._batch_pos + n - len(out)]
+            self._batch_pos += len(take)
+            out.extend(take)
         return out
 
     def fetchall(self) -> list[tuple[Any, ...]]:
-        rows = self._materialise()
-        out = rows[self._pos :]
-        self._pos = len(rows)
+        out: list[tuple[Any, ...]] = []
+        while self._rows_ahead():
+            out.extend(self._batch_rows[self._batch_pos:])
+            self._batch_pos = len(self._batch_rows)
         return out
 
-    def fetch_arrow_table(self) -> Any:
-        """The whole result as a pyarrow.Table (independent of fetch position)."""
-        self._check_open()
-        if self._table is None:
-            raise ProgrammingError("no result set: execute a query first")
-        return self._table
+    def _arrow_ahead(self) -> Iterator[Any]:
+        """The rows not fetched yet as record batches: the rest of the current batch, then the stream."""
+        result = self._stream()
+        if self._batch is not None and self._batch_pos < self._batch.num_rows:
+            rest = self._batch.slice(self._batch_pos)
+            self._batch_pos = len(self._batch_rows)
+            yield rest
+        self._batch, self._batch_rows, self._batch_pos = None, [], 0
+        yield from result
 
-    def fetch_record_batch(self) -> Any:
-        """The whole result as a pyarrow.RecordBatchReader."""
+    def fetch_arrow_table(self) -> Any:
+        """The rows not fetched yet, as one pyarrow.Table (all of them right after execute)."""
         import pyarrow as pa
 
-        table = self.fetch_arrow_table()
-        return pa.RecordBatchReader.from_batches(table.schema, table.to_batches())
+        schema = self._stream().schema
+        return pa.Table.from_batches(list(self._arrow_ahead()), schema=schema)
+
+    def fetch_record_batch(self) -> Any:
+        """The rows not fetched yet as a pyarrow.RecordBatchReader that reads the node's stream as
+        batches arrive (one batch in memory at a time)."""
+        import pyarrow as pa
+
+        schema = self._stream().schema
+        return pa.RecordBatchReader.from_batches(schema, self._arrow_ahead())
 
     def callproc(self, procname: str, parameters: Sequence[Any] = ()) -> Sequence[Any]:
         """fedsql has no stored procedures; a scalar function is called instead:
@@ -451,7 +488,7 @@ class Cursor:
 
     def nextset(self) -> None:
         """fedsql statements return at most one result set: always None (no more sets)."""
-        self._materialise()
+        self._stream()
         return None
 
     def __iter__(self) -> Iterator[tuple[Any, ...]]:
@@ -472,9 +509,9 @@ class Cursor:
         pass
 
     def close(self) -> None:
+        """Close the cursor; a result still streaming is stopped at the node."""
+        self._reset()
         self._closed = True
-        self._table = None
-        self._rows = None
 
     def __enter__(self) -> "Cursor":
         return self

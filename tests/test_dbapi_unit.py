@@ -1,7 +1,8 @@
 """DB-API: parameter substitution, types, cursor semantics; then the same against real nodes.
 
-The first part needs no node: the cursor is driven by a stub client that
-returns canned (table, meta) pairs, exactly what `NodeClient.execute` returns.
+The first part needs no node: the cursor is driven by a stub client whose `stream` decodes
+canned results from the node's own event encoding (fedsql/result_meta.py), as `NodeClient.stream`
+does.
 The end-to-end part (marked `e2e`) uses the session federation of conftest.py.
 """
 
@@ -113,34 +114,44 @@ def test_type_objects() -> None:
 
 
 class StubClient:
-    """Stands in for NodeClient: records SQL, returns canned results."""
+    """Stands in for NodeClient: records SQL, streams canned results (in batches of two rows)."""
 
     def __init__(self) -> None:
         self.sent: list[tuple[str, dict[str, str]]] = []
         self.closed = False
+        self.streams: list[Any] = []
 
-    def execute(self, sql: str, settings: dict[str, str], timeout: Any = None, on_progress: Any = None) -> Any:
+    def stream(self, sql: str, settings: dict[str, str], timeout: Any = None, on_progress: Any = None) -> Any:
+        from fedsql import result_meta
+
         self.sent.append((sql, dict(settings)))
         if sql.upper().startswith("SET"):
-            return pa.table({}), {"kind": "set", "settings": {"fedsql.mode": "reveal"}, "columns": [], "leakage": []}
-        if sql.upper().startswith("FAIL"):
+            events = result_meta.result_events(None, "set", parties={"p1"}, settings={"fedsql.mode": "reveal"})
+        elif sql.upper().startswith("FAIL"):
             raise fedsql.PolicyViolation("h2.t.id is private")
-        table = pa.table({
-            "k": ["a", "b", None, "d", "e"],
-            "n": pa.array([1, 2, 3, 4, 5], pa.int64()),
-            "c": pa.array([decimal.Decimal("1.50")] * 5, pa.decimal128(10, 2)),
-        })
-        meta = {
-            "kind": "rows",
-            "columns": [
-                {"name": "k", "type": "VARCHAR", "note": None},
-                {"name": "n", "type": "BIGINT", "note": None},
-                {"name": "c", "type": "DECIMAL(10,2)", "note": None},
-            ],
-            "leakage": ["sizes of p1.t, p2.t to all parties"],
-            "stats": {"elapsed_seconds": 0.1, "rounds": 2, "bytes_sent": 10},
-        }
-        return table, meta
+        else:
+            table = pa.table({
+                "k": ["a", "b", None, "d", "e"],
+                "n": pa.array([1, 2, 3, 4, 5], pa.int64()),
+                "c": pa.array([decimal.Decimal("1.50")] * 5, pa.decimal128(10, 2)),
+            })
+            events = result_meta.result_events(
+                table, "rows", parties={"p1"}, settings={},
+                columns=[("k", "VARCHAR"), ("n", "BIGINT"), ("c", "DECIMAL(10,2)")],
+                leakage=["sizes of p1.t, p2.t to all parties"])
+        events = list(events)
+        if len(events) > 2:  # the rows as batches of two, as a large result arrives
+            table = pa.ipc.open_stream(b"".join(e.chunk.arrow_ipc for e in events[1:-1])).read_all()
+            sink = pa.BufferOutputStream()
+            with pa.ipc.new_stream(sink, table.schema) as writer:
+                for batch in table.to_batches(max_chunksize=2):
+                    writer.write_batch(batch)
+            from fedsql.proto import node_pb2 as pb
+
+            events[1:-1] = [pb.ExecuteEvent(chunk=pb.ResultChunk(arrow_ipc=sink.getvalue().to_pybytes()))]
+        result = result_meta.ResultStream(events, "stub node", cancel=lambda reason: None)
+        self.streams.append(result)
+        return result
 
     def close(self) -> None:
         self.closed = True
@@ -171,7 +182,28 @@ def test_description_and_fetch(stub_conn: Connection) -> None:
     assert cur.fetchone() is None
     assert cur.fetchmany(3) == []
     assert cur.fetchall() == []
-    assert cur.fetch_arrow_table().num_rows == 5
+    assert cur.fetch_arrow_table().num_rows == 0  # the rows not fetched yet, as in DuckDB
+    assert cur.fetch_arrow_table().column_names == ["k", "n", "c"]
+
+
+def test_fetches_read_one_batch_at_a_time(stub_conn: Connection) -> None:
+    """Rows are converted a batch at a time; Arrow fetches hand out the rows not fetched yet."""
+    cur = stub_conn.cursor()
+    cur.execute("SELECT k, n, c FROM t")
+    result = stub_conn._client.streams[-1]  # type: ignore[attr-defined]
+    assert result.rows_received == 0 and cur.rowcount == 5  # the count came with the header
+    assert cur.fetchone()[1] == 1 and result.rows_received == 2  # one batch of two read
+    assert cur.fetch_arrow_table().column("n").to_pylist() == [2, 3, 4, 5]
+    cur.execute("SELECT k, n, c FROM t")
+    assert [r[1] for r in cur.fetchmany(3)] == [1, 2, 3]
+    reader = cur.fetch_record_batch()
+    assert [b.num_rows for b in reader] == [1, 1]  # the rest of the batch (4), then the last batch (5)
+    cur.execute("SELECT k, n, c FROM t")
+    first = stub_conn._client.streams[-1]  # type: ignore[attr-defined]
+    cur.execute("SELECT k, n, c FROM t")  # a new execute stops the previous stream
+    assert first.done and not stub_conn._client.streams[-1].done  # type: ignore[attr-defined]
+    cur.close()
+    assert stub_conn._client.streams[-1].done  # type: ignore[attr-defined]
 
 
 def test_iteration_and_executemany(stub_conn: Connection) -> None:
@@ -268,14 +300,13 @@ def test_e2e_parameters_and_fetch(conn: Any, reference: Any) -> None:
     cur = conn.cursor()
     cur.execute("SELECT k, COUNT(*) AS n, SUM(x) AS s FROM t WHERE x > ? GROUP BY k ORDER BY k", [0])
     expected = reference("SELECT k, COUNT(*) AS n, SUM(x) AS s FROM t WHERE x > 0 GROUP BY k ORDER BY k")
-    got = cur.fetch_arrow_table()
-    assert got.column_names == ["k", "n", "s"]
     assert cur.rowcount == expected.num_rows
-    assert [tuple(r.values()) for r in got.to_pylist()] == [tuple(r.values()) for r in expected.to_pylist()]
     first = cur.fetchone()
     assert first == tuple(expected.to_pylist()[0].values())
-    rest = cur.fetchmany(100)
-    assert len(rest) == expected.num_rows - 1
+    got = cur.fetch_arrow_table()  # the rows not fetched yet
+    assert got.column_names == ["k", "n", "s"]
+    assert [first] + [tuple(r.values()) for r in got.to_pylist()] == [tuple(r.values()) for r in expected.to_pylist()]
+    assert cur.fetchmany(100) == []
 
 
 @e2e
