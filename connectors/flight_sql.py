@@ -14,8 +14,10 @@ from two sources only:
   federated union tables): no channel to a peer, no node key, no cache here.
 
 A statement runs when the client asks for its FlightInfo (its schema is only
-known once it ran); the result waits in memory under a random ticket until
-the client fetches it. Session settings (`SET fedsql.mode = ...`) are kept per
+known once it ran); the result's stream from the node (fedsql/result_meta.py ResultStream: the
+header came, the rows wait in the node's call) is kept under a random ticket until the client
+fetches it, and DoGet streams its record batches as they arrive (a `GeneratorStream` with exactly
+the FlightInfo's schema), so a large result is never held whole here. Session settings (`SET fedsql.mode = ...`) are kept per
 client session: the `arrow_flight_session_id` cookie when the client sends
 it, else the client's connection (gRPC peer), which is what one ADBC or JDBC
 connection is.
@@ -81,7 +83,7 @@ log = logging.getLogger("fedsql.flight")
 
 SESSION_COOKIE = "arrow_flight_session_id"
 RESULT_TTL_SECONDS = 600.0
-"""A result not fetched within this time is dropped (clients fetch at once)."""
+"""A result not fetched within this time is dropped and its node call stopped (clients fetch at once)."""
 MAX_PENDING_RESULTS = 64
 MAX_SESSIONS = 10_000
 MAX_PARAMETER_SETS = 1_000
@@ -193,6 +195,44 @@ class Prepared:
     dataset_schema: pa.Schema
     parameter_sets: list[tuple[Any, ...]] | None = None
     last_used: float = field(default_factory=time.monotonic)
+
+
+class PendingResult:
+    """A statement's rows waiting for DoGet: the schema the FlightInfo announced (with the leakage
+    report in its metadata) and the record batches, read from the node's stream as DoGet sends
+    them (or from a table: several parameter sets of a prepared statement)."""
+
+    def __init__(self, schema: pa.Schema, batches: Any, total_rows: int | None, close: Callable[[], None]) -> None:
+        self.schema = schema
+        self.total_rows = total_rows if total_rows is not None else -1
+        self.source = batches  # the node's ResultStream, or a table's batches
+        self._batches = iter(batches)
+        self._close = close
+
+    @classmethod
+    def of_stream(cls, result: Any, leakage: list[str]) -> "PendingResult":
+        schema = result.schema
+        if leakage:
+            schema = schema.with_metadata({**(schema.metadata or {}), b"fedsql:leakage": json.dumps(leakage).encode()})
+        return cls(schema, result, result.total_rows, result.close)
+
+    @classmethod
+    def of_table(cls, table: pa.Table) -> "PendingResult":
+        return cls(table.schema, table.to_batches(), table.num_rows, lambda: None)
+
+    def next_batch(self) -> pa.RecordBatch | None:
+        """The next batch under the announced schema (the same columns; metadata as announced)."""
+        batch = next(self._batches, None)
+        return None if batch is None else pa.RecordBatch.from_arrays(batch.columns, schema=self.schema)
+
+    def read_all(self) -> pa.Table:
+        try:
+            return pa.Table.from_batches(list(iter(self.next_batch, None)), schema=self.schema)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self._close()
 
 
 class Sessions:
@@ -377,7 +417,7 @@ class FedSqlFlightServer(flight.FlightServerBase):
         self.catalog = Catalog(fed, party, self.node)
         self.sessions = Sessions()
         self._prepared: dict[bytes, Prepared] = {}
-        self._results: dict[bytes, tuple[float, pa.Table, str | None]] = {}
+        self._results: dict[bytes, tuple[float, PendingResult, str | None]] = {}
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="fedsql-flight")
 
@@ -404,29 +444,32 @@ class FedSqlFlightServer(flight.FlightServerBase):
         return middleware.user if middleware is not None else None
 
     def _execute(self, context: flight.ServerCallContext, sql: str, session: Session,
-                 hidden: bytes | None = None) -> pa.Table:
-        """Run one statement at the own node; cancel it there if the client goes away. `hidden`:
-        the bound ? values under SET fedsql.hidden_params = on (never put into the SQL)."""
+                 hidden: bytes | None = None) -> PendingResult:
+        """Run one statement at the own node until its result's header came (its rows wait in the
+        node's call); cancel it there if the client goes away. `hidden`: the bound ? values under
+        SET fedsql.hidden_params = on (never put into the SQL)."""
         sql = normalise_names(sql, self.fed, self.catalog.federated_schema)
         query_id = uuid.uuid4().hex
         extra = {"hidden_params": hidden} if hidden is not None else {}
-        future = self._pool.submit(self.node.execute, sql, dict(session.settings), None, None, query_id,
+        future = self._pool.submit(self.node.stream, sql, dict(session.settings), None, None, query_id,
                                    self._user(context), **extra)
         while True:
             try:
-                table, meta = future.result(timeout=0.2)
+                result = future.result(timeout=0.2)
                 break
             except FutureTimeout:
                 if context.is_cancelled():
                     self._pool.submit(self._cancel_quietly, query_id)
+                    future.add_done_callback(lambda f: f.exception() is None and f.result().close())
                     raise errors.QueryCancelled("the Flight SQL client cancelled the query") from None
+        meta = result.meta
         if meta.get("kind") == "set":
             session.settings = {str(k): str(v) for k, v in (meta.get("settings") or {}).items()}
-        leakage = meta.get("leakage") or []
-        if leakage:
-            table = table.replace_schema_metadata({**(table.schema.metadata or {}),
-                                                   b"fedsql:leakage": json.dumps(leakage).encode()})
-        return table
+        try:
+            return PendingResult.of_stream(result, list(meta.get("leakage") or []))
+        except BaseException:
+            result.close()
+            raise
 
     def _cancel_quietly(self, query_id: str) -> None:
         try:
@@ -434,7 +477,7 @@ class FedSqlFlightServer(flight.FlightServerBase):
         except errors.Error:
             pass
 
-    def _execute_prepared(self, context: flight.ServerCallContext, prepared: Prepared) -> pa.Table:
+    def _execute_prepared(self, context: flight.ServerCallContext, prepared: Prepared) -> PendingResult:
         prepared.last_used = time.monotonic()
         if prepared.n_params == 0:
             return self._execute(context, prepared.sql, prepared.session)
@@ -442,13 +485,17 @@ class FedSqlFlightServer(flight.FlightServerBase):
             raise errors.ProgrammingError(
                 f"the statement has {prepared.n_params} ? parameter(s) but none were bound")
         if prepared.session.settings.get("fedsql.hidden_params") == "on":
-            tables = [self._execute(context, prepared.sql, prepared.session, hidden_params.encode(list(row)))
-                      for row in prepared.parameter_sets]
+            runs = [lambda row=row: self._execute(context, prepared.sql, prepared.session,
+                                                  hidden_params.encode(list(row)))
+                    for row in prepared.parameter_sets]
         else:
-            tables = [self._execute(context, substitute_parameters(prepared.sql, row), prepared.session)
-                      for row in prepared.parameter_sets]
+            runs = [lambda row=row: self._execute(context, substitute_parameters(prepared.sql, row), prepared.session)
+                    for row in prepared.parameter_sets]
+        if len(runs) == 1:
+            return runs[0]()
+        tables = [run().read_all() for run in runs]  # one result of several sets: joined here
         try:
-            return pa.concat_tables(tables, promote_options="permissive")
+            return PendingResult.of_table(pa.concat_tables(tables, promote_options="permissive"))
         except pa.ArrowInvalid:
             raise errors.DataError("the parameter sets gave results of different types") from None
 
@@ -468,15 +515,18 @@ class FedSqlFlightServer(flight.FlightServerBase):
             return pa.schema([pa.field("plan", pa.utf8())])
         return arrow_schema(compiled.plan.output)
 
-    def _store_result(self, table: pa.Table, user: str | None) -> bytes:
+    def _store_result(self, result: PendingResult, user: str | None) -> bytes:
         handle = secrets.token_bytes(16)
         now = time.monotonic()
+        dropped = []
         with self._lock:
             for key in [k for k, (t, _, _) in self._results.items() if now - t > RESULT_TTL_SECONDS]:
-                del self._results[key]
+                dropped.append(self._results.pop(key)[1])
             while len(self._results) >= MAX_PENDING_RESULTS:
-                del self._results[min(self._results, key=lambda k: self._results[k][0])]
-            self._results[handle] = (now, table, user)
+                dropped.append(self._results.pop(min(self._results, key=lambda k: self._results[k][0]))[1])
+            self._results[handle] = (now, result, user)
+        for old in dropped:  # their node calls stop
+            old.close()
         return handle
 
     def _prepared_statement(self, context: flight.ServerCallContext, handle: bytes) -> Prepared:
@@ -500,13 +550,13 @@ class FedSqlFlightServer(flight.FlightServerBase):
         command = self._command(descriptor)
         if isinstance(command, (fsql.CommandStatementQuery, fsql.CommandPreparedStatementQuery)):
             if isinstance(command, fsql.CommandStatementQuery):
-                table = self._execute(context, command.query, self._session(context))
+                result = self._execute(context, command.query, self._session(context))
             else:
                 prepared = self._prepared_statement(context, command.prepared_statement_handle)
-                table = self._execute_prepared(context, prepared)
-            handle = self._store_result(table, self._user(context))
+                result = self._execute_prepared(context, prepared)
+            handle = self._store_result(result, self._user(context))
             ticket = pack(fsql.TicketStatementQuery(statement_handle=handle))
-            return self._info(descriptor, table.schema, ticket, table.num_rows)
+            return self._info(descriptor, result.schema, ticket, result.total_rows)
         # metadata: the ticket is the command itself, answered at DoGet
         return self._info(descriptor, self._metadata_schema(command), descriptor.command)
 
@@ -532,7 +582,8 @@ class FedSqlFlightServer(flight.FlightServerBase):
                     entry = None  # another user's ticket is as unknown as an expired one
             if entry is None:
                 raise errors.ProgrammingError("unknown or expired ticket: run the statement again")
-            return flight.RecordBatchStream(entry[1])
+            result = entry[1]
+            return flight.GeneratorStream(result.schema, _streamed(result))
         return flight.RecordBatchStream(self._metadata(command))
 
     @_guarded
@@ -544,13 +595,13 @@ class FedSqlFlightServer(flight.FlightServerBase):
             self._bind(self._prepared_statement(context, command.prepared_statement_handle), params)
             return
         if isinstance(command, fsql.CommandStatementUpdate):
-            self._execute(context, command.query, self._session(context))
+            self._execute(context, command.query, self._session(context)).close()
         elif isinstance(command, fsql.CommandPreparedStatementUpdate):
             prepared = self._prepared_statement(context, command.prepared_statement_handle)
             params = _read_parameters(reader)
             if params is not None and params.num_columns:
                 self._bind(prepared, params)
-            self._execute_prepared(context, prepared)
+            self._execute_prepared(context, prepared).close()
         else:
             raise errors.NotSupportedError(f"DoPut with {type(command).__name__} is not supported")
         writer.write(pa.py_buffer(fsql.DoPutUpdateResult(record_count=-1).SerializeToString()))
@@ -748,10 +799,25 @@ class FedSqlFlightServer(flight.FlightServerBase):
     # -- lifecycle -------------------------------------------------------------------------
 
     def shutdown(self) -> None:
-        """Stop serving and release the node connections."""
+        """Stop serving and release the node connections (results not fetched stop at the node)."""
         super().shutdown()
+        with self._lock:
+            pending, self._results = list(self._results.values()), {}
+        for _, result, _ in pending:
+            result.close()
         self._pool.shutdown(wait=False, cancel_futures=True)
         self.node.close()
+
+
+def _streamed(result: PendingResult) -> Any:
+    """DoGet's batches as the node sends them; a failure midway leaves as a mapped Flight error (no
+    traceback), and the node's call stops however the client's stream ends."""
+    step = _guarded(result.next_batch)
+    try:
+        while (batch := step()) is not None:
+            yield batch
+    finally:
+        result.close()
 
 
 def _read_parameters(reader: flight.MetadataRecordBatchReader) -> pa.Table | None:

@@ -267,6 +267,47 @@ def test_query_arrow_result(db: Any, reference: Any) -> None:
     assert got.to_pylist() == want.to_pylist()
 
 
+def _raw_client(endpoint: fs.FedSqlFlightServer) -> Any:
+    from fedsql import tls
+
+    paths = tls.paths(endpoint.fed_config, "p1")
+    return flight.FlightClient(
+        f"grpc+tls://127.0.0.1:{endpoint.port}", tls_root_certs=paths.certificate.read_bytes(),
+        cert_chain=paths.client_certificate.read_bytes(), private_key=paths.client_key.read_bytes(),
+        override_hostname=tls.server_name("p1"))
+
+
+@pytest.mark.e2e
+def test_a_large_result_streams_through_doget(endpoint: fs.FedSqlFlightServer, conn: Any) -> None:
+    """GetFlightInfo returns once the node sent the header (rows: the header's count); DoGet sends
+    the batches as they come off the node's stream, in exactly the announced schema."""
+    rows = 400_000
+    sql = f"SELECT range AS i, (range % 11)::VARCHAR AS s FROM range({rows})"
+    conn.execute(f"CREATE OR REPLACE TABLE scratch.flight_big AS {sql}")
+    client = _raw_client(endpoint)
+    try:
+        query = fs.pack(fsql.CommandStatementQuery(query="SELECT i, s FROM scratch.flight_big ORDER BY i"))
+        info = client.get_flight_info(flight.FlightDescriptor.for_command(query))
+        assert info.total_records == rows and info.schema.names == ["i", "s"]
+        (pending,) = [r for _, r, _ in endpoint._results.values()]
+        stream = pending.source
+        assert stream.rows_received == 0  # nothing but the header has been read from the node yet
+        reader = client.do_get(info.endpoints[0].ticket)
+        assert reader.schema.equals(info.schema, check_metadata=True)
+        batches, seen = 0, 0
+        for chunk in reader:
+            assert chunk.data.schema.equals(info.schema)
+            assert chunk.data.column(0)[0].as_py() == seen  # in order, nothing lost
+            batches, seen = batches + 1, seen + chunk.data.num_rows
+            if batches == 1:
+                assert stream.rows_received < rows  # DoGet sends while the node still streams
+        assert batches > 1 and seen == rows and stream.done
+        assert not endpoint._results
+    finally:
+        client.close()
+        conn.execute("DROP TABLE scratch.flight_big")
+
+
 @pytest.mark.e2e
 def test_prepared_statement_with_parameters(db: Any, reference: Any) -> None:
     for g in (1, 2):
