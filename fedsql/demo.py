@@ -282,7 +282,10 @@ def run_tour(conn: object, out: object = None, steps: list[tuple[str, str, bool]
         if refused:
             shell.print("(expected this query to be refused, but it ran)")
             failures += 1
-        shell.print_result(cur, time.monotonic() - start)
+        try:
+            shell.print_result(cur, time.monotonic() - start)
+        finally:
+            cur.close()  # a result not read to its end stops at the node
     return failures
 
 

@@ -9,6 +9,11 @@ highlighted with Pygments' SqlLexer. While a query runs, a progress line on
 stderr shows the elapsed time and the current secure step, and Ctrl-C
 cancels the query at every party (not the shell).
 
+Results are printed as their record batches arrive, never as one text: `table` and `markdown`
+show the first `.maxrows` rows (then how many more there are and how to see them), `csv` and
+`json` print every row batch by batch; while a large result transfers to a file or pipe, the
+progress line on stderr counts the rows received.
+
 Otherwise plain lines are read, so piping a file in behaves like `-f`.
 `-c SQL` and `-f FILE` run statements and exit: 0 when all succeeded, 1 at
 the first failure.
@@ -21,12 +26,18 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable, TextIO
+from typing import Any, Callable, Iterable, Iterator, TextIO
 
 from connectors.dbapi import Connection, sql_segments
 from fedsql import errors, render
 
 MODES = ("table", "csv", "json", "markdown")
+MAXROWS = 40
+"""Rows `table` and `markdown` show by default (`.maxrows N`; 0: all)."""
+PROGRESS_DELAY = 0.3
+"""Seconds before the progress line appears (fast statements print none)."""
+PAGE_ROWS = 10_000
+"""With `.maxrows 0`, rows are rendered in pages of this many (one page's text at a time)."""
 
 HELP = """\
 Statements end with ';' and may span lines. Meta commands:
@@ -36,6 +47,7 @@ Statements end with ';' and may span lines. Meta commands:
   .parties              parties, their addresses and roles
   .mode MODE            result format: table (default), csv, json, markdown
   .timer on|off         print how long each statement took
+  .maxrows N            rows shown in table/markdown mode (default 40; 0: all, in pages); csv and json print all
   .explain [next]       EXPLAIN the last query (plan + leakage report); 'next': explain the next one instead of running it
   .budget               differential-privacy budgets your node keeps as a data owner
   .params V, V, ...     values for the ? marks of the next statement (SQL literals: 42, 'text', NULL);
@@ -53,8 +65,8 @@ KEYWORDS = (
     "COUNT", "SUM", "AVG", "MIN", "MAX", "EXPLAIN", "SET", "fedsql.mode", "CREATE TABLE", "CREATE OR REPLACE TABLE",
     "INSERT INTO", "VALUES", "DROP TABLE", "DELETE FROM", "UPDATE", "DESCRIBE", "SHOW TABLES", "TRUE", "FALSE",
 )
-META_COMMANDS = (".help", ".tables", ".schema", ".parties", ".mode", ".timer", ".explain", ".budget", ".params", ".quit",
-                 ".exit")
+META_COMMANDS = (".help", ".tables", ".schema", ".parties", ".mode", ".timer", ".maxrows", ".explain", ".budget",
+                 ".params", ".quit", ".exit")
 
 
 def split_statements(text: str) -> tuple[list[str], str]:
@@ -86,9 +98,9 @@ class Progress:
     only writes after `delay` seconds, so fast queries print nothing.
     """
 
-    def __init__(self, stream: TextIO, delay: float = 0.3) -> None:
+    def __init__(self, stream: TextIO, delay: float | None = None) -> None:
         self.stream = stream
-        self.delay = delay
+        self.delay = PROGRESS_DELAY if delay is None else delay
         self.step = "planning"
         self.width = 0
         self._start = time.monotonic()
@@ -138,6 +150,7 @@ class Shell:
         self.out = out or sys.stdout
         self.err = err or sys.stderr
         self.mode = "table"
+        self.maxrows = MAXROWS
         self.timer = False
         self.last_query: str | None = None
         self.explain_next = False
@@ -174,23 +187,26 @@ class Shell:
                     cur.execute(sql, params, on_progress=progress.update)
             else:
                 cur.execute(sql, params)
+            elapsed = time.monotonic() - start
+            if re.match(r"\s*(SELECT|WITH|\()", sql, re.I):
+                self.last_query = sql
+            if re.match(r"\s*(CREATE|DROP)\b", sql, re.I):
+                self._tables = None  # the scratch space changed
+            self.print_result(cur, elapsed)
         except errors.Error as exc:
             self.error(exc)
             return False
         except KeyboardInterrupt:
             self.error(errors.QueryCancelled("query cancelled (Ctrl-C); it was stopped at every party"))
             return False
-        elapsed = time.monotonic() - start
-        if re.match(r"\s*(SELECT|WITH|\()", sql, re.I):
-            self.last_query = sql
-        if re.match(r"\s*(CREATE|DROP)\b", sql, re.I):
-            self._tables = None  # the scratch space changed
-        self.print_result(cur, elapsed)
+        finally:
+            cur.close()  # a result not read to its end stops at the node
         if self.timer:
             self.print(f"Run Time: {elapsed:.3f} s")
         return True
 
     def print_result(self, cur: Any, elapsed: float) -> None:
+        """Print `cur`'s result as its record batches arrive (see the module docstring)."""
         meta = getattr(cur, "meta", {}) or {}
         kind = meta.get("kind", "rows")
         if kind == "explain":  # the plan text ends with its own leakage report
@@ -207,22 +223,121 @@ class Shell:
             if cur.leakage and self.mode in ("table", "markdown"):
                 self.print(render.format_leakage(cur.leakage))
             return
-        table = cur.fetch_arrow_table()
-        if self.mode == "csv":
-            self.print(render.format_csv(table).rstrip("\n"))
-            return
-        if self.mode == "json":
-            self.print(render.format_json(table))
-            return
-        if self.mode == "markdown":
-            self.print(render.format_markdown(table))
-        else:
-            self.print(render.format_table(table))
+        total = cur.rowcount if cur.rowcount is not None and cur.rowcount >= 0 else None
+        with self._receiving(total) as received:
+            batches = _counted(cur.fetch_record_batch(), received)
+            if self.mode == "csv":
+                self._print_csv(batches, cur)
+                return
+            if self.mode == "json":
+                self._print_json(batches)
+                return
+            shown = self._print_pages(batches, cur)
+        if total is not None and total > shown:
+            self.print(f"… {total - shown:,} more row{'s' if total - shown != 1 else ''} not shown ({total:,} in all): "
+                       ".maxrows N shows more, .maxrows 0 all; .mode csv prints every row; "
+                       "CREATE TABLE scratch.x AS … keeps them")
         notes = render.format_notes(cur.columns_meta)
         if notes:
             self.print(notes)
-        self.print(render.format_footer(table.num_rows, elapsed, meta.get("stats")))
+        self.print(render.format_footer(total if total is not None else shown, elapsed, meta.get("stats")))
         self.print(render.format_leakage(cur.leakage))
+
+    def _receiving(self, total: int | None) -> Any:
+        """A progress line counting rows received, on a terminal stderr while stdout goes elsewhere
+        (on the terminal itself the rows are their own progress); `received(n)` counts."""
+        import contextlib
+
+        if not (_isatty(self.err) and not _isatty(self.out)):
+            return contextlib.nullcontext(lambda n: None)
+
+        @contextlib.contextmanager
+        def shown() -> Any:
+            with Progress(self.err) as progress:
+                count = 0
+                of = f" of {total:,}" if total is not None else ""
+
+                def received(n: int) -> None:
+                    nonlocal count
+                    count += n
+                    progress.update(0.0, f"receiving rows: {count:,}{of}")
+
+                received(0)
+                yield received
+
+        return shown()
+
+    def _print_pages(self, batches: Iterable[Any], cur: Any) -> int:
+        """table/markdown: the first `.maxrows` rows (all with 0, a page's text at a time); the
+        rows shown. The rest is not read: closing the cursor stops the stream."""
+        import pyarrow as pa
+
+        limit = self.maxrows or None
+        page_rows = min(limit, PAGE_ROWS) if limit else PAGE_ROWS
+        pending: list[Any] = []
+        count = shown = pages = 0
+        schema = None
+
+        def flush() -> None:
+            nonlocal pending, count, shown, pages
+            table = pa.Table.from_batches(pending, schema=schema)
+            if self.mode == "markdown":
+                text = render.format_markdown(table)
+                text = text if not pages else "\n".join(text.splitlines()[2:])  # one header for all pages
+            else:
+                text = render.format_table(table, max_rows=max(table.num_rows, 1))
+            if text:
+                self.print(text)
+            shown += table.num_rows
+            pages += 1
+            pending, count = [], 0
+
+        for batch in batches:
+            schema = batch.schema
+            while batch.num_rows:
+                room = page_rows - count
+                if limit is not None:
+                    room = min(room, limit - shown - count)
+                pending.append(batch.slice(0, room))
+                count += min(room, batch.num_rows)
+                batch = batch.slice(room)
+                if count >= page_rows or (limit is not None and shown + count >= limit):
+                    flush()
+                if limit is not None and shown >= limit:
+                    return shown
+        if pending or not pages:
+            if schema is None:
+                schema = cur.fetch_arrow_table().schema
+            flush()
+        return shown
+
+    def _print_csv(self, batches: Iterable[Any], cur: Any) -> None:
+        first = True
+        for batch in batches:
+            import pyarrow as pa
+
+            text = render.format_csv(pa.Table.from_batches([batch])).rstrip("\n")
+            if not first:
+                text = text.split("\n", 1)[1] if "\n" in text else ""
+            if text:
+                self.print(text)
+            first = False
+        if first:  # no batch at all: the header line alone
+            self.print(",".join(render.format_csv(cur.fetch_arrow_table()).splitlines()[:1]))
+
+    def _print_json(self, batches: Iterable[Any]) -> None:
+        """The same JSON array format_json gives, written a batch at a time."""
+        import pyarrow as pa
+
+        self.out.write("[")
+        sep = ""
+        for batch in batches:
+            body = render.format_json(pa.Table.from_batches([batch]))[1:-1]
+            if body:
+                self.out.write(sep + body)
+                sep = ", "
+        self.out.write("]\n")
+        self.out.flush()
 
     # -- meta commands -----------------------------------------------------------
 
@@ -269,6 +384,11 @@ class Shell:
             if arg.lower() not in MODES:
                 raise errors.InterfaceError(f"usage: .mode {'|'.join(MODES)} (now: {self.mode})")
             self.mode = arg.lower()
+        elif cmd == ".maxrows":
+            if not re.fullmatch(r"\d+", arg):
+                raise errors.InterfaceError(f"usage: .maxrows N (rows shown in table/markdown mode; 0: all; now: "
+                                            f"{self.maxrows})")
+            self.maxrows = int(arg)
         elif cmd == ".timer":
             if arg.lower() not in ("on", "off"):
                 raise errors.InterfaceError(f"usage: .timer on|off (now: {'on' if self.timer else 'off'})")
@@ -440,6 +560,12 @@ class Shell:
         if _has_code(buffer) and not interactive:
             status = 0 if self.run_statement(buffer.strip()) else 1
         return status
+
+
+def _counted(batches: Iterable[Any], received: Callable[[int], None]) -> Iterator[Any]:
+    for batch in batches:
+        received(batch.num_rows)
+        yield batch
 
 
 def parse_params(text: str) -> list:
