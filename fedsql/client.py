@@ -7,6 +7,7 @@ say which node is unreachable and how to start it.
 
 from __future__ import annotations
 
+import threading
 import uuid
 from typing import Any, Callable
 
@@ -17,7 +18,7 @@ from executors.peer_channel import MESSAGE_OPTIONS  # messages of up to 1 GiB
 from fedsql.proto import node_pb2, node_pb2_grpc
 
 DEADLINE_GRACE_SECONDS = 5.0
-"""Extra time given to the grpc deadline so the node's own, clearer timeout error wins."""
+"""Extra time the client waits past a statement's timeout so the node's own, clearer timeout error wins."""
 
 ProgressCallback = Callable[[float, str], None]
 
@@ -146,8 +147,9 @@ class NodeClient:
         `hidden_params`: the values of the statement's ? marks under SET fedsql.hidden_params = on
         (fedsql/hidden_params.py encode).
 
-        Ctrl-C while waiting or reading cancels the query at the node (and so at every party)
-        before re-raising KeyboardInterrupt; closing the stream early cancels the call.
+        `timeout` bounds the statement up to its result's header (the rows then come at the
+        reader's pace). Ctrl-C while waiting or reading cancels the query at the node (and so at
+        every party) before re-raising KeyboardInterrupt; closing the stream early cancels the call.
         """
 
         qid = query_id or uuid.uuid4().hex
@@ -160,13 +162,28 @@ class NodeClient:
             user=user or "",
             hidden_params=hidden_params or b"",
         )
-        grpc_deadline = timeout + DEADLINE_GRACE_SECONDS if timeout else None
-        call = self._stub.Execute(request, timeout=grpc_deadline)
+        # The timeout bounds the statement, up to its result's header, as when the whole result came
+        # at once; its rows then stream without a deadline, at the pace of the reader. So no gRPC
+        # deadline (it would cover the whole stream): a timer cancels a call without a header.
+        call = self._stub.Execute(request)
+        expired = threading.Event()
+        timer = None
+        if timeout:
+            def expire() -> None:
+                expired.set()
+                call.cancel()  # the node sees the client gone and aborts the query at every party
+
+            timer = threading.Timer(timeout + DEADLINE_GRACE_SECONDS, expire)
+            timer.daemon = True
+            timer.start()
 
         def events() -> Any:
             try:
                 yield from call
             except grpc.RpcError as exc:
+                if expired.is_set():
+                    raise errors.QueryTimeout(f"no answer from {self._who()} within the deadline of "
+                                              f"{timeout:g} s") from None
                 raise self._map_rpc_error(exc, timeout) from None
 
         def cancel(reason: str | None) -> None:
@@ -177,7 +194,11 @@ class NodeClient:
                 except errors.Error:
                     pass
 
-        return result_meta.ResultStream(events(), self._who(), on_progress=on_progress, cancel=cancel)
+        try:
+            return result_meta.ResultStream(events(), self._who(), on_progress=on_progress, cancel=cancel)
+        finally:
+            if timer is not None:
+                timer.cancel()
 
     def cancel(self, query_id: str, reason: str = "") -> None:
         """Ask the node to cancel a running query at every party (best effort)."""
