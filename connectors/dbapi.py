@@ -389,7 +389,8 @@ class Cursor:
             self.description = [_describe_column(c) for c in self.columns_meta] or None
             self.rowcount = result.total_rows if result.total_rows is not None else -1
         else:  # DDL / INSERT into the scratch space, SET: no result set
-            result.close()
+            with result:
+                result.read_all()  # just the end marker (checked); the call completes
             self.rowcount = int(meta.get("rowcount", -1))
         return self
 
