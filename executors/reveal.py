@@ -66,7 +66,7 @@ def reveal_result(seat: Seat, step: RevealResult, table: SecretTable | None, own
             to_open.append(table.secret[GROUP_RANK])
         if step.rows:
             to_open.append(table.secret[step.rows])
-    opened = open_to(seat, issuer, to_open, step.id, len(names))
+    opened = open_to(seat, issuer, to_open, step.id, len(names), step.count_to)
     keys = open_secret_keys(seat, table, step) if step.secret_keys else keys_to(seat, table, step)
     if seat.me != issuer:
         return None
@@ -75,28 +75,49 @@ def reveal_result(seat: Seat, step: RevealResult, table: SecretTable | None, own
 
 def conceal_rows(mpc: MPC, table: SecretTable, step: RevealResult) -> SecretTable:
     """A row-level result before it is opened: shuffled (the rows' order came from the joins —
-    keyed-tag order in oblivious mode) and every column multiplied by the 0/1 `step.rows`, so
-    the issuer learns the real rows and, of the others, only that they exist. Rows still in the
-    random order their owner shared them in (`order_of`, not the issuer) need no shuffle."""
+    keyed-tag order in oblivious mode), then either every column multiplied by the 0/1
+    `step.rows`, so the issuer learns the real rows and, of the others, only that they exist; or
+    (`count_to`) only the real rows kept (`compact_rows`). Rows still in the random order their
+    owner shared them in need no shuffle, unless that owner is one of those who see positions."""
     keep = table.secret[step.rows]
     wanted = {c.source for c in step.columns} | key_sources(step) | ({GROUP_RANK} if step.local_keys else set())
     names = [c for c in table.secret if c.split("#")[0] in wanted and c != step.rows]
     if not table.n:
         return table
     rows = [table.secret[c] for c in names] + [keep]
-    if not (table.order_of and table.order_of != step.to):  # else already in an order the issuer cannot know
-        rows = ops.shuffle(mpc, rows)
+    if not (table.order_of and table.order_of not in (step.count_to or (step.to,))):
+        rows = ops.shuffle(mpc, rows)  # else already in an order none of those who see positions knows
+    if step.count_to:
+        return compact_rows(mpc, dict(zip(names + [step.rows], rows)), step.rows, step.count_to)
     keep = rows[-1]
     zeroed = ops.mul_many(mpc, rows[:-1], [keep] * len(names)) if names else []
     return SecretTable(n=table.n, secret={**dict(zip(names, zeroed)), step.rows: keep})
 
 
-def open_to(seat: Seat, issuer: str, shares: list[AShare], tag: str, count: int) -> list[np.ndarray]:
-    """Open `count` equally long shared columns to the issuer only, in one batch."""
+def compact_rows(mpc: MPC, columns: dict[str, AShare], flag: str, seeing: tuple[str, ...]) -> SecretTable:
+    """The rows whose 0/1 `flag` is 1, in their (random) order: `flag` is opened to the parties
+    `seeing` alone, which keep those rows; the remaining party holds none (n = 0) and takes no part
+    in opening them (reveal_many's `senders`). Instead of zeroing and opening every row: one opened
+    column, and only the real rows travel."""
+    opened = ops.reveal_many(mpc, [columns[flag]], seeing, seeing)
+    if opened is None:
+        return SecretTable(n=0, secret={c: ops.zeros(0) for c in columns})
+    real = opened[0]
+    if not np.all(real <= 1):
+        raise MessageError("the result's row flags opened to values other than 0 and 1: a compute party "
+                           "sent a wrong share; are all compute parties running the same plan?")
+    rows = np.flatnonzero(real)
+    return SecretTable(n=len(rows), secret={c: ops.take(x, rows) for c, x in columns.items()})
+
+
+def open_to(seat: Seat, issuer: str, shares: list[AShare], tag: str, count: int,
+            senders: tuple[str, ...] = ()) -> list[np.ndarray]:
+    """Open `count` equally long shared columns to the issuer only, in one batch (`senders`:
+    the compute parties that hold the rows, when a compact row-level result left one without)."""
     if issuer in seat.compute:
         if not seat.is_compute:
             return []
-        return ops.reveal_many(seat.mpc, shares, issuer) or []
+        return ops.reveal_many(seat.mpc, shares, issuer, senders or None) or []
     # every opened column of a result has one value per group: equal lengths
     if seat.is_compute:
         if shares:
@@ -129,7 +150,7 @@ def open_secret_keys(seat: Seat, table: SecretTable | None, step: RevealResult) 
         arrays = seat.channel.recv(seat.compute[0], tag + ".names")
         names = list(_header(arrays[0] if len(arrays) == 1 else None, seat.compute[0], tag, sources).names)
     shares = [table.secret[n] for n in names] if seat.is_compute else []
-    opened = open_to(seat, issuer, shares, tag, len(names))
+    opened = open_to(seat, issuer, shares, tag, len(names), step.count_to)
     return dict(zip(names, opened)) if seat.me == issuer else {}
 
 

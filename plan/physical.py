@@ -140,6 +140,9 @@ class RevealResult:
     local_keys: str = ""  # the issuer's fragment holding `local_key` columns and the `__grank` opened per group
     rows: str = ""  # row-level result: the 0/1 column of real rows; all rows are shuffled and the others
     #                 zeroed before anything is opened (planner/lower_join.py _rows_tail)
+    count_to: tuple[str, ...] = ()  # row-level result opened compactly: these two compute parties (the
+    #                 issuer first) open `rows` of the shuffled table and only the real rows are opened to
+    #                 the issuer — they learn how many there are; the third takes no part after the shuffle
     op: str = "reveal_result"
 
 

@@ -458,7 +458,8 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
     elif oblivious and flag:
         flag_node = SNode("col", column="__flag", encoding=COUNT)
     if rows_out is not None:
-        return _rows_tail(block, issuer, output, rows_out, outputs, flag, current, steps, leakage)
+        return _rows_tail(block, issuer, output, rows_out, outputs, flag, current, steps, leakage,
+                          () if oblivious else _count_viewers(block, issuer, compute))
     if dp is not None:
         tail, tail_leakage = _dp_tail(block, issuer, compute, output, dp, keys, rank, agg_nodes, outputs, flag_node, current,
                                       steps)
@@ -594,15 +595,16 @@ def _row_outputs(block: JoinBlock, frags: _Fragments, issuer: str) -> tuple[list
 
 
 def _rows_tail(block: JoinBlock, issuer: str, output: OutputSchema, rows_out, outputs: list, flag: str, current: str,
-               steps: list[Step], leakage: list[str]) -> tuple[tuple[Step, ...], str, tuple[str, ...]]:
-    """Open the joined rows to the issuer: shuffled, the rows that are not real (dropped by a
-    secure predicate, or the other side's rows of an oblivious join) zeroed, then the issuer's
-    final DuckDB query computes the SELECT list, DISTINCT, ORDER BY and LIMIT over them."""
+               steps: list[Step], leakage: list[str], count_to: tuple[str, ...]) -> tuple[tuple[Step, ...], str, tuple[str, ...]]:
+    """Open the joined rows to the issuer: shuffled, then either only the real ones opened
+    (`count_to`, executors/reveal.py compact_rows) or those that are not real (dropped by a secure
+    predicate, or the other side's rows of an oblivious join) zeroed and all opened; then the
+    issuer's final DuckDB query computes the SELECT list, DISTINCT, ORDER BY and LIMIT over them."""
     reveal, replacements, own_site = rows_out
     keep = SNode("col", column=flag, encoding=COUNT) if flag else SNode("const", value=1, encoding=COUNT)
     steps.append(SecureEval("e", current, tuple(outputs) + (("__show", keep),)))
     steps.append(RevealResult("r", "e", issuer, tuple(reveal), secret_keys=True,
-                              local_keys=f"f_{own_site}" if own_site else "", rows="__show"))
+                              local_keys=f"f_{own_site}" if own_site else "", rows="__show", count_to=count_to))
     steps.append(FinalQuery("result", issuer, final_sql(_as_block(block), "__agg", replacements, output,
                                                         qualified=True), (("__agg", "r"),)))
     others = sorted({f"{block.tables[a].name}.{c}" for a, c in block.uses.get("row", ())
@@ -610,9 +612,24 @@ def _rows_tail(block: JoinBlock, issuer: str, output: OutputSchema, rows_out, ou
     cut = " (all of them: its ORDER BY … LIMIT runs in its own DuckDB)" if block.ast.args.get("limit") else ""
     leakage.append(f"to {issuer} only: the joined rows{cut} — which of its own rows match, how often, and "
                    + (f"the values of {', '.join(others)} on them" if others else "no other party's values")
-                   + "; to the others nothing more. Before opening, the rows are shuffled and those that are not "
-                   "part of the result zeroed, so the issuer learns only how many such rows there were")
+                   + "; to the others nothing more. Before opening, the rows are shuffled and "
+                   + ("only the real ones opened" if count_to else
+                      "those that are not part of the result zeroed, so the issuer learns only how many such rows "
+                      "there were"))
+    if count_to:
+        leakage.append(f"to {count_to[1]}: the number of result rows (it helps open only those; it holds none of "
+                       "the query's tables)")
     return tuple(steps), "result", tuple(leakage)
+
+
+def _count_viewers(block: JoinBlock, issuer: str, compute: tuple[str, ...]) -> tuple[str, ...]:
+    """Who learns the number of result rows when a row-level result is opened compactly: the issuer
+    and a compute party holding none of the query's tables, so that no owner learns how many of its
+    rows matched (a hidden lookup's owner learns nothing of the hits). None (every row zeroed and
+    opened) when the issuer does not compute or every other compute party holds an input."""
+    holders = {o for t in block.tables.values() for o in t.owners} | {o for sj in block.semis for o in sj.table.owners}
+    helper = next((c for c in compute if c != issuer and c not in holders), None)
+    return (issuer, helper) if issuer in compute and helper else ()
 
 
 def _dp_tail(block: JoinBlock, issuer: str, compute: tuple[str, ...], output: OutputSchema, dp, keys: list[LocalLeaf], rank: str,

@@ -8,6 +8,7 @@ and 2).
 from __future__ import annotations
 
 import os
+from collections.abc import Collection
 
 import numpy as np
 
@@ -102,24 +103,36 @@ def receive_dealt(mpc: MPC, owner: str, tag: str, n: int) -> AShare:
 # -- output -------------------------------------------------------------------------
 
 
-def reveal_many(mpc: MPC, xs: list[AShare], to: str | None) -> list[np.ndarray] | None:
-    """Open several columns in one round, to all (to=None) or to one compute party."""
+def reveal_many(mpc: MPC, xs: list[AShare], to: str | Collection[str] | None,
+                senders: Collection[str] | None = None) -> list[np.ndarray] | None:
+    """Open several columns in one round: to all (to=None), to one or to two compute parties.
+
+    Party t lacks x_{t+2}, which parties t+1 (second component) and t+2 (first) both hold; the
+    one that sends it is chosen among `senders` (default: all), so that a party outside both
+    `to` and `senders` takes no part and may pass no shares (it cannot tell which rows are opened).
+    Parties outside `to` get None."""
+    names = mpc.compute
+    receivers = set(range(3)) if to is None else {names.index(p) for p in ([to] if isinstance(to, str) else to)}
+    allowed = set(range(3)) if senders is None else {names.index(p) for p in senders}
+
+    def sender(t: int) -> tuple[int, int]:
+        for d in (1, 2):
+            if (t + d) % 3 in allowed:
+                return (t + d) % 3, d
+        raise ValueError(f"no compute party may send {names[t]} its missing component")
+
     i = mpc.i
-    if to is None:
-        got = mpc.exchange({mpc.next: [x.a for x in xs]}, [mpc.prev])[mpc.prev]
-        check_arrays(got, [(x.a.shape, U64) for x in xs], mpc.prev)
-        return [x.a + x.b + g for x, g in zip(xs, got)]
-    t = mpc.compute.index(to)
-    if i == (t + 1) % 3:  # holds x_{t+2}, the component `to` lacks
-        mpc.exchange({to: [x.b for x in xs]}, [])
+    sends = {}
+    for t in sorted(receivers):
+        s, d = sender(t)
+        if s == i:
+            sends[names[t]] = [x.b if d == 1 else x.a for x in xs]
+    frm = names[sender(i)[0]] if i in receivers else None
+    got = mpc.exchange(sends, [frm] if frm else [])
+    if frm is None:
         return None
-    if i == t:
-        frm = mpc.party(t + 1)
-        got = mpc.exchange({}, [frm])[frm]
-        check_arrays(got, [(x.a.shape, U64) for x in xs], frm)
-        return [x.a + x.b + g for x, g in zip(xs, got)]
-    mpc.exchange({}, [])
-    return None
+    check_arrays(got[frm], [(x.a.shape, U64) for x in xs], frm)
+    return [x.a + x.b + g for x, g in zip(xs, got[frm])]
 
 
 def reveal(mpc: MPC, x: AShare, to: str | None) -> np.ndarray | None:
