@@ -355,6 +355,8 @@ class SecureJoin:
     shuffle: bool  # sizes mode: shuffle both sides first, so the matcher sees only a pattern
     reveal_to: tuple[str, ...] = ()  # reveal mode: the key owners also learn the matching rows
     kind: str = "inner"  # inner | left | full (both sides padded) | semi (left rows with a match) | anti | not_in
+    mark: bool = False  # semi | anti: every left row stays, in its order; the matcher inputs "kept" as a
+    #                     secret 0/1 `__rows` instead of sending row indices, so no other party learns how many
     op: str = "secure_join"
 
 

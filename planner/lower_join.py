@@ -17,7 +17,7 @@ from dataclasses import replace
 
 from sqlglot import exp
 
-from fedsql.errors import UnsupportedSql
+from fedsql.errors import PolicyViolation, UnsupportedSql
 from fedsql.permissions import Principal, as_principal, permits
 from planner.catalog import from_item
 from plan.physical import SENTINEL
@@ -77,6 +77,16 @@ _RULES = {
     "payload": ("payload", "a join without aggregates reveals this column's values on the matching rows to the issuer, "
                 "which needs permission 'payload' (or 'public')"),
 }
+
+
+def _may_see_matches(block: JoinBlock, sj, issuer: Principal | str, matcher: str, mode: str) -> bool:
+    """May `matcher` see the match structure of a hidden lookup's key (level `join_key`)? If not,
+    the lookup runs without a matcher (sort or pairwise scan) instead of being refused."""
+    try:
+        check_viewers(_key_uses(block, ((sj.outer, sj.outer_cols),)), issuer, (matcher,), mode, "join")
+    except PolicyViolation:
+        return False
+    return True
 
 
 def _match_viewers(compute: tuple[str, ...], owners: tuple[str, ...]) -> tuple[str, ...]:
@@ -298,11 +308,17 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
                                          SORT_TAG_BITS if oblivious or e_i in fallback else MATCH_TAG_BITS))
             frags.shares[party].append(ShareColumn(f"__t{e_i}", TAG))
     semi_sorted = []  # per semi-join: run it sort-based (oblivious mode, or no compute party can match tags)
+    semi_marked: dict[int, str] = {}  # hidden lookups matched by a party holding no input: s_i → matcher
     for s_i, sj in enumerate(block.semis):
         p_out = block.site[sj.outer]
         owners = list(dict.fromkeys(_runners(block, p_out) + list(sj.table.owners)))
         hidden = any(getattr(m, "format", "") == HIDDEN_FORMAT for m in sj.table.members)
-        semi_sorted.append(oblivious or hidden or all(c in owners for c in compute))  # hidden keys: never matched
+        no_matcher = oblivious or all(c in owners for c in compute)
+        if hidden and not no_matcher and not sj.not_in:
+            matcher = next(c for c in compute if c not in owners)
+            if _may_see_matches(block, sj, issuer, matcher, mode):
+                semi_marked[s_i] = matcher
+        semi_sorted.append(no_matcher or (hidden and s_i not in semi_marked))
         steps.append(AgreeTagKey(f"ks{s_i}", tuple(owners)))
         names = tuple(f"__sk{s_i}_{j}" for j in range(len(sj.outer_cols)))
         bits = SORT_TAG_BITS if semi_sorted[-1] else MATCH_TAG_BITS  # sort keys: signed words, |a - b| < 2^63
@@ -418,6 +434,14 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
             steps.append(ObliviousSemiJoin(f"sj{s_i}", current, f"ss{s_i}", f"__st{s_i}", f"__st{s_i}", kind))
             current = f"sj{s_i}"
             continue
+        if s_i in semi_marked:  # a hidden lookup: only the matcher learns how many rows match
+            steps.append(SecureJoin(f"sj{s_i}", current, f"ss{s_i}", f"__st{s_i}", f"__st{s_i}", semi_marked[s_i],
+                                    True, kind=kind, mark=True))
+            current = f"sj{s_i}"
+            leakage.append(f"to {semi_marked[s_i]}: how many rows of {p_out} match each hidden value, as keyed tags "
+                           "it cannot invert, in an order it does not know (never a key); no other party learns how "
+                           "many match")
+            continue
         owners = set(_runners(block, p_out)) | set(sj.table.owners)
         matcher = next(c for c in compute if c not in owners)  # exists: else the semi-join is sorted
         shuffle = mode == "sizes"
@@ -448,7 +472,7 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
         leakage.append(f"to {', '.join(compute)}: how many joined rows pass the cross-party conditions"
                        if block.group_by else "nothing more: cross-party conditions are evaluated under MPC")
     flag_node = SNode("col", column="__flag", encoding=COUNT) if flag and not block.group_by else None
-    if (oblivious and (tree_edges or block.semis)) or fallback or any(semi_sorted):  # rows stay; `__rows` marks
+    if (oblivious and (tree_edges or block.semis)) or fallback or any(semi_sorted) or semi_marked:  # rows stay
         rows = SNode("col", column="__rows", encoding=COUNT)
         keep = SNode("mul", (rows, SNode("col", column="__flag", encoding=COUNT)), encoding=COUNT) if flag else rows
         outputs.append(("__keep", keep))
@@ -458,8 +482,10 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
     elif oblivious and flag:
         flag_node = SNode("col", column="__flag", encoding=COUNT)
     if rows_out is not None:
-        return _rows_tail(block, issuer, output, rows_out, outputs, flag, current, steps, leakage,
-                          () if oblivious else _count_viewers(block, issuer, compute))
+        count_to = () if oblivious else _count_viewers(block, issuer, compute)
+        if count_to and any(m != count_to[1] for m in semi_marked.values()):
+            count_to = ()  # the result's size stays with the matcher of a hidden lookup
+        return _rows_tail(block, issuer, output, rows_out, outputs, flag, current, steps, leakage, count_to)
     if dp is not None:
         tail, tail_leakage = _dp_tail(block, issuer, compute, output, dp, keys, rank, agg_nodes, outputs, flag_node, current,
                                       steps)

@@ -241,12 +241,14 @@ def _reference(ref, sql: str, params: list) -> pa.Table:
     ("SELECT y.branch, y.bal FROM b.acct y WHERE y.\"Name\" = ?", ["Ann"]),
     ("SELECT y.branch FROM b.acct y WHERE y.\"Name\" IN (?, ?)", [NEEDLES[0], "ann"]),
 ])
-def test_hidden_lookup_returns_the_matching_rows(rowfed, sql, params):
+@pytest.mark.parametrize("mode", ["sizes", "oblivious"])  # a matcher holding no input / no matcher at all
+def test_hidden_lookup_returns_the_matching_rows(rowfed, sql, params, mode):
     conns, ref, _ = rowfed
     present = duckdb_arrow(ref, "SELECT cid FROM c.profile ORDER BY cid")["cid"].to_pylist()
     if isinstance(params, str):
         params = {"present": [present[3]], "mixed": [present[0], present[0], None, NEEDLES[1], present[-1]]}[params]
     cur = conns["a"].cursor()
+    cur.execute(f"SET fedsql.mode = '{mode}'")
     cur.execute("SET fedsql.hidden_params = on")
     try:
         if params is None:  # a ? that is not a lookup key is refused, and says what to do
@@ -257,8 +259,11 @@ def test_hidden_lookup_returns_the_matching_rows(rowfed, sql, params):
         assert_matches(cur.fetch_arrow_table(), _reference(ref, sql, params), sql)
         k = len(params)
         assert any(f"looked up {k} hidden key value" in line for line in cur.leakage), cur.leakage
+        matched = any("match each hidden value" in line for line in cur.leakage)
+        assert matched == (mode == "sizes"), cur.leakage
     finally:
         cur.execute("SET fedsql.hidden_params = off")
+        cur.execute("SET fedsql.mode = 'sizes'")
 
 
 def test_a_hidden_lookup_of_thousands_of_keys(rowfed):
@@ -267,9 +272,12 @@ def test_a_hidden_lookup_of_thousands_of_keys(rowfed):
     sql = f"SELECT p.cid, p.lim FROM c.profile p WHERE p.cid IN ({', '.join('?' for _ in keys)})"
     cur = conns["a"].cursor()
     cur.execute("SET fedsql.hidden_params = on")
-    cur.execute(sql, keys)
-    assert_matches(cur.fetch_arrow_table(), _reference(ref, sql, keys), sql)
+    for mode in ("sizes", "oblivious"):  # matched by b / an oblivious sort of keys and rows
+        cur.execute(f"SET fedsql.mode = '{mode}'")
+        cur.execute(sql, keys)
+        assert_matches(cur.fetch_arrow_table(), _reference(ref, sql, keys), sql)
     cur.execute("SET fedsql.hidden_params = off")
+    cur.execute("SET fedsql.mode = 'sizes'")
 
 
 def test_hidden_lookup_refusals_are_clear(rowfed):

@@ -11,7 +11,7 @@ import pytest
 from executors.operators import SECURE_OPERATORS, oblivious_join, oblivious_semi_join, secure_join
 from fedsql import errors
 from plan.physical import MATCH_TAG_BITS, SORT_TAG_BITS, ObliviousJoin, ObliviousSemiJoin, SecureJoin
-from tests.operator_harness import rows, run_operator, tagged
+from tests.operator_harness import rows, run_chain, run_operator, tagged
 
 LEFT_KEYS = [1, 2, 2, 3, None, 5, 7]
 RIGHT_KEYS = [2, 3, 3, 4, None, 7, 9]
@@ -179,3 +179,42 @@ def test_oblivious_semi_join_against_no_rows(kind: str, kept: int) -> None:
     n, out = run_operator(oblivious_semi_join, step, {"O": tagged([1, 2, None], SORT_TAG_BITS, x=[0, 1, 2]),
                                                       "I": tagged([], SORT_TAG_BITS)})
     assert n == 3 and int(out["__rows"].sum()) == kept
+
+
+def _in_order_of(owner: str | None):
+    def operator(mpc, inputs, step):
+        inputs[step.left].order_of = owner  # as ShareTable(permute=True) at `owner` marks it
+        return secure_join(mpc, inputs, step)
+    return operator
+
+
+@pytest.mark.parametrize("kind", ["semi", "anti"])
+@pytest.mark.parametrize("order_of", ["c1", "c0", None], ids=["owners-order", "matchers-order", "no-order"])
+@pytest.mark.parametrize("rows_in", [False, True])
+def test_a_marked_semi_join_keeps_every_outer_row_and_marks_the_kept(kind, order_of, rows_in) -> None:
+    """The hidden lookup's semi-join: the matcher inputs "kept" as a secret flag; nothing is
+    gathered, so every outer row stays — in its order when the matcher cannot know that order."""
+    outer_keys = [1, 2, 2, 3, None, 6, 2]
+    inner_keys = [2, 2, 3, 4, None]
+    real = [1, 1, 0, 1, 1, 1, 1] if rows_in else [1] * 7
+    extra = {"__rows": real} if rows_in else {}
+    step = SecureJoin("j_1", "O", "I", "t", "t", matcher="c0", shuffle=True, kind=kind, mark=True)
+    n, out = run_chain([(_in_order_of(order_of), step)], {
+        "O": tagged(outer_keys, MATCH_TAG_BITS, x=list(range(7)), **extra),
+        "I": tagged(inner_keys, MATCH_TAG_BITS)})
+    assert n == len(outer_keys) and set(out) == {"x", "__rows"}
+    hit = [k is not None and k in inner_keys for k in outer_keys]
+    want = [i for i, h in enumerate(hit) if h == (kind == "semi") and real[i]]
+    assert sorted(out["x"][out["__rows"] == 1].tolist()) == want and set(out["__rows"].tolist()) <= {0, 1}
+    if order_of == "c1":
+        assert out["x"].tolist() == list(range(7))  # in the owner's order: not shuffled again
+
+
+def test_a_marked_semi_join_of_empty_sides() -> None:
+    step = SecureJoin("j_1", "O", "I", "t", "t", matcher="c2", shuffle=True, kind="semi", mark=True)
+    n, out = run_operator(secure_join, step, {"O": tagged([1, None], MATCH_TAG_BITS, x=[5, 6]),
+                                              "I": tagged([], MATCH_TAG_BITS)})
+    assert n == 2 and not out["__rows"].any()
+    n, out = run_operator(secure_join, step, {"O": tagged([], MATCH_TAG_BITS, x=[]),
+                                              "I": tagged([1], MATCH_TAG_BITS)})
+    assert n == 0

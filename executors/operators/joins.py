@@ -39,6 +39,8 @@ def secure_join(mpc: MPC, inputs: Mapping[str, SecretTable], step: SecureJoin, *
     With `step.shuffle` both sides are shuffled first, so the matcher learns only an
     equality pattern of a random permutation."""
     left, right = inputs[step.left], inputs[step.right]
+    if step.mark:
+        return _semi_join_marked(mpc, left, right, step)
     lcols, rcols = list(left.secret), list(right.secret)
     lvals = [left.secret[c] for c in lcols]
     rvals = [right.secret[c] for c in rcols]
@@ -71,6 +73,33 @@ def secure_join(mpc: MPC, inputs: Mapping[str, SecretTable], step: SecureJoin, *
                 out.secret[c] = ops.mul_public(got, present) if padded else got
     if step.kind == "not_in":
         out.secret[f"__nin{step.id[2:]}"] = not_in_rule(mpc, step, right, out)
+    return out
+
+
+def _semi_join_marked(mpc: MPC, outer: SecretTable, inner: SecretTable, step: SecureJoin) -> SecretTable:
+    """A semi/anti-join whose result size only the matcher may learn (a hidden lookup: the key's
+    owner must not learn how many of the issuer's values it holds). The matcher sees both sides'
+    tags — the outer rows in an order it cannot know (their owner's random order, else shuffled),
+    the inner rows shuffled — and inputs "kept" as a secret 0/1 per outer row; every outer row
+    stays, in its order, with `__rows` marking the kept ones."""
+    otag, itag = tag_words(step.left_tag), tag_words(step.right_tag)
+    own = {c: v for c, v in outer.secret.items() if c not in otag}  # freshly shared rows (no `__rows`) are real
+    names = list(own)
+    columns = [own[c] for c in names] + [outer.secret[c] for c in otag]
+    order_of = outer.order_of if outer.order_of != step.matcher else None
+    if outer.n and not order_of:
+        columns = ops.shuffle(mpc, columns)
+    inner_tags = [inner.secret[c] for c in itag]
+    if inner.n:
+        inner_tags = ops.shuffle(mpc, inner_tags)
+    opened = ops.reveal_many(mpc, columns[len(names):] + inner_tags, step.matcher)
+    kept = None
+    if mpc.me == step.matcher:
+        kept = np.zeros(outer.n, dtype=np.uint64)
+        kept[_matching_rows(opened[:TAG_WORDS], opened[TAG_WORDS:], step.kind)[0]] = 1
+    out = SecretTable(n=outer.n, secret=dict(zip(names, columns)), order_of=order_of)
+    kept_s = ops.share_input(mpc, step.matcher, kept, outer.n)
+    out.secret["__rows"] = ops.mul(mpc, out.secret["__rows"], kept_s) if "__rows" in out.secret else kept_s
     return out
 
 
