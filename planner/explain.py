@@ -45,12 +45,16 @@ def _what(step: Step) -> str:
         opened = [c.name for c in step.columns if c.how not in ("local_key", "local_row")] + (
             ["__grank"] if step.local_keys else [])
         if step.rows:
-            return (f"shuffle the rows, zero those not in the result, open {', '.join(opened + [step.rows])} to "
-                    f"{step.to} only" + (f"; {step.to} attaches its own columns {', '.join(own)} by row number"
-                                         if own else ""))
+            how = (f"{' and '.join(step.count_to)} open {step.rows}, then open {', '.join(opened)} of the real rows"
+                   if step.count_to else f"zero those not in the result, open {', '.join(opened + [step.rows])}")
+            return (f"shuffle the rows (unless in an owner's random order), {how} to {step.to} only"
+                    + (f"; {step.to} attaches its own columns {', '.join(own)} by row number" if own else ""))
         return "open " + ", ".join(opened) + (
             f"; {step.to} attaches its own group labels {', '.join(own)} by rank" if own else "")
     if op == "secure_join":
+        if step.mark:
+            return (f"{step.kind}: keyed tags opened to {step.matcher} (outer rows in an order it does not know, "
+                    "inner rows shuffled); it inputs which outer rows are kept as a secret flag, nothing gathered")
         how = "after a secret shuffle of both sides" if step.shuffle else "unshuffled (reveal mode)"
         return (f"{step.kind} join: keyed tags opened to {step.matcher} {how}; it sends the matching row pairs to "
                 "every compute party")
@@ -59,8 +63,8 @@ def _what(step: Step) -> str:
                 f"(segmented scan){'; unmatched rows kept with NULLs' if step.outer else ''}; opens one bit: "
                 "does the unique side's key repeat (then the query fails)")
     if op == "oblivious_semi_join":
-        return (f"{step.kind}: sort outer and inner tags together, mark the outer rows with (without) a match "
-                "(segmented scan); nothing opened" + ("; one bit: does the subquery yield a NULL"
+        return (f"{step.kind}: sort outer and inner tags together (or, for outer × inner ≤ 2^22 rows, compare "
+                "every pair), mark the outer rows with (without) a match; nothing opened" + ("; one bit: does the subquery yield a NULL"
                                                        if step.kind == "not_in" else ""))
     if op == "agree_width":
         return f"secure max of {step.column} width, opened to the compute parties and sent to the owners"

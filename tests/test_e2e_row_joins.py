@@ -216,9 +216,18 @@ def test_columns_not_granted_are_refused_by_name(rowfed, sql, column, missing):
 def test_explain_says_how_the_rows_are_opened(rowfed):
     conns, _, _ = rowfed
     cur = conns["a"].cursor()
-    cur.execute("EXPLAIN SELECT x.cid, p.tier FROM a.cust x JOIN c.profile p ON x.cid = p.cid")
+    sql = "EXPLAIN SELECT x.cid, p.tier FROM a.cust x JOIN c.profile p ON x.cid = p.cid"
+    cur.execute(sql)  # sizes mode: b, holding no input, opens with a which rows are real
     text = "\n".join(str(v) for row in cur.fetchall() for v in row)
-    assert "shuffle the rows, zero those not in the result" in text and "by row number" in text, text
+    assert "a and b open __show, then open" in text and "of the real rows to a only" in text, text
+    assert "by row number" in text and "to b: the number of result rows" in text, text
+    cur.execute("SET fedsql.mode = 'oblivious'")
+    try:
+        cur.execute(sql)
+        text = "\n".join(str(v) for row in cur.fetchall() for v in row)
+        assert "zero those not in the result" in text and "number of result rows" not in text, text
+    finally:
+        cur.execute("SET fedsql.mode = 'sizes'")
 
 
 # -- hidden lookup: SET fedsql.hidden_params = on --------------------------------------------------
