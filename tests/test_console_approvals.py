@@ -160,6 +160,7 @@ def test_real_browser_approves_a_held_query(held: dict[str, Any], tmp_path_facto
         pytest.skip("no chromium and chromedriver binaries here (Debian: apt-get install chromium chromium-driver)")
     pytest.importorskip("selenium", reason="selenium is in the test extra: pip install -e '.[test]'")
     from selenium import webdriver
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -186,7 +187,9 @@ def test_real_browser_approves_a_held_query(held: dict[str, Any], tmp_path_facto
                    if d.find_elements(By.TAG_NAME, "h2") and d.find_element(By.TAG_NAME, "h2").text == key)
         box.find_element(By.NAME, "reason").send_keys("checked in the browser")
         box.find_element(By.CSS_SELECTOR, "button[value=approve]").click()
-        WebDriverWait(driver, 30).until(lambda d: f"approved query {key}" in d.find_element(By.TAG_NAME, "main").text)
+        # the form's POST navigates: an element read mid-navigation is stale, read it again
+        WebDriverWait(driver, 30, ignored_exceptions=(StaleElementReferenceException,)).until(
+            lambda d: f"approved query {key}" in d.find_element(By.TAG_NAME, "main").text)
         driver.save_screenshot(str(shots / "approvals-decided.png"))
     finally:
         driver.quit()
