@@ -217,6 +217,7 @@ def test_explain_says_how_the_rows_are_opened(rowfed):
     conns, _, _ = rowfed
     cur = conns["a"].cursor()
     sql = "EXPLAIN SELECT x.cid, p.tier FROM a.cust x JOIN c.profile p ON x.cid = p.cid"
+    cur.execute("SET fedsql.mode = 'sizes'")
     cur.execute(sql)  # sizes mode: b, holding no input, opens with a which rows are real
     text = "\n".join(str(v) for row in cur.fetchall() for v in row)
     assert "a and b open __show, then open" in text and "of the real rows to a only" in text, text
