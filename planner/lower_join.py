@@ -472,11 +472,13 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
         leakage.append(f"to {', '.join(compute)}: how many joined rows pass the cross-party conditions"
                        if block.group_by else "nothing more: cross-party conditions are evaluated under MPC")
     flag_node = SNode("col", column="__flag", encoding=COUNT) if flag and not block.group_by else None
-    if (oblivious and (tree_edges or block.semis)) or fallback or any(semi_sorted) or semi_marked:  # rows stay
+    sorted_rows = (oblivious and (tree_edges or block.semis)) or fallback or any(semi_sorted)
+    if sorted_rows or semi_marked:  # rows stay; `__rows` marks the kept ones
         rows = SNode("col", column="__rows", encoding=COUNT)
         keep = SNode("mul", (rows, SNode("col", column="__flag", encoding=COUNT)), encoding=COUNT) if flag else rows
         outputs.append(("__keep", keep))
         flag, flag_node = "__keep", SNode("col", column="__keep", encoding=COUNT)
+    if sorted_rows:
         leakage.append(f"to {', '.join(compute)}: only the input sizes, beyond the bits listed here — the joins "
                        "sort and scan under MPC")
     elif oblivious and flag:

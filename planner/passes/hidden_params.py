@@ -151,5 +151,5 @@ def leakage(sets: tuple[HiddenSet, ...], issuer: str) -> tuple[str, ...]:
         return ()
     k = sum(s.count for s in sets)
     return (f"to every party: that {issuer} looked up {k} hidden key value{'s' if k != 1 else ''} (their number "
-            "and type; the values are secret shares, matched by an oblivious sort, and reach no other party)",)
+            "and type; the values are secret shares and reach no other party)",)
 
