@@ -85,7 +85,7 @@ def conceal_rows(mpc: MPC, table: SecretTable, step: RevealResult) -> SecretTabl
     if not table.n:
         return table
     rows = [table.secret[c] for c in names] + [keep]
-    if not (table.order_of and table.order_of not in (step.count_to or (step.to,))):
+    if not (table.order_of and table.order_of not in step.count_to + (step.to,)):
         rows = ops.shuffle(mpc, rows)  # else already in an order none of those who see positions knows
     if step.count_to:
         return compact_rows(mpc, dict(zip(names + [step.rows], rows)), step.rows, step.count_to)
@@ -121,10 +121,10 @@ def open_to(seat: Seat, issuer: str, shares: list[AShare], tag: str, count: int,
     # every opened column of a result has one value per group: equal lengths
     if seat.is_compute:
         if shares:
-            ops.reveal_to_outsider(seat.mpc, ops.concat(shares), issuer, tag)
+            ops.reveal_to_outsider(seat.mpc, ops.concat(shares), issuer, tag, senders or None)
         return []
     if seat.me == issuer and count:
-        flat = ops.receive_revealed(seat.channel, seat.compute, tag)
+        flat = ops.receive_revealed(seat.channel, senders or seat.compute, tag)
         if len(flat) % count:
             raise MessageError(f"the compute parties opened {len(flat)} values for {count} equally long "
                                f"columns of step {tag!r}")

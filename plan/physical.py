@@ -141,8 +141,9 @@ class RevealResult:
     rows: str = ""  # row-level result: the 0/1 column of real rows; all rows are shuffled and the others
     #                 zeroed before anything is opened (planner/lower_join.py _rows_tail)
     count_to: tuple[str, ...] = ()  # row-level result opened compactly: these two compute parties (the
-    #                 issuer first) open `rows` of the shuffled table and only the real rows are opened to
-    #                 the issuer — they learn how many there are; the third takes no part after the shuffle
+    #                 issuer and one holding no input, or two such when the issuer does not compute) open
+    #                 `rows` of the shuffled table and only the real rows are opened to the issuer — they
+    #                 learn how many there are; the third takes no part after the shuffle
     op: str = "reveal_result"
 
 

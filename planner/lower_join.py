@@ -485,7 +485,7 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
         flag_node = SNode("col", column="__flag", encoding=COUNT)
     if rows_out is not None:
         count_to = () if oblivious else _count_viewers(block, issuer, compute)
-        if count_to and any(m != count_to[1] for m in semi_marked.values()):
+        if count_to and any(m not in count_to for m in semi_marked.values()):
             count_to = ()  # the result's size stays with the matcher of a hidden lookup
         return _rows_tail(block, issuer, output, rows_out, outputs, flag, current, steps, leakage, count_to)
     if dp is not None:
@@ -644,20 +644,23 @@ def _rows_tail(block: JoinBlock, issuer: str, output: OutputSchema, rows_out, ou
                    + ("only the real ones opened" if count_to else
                       "those that are not part of the result zeroed, so the issuer learns only how many such rows "
                       "there were"))
-    if count_to:
-        leakage.append(f"to {count_to[1]}: the number of result rows (it helps open only those; it holds none of "
-                       "the query's tables)")
+    helpers = [p for p in count_to if p != issuer]
+    if helpers:
+        leakage.append(f"to {', '.join(helpers)}: the number of result rows ({'they help' if len(helpers) > 1 else 'it helps'} "
+                       f"open only those; {'they hold' if len(helpers) > 1 else 'it holds'} none of the query's tables)")
     return tuple(steps), "result", tuple(leakage)
 
 
 def _count_viewers(block: JoinBlock, issuer: str, compute: tuple[str, ...]) -> tuple[str, ...]:
-    """Who learns the number of result rows when a row-level result is opened compactly: the issuer
-    and a compute party holding none of the query's tables, so that no owner learns how many of its
-    rows matched (a hidden lookup's owner learns nothing of the hits). None (every row zeroed and
-    opened) when the issuer does not compute or every other compute party holds an input."""
+    """Who opens which rows are real when a row-level result is opened compactly: the issuer and a
+    compute party holding none of the query's tables, or two such parties when the issuer does not
+    compute — so that no owner learns how many of its rows matched (a hidden lookup's owner learns
+    nothing of the hits). None (every row zeroed and opened) where there are not enough of them."""
     holders = {o for t in block.tables.values() for o in t.owners} | {o for sj in block.semis for o in sj.table.owners}
-    helper = next((c for c in compute if c != issuer and c not in holders), None)
-    return (issuer, helper) if issuer in compute and helper else ()
+    free = [c for c in compute if c != issuer and c not in holders]
+    if issuer in compute:
+        return (issuer, free[0]) if free else ()
+    return tuple(free[:2]) if len(free) >= 2 else ()
 
 
 def _dp_tail(block: JoinBlock, issuer: str, compute: tuple[str, ...], output: OutputSchema, dp, keys: list[LocalLeaf], rank: str,

@@ -65,6 +65,14 @@ def test_a_matcher_without_join_key_means_no_matcher_not_a_refusal():
     assert _step(p, "secure_join") is None and _step(p, "oblivious_semi_join") is not None
 
 
-def test_an_issuer_outside_the_compute_parties_gets_every_row_zeroed():
+def test_an_issuer_outside_the_compute_parties_gets_the_rows_from_two_parties_holding_no_input():
     p = plan(CONFIG, "sizes", issuer="d")
-    assert _step(p, "reveal_result").count_to == ()
+    assert _step(p, "secure_join").matcher == "a" and _step(p, "reveal_result").count_to == ("a", "b")
+    assert any(line.startswith("to a, b: the number of result rows") for line in p.leakage), p.leakage
+    owner_too = CONFIG.replace('[parties.d]', '[parties.b.tables.other]\nsource = "o.parquet"\n'
+                               'columns = { phone = "join_key" }\n[parties.d]')
+    fed = parse_config(owner_too, Path("/tmp/lookup.toml"))
+    sql = "SELECT t.risk FROM c.blacklist t JOIN b.other o ON t.phone = o.phone WHERE t.phone IN (?, ?)"
+    p = compile_query(sql, fed, "d", {"fedsql.hidden_params": "on"},
+                      lambda p, t: SCHEMAS.get(t, (("phone", "VARCHAR"),))).plan
+    assert _step(p, "reveal_result").count_to == ()  # only a holds no input: every row zeroed and opened

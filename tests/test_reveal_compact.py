@@ -97,3 +97,34 @@ def test_reveal_many_opens_to_the_named_parties_from_the_allowed_senders(to, sen
         assert out[p][0] == (x.tolist() if p in wanted else None), p
     if silent:
         assert out[silent][1] == 0
+
+
+def test_an_issuer_outside_the_compute_parties_gets_the_real_rows_from_two_helpers() -> None:
+    """Dedicated compute nodes: two of them open which rows are real and send the issuer the real
+    rows' parts; the third (here an owner) sends nothing after the shuffle."""
+    keep = [int(i % 3 != 1) for i in range(30)]
+    payload = [11 * (i + 1) for i in range(30)]
+    real = [p for p, k in zip(payload, keep) if k]  # 20 rows: left in order by a shuffle with p = 1/20!
+    n = len(keep)
+    for helpers in (("c0", "c2"), ("c2", "c1")):
+        step = RevealResult("r", "t", "d", (), local_keys="f", rows="__show", count_to=helpers)
+
+        def compute(t):
+            mpc = MPC(t, C)
+            mpc.setup()
+            cols = {GROUP_RANK: u64(payload), "__show": u64(keep)}
+            table = SecretTable(n=n, secret={c: ops.share_input(mpc, "c0", v if t.me == "c0" else None, n)
+                                             for c, v in sorted(cols.items())})
+            out = conceal_rows(mpc, table, step)
+            sent0 = t.bytes_sent
+            open_to(Seat(t.me, C, t, mpc), "d", [out.secret[GROUP_RANK]], "r", 1, step.count_to)
+            return out.n, t.bytes_sent - sent0
+
+        def issuer(t):
+            (got,) = open_to(Seat("d", C, t, None), "d", [], "r", 1, step.count_to)
+            return [int(v) for v in got.view(np.int64)]
+
+        out = run_in_process({**{p: compute for p in C}, "d": issuer})
+        assert sorted(out["d"]) == real and out["d"] != real, helpers  # shuffled
+        blind = next(p for p in C if p not in helpers)
+        assert out[blind] == (0, 0) and all(out[p][0] == len(real) for p in helpers)

@@ -141,18 +141,32 @@ def reveal(mpc: MPC, x: AShare, to: str | None) -> np.ndarray | None:
     return None if out is None else out[0]
 
 
-def reveal_to_outsider(mpc: MPC, x: AShare, to: str, tag: str) -> None:
-    """Send this party's first component to a result receiver that does not compute."""
-    mpc.channel.send(to, tag, [x.a])
+def reveal_to_outsider(mpc: MPC, x: AShare, to: str, tag: str, senders: tuple[str, str] | None = None) -> None:
+    """Send this party's part of x to a result receiver that does not compute: each compute
+    party its first component; or, from two `senders` only (the third may hold no shares), the
+    first the sum of its two components and the second the component the first lacks."""
+    if senders is None:
+        mpc.channel.send(to, tag, [x.a])
+        return
+    if mpc.me not in senders:
+        return
+    first = mpc.compute.index(senders[0])
+    if mpc.i == first:
+        mpc.channel.send(to, tag, [x.a + x.b])
+    else:  # holds x_{first+2}: second component at first+1, first component at first+2
+        mpc.channel.send(to, tag, [x.b if (mpc.i - first) % 3 == 1 else x.a])
 
 
-def receive_revealed(channel, compute, tag: str) -> np.ndarray:
-    """The outsider side of reveal_to_outsider: sum the three components."""
-    parts = [channel.recv(p, tag) for p in compute]
+def receive_revealed(channel, senders, tag: str) -> np.ndarray:
+    """The outsider side of reveal_to_outsider: sum the parts of the compute parties that send."""
+    parts = [channel.recv(p, tag) for p in senders]
     if any(len(p) != 1 or p[0].dtype != U64 or p[0].ndim != 1 for p in parts) or \
             len({p[0].shape for p in parts}) != 1:
         raise MessageError(f"compute parties sent inconsistent revealed columns for {tag!r}")
-    return parts[0][0] + parts[1][0] + parts[2][0]
+    total = parts[0][0].copy()
+    for p in parts[1:]:
+        total += p[0]
+    return total
 
 
 # -- local linear ops ----------------------------------------------------------------
