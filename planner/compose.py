@@ -35,6 +35,7 @@ from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 
 from fedsql.config import Federation
+from fedsql.errors import UnsupportedSql
 from planner.catalog import SchemaLookup, resolve_table
 from planner.parse import DIALECT
 from planner.validate import OutputSchema, describe
@@ -68,7 +69,8 @@ def parse(sql: str, fed: Federation) -> tuple[Composite | None, bool]:
     explain = bool(_EXPLAIN.match(text))
     if explain:
         text = _EXPLAIN.sub("", text, count=1)
-    if not re.search(r"\b(UNION|INTERSECT|EXCEPT|OVER|SELECT\b.*\bFROM\s*\(|WITH)\b", text, re.IGNORECASE | re.DOTALL):
+    if not re.search(r"\b(UNION|INTERSECT|EXCEPT|OVER|ROLLUP|CUBE|GROUPING|SELECT\b.*\bFROM\s*\(|WITH)\b", text,
+                     re.IGNORECASE | re.DOTALL):
         return None, explain  # the common case: no parse needed here
     try:
         ast = sqlglot.parse_one(text, read=DIALECT)
@@ -83,7 +85,7 @@ def decompose(ast: exp.Expression, fed: Federation) -> Composite | None:
         return _set_operation(ast)
     if not isinstance(ast, exp.Select):
         return None
-    return _derived_only(ast, fed) or _windows_over_groups(ast) or _windows_over_rows(ast)
+    return _derived_only(ast, fed) or _grouping_sets(ast) or _windows_over_groups(ast) or _windows_over_rows(ast)
 
 
 def output_of(composite: Composite, fed: Federation, schema_of: SchemaLookup) -> OutputSchema | None:
@@ -212,19 +214,15 @@ def _windows_over_groups(ast: exp.Select) -> Composite | None:
     if group is not None and (group.args.get("rollup") or group.args.get("cube") or group.args.get("grouping_sets")
                               or group.args.get("all")):
         return None
-    selected = {e.alias: e.this for e in ast.expressions if isinstance(e, exp.Alias)}
     keys: dict[str, str] = {}  # canonical SQL of a group expression -> its column in the part
     inner_items: list[exp.Expression] = []
     for item in (group.expressions if group is not None else []):
-        if isinstance(item, exp.Literal) and not item.is_string and item.this.isdigit():
-            item = ast.expressions[int(item.this) - 1]
-            item = item.this if isinstance(item, exp.Alias) else item
-        elif isinstance(item, exp.Column) and not item.table and item.name in selected:
-            item = selected[item.name]
+        item = _group_key(ast, item)
         key = item.sql(dialect=DIALECT)
         if key not in keys:
             keys[key] = f"__g{len(keys) + 1}"
             inner_items.append(exp.alias_(item.copy(), keys[key], quoted=True))
+    selected = {e.alias: e.this for e in ast.expressions if isinstance(e, exp.Alias)}
     aggs: dict[str, str] = {}
 
     def lift(node: exp.Expression) -> exp.Expression:
@@ -246,6 +244,141 @@ def _windows_over_groups(ast: exp.Select) -> Composite | None:
            and c.name not in selected for c in outer.find_all(exp.Column)):
         return None  # a column neither grouped nor aggregated: the planner names the error
     return _one_part(ast, outer, inner_items, "the grouped query")
+
+
+def _group_key(ast: exp.Select, item: exp.Expression) -> exp.Expression:
+    """A GROUP BY item as the expression it groups by: `GROUP BY 2` and `GROUP BY alias` name a
+    select item."""
+    if isinstance(item, exp.Literal) and not item.is_string and item.this.isdigit() \
+            and 0 < int(item.this) <= len(ast.expressions):
+        item = ast.expressions[int(item.this) - 1]
+        return item.this if isinstance(item, exp.Alias) else item
+    selected = {e.alias: e.this for e in ast.expressions if isinstance(e, exp.Alias)}
+    if isinstance(item, exp.Column) and not item.table and item.name in selected:
+        return selected[item.name]
+    return item
+
+
+_MULTI = (exp.Rollup, exp.Cube, exp.GroupingSets)
+
+
+def _grouping_sets(ast: exp.Select) -> Composite | None:
+    """`GROUP BY ROLLUP / CUBE / GROUPING SETS`: one grouped part per grouping set, stacked at the
+    issuer (UNION ALL) with the keys a set does not group as NULL and GROUPING(…) as its bitmask;
+    the SELECT list is computed there over the parts' keys and aggregates, then ORDER BY, DISTINCT
+    and LIMIT. Each part is a plain grouped query, planned and policy-checked as any other.
+
+        SELECT r, SUM(t.v) FROM bank.c b JOIN telco.s t ON b.k = t.k GROUP BY ROLLUP (b.r) AS r
+          [SELECT b.r AS "__g1", SUM(t.v) AS "__a1" FROM … GROUP BY b.r]  [SELECT SUM(t.v) AS "__a1" FROM …]
+          -> SELECT … FROM (SELECT "__g1" AS "__c1", "__a1" AS "__c2" FROM "__part1"
+                           UNION ALL SELECT NULL, "__a1" FROM "__part2")
+    """
+    group = ast.args.get("group")
+    if group is None or not any(isinstance(e, _MULTI) for e in group.expressions):
+        return None
+    if any(isinstance(e, exp.Star) or (isinstance(e, exp.Column) and isinstance(e.this, exp.Star))
+           for e in ast.expressions):
+        raise UnsupportedSql("SELECT * with GROUP BY ROLLUP/CUBE/GROUPING SETS: name the columns")
+    if any(c is not None and c.find(exp.Window) for c in (*ast.expressions, ast.args.get("qualify"),
+                                                          ast.args.get("order"))):
+        raise UnsupportedSql("window functions over GROUP BY ROLLUP/CUBE/GROUPING SETS are not supported; "
+                             "compute the grouping sets in a derived table and the windows over it")
+    sets: list[list[exp.Expression]] = [[]]  # the cross product of the GROUP BY items' sets
+    for item in group.expressions:
+        if isinstance(item, exp.Rollup):
+            choices = [item.expressions[:k] for k in range(len(item.expressions), -1, -1)]
+        elif isinstance(item, exp.Cube):
+            cols = item.expressions
+            choices = [[c for b, c in enumerate(cols) if mask >> (len(cols) - 1 - b) & 1]
+                       for mask in range((1 << len(cols)) - 1, -1, -1)]
+        elif isinstance(item, exp.GroupingSets):
+            choices = [list(e.expressions) if isinstance(e, exp.Tuple) else [e.this if isinstance(e, exp.Paren) else e]
+                       for e in item.expressions]
+        else:
+            choices = [[item]]
+        sets = [s + c for s in sets for c in choices]
+    if len(sets) > MAX_GROUPING_SETS:
+        raise UnsupportedSql(f"the GROUP BY has {len(sets)} grouping sets; at most {MAX_GROUPING_SETS} are supported")
+    keys: dict[str, str] = {}  # canonical SQL of a key -> its column in the parts
+    key_nodes: dict[str, exp.Expression] = {}
+    for s_ in sets:
+        for k in s_:
+            k = _group_key(ast, k)
+            sql = k.sql(dialect=DIALECT)
+            if sql not in keys:
+                keys[sql], key_nodes[sql] = f"__g{len(keys) + 1}", k
+    aggs: dict[str, str] = {}
+    agg_nodes: list[exp.Expression] = []
+    grouped: set[str] = set()
+
+    def lift(node: exp.Expression) -> exp.Expression:
+        if isinstance(node, exp.Grouping):  # 1 per argument this set does not group, leftmost highest
+            bits = [int(_group_key(ast, a).sql(dialect=DIALECT) not in grouped) for a in node.expressions]
+            return exp.Literal.number(int("".join(map(str, bits)) or "0", 2))
+        if _is_aggregate(node):
+            sql = node.sql(dialect=DIALECT)
+            if sql not in aggs:
+                aggs[sql] = f"__a{len(aggs) + 1}"
+                agg_nodes.append(exp.alias_(node.copy(), aggs[sql], quoted=True))
+            return exp.column(aggs[sql], quoted=True)
+        sql = node.sql(dialect=DIALECT)
+        if sql in keys and not isinstance(node, (exp.Literal, exp.Boolean, exp.Null)):
+            return exp.column(keys[sql], quoted=True) if sql in grouped else exp.Null()
+        return node
+
+    order = ast.args.get("order")
+    if order is not None and any(isinstance(o.this, exp.Var) and o.this.name.upper() == "ALL" for o in order.expressions):
+        (every,) = order.expressions  # ORDER BY ALL: every output column, left to right
+        order = exp.Order(expressions=[exp.Ordered(this=exp.Literal.number(j), desc=every.args.get("desc"),
+                                                   nulls_first=every.args.get("nulls_first"))
+                                       for j in range(1, len(ast.expressions) + 1)])
+    branches, parts = [], []
+    for i, s_ in enumerate(sets, 1):
+        grouped = {_group_key(ast, k).sql(dialect=DIALECT) for k in s_}
+        items = [exp.alias_(e.unalias().transform(lift), f"__c{j}", quoted=True) for j, e in enumerate(ast.expressions, 1)]
+        items += [exp.alias_(_group_key(ast, o.this).copy().transform(lift), f"__o{j}", quoted=True) for j, o in
+                  enumerate(order.expressions if order is not None else [], 1)]  # an alias or position: its item
+        having = ast.args.get("having")  # each part filters its own groups: no more of them are revealed
+        if having is not None and any(n.sql(dialect=DIALECT) in keys and n.sql(dialect=DIALECT) not in grouped
+                                      for n in having.find_all(exp.Column, exp.Func) if not _is_aggregate(n)):
+            raise UnsupportedSql("a HAVING condition over a key that ROLLUP/CUBE/GROUPING SETS leaves out of a "
+                                 "grouping set is not supported; filter the keys in WHERE, or the result in an "
+                                 "outer query")
+        name = f"{PART_PREFIX}{i}"
+        branches.append(exp.select(*items).from_(exp.to_identifier(name, quoted=True)))
+        parts.append((name, sorted(grouped)))
+    stray = next((c for b in branches for c in b.find_all(exp.Column)
+                  if c.name not in set(keys.values()) | set(aggs.values())), None)
+    if stray is not None:
+        raise UnsupportedSql(f"{stray.sql(dialect=DIALECT)} is neither grouped nor aggregated; add it to the GROUP "
+                             "BY or wrap it in an aggregate")
+    part_list = []
+    for (name, grouped_keys), i in zip(parts, range(1, len(sets) + 1)):
+        inner = ast.copy()
+        for clause in _AT_ISSUER:
+            inner.set(clause, None)
+        inner.set("expressions", [exp.alias_(key_nodes[k].copy(), keys[k], quoted=True) for k in keys
+                                  if k in grouped_keys] + [a.copy() for a in agg_nodes])
+        inner.set("group", exp.Group(expressions=[key_nodes[k].copy() for k in keys if k in grouped_keys])
+                  if grouped_keys else None)
+        part_list.append(Part(name, inner.sql(dialect=DIALECT), f"grouping set {i}"))
+    union = branches[0]
+    for b in branches[1:]:
+        union = exp.union(union, b, distinct=False)
+    outer = exp.select(*[exp.column(f"__c{j}", quoted=True) for j in range(1, len(ast.expressions) + 1)]).from_(
+        exp.Subquery(this=union, alias=exp.TableAlias(this=exp.to_identifier("__sets"))))
+    if order is not None:
+        outer.set("order", exp.Order(expressions=[
+            exp.Ordered(this=exp.column(f"__o{j}", quoted=True), desc=o.args.get("desc"),
+                        nulls_first=o.args.get("nulls_first")) for j, o in enumerate(order.expressions, 1)]))
+    for clause in ("limit", "offset", "distinct"):
+        if ast.args.get(clause) is not None:
+            outer.set(clause, ast.args[clause].copy())
+    return Composite(tuple(part_list), outer.sql(dialect=DIALECT), rename=ast.sql(dialect=DIALECT))
+
+
+MAX_GROUPING_SETS = 64
+"""CUBE of six keys; each grouping set is a federated query of its own."""
 
 
 _AT_ISSUER = ("qualify", "order", "limit", "offset", "distinct")

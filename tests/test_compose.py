@@ -124,3 +124,31 @@ def test_parse_sees_explain_and_leaves_syntax_errors_to_the_planner(fed):
     assert explain and [p.sql for p in c.parts] == ["SELECT 1", "SELECT 2"]
     assert parse("SELECT ((", fed) == (None, False)
     assert parse("SELECT COUNT(*) FROM q.ord", fed) == (None, False)
+
+
+def test_rollup_cube_and_grouping_sets_are_one_part_per_set(fed):
+    c = _d(f"SELECT c.seg, o.ch, SUM(o.amount) s, GROUPING(c.seg, o.ch) g {JOIN} GROUP BY ROLLUP (c.seg, o.ch) "
+           "HAVING SUM(o.amount) > 0 ORDER BY g DESC, s LIMIT 4", fed)
+    assert [p.what for p in c.parts] == ["grouping set 1", "grouping set 2", "grouping set 3"]
+    assert c.parts[1].sql == ('SELECT c.seg AS "__g1", SUM(o.amount) AS "__a1" FROM p.cust AS c JOIN q.ord AS o '
+                              "ON c.cid = o.cid GROUP BY c.seg HAVING SUM(o.amount) > 0")
+    assert c.parts[2].sql.endswith("ON c.cid = o.cid HAVING SUM(o.amount) > 0")  # the () set: no GROUP BY
+    assert '3 AS "__c4"' in c.combine and 'NULL AS "__c1", NULL AS "__c2"' in c.combine  # GROUPING: a bitmask
+    assert c.combine.endswith('ORDER BY "__o1" DESC, "__o2" LIMIT 4') and c.rename is not None
+    assert len(_d(f"SELECT c.seg, o.ch, COUNT(*) {JOIN} GROUP BY CUBE (c.seg, o.ch)", fed).parts) == 4
+    sets = _d(f"SELECT c.seg, o.ch, COUNT(*) {JOIN} GROUP BY c.seg, GROUPING SETS ((o.ch), ())", fed)
+    assert [p.sql.split("GROUP BY ")[-1] for p in sets.parts] == ["c.seg, o.ch", "c.seg"]
+
+
+@pytest.mark.parametrize("sql, message", [
+    (f"SELECT * {JOIN} GROUP BY ROLLUP (c.seg)", "name the columns"),
+    (f"SELECT c.seg, RANK() OVER (ORDER BY COUNT(*)) {JOIN} GROUP BY ROLLUP (c.seg)", "window functions"),
+    (f"SELECT c.seg, COUNT(*) {JOIN} GROUP BY ROLLUP (c.seg) HAVING c.seg <> 'x'", "HAVING condition over a key"),
+    (f"SELECT c.seg, o.amount, COUNT(*) {JOIN} GROUP BY ROLLUP (c.seg)", "o.amount is neither grouped"),
+    (f"SELECT COUNT(*) {JOIN} GROUP BY CUBE (c.seg, o.ch, c.cid, o.cid, o.amount, c.seg, o.ch)", "at most 64"),
+])
+def test_grouping_sets_that_cannot_be_parts_are_refused_by_name(fed, sql, message):
+    from fedsql.errors import UnsupportedSql
+
+    with pytest.raises(UnsupportedSql, match=message):
+        _d(sql, fed)
