@@ -78,6 +78,35 @@ def nonzero_flags(mpc: MPC, counts: list[AShare]) -> list[AShare]:
     return ops.split(flags, [len(c) for c in counts])
 
 
+def segmented_median(mpc: MPC, value: AShare, weight: AShare, order: np.ndarray, starts: np.ndarray) -> AShare:
+    """Per group, the sum of its two middle values (SQL's MEDIAN is half of it; for an odd count the
+    middle value counts twice), each row standing for `weight` rows (0: NULL or filtered out).
+
+    The rows are sorted by (group, value) under MPC — the group numbers are public here, the values'
+    order is never opened (sort_by shuffles first). With c the running sum of the weights in a group
+    and W its total, the lower middle row is the first with 2c ≥ W and the upper the first with
+    2c ≥ W + 1: one batched comparison, then a local sum per group."""
+    n = len(order)
+    if n == 0:
+        return ops.zeros(len(starts))
+    group = np.zeros(n, dtype=np.int64)
+    group[starts[1:]] = 1
+    group = np.cumsum(group)  # the group number of each position once sorted by group
+    numbers = ops.add_public(mpc, ops.zeros(n), group)
+    (_, v), (w,) = ops.sort_by(mpc, [numbers, ops.take(value, order)], [ops.take(weight, order)],
+                               key_bits=[int(len(starts)).bit_length() + 1, None])
+    twice_minus_total = ops.sub(ops.mul_public(ops.cumsum_segments(w, starts), 2),
+                                ops.take(ops.sum_segments(w, starts), group))
+    lower, upper = ops.split(ops.b2a_bit(mpc, ops.concat(ops.compare_many(mpc, [
+        ("ge", twice_minus_total, 0), ("ge", twice_minus_total, 1)]))), [n, n])
+    previous = np.maximum(np.arange(n) - 1, 0)
+    not_first = np.ones(n, dtype=np.int64)
+    not_first[starts] = 0
+    reached = ops.add(lower, upper)  # 0, 1 or 2: how many of the two middle ranks lie at or before the row
+    chosen = ops.sub(reached, ops.mul_public(ops.take(reached, previous), not_first))
+    return ops.sum_segments(ops.mul(mpc, chosen, v), starts)
+
+
 def segmented_extreme(
     mpc: MPC, columns: list[AShare], hows: list[str], order: np.ndarray, starts: np.ndarray, n: int
 ) -> list[AShare]:

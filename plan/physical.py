@@ -99,7 +99,8 @@ class SecureUnion:
 @dataclass(frozen=True)
 class Combine:
     column: str
-    how: str  # sum | min | max
+    how: str  # sum | min | max | median (the sum of the two middle values, rows weighted by `weight`)
+    weight: str = ""  # median: how many rows each row's value stands for (0: NULL or filtered out)
 
 
 @dataclass(frozen=True)

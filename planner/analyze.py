@@ -18,7 +18,7 @@ from planner.parse import DIALECT
 
 AGG_FUNCS = {exp.Count: "count", exp.Sum: "sum", exp.Avg: "avg", exp.Min: "min", exp.Max: "max",
              exp.Variance: "var_samp", exp.VariancePop: "var_pop", exp.Stddev: "stddev_samp",
-             exp.StddevSamp: "stddev_samp", exp.StddevPop: "stddev_pop"}
+             exp.StddevSamp: "stddev_samp", exp.StddevPop: "stddev_pop", exp.Median: "median"}
 SPREAD = ("var_samp", "var_pop", "stddev_samp", "stddev_pop")
 
 
@@ -133,7 +133,7 @@ def _refuse_unsupported(ast: exp.Select, allow_count_distinct: bool = False) -> 
         if type(node) not in AGG_FUNCS:
             raise UnsupportedSql(
                 f"aggregate {node.sql(dialect=DIALECT)} is not supported yet; "
-                "supported: COUNT(*), COUNT(x), SUM, AVG, MIN, MAX, VAR_POP/VAR_SAMP/STDDEV"
+                "supported: COUNT(*), COUNT(x), SUM, AVG, MIN, MAX, VAR_POP/VAR_SAMP/STDDEV, MEDIAN"
             )
         if isinstance(node.this, exp.Distinct) or node.find(exp.Distinct):
             single = isinstance(node, exp.Count) and isinstance(node.this, exp.Distinct) and \

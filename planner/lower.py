@@ -20,6 +20,8 @@ from planner.passes.split_aggregates import (
     DP_KEY_WORDS,
     AggregateSplit,
     split_aggregates,
+    BY_VALUE,
+    median_refusal,
     split_count_distinct,
     distinct_marks,
     split_dp,
@@ -115,7 +117,9 @@ def _union_rows(block: QueryBlock, issuer: str, output: OutputSchema):
 def _union_aggregate(block: QueryBlock, issuer: str, compute, output: OutputSchema, fixed_bits: int,
                      dp: DPRequest | None = None, oblivious: bool = False):
     types = _expression_types(block)
-    distinct = dp is None and any(a.func == "count_distinct" for a in block.aggs)
+    distinct = dp is None and any(a.func in BY_VALUE for a in block.aggs)
+    if any(a.func == "median" for a in block.aggs) and (dp is not None or (oblivious and block.group_by)):
+        raise median_refusal(dp is not None)
     if distinct:
         split = split_count_distinct(block, types, fixed_bits)
     else:
@@ -218,9 +222,16 @@ def _aggregate_leakage(block: QueryBlock, issuer: str, compute, split: Aggregate
     owners = ", ".join(block.table.owners)
     cp = ", ".join(compute)
     out = []
+    keys = [g.sql(dialect=DIALECT) for g in block.group_by]
+    by_value = [g for g in split.group_sql if g not in keys]  # MEDIAN / COUNT(DISTINCT): a row per value
+    if by_value:
+        out.append(f"to {cp}: how many distinct ({', '.join(split.group_sql)}) each of {owners} has locally (the "
+                   f"size of its shared partial table: MEDIAN and COUNT(DISTINCT …) need a row per value)")
     if block.group_by:
-        keys = ", ".join(g.sql(dialect=DIALECT) for g in block.group_by)
-        out.append(f"to {cp}: how many groups ({keys}) each of {owners} has locally (the size of its shared partial table)")
+        keys = ", ".join(keys)
+        if not by_value:
+            out.append(f"to {cp}: how many groups ({keys}) each of {owners} has locally (the size of its shared "
+                       "partial table)")
         out.append(
             f"to {cp}: the group key values ({keys}) after an oblivious shuffle, and how many parties hold each; "
             "which party holds which key stays hidden"
@@ -228,7 +239,7 @@ def _aggregate_leakage(block: QueryBlock, issuer: str, compute, split: Aggregate
         if split.has_string_key:  # AgreeWidth: opened to the compute parties, sent on to the other owners
             learners = ", ".join(dict.fromkeys(tuple(compute) + tuple(block.table.owners)))
             out.append(f"to {learners}: the length of the longest string group key, in 7-byte words")
-    else:
+    elif not by_value:
         out.append(f"nothing to {cp}: each of {owners} shares exactly one row of partial aggregates")
     avgs = [a.key for a in block.aggs if a.func == "avg"]
     sums = [a.key for a in block.aggs if a.func in ("sum", "avg")]

@@ -59,7 +59,8 @@ from plan.physical import (
 )
 from planner.analyze import SPREAD
 from planner.policy import check_group_key_viewers, check_viewers, require
-from planner.passes.split_aggregates import DP_KEY_WORDS, WORD_BYTES, dp_value_outputs, spread_outputs, sum_outputs
+from planner.passes.split_aggregates import (DP_KEY_WORDS, WORD_BYTES, dp_value_outputs, median_outputs, median_refusal,
+                                             spread_outputs, sum_outputs)
 from plan.expressions import BOOL, HASHED, LocalLeaf, SNode
 from planner.secure_expr import product_encoding, split_expression
 from plan.schemas import quote
@@ -489,6 +490,8 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
             count_to = ()  # the result's size stays with the matcher of a hidden lookup
         return _rows_tail(block, issuer, output, rows_out, outputs, flag, current, steps, leakage, count_to)
     if dp is not None:
+        if any(a.func == "median" for a in block.aggs):
+            raise median_refusal(True)
         tail, tail_leakage = _dp_tail(block, issuer, compute, output, dp, keys, rank, agg_nodes, outputs, flag_node, current,
                                       steps)
         return tuple(steps) + tail, "result", tail_leakage + tuple(opened)
@@ -537,6 +540,14 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
             outputs.append((f"{a}_sum", SNode("mul", (present, node), encoding=enc)))
             outputs.append((f"{a}_cnt", present))
             more_combine, more_reveal, replacements[agg.key] = sum_outputs(agg.func, a, enc)
+            combine += more_combine
+            reveal += more_reveal
+        elif agg.func == "median":
+            if oblivious and block.group_by:
+                raise median_refusal(False)
+            outputs += [(a, node), (f"{a}_cnt", present)]  # each joined row stands for itself, if it counts
+            what = f"MEDIAN({agg.arg.sql(dialect=DIALECT)}) over {enc.type}"
+            more_combine, more_reveal, replacements[agg.key] = median_outputs(a, enc, what)
             combine += more_combine
             reveal += more_reveal
         elif agg.func in SPREAD:

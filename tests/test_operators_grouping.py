@@ -114,3 +114,41 @@ def test_oblivious_group_of_no_rows() -> None:
 
 def test_the_dispatch_table_names_the_grouping_operators() -> None:
     assert SECURE_OPERATORS[GroupCombine] is group_combine and SECURE_OPERATORS[ObliviousGroup] is oblivious_group
+
+
+def test_group_combine_median_matches_duckdb_with_weights_nulls_and_flags() -> None:
+    """MEDIAN per group: each row's value stands for `w` rows (an owner's count of that value;
+    0 for NULL). The combined column is the sum of the two middle values: DuckDB's median × 2."""
+    rng = np.random.default_rng(4)
+    n = 200
+    keys = rng.integers(0, 6, n).tolist()
+    keys[:3] = [None, None, 9]  # a NULL group, a group of one row
+    x = rng.integers(-50, 50, n).tolist()
+    w = rng.integers(0, 3, n).tolist()  # weight 0: a NULL value or a row a filter dropped
+    w[2] = 1
+    f = (rng.random(n) < 0.8).astype(int).tolist()
+    k, kv = encoded(keys)
+    tables = {"T": {"k": k, "k__v": kv, "x": u64(x), "x_cnt": u64(w), "f": u64(f)}}
+    step = GroupCombine("g", "T", ("k", "k__v"), (Combine("x_cnt", "sum"), Combine("x", "median", weight="x_cnt")),
+                        flag="f")
+    n_out, out = run_operator(group_combine, step, tables)
+    expanded = [(kk, xx) for kk, xx, ww, ff in zip(keys, x, w, f) if ff for _ in range(ww)]
+    table_ = pa.table({"k": pa.array([e[0] for e in expanded], pa.int64()),
+                       "x": pa.array([e[1] for e in expanded], pa.int64())})
+    want = dict(((kk if kk is not None else 0, int(kk is not None)), (cnt, med)) for kk, cnt, med in duckdb_rows(
+        "SELECT k, count(x), median(x) FROM t GROUP BY k", table_))
+    got = {(kk, v): (cnt, xx) for kk, v, cnt, xx in zip(out["k"], out["k__v"], out["x_cnt"], out["x"])}
+    for group, (cnt, twice) in got.items():
+        if cnt:
+            assert group in want and want[group] == (cnt, twice / 2), group
+        else:  # rows kept by the flag, all of weight 0: no value, NULL at the issuer
+            assert group not in want or want[group][0] == 0
+    assert {g for g, (c, _) in got.items() if c} == set(want)
+
+
+def test_a_global_median_of_no_rows_has_count_zero() -> None:
+    step = GroupCombine("g", "T", (), (Combine("x_cnt", "sum"), Combine("x", "median", weight="x_cnt")))
+    n, out = run_operator(group_combine, step, {"T": {"x": u64([]), "x_cnt": u64([])}})
+    assert n == 1 and out["x_cnt"][0] == 0
+    n, out = run_operator(group_combine, step, {"T": {"x": u64([4, -3, 10, 7]), "x_cnt": u64([1, 1, 0, 2])}})
+    assert n == 1 and out["x"][0] == 4 + 7  # -3, 4, 7, 7: the two middle values 4 and 7

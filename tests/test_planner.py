@@ -120,7 +120,8 @@ def test_owner_is_unrestricted_on_its_own_table(fed):
         ("SELECT COUNT(*) FROM h9.patients", errors.UnknownObjectError, "unknown party 'h9'"),
         ("SELECT COUNT(*) FROM h1.nope", errors.UnknownObjectError, "no table 'nope'"),
         ("SELECT nope FROM patients", errors.UnknownObjectError, "no column 'nope'"),
-        ("SELECT MEDIAN(age) FROM patients", errors.UnsupportedSql, "MEDIAN"),
+        ("SELECT MODE(age) FROM patients", errors.UnsupportedSql, "MODE"),
+        ("SELECT MEDIAN(zip) FROM patients", errors.UnsupportedSql, "VARCHAR"),
         ("SELECT SUM(age) OVER () FROM patients", errors.UnsupportedSql, "window"),
         ("SELECT COUNT(*) FROM patients a JOIN h2.patients b ON a.pid = b.pid", errors.UnsupportedSql, "JOIN"),
         ("SELECT COUNT(*) FROM (SELECT diagnosis, COUNT(*) c FROM patients GROUP BY 1) s", errors.UnsupportedSql, "union"),
@@ -132,6 +133,15 @@ def test_refusals_name_the_problem(fed, sql, cls, fragment):
     with pytest.raises(cls) as info:
         plan(fed, sql)
     assert fragment.lower() in str(info.value).lower()
+
+
+def test_median_over_a_union_groups_the_owners_rows_by_value(fed):
+    p = plan(fed, "SELECT diagnosis, MEDIAN(age), SUM(cost) FROM patients GROUP BY diagnosis")
+    local = next(s for s in p.steps if s.op == "local_query")
+    assert local.sql.endswith("GROUP BY diagnosis, age")  # one row per (group, value), with its count
+    combine = next(s for s in p.steps if s.op == "group_combine").combine
+    assert any(c.how == "median" and c.weight == c.column + "_cnt" for c in combine)
+    assert any("how many distinct (diagnosis, age)" in line for line in p.leakage), p.leakage
 
 
 def test_each_count_distinct_column_gets_its_own_marking_sort(fed):

@@ -225,6 +225,22 @@ def sum_segments(x: AShare, starts: np.ndarray) -> AShare:
     return AShare(np.add.reduceat(x.a, starts), np.add.reduceat(x.b, starts))
 
 
+def cumsum_segments(x: AShare, starts: np.ndarray) -> AShare:
+    """Inclusive running sums within the runs of a column that begin at the public, increasing
+    `starts` (local: a sum of shares is a share of the sum)."""
+    if len(x) == 0:
+        return zeros(0)
+    run = np.zeros(len(x), dtype=np.int64)
+    run[starts[1:]] = 1
+    first = starts[np.cumsum(run)]  # the first row of each row's run
+
+    def within(c: np.ndarray) -> np.ndarray:
+        total = np.cumsum(c, dtype=U64)
+        return total - np.where(first > 0, total[np.maximum(first - 1, 0)], np.uint64(0))
+
+    return AShare(within(x.a), within(x.b))
+
+
 # -- multiplication --------------------------------------------------------------------
 
 

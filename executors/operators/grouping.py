@@ -11,11 +11,12 @@ import numpy as np
 from executors import mpc as ops
 from executors.mpc import MPC, AShare
 from executors.operators.base import MemoryCheck, no_memory_limit
-from executors.secure_table import SecretTable, nonzero_flags, segmented_extreme, segmented_sum, segments
+from executors.secure_table import (SecretTable, nonzero_flags, segmented_extreme, segmented_median, segmented_sum,
+                                    segments)
 from plan.physical import SENTINEL
 from plan.physical import Combine, GroupCombine, ObliviousGroup
 
-EMPTY_FILL = {"sum": 0, "min": SENTINEL, "max": -SENTINEL}
+EMPTY_FILL = {"sum": 0, "min": SENTINEL, "max": -SENTINEL, "median": 0}
 """What a combined column holds for a group with no rows: SUM 0, MIN/MAX the sentinels the
 finishing step turns into NULL (executors/operators/finish.py)."""
 
@@ -33,7 +34,7 @@ def group_combine(mpc: MPC, inputs: Mapping[str, SecretTable], step: GroupCombin
     rows (SUM 0, MIN/MAX sentinels)."""
     table = inputs[step.input]
     key_cols = key_columns(table, step.keys)
-    value_cols = [c.column for c in step.combine]
+    value_cols = list(dict.fromkeys([c.column for c in step.combine] + [c.weight for c in step.combine if c.weight]))
     if key_cols:
         opened_cols = key_cols + ([step.flag] if step.flag else [])
         shuffled = ops.shuffle(mpc, [table.secret[c] for c in opened_cols + value_cols])
@@ -62,6 +63,9 @@ def _combined(mpc: MPC, combine: tuple[Combine, ...], values: dict[str, AShare],
     for c in combine:
         if c.how == "sum":
             out[c.column] = segmented_sum(values[c.column], order, starts)
+    for c in combine:
+        if c.how == "median":
+            out[c.column] = segmented_median(mpc, values[c.column], values[c.weight], order, starts)
     extremes = [c for c in combine if c.how in ("min", "max")]
     if extremes:
         reduced = segmented_extreme(mpc, [values[c.column] for c in extremes], [c.how for c in extremes],

@@ -53,6 +53,28 @@ def sum_outputs(func: str, a: str, enc: Encoding):
     return combine, reveal, f"(CAST({quote(a + '_sum')} AS DOUBLE) / {quote(a + '_cnt')})"
 
 
+def median_outputs(a: str, enc: Encoding, what: str):
+    """MEDIAN: the compute parties sort each group's values (rows weighted by `{a}_cnt`, how many
+    rows hold that value) and add up the two middle ones; the issuer halves the sum as DuckDB
+    does (a DECIMAL keeps its scale, rounded toward zero). NULL when the group has no value."""
+    if enc.kind not in ("int", "decimal"):
+        raise UnsupportedSql(f"{what} is not supported under MPC yet: MEDIAN takes integer and DECIMAL values")
+    combine = [Combine(f"{a}_cnt", "sum"), Combine(a, "median", weight=f"{a}_cnt")]
+    reveal = [RevealColumn(a, "sum_or_null", a, enc, count=f"{a}_cnt")]
+    twice = f"CAST({quote(a)} AS DOUBLE)"
+    half = f"({twice} / 2)" if enc.kind == "int" else f"(trunc({twice} * {10 ** enc.scale} / 2) / {10 ** enc.scale})"
+    return combine, reveal, half
+
+
+def median_refusal(dp: bool) -> UnsupportedSql:
+    """Where MEDIAN cannot run: on DP tables, and per group in oblivious mode (the groups it sorts
+    within are the ones sizes mode opens to the compute parties)."""
+    return UnsupportedSql("MEDIAN " + (
+        "is not available on DP tables (fedsql adds noise to sums and counts only)" if dp else
+        "per group runs in 'sizes' or 'reveal' mode only (it sorts each group's values within the groups those "
+        "modes open to the compute parties; a MEDIAN without GROUP BY runs in every mode); SET fedsql.mode = 'sizes'"))
+
+
 def spread_outputs(func: str, a: str, enc: Encoding, sq_enc: Encoding):
     """VAR/STDDEV: combine and open SUM, SUM of squares and COUNT; the issuer finishes the formula."""
     combine = [Combine(f"{a}_sum", "sum"), Combine(f"{a}_sq", "sum"), Combine(f"{a}_cnt", "sum")]
@@ -70,15 +92,33 @@ def distinct_value_sql(arg_sql: str, arg_type: str) -> str:
     return f"CAST(md5_number_lower(CAST(({arg_sql}) AS VARCHAR)) >> 3 AS BIGINT)"
 
 
+BY_VALUE = ("count_distinct", "median")
+"""Aggregates the owners cannot pre-aggregate over a group: they group by (keys, x) instead."""
+
+
 def split_count_distinct(block: QueryBlock, types: dict[str, str], fixed_bits: int) -> AggregateSplit:
-    """COUNT(DISTINCT x) (with or without other aggregates): owners group by (keys, x) and send
-    those rows with the other aggregates' partials; under MPC a sort marks each (keys, x) once
-    (executors/runtime.py DistinctMark), and marks and partials are combined per group —
-    partials over (keys, x) add up to the partials over keys."""
-    distinct = [a for a in block.aggs if a.func == "count_distinct"]
+    """COUNT(DISTINCT x) and MEDIAN(x) (with or without other aggregates): owners group by (keys, x)
+    and send those rows with the other aggregates' partials; under MPC a sort marks each (keys, x)
+    once (executors/runtime.py DistinctMark), or sorts each group's values for the median, and marks
+    and partials are combined per group — partials over (keys, x) add up to the partials over keys."""
+    distinct = [a for a in block.aggs if a.func in BY_VALUE]
     base = split_aggregates(_without(block, distinct), types, fixed_bits)
     items, shares, reveal = list(base.select_items), list(base.shares), list(base.reveal)
     group_sql, combine, replacements = list(base.group_sql), list(base.combine), dict(base.replacements)
+    grouped = set(base.group_sql)
+    for agg in (a for a in distinct if a.func == "median"):
+        a, arg_sql = f"__{agg.name}", agg.arg.sql(dialect=DIALECT)
+        what = f"MEDIAN({arg_sql}) over {types[canonical(agg.arg)]}"
+        enc = value_encoding(types[canonical(agg.arg)], fixed_bits, what)
+        more_combine, more_reveal, replacements[agg.key] = median_outputs(a, enc, what)
+        items += [f"COALESCE({encode_sql(f'({arg_sql})', enc)}, 0) AS {a}", f"COUNT({arg_sql}) AS {a}_cnt"]
+        shares += [ShareColumn(a, enc), ShareColumn(f"{a}_cnt", COUNT)]
+        combine += more_combine
+        reveal += more_reveal
+        if arg_sql not in grouped:
+            grouped.add(arg_sql)
+            group_sql.append(arg_sql)
+    distinct = [a for a in distinct if a.func == "count_distinct"]
     args: dict[str, str] = {}  # canonical x → suffix; owners group by (keys, x1, x2, …), a sort per x marks it
     for agg in distinct:
         key = canonical(agg.arg)
@@ -89,7 +129,9 @@ def split_count_distinct(block: QueryBlock, types: dict[str, str], fixed_bits: i
                       f"CAST(({arg_sql}) IS NOT NULL AS BIGINT) AS __dxv{suffix}"]  # NULL x: counted by none
             shares += [ShareColumn(f"__dx{suffix}", COUNT, "distinct"), ShareColumn(f"__dxv{suffix}", COUNT, "distinct")]
             reveal.append(RevealColumn(f"__dmark{suffix}", "value", f"__dmark{suffix}", COUNT))
-            group_sql.append(arg_sql)
+            if arg_sql not in grouped:
+                grouped.add(arg_sql)
+                group_sql.append(arg_sql)
             combine.append(Combine(f"__dmark{suffix}", "sum"))
         replacements[agg.key] = quote(f"__dmark{args[key]}")
     return AggregateSplit(tuple(items), tuple(group_sql), tuple(shares), tuple(combine), tuple(reveal), replacements,
