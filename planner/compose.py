@@ -227,11 +227,7 @@ def _windows_over_groups(ast: exp.Select) -> Composite | None:
 
     def lift(node: exp.Expression) -> exp.Expression:
         if _is_aggregate(node):
-            key = node.sql(dialect=DIALECT)
-            if key not in aggs:
-                aggs[key] = f"__a{len(aggs) + 1}"
-                inner_items.append(exp.alias_(node.copy(), aggs[key], quoted=True))
-            return exp.column(aggs[key], quoted=True)
+            return _part_aggregate(node, aggs, inner_items)
         key = node.sql(dialect=DIALECT)
         if key in keys and not isinstance(node, (exp.Literal, exp.Boolean, exp.Null)):
             return exp.column(keys[key], quoted=True)
@@ -244,6 +240,16 @@ def _windows_over_groups(ast: exp.Select) -> Composite | None:
            and c.name not in selected for c in outer.find_all(exp.Column)):
         return None  # a column neither grouped nor aggregated: the planner names the error
     return _one_part(ast, outer, inner_items, "the grouped query")
+
+
+def _part_aggregate(node: exp.Expression, aggs: dict[str, str], items: list[exp.Expression]) -> exp.Column:
+    """The part's column of an aggregate the combine step reads (`__a1`, …), added to the part's
+    `items` the first time it is seen."""
+    sql = node.sql(dialect=DIALECT)
+    if sql not in aggs:
+        aggs[sql] = f"__a{len(aggs) + 1}"
+        items.append(exp.alias_(node.copy(), aggs[sql], quoted=True))
+    return exp.column(aggs[sql], quoted=True)
 
 
 def _group_key(ast: exp.Select, item: exp.Expression) -> exp.Expression:
@@ -316,11 +322,7 @@ def _grouping_sets(ast: exp.Select) -> Composite | None:
             bits = [int(_group_key(ast, a).sql(dialect=DIALECT) not in grouped) for a in node.expressions]
             return exp.Literal.number(int("".join(map(str, bits)) or "0", 2))
         if _is_aggregate(node):
-            sql = node.sql(dialect=DIALECT)
-            if sql not in aggs:
-                aggs[sql] = f"__a{len(aggs) + 1}"
-                agg_nodes.append(exp.alias_(node.copy(), aggs[sql], quoted=True))
-            return exp.column(aggs[sql], quoted=True)
+            return _part_aggregate(node, aggs, agg_nodes)
         sql = node.sql(dialect=DIALECT)
         if sql in keys and not isinstance(node, (exp.Literal, exp.Boolean, exp.Null)):
             return exp.column(keys[sql], quoted=True) if sql in grouped else exp.Null()
