@@ -59,6 +59,8 @@ def db():
 def test_rewrite_equals_duckdb(db, op: str, q: str, sub: str) -> None:
     for sql in (f"SELECT x, g, x {op} {q} ({sub}) AS v FROM a.t ORDER BY ALL",
                 f"SELECT x, g FROM a.t WHERE x {op} {q} ({sub}) ORDER BY ALL",
+                f"SELECT x, g FROM a.t WHERE g >= 1 AND (x {op} {q} ({sub})) ORDER BY ALL",  # an AND-term
+                f"SELECT x, g FROM a.t WHERE g >= 1 OR x {op} {q} ({sub}) ORDER BY ALL",
                 f"SELECT COUNT(*) FROM a.t WHERE NOT (x {op} {q} ({sub}))"):
         rewritten = rewrite_quantified(sqlglot.parse_one(sql, read="duckdb"), "a").sql(dialect="duckdb")
         assert "ANY" not in rewritten.upper().replace("COMPANY", "") and " ALL (" not in rewritten.upper()
@@ -88,7 +90,7 @@ deadline_seconds = 120
 address = "127.0.0.1:{p0}"
 [parties.a.tables.t]
 source = "a_t.parquet"
-columns = {{ x = "join_key", g = "group_key" }}
+columns = {{ x = "join_key", g = ["join_key", "group_key"] }}
 
 [parties.b]
 address = "127.0.0.1:{p1}"
@@ -106,6 +108,9 @@ FEDERATED = [
     "SELECT COUNT(*) FROM a.t WHERE x = ANY (SELECT y FROM b.u)",
     "SELECT COUNT(*) FROM a.t WHERE x <> ALL (SELECT y FROM b.u WHERE y IS NOT NULL)",
     "SELECT COUNT(*) FROM a.t WHERE x > ANY (SELECT y FROM b.u WHERE y > 1000)",
+    # correlated: an AND-term of WHERE needs only the bound, decorrelated as a grouped join
+    "SELECT g, COUNT(*) FROM a.t WHERE x >= ANY (SELECT y FROM b.u WHERE b.u.g = a.t.g) AND x > -3 GROUP BY g "
+    "ORDER BY g",
 ]
 
 

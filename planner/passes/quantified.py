@@ -9,7 +9,10 @@ their MIN or MAX, which decide the quantified comparison exactly in SQL's three-
     x > ALL (S)  =  CASE WHEN count(S) = 0 THEN TRUE WHEN NOT x > max(S) THEN FALSE
                          WHEN x IS NULL OR nulls(S) > 0 THEN NULL ELSE TRUE END
 
-(`<>`/`=` with ANY/ALL test against both min and max.) The scalar subqueries then run as
+(`<>`/`=` with ANY/ALL test against both min and max.) A `<`, `<=`, `>`, `>=` ANY that is an
+AND-term of WHERE, where NULL and FALSE both drop the row, needs only the bound:
+`x > ANY (S)` keeps the rows with `x > min(S)` (no value, or only NULLs: min is NULL, none kept),
+so a correlated one decorrelates like any scalar comparison. The scalar subqueries then run as
 queries of their own or are decorrelated into grouped joins like any others, each checked by
 the owners' policies: the issuer learns those aggregates of S, which the leakage report names.
 
@@ -17,6 +20,9 @@ the owners' policies: the issuer learns those aggregates of S, which the leakage
     >>> sql = "SELECT COUNT(*) FROM a.t WHERE x = ANY (SELECT y FROM b.u)"
     >>> rewrite_quantified(sqlglot.parse_one(sql, read="duckdb"), "a").sql("duckdb")
     'SELECT COUNT(*) FROM a.t WHERE x IN (SELECT y FROM b.u)'
+    >>> sql = "SELECT COUNT(*) FROM a.t WHERE x > ANY (SELECT y FROM b.u WHERE b.u.k = a.t.k) AND x > 0"
+    >>> rewrite_quantified(sqlglot.parse_one(sql, read="duckdb"), "a").sql("duckdb")
+    'SELECT COUNT(*) FROM a.t WHERE x > (SELECT MIN(y) FROM b.u WHERE b.u.k = a.t.k) AND x > 0'
     >>> sql = "SELECT COUNT(*) FROM a.t WHERE x >= ALL (SELECT y FROM b.u WHERE y > 0)"
     >>> print(rewrite_quantified(sqlglot.parse_one(sql, read="duckdb"), "a").sql("duckdb"))
     SELECT COUNT(*) FROM a.t WHERE CASE WHEN (SELECT COUNT(*) FROM b.u WHERE y > 0) = 0 THEN TRUE WHEN NOT x >= (SELECT MAX(y) FROM b.u WHERE y > 0) THEN FALSE WHEN x IS NULL OR (SELECT COUNT(*) FROM b.u WHERE y > 0 AND y IS NULL) > 0 THEN NULL ELSE TRUE END
@@ -41,11 +47,19 @@ def rewrite_quantified(ast: exp.Expression, issuer: str) -> exp.Expression:
     for quantifier in [q for q in ast.find_all(exp.Any, exp.All) if type(q.parent) in _OPS
                        and q.arg_key == "expression"]:
         comparison = quantifier.parent
-        comparison.replace(_rewrite(comparison, quantifier))
+        comparison.replace(_rewrite(comparison, quantifier, filtering=_where_term(comparison)))
     return ast
 
 
-def _rewrite(comparison: exp.Expression, quantifier: exp.Expression) -> exp.Expression:
+def _where_term(node: exp.Expression) -> bool:
+    """Is `node` an AND-term of a WHERE clause (so that NULL and FALSE both drop the row)?"""
+    parent = node.parent
+    while isinstance(parent, (exp.And, exp.Paren)):
+        parent = parent.parent
+    return isinstance(parent, exp.Where)
+
+
+def _rewrite(comparison: exp.Expression, quantifier: exp.Expression, filtering: bool = False) -> exp.Expression:
     query = quantifier.this.this if isinstance(quantifier.this, exp.Subquery) else quantifier.this
     op = _OPS[type(comparison)]
     is_all = isinstance(quantifier, exp.All)
@@ -75,6 +89,9 @@ def _rewrite(comparison: exp.Expression, quantifier: exp.Expression) -> exp.Expr
     def cmp(bound: str) -> exp.Expression:
         agg = exp.Min(this=value.copy()) if bound == "min" else exp.Max(this=value.copy())
         return type(comparison)(this=x.copy(), expression=scalar(agg))
+
+    if filtering and not is_all and op not in ("<>", "="):  # kept iff x beats the weakest value
+        return cmp("min" if op in (">", ">=") else "max")
 
     if op in ("<>", "="):  # some value differs from x iff x differs from the min or the max
         differs = exp.Or(this=exp.NEQ(this=x.copy(), expression=scalar(exp.Min(this=value.copy()))),
