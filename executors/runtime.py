@@ -258,7 +258,7 @@ class PartyRun:
         if self.is_compute:
             self._check_memory(n or 0, total, f"sharing {step.party}'s {n} rows")
         # no columns (e.g. only a row count is shared) still deals an empty column
-        flat = np.concatenate(words).astype(np.uint64) if words else np.zeros(0, np.uint64)
+        flat = np.concatenate(words).astype(np.uint64, copy=False) if words else np.zeros(0, np.uint64)
         shared = self._share_vector(step.party, step.id, flat, (n or 0) * total)
         if shared is None:
             return
