@@ -827,6 +827,21 @@ def _cast_output(table: pa.Table, output) -> pa.Table:
     return table
 
 
+def warm_up() -> None:
+    """First-use costs paid when the node starts, not by its first query: pyarrow loads pandas
+    (when installed) on its first conversion of a boolean column to numpy, and the keyed-tag and
+    AES-CTR code initialise on first use (benchmarks/RESULTS.md, "Hidden lookup")."""
+    import os
+
+    from executors import codec
+    from executors.mpc.prg import PRG
+    from plan.physical import MATCH_TAG_BITS
+
+    pa.array([True, None]).is_null().to_numpy(zero_copy_only=False)
+    codec.keyed_tags(os.urandom(16), [pa.array([1, None], pa.int64())], MATCH_TAG_BITS)
+    PRG(os.urandom(16)).words(1 << 16)
+
+
 def serve(fed: Federation, party: str, on_ready: Callable[[], None] | None = None) -> None:
     """Run this party's node until SIGTERM/SIGINT."""
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {party} %(levelname)s %(name)s: %(message)s")
@@ -838,6 +853,7 @@ def serve(fed: Federation, party: str, on_ready: Callable[[], None] | None = Non
         logging.getLogger("fedsql.node").warning(
             "WAN emulation on (%s): every peer message is delayed; for benchmarks and tests only", netem.ENV)
     node = Node(fed, party)
+    warm_up()
     # no SO_REUSEPORT: a second node for the same address must fail, not share the port silently
     server = grpc.server(ThreadPoolExecutor(max_workers=64, thread_name_prefix="grpc"),
                          options=GRPC_OPTIONS + [("grpc.so_reuseport", 0)])
