@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import queue
 import signal
 import threading
@@ -20,7 +21,8 @@ from typing import Callable, Iterator
 
 import grpc
 
-from executors import netem
+from executors import codec, netem
+from executors.mpc.prg import PRG
 from executors.local_duckdb import LocalExecutor
 from executors.runtime import PartyRun
 from executors.peer_channel import (MESSAGE_OPTIONS, Channel, Mailbox, PeerLinks, add_peer_servicer,
@@ -42,6 +44,7 @@ from fedsql.scratch import IssuerLocal
 from fedsql import hidden_params
 from planner.passes.hidden_params import numbered  # how many ? marks (quotes and comments respected)
 from fedsql.settings import check_settings
+from plan.physical import MATCH_TAG_BITS
 from plan.schemas import Schema
 from planner import compose
 from planner.compile import Compiled, compile_query
@@ -831,12 +834,6 @@ def warm_up() -> None:
     """First-use costs paid when the node starts, not by its first query: pyarrow loads pandas
     (when installed) on its first conversion of a boolean column to numpy, and the keyed-tag and
     AES-CTR code initialise on first use (benchmarks/RESULTS.md, "Hidden lookup")."""
-    import os
-
-    from executors import codec
-    from executors.mpc.prg import PRG
-    from plan.physical import MATCH_TAG_BITS
-
     pa.array([True, None]).is_null().to_numpy(zero_copy_only=False)
     codec.keyed_tags(os.urandom(16), [pa.array([1, None], pa.int64())], MATCH_TAG_BITS)
     PRG(os.urandom(16)).words(1 << 16)
