@@ -78,33 +78,45 @@ def nonzero_flags(mpc: MPC, counts: list[AShare]) -> list[AShare]:
     return ops.split(flags, [len(c) for c in counts])
 
 
-def segmented_median(mpc: MPC, value: AShare, weight: AShare, order: np.ndarray, starts: np.ndarray) -> AShare:
-    """Per group, the sum of its two middle values (SQL's MEDIAN is half of it; for an odd count the
-    middle value counts twice), each row standing for `weight` rows (0: NULL or filtered out).
+def segmented_middle(mpc: MPC, value: AShare, weight: AShare, order: np.ndarray, starts: np.ndarray,
+                     fraction: tuple[int, int] = (1, 2), remainder: bool = False) -> list[AShare]:
+    """Per group, the values at the two ranks around position h = (a/b)(W - 1) of its W values
+    (each row standing for `weight` rows; 0: NULL or filtered out): [lower + upper] — SQL's MEDIAN
+    is half of it — or, with `remainder`, [lower, upper, r] with r = a(W - 1) - b·floor(h), so that
+    QUANTILE_CONT = lower + (r / b)(upper - lower).
 
     The rows are sorted by (group, value) under MPC — the group numbers are public here, the values'
-    order is never opened (sort_by shuffles first). With c the running sum of the weights in a group
-    and W its total, the lower middle row is the first with 2c ≥ W and the upper the first with
-    2c ≥ W + 1: one batched comparison, then a local sum per group."""
+    order is never opened (sort_by shuffles first). With c the running sum of the weights in a group,
+    the lower row is the first with b·c > a(W - 1) and the upper the first with b(c - 1) ≥ a(W - 1):
+    one batched comparison, one batched multiplication, then local sums per group."""
+    a, b = fraction
     n = len(order)
     if n == 0:
-        return ops.zeros(len(starts))
+        return [ops.zeros(len(starts)) for _ in range(3 if remainder else 1)]
     group = np.zeros(n, dtype=np.int64)
     group[starts[1:]] = 1
     group = np.cumsum(group)  # the group number of each position once sorted by group
     numbers = ops.add_public(mpc, ops.zeros(n), group)
     (_, v), (w,) = ops.sort_by(mpc, [numbers, ops.take(value, order)], [ops.take(weight, order)],
                                key_bits=[int(len(starts)).bit_length() + 1, None])
-    twice_minus_total = ops.sub(ops.mul_public(ops.cumsum_segments(w, starts), 2),
-                                ops.take(ops.sum_segments(w, starts), group))
+    c = ops.cumsum_segments(w, starts)
+    position = ops.mul_public(ops.add_public(mpc, ops.sum_segments(w, starts), -1), a)  # a(W - 1) per group
+    bc_minus = ops.sub(ops.mul_public(c, b), ops.take(position, group))  # b·c - a(W - 1) per row
     lower, upper = ops.split(ops.b2a_bit(mpc, ops.concat(ops.compare_many(mpc, [
-        ("ge", twice_minus_total, 0), ("ge", twice_minus_total, 1)]))), [n, n])
+        ("ge", bc_minus, 1), ("ge", bc_minus, b)]))), [n, n])
     previous = np.maximum(np.arange(n) - 1, 0)
     not_first = np.ones(n, dtype=np.int64)
     not_first[starts] = 0
-    reached = ops.add(lower, upper)  # 0, 1 or 2: how many of the two middle ranks lie at or before the row
-    chosen = ops.sub(reached, ops.mul_public(ops.take(reached, previous), not_first))
-    return ops.sum_segments(ops.mul(mpc, chosen, v), starts)
+
+    def first(reached: AShare) -> AShare:  # 1 on the first row of its group where `reached` is 1
+        return ops.sub(reached, ops.mul_public(ops.take(reached, previous), not_first))
+
+    if not remainder:
+        both = first(ops.add(lower, upper))  # 0, 1 or 2 at each of the two rows
+        return [ops.sum_segments(ops.mul(mpc, both, v), starts)]
+    lo, hi = first(lower), first(upper)
+    lo_v, hi_v, lo_c = (ops.sum_segments(x, starts) for x in ops.mul_many(mpc, [lo, hi, lo], [v, v, c]))
+    return [lo_v, hi_v, ops.sub(position, ops.mul_public(ops.add_public(mpc, lo_c, -1), b))]
 
 
 def segmented_extreme(

@@ -100,7 +100,10 @@ class SecureUnion:
 class Combine:
     column: str
     how: str  # sum | min | max | median (the sum of the two middle values, rows weighted by `weight`)
-    weight: str = ""  # median: how many rows each row's value stands for (0: NULL or filtered out)
+    #         | quantile (the values at the two ranks around QUANTILE_CONT's position, and its remainder)
+    weight: str = ""  # median, quantile: how many rows each row's value stands for (0: NULL or filtered out)
+    fraction: tuple[int, int] = (1, 2)  # quantile: the position is (a/b)(n - 1)
+    outputs: tuple[str, ...] = ()  # quantile: the columns of the upper value and of the remainder r
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ ever answered wrongly.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from sqlglot import exp
 
@@ -18,7 +18,8 @@ from planner.parse import DIALECT
 
 AGG_FUNCS = {exp.Count: "count", exp.Sum: "sum", exp.Avg: "avg", exp.Min: "min", exp.Max: "max",
              exp.Variance: "var_samp", exp.VariancePop: "var_pop", exp.Stddev: "stddev_samp",
-             exp.StddevSamp: "stddev_samp", exp.StddevPop: "stddev_pop", exp.Median: "median"}
+             exp.StddevSamp: "stddev_samp", exp.StddevPop: "stddev_pop", exp.Median: "median",
+             exp.PercentileCont: "quantile_cont"}
 SPREAD = ("var_samp", "var_pop", "stddev_samp", "stddev_pop")
 
 
@@ -39,6 +40,43 @@ class AggCall:
     arg: exp.Expression | None  # unqualified argument expression
     key: str  # canonical SQL of the call, to find it again in the AST
     name: str  # a0, a1, ... column name in the revealed aggregate table
+    fraction: tuple[int, int] = (1, 2)  # QUANTILE_CONT(x, a / b): (a, b)
+
+
+def aggregate_call(node: exp.AggFunc, key: str, name: str) -> AggCall:
+    """The aggregate `node` as the planner's kinds (COUNT(*), COUNT(DISTINCT x), QUANTILE_CONT's
+    fraction), for both the one-table and the join analysis."""
+    func, arg, fraction = AGG_FUNCS[type(node)], node.this, (1, 2)
+    if func == "count" and (arg is None or isinstance(arg, exp.Star)):
+        func, arg = "count_star", None
+    if func == "count" and isinstance(arg, exp.Distinct):
+        func, arg = "count_distinct", arg.expressions[0]
+    if func == "quantile_cont":
+        fraction = quantile_fraction(node)
+    return AggCall(func, arg, key, name, fraction)
+
+
+QUANTILE_DIGITS = 3
+"""QUANTILE_CONT's fraction has at most this many decimals (0.9, 0.25, 0.999)."""
+
+
+def quantile_fraction(node: exp.AggFunc) -> tuple[int, int]:
+    """QUANTILE_CONT(x, q) with a constant q in [0, 1]: q as a / 10^k."""
+    from decimal import Decimal, InvalidOperation
+
+    q = node.args.get("expression")
+    how = ("write QUANTILE_CONT(x, q) with a constant q between 0 and 1 of at most "
+           f"{QUANTILE_DIGITS} decimals, e.g. QUANTILE_CONT(x, 0.9)")
+    if not isinstance(q, exp.Literal) or q.is_string or isinstance(node.parent, exp.WithinGroup):
+        raise UnsupportedSql(f"{node.sql(dialect=DIALECT)}: {how}")
+    try:
+        value = Decimal(q.this)
+    except InvalidOperation:
+        raise UnsupportedSql(f"{node.sql(dialect=DIALECT)}: {how}") from None
+    scaled = value * 10 ** QUANTILE_DIGITS
+    if not 0 <= value <= 1 or scaled != scaled.to_integral_value():
+        raise UnsupportedSql(f"{node.sql(dialect=DIALECT)}: {how}")
+    return int(scaled), 10 ** QUANTILE_DIGITS
 
 
 @dataclass
@@ -133,7 +171,7 @@ def _refuse_unsupported(ast: exp.Select, allow_count_distinct: bool = False) -> 
         if type(node) not in AGG_FUNCS:
             raise UnsupportedSql(
                 f"aggregate {node.sql(dialect=DIALECT)} is not supported yet; "
-                "supported: COUNT(*), COUNT(x), SUM, AVG, MIN, MAX, VAR_POP/VAR_SAMP/STDDEV, MEDIAN"
+                "supported: COUNT(*), COUNT(x), SUM, AVG, MIN, MAX, VAR_POP/VAR_SAMP/STDDEV, MEDIAN, QUANTILE_CONT"
             )
         if isinstance(node.this, exp.Distinct) or node.find(exp.Distinct):
             single = isinstance(node, exp.Count) and isinstance(node.this, exp.Distinct) and \
@@ -190,13 +228,8 @@ def _collect_aggs(ast: exp.Select) -> list[AggCall]:
         key = canonical(node)
         if key in seen:
             continue
-        func = AGG_FUNCS[type(node)]
-        arg = node.this
-        if func == "count" and (arg is None or isinstance(arg, exp.Star)):
-            func, arg = "count_star", None
-        if func == "count" and isinstance(arg, exp.Distinct):
-            func, arg = "count_distinct", arg.expressions[0]
-        seen[key] = AggCall(func, strip_qualifiers(arg) if arg is not None else None, key, f"a{len(seen)}")
+        call = aggregate_call(node, key, f"a{len(seen)}")
+        seen[key] = replace(call, arg=strip_qualifiers(call.arg) if call.arg is not None else None)
     return list(seen.values())
 
 

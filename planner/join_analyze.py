@@ -17,7 +17,7 @@ from sqlglot.schema import MappingSchema
 
 from fedsql.config import Federation
 from fedsql.errors import UnknownObjectError, UnsupportedSql
-from planner.analyze import AGG_FUNCS, AggCall, _refuse_unsupported
+from planner.analyze import AggCall, _refuse_unsupported, aggregate_call
 from planner.catalog import SchemaLookup, TableRef, resolve_table
 from planner.parse import DIALECT
 from planner.placement import aliases_of, place_fragments, site_of_condition
@@ -244,13 +244,7 @@ def analyze_join(ast: exp.Select, fed: Federation, schema_of: SchemaLookup,
         key = node.sql(dialect=DIALECT, normalize=True)
         if key in aggs:
             continue
-        func = AGG_FUNCS[type(node)]
-        arg = node.this
-        if func == "count" and (arg is None or isinstance(arg, exp.Star)):
-            func, arg = "count_star", None
-        if func == "count" and isinstance(arg, exp.Distinct):
-            func, arg = "count_distinct", arg.expressions[0]
-        aggs[key] = AggCall(func, arg, key, f"a{len(aggs)}")
+        aggs[key] = aggregate_call(node, key, f"a{len(aggs)}")
     group = ast.args.get("group")
     group_by = list(group.expressions) if group else []
     site = place_fragments(list(tables), owner, local, edges, residual, group_by)

@@ -21,7 +21,9 @@ from planner.passes.split_aggregates import (
     AggregateSplit,
     split_aggregates,
     BY_VALUE,
+    MIDDLE,
     median_refusal,
+    quantile_leakage,
     split_count_distinct,
     distinct_marks,
     split_dp,
@@ -118,7 +120,7 @@ def _union_aggregate(block: QueryBlock, issuer: str, compute, output: OutputSche
                      dp: DPRequest | None = None, oblivious: bool = False):
     types = _expression_types(block)
     distinct = dp is None and any(a.func in BY_VALUE for a in block.aggs)
-    if any(a.func == "median" for a in block.aggs) and (dp is not None or (oblivious and block.group_by)):
+    if any(a.func in MIDDLE for a in block.aggs) and (dp is not None or (oblivious and block.group_by)):
         raise median_refusal(dp is not None)
     if distinct:
         split = split_count_distinct(block, types, fixed_bits)
@@ -248,7 +250,7 @@ def _aggregate_leakage(block: QueryBlock, issuer: str, compute, split: Aggregate
         out.append(f"to {issuer}: each of {', '.join(avgs)} as its SUM and COUNT (divided at the issuer)")
     if sums:
         out.append(f"to {issuer}: for {', '.join(sums)}, whether any input value was non-NULL")
-    return tuple(out)
+    return tuple(out) + tuple(quantile_leakage(block.aggs, issuer))
 
 
 def _expression_types(block: QueryBlock) -> dict[str, str]:

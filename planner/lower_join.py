@@ -59,8 +59,8 @@ from plan.physical import (
 )
 from planner.analyze import SPREAD
 from planner.policy import check_group_key_viewers, check_viewers, require
-from planner.passes.split_aggregates import (DP_KEY_WORDS, WORD_BYTES, dp_value_outputs, median_outputs, median_refusal,
-                                             spread_outputs, sum_outputs)
+from planner.passes.split_aggregates import (DP_KEY_WORDS, MIDDLE, WORD_BYTES, dp_value_outputs, median_outputs,
+                                             median_refusal, quantile_leakage, spread_outputs, sum_outputs)
 from plan.expressions import BOOL, HASHED, LocalLeaf, SNode
 from planner.secure_expr import product_encoding, split_expression
 from plan.schemas import quote
@@ -490,7 +490,7 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
             count_to = ()  # the result's size stays with the matcher of a hidden lookup
         return _rows_tail(block, issuer, output, rows_out, outputs, flag, current, steps, leakage, count_to)
     if dp is not None:
-        if any(a.func == "median" for a in block.aggs):
+        if any(a.func in MIDDLE for a in block.aggs):
             raise median_refusal(True)
         tail, tail_leakage = _dp_tail(block, issuer, compute, output, dp, keys, rank, agg_nodes, outputs, flag_node, current,
                                       steps)
@@ -542,12 +542,12 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
             more_combine, more_reveal, replacements[agg.key] = sum_outputs(agg.func, a, enc)
             combine += more_combine
             reveal += more_reveal
-        elif agg.func == "median":
+        elif agg.func in MIDDLE:
             if oblivious and block.group_by:
                 raise median_refusal(False)
             outputs += [(a, node), (f"{a}_cnt", present)]  # each joined row stands for itself, if it counts
-            what = f"MEDIAN({agg.arg.sql(dialect=DIALECT)}) over {enc.type}"
-            more_combine, more_reveal, replacements[agg.key] = median_outputs(a, enc, what)
+            what = f"{agg.key} over {enc.type}"
+            more_combine, more_reveal, replacements[agg.key] = median_outputs(agg, a, enc, what)
             combine += more_combine
             reveal += more_reveal
         elif agg.func in SPREAD:
@@ -599,6 +599,7 @@ def lower_join(block: JoinBlock, issuer: str, compute: tuple[str, str, str], out
         leakage.append(f"to {', '.join(compute)}: the group key values ({names}) of the joined rows after an "
                        "oblivious shuffle")
     leakage.append(f"to {issuer} only: the result")
+    leakage.extend(quantile_leakage(block.aggs, issuer))
     leakage.extend(finish_leakage(finish, compute) if finish is not None else issuer_side_note(block.ast, issuer))
     return tuple(steps), "result", tuple(leakage)
 

@@ -418,6 +418,9 @@ MEDIANS = [  # the compute parties sort each group's values under MPC (executors
     ("SELECT MEDIAN(cost) FROM visits WHERE cost > 10000", "sizes"),  # no rows: NULL
     ("SELECT MEDIAN(p.lim), MEDIAN(x.credit) FROM a.cust x JOIN c.profile p ON x.cid = p.cid", "oblivious"),
     ("SELECT MEDIAN(cost), COUNT(DISTINCT kind) FROM visits", "oblivious"),
+    ("SELECT x.seg, QUANTILE_CONT(y.bal, 0.9) AS p90, QUANTILE_CONT(y.bal, 0.25), MEDIAN(y.bal) FROM a.cust x "
+     "JOIN b.acct y ON x.cid = y.cid GROUP BY x.seg", "sizes"),
+    ("SELECT kind, QUANTILE_CONT(cost, 0.75), QUANTILE_CONT(cost, 0) FROM visits GROUP BY kind", "sizes"),
 ]
 
 
@@ -429,6 +432,7 @@ def test_median_matches_duckdb(joinfed, sql, mode):
     try:
         cur.execute(sql)
         assert_same(cur.fetch_arrow_table(), ref, sql)
+        assert ("QUANTILE_CONT" in sql) == any("the two values it interpolates between" in x for x in cur.leakage)
     finally:
         cur.execute("SET fedsql.mode = 'sizes'")
 
@@ -440,5 +444,9 @@ def test_median_per_group_in_oblivious_mode_is_refused_with_the_fix(joinfed):
     try:
         with pytest.raises(fedsql_errors.UnsupportedSql, match="SET fedsql.mode = 'sizes'"):
             cur.execute("SELECT kind, MEDIAN(cost) FROM visits GROUP BY kind")
+        with pytest.raises(fedsql_errors.UnsupportedSql, match="at most 3 decimals"):
+            cur.execute("SELECT QUANTILE_CONT(cost, 0.12345) FROM visits")
+        with pytest.raises(fedsql_errors.UnsupportedSql, match="integer values"):
+            cur.execute("SELECT QUANTILE_CONT(x.credit, 0.5) FROM a.cust x JOIN c.profile p ON x.cid = p.cid")
     finally:
         cur.execute("SET fedsql.mode = 'sizes'")

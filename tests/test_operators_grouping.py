@@ -152,3 +152,26 @@ def test_a_global_median_of_no_rows_has_count_zero() -> None:
     assert n == 1 and out["x_cnt"][0] == 0
     n, out = run_operator(group_combine, step, {"T": {"x": u64([4, -3, 10, 7]), "x_cnt": u64([1, 1, 0, 2])}})
     assert n == 1 and out["x"][0] == 4 + 7  # -3, 4, 7, 7: the two middle values 4 and 7
+
+
+@pytest.mark.parametrize("q", [0.0, 0.1, 0.25, 0.9, 0.999, 1.0])
+def test_group_combine_quantile_matches_duckdb_quantile_cont(q) -> None:
+    """QUANTILE_CONT(x, q): the values at the two ranks around q·(n - 1) and the remainder r of
+    the rank; lower + (r / b)(upper - lower) is DuckDB's interpolation."""
+    rng = np.random.default_rng(int(q * 1000))
+    n = 120
+    keys = rng.integers(0, 4, n).tolist()
+    x = rng.integers(-80, 80, n).tolist()
+    w = rng.integers(0, 4, n).tolist()
+    k, kv = encoded(keys)
+    a, b = int(round(q * 1000)), 1000
+    step = GroupCombine("g", "T", ("k", "k__v"), (Combine("x_cnt", "sum"), Combine(
+        "x", "quantile", weight="x_cnt", fraction=(a, b), outputs=("x_hi", "x_r"))))
+    _, out = run_operator(group_combine, step, {"T": {"k": k, "k__v": kv, "x": u64(x), "x_cnt": u64(w)}})
+    expanded = [(kk, xx) for kk, xx, ww in zip(keys, x, w) for _ in range(ww)]
+    table_ = pa.table({"k": pa.array([e[0] for e in expanded], pa.int64()),
+                       "x": pa.array([e[1] for e in expanded], pa.int64())})
+    want = dict(duckdb_rows(f"SELECT k, quantile_cont(x, {q}) FROM t GROUP BY k", table_))
+    got = {kk: lo + r / b * (hi - lo) for kk, lo, hi, r, c in
+           zip(out["k"], out["x"], out["x_hi"], out["x_r"], out["x_cnt"]) if c}
+    assert set(got) == set(want) and all(abs(got[g] - want[g]) < 1e-9 * max(1, abs(want[g])) for g in want), (got, want)

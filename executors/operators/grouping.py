@@ -11,12 +11,12 @@ import numpy as np
 from executors import mpc as ops
 from executors.mpc import MPC, AShare
 from executors.operators.base import MemoryCheck, no_memory_limit
-from executors.secure_table import (SecretTable, nonzero_flags, segmented_extreme, segmented_median, segmented_sum,
+from executors.secure_table import (SecretTable, nonzero_flags, segmented_extreme, segmented_middle, segmented_sum,
                                     segments)
 from plan.physical import SENTINEL
 from plan.physical import Combine, GroupCombine, ObliviousGroup
 
-EMPTY_FILL = {"sum": 0, "min": SENTINEL, "max": -SENTINEL, "median": 0}
+EMPTY_FILL = {"sum": 0, "min": SENTINEL, "max": -SENTINEL, "median": 0, "quantile": 0}
 """What a combined column holds for a group with no rows: SUM 0, MIN/MAX the sentinels the
 finishing step turns into NULL (executors/operators/finish.py)."""
 
@@ -47,7 +47,8 @@ def group_combine(mpc: MPC, inputs: Mapping[str, SecretTable], step: GroupCombin
         order, starts, distinct = segments(opened)
         public = {c: np.ascontiguousarray(distinct[:, i]) for i, c in enumerate(key_cols)}
     elif table.n == 0:  # a global aggregate over no rows is still one row
-        return SecretTable(n=1, secret={c.column: ops.constant(mpc, 1, EMPTY_FILL[c.how]) for c in step.combine})
+        return SecretTable(n=1, secret={name: ops.constant(mpc, 1, EMPTY_FILL[c.how])
+                                        for c in step.combine for name in (c.column, *c.outputs)})
     else:
         values = {c: table.secret[c] for c in value_cols}
         order = np.arange(table.n)
@@ -65,7 +66,10 @@ def _combined(mpc: MPC, combine: tuple[Combine, ...], values: dict[str, AShare],
             out[c.column] = segmented_sum(values[c.column], order, starts)
     for c in combine:
         if c.how == "median":
-            out[c.column] = segmented_median(mpc, values[c.column], values[c.weight], order, starts)
+            (out[c.column],) = segmented_middle(mpc, values[c.column], values[c.weight], order, starts)
+        elif c.how == "quantile":
+            stats = segmented_middle(mpc, values[c.column], values[c.weight], order, starts, c.fraction, True)
+            out.update(zip((c.column, *c.outputs), stats))
     extremes = [c for c in combine if c.how in ("min", "max")]
     if extremes:
         reduced = segmented_extreme(mpc, [values[c.column] for c in extremes], [c.how for c in extremes],

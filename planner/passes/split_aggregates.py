@@ -53,26 +53,51 @@ def sum_outputs(func: str, a: str, enc: Encoding):
     return combine, reveal, f"(CAST({quote(a + '_sum')} AS DOUBLE) / {quote(a + '_cnt')})"
 
 
-def median_outputs(a: str, enc: Encoding, what: str):
+def median_outputs(agg, a: str, enc: Encoding, what: str):
     """MEDIAN: the compute parties sort each group's values (rows weighted by `{a}_cnt`, how many
     rows hold that value) and add up the two middle ones; the issuer halves the sum as DuckDB
-    does (a DECIMAL keeps its scale, rounded toward zero). NULL when the group has no value."""
+    does (a DECIMAL keeps its scale, rounded toward zero). QUANTILE_CONT(x, a/b): they open the
+    values at the two ranks around its position and the remainder r; the issuer interpolates
+    lower + (r/b)(upper - lower) in DOUBLE as DuckDB does. NULL when the group has no value."""
+    cnt = f"{a}_cnt"
+    if agg.func == "quantile_cont":
+        if enc.kind != "int":
+            raise UnsupportedSql(f"{what} is not supported under MPC yet: QUANTILE_CONT takes integer values "
+                                 "(MEDIAN takes DECIMAL values too)")
+        hi, r = f"{a}_hi", f"{a}_r"
+        combine = [Combine(cnt, "sum"), Combine(a, "quantile", weight=cnt, fraction=agg.fraction, outputs=(hi, r))]
+        reveal = [RevealColumn(a, "sum_or_null", a, enc, count=cnt), RevealColumn(hi, "value", hi, enc),
+                  RevealColumn(r, "value", r, COUNT)]
+        lo = f"CAST({quote(a)} AS DOUBLE)"
+        return combine, reveal, (f"({lo} + CAST({quote(r)} AS DOUBLE) / {agg.fraction[1]} * "
+                                 f"(CAST({quote(hi)} AS DOUBLE) - {lo}))")
     if enc.kind not in ("int", "decimal"):
         raise UnsupportedSql(f"{what} is not supported under MPC yet: MEDIAN takes integer and DECIMAL values")
-    combine = [Combine(f"{a}_cnt", "sum"), Combine(a, "median", weight=f"{a}_cnt")]
-    reveal = [RevealColumn(a, "sum_or_null", a, enc, count=f"{a}_cnt")]
+    combine = [Combine(cnt, "sum"), Combine(a, "median", weight=cnt)]
+    reveal = [RevealColumn(a, "sum_or_null", a, enc, count=cnt)]
     twice = f"CAST({quote(a)} AS DOUBLE)"
     half = f"({twice} / 2)" if enc.kind == "int" else f"(trunc({twice} * {10 ** enc.scale} / 2) / {10 ** enc.scale})"
     return combine, reveal, half
 
 
+def quantile_leakage(aggs, issuer: str) -> list[str]:
+    """What QUANTILE_CONT opens beyond its result: the two values it interpolates between."""
+    keys = [a.key for a in aggs if a.func == "quantile_cont"]
+    return [f"to {issuer}: for {', '.join(keys)}, the two values it interpolates between (as MIN/MAX open a "
+            "value) and how far between them the position lies"] if keys else []
+
+
+MIDDLE = ("median", "quantile_cont")
+"""Aggregates computed from each group's sorted values (executors/secure_table.py segmented_middle)."""
+
+
 def median_refusal(dp: bool) -> UnsupportedSql:
-    """Where MEDIAN cannot run: on DP tables, and per group in oblivious mode (the groups it sorts
-    within are the ones sizes mode opens to the compute parties)."""
-    return UnsupportedSql("MEDIAN " + (
-        "is not available on DP tables (fedsql adds noise to sums and counts only)" if dp else
-        "per group runs in 'sizes' or 'reveal' mode only (it sorts each group's values within the groups those "
-        "modes open to the compute parties; a MEDIAN without GROUP BY runs in every mode); SET fedsql.mode = 'sizes'"))
+    """Where MEDIAN / QUANTILE_CONT cannot run: on DP tables, and per group in oblivious mode (the
+    groups it sorts within are the ones sizes mode opens to the compute parties)."""
+    return UnsupportedSql("MEDIAN and QUANTILE_CONT " + (
+        "are not available on DP tables (fedsql adds noise to sums and counts only)" if dp else
+        "per group run in 'sizes' or 'reveal' mode only (they sort each group's values within the groups those "
+        "modes open to the compute parties; without GROUP BY they run in every mode); SET fedsql.mode = 'sizes'"))
 
 
 def spread_outputs(func: str, a: str, enc: Encoding, sq_enc: Encoding):
@@ -92,7 +117,7 @@ def distinct_value_sql(arg_sql: str, arg_type: str) -> str:
     return f"CAST(md5_number_lower(CAST(({arg_sql}) AS VARCHAR)) >> 3 AS BIGINT)"
 
 
-BY_VALUE = ("count_distinct", "median")
+BY_VALUE = ("count_distinct", "median", "quantile_cont")
 """Aggregates the owners cannot pre-aggregate over a group: they group by (keys, x) instead."""
 
 
@@ -106,11 +131,11 @@ def split_count_distinct(block: QueryBlock, types: dict[str, str], fixed_bits: i
     items, shares, reveal = list(base.select_items), list(base.shares), list(base.reveal)
     group_sql, combine, replacements = list(base.group_sql), list(base.combine), dict(base.replacements)
     grouped = set(base.group_sql)
-    for agg in (a for a in distinct if a.func == "median"):
+    for agg in (a for a in distinct if a.func in MIDDLE):
         a, arg_sql = f"__{agg.name}", agg.arg.sql(dialect=DIALECT)
-        what = f"MEDIAN({arg_sql}) over {types[canonical(agg.arg)]}"
+        what = f"{agg.key} over {types[canonical(agg.arg)]}"
         enc = value_encoding(types[canonical(agg.arg)], fixed_bits, what)
-        more_combine, more_reveal, replacements[agg.key] = median_outputs(a, enc, what)
+        more_combine, more_reveal, replacements[agg.key] = median_outputs(agg, a, enc, what)
         items += [f"COALESCE({encode_sql(f'({arg_sql})', enc)}, 0) AS {a}", f"COUNT({arg_sql}) AS {a}_cnt"]
         shares += [ShareColumn(a, enc), ShareColumn(f"{a}_cnt", COUNT)]
         combine += more_combine
