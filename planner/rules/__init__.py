@@ -14,6 +14,7 @@ party rewrites the same text to the same tree and the plan hashes agree.
 5. equivalence      same-party equalities implied by equi-joins; redundant cross-party ones dropped (Q5, Q9)
 6. implied_filters  each table's part of a cross-table OR, as its own filter (Q7)
 7. label_choice     a GROUP BY column → an equal column the issuer may see as a label (Q3)
+8. within_group     PERCENTILE_CONT(q) WITHIN GROUP (ORDER BY x) → QUANTILE_CONT(x, q)
 """
 
 from __future__ import annotations
@@ -30,12 +31,14 @@ from planner.rules.implied_filters import implied_filters
 from planner.rules.join_using import join_using
 from planner.rules.label_choice import label_choice
 from planner.rules.or_factor import or_factor
+from planner.rules.within_group import within_group
 
 Rule = Callable[[exp.Expression, RuleContext], exp.Expression]
 
 # or_factor before equivalence and implied_filters: it exposes Q19's join equality and leaves
 # the per-table conjuncts in the branches; label_choice last: it reads the final equalities.
-RULES: tuple[Rule, ...] = (join_using, group_all, group_alias, or_factor, equivalence, implied_filters, label_choice)
+RULES: tuple[Rule, ...] = (join_using, group_all, group_alias, or_factor, equivalence, implied_filters, label_choice,
+                           within_group)
 
 
 def apply_rules(ast: exp.Expression, ctx: RuleContext) -> exp.Expression:
