@@ -8,6 +8,7 @@ ever answered wrongly.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from decimal import Decimal, InvalidOperation
 
 from sqlglot import exp
 
@@ -62,8 +63,6 @@ QUANTILE_DIGITS = 3
 
 def quantile_fraction(node: exp.AggFunc) -> tuple[int, int]:
     """QUANTILE_CONT(x, q) with a constant q in [0, 1]: q as a / 10^k."""
-    from decimal import Decimal, InvalidOperation
-
     q = node.args.get("expression")
     how = ("write QUANTILE_CONT(x, q) with a constant q between 0 and 1 of at most "
            f"{QUANTILE_DIGITS} decimals, e.g. QUANTILE_CONT(x, 0.9)")

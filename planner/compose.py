@@ -211,8 +211,7 @@ def _windows_over_groups(ast: exp.Select) -> Composite | None:
     aggregates = [n for c in clauses if c is not None for n in c.find_all(exp.AggFunc) if _is_aggregate(n)]
     if group is None and not aggregates:
         return None  # windows over rows: not a post-processing of a grouped result
-    if group is not None and (group.args.get("rollup") or group.args.get("cube") or group.args.get("grouping_sets")
-                              or group.args.get("all")):
+    if group is not None and group.args.get("all"):  # ROLLUP/CUBE/GROUPING SETS: _grouping_sets ran first
         return None
     keys: dict[str, str] = {}  # canonical SQL of a group expression -> its column in the part
     inner_items: list[exp.Expression] = []
@@ -355,7 +354,7 @@ def _grouping_sets(ast: exp.Select) -> Composite | None:
         raise UnsupportedSql(f"{stray.sql(dialect=DIALECT)} is neither grouped nor aggregated; add it to the GROUP "
                              "BY or wrap it in an aggregate")
     part_list = []
-    for (name, grouped_keys), i in zip(parts, range(1, len(sets) + 1)):
+    for i, (name, grouped_keys) in enumerate(parts, 1):
         inner = ast.copy()
         for clause in _AT_ISSUER:
             inner.set(clause, None)

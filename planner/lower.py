@@ -24,7 +24,7 @@ from planner.passes.split_aggregates import (
     MIDDLE,
     median_refusal,
     quantile_leakage,
-    split_count_distinct,
+    split_by_value,
     distinct_marks,
     split_dp,
     split_dp_rows,
@@ -123,7 +123,7 @@ def _union_aggregate(block: QueryBlock, issuer: str, compute, output: OutputSche
     if any(a.func in MIDDLE for a in block.aggs) and (dp is not None or (oblivious and block.group_by)):
         raise median_refusal(dp is not None)
     if distinct:
-        split = split_count_distinct(block, types, fixed_bits)
+        split = split_by_value(block, types, fixed_bits)
     else:
         split = split_aggregates(block, types, fixed_bits) if dp is None else split_dp(block, types, dp)
     members = block.table.members
@@ -224,13 +224,13 @@ def _aggregate_leakage(block: QueryBlock, issuer: str, compute, split: Aggregate
     owners = ", ".join(block.table.owners)
     cp = ", ".join(compute)
     out = []
-    keys = [g.sql(dialect=DIALECT) for g in block.group_by]
-    by_value = [g for g in split.group_sql if g not in keys]  # MEDIAN / COUNT(DISTINCT): a row per value
+    key_sql = [g.sql(dialect=DIALECT) for g in block.group_by]
+    by_value = [g for g in split.group_sql if g not in key_sql]  # MEDIAN / COUNT(DISTINCT): a row per value
     if by_value:
         out.append(f"to {cp}: how many distinct ({', '.join(split.group_sql)}) each of {owners} has locally (the "
                    f"size of its shared partial table: MEDIAN and COUNT(DISTINCT …) need a row per value)")
     if block.group_by:
-        keys = ", ".join(keys)
+        keys = ", ".join(key_sql)
         if not by_value:
             out.append(f"to {cp}: how many groups ({keys}) each of {owners} has locally (the size of its shared "
                        "partial table)")

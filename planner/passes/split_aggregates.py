@@ -121,11 +121,12 @@ BY_VALUE = ("count_distinct", "median", "quantile_cont")
 """Aggregates the owners cannot pre-aggregate over a group: they group by (keys, x) instead."""
 
 
-def split_count_distinct(block: QueryBlock, types: dict[str, str], fixed_bits: int) -> AggregateSplit:
-    """COUNT(DISTINCT x) and MEDIAN(x) (with or without other aggregates): owners group by (keys, x)
-    and send those rows with the other aggregates' partials; under MPC a sort marks each (keys, x)
-    once (executors/runtime.py DistinctMark), or sorts each group's values for the median, and marks
-    and partials are combined per group — partials over (keys, x) add up to the partials over keys."""
+def split_by_value(block: QueryBlock, types: dict[str, str], fixed_bits: int) -> AggregateSplit:
+    """COUNT(DISTINCT x), MEDIAN(x), QUANTILE_CONT(x, q) (with or without other aggregates): owners
+    group by (keys, x) and send those rows with the other aggregates' partials; under MPC a sort
+    marks each (keys, x) once (executors/runtime.py DistinctMark), or sorts each group's values for
+    MEDIAN/QUANTILE_CONT, and marks and partials are combined per group — partials over (keys, x)
+    add up to the partials over keys."""
     distinct = [a for a in block.aggs if a.func in BY_VALUE]
     base = split_aggregates(_without(block, distinct), types, fixed_bits)
     items, shares, reveal = list(base.select_items), list(base.shares), list(base.reveal)
