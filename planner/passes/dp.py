@@ -27,6 +27,7 @@ import math
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import reduce
+from typing import Callable
 
 from sqlglot import exp
 
@@ -104,16 +105,9 @@ def plan_dp(block: QueryBlock, issuer: str, settings: dict[str, str], types: dic
     names = ", ".join(m.qualified for m in members)
     columns = {c for c, _ in block.table.schema}
     for m in members:
-        if not m.dp.row_level and m.dp.unit not in columns:
-            raise PolicyViolation(
-                f"the DP policy of {m.qualified} names the privacy unit column '{m.dp.unit}', which the table "
-                f"does not have (columns: {', '.join(sorted(columns))}); the owner must fix its dp.unit"
-            )
+        check_unit_column(m, columns)
     if not block.is_aggregate:
-        raise PolicyViolation(
-            f"{names} declares a differential-privacy policy: only noisy aggregates (COUNT, SUM, AVG) may be "
-            "revealed, and this query would reveal rows. Aggregate the rows, e.g. SELECT COUNT(*) ..."
-        )
+        refuse_rows(names)
     secret = _secret_keys(block, members)
     groups = () if secret else _groups(block, members, types)
     epsilon, delta, family = _budget(members, settings)
@@ -124,7 +118,10 @@ def plan_dp(block: QueryBlock, issuer: str, settings: dict[str, str], types: dic
             delta_select = delta = delta / 2
 
     for a in block.aggs:
-        _check_aggregate(a, members, names)
+        check_aggregate(a, names, "COUNT, SUM, AVG, VAR or STDDEV")
+        if a.func in ("sum", "avg") + SPREAD:
+            for m in members:
+                require_bounds(a, m)
     hidden = bool(secret) and not any(a.func == "count_star" for a in block.aggs)
     noisy, eps_each, delta_each = _per_part(block, epsilon, delta, hidden)
     max_rows = max(m.dp.max_rows for m in members)
@@ -173,7 +170,7 @@ def plan_dp(block: QueryBlock, issuer: str, settings: dict[str, str], types: dic
         family=family,
         charges=charges,
         outputs=tuple(outputs),
-        columns=_output_columns(block, output),
+        columns=output_columns(block.ast.expressions, output, canonical),
         groups=tuple((c, tuple(str(v) for v in values)) for c, _, values in groups),
         selection=selection,
     )
@@ -185,34 +182,59 @@ def plan_dp(block: QueryBlock, issuer: str, settings: dict[str, str], types: dic
 # -- checks ------------------------------------------------------------------------
 
 
-def _check_aggregate(a, members: list[TableConfig], names: str) -> None:
+def check_unit_column(member: TableConfig, columns: set[str]) -> None:
+    """The owner's declared privacy unit must be a column of its table (else nothing can be bounded per unit)."""
+    if not member.dp.row_level and member.dp.unit not in columns:
+        raise PolicyViolation(
+            f"the DP policy of {member.qualified} names the privacy unit column '{member.dp.unit}', which the table "
+            f"does not have (columns: {', '.join(sorted(columns))}); the owner must fix its dp.unit"
+        )
+
+
+def refuse_rows(names: str) -> None:
+    raise PolicyViolation(
+        f"{names} declares a differential-privacy policy: only noisy aggregates (COUNT, SUM, AVG) may be "
+        "revealed, and this query would reveal rows. Aggregate the rows, e.g. SELECT COUNT(*) ..."
+    )
+
+
+def refuse_unit_group(g: exp.Expression, unit: str, table: str) -> None:
+    raise PolicyViolation(
+        f"GROUP BY {g.sql(dialect=DIALECT)} over {table}: '{unit}' is the privacy unit of its DP policy, and "
+        "grouping by it would release per-unit values; group by another column"
+    )
+
+
+def check_aggregate(a, where: str, allowed: str) -> None:
+    """Aggregates no noise calibrated to one unit can release. `where` names the DP table (or the join with it)."""
     if a.func in ("min", "max"):
         raise PolicyViolation(
-            f"{a.key} over {names}, which declares a differential-privacy policy: MIN and MAX cannot be released "
-            "with noise calibrated to one unit (a single person can move them anywhere in the bounds); "
-            "use COUNT, SUM, AVG, VAR or STDDEV"
+            f"{a.key} over {where}, which declares a differential-privacy policy: MIN and MAX cannot be "
+            "released with noise calibrated to one unit (a single person can move them anywhere in the bounds); "
+            f"use {allowed}"
         )
-    if a.func == "count_distinct":
+    if a.func == "count_distinct" or (a.arg is not None and a.arg.find(exp.Distinct)):
         raise PolicyViolation(
-            f"{a.key} over {names}, which declares a differential-privacy policy: COUNT(DISTINCT ...) is not "
+            f"{a.key} over {where}, which declares a differential-privacy policy: COUNT(DISTINCT ...) is not "
             "built under DP yet; use COUNT(*) or COUNT(column), or GROUP BY the column and count the groups"
         )
-    if a.func not in ("sum", "avg") + SPREAD:
-        return
+
+
+def require_bounds(a, member: TableConfig) -> None:
+    """A SUM/AVG/VAR argument of the DP table is one of its columns with declared bounds (its sensitivity)."""
     if not isinstance(a.arg, exp.Column):
         raise PolicyViolation(
-            f"{a.key} over {names}, which declares a differential-privacy policy: the owner bounds columns, not "
-            f"expressions, so the sensitivity of {a.arg.sql(dialect=DIALECT)} is unknown; aggregate a bounded "
-            "column (e.g. SUM(cost)) and compute the expression from the result"
+            f"{a.key} over {member.qualified}, which declares a differential-privacy policy: the owner bounds "
+            f"columns, not expressions, so the sensitivity of {a.arg.sql(dialect=DIALECT)} is unknown; aggregate a "
+            "bounded column (e.g. SUM(cost)) and compute the expression from the result"
         )
-    for m in members:
-        if m.dp.bound(a.arg.name) is None:
-            have = ", ".join(sorted(m.dp.bounds)) or "none"
-            raise PolicyViolation(
-                f"{a.key}: column {m.qualified}.{a.arg.name} has no bounds in its owner's DP policy, so its "
-                f"sensitivity is unbounded and no noise can make the {a.func.upper()} private (bounded columns: "
-                f"{have}); ask '{m.party}' to declare dp.bounds = {{ {a.arg.name} = [lo, hi] }}"
-            )
+    if member.dp.bound(a.arg.name) is None:
+        have = ", ".join(sorted(member.dp.bounds)) or "none"
+        raise PolicyViolation(
+            f"{a.key}: column {member.qualified}.{a.arg.name} has no bounds in its owner's DP policy, so its "
+            f"sensitivity is unbounded and no noise can make the {a.func.upper()} private (bounded columns: "
+            f"{have}); ask '{member.party}' to declare dp.bounds = {{ {a.arg.name} = [lo, hi] }}"
+        )
 
 
 def _secret_keys(block: QueryBlock, members: list[TableConfig]) -> bool:
@@ -221,10 +243,7 @@ def _secret_keys(block: QueryBlock, members: list[TableConfig]) -> bool:
     for g in block.group_by:
         for m in members:
             if not m.dp.row_level and any(c.name == m.dp.unit for c in g.find_all(exp.Column)):
-                raise PolicyViolation(
-                    f"GROUP BY {g.sql(dialect=DIALECT)} over {m.qualified}: '{m.dp.unit}' is the privacy unit of its "
-                    "DP policy, and grouping by it would release per-unit values; group by another column"
-                )
+                refuse_unit_group(g, m.dp.unit, m.qualified)
     return any(not isinstance(g, exp.Column) or any(g.name not in m.dp.public_groups for m in members)
                for g in block.group_by)
 
@@ -390,12 +409,14 @@ def _divisor(enc: Encoding) -> int:
     return 1
 
 
-def _output_columns(block: QueryBlock, output) -> tuple[tuple[str, bool, tuple[str, ...]], ...]:
+def output_columns(items: list[exp.Expression], output, key: Callable[[exp.Expression], str]
+                   ) -> tuple[tuple[str, bool, tuple[str, ...]], ...]:
+    """Per select item: its name, whether it is an aggregate itself, and the keys of the aggregates in it."""
     out = []
-    for item, (name, _) in zip(block.ast.expressions, output):
+    for item, (name, _) in zip(items, output):
         keys = []
         for node in item.find_all(exp.AggFunc):
-            k = canonical(node)
+            k = key(node)
             if k not in keys:
                 keys.append(k)
         out.append((name, isinstance(item.unalias(), exp.AggFunc), tuple(keys)))

@@ -48,7 +48,13 @@ from planner.passes.dp import (
     _per_part,
     _selection_and_delta,
     _spec,
+    check_aggregate,
+    check_unit_column,
     count_aggregate,
+    output_columns,
+    refuse_rows,
+    refuse_unit_group,
+    require_bounds,
     scaled_bounds,
 )
 from plan.physical import DPCharge, DPInfo, DPOutput
@@ -122,20 +128,12 @@ def plan_dp_join(block: JoinBlock, issuer: str, settings: dict[str, str], fixed_
                 f"{ref.name} has a differential-privacy policy and is the LEFT JOINed table: every row of "
                 f"{block.tables[e.left].name} would meet its rows, so one unit can reach many joined rows. "
                 f"Put {ref.name} first (FROM {ref.name} LEFT JOIN ... or an inner join) so it is on the many side")
-    columns = {c for c, _ in ref.schema}
-    if not policy.row_level and policy.unit not in columns:
-        raise PolicyViolation(
-            f"the DP policy of {member.qualified} names the privacy unit column '{policy.unit}', which the table "
-            f"does not have (columns: {', '.join(sorted(columns))}); the owner must fix its dp.unit")
+    check_unit_column(member, {c for c, _ in ref.schema})
     if not block.is_aggregate:
-        raise PolicyViolation(
-            f"{member.qualified} declares a differential-privacy policy: only noisy aggregates (COUNT, SUM, AVG) may "
-            "be revealed, and this query would reveal rows. Aggregate the rows, e.g. SELECT COUNT(*) ...")
+        refuse_rows(member.qualified)
     for g in block.group_by:
         if not policy.row_level and any(c.table == alias and c.name == policy.unit for c in g.find_all(exp.Column)):
-            raise PolicyViolation(
-                f"GROUP BY {g.sql(dialect=DIALECT)}: '{policy.unit}' is the privacy unit of {member.qualified}'s DP "
-                "policy, and grouping by it would release per-unit values; group by another column")
+            refuse_unit_group(g, policy.unit, member.qualified)
     members = [member]
     epsilon, delta, family = _budget(members, settings)
     secret = bool(block.group_by)
@@ -192,7 +190,8 @@ def plan_dp_join(block: JoinBlock, issuer: str, settings: dict[str, str], fixed_
         family=family,
         charges=charges,
         outputs=tuple(outputs),
-        columns=_output_columns(block, output),
+        columns=output_columns(block.ast.expressions, output,
+                               lambda node: node.sql(dialect=DIALECT, normalize=True)),
         selection=selection,
     )
     filters = tuple((g.sql(dialect=DIALECT), policy.public_groups[g.name]) for g in block.group_by
@@ -234,34 +233,17 @@ def _selection_delta(block: JoinBlock, member: TableConfig) -> float:
 
 
 def _check_aggregate(a, alias: str, member: TableConfig) -> None:
-    name = member.qualified
-    if a.func in ("min", "max"):
-        raise PolicyViolation(
-            f"{a.key} over a join with {name}, which declares a differential-privacy policy: MIN and MAX cannot be "
-            "released with noise calibrated to one unit; use COUNT, SUM or AVG")
-    if a.func == "count_distinct" or (a.arg is not None and a.arg.find(exp.Distinct)):
-        raise PolicyViolation(f"{a.key} over a join with {name}: COUNT(DISTINCT ...) is not built under DP")
+    check_aggregate(a, f"a join with {member.qualified}", "COUNT, SUM or AVG")
     if a.func not in ("count", "count_star", "sum", "avg"):
         raise UnsupportedSql(
-            f"{a.key} over a join with {name}, which declares a differential-privacy policy: "
+            f"{a.key} over a join with {member.qualified}, which declares a differential-privacy policy: "
             "VAR/STDDEV over joins are not built under DP yet; use COUNT, SUM or AVG (or query the table alone)")
     if a.func in ("count", "count_star"):
         return
-    used = aliases_of(a.arg)
-    if alias in used:
-        if not isinstance(a.arg, exp.Column):
-            raise PolicyViolation(
-                f"{a.key}: {name} declares a differential-privacy policy, whose owner bounds columns, not "
-                f"expressions, so the sensitivity of {a.arg.sql(dialect=DIALECT)} is unknown; aggregate a bounded "
-                "column of it (e.g. SUM(t.cost)) and compute the expression from the result")
-        if member.dp.bound(a.arg.name) is None:
-            have = ", ".join(sorted(member.dp.bounds)) or "none"
-            raise PolicyViolation(
-                f"{a.key}: column {name}.{a.arg.name} has no bounds in its owner's DP policy, so its sensitivity "
-                f"is unbounded (bounded columns: {have}); ask '{member.party}' to declare dp.bounds = "
-                f"{{ {a.arg.name} = [lo, hi] }}")
+    if alias in aliases_of(a.arg):
+        require_bounds(a, member)
         return
-    _query_bounds(a.arg, a.key, name)
+    _query_bounds(a.arg, a.key, member.qualified)
 
 
 def _number(node: exp.Expression) -> str | None:
@@ -297,18 +279,6 @@ def _query_bounds(arg: exp.Expression, key: str = "", table: str = "") -> tuple[
             f"Clamp it in the query, e.g. SUM(LEAST(GREATEST({arg.sql(dialect=DIALECT)}, 0), 1000)) — the bounds "
             "are literals, the clamp runs at the column's owner and the noise is calibrated to them")
     return found
-
-
-def _output_columns(block: JoinBlock, output) -> tuple[tuple[str, bool, tuple[str, ...]], ...]:
-    out = []
-    for item, (name, _) in zip(block.ast.expressions, output):
-        keys = []
-        for node in item.find_all(exp.AggFunc):
-            k = node.sql(dialect=DIALECT, normalize=True)
-            if k not in keys:
-                keys.append(k)
-        out.append((name, isinstance(item.unalias(), exp.AggFunc), tuple(keys)))
-    return tuple(out)
 
 
 def dp_join_leakage(req: DPJoinRequest, issuer: str, compute: tuple[str, ...]) -> tuple[str, ...]:
