@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
+from tests.federation_harness import running_federation
 from tests.result_compare import assert_matches, duckdb_arrow, pooled_duckdb
 
 pytestmark = pytest.mark.e2e
@@ -111,16 +111,10 @@ OUTER_QUERIES = [
 @pytest.fixture(scope="module")
 def edgefed(tmp_path_factory):
     import fedsql
-    from fedsql.launcher import free_ports, start_federation
 
     d = tmp_path_factory.mktemp("edges")
     tables = _tables(np.random.default_rng(5))
-    for name, table in tables.items():
-        pq.write_table(table, d / (name.replace(".", "_") + ".parquet"))
-    ports = free_ports(3)
-    config = d / "federation.toml"
-    config.write_text(CONFIG.format(p0=ports[0], p1=ports[1], p2=ports[2]))
-    with start_federation(config, log_dir=d / "logs", timeout=90):
+    with running_federation(d, CONFIG, tables) as config:
         conn = fedsql.connect(str(config), party="a")
         yield conn, pooled_duckdb(tables)
         conn.close()

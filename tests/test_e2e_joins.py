@@ -8,14 +8,13 @@ skewed key; `sizes` and `reveal` modes must give the same, exact answers.
 from __future__ import annotations
 
 import decimal
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from fedsql import errors as fedsql_errors
+from tests.federation_harness import running_federation
 from tests.result_compare import assert_matches, duckdb_arrow, pooled_duckdb
 
 pytestmark = pytest.mark.e2e
@@ -125,19 +124,13 @@ def _tables(rng: np.random.Generator) -> dict[str, pa.Table]:
 @pytest.fixture(scope="module")
 def joinfed(tmp_path_factory):
     import fedsql
-    from fedsql.launcher import free_ports, start_federation
 
     d = tmp_path_factory.mktemp("joins")
     tables = _tables(np.random.default_rng(11))
-    for name, table in tables.items():
-        pq.write_table(table, d / (name.replace(".", "_") + ".parquet"))
-    ports = free_ports(4)
-    config = d / "federation.toml"
-    config.write_text(CONFIG.format(p0=ports[0], p1=ports[1], p2=ports[2], p3=ports[3]))
     ref = pooled_duckdb(tables)
     ref.execute("CREATE VIEW visits AS SELECT * FROM a.visits UNION ALL SELECT * FROM b.visits "
                 "UNION ALL SELECT * FROM c.visits")
-    with start_federation(config, log_dir=d / "logs", timeout=90):
+    with running_federation(d, CONFIG, tables) as config:
         conn = fedsql.connect(str(config), party="a")
         yield conn, ref
         conn.close()

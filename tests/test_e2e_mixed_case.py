@@ -13,9 +13,9 @@ from __future__ import annotations
 import re
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
+from tests.federation_harness import parquet_name, running_federation
 from tests.result_compare import assert_matches, duckdb_arrow, pooled_duckdb
 
 pytestmark = pytest.mark.e2e
@@ -127,18 +127,12 @@ OUTER = [
 @pytest.fixture(scope="module")
 def mixedfed(tmp_path_factory):
     import fedsql
-    from fedsql.launcher import free_ports, start_federation
 
     d = tmp_path_factory.mktemp("mixed")
     tables = _tables()
-    for name, table in tables.items():
-        pq.write_table(table, d / (name.replace(".", "_").lower() + ".parquet"))
-    ports = free_ports(3)
-    config = d / "federation.toml"
-    config.write_text(CONFIG.format(p0=ports[0], p1=ports[1], p2=ports[2]))
     ref = pooled_duckdb(tables)
     ref.execute('CREATE VIEW "AllSales" AS SELECT * FROM a."Sales" UNION ALL SELECT * FROM b."Sales"')
-    with start_federation(config, log_dir=d / "logs", timeout=90):
+    with running_federation(d, CONFIG, tables, file_name=lambda name: parquet_name(name).lower()) as config:
         conn = fedsql.connect(str(config), party="a")
         yield conn, ref
         conn.close()

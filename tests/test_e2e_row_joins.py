@@ -12,11 +12,11 @@ import decimal
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from fedsql import errors as fedsql_errors
 from fedsql.errors import PolicyViolation
+from tests.federation_harness import running_federation
 from tests.result_compare import assert_matches, duckdb_arrow, pooled_duckdb
 
 pytestmark = pytest.mark.e2e
@@ -107,16 +107,10 @@ def _tables(rng: np.random.Generator) -> dict[str, pa.Table]:
 @pytest.fixture(scope="module")
 def rowfed(tmp_path_factory):
     import fedsql
-    from fedsql.launcher import free_ports, start_federation
 
     d = tmp_path_factory.mktemp("rowjoins")
     tables = _tables(np.random.default_rng(2026))
-    for name, table in tables.items():
-        pq.write_table(table, d / (name.replace(".", "_") + ".parquet"))
-    ports = free_ports(4)
-    config = d / "federation.toml"
-    config.write_text(CONFIG.format(p0=ports[0], p1=ports[1], p2=ports[2], p3=ports[3]))
-    with start_federation(config, log_dir=d / "logs", timeout=90):
+    with running_federation(d, CONFIG, tables) as config:
         conns = {p: fedsql.connect(str(config), party=p) for p in ("a", "d")}
         yield conns, pooled_duckdb(tables), d
         for c in conns.values():

@@ -14,7 +14,6 @@ import itertools
 import duckdb
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 import sqlglot
 
@@ -117,20 +116,15 @@ FEDERATED = [
 @pytest.mark.e2e
 def test_quantified_comparisons_across_parties_match_duckdb(tmp_path) -> None:
     import fedsql
-    from fedsql.launcher import free_ports, start_federation
+    from tests.federation_harness import running_federation
 
     rng = np.random.default_rng(8)
     x = [None if r < 0.1 else int(v) for v, r in zip(rng.integers(-4, 8, 30), rng.random(30))]
     y = [None if r < 0.1 else int(v) for v, r in zip(rng.integers(-3, 6, 20), rng.random(20))]
     tables = {"a.t": pa.table({"x": pa.array(x, pa.int64()), "g": pa.array(rng.integers(0, 3, 30))}),
               "b.u": pa.table({"y": pa.array(y, pa.int64()), "g": pa.array(rng.integers(0, 3, 20))})}
-    for name, table in tables.items():
-        pq.write_table(table, tmp_path / (name.replace(".", "_") + ".parquet"))
-    ports = free_ports(3)
-    config = tmp_path / "federation.toml"
-    config.write_text(CONFIG.format(p0=ports[0], p1=ports[1], p2=ports[2]))
     ref = pooled_duckdb(tables)
-    with start_federation(config, log_dir=tmp_path / "logs", timeout=90):
+    with running_federation(tmp_path, CONFIG, tables) as config:
         with fedsql.connect(str(config), party="a") as conn:
             for sql in FEDERATED:
                 cur = conn.cursor()
