@@ -50,9 +50,10 @@ grants = {{ p1 = {{ id = "join_key" }}, "p1:analyst" = {{ id = ["group_key"] }} 
 """
 
 
-def _user_add(config: Path, party: str, user: str, password: str) -> None:
+def _user_add(config: Path, party: str, user: str, password: str, roles: tuple[str, ...] = ()) -> None:
     subprocess.run([sys.executable, "-m", "fedsql.cli", "user", "add", str(config), "--party", party, user,
-                    "--password-stdin"], input=password + "\n", text=True, check=True, capture_output=True)
+                    "--password-stdin", *(f"--role={r}" for r in roles)], input=password + "\n", text=True,
+                   check=True, capture_output=True)
 
 
 @pytest.fixture(scope="module")

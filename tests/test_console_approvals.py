@@ -65,7 +65,8 @@ def held(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     text = text.replace("[parties.p1]\n", f'[parties.p1]\nconsole = "127.0.0.1:{port}"\n', 1)
     text = text.replace("[parties.p1.tables.t]\n", '[parties.p1.tables.t]\napproval = "manual"\n', 1)
     config.write_text(text, encoding="utf-8")
-    _user_add(config, "p1", "owner", PASSWORD)
+    _user_add(config, "p1", "owner", PASSWORD, roles=("approver",))
+    _user_add(config, "p1", "analyst", PASSWORD)  # p1's own analyst: logs in, must not decide
     with start_federation(config, log_dir=directory / "logs", timeout=90):
         yield {"config": config, "dir": directory, "base": f"http://127.0.0.1:{port}",
                "ref": pooled_duckdb({"p1.t": data["p1.t"]})}
@@ -130,6 +131,30 @@ def test_owner_approves_in_the_console_and_the_result_equals_duckdb(held: dict[s
     (entry,) = _approval_entries(held["config"], key.split("/", 1)[1])
     assert entry["decision"] == "approved" and entry["decided_by"] == "owner (console)"
     assert entry["reason"] == "monthly report" and entry["issuer"] == "p2" and len(entry["plan_hash"]) == 64
+
+
+def test_an_account_without_the_approver_role_sees_requests_but_cannot_decide(held: dict[str, Any]) -> None:
+    """p1's accounts are also its analysts' Flight SQL logins: only the approver role decides."""
+    sql = SQL.format(v=-45678)
+    q = Held(held["config"], sql)
+    key, _ = _pending_key(_owner(held["base"]), sql)
+    b = Browser(held["base"])
+    assert b.login("analyst", PASSWORD)[0] == 303
+    _, _, page = b.request("/approvals")
+    assert f"<h2>{key}</h2>" in page and "role &#x27;approver&#x27;" in page
+    assert 'value="approve"' not in page and 'name="reason"' not in page  # no form for this account
+    status, _, body = b.request("/approvals", {"key": key, "action": "approve", "reason": "me too",
+                                               "csrf": b.csrf(page)})
+    assert status == 403 and "--role approver" in body
+    assert q.thread.is_alive()  # still held: the analyst's POST decided nothing
+    owner = _owner(held["base"])
+    _, page = _pending_key(owner, sql)
+    status, _, _ = owner.request("/approvals", {"key": key, "action": "reject", "reason": "test done",
+                                                "csrf": owner.csrf(page)})
+    assert status == 303
+    q.wait()
+    (entry,) = _approval_entries(held["config"], key.split("/", 1)[1])
+    assert entry["decision"] == "rejected" and entry["decided_by"] == "owner (console)"
 
 
 def test_owner_rejects_with_a_reason_the_issuer_sees(held: dict[str, Any]) -> None:

@@ -167,3 +167,18 @@ def test_a_held_query_and_its_rejection_reach_the_owners_webhook(held_federation
     t.join(60)
     assert errors and "p1" in str(errors[0])
     assert not any(str(MARKER).encode() in raw for raw in ep.raw)  # neither the SQL nor the owner's reason
+    # a query p1 refuses (here: p2 runs a query over p1.t without asking for the approval first)
+    from fedsql import tls
+    from fedsql.config import load_config
+    from fedsql.proto import node_pb2 as pb
+    from fedsql.proto import node_pb2_grpc as rpc
+
+    plan_hash = pending["plan_hash"]
+    with tls.Identity(load_config(config), "p2").secure_channel("p1") as channel:
+        reply = rpc.NodeStub(channel).Run(pb.RunRequest(
+            query_id="never-asked", issuer="p2", sql=f"SELECT COUNT(*) FROM p1.t WHERE x <> {MARKER}",
+            plan_hash=plan_hash, deadline_unix=time.time() + 20), timeout=30)
+    assert not reply.ok and reply.error.kind == "ApprovalRefused", reply
+    refused = ep.wait_for("query_refused")
+    assert (refused["query_id"], refused["issuer"], refused["reason"]) == ("never-asked", "p2", "ApprovalRefused")
+    assert not any(str(MARKER).encode() in raw for raw in ep.raw)

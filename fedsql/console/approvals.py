@@ -2,7 +2,10 @@
 
 The page reads and decides through the same store and the same `decide` as `fedsql approve|reject`
 (fedsql/approvals_cli.py), so both apply one set of checks; the decision's author is the logged-in
-console account ("NAME (console)"). The node notices the decision within a second, answers the
+console account ("NAME (console)"). Only an account with the role `approver` decides: the party's
+accounts are also its analysts' Flight SQL logins, and an analyst must not approve other parties'
+queries over the owner's data (docs/decisions.md D-APPROVALS: the approver is the owner's operator);
+others see the requests without the form. The node notices the decision within a second, answers the
 waiting issuer and writes it into the audit chain (fedsql/approval_gate.py).
 """
 
@@ -16,9 +19,23 @@ from fedsql.approvals import ApprovalStore, store_path
 from fedsql.approvals_cli import decide
 from fedsql.console.audit_index import utc
 from fedsql.console.html import Markup, esc, hidden, join, table, tag
-from fedsql.console.registry import BadRequest, Page, View, redirect, register_page
+from fedsql.console.registry import BadRequest, Forbidden, Page, View, redirect, register_page
 
 MAX_REASON = 500
+APPROVER_ROLE = "approver"
+"""The account role that may approve or reject in the console (`fedsql user roles … --role approver`)."""
+
+
+def may_decide(view: View) -> bool:
+    """Whether the logged-in account has the approver role (read now: a role change acts at once)."""
+    return APPROVER_ROLE in view.console.accounts.roles(view.user)
+
+
+def _not_approver(view: View) -> str:
+    c = view.console
+    return (f"account '{view.user}' may see these requests but not decide them: only an account with the role "
+            f"'{APPROVER_ROLE}' approves or rejects (`fedsql user roles {c.fed.path} --party {c.party} {view.user} "
+            f"--role {APPROVER_ROLE}`), or use `fedsql approve|reject` at the node")
 
 
 def _held_tables(view: View) -> list[str]:
@@ -57,6 +74,9 @@ def approvals(view: View) -> Markup:
         pending = store.pending()
         templates = store.templates()
     out = []
+    decides = may_decide(view)
+    if not decides:
+        out.append(tag("p", _not_approver(view), class_="muted"))
     if view.query.get("done"):
         out.append(tag("p", view.query["done"], class_="ok"))
     out.append(tag("p", f"Tables held for approval: {', '.join(f'{me}.{t}' for t in held)}. "
@@ -70,7 +90,8 @@ def approvals(view: View) -> Markup:
             ("ε charged to " + me, f"{r.epsilon:g}" if r.epsilon else "none"),
             ("reveals", join([tag("div", line) for line in r.leakage]) if r.leakage else "nothing beyond the result"),
         ])
-        out.append(tag("div", tag("h2", r.key) + tag("pre", r.sql) + facts + _form(view, r.key, r.mode),
+        out.append(tag("div", tag("h2", r.key) + tag("pre", r.sql) + facts
+                       + (_form(view, r.key, r.mode) if decides else Markup("")),
                        class_="box"))
     if templates:
         now = time.time()
@@ -84,6 +105,8 @@ def approvals(view: View) -> Markup:
 
 
 def decide_from_form(view: View):
+    if not may_decide(view):
+        raise Forbidden(_not_approver(view))
     form = view.form
     action = form.get("action", "")
     if action not in ("approve", "reject"):

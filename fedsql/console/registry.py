@@ -54,6 +54,16 @@ class View:
 class BadRequest(Exception):
     """A handler's answer to bad input: the server shows the message with status 400."""
 
+    status = 400
+    title = "Bad request"
+
+
+class Forbidden(BadRequest):
+    """A handler's refusal of what this account may not do: the message with status 403."""
+
+    status = 403
+    title = "Refused"
+
 
 Handler = Callable[[View], Any]
 

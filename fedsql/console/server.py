@@ -246,7 +246,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             self._route(method)
         except BadRequest as exc:
-            self._send(self._page("Bad request", tag("p", str(exc), class_="error"), status=400))
+            self._send(self._page(exc.title, tag("p", str(exc), class_="error"), status=exc.status))
         except (ConnectionError, TimeoutError, ssl.SSLError):
             pass
         except errors.Error as exc:  # e.g. an unreadable accounts file: fedsql errors carry no data

@@ -134,3 +134,50 @@ def test_running_without_asking_or_replaying_a_used_approval_is_refused(fed: Run
     replay = run(honest.query_id)  # the approval was consumed by its run
     assert not replay.ok and replay.error.kind == "ApprovalRefused", replay
     assert "used by its run already" in replay.error.message
+
+
+def test_another_party_cannot_ask_run_or_cancel_in_the_issuers_name_nor_run_while_pending(fed: Running) -> None:
+    """third (a compute party of bank's plan) acts with its own node certificate in bank's name;
+    then bank itself sends Run while telco's decision is still pending. None of it runs telco's
+    part, cancels bank's request or approves it."""
+    import time
+
+    import grpc
+
+    from fedsql.proto import node_pb2 as pb
+
+    sql = APPROVED.replace(">= 0", ">= 7")
+    q = Background(fed.fed, fed.config, sql)
+    held = wait_pending(fed.config, q.query_id)
+    third = fed.stub("third", "telco")
+    for call, request in (
+            (third.Authorize, pb.AuthorizeRequest(query_id=q.query_id, issuer="bank", sql=sql,
+                                                  plan_hash=held.plan_hash)),
+            (third.Run, pb.RunRequest(query_id=q.query_id, issuer="bank", sql=sql, plan_hash=held.plan_hash,
+                                      deadline_unix=time.time() + 20)),
+            (third.Abort, pb.CancelRequest(query_id=f"bank/{q.query_id}", reason="not yours"))):
+        with pytest.raises(grpc.RpcError) as refused:
+            call(request, timeout=30)
+        assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED, refused.value
+    after = wait_pending(fed.config, q.query_id)
+    assert after.status == "pending" and after.decided_by is None  # neither cancelled nor approved
+    assert q.thread.is_alive()
+    _approve(fed, q.query_id, "--reason", "after third's attempts")
+    q.join()  # (not in the modified bank's swap list: it runs as asked)
+    assert q.error is None, q.error
+
+    sql = APPROVED.replace(">= 0", ">= 8")
+    q = Background(fed.fed, fed.config, sql)
+    held = wait_pending(fed.config, q.query_id)
+    early = fed.stub("bank", "telco").Run(pb.RunRequest(query_id=q.query_id, issuer="bank", sql=sql,
+                                                        plan_hash=held.plan_hash, deadline_unix=time.time() + 20),
+                                          timeout=30)
+    assert not early.ok and early.error.kind == "ApprovalRefused", early
+    assert "waiting for approval by telco" in early.error.message
+    after = wait_pending(fed.config, q.query_id)
+    assert after.status == "pending" and after.decided_by is None  # a Run before the decision consumes nothing
+    mine = [e for e in _audit(fed, "telco") if e.get("query_id") == q.query_id]
+    assert not [e for e in mine if e["event"] == "query"], "telco ran its part before its decision"
+    q.client.cancel(q.query_id, reason="test done")
+    q.join(30)
+    assert isinstance(q.error, errors.QueryCancelled), q.error
