@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 from fedsql import errors
 from fedsql.approvals import (ApprovalStore, Request, owner_epsilon, owners_to_ask, query_shape, required,
-                              store_path)
+                              store_path, USE_WINDOW_SECONDS)
 
 log = logging.getLogger("fedsql.approvals")
 
@@ -192,6 +192,11 @@ class OwnerGate:
             raise errors.ApprovalRefused(
                 f"query {query_id} of '{issuer}' was submitted to '{self.me}' for plan {req.plan_hash[:16]}…, not "
                 f"for this plan ({plan.hash[:16]}…); an approval binds to the plan every party agrees on")
+        if req.status == "approved":
+            raise errors.ApprovalRefused(
+                f"the approval of query {query_id} of '{issuer}' at '{self.me}' was not used within "
+                f"{USE_WINDOW_SECONDS:g} s of the decision; an approval is for a run now — send the query again "
+                "and ask the owner")
         if req.status == "used":
             raise errors.ApprovalRefused(f"the approval of query {query_id} of '{issuer}' at '{self.me}' was used "
                                          "by its run already; a query id runs once")

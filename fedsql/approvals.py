@@ -27,6 +27,9 @@ from typing import Any, Iterable
 
 from fedsql import errors
 
+USE_WINDOW_SECONDS = 600.0
+"""How long an approval may wait for its run: the waiting issuer runs at once; a stale one asks again."""
+
 STATUSES = ("pending", "approved", "rejected", "expired", "cancelled", "used")
 
 _SCHEMA = """
@@ -343,10 +346,14 @@ class ApprovalStore:
                         (status, by, reason, time.time(), template_id, key))
         return bool(rows)
 
-    def use(self, key: str, plan_hash: str) -> bool:
-        """approved (for this plan hash) → used, once: True when this call consumed the approval."""
+    def use(self, key: str, plan_hash: str, now: float | None = None) -> bool:
+        """approved (for this plan hash, within USE_WINDOW_SECONDS of the decision) → used, once: True
+        when this call consumed the approval. The owner approved a run now, over its data as it is now,
+        not one an issuer may keep and run months later."""
+        now = time.time() if now is None else now
         rows = self._tx("UPDATE requests SET status = 'used' WHERE key = ? AND status = 'approved' "
-                        "AND plan_hash = ? RETURNING key", (key, plan_hash))
+                        "AND plan_hash = ? AND decided_at > ? RETURNING key",
+                        (key, plan_hash, now - USE_WINDOW_SECONDS))
         return bool(rows)
 
     def expire(self, now: float | None = None) -> int:

@@ -103,6 +103,19 @@ def test_store_decides_once_and_an_approval_is_used_once_for_its_plan_only(tmp_p
         assert store.unaudited() == []
 
 
+def test_an_approval_not_run_soon_after_the_decision_is_stale(tmp_path: Path) -> None:
+    """An issuer that keeps an approval cannot run the query later over the owner's newer data."""
+    from fedsql.approvals import USE_WINDOW_SECONDS
+
+    with ApprovalStore(tmp_path / "a.sqlite") as store:
+        _submit(store)
+        assert store.decide("p2/q1", "approved", "me", "ok")
+        decided = store.get("p2/q1").decided_at
+        assert not store.use("p2/q1", "h1", now=decided + USE_WINDOW_SECONDS + 1)
+        assert store.get("p2/q1").status == "approved"  # still on record as approved, never run
+        assert store.use("p2/q1", "h1", now=decided + USE_WINDOW_SECONDS - 1)
+
+
 def test_store_expires_pending_requests(tmp_path: Path) -> None:
     with ApprovalStore(tmp_path / "a.sqlite") as store:
         _submit(store, expires_in=-1)
