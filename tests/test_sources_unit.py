@@ -164,6 +164,31 @@ def test_sqlite_and_duckdb_file_fragments_are_pushed(tmp_path, caplog):
         assert [(r["v"], r["g"], r["s"], r["n"]) for r in out] == [(0, "", 7, 1), (1, "a", 3, 2), (1, "b", 0, 1)]
 
 
+
+def test_a_join_with_a_file_table_of_the_party_is_not_pushed(tmp_path, caplog):
+    """A fragment joining a database table with one of the party's file tables (a view in the
+    node's DuckDB) runs in the node: pushed, the file table's name would be looked up in the
+    database, which here holds another relation of that name (wrong rows, silently)."""
+    import logging
+
+    from executors.local_duckdb import LocalExecutor
+
+    lite = tmp_path / "a.db"
+    con = sqlite3.connect(lite)
+    con.execute("CREATE TABLE t (id INTEGER, x INTEGER)")
+    con.executemany("INSERT INTO t VALUES (?, ?)", [(1, 10), (2, 20), (3, 30)])
+    con.execute("CREATE TABLE w (id INTEGER, y INTEGER)")  # not the party's table w
+    con.executemany("INSERT INTO w VALUES (?, ?)", [(1, 1000), (2, 1000), (3, 1000)])
+    con.commit()
+    con.close()
+    pq.write_table(pa.table({"id": pa.array([1, 2], pa.int64()), "y": pa.array([5, 6], pa.int64())}), tmp_path / "w.parquet")
+    fed = _fed(tmp_path, f'source = "sqlite://{lite}"\ntable = "t"\n[parties.a.tables.w]\nsource = "w.parquet"\n')
+    ex = LocalExecutor(fed.party("a"))
+    with caplog.at_level(logging.INFO, logger="fedsql.node"):
+        out = ex.query('SELECT SUM(t.x) AS sx, SUM(w.y) AS sy, COUNT(*) AS n FROM "t" AS "t" JOIN "w" AS "w" ON t.id = w.id')
+    assert [(int(r["sx"]), int(r["sy"]), r["n"]) for r in out.to_pylist()] == [(30, 11, 2)]
+    assert "pushed into" not in caplog.text and "runs in the node's DuckDB" in caplog.text
+
 @pytest.mark.parametrize("sql", [
     "SELECT SUM(LENGTH(pg_read_file('/etc/passwd'))) FROM \"t\"",   # a server function: never pushed
     'SELECT SUM(x) / COUNT(x) FROM "t" WHERE x / 2 > 1',            # integer division differs
