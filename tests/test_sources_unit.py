@@ -268,6 +268,24 @@ def test_spark_transpiles_the_pushed_core_with_its_string_escapes():
         "'a\\\\\\' OR 1=1 --') AND `x` BETWEEN -1 AND 9 GROUP BY `g`")
 
 
+
+@pytest.mark.parametrize("token", ["ab;cdTAIL9", "a=b%;TAIL9=x"])
+def test_a_spark_token_with_url_separators_never_reaches_the_log(token, caplog):
+    """The token is handed to the Connect client apart from the URL: put in it, a ';' or '='
+    split it into URL options and pyspark's refusal quoted the piece after it (the node log)."""
+    import logging
+
+    pytest.importorskip("pyspark.sql.connect.client")
+    from connectors.sources import SourceError, open_source
+    from fedsql.launcher import free_ports
+
+    source = open_source("a", "t", f"sc://127.0.0.1:{free_ports(1)[0]}", "db.t", token)  # nothing listens there
+    with caplog.at_level(logging.INFO, logger="fedsql.node"), pytest.raises(SourceError) as info:
+        source.schema()
+    assert "cannot connect to the Spark Connect server" in str(info.value)
+    for text in (str(info.value), caplog.text):
+        assert "TAIL9" not in text and token not in text
+
 def test_mysql_source_keys(tmp_path):
     t = _fed(tmp_path, 'source = "mariadb://reader@db.example/bank"\ntable = "bank.accounts"\n').table("a", "t")
     assert (t.format, t.source, t.relation) == ("mysql", "mariadb://reader@db.example/bank", "bank.accounts")
