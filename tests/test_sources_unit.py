@@ -286,6 +286,24 @@ def test_a_spark_token_with_url_separators_never_reaches_the_log(token, caplog):
     for text in (str(info.value), caplog.text):
         assert "TAIL9" not in text and token not in text
 
+
+def test_a_driver_message_quoting_the_password_is_scrubbed_in_the_log(caplog):
+    """A driver whose message echoes the connection string (raw or URL-encoded password, or any
+    user:password@ of a URL) leaves the password out of the node log and the error."""
+    import logging
+
+    from connectors.sources import open_source
+
+    pw = "p@ss w/rd;x"
+    source = open_source("a", "t", "postgresql://r@h:5432/db", "public.t", pw)
+    driver = RuntimeError(f"could not connect to postgresql://r:p%40ss%20w%2Frd%3Bx@h:5432/db (password {pw}); "
+                          "also mysql://other:guess@h/db")
+    with caplog.at_level(logging.INFO, logger="fedsql.node"):
+        err = source.fail("cannot connect", driver)
+    assert "cannot connect" in caplog.text and "r:***@h" in caplog.text
+    for text in (caplog.text, str(err)):
+        assert pw not in text and "p%40ss" not in text and "guess" not in text
+
 def test_mysql_source_keys(tmp_path):
     t = _fed(tmp_path, 'source = "mariadb://reader@db.example/bank"\ntable = "bank.accounts"\n').table("a", "t")
     assert (t.format, t.source, t.relation) == ("mysql", "mariadb://reader@db.example/bank", "bank.accounts")
