@@ -145,7 +145,11 @@ class LocalExecutor:
             raise DuckDBProgrammingError(
                 f"at party '{self.party.name}': the query does not match the current schema of "
                 f"{', '.join(s.where.split(': ', 1)[1] for s in sources)}: {_first(exc)}") from None
-        if len({s.engine for s in sources}) == 1:
+        # pushed only when every table it reads is in that one engine: a file table of the party
+        # (a view here) must not be looked up by its name in the database, which may hold another
+        # relation of that name (or none: a wasted round trip)
+        local = {t.name for t in ast.find_all(exp.Table)} - set(used)
+        if len({s.engine for s in sources}) == 1 and not local:
             source = sources[0]
             cut = split(ast, lambda e: source.can_run(e, types), [r[0] for r in expected])
             if cut is not None:

@@ -176,3 +176,42 @@ def test_a_long_statement_is_cancelled_at_the_deadline(myfed):
     with pytest.raises(SourceError, match=r"table 't' .*ran longer than 1 s .*server cancelled it"):
         source.scan("SELECT SUM(a.seq * b.seq) AS s FROM seq_1_to_100000 a, seq_1_to_100000 b")
     assert time.monotonic() - started < 10
+
+
+def test_decimal_date_datetime_and_nulls_are_exact(myfed, tmp_path, monkeypatch, caplog):
+    """Types come from MariaDB: decimal(p,s), date, datetime(6) and NULLs, read as rows and
+    through a pushed aggregate, equal to DuckDB over the same values."""
+    import logging
+
+    import duckdb
+
+    from executors.local_duckdb import LocalExecutor
+    from fedsql.config import parse_config
+
+    _, my, _ = myfed
+    rows = ("(1, -1.25, '2024-01-02', '2024-01-02 03:04:05.123456'), (2, 0.00, '1969-12-31', NULL), "
+            "(3, NULL, NULL, '2038-01-19 03:14:08'), (4, 12345678.99, '2000-02-29', '1999-12-31 23:59:59.999999')")
+    my.sql("CREATE TABLE bank.typed (n BIGINT, d DECIMAL(10,2), day DATE, ts DATETIME(6)); "
+           f"INSERT INTO bank.typed VALUES {rows}")
+    ref = duckdb.connect()
+    ref.execute("CREATE TABLE typed (n BIGINT, d DECIMAL(10,2), day DATE, ts TIMESTAMP)")
+    ref.execute(f"INSERT INTO typed VALUES {rows}")
+    head = ('[federation]\nname = "u"\ncompute = ["a", "b", "c"]\n[parties.b]\naddress = "127.0.0.1:2"\n'
+            '[parties.c]\naddress = "127.0.0.1:3"\n[parties.a]\naddress = "127.0.0.1:1"\n')
+    fed = parse_config(head + f'[parties.a.tables.typed]\nsource = "{my.url("bank")}"\ntable = "bank.typed"\n',
+                       tmp_path / "f.toml")
+    monkeypatch.setenv("FEDSQL_SOURCE_PASSWORD_A_TYPED", PASSWORD)
+    ex = LocalExecutor(fed.party("a"))
+    assert [tuple(c) for c in ex.schema("typed")] == [("n", "BIGINT"), ("d", "DECIMAL(10,2)"), ("day", "DATE"),
+                                                      ("ts", "TIMESTAMP")]
+    read = ex.query('SELECT * FROM "typed" ORDER BY n')
+    want = ref.execute("SELECT * FROM typed ORDER BY n").to_arrow_table()
+    assert read.schema.types == want.schema.types and read.to_pylist() == want.to_pylist()
+    agg = ('SELECT SUM(d) AS s, MIN(day) AS a, MAX(day) AS b, MIN(ts) AS c, MAX(ts) AS e, COUNT(day) AS m, '
+           'COUNT(*) AS k FROM "typed" AS "typed" WHERE n > 1')
+    with caplog.at_level(logging.INFO, logger="fedsql.node"):
+        got = ex.query(agg)
+    assert "pushed into its mysql source" in caplog.text and "could not run" not in caplog.text
+    assert any("MAX(`ts`)" in line and "`n` > 1" in line for line in my.log().splitlines())
+    want = ref.execute(agg.replace('"typed" AS "typed"', "typed")).to_arrow_table()
+    assert got.schema.types == want.schema.types and got.to_pylist() == want.to_pylist()

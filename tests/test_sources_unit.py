@@ -164,6 +164,31 @@ def test_sqlite_and_duckdb_file_fragments_are_pushed(tmp_path, caplog):
         assert [(r["v"], r["g"], r["s"], r["n"]) for r in out] == [(0, "", 7, 1), (1, "a", 3, 2), (1, "b", 0, 1)]
 
 
+
+def test_a_join_with_a_file_table_of_the_party_is_not_pushed(tmp_path, caplog):
+    """A fragment joining a database table with one of the party's file tables (a view in the
+    node's DuckDB) runs in the node: pushed, the file table's name would be looked up in the
+    database, which here holds another relation of that name (wrong rows, silently)."""
+    import logging
+
+    from executors.local_duckdb import LocalExecutor
+
+    lite = tmp_path / "a.db"
+    con = sqlite3.connect(lite)
+    con.execute("CREATE TABLE t (id INTEGER, x INTEGER)")
+    con.executemany("INSERT INTO t VALUES (?, ?)", [(1, 10), (2, 20), (3, 30)])
+    con.execute("CREATE TABLE w (id INTEGER, y INTEGER)")  # not the party's table w
+    con.executemany("INSERT INTO w VALUES (?, ?)", [(1, 1000), (2, 1000), (3, 1000)])
+    con.commit()
+    con.close()
+    pq.write_table(pa.table({"id": pa.array([1, 2], pa.int64()), "y": pa.array([5, 6], pa.int64())}), tmp_path / "w.parquet")
+    fed = _fed(tmp_path, f'source = "sqlite://{lite}"\ntable = "t"\n[parties.a.tables.w]\nsource = "w.parquet"\n')
+    ex = LocalExecutor(fed.party("a"))
+    with caplog.at_level(logging.INFO, logger="fedsql.node"):
+        out = ex.query('SELECT SUM(t.x) AS sx, SUM(w.y) AS sy, COUNT(*) AS n FROM "t" AS "t" JOIN "w" AS "w" ON t.id = w.id')
+    assert [(int(r["sx"]), int(r["sy"]), r["n"]) for r in out.to_pylist()] == [(30, 11, 2)]
+    assert "pushed into" not in caplog.text and "runs in the node's DuckDB" in caplog.text
+
 @pytest.mark.parametrize("sql", [
     "SELECT SUM(LENGTH(pg_read_file('/etc/passwd'))) FROM \"t\"",   # a server function: never pushed
     'SELECT SUM(x) / COUNT(x) FROM "t" WHERE x / 2 > 1',            # integer division differs
@@ -242,6 +267,42 @@ def test_spark_transpiles_the_pushed_core_with_its_string_escapes():
         "SELECT SUM(`x` * 3) AS `__p0`, MIN(`k`) AS `__p1` FROM `t` AS `t` WHERE `k` IN ('it\\'s', 'x\\\\', "
         "'a\\\\\\' OR 1=1 --') AND `x` BETWEEN -1 AND 9 GROUP BY `g`")
 
+
+
+@pytest.mark.parametrize("token", ["ab;cdTAIL9", "a=b%;TAIL9=x"])
+def test_a_spark_token_with_url_separators_never_reaches_the_log(token, caplog):
+    """The token is handed to the Connect client apart from the URL: put in it, a ';' or '='
+    split it into URL options and pyspark's refusal quoted the piece after it (the node log)."""
+    import logging
+
+    pytest.importorskip("pyspark.sql.connect.client")
+    from connectors.sources import SourceError, open_source
+    from fedsql.launcher import free_ports
+
+    source = open_source("a", "t", f"sc://127.0.0.1:{free_ports(1)[0]}", "db.t", token)  # nothing listens there
+    with caplog.at_level(logging.INFO, logger="fedsql.node"), pytest.raises(SourceError) as info:
+        source.schema()
+    assert "cannot connect to the Spark Connect server" in str(info.value)
+    for text in (str(info.value), caplog.text):
+        assert "TAIL9" not in text and token not in text
+
+
+def test_a_driver_message_quoting_the_password_is_scrubbed_in_the_log(caplog):
+    """A driver whose message echoes the connection string (raw or URL-encoded password, or any
+    user:password@ of a URL) leaves the password out of the node log and the error."""
+    import logging
+
+    from connectors.sources import open_source
+
+    pw = "p@ss w/rd;x"
+    source = open_source("a", "t", "postgresql://r@h:5432/db", "public.t", pw)
+    driver = RuntimeError(f"could not connect to postgresql://r:p%40ss%20w%2Frd%3Bx@h:5432/db (password {pw}); "
+                          "also mysql://other:guess@h/db")
+    with caplog.at_level(logging.INFO, logger="fedsql.node"):
+        err = source.fail("cannot connect", driver)
+    assert "cannot connect" in caplog.text and "r:***@h" in caplog.text
+    for text in (caplog.text, str(err)):
+        assert pw not in text and "p%40ss" not in text and "guess" not in text
 
 def test_mysql_source_keys(tmp_path):
     t = _fed(tmp_path, 'source = "mariadb://reader@db.example/bank"\ntable = "bank.accounts"\n').table("a", "t")

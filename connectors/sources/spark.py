@@ -59,20 +59,24 @@ class SparkSource(Source):
     dialect = "spark"
 
     def _remote(self) -> str:
+        """The Connect URL without the token: a token in it would be parsed as URL options (one
+        with ';' or '=' splits, and pyspark's error quotes the piece after it: the node log)."""
         options = [f"{k}={v}" for k, v in self.url.params]
-        if self._password is not None:
-            options.append(f"token={self._password}")
         return f"sc://{self.url.host}:{self.url.port}" + (f"/;{';'.join(options)}" if options else "")
 
     def _connect(self) -> _Session:
         try:
+            from pyspark.sql.connect.client import ChannelBuilder, DefaultChannelBuilder
             from pyspark.sql.connect.client.retries import RetryPolicy
             from pyspark.sql.connect.session import SparkSession
         except ImportError:
             raise self.fail("the Spark Connect client is not installed", hint="pip install 'fedsql[spark]'") from None
         _quiet_pyspark()
         try:
-            session = SparkSession.builder.remote(self._remote()).create()
+            channel = DefaultChannelBuilder(self._remote())
+            if self._password is not None:  # handed over as is, never through the URL's parser
+                channel.set(ChannelBuilder.PARAM_TOKEN, self._password)
+            session = SparkSession.builder.channelBuilder(channel).create()
         except Exception as exc:  # noqa: BLE001 - a malformed option: say so without the token
             raise self.fail("cannot open a Spark Connect session", exc, "check the sc:// URL's options") from None
         # pyspark retries an unreachable server for ten minutes; a query's deadline is far shorter

@@ -244,3 +244,48 @@ def test_source_down_is_clear_and_the_node_keeps_serving(srcfed):
     finally:
         pg.start()
     assert query(fed, "p2", "SELECT COUNT(*) FROM p1.t") == [(120,)]
+
+
+def _types(table: pa.Table) -> list:
+    """Column types, a zoned timestamp's zone name aside (UTC or Etc/UTC, as the machine says)."""
+    return [(t.unit, t.tz is not None) if pa.types.is_timestamp(t) else t for t in table.schema.types]
+
+
+def test_decimal_date_timestamp_and_nulls_are_exact(srcfed, tmp_path, monkeypatch, caplog):
+    """Types come from PostgreSQL: numeric(p,s), date, timestamp, timestamptz and NULLs, read
+    as rows and through a pushed aggregate, equal to DuckDB over the same values."""
+    import logging
+
+    from executors.local_duckdb import LocalExecutor
+    from fedsql.config import parse_config
+
+    _, pg, _ = srcfed
+    rows = ("(1, -1.25, DATE '2024-01-02', TIMESTAMP '2024-01-02 03:04:05.123456', TIMESTAMPTZ '2024-01-02 03:04:05.123456+00'), "
+            "(2, 0.00, DATE '1969-12-31', NULL, TIMESTAMPTZ '1970-01-01 00:00:00.000001+00'), "
+            "(3, NULL, NULL, TIMESTAMP '2038-01-19 03:14:08', NULL), "
+            "(4, 12345678.99, DATE '2000-02-29', TIMESTAMP '1999-12-31 23:59:59.999999', TIMESTAMPTZ '2024-12-31 23:00:00-05')")
+    pg.psql("CREATE TABLE typed (n bigint, d numeric(10,2), day date, ts timestamp, tz timestamptz); "
+            f"INSERT INTO typed VALUES {rows}; GRANT SELECT ON typed TO fedsql_reader", "bank")
+    ref = duckdb.connect()
+    ref.execute("SET TimeZone = 'UTC'")
+    ref.execute("CREATE TABLE typed (n BIGINT, d DECIMAL(10,2), day DATE, ts TIMESTAMP, tz TIMESTAMPTZ)")
+    ref.execute(f"INSERT INTO typed VALUES {rows}")
+    head = ('[federation]\nname = "u"\ncompute = ["a", "b", "c"]\n[parties.b]\naddress = "127.0.0.1:2"\n'
+            '[parties.c]\naddress = "127.0.0.1:3"\n[parties.a]\naddress = "127.0.0.1:1"\n')
+    fed = parse_config(head + f'[parties.a.tables.typed]\nsource = "{pg.url("bank")}"\ntable = "public.typed"\n',
+                       tmp_path / "f.toml")
+    monkeypatch.setenv("FEDSQL_SOURCE_PASSWORD_A_TYPED", PASSWORD)
+    ex = LocalExecutor(fed.party("a"))
+    assert [tuple(c) for c in ex.schema("typed")] == [("n", "BIGINT"), ("d", "DECIMAL(10,2)"), ("day", "DATE"),
+                                                      ("ts", "TIMESTAMP"), ("tz", "TIMESTAMP WITH TIME ZONE")]
+    read = ex.query('SELECT * FROM "typed" ORDER BY n')
+    want = ref.execute("SELECT * FROM typed ORDER BY n").to_arrow_table()
+    assert _types(read) == _types(want) and read.to_pylist() == want.to_pylist()
+    agg = ('SELECT SUM(d) AS s, MIN(day) AS a, MAX(day) AS b, MIN(ts) AS c, MAX(tz) AS e, COUNT(day) AS m, '
+           'COUNT(*) AS k FROM "typed" AS "typed" WHERE n > 1')
+    with caplog.at_level(logging.INFO, logger="fedsql.node"):
+        got = ex.query(agg)
+    assert "pushed into its postgresql source" in caplog.text and "could not run" not in caplog.text
+    assert any('MAX("tz")' in line and '"n" > 1' in line for line in pg.log().splitlines())
+    want = ref.execute(agg.replace('"typed" AS "typed"', "typed")).to_arrow_table()
+    assert _types(got) == _types(want) and got.to_pylist() == want.to_pylist()
