@@ -367,3 +367,21 @@ def test_passwords_and_tokens_reach_no_log_error_or_audit_record(fed: Any, endpo
     for where, text in texts.items():
         for needle in (secret, basic, base64.b64encode(f"frank:{secret}".encode()).decode().rstrip("="), token):
             assert needle not in text, f"a credential is in the {where}"
+
+
+def test_adbc_client_after_its_token_expired_is_told_to_log_in_again(fed: Any, federation: Any) -> None:
+    """The ADBC driver keeps the bearer token of its login: once it expires, its next statement is
+    refused as unauthenticated, saying so (not a generic failure), and a new connection works."""
+    _, data = federation
+    server = _start(fed, token_ttl=1.5)
+    try:
+        with _adbc(fed, server, "alice", PASSWORD) as conn:
+            assert _scalar(conn, "SELECT COUNT(*) FROM p1.t WHERE id >= -5") == data["p1.t"].num_rows
+            time.sleep(2.0)
+            with pytest.raises(adbc.Error, match="unknown or expired") as caught:
+                _scalar(conn, "SELECT COUNT(*) FROM p1.t WHERE id >= -5")
+            assert PASSWORD not in str(caught.value)
+        with _adbc(fed, server, "alice", PASSWORD) as conn:
+            assert _scalar(conn, "SELECT 1") == 1
+    finally:
+        server.shutdown()
