@@ -505,8 +505,9 @@ class FedSqlFlightServer(flight.FlightServerBase):
         from planner.compile import compile_query
 
         sql = normalise_names(sql, self.fed, self.catalog.federated_schema)
-        if self._router.route(sql) is not None:
-            return pa.schema([])  # answered by the node itself (catalog, scratch): known once it ran
+        routed = self._router.route(sql)
+        if routed is not None:
+            return self._routed_schema(sql, routed, session)
         who = self.auth.accounts.principal(self.party, session.user) if self.auth is not None else self.party
         compiled = compile_query(sql, self.fed, who, dict(session.settings), self.catalog.schema_of)
         if compiled.kind == "set":
@@ -514,6 +515,26 @@ class FedSqlFlightServer(flight.FlightServerBase):
         if compiled.kind == "explain":
             return pa.schema([pa.field("plan", pa.utf8())])
         return arrow_schema(compiled.plan.output)
+
+    def _routed_schema(self, sql: str, routed: Any, session: Session) -> pa.Schema:
+        """Schema of a statement the node answers itself (catalog, SELECT 1, scratch). JDBC takes a
+        prepared statement with an empty dataset schema for an update (executeUpdate: no result
+        set), so a reading one must report its columns: the node runs it (a catalog answer), or
+        its `LIMIT 0` form for scratch reads; nothing is written, audited or sent to other parties.
+        Writes (CREATE/INSERT/DROP scratch, COPY, sinks) keep the empty schema of an update."""
+        reads = routed.kind in ("show_tables", "describe", "information_schema") or (
+            routed.kind == "local" and not routed.target)
+        if not reads:
+            return pa.schema([])
+        if routed.kind == "local" and not routed.explain:
+            from sqlglot import exp
+
+            sql = exp.select("*").from_(routed.ast.subquery("__fedsql_probe")).limit(0).sql(dialect="duckdb")
+        result = self.node.stream(sql, dict(session.settings), None, None, uuid.uuid4().hex, session.user)
+        try:
+            return result.schema
+        finally:
+            result.close()
 
     def _store_result(self, result: PendingResult, user: str | None) -> bytes:
         handle = secrets.token_bytes(16)

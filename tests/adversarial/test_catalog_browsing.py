@@ -184,3 +184,89 @@ def test_statements_the_node_answers_itself_can_be_prepared(mtls_only: dict[str,
         cur.execute(sql)
         if not sql.startswith("CREATE"):
             assert cur.fetchall()
+
+
+# -- JDBC's own decision: an empty dataset schema means an update ----------------------------
+
+
+def _raw_client(endpoints: dict[str, Any], kind: str) -> tuple[Any, Any]:
+    flight = pytest.importorskip("pyarrow.flight")
+    fed = endpoints["fed"]
+    p = tls.paths(fed, "p1")
+    extra = ({"cert_chain": p.client_certificate.read_bytes(), "private_key": p.client_key.read_bytes()}
+             if kind == "mtls" else {})
+    client = flight.FlightClient(f"grpc+tls://127.0.0.1:{endpoints[kind].port}",
+                                 tls_root_certs=p.certificate.read_bytes(),
+                                 override_hostname=tls.server_name("p1"), **extra)
+    options = (flight.FlightCallOptions(headers=[client.authenticate_basic_token("browser", PASSWORD)])
+               if kind == "password" else flight.FlightCallOptions())
+    return client, options
+
+
+def _jdbc_execute(client: Any, options: Any, sql: str) -> tuple[pa.Schema, Any]:
+    """What the Arrow Flight SQL JDBC driver does for Statement.execute: CreatePreparedStatement,
+    then executeUpdate (DoPut CommandPreparedStatementUpdate) when the dataset schema has no
+    fields (ArrowFlightSqlClientHandler.PreparedStatement.getType), else GetFlightInfo + DoGet."""
+    from pyarrow import flight
+
+    from connectors.flightsql import FlightSql_pb2 as fsql
+
+    body = fs.pack(fsql.ActionCreatePreparedStatementRequest(query=sql))
+    created = fs.unpack(next(iter(client.do_action(flight.Action("CreatePreparedStatement", body),
+                                                   options=options))).body.to_pybytes())
+    schema = pa.ipc.read_schema(pa.py_buffer(created.dataset_schema)) if created.dataset_schema else pa.schema([])
+    handle = created.prepared_statement_handle
+    try:
+        if not schema.names:  # JDBC: StatementType.UPDATE, no result set
+            descriptor = flight.FlightDescriptor.for_command(
+                fs.pack(fsql.CommandPreparedStatementUpdate(prepared_statement_handle=handle)))
+            writer, reader = client.do_put(descriptor, pa.schema([]), options=options)
+            writer.done_writing()
+            reader.read()
+            writer.close()
+            return schema, None
+        descriptor = flight.FlightDescriptor.for_command(
+            fs.pack(fsql.CommandPreparedStatementQuery(prepared_statement_handle=handle)))
+        info = client.get_flight_info(descriptor, options=options)
+        return schema, client.do_get(info.endpoints[0].ticket, options=options).read_all()
+    finally:
+        close = fs.pack(fsql.ActionClosePreparedStatementRequest(prepared_statement_handle=handle))
+        list(client.do_action(flight.Action("ClosePreparedStatement", close), options=options))
+
+
+@pytest.mark.parametrize("kind", ["mtls", "password"])
+def test_jdbc_prepared_flow_gets_result_sets_for_statements_the_node_answers(db: Any, endpoints: dict[str, Any],
+                                                                            kind: str) -> None:
+    """SELECT 1, SHOW TABLES, DESCRIBE, information_schema and scratch reads report their columns
+    when prepared, so JDBC fetches their rows; SET and scratch writes stay updates and take effect."""
+    from pyarrow import flight
+
+    from connectors.flightsql import FlightSession_pb2 as session_pb
+
+    catalog = _catalog(db)
+    client, options = _raw_client(endpoints, kind)
+    try:
+        schema, table = _jdbc_execute(client, options, "SELECT 1 AS one")
+        assert schema.names == ["one"] and table.to_pylist() == [{"one": 1}]
+        schema, table = _jdbc_execute(client, options, "SHOW TABLES")
+        assert schema.names == table.schema.names and table.num_rows == len(catalog["tables"])
+        schema, table = _jdbc_execute(client, options, "DESCRIBE p1.t")
+        assert table.column(0).to_pylist() == [c for c, _ in catalog["columns"][("p1", "t")]]
+        schema, table = _jdbc_execute(client, options, "SELECT table_schema, table_name FROM information_schema.tables")
+        assert schema.names == ["table_schema", "table_name"] and table.num_rows == len(catalog["tables"])
+        # updates: no dataset schema, run by DoPut, effective for the session's later statements
+        schema, table = _jdbc_execute(client, options, "SET fedsql.mode = 'sizes'")
+        assert not schema.names and table is None
+        got = session_pb.GetSessionOptionsResult()
+        got.ParseFromString(next(iter(client.do_action(flight.Action("GetSessionOptions", b""),
+                                                       options=options))).body.to_pybytes())
+        assert got.session_options["fedsql.mode"].string_value == "sizes"
+        name = f"jdbc_{kind}"
+        schema, table = _jdbc_execute(client, options, f"CREATE OR REPLACE TABLE scratch.{name} AS SELECT 41 + 1 AS v")
+        assert not schema.names and table is None
+        schema, table = _jdbc_execute(client, options, f"SELECT v FROM scratch.{name}")
+        assert schema.names == ["v"] and table.to_pylist() == [{"v": 42}]
+        schema, table = _jdbc_execute(client, options, "SELECT count(*) AS n FROM p1.t WHERE id >= 0")
+        assert schema.names == ["n"] and table.column(0)[0].as_py() > 0
+    finally:
+        client.close()

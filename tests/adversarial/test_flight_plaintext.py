@@ -62,3 +62,48 @@ def test_the_endpoint_has_no_plaintext_mode(tmp_path: Path) -> None:
                                                                           "client_ca": b"c"})):
         with pytest.raises(errors.ConfigError, match="TLS"):
             fs.start_flight_server(fed, "p1", fed.parties["p1"].address, location, **kwargs)
+
+
+def test_fedsql_flight_prints_the_tls_url_clients_use(tmp_path: Path) -> None:
+    """Issue #15 item 7: `fedsql flight` printed a grpc:// URL for its TLS endpoint (clients using
+    it were refused). The line names grpc+tls:// for both listeners, and an ADBC client given
+    exactly the printed URL connects."""
+    import os
+    import select
+    import subprocess
+    import sys
+    import warnings
+
+    from fedsql import tls
+
+    cert_port, pw_port = free_ports(2)
+    config = _with_flight(tmp_path, f"127.0.0.1:{cert_port}")
+    text = config.read_text(encoding="utf-8").replace(
+        f'flight = "127.0.0.1:{cert_port}"\n', f'flight = "127.0.0.1:{cert_port}"\nflight_password = "127.0.0.1:{pw_port}"\n')
+    config.write_text(text, encoding="utf-8")
+    fed = load_config(config)
+    tls.ensure_local_keys(fed, list(fed.parties))
+    env = {k: v for k, v in os.environ.items() if k != "FEDSQL_DEBUG"}
+    proc = subprocess.Popen([sys.executable, "-m", "fedsql.cli", "flight", str(config), "--party", "p1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        ready, _, _ = select.select([proc.stdout], [], [], 60)
+        line = proc.stdout.readline() if ready else ""  # type: ignore[union-attr]
+        assert f"grpc+tls://127.0.0.1:{cert_port} (client certificate)" in line, line
+        assert f"grpc+tls://127.0.0.1:{pw_port} (user name and password)" in line, line
+        assert "grpc://" not in line
+        url = re.search(r"grpc\+tls://127\.0\.0\.1:\d+", line).group(0)
+        p = tls.paths(fed, "p1")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            conn = adbc.connect(url, db_kwargs={
+                "adbc.flight.sql.client_option.tls_root_certs": p.certificate.read_text(),
+                "adbc.flight.sql.client_option.tls_override_hostname": tls.server_name("p1"),
+                "adbc.flight.sql.client_option.mtls_cert_chain": p.client_certificate.read_text(),
+                "adbc.flight.sql.client_option.mtls_private_key": p.client_key.read_text()})
+        with conn:
+            catalogs = conn.adbc_get_objects(depth="catalogs").read_all().to_pylist()
+            assert [c["catalog_name"] for c in catalogs] == [fed.name]  # answered without the node
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

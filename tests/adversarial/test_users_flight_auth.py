@@ -321,3 +321,67 @@ def test_refused_queries_name_the_user_and_malformed_names_are_refused(fed: Any,
     with NodeClient(fed.parties["p1"].address, party="p1", config_path=str(config)) as client:
         with pytest.raises(errors.InterfaceError, match="invalid user name"):
             client.execute("SELECT COUNT(*) FROM p1.t", user='x", "event": "forged')
+
+
+def test_passwords_and_tokens_reach_no_log_error_or_audit_record(fed: Any, endpoint: Any, federation: Any,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    """Every login path — good, wrong, malformed, forged or expired token, the DB-API — leaves the
+    password, its Basic encoding and the bearer token out of the endpoint's log, the node's log,
+    the audit file and every error message."""
+    import logging
+
+    import fedsql
+
+    config, _ = federation
+    secret = "Zq7-unique-secret-pw!"
+    accounts = Accounts.of(fed, "p1")
+    if not accounts.exists("frank"):
+        accounts.add("frank", secret)
+    seen: list[str] = []
+    caplog.set_level(logging.DEBUG)
+    client = _raw(fed, endpoint)
+    header = client.authenticate_basic_token("frank", secret)
+    token = header[1].decode().split(" ", 1)[1]
+    options = flight.FlightCallOptions(headers=[header])
+    query = flight.FlightDescriptor.for_command(fs.pack(fs.fsql.CommandStatementQuery(
+        query="SELECT COUNT(*) FROM p1.t WHERE id >= -4")))
+    assert client.do_get(client.get_flight_info(query, options=options).endpoints[0].ticket,
+                         options=options).read_all().num_rows == 1
+    basic = base64.b64encode(f"frank:{secret}x".encode()).decode()
+    for headers in ([(b"authorization", f"Basic {basic}".encode())],
+                    [(b"authorization", f"Bearer {token}x".encode())],
+                    [(b"authorization", f"Basic {secret}".encode())]):
+        with pytest.raises(flight.FlightError) as caught:
+            list(client.list_actions(options=flight.FlightCallOptions(headers=headers)))
+        seen.append(str(caught.value))
+    with pytest.raises(Exception) as caught:
+        fedsql.connect(str(config), "p1", user="frank", password=secret + "x")
+    seen.append(str(caught.value))
+    with pytest.raises(Exception) as caught:
+        with _adbc(fed, endpoint, "frank", secret + "x") as conn:
+            _scalar(conn, "SELECT 1")
+    seen.append(str(caught.value))
+    texts = {"errors": "\n".join(seen), "endpoint log": caplog.text,
+             "audit": audit_path(fed, "p1").read_text(encoding="utf-8"),
+             "node log": (Path(config).parent / "logs" / "p1.log").read_text(encoding="utf-8", errors="replace")}
+    for where, text in texts.items():
+        for needle in (secret, basic, base64.b64encode(f"frank:{secret}".encode()).decode().rstrip("="), token):
+            assert needle not in text, f"a credential is in the {where}"
+
+
+def test_adbc_client_after_its_token_expired_is_told_to_log_in_again(fed: Any, federation: Any) -> None:
+    """The ADBC driver keeps the bearer token of its login: once it expires, its next statement is
+    refused as unauthenticated, saying so (not a generic failure), and a new connection works."""
+    _, data = federation
+    server = _start(fed, token_ttl=1.5)
+    try:
+        with _adbc(fed, server, "alice", PASSWORD) as conn:
+            assert _scalar(conn, "SELECT COUNT(*) FROM p1.t WHERE id >= -5") == data["p1.t"].num_rows
+            time.sleep(2.0)
+            with pytest.raises(adbc.Error, match="unknown or expired") as caught:
+                _scalar(conn, "SELECT COUNT(*) FROM p1.t WHERE id >= -5")
+            assert PASSWORD not in str(caught.value)
+        with _adbc(fed, server, "alice", PASSWORD) as conn:
+            assert _scalar(conn, "SELECT 1") == 1
+    finally:
+        server.shutdown()
