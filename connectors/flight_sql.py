@@ -605,7 +605,7 @@ class FedSqlFlightServer(flight.FlightServerBase):
                 raise errors.ProgrammingError("unknown or expired ticket: run the statement again")
             result = entry[1]
             return flight.GeneratorStream(result.schema, _streamed(result))
-        return flight.RecordBatchStream(self._metadata(command))
+        return flight.RecordBatchStream(self._metadata(command, self._user(context)))
 
     @_guarded
     def do_put(self, context: flight.ServerCallContext, descriptor: flight.FlightDescriptor,
@@ -774,13 +774,13 @@ class FedSqlFlightServer(flight.FlightServerBase):
             raise errors.NotSupportedError(f"{type(command).__name__} is not supported")
         return schema
 
-    def _metadata(self, command: Message) -> pa.Table:
+    def _metadata(self, command: Message, user: str | None = None) -> pa.Table:
         if isinstance(command, fsql.CommandGetCatalogs):
             return pa.Table.from_pylist([{"catalog_name": self.fed.name}], schema=CATALOGS_SCHEMA)
         if isinstance(command, fsql.CommandGetDbSchemas):
             return self._db_schemas(command)
         if isinstance(command, fsql.CommandGetTables):
-            return self._tables(command)
+            return self._tables(command, user)
         if isinstance(command, fsql.CommandGetTableTypes):
             return pa.Table.from_pylist([{"table_type": TABLE_TYPE}], schema=TABLE_TYPES_SCHEMA)
         if isinstance(command, fsql.CommandGetSqlInfo):
@@ -798,7 +798,8 @@ class FedSqlFlightServer(flight.FlightServerBase):
         rows = [{"catalog_name": self.fed.name, "db_schema_name": s} for s in names]
         return pa.Table.from_pylist(rows, schema=DB_SCHEMAS_SCHEMA)
 
-    def _tables(self, command: fsql.CommandGetTables) -> pa.Table:
+    def _tables(self, command: fsql.CommandGetTables, user: str | None = None) -> pa.Table:
+        """GetTables; with include_schema, each column's level as `user` has it (its roles' grants)."""
         schema = TABLES_SCHEMA_WITH_SCHEMA if command.include_schema else TABLES_SCHEMA
         if not self._catalog_matches(command) or (command.table_types and TABLE_TYPE not in command.table_types):
             return schema.empty_table()
@@ -813,7 +814,7 @@ class FedSqlFlightServer(flight.FlightServerBase):
             row: dict[str, Any] = {"catalog_name": self.fed.name, "db_schema_name": entry.db_schema,
                                    "table_name": entry.name, "table_type": TABLE_TYPE}
             if command.include_schema:
-                row["table_schema"] = self.catalog.table_schema(entry).serialize().to_pybytes()
+                row["table_schema"] = self.catalog.table_schema(entry, user).serialize().to_pybytes()
             rows.append(row)
         return pa.Table.from_pylist(rows, schema=schema)
 

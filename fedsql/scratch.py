@@ -319,7 +319,8 @@ class IssuerLocal:
                     yield from self._explain([f"catalog query answered by {self.me} alone from the configuration and the "
                                     "owners' public schemas"], [f"nothing leaves {self.me}"], settings)
                     return
-                table, types = self.information_schema(routed.ast)
+                who = self.node.accounts.principal(self.me, request.user)
+                table, types = self.information_schema(routed.ast, who)
                 yield from self._result(table, "rows", [], settings, table.num_rows, types=types)
             elif routed.kind in ("copy_local", "sink_local"):
                 yield from self._deliver_local(routed, settings)
@@ -548,17 +549,17 @@ class IssuerLocal:
         return pa.table({"schema": pa.array(cols[0], pa.utf8()), "name": pa.array(cols[1], pa.utf8()),
                          "kind": pa.array(cols[2], pa.utf8())})
 
-    def information_schema(self, ast: Any) -> tuple[pa.Table, list[str]]:
+    def information_schema(self, ast: Any, viewer: Principal | str | None = None) -> tuple[pa.Table, list[str]]:
         """Run a query over information_schema.schemata/tables/columns, filled from the same
         catalog as SHOW TABLES and DESCRIBE (what this party may know: the federation's public
-        schemas and its own scratch tables), in a private locked DuckDB."""
+        schemas and its own scratch tables; levels as `viewer` has them), in a private locked DuckDB."""
         import duckdb
         from sqlglot import exp
 
         from fedsql.locked_duckdb import open_locked
 
         names = self._information_schema_tables(ast)
-        tables = {name: self._information_table(name) for name in sorted(names)}
+        tables = {name: self._information_table(name, viewer) for name in sorted(names)}
 
         def rename(node: Any) -> Any:
             if isinstance(node, exp.Table) and self._is_information_schema(node):
@@ -584,7 +585,7 @@ class IssuerLocal:
         finally:
             con.close()
 
-    def _information_table(self, name: str) -> pa.Table:
+    def _information_table(self, name: str, viewer: Principal | str | None = None) -> pa.Table:
         from sqlglot import exp
 
         catalog = self.fed.name
@@ -608,7 +609,7 @@ class IssuerLocal:
         for r in listed:
             ref = exp.Table(this=exp.to_identifier(r["name"]),
                             db=exp.to_identifier(r["schema"]) if r["kind"] != "federated" else None)
-            described = self.describe(ref).to_pylist()
+            described = self.describe(ref, viewer).to_pylist()
             rows += [(r["schema"], r["name"], c["column_name"], i, c["column_type"], c["level"])
                      for i, c in enumerate(described, 1)]
         cols = list(zip(*rows)) if rows else [()] * 6
@@ -621,7 +622,7 @@ class IssuerLocal:
             "column_default": pa.array([None] * len(rows), pa.utf8()),
             "is_nullable": pa.array(["YES"] * len(rows), pa.utf8()),
             "data_type": pa.array(cols[4], pa.utf8()),
-            "fedsql_level": pa.array(cols[5], pa.utf8()),  # this party's access level (DESCRIBE's `level`)
+            "fedsql_level": pa.array(cols[5], pa.utf8()),  # what the asking user may do (DESCRIBE's `level`)
         })
 
     def describe(self, table: Any, viewer: Principal | str | None = None) -> pa.Table:

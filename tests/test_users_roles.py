@@ -152,6 +152,18 @@ def test_describe_shows_the_users_permissions(fed: Any) -> None:
     assert levels("carol")["amount"] == "public"
 
 
+def test_information_schema_shows_the_users_permissions(fed: Any) -> None:
+    """BI tools browse with information_schema.columns: the same permissions DESCRIBE shows the user."""
+    def levels(user: str | None) -> dict[str, str]:
+        table = _run(fed, "SELECT column_name, fedsql_level FROM information_schema.columns "
+                          "WHERE table_schema = 'shop' AND table_name = 'sales'", user)
+        return dict(zip(table.column("column_name").to_pylist(), table.column("fedsql_level").to_pylist()))
+
+    assert levels(None)["amount"] == "filter" and levels(None)["region"] == "aggregate"
+    assert levels("ann")["amount"] == "aggregate" and levels("ann")["region"] == "group_key"
+    assert levels("carol")["amount"] == "public"
+
+
 def test_list_form_join_key_and_group_key(fed: Any) -> None:
     """cust_id is ["join_key", "group_key"]: joined across parties and used as a label without `public`."""
     assert_matches(_run(fed, Q_JOIN), _reference(Q_JOIN), Q_JOIN)
@@ -206,7 +218,15 @@ def test_flight_sql_password_login_applies_the_users_roles(fed: Any) -> None:
             return adbc.connect(f"grpc+tls://127.0.0.1:{server.port}",
                                 db_kwargs={**options, "username": user, "password": PASSWORD})
 
+    def levels(conn: Any) -> dict[str, str]:  # GetTables with schemas: what BI tools show per column
+        schema = conn.adbc_get_table_schema("sales", db_schema_filter="shop")
+        return {f.name: f.metadata[b"fedsql:level"].decode() for f in schema}
+
     try:
+        with connect("ann") as conn:
+            assert levels(conn)["amount"] == "aggregate" and levels(conn)["region"] == "group_key"
+        with connect("bob") as conn:
+            assert levels(conn)["amount"] == "filter" and levels(conn)["region"] == "aggregate"
         with connect("ann") as conn, conn.cursor() as cur:
             cur.adbc_prepare(Q_GROUP)
             cur.execute(Q_GROUP)

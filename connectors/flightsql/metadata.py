@@ -181,23 +181,24 @@ class Catalog:
                 for name, ftable in self.fed.federated.items()]
         return sorted(out, key=lambda e: (e.db_schema, e.name))
 
-    def describe(self, db_schema: str, table: str) -> list[tuple[str, str, str]]:
-        """(column, DuckDB type, this party's level) of `db_schema.table`, from the node."""
+    def describe(self, db_schema: str, table: str, user: str | None = None) -> list[tuple[str, str, str]]:
+        """(column, DuckDB type, level) of `db_schema.table`, from the node: the level as `user` (a
+        logged-in account, its roles' grants included) has it, else as this party has it."""
         from sqlglot import exp
 
         sql = exp.Describe(this=exp.table_(table, db=db_schema, quoted=True)).sql(dialect="duckdb")
-        rows, _ = self.node.execute(sql)
+        rows, _ = self.node.execute(sql, user=user)
         return [(str(c), str(t), str(lv)) for c, t, lv in zip(*(rows.column(i).to_pylist() for i in range(3)))]
 
     def schema_of(self, party: str, table: str) -> tuple[tuple[str, str], ...]:
         """(column, DuckDB type) pairs of `party.table`, for planning a statement's result schema."""
         return tuple((c, t) for c, t, _ in self.describe(party, table))
 
-    def table_schema(self, entry: TableEntry) -> pa.Schema:
+    def table_schema(self, entry: TableEntry, user: str | None = None) -> pa.Schema:
         meta = {"ARROW:FLIGHT:SQL:CATALOG_NAME": self.fed.name,
                 "ARROW:FLIGHT:SQL:DB_SCHEMA_NAME": entry.db_schema,
                 "ARROW:FLIGHT:SQL:TABLE_NAME": entry.name}
-        described = self.describe(entry.db_schema, entry.name)
+        described = self.describe(entry.db_schema, entry.name, user)
         return arrow_schema([(c, t) for c, t, _ in described], meta, {c: lv for c, _, lv in described})
 
 
