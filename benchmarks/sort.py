@@ -121,13 +121,12 @@ def main() -> None:
     ap.add_argument("--spu-python", default=None, help="python of a venv with `spu` installed")
     ap.add_argument("--key-bits", type=int, default=41,
                     help="also sort with key_bits=[this] (the data fit in 41 bits; 0: skip)")
-    ap.add_argument("--pivots", type=int, default=2, help="pivots per segment and level (sort_by)")
     ap.add_argument("--small", type=int, default=8, help="segments up to this size sort all-pairs (sort_by)")
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s]
     print(f"machine: {machine()}")
-    print(f"sort_by options: pivots={args.pivots}, small={args.small}")
-    ours = run_fedsql(sizes, args.scan_n, args.key_bits, {"pivots": args.pivots, "small": args.small})
+    print(f"sort_by options: small={args.small}")
+    ours = run_fedsql(sizes, args.scan_n, args.key_bits, {"small": args.small})
     spu_res = run_spu(args.spu_python) if args.spu_python else {"error": "not requested (--spu-python)"}
     print("| op | fedsql time (s) | max CPU s per party | rounds | quicksort levels | comparisons "
           "| MB sent per party (c0/c1/c2) | correct |")

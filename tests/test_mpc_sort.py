@@ -179,6 +179,33 @@ def test_empty_and_single_row(res):
     assert ssum.tolist() == [-5] and smin.tolist() == [-5]
 
 
+@pytest.mark.parametrize("n", [2, 3, 8, 9, 10, 31, 100, 1000, 54321])
+def test_quicksort_orders_by_opened_bits_only(n):
+    """order_by_comparisons against a plaintext oracle: the arrangement sorts, every question is a
+    pair of distinct rows, and what it asks is a function of n and the answers alone (the same
+    answers give the same questions), which is what makes the transcript simulatable."""
+    from executors.mpc.sort import order_by_comparisons
+
+    sigma = np.random.default_rng(n).permutation(n)  # the rank of each shuffled row
+    asked = []
+
+    def before(x, y):
+        assert len(x) and (x != y).all()
+        asked.append((x.copy(), y.copy()))
+        return sigma[x] < sigma[y]
+
+    st: dict = {}
+    perm = order_by_comparisons(n, before, stats=st)
+    assert np.array_equal(sigma[perm], np.arange(n))
+    first = asked[:]
+    asked.clear()
+    order_by_comparisons(n, before)
+    assert len(asked) == len(first) and all(np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+                                            for a, b in zip(asked, first))
+    if n >= 1000:  # median-of-sample pivots: near n log2 n comparisons (a random pivot: 1.39 n log2 n)
+        assert st["comparisons"] <= 1.3 * n * np.log2(n) and st["levels"] <= 3 * np.log2(n)
+
+
 def test_argument_errors():
     with pytest.raises(ValueError, match="at least one key"):
         m.sort_by(None, [], [])

@@ -15,16 +15,17 @@ Method
 3. Comparison words (pack_words, local): descending keys become ~k; keys with
    declared bit widths and the tiebreak are packed into as few 64-bit words as
    fit, so that one signed comparison of words is the lexicographic comparison.
-4. Quicksort on public indices (quicksort_perm). The state is a public
-   arrangement `perm` of the shuffled rows and the list of unsorted segments.
-   Each level compares, in ONE batched comparison, every non-pivot element
-   of every unsorted segment with each of its segment's pivots (2 by default:
-   dual-pivot, fewer levels) and the pivots with each other; segments of at
-   most `small` (8) elements compare all their pairs and finish at once. The
-   per-word lt/eq bits are folded lexicographically, opened, and all segments
-   are partitioned locally (stable, O(n) numpy). Only public indices move; the
-   shares are gathered by index (`take`) for the comparisons and once at the
-   end to produce the output.
+4. Quicksort on public indices (quicksort_perm / order_by_comparisons). The state
+   is a public arrangement `perm` of the shuffled rows and the list of unsorted
+   segments. Each level compares, in ONE batched comparison, every element of every
+   unsorted segment with its segment's pivot, and all pairs of a small sample of
+   each segment (~2 len^(1/3) elements); a child's pivot is the median of the sample
+   elements that fell into it, so splits are near halves. Segments of at most
+   `small` (8) elements compare all their pairs and finish at once. The per-word
+   lt/eq bits are folded lexicographically, opened, and all segments are
+   partitioned locally (stable, O(n) numpy). Only public indices move; the shares
+   are gathered by index (`take`) for the comparisons and once at the end to
+   produce the output.
 
 Leakage (semi-honest, any single party)
 ----------------------------------------
@@ -34,8 +35,8 @@ i holds original row pi(i), so the rank vector of the shuffled array is
 sigma = rho o pi. pi is uniform and independent of the data, hence sigma is a
 uniform permutation of 0..n-1 whatever the data (including duplicates). Every
 opened bit is "position x before position y in sigma"; which pairs are
-compared next (pivots, buckets, small segments), the number of levels and the
-final arrangement are deterministic functions of sigma and n. So the whole
+compared next (pivots, samples, buckets, small segments), the number of levels
+and the final arrangement are deterministic functions of sigma and n. So the whole
 transcript is simulatable from n alone: it reveals nothing about the values,
 their order relative to the input, or how many are equal. The shares a party
 sees are fresh (comparison trees, shuffle) and the output is the shuffled sharing
@@ -53,10 +54,10 @@ Rounds and traffic
 ------------------
 shuffle: 3 rounds. Per quicksort level: 8 (one batched comparison) +
 ceil(log2 W) (fold of W comparison words; its last AND shares the opening
-round) — 9 for one or two words. Levels = depth of dual-pivot quicksort with
-an all-pairs base case, O(log n) expected (measured ~21 for 10^5, ~29 for
-10^6; single pivot ~38 / ~49). Comparisons ~24 n at 10^5 and ~30 n at 10^6
-(O(n log n)). Per comparison and party:
+round) — 9 for one or two words. Levels: O(log n), measured ~24 at 10^5 and
+~29 at 10^6; comparisons ~19.5 n at 10^5 and ~23 n at 10^6 (the random
+dual-pivot scheme this replaced: 24 n and 30 n, ~21 and ~26-30 levels).
+Per comparison and party:
 - a key declared <= 63 - log2(n) bits packs with the tiebreak into one word:
   one 64-bit lt (~27 bytes);
 - a full-width key + tiebreak: one 64-bit carry tree that also keeps the
@@ -308,92 +309,147 @@ def _ranges(starts: np.ndarray, lens: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return np.arange(int(lens.sum()), dtype=np.int64) - offs[seg] + starts[seg], seg
 
 
-def quicksort_perm(mpc: MPC, words: list[AShare], pivots: int = 2, small: int = 8, stats: dict | None = None,
-                   tie_word: bool = False) -> np.ndarray:
+SAMPLE = 31
+"""Most sample elements per segment and level whose pairwise order picks the children's pivots."""
+
+
+def _sample_size(length: np.ndarray, cap: int) -> np.ndarray:
+    """Odd sample size ~ 2 length^(1/3), at least 3, at most `cap`: all its pairs cost ~2 s^2
+    comparisons, a small share of the segment's `length`, and each child's pivot is the median of
+    its ~s/2 sample elements. Measured with a plaintext oracle (tests/test_mpc_sort.py): 19.8 n
+    comparisons and 24 levels at n = 10^5, 22.9 n and 29 levels at 10^6 (the random dual-pivot
+    scheme before: 24 n / 21 and 30 n / 26-30); c = 1 saves ~1 n more for ~4 more levels."""
+    s = np.minimum((2 * np.cbrt(length.astype(np.float64))).astype(np.int64), cap)
+    s -= 1 - (s & 1)  # odd
+    return np.maximum(s, 3)
+
+
+def quicksort_perm(mpc: MPC, words: list[AShare], small: int = 8, stats: dict | None = None,
+                   tie_word: bool = False, sample: int = SAMPLE) -> np.ndarray:
     """Public arrangement sorting (already shuffled) rows; the comparison bits are opened.
 
-    `words` are ascending comparison words (pack_words). Only safe when the
-    rows were securely shuffled and the words are distinct (see module
-    docstring). Each level, in ONE batched comparison:
-    - segments longer than `small`: the first `pivots` elements are pivots;
-      every other element is compared with every pivot and the pivots with
-      each other; the segment splits into pivots + 1 buckets (stable);
-    - segments of 2..small elements: all pairs are compared and the segment
-      is finished at once (cuts the latency-bound tail of the recursion).
+    `words` are ascending comparison words (pack_words). Only safe when the rows were
+    securely shuffled and the words are distinct (see module docstring)."""
+    return order_by_comparisons(len(words[0]), lambda x, y: _before(mpc, words, x, y, tie_word),
+                                small, stats, sample)
+
+
+def order_by_comparisons(n: int, before, small: int = 8, stats: dict | None = None,
+                         sample: int = SAMPLE) -> np.ndarray:
+    """Quicksort on public indices: the arrangement of rows 0..n-1 that sorts them, asking
+    `before(x_idx, y_idx)` (opened bits: row x before row y) once per level for a whole batch.
+
+    Each level, in ONE batched call:
+    - a segment longer than `small`: every element against the segment's pivot, and all pairs
+      of a sample of ~len^(1/3) elements from its tail; it splits into (before, pivot, after),
+      stable. Each child's pivot is the median of the sample elements that fell into it (their
+      order is known from the pairs), so splits are near halves: ~n log2 n comparisons and
+      ~log2(n / small) levels, where a random pivot costs 1.39 n log2 n and a random pair of
+      pivots (dual-pivot, the previous scheme) ~1.5 n log2 n;
+    - a segment of 2..small elements: all pairs are compared and it is finished at once (cuts
+      the latency-bound tail of the recursion).
+    The root's pivot is its first element (the shuffle made it a random one). Every choice is
+    a function of n and of the bits opened so far.
     """
-    n = len(words[0])
-    k = pivots
-    if k < 1 or small < k:
-        raise ValueError("quicksort needs pivots >= 1 and small >= pivots")
     perm = np.arange(n, dtype=np.int64)
     seg_start = np.zeros(1 if n > 1 else 0, dtype=np.int64)
     seg_len = np.full(len(seg_start), n, dtype=np.int64)
+    seg_pivot = np.full(len(seg_start), -1, dtype=np.int64)  # position of the pivot; -1: the first
     levels = comparisons = 0
-    pu, pv = _pairs(k)
     while len(seg_start):
         big = seg_len > small
         b_start, b_len = seg_start[big], seg_len[big]
+        b_piv = np.where(seg_pivot[big] >= 0, seg_pivot[big], b_start)
         nb = len(b_start)
-        # (1) big segments: non-pivot elements x pivots, then pivot pairs
-        e_pos, e_seg = _ranges(b_start + k, b_len - k)
-        xs = [np.repeat(e_pos, k)]
-        ys = [(b_start[e_seg][:, None] + np.arange(k)[None, :]).reshape(-1)]
-        xs.append((b_start[:, None] + pu[None, :]).reshape(-1))
-        ys.append((b_start[:, None] + pv[None, :]).reshape(-1))
-        # (2) small segments: all pairs
+        # (1) big segments: every other element against the pivot
+        all_pos, all_seg = _ranges(b_start, b_len)
+        keep = all_pos != b_piv[all_seg]
+        e_pos, e_seg = all_pos[keep], all_seg[keep]
+        xs, ys = [e_pos], [b_piv[e_seg]]
+        # (2) their samples: the last s non-pivot positions of the segment, all pairs
+        s_size = _sample_size(b_len - 1, sample)
+        samples = []  # (segment numbers, positions [segments, s]) per sample size
+        for sz in np.unique(s_size[s_size > 0]):
+            segs = np.flatnonzero(s_size == sz)
+            tail = b_start[segs, None] + b_len[segs, None] - 1 - np.arange(sz + 1)[None, ::-1]  # s + 1 last
+            piv_in = tail == b_piv[segs, None]
+            drop = np.where(piv_in.any(axis=1), np.argmax(piv_in, axis=1), 0)  # the pivot, else the first
+            pos = tail[np.arange(sz + 1)[None, :] != drop[:, None]].reshape(len(segs), sz)
+            u, v = _pairs(int(sz))
+            xs.append(pos[:, u].reshape(-1))
+            ys.append(pos[:, v].reshape(-1))
+            samples.append((segs, pos))
+        # (3) small segments: all pairs
         sm_start, sm_len = seg_start[~big], seg_len[~big]
         sm_groups = []
-        for s in np.unique(sm_len):
-            st = sm_start[sm_len == s]
-            u, v = _pairs(int(s))
+        for sz in np.unique(sm_len):
+            st = sm_start[sm_len == sz]
+            u, v = _pairs(int(sz))
             xs.append((st[:, None] + u[None, :]).reshape(-1))
             ys.append((st[:, None] + v[None, :]).reshape(-1))
-            sm_groups.append((int(s), st))
+            sm_groups.append((int(sz), st))
         x_pos, y_pos = np.concatenate(xs), np.concatenate(ys)
-        before = _before(mpc, words, perm[x_pos], perm[y_pos], tie_word)
+        bits = before(perm[x_pos], perm[y_pos])
         levels += 1
         comparisons += len(x_pos)
         new_perm = perm.copy()
-        # decode big segments
+        # decode big segments: before the pivot -> first child, stable; then the pivot; then the rest
         ne = len(e_pos)
-        bep = before[:ne * k].reshape(ne, k)  # element before pivot j
-        bpp = before[ne * k: ne * k + nb * len(pu)].reshape(nb, len(pu))  # pivot u before pivot v
-        prank = np.zeros((nb, k), dtype=np.int64)  # rank of each pivot among its segment's pivots
-        for c, (u, v) in enumerate(zip(pu, pv)):
-            prank[:, v] += bpp[:, c]
-            prank[:, u] += 1 - bpp[:, c]
-        bucket = k - bep.sum(axis=1)  # number of pivots before the element
-        sizes = np.bincount(e_seg * (k + 1) + bucket, minlength=nb * (k + 1)).reshape(nb, k + 1)
-        boff = np.cumsum(sizes, axis=1) - sizes + np.arange(k + 1)[None, :]  # bucket start in segment
-        first_e = np.cumsum(b_len - k) - (b_len - k)  # index of each segment's first element in e_*
-        rank = np.zeros(ne, dtype=np.int64)
-        for b in range(k + 1):
-            mask = bucket == b
+        after = ~bits[:ne]
+        n_before = np.bincount(e_seg[~after], minlength=nb).astype(np.int64)
+        first_e = np.cumsum(b_len - 1) - (b_len - 1)  # index of each segment's first element in e_*
+        rank = np.empty(ne, dtype=np.int64)
+        for side in (False, True):
+            mask = after == side
             cex = np.concatenate(([0], np.cumsum(mask)))
             rank[mask] = (cex[:-1] - cex[first_e][e_seg])[mask]
-        new_perm[b_start[e_seg] + boff[e_seg, bucket] + rank] = perm[e_pos]
-        piv_pos = b_start[:, None] + np.take_along_axis(boff, prank + 1, axis=1) - 1
-        new_perm[piv_pos.reshape(-1)] = perm[(b_start[:, None] + np.arange(k)[None, :]).reshape(-1)]
+        new_pos = b_start[e_seg] + rank + np.where(after, n_before[e_seg] + 1, 0)
+        new_perm[new_pos] = perm[e_pos]
+        new_perm[b_start + n_before] = perm[b_piv]
+        moved = np.empty(n, dtype=np.int64)  # old position -> new position (elements of big segments)
+        moved[e_pos] = new_pos
+        child_pivot = np.full((nb, 2), -1, dtype=np.int64)
+        side_of = np.zeros(n, dtype=bool)
+        side_of[e_pos] = after
+        at = ne
+        for segs, pos in samples:
+            sz = pos.shape[1]
+            u, v = _pairs(sz)
+            pb = bits[at: at + len(segs) * len(u)].reshape(len(segs), len(u)).astype(np.int64)
+            at += len(segs) * len(u)
+            srank = np.zeros((len(segs), sz), dtype=np.int64)  # rank of each sample element in its sample
+            np.add.at(srank, (slice(None), v), pb)
+            np.add.at(srank, (slice(None), u), 1 - pb)
+            sides = side_of[pos]
+            for side in (False, True):
+                member = sides == side
+                count = member.sum(axis=1)
+                # the member of middle rank among this side's members: sort ranks, non-members last
+                key = np.where(member, srank, sz)
+                order = np.argsort(key, axis=1)
+                mid = np.take_along_axis(order, ((count - 1) // 2)[:, None].clip(0), axis=1)[:, 0]
+                chosen = pos[np.arange(len(segs)), mid]
+                child_pivot[segs, int(side)] = np.where(count > 0, moved[chosen], -1)
         # decode small segments: rank = number of segment members before the element
-        pos = ne * k + nb * len(pu)
-        for s, st in sm_groups:
-            u, v = _pairs(s)
-            bits = before[pos: pos + len(st) * len(u)].reshape(len(st), len(u)).astype(np.int64)
-            pos += len(st) * len(u)
-            r = np.zeros((len(st), s), dtype=np.int64)
-            for c in range(len(u)):  # s <= small, so at most small^2/2 columns
-                r[:, v[c]] += bits[:, c]
-                r[:, u[c]] += 1 - bits[:, c]
-            rows = perm[st[:, None] + np.arange(s)[None, :]]
+        for sz, st in sm_groups:
+            u, v = _pairs(sz)
+            pb = bits[at: at + len(st) * len(u)].reshape(len(st), len(u)).astype(np.int64)
+            at += len(st) * len(u)
+            r = np.zeros((len(st), sz), dtype=np.int64)
+            for c in range(len(u)):  # sz <= small, so at most small^2/2 columns
+                r[:, v[c]] += pb[:, c]
+                r[:, u[c]] += 1 - pb[:, c]
+            rows = perm[st[:, None] + np.arange(sz)[None, :]]
             placed = np.empty_like(rows)
             np.put_along_axis(placed, r, rows, axis=1)
-            new_perm[(st[:, None] + np.arange(s)[None, :]).reshape(-1)] = placed.reshape(-1)
+            new_perm[(st[:, None] + np.arange(sz)[None, :]).reshape(-1)] = placed.reshape(-1)
         perm = new_perm
-        # next level: buckets of the big segments with >= 2 elements
-        starts = (b_start[:, None] + boff).reshape(-1)
-        lens = sizes.reshape(-1)
+        # next level: both children of the big segments with >= 2 elements
+        starts = np.stack([b_start, b_start + n_before + 1], axis=1).reshape(-1)
+        lens = np.stack([n_before, b_len - 1 - n_before], axis=1).reshape(-1)
+        pivs = child_pivot.reshape(-1)
         keep = lens >= 2
-        seg_start, seg_len = starts[keep], lens[keep]
+        seg_start, seg_len, seg_pivot = starts[keep], lens[keep], pivs[keep]
     if stats is not None:
         stats.update(levels=levels, comparisons=comparisons)
     return perm
@@ -401,7 +457,7 @@ def quicksort_perm(mpc: MPC, words: list[AShare], pivots: int = 2, small: int = 
 
 def sort_by(mpc: MPC, keys: list[AShare], columns: list[AShare], descending: bool | list[bool] = False,
             key_bits: list[int | None] | None = None, unique_keys: bool = False,
-            pivots: int = 2, small: int = 8, stats: dict | None = None) -> tuple[list[AShare], list[AShare]]:
+            small: int = 8, stats: dict | None = None) -> tuple[list[AShare], list[AShare]]:
     """Oblivious sort of rows by key columns (lexicographic), carrying `columns` along.
 
     keys: signed int64 sharings, |a - b| < 2^63 within a column.
@@ -416,7 +472,7 @@ def sort_by(mpc: MPC, keys: list[AShare], columns: list[AShare], descending: boo
     a wrong order and may leak; never derive key_bits from the data.
     unique_keys=True skips the tiebreak; only leak-free if the keys really are
     distinct (with duplicates it still sorts, but reveals the tie pattern).
-    pivots / small: quicksort shape (see quicksort_perm).
+    small: segments of at most this many rows compare all their pairs (order_by_comparisons).
     stats (optional dict) receives levels, comparisons, words and rounds.
     """
     if not keys:
@@ -440,7 +496,7 @@ def sort_by(mpc: MPC, keys: list[AShare], columns: list[AShare], descending: boo
     tie = None if unique_keys else shuffled[-1]
     words = pack_words(mpc, shuffled[:m], desc, key_bits, tie, n)
     tie_word = tie is not None and len(words) >= 2 and words[-1] is tie and n <= 2**31
-    perm = quicksort_perm(mpc, words, pivots, small, stats, tie_word)
+    perm = quicksort_perm(mpc, words, small, stats, tie_word)
     out = [take(c, perm) for c in shuffled[:m + len(columns)]]
     if stats is not None:
         stats.update(rounds=mpc.rounds - r0, words=len(words))
