@@ -89,11 +89,11 @@ class SinkConfig:
 
     name: str
     source: str  # the URL as configured (never a password)
-    kind: str  # postgresql
+    kind: str  # postgresql, mysql, sqlite, duckdb
     relation: str  # "schema.table" or "table" inside it
 
 
-SINK_KINDS = ("postgresql",)  # SQLite and DuckDB files are opened read-only as sources
+SINK_KINDS = ("postgresql", "mysql", "sqlite", "duckdb")  # Flight SQL and Spark sources are read-only
 
 
 @dataclass(frozen=True)
@@ -345,7 +345,8 @@ def _load_sink(path: Path, party: str, name: str, raw: Any) -> SinkConfig:
     text = _expect(path, f"{where}.source", raw.get("source"), str, 'a database URL ("postgresql://user@host:port/db")')
     url, kind, relation = _database_source(path, where, text, raw)
     if kind not in SINK_KINDS:
-        raise _err(path, f"{where}.source", f"{kind} databases cannot be sinks yet; use a postgresql:// database")
+        raise _err(path, f"{where}.source", f"{kind} sources cannot be sinks; use a postgresql://, mysql:// "
+                                            "(mariadb://), sqlite:/// or duckdb:/// database")
     return SinkConfig(name, url, kind, relation)
 
 

@@ -6,6 +6,8 @@ read or write files, load extensions, see Python variables, or change its own
 settings (issue #11: a crafted schema made a node write a file and read its private
 key back through an error). The only files an owner's DuckDB reads are its table
 sources, named in `allowed_paths`; they are fixed before file access is switched off.
+A DuckDB database file (an owner's source, read-only, or its sink, written) is opened by
+`open_locked_file` with the same rules: it reaches that file alone.
 """
 
 from __future__ import annotations
@@ -48,6 +50,20 @@ def open_locked(allowed_paths: Iterable[str | Path] = (), memory_limit_mb: int |
         con.close()
         raise
     return con
+
+
+LOCKED_FILE_CONFIG = {"autoinstall_known_extensions": False, "autoload_known_extensions": False,
+                      "python_enable_replacements": False, "enable_external_access": False,
+                      "lock_configuration": True}
+
+
+def open_locked_file(path: str | Path, read_only: bool = True) -> duckdb.DuckDBPyConnection:
+    """The DuckDB database file `path` (a source: read-only; a sink: `read_only=False`), with
+    external access off and its configuration locked from the connect on: it reads and writes
+    its own file (and its WAL) only — no other file, no ATTACH, no extension installed or loaded
+    from disk, no network, no Python variable — and no statement can change that. The settings
+    are given at connect, so every connection of the process to that file shares one instance."""
+    return duckdb.connect(str(path), read_only=read_only, config=dict(LOCKED_FILE_CONFIG))
 
 
 class DuckDBText:

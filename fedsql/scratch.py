@@ -447,12 +447,13 @@ class IssuerLocal:
     def _sink(self, name: str) -> Any:
         """The configured sink as a Source (its driver, password from the environment or secrets file)."""
         from connectors.sources import open_source
-        from connectors.sources.secrets import load_passwords
+        from connectors.sources.secrets import sink_password
         from fedsql.state import state_dir
 
-        sink = self.fed.parties[self.me].sinks[name]
-        key = f"{SINK}_{name}"  # FEDSQL_SOURCE_PASSWORD_<PARTY>_SINK_<NAME>, or [tables.sink_<name>]
-        password = load_passwords(state_dir(self.fed.path, self.me), self.me, [key]).get(key)
+        party = self.fed.parties[self.me]
+        sink = party.sinks[name]
+        # FEDSQL_SINK_PASSWORD_<PARTY>_<NAME> or [sinks.<name>]; the older key sink_<name> as a fallback
+        password = sink_password(state_dir(self.fed.path, self.me), self.me, name, list(party.tables))
         return open_source(self.me, f"sink.{name}", sink.source, sink.relation, password,
                            statement_timeout=self.fed.deadline_seconds)
 

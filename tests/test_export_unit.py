@@ -71,7 +71,7 @@ def test_sink_configuration() -> None:
     assert fed.parties["a"].sinks["out"].relation == "public.out"
     for extra, message in [
         (sink.replace("w@", "w:pw@"), "carries a password"),
-        ('[parties.a.sinks.out]\nsource = "sqlite:///x.db"\ntable = "t"\n', "cannot be sinks yet"),
+        ('[parties.a.sinks.out]\nsource = "sc://127.0.0.1:15002"\ntable = "db.t"\n', "spark sources cannot be sinks"),
         (sink + 'mode = "append"\n', "unknown key 'mode'"),
         (sink.replace('table = "public.out"\n', ""), 'missing "table"'),
     ]:

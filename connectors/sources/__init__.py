@@ -130,13 +130,32 @@ class Source(ABC):
         finally:
             con.close()
 
+    # -- sinks: INSERT INTO sink.NAME (fedsql/scratch.py) ---------------------------------
+
     def append(self, data: pa.Table) -> int:
-        """Insert `data`'s rows into the relation (a sink, fedsql/scratch.py) in one transaction, by
-        column name, through the driver's bulk ingest (ADBC: COPY for PostgreSQL); returns the
-        rows written. A failure names the sink, never a value or the password."""
-        data = self._as_relation(data)
-        schema, name = self.relation_parts()
-        con = self._connect()
+        """Insert `data`'s rows into the relation (a sink) in one transaction, by column name;
+        returns the rows written. The relation must exist; each result column is cast to the
+        relation's type for it (`_as_relation`), then written by the engine's `_write` (ADBC bulk
+        ingest by default: COPY for PostgreSQL). A failure names party, sink and relation, never a
+        value or the password, and leaves the relation as it was."""
+        return self._write(self._as_relation(data))
+
+    def sink_schema(self) -> list[tuple[str, str]]:
+        """(column, DuckDB type) of the relation as a sink writes it (the source's schema)."""
+        return self.schema()
+
+    def storage(self, column: str, duckdb_type: str, value: str) -> tuple[str, list[tuple[str, str]]]:
+        """How the engine stores a value already cast to `duckdb_type`: the DuckDB expression that
+        writes it (`value` is the cast value), and checks [(predicate true for a value the column
+        cannot hold exactly, why)] made before anything is written. By default: as it is."""
+        return value, []
+
+    def _write(self, data: pa.Table) -> int:
+        """Write `data` (columns named and typed as the relation's) in one transaction."""
+        if data.num_rows == 0:
+            return 0
+        schema, name = self._ingest_target()
+        con = self._writer()
         try:
             with con.cursor() as cur:
                 kwargs = {"db_schema_name": schema} if schema else {}
@@ -144,44 +163,97 @@ class Source(ABC):
             con.commit()
             return int(written) if written is not None and written >= 0 else data.num_rows
         except Exception as exc:  # noqa: BLE001 - any driver failure becomes a clear SourceError
-            from fedsql.errors import Error
-
-            if isinstance(exc, Error):
-                raise
             with contextlib.suppress(Exception):
                 con.rollback()
-            err = self.fail(f"{self.engine_name} refused to insert the rows (nothing was written)", exc,
-                            "the relation must exist with columns named as the SELECT's, and the user needs "
-                            "INSERT on it; the node log has the error's kind", quote=False)
-            err.statement_failed = True
-            raise err from None
+            raise self.refused_insert(exc) from None
         finally:
             con.close()
 
-    def _as_relation(self, data: pa.Table) -> pa.Table:
+    def _writer(self) -> Any:
+        """A connection that may write (the default: the reading one; SQLite's reads read-only)."""
+        return self._connect()
+
+    def _ingest_target(self) -> tuple[str | None, str]:
+        """(schema, table) as the ADBC ingest names the relation."""
+        return self.relation_parts()
+
+    def refused_insert(self, exc: BaseException) -> Exception:
+        """The error for a driver failure while inserting (its text may quote a value: not shown)."""
+        from fedsql.errors import Error
+
+        if isinstance(exc, Error):
+            return exc
+        err = self.fail(f"{self.engine_name} refused to insert the rows (nothing was written)", exc,
+                        "the relation must exist with columns named as the SELECT's, its constraints must hold, "
+                        "and the user needs INSERT on it; the node log has the error's kind", quote=False)
+        err.statement_failed = True
+        return err
+
+    def _as_relation(self, data: pa.Table, target_schema: list[tuple[str, str]] | None = None) -> pa.Table:
         """`data` with each column cast to the relation's type for it, matched by name (a SUM is a
-        HUGEINT in DuckDB, a bigint column in the database); an unknown column is refused by name."""
+        HUGEINT in DuckDB, a bigint column in the database), then to the engine's storage form
+        (`storage`). Refused, by column name and before anything is written: a column the relation
+        lacks, two result columns for one of its columns, a value that does not cast or that the
+        column cannot hold exactly. Columns of the relation the result lacks take their default."""
         from fedsql.locked_duckdb import open_locked
 
-        target = {c.lower(): (c, t) for c, t in self.schema()}
+        columns = target_schema if target_schema is not None else self.sink_schema()
+        target = {c.lower(): (c, t) for c, t in columns}
         missing = [c for c in data.column_names if c.lower() not in target]
         if missing:
             raise self.fail(f"the result has column{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))}, "
                             f"which the relation does not have (it has {', '.join(c for c, _ in target.values())})",
                             hint="name the SELECT's columns as the relation's (SELECT x AS column, …)")
+        seen: dict[str, str] = {}
+        for c in data.column_names:
+            if c.lower() in seen:
+                raise self.fail(f"the result has two columns for the relation's column {target[c.lower()][0]!r} "
+                                f"({seen[c.lower()]!r} and {c!r})", hint="name each SELECT column once")
+            seen[c.lower()] = c
         quote = lambda n: '"' + n.replace('"', '""') + '"'  # noqa: E731
-        select = ", ".join(f"CAST({quote(c)} AS {target[c.lower()][1]}) AS {quote(target[c.lower()][0])}"
-                           for c in data.column_names)
+        cast = {c: f"CAST({quote(c)} AS {target[c.lower()][1]})" for c in data.column_names}
+        select, checks = [], []
+        for c in data.column_names:
+            name, duck_type = target[c.lower()]
+            stored, unfit = self.storage(name, duck_type, cast[c])
+            select.append(f"{stored} AS {quote(name)}")
+            checks += [(name, predicate.replace("{v}", cast[c]), why) for predicate, why in unfit]
         con = open_locked()
         try:
             con.register("__rows", data)
             try:
-                return con.execute(f"SELECT {select} FROM __rows").to_arrow_table()
-            except Exception as exc:  # noqa: BLE001 - a value that does not fit the column
-                raise self.fail("a value of the result does not fit the relation's column types", exc,
+                if checks:
+                    counts = con.sql("SELECT " + ", ".join(f"COUNT(*) FILTER (WHERE {p})" for _, p, _ in checks)
+                                     + " FROM __rows").fetchall()[0]
+                    bad = [(name, why, n) for (name, _, why), n in zip(checks, counts) if n]
+                    if bad:
+                        raise self.fail("; ".join(f"column {name!r}: {why} ({n} {'values' if n > 1 else 'value'})"
+                                                  for name, why, n in bad) + " (nothing was written)",
+                                        hint="cast or round them in the SELECT")
+                return con.sql(f"SELECT {', '.join(select)} FROM __rows").to_arrow_table()
+            except duckdb_error() as exc:  # a value that does not fit the column types: say which column
+                raise self.fail("the result does not fit the relation's column types: "
+                                + self._unfit_columns(con, data, cast, target) + " (nothing was written)", exc,
                                 "cast it in the SELECT", quote=False) from None
         finally:
             con.close()
+
+    @staticmethod
+    def _unfit_columns(con: Any, data: pa.Table, cast: dict[str, str], target: dict[str, tuple[str, str]]) -> str:
+        """Which result columns do not cast to the relation's types, counted (no value is shown)."""
+        quote = lambda n: '"' + n.replace('"', '""') + '"'  # noqa: E731
+        out = []
+        for c in data.column_names:
+            name, duck_type = target[c.lower()]
+            try:
+                n = con.sql(f"SELECT COUNT(*) FROM __rows WHERE {quote(c)} IS NOT NULL AND "
+                            f"TRY_{cast[c]} IS NULL").fetchall()[0][0]
+            except duckdb_error():
+                out.append(f"column {name!r} ({duck_type}) cannot take the result's {data.schema.field(c).type}")
+                continue
+            if n:
+                out.append(f"column {name!r} ({duck_type}): {n} {'values do' if n > 1 else 'value does'} not cast")
+        return "; ".join(out) or "a value does not cast"
 
     def can_run(self, ast: exp.Expression, types: dict[str, str]) -> bool:
         """True when the source computes `ast` exactly as DuckDB would; `types` maps each column
@@ -206,6 +278,9 @@ class Source(ABC):
 
     @property
     def where(self) -> str:
+        if self.table.startswith("sink."):  # fedsql/scratch.py opens a sink as table "sink.NAME"
+            return (f"party '{self.party}': sink '{self.table[len('sink.'):]}' "
+                    f"(source {self.url.display}, table {self.relation})")
         return f"party '{self.party}': table '{self.table}' (source {self.url.display}, relation {self.relation})"
 
     def relation_parts(self) -> tuple[str | None, str]:
@@ -236,6 +311,12 @@ class Source(ABC):
             from urllib.parse import quote as urlquote
             text = text.replace(urlquote(self._password, safe=""), "***")
         return re.sub(r"(://[^:/@\s]+):[^@\s]+@", r"\1:***@", text)
+
+
+def duckdb_error() -> type[Exception]:
+    import duckdb
+
+    return duckdb.Error
 
 
 def pushdown_types_ok(ast: exp.Expression, types: dict[str, str], refuse: tuple[str, ...],
