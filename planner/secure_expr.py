@@ -204,9 +204,45 @@ def split_expression(
             _no_hash(then, other)
             other = SNode("case", (cond, then, other), encoding=sum_encoding(then.encoding, other.encoding))
         return other
+    rewritten = _as_case(node)
+    if rewritten is not None:
+        return split_expression(rewritten, party_of, leaf)
     raise UnsupportedSql(
         f"the expression {node.sql(dialect=DIALECT)} must run under MPC (it combines several parties' columns, or "
         "reads a LEFT JOIN's NULL-padded side) and is not supported there yet (supported: + - * comparisons "
-        "AND OR NOT IS [NOT] NULL/TRUE/FALSE COALESCE NULLIF IN BETWEEN, CASE WHEN c THEN a ELSE b, DATE - DATE, "
+        "AND OR NOT IS [NOT] NULL/TRUE/FALSE COALESCE NULLIF IN BETWEEN, CASE, GREATEST LEAST ABS, DATE - DATE, "
         "date_diff('day', a, b) and DATE ± days)"
     )
+
+
+def _as_case(node: exp.Expression) -> exp.Expression | None:
+    """GREATEST/LEAST (NULLs ignored, as DuckDB), ABS and the simple CASE x WHEN v … as the searched
+    CASE the secure operators run, with DuckDB's semantics; None for anything else.
+
+    >>> _as_case(exp.func("greatest", exp.column("a"), exp.column("b"))).sql()
+    'CASE WHEN a IS NULL THEN b WHEN b IS NULL THEN a WHEN a >= b THEN a ELSE b END'
+    >>> _as_case(exp.Abs(this=exp.column("x"))).sql()
+    'CASE WHEN x < 0 THEN -x ELSE x END'
+    """
+    if isinstance(node, (exp.Greatest, exp.Least)):
+        args = [node.this, *node.expressions]
+        cmp = exp.GTE if isinstance(node, exp.Greatest) else exp.LTE
+        out = args[0]
+        for b in args[1:]:
+            a = out
+            out = exp.Case(ifs=[exp.If(this=exp.Is(this=a.copy(), expression=exp.Null()), true=b.copy()),
+                                exp.If(this=exp.Is(this=b.copy(), expression=exp.Null()), true=a.copy()),
+                                exp.If(this=cmp(this=a.copy(), expression=b.copy()), true=a.copy())],
+                           default=b.copy())
+        return out
+    if isinstance(node, exp.Abs):
+        x = node.this
+        return exp.Case(ifs=[exp.If(this=exp.LT(this=x.copy(), expression=exp.Literal.number(0)),
+                                    true=exp.Neg(this=x.copy()))], default=x.copy())
+    if isinstance(node, exp.Case) and node.this is not None and node.args.get("ifs"):
+        subject = node.this
+        ifs = [exp.If(this=exp.EQ(this=subject.copy(), expression=i.this.copy()), true=i.args["true"].copy())
+               for i in node.args["ifs"]]
+        default = node.args.get("default")
+        return exp.Case(ifs=ifs, default=default.copy() if default is not None else None)
+    return None

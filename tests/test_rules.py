@@ -28,7 +28,7 @@ from planner.rules.implied_filters import implied_filters
 from planner.rules.label_choice import label_choice
 from planner.rules.or_factor import or_factor
 
-MODULES = ["planner.rules", "planner.rules.context", "planner.rules.scope"] + [
+MODULES = ["planner.rules", "planner.rules.context", "planner.rules.scope", "planner.secure_expr"] + [
     f"planner.rules.{rule.__name__}" for rule in RULES]
 
 
