@@ -223,6 +223,12 @@ QUERIES = [
     "WHERE (x.region = 1 AND y.vip) OR (x.region = 2 AND y.bal > 100) OR (x.seg IS NULL AND y.bal IS NULL) "
     "GROUP BY x.region",
     "SELECT x.region + 1 AS r, COUNT(*), SUM(y.bal) FROM a.cust x JOIN b.acct y ON x.cid = y.cid GROUP BY r",
+    # GREATEST/LEAST (NULLs ignored), ABS, simple CASE across parties: rewritten to CASE under MPC
+    "SELECT x.seg, SUM(LEAST(y.bal, x.region, 100)) AS l, MAX(ABS(y.bal - x.credit)) AS a, "
+    "SUM(CASE x.region WHEN 1 THEN y.bal WHEN 2 THEN -y.bal END) AS c FROM a.cust x JOIN b.acct y "
+    "ON x.cid = y.cid GROUP BY x.seg",
+    "SELECT COUNT(*), MIN(GREATEST(y.opened, DATE '2003-01-01')) FROM a.cust x JOIN b.acct y ON x.cid = y.cid "
+    "WHERE GREATEST(y.bal, x.credit) > 300",
 ]
 
 
@@ -276,6 +282,8 @@ OBLIVIOUS = [
     "SELECT x.seg, COUNT(*) FROM a.cust x JOIN c.profile p ON x.cid = p.cid WHERE x.credit > p.lim * 10 "
     "GROUP BY x.seg ORDER BY x.seg NULLS LAST",
     "SELECT SUM(x.credit * p.lim) FROM a.cust x, c.profile p WHERE p.cid = x.cid AND x.region = 1",
+    "SELECT p.tier, SUM(GREATEST(x.credit, p.lim)), MIN(ABS(x.credit - p.lim)) FROM a.cust x "
+    "JOIN c.profile p ON x.cid = p.cid GROUP BY p.tier",
     # the issuer's own labels (string with NULLs, number) stay with it: looked up by the opened group rank
     "SELECT x.seg, x.region, SUM(p.lim), COUNT(*) FROM a.cust x JOIN c.profile p ON x.cid = p.cid "
     "GROUP BY x.seg, x.region HAVING COUNT(*) > 1",

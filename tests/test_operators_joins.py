@@ -128,6 +128,29 @@ def test_oblivious_join_respects_fk_rows_and_outer() -> None:
         (11 * k if k in PK_KEYS else 0, j) for j, k in enumerate(FK_KEYS))
 
 
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_oblivious_join_random_keys_against_a_plain_join(seed: int) -> None:
+    """Unmatched FK keys before, between and after the PK keys, PK rows filtered out (`__rows` 0),
+    negative values and NULL keys: inner rows carry their own key's PK values; outer rows without
+    a PK row read zeros (NULL), never the values of the PK row sorted before them."""
+    rng = np.random.default_rng(seed)
+    pk_keys = [int(k) for k in rng.permutation(40)[:15] - 10]
+    pk_a = [int(v) for v in rng.integers(-1000, 1000, len(pk_keys))]
+    pk_ok = [int(v) for v in rng.random(len(pk_keys)) < 0.7]
+    fk_keys = [None if r < 0.1 else int(v) for v, r in zip(rng.integers(-15, 35, 60), rng.random(60))]
+    pk = tagged(pk_keys, SORT_TAG_BITS, a=pk_a, __rows=pk_ok)
+    fk = tagged(fk_keys, SORT_TAG_BITS, b=list(range(len(fk_keys))))
+    by_key = {k: (a, ok) for k, a, ok in zip(pk_keys, pk_a, pk_ok)}
+    _, inner = run_operator(oblivious_join, ObliviousJoin("j_1", "L", "R", "t", "t", pk="right"), {"L": fk, "R": pk})
+    assert rows(inner, ["a", "b"], where="__rows") == Counter(
+        (by_key[k][0], j) for j, k in enumerate(fk_keys) if k in by_key and by_key[k][1])
+    fresh = tagged(pk_keys, SORT_TAG_BITS, a=pk_a)
+    _, outer = run_operator(oblivious_join, ObliviousJoin("j_1", "L", "R", "t", "t", pk="left", outer=True),
+                            {"L": fresh, "R": fk})
+    assert rows(outer, ["a", "b"], where="__rows") == Counter(
+        (by_key[k][0] if k in by_key else 0, j) for j, k in enumerate(fk_keys))
+
+
 def test_oblivious_join_refuses_a_unique_key_that_repeats() -> None:
     pk = tagged([1, 2, 2], SORT_TAG_BITS, a=[1, 2, 3])
     fk = tagged([2], SORT_TAG_BITS, b=[0])

@@ -225,6 +225,14 @@ def sum_segments(x: AShare, starts: np.ndarray) -> AShare:
     return AShare(np.add.reduceat(x.a, starts), np.add.reduceat(x.b, starts))
 
 
+def diff_rows(x: AShare) -> AShare:
+    """Row i minus row i-1 (row 0 kept), local: the inverse of a running sum, so that
+    cumsum_segments(diff_rows(x), [0]) == x and zeros between rows keep the previous value."""
+    if len(x) == 0:
+        return zeros(0)
+    return AShare(np.diff(x.a, prepend=np.uint64(0)), np.diff(x.b, prepend=np.uint64(0)))
+
+
 def cumsum_segments(x: AShare, starts: np.ndarray) -> AShare:
     """Inclusive running sums within the runs of a column that begin at the public, increasing
     `starts` (local: a sum of shares is a share of the sum)."""

@@ -48,14 +48,25 @@ def segment_starts(mpc: MPC, sorted_keys: list[AShare]) -> AShare:
         raise ValueError("segment_starts: all key columns must have the same length")
     if n <= 1:
         return _const(mpc, n, 1)
-    items = [("eq", AShare(k.a[1:], k.b[1:]), AShare(k.a[:-1], k.b[:-1])) for k in sorted_keys]
-    same = [pack_bits(b) for b in compare_many(mpc, items)]
+    later = [AShare(k.a[1:], k.b[1:]) for k in sorted_keys]
+    earlier = [AShare(k.a[:-1], k.b[:-1]) for k in sorted_keys]
+    return concat([_const(mpc, 1, 1), rows_equal(mpc, later, earlier, negate=True)])
+
+
+def rows_equal(mpc: MPC, xs: list[AShare], ys: list[AShare], negate: bool = False) -> AShare:
+    """0/1 arithmetic sharing: row i of every xs column equals row i of its ys column (with
+    `negate`: differs somewhere). One batched equality (7 rounds), an AND tree across columns,
+    bit injection (2)."""
+    n = len(xs[0])
+    if n == 0:
+        return _const(mpc, 0, 0)
+    same = [pack_bits(b) for b in compare_many(mpc, [("eq", x, y) for x, y in zip(xs, ys)])]
     while len(same) > 1:  # AND across key columns, a balanced tree of batched rounds
         half = len(same) // 2
         anded = b_and_many(mpc, same[0:2 * half:2], same[1:2 * half:2])
         same = anded + same[2 * half:]
-    differs = b2a_bit(mpc, bit_not(mpc, unpack_bits(same[0], n - 1)))
-    return concat([_const(mpc, 1, 1), differs])
+    bits = unpack_bits(same[0], n)
+    return b2a_bit(mpc, bit_not(mpc, bits) if negate else bits)
 
 
 def segmented_scan(mpc: MPC, starts: AShare, columns: list[AShare], ops: list[str]) -> list[AShare]:

@@ -187,9 +187,17 @@ def _ones_of(mpc: MPC):
 
 def oblivious_join(mpc: MPC, inputs: Mapping[str, SecretTable], step: ObliviousJoin, *,
                    check_memory: MemoryCheck = no_memory_limit) -> SecretTable:
-    """PK–FK join revealing only input sizes: sort the union of both sides by (tag, PK row
-    first), copy each key's PK row onto the FK rows after it. Output: every input row, with
-    `__rows` = 1 for the FK rows that found their PK row (or every FK row for LEFT JOIN)."""
+    """PK–FK join revealing only input sizes. The PK side is sorted by its tag alone, and each of
+    its columns is replaced by the difference to the previous PK row's value; then the union of
+    both sides is sorted by (tag, PK row first): the PK rows keep their relative order, so a
+    running sum (local) gives every FK row the values of the last PK row before it, i.e. of its
+    key's PK row when it has one — whether it has is one equality of the tags it got with its
+    own. Output: every input row, with `__rows` = 1 for the FK rows that found their PK row (or
+    every FK row for LEFT JOIN).
+
+    Before, a segmented copy scan did the copying: log2(n) rounds of one multiplication per
+    copied column and row, where this costs a sort of the (usually small) PK side, one
+    equality per row, and no multiplication per copied column."""
     sides = {"left": (inputs[step.left], step.left_tag), "right": (inputs[step.right], step.right_tag)}
     (pk, pk_tag), (fk, fk_tag) = sides[step.pk], sides["right" if step.pk == "left" else "left"]
     n_pk, n_fk = pk.n, fk.n
@@ -198,43 +206,48 @@ def oblivious_join(mpc: MPC, inputs: Mapping[str, SecretTable], step: ObliviousJ
 
     ones = _ones_of(mpc)
     pk_tag, fk_tag = tag_words(pk_tag), tag_words(fk_tag)
-    pk_cols = [c for c in pk.secret if c not in pk_tag]
+    pk_cols = [c for c in pk.secret if c not in pk_tag and c != "__rows"]
     fk_cols = [c for c in fk.secret if c not in fk_tag]
-    key = [ops.concat([pk.secret[p], fk.secret[f]]) for p, f in zip(pk_tag, fk_tag)]  # high, low word
-    is_pk = ops.concat([ones(n_pk), zeros(n_fk)])
-    pk_rows = pk.secret.get("__rows", ones(n_pk))
-    copied_in = [is_pk, ops.concat([pk_rows, zeros(n_fk)])] + [
-        ops.concat([pk.secret[c], zeros(n_fk)]) for c in pk_cols if c != "__rows"]
-    fk_in = [ops.concat([zeros(n_pk), fk.secret[c]]) for c in fk_cols]
     if n == 0:
         return SecretTable(n=0, secret={c: zeros(0) for c in pk_cols + fk_cols + ["__rows"]})
+    # the PK side in tag order; a declared-unique key that repeats would silently drop rows: check,
+    # revealing one bit ("some key repeats"), never the number of repeats
+    pk_key, pk_vals = ops.sort_by(mpc, [pk.secret[w] for w in pk_tag],
+                                  [pk.secret.get("__rows", ones(n_pk))] + [pk.secret[c] for c in pk_cols],
+                                  key_bits=SORT_KEY_BITS[:2])
+    if n_pk > 1:
+        repeats = ops.sub(ones(n_pk), ops.segment_starts(mpc, pk_key))
+        if ops.reveal(mpc, nonzero_flags(mpc, [ops.sum_all(repeats)])[0], None)[0] != 0:
+            raise errors.DataError(
+                "the join key declared unique (`unique` in the config) has duplicates; the oblivious join "
+                "cannot run on it — fix the declaration or use SET fedsql.mode = 'sizes'"
+            )
+    copied_in = [ops.concat([ops.diff_rows(v), zeros(n_fk)]) for v in pk_key + pk_vals]
+    key = [ops.concat([p, fk.secret[f]]) for p, f in zip(pk_key, fk_tag)]  # high, low word
+    is_pk = ops.concat([ones(n_pk), zeros(n_fk)])
+    fk_in = [ops.concat([zeros(n_pk), fk.secret[c]]) for c in fk_cols]
     # PK row first within a key: sort by (tag ascending, is_pk descending)
     (*key_s, is_pk_s), carried = ops.sort_by(mpc, key + [is_pk], copied_in + fk_in, [False, False, True],
                                              key_bits=SORT_KEY_BITS)  # low word and flag pack with the tiebreak
-    starts = ops.segment_starts(mpc, key_s)
-    copied = ops.segmented_scan(mpc, starts, carried[: len(copied_in)], ["copy"] * len(copied_in))
-    has_pk, pk_ok = copied[0], copied[1]
-    # a declared-unique key that repeats would silently drop rows: check, revealing one bit
-    # ("some key repeats"), never the number of repeats
-    dup = ops.mul(mpc, is_pk_s, ops.sub(ones(n), starts))
-    if ops.reveal(mpc, nonzero_flags(mpc, [ops.sum_all(dup)])[0], None)[0] != 0:
-        raise errors.DataError(
-            "the join key declared unique (`unique` in the config) has duplicates; the oblivious join "
-            "cannot run on it — fix the declaration or use SET fedsql.mode = 'sizes'"
-        )
+    whole = np.zeros(1, dtype=np.int64)
+    copied = [ops.cumsum_segments(c, whole) for c in carried[: len(copied_in)]]
+    words = len(pk_key)
+    has_pk = ops.rows_equal(mpc, copied[:words], key_s)  # the last PK row so far is this key's
+    pk_ok, pk_values = copied[words], copied[words + 1:]
     fk_flag = ops.sub(ones(n), is_pk_s)
     fk_rows = fk.secret.get("__rows")
-    if step.outer:  # every FK row stays; without a PK row its copied PK columns are the zero padding:
-        rows = fk_flag  # values 0 and validity 0, i.e. NULL (the planner shares the PK side fresh: no __rows)
+    if step.outer:  # every FK row stays; without a PK row its PK columns must read as NULL (zeros)
+        rows = fk_flag
         if "__rows" in pk.secret:
             raise errors.InternalError("an oblivious LEFT JOIN needs a freshly shared unique side")
+        pk_values = ops.mul_many(mpc, pk_values, [has_pk] * len(pk_values)) if pk_values else []
     else:
         rows = ops.mul(mpc, ops.mul_many(mpc, [has_pk], [fk_flag])[0], pk_ok)
     if fk_rows is not None:
         fk_rows_s = carried[len(copied_in) + fk_cols.index("__rows")]
         rows = ops.mul(mpc, rows, fk_rows_s)
     out = SecretTable(n=n)
-    for c, v in zip([c for c in pk_cols if c != "__rows"], copied[2:]):
+    for c, v in zip(pk_cols, pk_values):
         out.secret[c] = v
     for c, v in zip(fk_cols, carried[len(copied_in):]):
         if c != "__rows":
