@@ -4,7 +4,10 @@
 
 One table of `--rows` rows (id, k with 10 values, x, d DECIMAL(12,2)) in a throw-away
 PostgreSQL 15 (tests/pg_server.py), a throw-away MariaDB
-(tests/mysql_server.py), a SQLite file, a DuckDB file and a Parquet file. The
+(tests/mysql_server.py), a SQLite file, a DuckDB file, a Parquet file, and behind another
+fedsql node's Flight SQL endpoint (`grpc+tls://`, started as tests/adversarial/test_flight_source.py
+starts it: the test federation's node processes, p1's password listener over TLS with its
+certificate pinned; that node reads the rows from Parquet). The
 fragment is the planner's shape for `SELECT k, SUM(x), COUNT(*) ... WHERE x > 0 GROUP BY k`,
 run through `LocalExecutor.query` as a node runs it: "pushdown" runs the filter and the
 grouping in the source and reads 10 rows back; "no pushdown" reads the two columns of every
@@ -13,7 +16,14 @@ row and runs the fragment in the node's DuckDB. Rows/s = table rows / wall time,
 
 from __future__ import annotations
 
+import os
+
+# grpcio (loaded for the Flight SQL endpoint) crashes children forked while its channels live
+# (grpc/grpc#43055), as in tests/conftest.py; set before grpc loads
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+
 import argparse
+import importlib.util
 import sqlite3
 import subprocess
 import sys
@@ -31,6 +41,7 @@ from tests import mysql_server, pg_server  # noqa: E402
 
 FRAGMENT = ('SELECT COALESCE((k), \'\') AS __g0, COALESCE(CAST(SUM(x) AS BIGINT), 0) AS __a0_sum, COUNT(*) AS __a1 '
             'FROM "t" AS "t" WHERE x > 0 GROUP BY k')
+FLIGHT_PASSWORD = "bench-flight-pw"
 HEAD = '[federation]\nname = "b"\ncompute = ["a", "b", "c"]\n[parties.b]\naddress = "127.0.0.1:2"\n[parties.c]\naddress = "127.0.0.1:3"\n'
 
 
@@ -55,6 +66,37 @@ def _best(ex: local.LocalExecutor, pushdown: bool) -> float:
         return min(times)
     finally:
         local.split = real
+
+
+def _flight_sql(d: Path, gen: duckdb.DuckDBPyConnection) -> tuple[float, float]:
+    """(no pushdown, pushdown) best-of-3 seconds for the table read from another fedsql node's
+    Flight SQL endpoint, set up as tests/adversarial/test_flight_source.py does: the test
+    federation's nodes (real processes) with `t` as its p1's table, and p1's password endpoint
+    (TLS with p1's node certificate, pinned in the URL) with an account, serving in this process."""
+    from connectors import flight_sql as fs
+    from fedsql import tls
+    from fedsql.config import load_config
+    from fedsql.users import Accounts, Authenticator
+    from tests.adversarial.harness import running, standard_federation
+
+    remote = d / "remote"
+    remote.mkdir()
+    config, _ = standard_federation(remote, (0, 0, 0))
+    gen.execute(f"COPY (SELECT id, k, x, CAST(d AS DECIMAL(10,2)) AS d, NULL::DOUBLE AS f, NULL::BOOLEAN AS b, "
+                f"NULL::INTEGER AS g FROM t) TO '{remote}/p1_t.parquet' (FORMAT parquet)")  # its p1.t: the same rows
+    with running(config):
+        fed = load_config(config)
+        Accounts.of(fed, "p1").add("bench", FLIGHT_PASSWORD)
+        server = fs.start_flight_server(fed, "p1", fed.parties["p1"].address, "127.0.0.1:0",
+                                        tls_certificates=fs.party_flight_tls(fed, "p1")["tls_certificates"],
+                                        auth=Authenticator(Accounts.of(fed, "p1")))
+        try:
+            url = (f"grpc+tls://bench@127.0.0.1:{server.port}?tls_root_certificate={tls.paths(fed, 'p1').certificate}"
+                   f"&tls_server_name={tls.server_name('p1')}")
+            ex = _executor(d, f'source = "{url}"\ntable = "p1.t"\n', FLIGHT_PASSWORD)
+            return _best(ex, False), _best(ex, True)
+        finally:
+            server.shutdown()
 
 
 def main() -> None:
@@ -98,6 +140,8 @@ def main() -> None:
                    f"((seq * 31) % 100000) / 100.0 FROM seq_0_to_{n - 1}", "bench")
             ex = _executor(d, f'source = "{my.url("bench")}"\ntable = "bench.t"\n', mysql_server.READER_PASSWORD)
             results.append(("mysql (MariaDB)", _best(ex, False), _best(ex, True)))
+    if importlib.util.find_spec("adbc_driver_flightsql") is not None:
+        results.append(("flight sql (a fedsql node's endpoint)", *_flight_sql(d, gen)))
     print(f"rows = {n}; fragment: WHERE x > 0 GROUP BY k (10 groups); rows/s = rows / best-of-3 wall time")
     print("| source | no pushdown (rows/s) | pushdown (rows/s) |")
     print("|---|---|---|")

@@ -105,6 +105,22 @@ def test_mysql_parameters_and_datetime_precision() -> None:
     assert _mysql({"ts": 3})._as_relation(_rows("SELECT TIMESTAMP '2024-01-02 03:04:05.123' AS ts"), TYPED).num_rows == 1
 
 
+def test_mysql_refused_login_hint_names_insert_for_a_sink(monkeypatch: pytest.MonkeyPatch) -> None:
+    import pymysql
+
+    def refuse(**_: object) -> None:  # what PyMySQL raises for a wrong password (no server here)
+        raise pymysql.err.OperationalError(1045, "Access denied for user 'w'@'localhost' (using password: YES)")
+
+    monkeypatch.setattr(pymysql, "connect", refuse)
+    with pytest.raises(SourceError, match="MySQL refused the login") as sink:
+        _mysql()._login()
+    assert "GRANT SELECT, INSERT on the database" in str(sink.value) and "pw-XYZ" not in str(sink.value)
+    table = MySQLSource("p1", "t", parse_source_url("mysql://r@127.0.0.1:1/bank"), "bank.t", "pw-XYZ")
+    with pytest.raises(SourceError, match="MySQL refused the login") as source:
+        table._login()
+    assert "GRANT SELECT on the database" in str(source.value)  # a source only reads
+
+
 def _secrets(directory: Path, text: str) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "secrets.toml"

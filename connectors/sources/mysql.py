@@ -94,6 +94,11 @@ class MySQLSource(Source):
             auth += ":" + urlquote(self._password, safe="")
         return f"mysql://{auth}{'@' if auth else ''}{u.host}:{u.port}/{urlquote(u.database or '')}"
 
+    def _needs(self) -> str:
+        """The privileges the user needs: a sink (INSERT INTO sink.NAME) reads the relation's
+        schema and writes its rows."""
+        return "SELECT, INSERT" if self.table.startswith("sink.") else "SELECT"
+
     def _login(self, **options: Any) -> Any:
         """A PyMySQL connection (5 s connect timeout); a refused login, a missing database or a
         server that is down is a SourceError saying which."""
@@ -110,7 +115,7 @@ class MySQLSource(Source):
             if code in (1044, 1045, 1698):  # access denied (to the server, or to the database)
                 raise self.fail("MySQL refused the login", exc,
                                 "check the user in the URL and the password in the party's secrets file "
-                                "or its environment variable, and GRANT SELECT on the database") from None
+                                f"or its environment variable, and GRANT {self._needs()} on the database") from None
             if code == 1049:
                 raise self.fail("the database does not exist", exc, "fix the database name in the source URL") from None
             raise self.fail("cannot connect to MySQL (is the server running and reachable?)", exc,
@@ -160,7 +165,7 @@ class MySQLSource(Source):
             "ORDER BY ordinal_position", "describe the table").to_pylist()
         if not rows:
             raise self.fail("the relation does not exist (or the user may not read it)",
-                            hint="create it, GRANT SELECT on it, or fix table = ... in the configuration")
+                            hint=f"create it, GRANT {self._needs()} on it, or fix table = ... in the configuration")
         out, exact, fsp = [], set(), {}
         for r in rows:
             col, t, unsigned = r["c"], str(r["t"]).lower(), "unsigned" in str(r["ct"]).lower()
