@@ -98,12 +98,29 @@ def test_a_malformed_pairs_message_from_the_matcher_is_refused() -> None:
     received_pairs([np.array([0, -1], np.int64), np.array([-1, 2], np.int64)], 3, 3, "full", "c1")
 
 
+@pytest.fixture(params=["differences", "scan"])
+def copy_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Both ways the oblivious join gives FK rows their PK values, whatever the sizes would choose."""
+    import executors.operators.joins as joins
+
+    monkeypatch.setattr(joins, "copy_by_differences", lambda *a: request.param == "differences")
+    return request.param
+
+
+def test_the_cheaper_copy_is_chosen_on_public_sizes() -> None:
+    from executors.operators.joins import copy_by_differences
+
+    assert copy_by_differences(15_000, 600_000, 3)  # a small PK side: its own sort is cheap
+    assert not copy_by_differences(150_000, 30_000, 3)  # alike sizes: the scan is cheaper
+    assert not copy_by_differences(1, 10, 3) and not copy_by_differences(0, 0, 1)
+
+
 PK_KEYS = [1, 2, 3, 5, 8]
 FK_KEYS = [2, 2, 3, 4, 8, 8, 8, None]
 
 
 @pytest.mark.parametrize("pk_side", ["left", "right"])
-def test_oblivious_join_pk_fk(pk_side: str) -> None:
+def test_oblivious_join_pk_fk(pk_side: str, copy_path: str) -> None:
     pk = tagged(PK_KEYS, SORT_TAG_BITS, a=[11, 22, 33, 55, 88])
     fk = tagged(FK_KEYS, SORT_TAG_BITS, b=list(range(8)))
     tables = {"L": pk, "R": fk} if pk_side == "left" else {"L": fk, "R": pk}
@@ -114,7 +131,7 @@ def test_oblivious_join_pk_fk(pk_side: str) -> None:
     assert rows(out, ["a", "b"], where="__rows") == want
 
 
-def test_oblivious_join_respects_fk_rows_and_outer() -> None:
+def test_oblivious_join_respects_fk_rows_and_outer(copy_path: str) -> None:
     pk = tagged(PK_KEYS, SORT_TAG_BITS, a=[11, 22, 33, 55, 88])
     fk_rows = [1, 0, 1, 1, 1, 0, 1, 1]
     fk = tagged(FK_KEYS, SORT_TAG_BITS, b=list(range(8)), __rows=fk_rows)
@@ -129,7 +146,7 @@ def test_oblivious_join_respects_fk_rows_and_outer() -> None:
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
-def test_oblivious_join_random_keys_against_a_plain_join(seed: int) -> None:
+def test_oblivious_join_random_keys_against_a_plain_join(seed: int, copy_path: str) -> None:
     """Unmatched FK keys before, between and after the PK keys, PK rows filtered out (`__rows` 0),
     negative values and NULL keys: inner rows carry their own key's PK values; outer rows without
     a PK row read zeros (NULL), never the values of the PK row sorted before them."""
@@ -151,14 +168,14 @@ def test_oblivious_join_random_keys_against_a_plain_join(seed: int) -> None:
         (by_key[k][0] if k in by_key else 0, j) for j, k in enumerate(fk_keys))
 
 
-def test_oblivious_join_refuses_a_unique_key_that_repeats() -> None:
+def test_oblivious_join_refuses_a_unique_key_that_repeats(copy_path: str) -> None:
     pk = tagged([1, 2, 2], SORT_TAG_BITS, a=[1, 2, 3])
     fk = tagged([2], SORT_TAG_BITS, b=[0])
     with pytest.raises(errors.DataError, match="declared unique"):
         run_operator(oblivious_join, ObliviousJoin("j_1", "L", "R", "t", "t", pk="left"), {"L": pk, "R": fk})
 
 
-def test_oblivious_join_of_empty_inputs() -> None:
+def test_oblivious_join_of_empty_inputs(copy_path: str) -> None:
     empty = tagged([], SORT_TAG_BITS, a=[])
     n, out = run_operator(oblivious_join, ObliviousJoin("j_1", "L", "R", "t", "t", pk="left"),
                           {"L": empty, "R": tagged([], SORT_TAG_BITS, b=[])})

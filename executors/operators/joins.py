@@ -185,19 +185,23 @@ def _ones_of(mpc: MPC):
     return lambda k: ops.constant(mpc, k, 1)
 
 
+DUPLICATE_KEY = ("the join key declared unique (`unique` in the config) has duplicates; the oblivious join cannot "
+                 "run on it — fix the declaration or use SET fedsql.mode = 'sizes'")
+
+
 def oblivious_join(mpc: MPC, inputs: Mapping[str, SecretTable], step: ObliviousJoin, *,
                    check_memory: MemoryCheck = no_memory_limit) -> SecretTable:
-    """PK–FK join revealing only input sizes. The PK side is sorted by its tag alone, and each of
-    its columns is replaced by the difference to the previous PK row's value; then the union of
-    both sides is sorted by (tag, PK row first): the PK rows keep their relative order, so a
-    running sum (local) gives every FK row the values of the last PK row before it, i.e. of its
-    key's PK row when it has one — whether it has is one equality of the tags it got with its
-    own. Output: every input row, with `__rows` = 1 for the FK rows that found their PK row (or
-    every FK row for LEFT JOIN).
+    """PK–FK join revealing only input sizes: sort the union of both sides by (tag, PK row first)
+    and give every FK row the values of its key's PK row. Output: every input row, with `__rows`
+    = 1 for the FK rows that found their PK row (or every FK row for LEFT JOIN).
 
-    Before, a segmented copy scan did the copying: log2(n) rounds of one multiplication per
-    copied column and row, where this costs a sort of the (usually small) PK side, one
-    equality per row, and no multiplication per copied column."""
+    Two ways to give the values, chosen on the public sizes (`copy_by_differences`): a segmented
+    copy scan after the sort (log2 n rounds, one multiplication per row and copied column and
+    level), or sorting the PK side alone first and sharing each PK column as differences to the
+    previous PK row, so that after the merge sort a local running sum does the copying — the PK
+    rows keep their relative (tag) order — and one tag equality says whether a row got its own
+    key's values. The second pays a sort of the PK side to save the scan: it wins when the PK
+    side is small next to the FK side (Q3/Q5's lineitem joins), not when they are alike (Q12/Q14)."""
     sides = {"left": (inputs[step.left], step.left_tag), "right": (inputs[step.right], step.right_tag)}
     (pk, pk_tag), (fk, fk_tag) = sides[step.pk], sides["right" if step.pk == "left" else "left"]
     n_pk, n_fk = pk.n, fk.n
@@ -210,37 +214,38 @@ def oblivious_join(mpc: MPC, inputs: Mapping[str, SecretTable], step: ObliviousJ
     fk_cols = [c for c in fk.secret if c not in fk_tag]
     if n == 0:
         return SecretTable(n=0, secret={c: zeros(0) for c in pk_cols + fk_cols + ["__rows"]})
-    # the PK side in tag order; a declared-unique key that repeats would silently drop rows: check,
-    # revealing one bit ("some key repeats"), never the number of repeats
-    pk_key, pk_vals = ops.sort_by(mpc, [pk.secret[w] for w in pk_tag],
-                                  [pk.secret.get("__rows", ones(n_pk))] + [pk.secret[c] for c in pk_cols],
-                                  key_bits=SORT_KEY_BITS[:2])
-    if n_pk > 1:
-        repeats = ops.sub(ones(n_pk), ops.segment_starts(mpc, pk_key))
-        if ops.reveal(mpc, nonzero_flags(mpc, [ops.sum_all(repeats)])[0], None)[0] != 0:
-            raise errors.DataError(
-                "the join key declared unique (`unique` in the config) has duplicates; the oblivious join "
-                "cannot run on it — fix the declaration or use SET fedsql.mode = 'sizes'"
-            )
-    copied_in = [ops.concat([ops.diff_rows(v), zeros(n_fk)]) for v in pk_key + pk_vals]
+    pk_key = [pk.secret[w] for w in pk_tag]
+    pk_vals = [pk.secret.get("__rows", ones(n_pk))] + [pk.secret[c] for c in pk_cols]
+    differences = copy_by_differences(n_pk, n_fk, len(pk_vals))
+    if differences:  # the PK side in tag order, each column as differences to the previous PK row
+        pk_key, pk_vals = ops.sort_by(mpc, pk_key, pk_vals, key_bits=SORT_KEY_BITS[:2])
+        _refuse_repeats(mpc, ops.segment_starts(mpc, pk_key))
+        copied_in = [ops.concat([ops.diff_rows(v), zeros(n_fk)]) for v in pk_key + pk_vals]
+    else:
+        copied_in = [ops.concat([ones(n_pk), zeros(n_fk)])] + [ops.concat([v, zeros(n_fk)]) for v in pk_vals]
     key = [ops.concat([p, fk.secret[f]]) for p, f in zip(pk_key, fk_tag)]  # high, low word
     is_pk = ops.concat([ones(n_pk), zeros(n_fk)])
     fk_in = [ops.concat([zeros(n_pk), fk.secret[c]]) for c in fk_cols]
     # PK row first within a key: sort by (tag ascending, is_pk descending)
     (*key_s, is_pk_s), carried = ops.sort_by(mpc, key + [is_pk], copied_in + fk_in, [False, False, True],
                                              key_bits=SORT_KEY_BITS)  # low word and flag pack with the tiebreak
-    whole = np.zeros(1, dtype=np.int64)
-    copied = [ops.cumsum_segments(c, whole) for c in carried[: len(copied_in)]]
-    words = len(pk_key)
-    has_pk = ops.rows_equal(mpc, copied[:words], key_s)  # the last PK row so far is this key's
-    pk_ok, pk_values = copied[words], copied[words + 1:]
+    if differences:
+        copied = [ops.cumsum_segments(c, np.zeros(1, dtype=np.int64)) for c in carried[: len(copied_in)]]
+        has_pk = ops.rows_equal(mpc, copied[:len(pk_key)], key_s)  # the last PK row so far is this key's
+        pk_ok, pk_values = copied[len(pk_key)], copied[len(pk_key) + 1:]
+    else:  # the value at each key segment's first row, which is its PK row when it has one
+        starts = ops.segment_starts(mpc, key_s)
+        _refuse_repeats(mpc, starts, is_pk_s)
+        copied = ops.segmented_scan(mpc, starts, carried[: len(copied_in)], ["copy"] * len(copied_in))
+        has_pk, pk_ok, pk_values = copied[0], copied[1], copied[2:]
     fk_flag = ops.sub(ones(n), is_pk_s)
     fk_rows = fk.secret.get("__rows")
     if step.outer:  # every FK row stays; without a PK row its PK columns must read as NULL (zeros)
         rows = fk_flag
         if "__rows" in pk.secret:
             raise errors.InternalError("an oblivious LEFT JOIN needs a freshly shared unique side")
-        pk_values = ops.mul_many(mpc, pk_values, [has_pk] * len(pk_values)) if pk_values else []
+        if differences and pk_values:  # (the scan copied its own zero padding already)
+            pk_values = ops.mul_many(mpc, pk_values, [has_pk] * len(pk_values))
     else:
         rows = ops.mul(mpc, ops.mul_many(mpc, [has_pk], [fk_flag])[0], pk_ok)
     if fk_rows is not None:
@@ -254,6 +259,29 @@ def oblivious_join(mpc: MPC, inputs: Mapping[str, SecretTable], step: ObliviousJ
             out.secret[c] = v
     out.secret["__rows"] = rows
     return out
+
+
+def copy_by_differences(n_pk: int, n_fk: int, pk_columns: int) -> bool:
+    """Whether the PK side's own sort (~54 B per comparison and party, ~1.15 m log2 m comparisons)
+    costs less than the copy scan it saves (log2 n levels of one 8-byte multiplication per row and
+    copied column, the flags' included). Public: the sizes are public in oblivious mode."""
+    n = n_pk + n_fk
+    if n_pk < 2 or n < 2:
+        return False
+    scan = 8 * (pk_columns + 2) * n * np.log2(n)
+    presort = 54 * 1.15 * n_pk * np.log2(n_pk)
+    return bool(presort < scan)
+
+
+def _refuse_repeats(mpc: MPC, starts: AShare, pk_flags: AShare | None = None) -> None:
+    """A declared-unique key that repeats would silently drop rows: a PK row (every row when
+    `pk_flags` is None) that does not start its key's segment is refused, revealing one bit
+    ("some key repeats"), never the number of repeats."""
+    repeats = ops.sub(_ones_of(mpc)(len(starts)), starts)
+    if pk_flags is not None:
+        repeats = ops.mul(mpc, pk_flags, repeats)
+    if ops.reveal(mpc, nonzero_flags(mpc, [ops.sum_all(repeats)])[0], None)[0] != 0:
+        raise errors.DataError(DUPLICATE_KEY)
 
 
 def oblivious_semi_join(mpc: MPC, inputs: Mapping[str, SecretTable], step: ObliviousSemiJoin, *,
