@@ -184,7 +184,7 @@ def test_oblivious_join_of_empty_inputs(copy_path: str) -> None:
 
 @pytest.mark.parametrize("scan", [True, False], ids=["pairwise-scan", "sort"])
 @pytest.mark.parametrize("kind", ["semi", "anti"])
-def test_oblivious_semi_join(kind: str, scan: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_oblivious_semi_join(kind: str, scan: bool, monkeypatch: pytest.MonkeyPatch, copy_path: str) -> None:
     """Small sides compare every pair of tags; larger ones sort (joins.SCAN_CELLS): same rows kept."""
     from executors.operators import joins
 
@@ -199,7 +199,7 @@ def test_oblivious_semi_join(kind: str, scan: bool, monkeypatch: pytest.MonkeyPa
     assert rows(out, ["x"], where="__rows") == Counter((i,) for i, h in enumerate(hit) if h == (kind == "semi"))
 
 
-def test_oblivious_not_in_with_a_null_in_the_subquery_keeps_nothing() -> None:
+def test_oblivious_not_in_with_a_null_in_the_subquery_keeps_nothing(copy_path: str) -> None:
     outer_keys, inner_keys = [1, 2, None], [2, None]
     step = ObliviousSemiJoin("j_1", "O", "I", "t", "t", kind="not_in")
     _, out = run_operator(oblivious_semi_join, step, {
@@ -214,7 +214,7 @@ def test_the_dispatch_table_names_the_moved_operators() -> None:
 
 
 @pytest.mark.parametrize("kind, kept", [("semi", 0), ("anti", 3)])
-def test_oblivious_semi_join_against_no_rows(kind: str, kept: int) -> None:
+def test_oblivious_semi_join_against_no_rows(kind: str, kept: int, copy_path: str) -> None:
     step = ObliviousSemiJoin("j_1", "O", "I", "t", "t", kind=kind)
     n, out = run_operator(oblivious_semi_join, step, {"O": tagged([1, 2, None], SORT_TAG_BITS, x=[0, 1, 2]),
                                                       "I": tagged([], SORT_TAG_BITS)})

@@ -287,7 +287,9 @@ def _refuse_repeats(mpc: MPC, starts: AShare, pk_flags: AShare | None = None) ->
 def oblivious_semi_join(mpc: MPC, inputs: Mapping[str, SecretTable], step: ObliviousSemiJoin, *,
                         check_memory: MemoryCheck = no_memory_limit) -> SecretTable:
     """IN / EXISTS / NOT EXISTS / NOT IN without a matcher: sort outer and inner tags together
-    (inner rows first within a tag) and copy "an inner row has this tag" onto the outer rows.
+    (inner rows first within a tag) and give the outer rows "an inner row has this tag" — by a
+    copy scan, or, when the inner side is small (a hidden lookup's keys), by the inner tags
+    sorted alone and shared as differences, a running sum and one tag equality (oblivious_join).
     Output: every input row, `__rows` = 1 for the outer rows kept."""
     outer, inner = inputs[step.outer], inputs[step.inner]
     n_in, n = inner.n, inner.n + outer.n
@@ -303,15 +305,26 @@ def oblivious_semi_join(mpc: MPC, inputs: Mapping[str, SecretTable], step: Obliv
         return _semi_join_by_scan(mpc, outer, inner, outer_tag, inner_tag, own, step.kind, check_memory)
     names = list(own)
     columns = [ops.concat([zeros(n_in), own[c]]) for c in names]  # inner rows carry nothing
-    key = [ops.concat([inner.secret[i], outer.secret[o]]) for i, o in zip(inner_tag, outer_tag)]
+    inner_key = [inner.secret[i] for i in inner_tag]
+    differences = copy_by_differences(n_in, outer.n, 0)
+    if differences:  # as oblivious_join: the inner tags sorted alone, shared as differences
+        inner_key, _ = ops.sort_by(mpc, inner_key, [], key_bits=SORT_KEY_BITS[:2])
+        flags = [ops.concat([ops.diff_rows(w), zeros(outer.n)]) for w in inner_key]
+    else:
+        flags = [ops.concat([ones(n_in), zeros(outer.n)])]
+    key = [ops.concat([i, outer.secret[o]]) for i, o in zip(inner_key, outer_tag)]
     is_inner = ops.concat([ones(n_in), zeros(outer.n)])
     # inner rows first within a tag: "the tag's segment starts with an inner row" = it has a match
-    (*key_s, is_inner_s), moved = ops.sort_by(mpc, key + [is_inner], [is_inner] + columns, [False, False, True],
+    (*key_s, is_inner_s), moved = ops.sort_by(mpc, key + [is_inner], flags + columns, [False, False, True],
                                               key_bits=SORT_KEY_BITS)
-    starts = ops.segment_starts(mpc, key_s)
-    (matched,) = ops.segmented_scan(mpc, starts, [moved[0]], ["copy"])
+    if differences:  # the last inner tag so far is this row's own
+        last_inner = [ops.cumsum_segments(w, np.zeros(1, dtype=np.int64)) for w in moved[:len(flags)]]
+        matched = ops.rows_equal(mpc, last_inner, key_s)
+    else:
+        starts = ops.segment_starts(mpc, key_s)
+        (matched,) = ops.segmented_scan(mpc, starts, [moved[0]], ["copy"])
     keep = matched if step.kind == "semi" else ops.sub(ones(n), matched)
-    out = SecretTable(n=n, secret=dict(zip(names, moved[1:])))
+    out = SecretTable(n=n, secret=dict(zip(names, moved[len(flags):])))
     outer_row = ops.mul(mpc, ops.sub(ones(n), is_inner_s), out.secret["__rows"])
     out.secret["__rows"] = ops.mul(mpc, outer_row, keep)
     if step.kind == "not_in":
