@@ -71,6 +71,40 @@ def _varint(n: int) -> bytes:
             return bytes(out)
 
 
+def length_fields(raw: bytes | memoryview, numbers: tuple[int, ...], what: str) -> dict[int, memoryview]:
+    """The length-delimited fields of a protobuf message as views into `raw` (nothing copied),
+    for the two messages that carry bulk bytes (PeerMessage, ArrayList): each field of `numbers`
+    at most once, in increasing order (as every protobuf encoder writes them), wire type 2;
+    anything else is a MessageError. Parsing them with protobuf copied every share column twice."""
+    view = memoryview(raw).cast("B") if not isinstance(raw, memoryview) or raw.format != "B" else raw
+    out: dict[int, memoryview] = {}
+    pos, end, last = 0, len(view), 0
+    while pos < end:
+        key, pos = _read_varint(view, pos, what)
+        number, wire = key >> 3, key & 7
+        if wire != 2 or number not in numbers or number <= last:
+            raise MessageError(f"peer message {what} is not valid protobuf; are both nodes the same fedsql version?")
+        length, pos = _read_varint(view, pos, what)
+        if length > end - pos:
+            raise MessageError(f"peer message {what} is not valid protobuf; are both nodes the same fedsql version?")
+        out[number] = view[pos:pos + length]
+        pos += length
+        last = number
+    return out
+
+
+def _read_varint(view: memoryview, pos: int, what: str) -> tuple[int, int]:
+    value = shift = 0
+    while pos < len(view) and shift < 64:
+        byte = view[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, pos
+        shift += 7
+    raise MessageError(f"peer message {what} is not valid protobuf; are both nodes the same fedsql version?")
+
+
 def _parse(message: type, payload: bytes, what: str):
     out = message()
     try:
@@ -80,12 +114,14 @@ def _parse(message: type, payload: bytes, what: str):
     return out
 
 
-def decode_arrays(payload: bytes) -> list[np.ndarray]:
-    """Inverse of encode_arrays: writable copies, or MessageError on anything inconsistent."""
-    outer = _parse(peer_pb2.ArrayList, payload, "")
-    if len(outer.header) > MAX_HEADER_BYTES:
-        raise MessageError(f"peer message header has {len(outer.header)} bytes (limit {MAX_HEADER_BYTES})")
-    header = _parse(peer_pb2.ArrayHeader, outer.header, "header")
+def decode_arrays(payload: bytes | memoryview) -> list[np.ndarray]:
+    """Inverse of encode_arrays: writable copies (the only copy of the data made on receipt), or
+    MessageError on anything inconsistent."""
+    fields = length_fields(payload, (1, 2), "")
+    head, data = fields.get(1, memoryview(b"")), fields.get(2, memoryview(b""))
+    if len(head) > MAX_HEADER_BYTES:
+        raise MessageError(f"peer message header has {len(head)} bytes (limit {MAX_HEADER_BYTES})")
+    header = _parse(peer_pb2.ArrayHeader, bytes(head), "header")
     count = len(header.dtype)
     if count > MAX_ARRAYS:
         raise MessageError(f"peer message declares {count} arrays (limit {MAX_ARRAYS})")
@@ -99,7 +135,6 @@ def decode_arrays(payload: bytes) -> list[np.ndarray]:
         raise MessageError("peer message header has dimensions that do not match the arrays' dimension counts")
     if any(d > MAX_DIM for d in dims):  # e.g. (0, 2**60): empty, but numpy refuses the shape
         raise MessageError("peer message array has an impossible dimension")
-    data = outer.data
     shapes, sizes, pos = [], [], 0
     for code, ndim in zip(header.dtype, ndims):
         dtype = _FROM_WIRE.get(code)
@@ -116,7 +151,7 @@ def decode_arrays(payload: bytes) -> list[np.ndarray]:
         raise MessageError(
             f"peer message data has {len(data)} bytes but its arrays need {sum(sizes)} (truncated or trailing bytes)")
     out, offset = [], 0
-    view = memoryview(data)
+    view = data
     for (dtype, shape), nbytes in zip(shapes, sizes):
         chunk = view[offset:offset + nbytes]
         if dtype.kind == "b" and nbytes and np.frombuffer(chunk, np.uint8).max() > 1:
@@ -124,3 +159,22 @@ def decode_arrays(payload: bytes) -> list[np.ndarray]:
         out.append(np.frombuffer(chunk, dtype=dtype).reshape(shape).copy())
         offset += nbytes
     return out
+
+
+def encode_message(query_id: str, sender: str, tag: str, payload: bytes) -> bytes:
+    """A PeerMessage's wire bytes, written in one join (byte for byte what protobuf writes: tested)."""
+    parts = []
+    for number, value in ((1, query_id.encode()), (2, sender.encode()), (3, tag.encode()), (4, payload)):
+        if len(value):
+            parts += [_field_key(number, len(value)), value]
+    return b"".join(parts)
+
+
+def decode_message(raw: bytes) -> tuple[str, str, str, memoryview]:
+    """(query_id, sender, tag, payload view) of a PeerMessage's wire bytes; the payload is not copied."""
+    fields = length_fields(raw, (1, 2, 3, 4), "envelope")
+    try:
+        names = [bytes(fields.get(k, b"")).decode("utf-8") for k in (1, 2, 3)]
+    except UnicodeDecodeError:
+        raise MessageError("peer message envelope has a name that is not UTF-8") from None
+    return names[0], names[1], names[2], fields.get(4, memoryview(b""))

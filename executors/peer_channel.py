@@ -20,7 +20,8 @@ from typing import Any, Callable
 
 import grpc
 
-from executors.proto import peer_pb2, peer_pb2_grpc
+from executors.peer_arrays import decode_message, encode_message
+from executors.proto import peer_pb2
 from executors.transport import Mailbox, MailboxTransport, step_name
 from executors.transport_errors import MessageError, PeerTimeout, PeerUnavailable, TransportError
 
@@ -44,7 +45,13 @@ def key_issuer(key: str) -> str:
 
 # -- inbound side ---------------------------------------------------------------
 
-class PeerServicer(peer_pb2_grpc.PeerServicer):
+SEND_METHOD = "/fedsql.peer.Peer/Send"
+"""The one peer RPC (executors/proto/peer.proto). Its request travels as raw PeerMessage bytes,
+written and read by executors/peer_arrays.py encode_message / decode_message: protobuf's own
+(de)serialisation copied every share column twice more on each side."""
+
+
+class PeerServicer:
     """`identify(context)` (when given) names the authenticated party of the connection
     (its pinned TLS certificate); a message is accepted only from the sender it names."""
 
@@ -54,19 +61,23 @@ class PeerServicer(peer_pb2_grpc.PeerServicer):
         self.known = known_parties
         self.identify = identify
 
-    def Send(self, request, context):
-        if self.known is not None and request.sender not in self.known:
-            context.abort(grpc.StatusCode.PERMISSION_DENIED, f"unknown sender '{request.sender}'")
+    def Send(self, raw: bytes, context):
+        try:
+            query_id, sender, tag, payload = decode_message(raw)
+        except MessageError as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        if self.known is not None and sender not in self.known:
+            context.abort(grpc.StatusCode.PERMISSION_DENIED, f"unknown sender '{sender}'")
         if self.identify is not None:
             who = self.identify(context)
-            if who is None or who != request.sender:
+            if who is None or who != sender:
                 context.abort(
                     grpc.StatusCode.PERMISSION_DENIED,
                     f"the connection's certificate is {'not a party of this federation' if who is None else repr(who)}, "
-                    f"but the message claims sender '{request.sender}'; refused",
+                    f"but the message claims sender '{sender}'; refused",
                 )
         try:
-            self.mailbox.put(request.query_id, request.sender, request.tag, request.payload)
+            self.mailbox.put(query_id, sender, tag, payload)
         except MessageError as exc:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         return peer_pb2.Ack()
@@ -74,7 +85,15 @@ class PeerServicer(peer_pb2_grpc.PeerServicer):
 
 def add_peer_servicer(server: grpc.Server, mailbox: Mailbox, known_parties: set[str] | None = None,
                       identify: Callable[[Any], str | None] | None = None) -> None:
-    peer_pb2_grpc.add_PeerServicer_to_server(PeerServicer(mailbox, known_parties, identify), server)
+    servicer = PeerServicer(mailbox, known_parties, identify)
+    handler = grpc.unary_unary_rpc_method_handler(servicer.Send, request_deserializer=None,
+                                                  response_serializer=peer_pb2.Ack.SerializeToString)
+    service, method = SEND_METHOD.rsplit("/", 1)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.strip("/"), {method: handler}),))
+
+
+def _send_stub(channel: grpc.Channel) -> Callable[..., Any]:
+    return channel.unary_unary(SEND_METHOD, request_serializer=None, response_deserializer=peer_pb2.Ack.FromString)
 
 
 RECONNECT_GRACE = 5.0
@@ -131,7 +150,7 @@ class PeerLinks:
         self._open = open_channel
         self._lock = threading.Lock()
         self._channels = {p: open_channel(p, a) for p, a in addresses.items()}
-        self._stubs = {p: peer_pb2_grpc.PeerStub(ch) for p, ch in self._channels.items()}
+        self._stubs = {p: _send_stub(ch) for p, ch in self._channels.items()}
         self._retired: list[grpc.Channel] = []
 
     def reconnect(self, to: str, failed: Any) -> Any:
@@ -142,17 +161,17 @@ class PeerLinks:
                 self._retired.append(self._channels[to])
                 del self._retired[:-8]
                 self._channels[to] = self._open(to, self.addresses[to])
-                self._stubs[to] = peer_pb2_grpc.PeerStub(self._channels[to])
-            return self._stubs[to].Send
+                self._stubs[to] = _send_stub(self._channels[to])
+            return self._stubs[to]
 
     def send(self, to: str, query_id: str, tag: str, payload: bytes, deadline: float) -> None:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise PeerTimeout(f"query deadline passed before sending step {step_name(tag)} to party '{to}'")
-        message = peer_pb2.PeerMessage(query_id=query_id, sender=self.me, tag=tag, payload=payload)
+        message = encode_message(query_id, self.me, tag, payload)
         stub = self._stubs[to]
         try:
-            call_with_reconnect(stub.Send, message, deadline, lambda: self.reconnect(to, stub))
+            call_with_reconnect(stub, message, deadline, lambda: self.reconnect(to, stub))
         except grpc.RpcError as exc:
             code = exc.code()
             if code == grpc.StatusCode.DEADLINE_EXCEEDED:

@@ -209,7 +209,7 @@ def test_servicer_accepts_only_the_authenticated_sender(sender: str, tag: str, w
     servicer = PeerServicer(box, {"p2", "p3"}, identify=lambda ctx: ctx.who)
     ctx = _Ctx(who)
     try:
-        servicer.Send(peer_pb2.PeerMessage(query_id="q", sender=sender, tag=tag, payload=b"x"), ctx)
+        servicer.Send(peer_pb2.PeerMessage(query_id="q", sender=sender, tag=tag, payload=b"x").SerializeToString(), ctx)
         accepted = True
     except RuntimeError:
         accepted = False
@@ -217,6 +217,42 @@ def test_servicer_accepts_only_the_authenticated_sender(sender: str, tag: str, w
         assert sender == who and sender in {"p2", "p3"} and tag
     else:
         assert ctx.aborted is not None
+
+
+@FUZZ
+@given(st.text(max_size=30), st.text(max_size=30), st.text(max_size=30), st.binary(max_size=300))
+def test_the_hand_written_envelope_is_protobufs(query_id: str, sender: str, tag: str, payload: bytes) -> None:
+    """encode_message writes exactly PeerMessage's bytes, and decode_message reads them back the
+    way protobuf does (the payload as a view, not a copy)."""
+    from executors.peer_arrays import decode_message, encode_message
+    from executors.proto import peer_pb2
+
+    raw = encode_message(query_id, sender, tag, payload)
+    assert raw == peer_pb2.PeerMessage(query_id=query_id, sender=sender, tag=tag, payload=payload).SerializeToString()
+    q, s, t, view = decode_message(raw)
+    assert (q, s, t, bytes(view)) == (query_id, sender, tag, payload)
+
+
+@FUZZ
+@given(st.binary(max_size=200))
+def test_garbage_envelopes_are_message_errors(raw: bytes) -> None:
+    """Whatever bytes a modified peer sends as the envelope: a MessageError, or fields protobuf
+    would read the same way — never another exception, never a read past the end."""
+    from google.protobuf.message import DecodeError
+
+    from executors.peer_arrays import decode_message
+    from executors.proto import peer_pb2
+
+    try:
+        q, s, t, view = decode_message(raw)
+    except MessageError:
+        return
+    parsed = peer_pb2.PeerMessage()
+    try:
+        parsed.ParseFromString(raw)
+    except DecodeError:
+        raise AssertionError("accepted what protobuf refuses") from None
+    assert (parsed.query_id, parsed.sender, parsed.tag, parsed.payload) == (q, s, t, bytes(view))
 
 
 # -- a live node fed garbage ------------------------------------------------------------------
