@@ -1,5 +1,6 @@
 """Secure joins: the keyed-tag join with a matcher, the oblivious PK–FK join and the
-oblivious semi-join (IN / EXISTS / NOT EXISTS / NOT IN). docs/joins.md says what each leaks.
+oblivious semi-join (IN / EXISTS / NOT EXISTS / NOT IN). docs/security.md ("What each mode
+leaks") says what each leaks.
 
 Tags are two-word keyed hashes of the join key (executors/codec.py keyed_tags), shared as the
 columns `tag_words(name)`; `__rows` is a secret 0/1 "this row is real" column.
