@@ -102,6 +102,7 @@ class DelayedLinks:
     def __call__(self, to: str, tag: str, payload: bytes, deadline: float) -> None:
         if self._error is not None:
             raise self._error
+        payload = bytes(payload)  # kept until it leaves: a copy, not views of arrays that may change
         now = time.monotonic()
         wire = 8 * len(payload) / self.profile.bits_per_s if self.profile.bits_per_s else 0.0
         with self._cv:

@@ -32,7 +32,7 @@ _FROM_WIRE = {code: np.dtype(dt) for dt, code in _TO_WIRE.items()}
 ALLOWED_DTYPES = frozenset(_TO_WIRE)
 
 
-def encode_arrays(arrays: list[np.ndarray]) -> bytes:
+def encode_arrays(arrays: list[np.ndarray]) -> "Payload":
     """Serialise arrays of the allowed dtypes (little-endian, C order) as an ArrayList."""
     if len(arrays) > MAX_ARRAYS:
         raise MessageError(f"cannot send more than {MAX_ARRAYS} arrays in one message")
@@ -52,9 +52,27 @@ def encode_arrays(arrays: list[np.ndarray]) -> bytes:
             chunks.append(memoryview(a).cast("B"))
     head = header.SerializeToString()
     size = sum(c.nbytes for c in chunks)
-    # Exactly ArrayList(header=head, data=b"".join(chunks)).SerializeToString() (tested), written
-    # in one join: the protobuf route copies every share column three times, this once.
-    return b"".join([_field_key(1, len(head)) if head else b"", head, _field_key(2, size) if size else b"", *chunks])
+    # Exactly ArrayList(header=head, data=b"".join(chunks)).SerializeToString() (tested)
+    return Payload([_field_key(1, len(head)) if head else b"", head, _field_key(2, size) if size else b"", *chunks])
+
+
+class Payload:
+    """An encoded ArrayList as its pieces (header and views of the arrays, nothing copied yet):
+    the gRPC sender writes them with the envelope in one join (encode_message), so a share
+    column is copied once on the way out. `bytes(p)` joins them; a holder that keeps a payload
+    beyond the send (a delayed link, a mailbox) must take `bytes(p)`, as the arrays may change."""
+
+    __slots__ = ("parts", "size")
+
+    def __init__(self, parts: list) -> None:
+        self.parts = parts
+        self.size = sum(len(p) for p in parts)
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __bytes__(self) -> bytes:
+        return b"".join(self.parts)
 
 
 def _field_key(number: int, length: int) -> bytes:
@@ -76,6 +94,8 @@ def length_fields(raw: bytes | memoryview, numbers: tuple[int, ...], what: str) 
     for the two messages that carry bulk bytes (PeerMessage, ArrayList): each field of `numbers`
     at most once, in increasing order (as every protobuf encoder writes them), wire type 2;
     anything else is a MessageError. Parsing them with protobuf copied every share column twice."""
+    if isinstance(raw, Payload):  # an in-process hand-over that was not joined (tests)
+        raw = bytes(raw)
     view = memoryview(raw).cast("B") if not isinstance(raw, memoryview) or raw.format != "B" else raw
     out: dict[int, memoryview] = {}
     pos, end, last = 0, len(view), 0
@@ -161,12 +181,12 @@ def decode_arrays(payload: bytes | memoryview) -> list[np.ndarray]:
     return out
 
 
-def encode_message(query_id: str, sender: str, tag: str, payload: bytes) -> bytes:
+def encode_message(query_id: str, sender: str, tag: str, payload: "bytes | Payload") -> bytes:
     """A PeerMessage's wire bytes, written in one join (byte for byte what protobuf writes: tested)."""
     parts = []
     for number, value in ((1, query_id.encode()), (2, sender.encode()), (3, tag.encode()), (4, payload)):
         if len(value):
-            parts += [_field_key(number, len(value)), value]
+            parts += [_field_key(number, len(value)), *(value.parts if isinstance(value, Payload) else [value])]
     return b"".join(parts)
 
 

@@ -304,7 +304,7 @@ class InProcessTransport(MailboxTransport):
             raise PeerTimeout(f"query deadline passed before sending step {step_name(tag)} to party '{to}'")
         if to not in self.mailboxes:
             raise TransportError(f"party '{to}' is not part of this in-process federation")
-        self.mailboxes[to].put(self.query_id, self.me, tag, payload)
+        self.mailboxes[to].put(self.query_id, self.me, tag, bytes(payload))
 
 
 IN_PROCESS_PLAN = "0" * 64

@@ -19,7 +19,7 @@ from tests.mpc_harness import Federation
 def test_roundtrip_many_dtypes_and_shapes():
     arrays = [np.arange(10, dtype=np.uint64), np.array([-1, 2], dtype=np.int64), np.zeros((3, 4), np.uint32),
               np.arange(7, dtype=np.uint8), np.zeros(0, np.uint64), np.array([True, False]), np.array([1.5])]
-    out = decode_arrays(encode_arrays(arrays))
+    out = decode_arrays(bytes(encode_arrays(arrays)))
     assert len(out) == len(arrays)
     for a, b in zip(arrays, out):
         assert a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b)
@@ -67,7 +67,7 @@ def test_a_valid_hand_built_message_decodes():
 def test_encoding_is_plain_protobuf():
     """encode_arrays writes the ArrayList in one join; it must be exactly what protobuf writes."""
     for arrays in ([], [np.zeros(0, np.uint64)], [np.arange(300, dtype=np.uint8)], [np.arange(70000, dtype=np.int64)] * 2):
-        payload = encode_arrays(arrays)
+        payload = bytes(encode_arrays(arrays))
         parsed = peer_pb2.ArrayList()
         parsed.ParseFromString(payload)
         assert parsed.SerializeToString() == payload

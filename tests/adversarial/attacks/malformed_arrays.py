@@ -19,7 +19,7 @@ def apply(params: dict, record: Callable[[dict], None]) -> None:
 
     def corrupt(arrays) -> bytes:
         msg = peer_pb2.ArrayList()
-        msg.ParseFromString(honest_encode(arrays))
+        msg.ParseFromString(bytes(honest_encode(arrays)))
         if how == "trailing":
             msg.data += b"\0" * 8
         elif how == "bool":  # one boolean array over all the bytes, every byte 7
