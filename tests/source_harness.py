@@ -1,7 +1,8 @@
 """What the database-source suites share (PostgreSQL/SQLite in tests/adversarial/test_sources.py,
 MySQL/MariaDB in tests/test_sources_mysql.py, Spark in tests/test_sources_spark.py): the test
 federation's column levels, its table entries, the DuckDB reference over the pooled rows, and
-queries and errors through a party's DB-API connection."""
+queries and errors through a party's DB-API connection, and one party's executor over one source
+table (`one_table_executor`)."""
 
 from __future__ import annotations
 
@@ -52,3 +53,25 @@ def error(fed: Any, party: str, sql: str, secret: str) -> errors.Error:
         query(fed, party, sql)
     assert secret not in str(info.value)
     return info.value
+
+
+ONE_TABLE_HEAD = ('[federation]\nname = "u"\ncompute = ["a", "b", "c"]\n[parties.b]\naddress = "127.0.0.1:2"\n'
+                  '[parties.c]\naddress = "127.0.0.1:3"\n[parties.a]\naddress = "127.0.0.1:1"\n')
+
+
+def one_table_executor(directory: Any, url: str, relation: str, name: str, password: str) -> Any:
+    """Party a's LocalExecutor over its one table `name` = `relation` at `url` (password from the
+    environment variable, as a node reads it), for tests of what a source itself returns."""
+    import os
+
+    from executors.local_duckdb import LocalExecutor
+    from fedsql.config import parse_config
+
+    fed = parse_config(ONE_TABLE_HEAD + f'[parties.a.tables.{name}]\nsource = "{url}"\ntable = "{relation}"\n',
+                       directory / "f.toml")
+    variable = f"FEDSQL_SOURCE_PASSWORD_A_{name.upper()}"
+    os.environ[variable] = password
+    try:
+        return LocalExecutor(fed.party("a"))
+    finally:
+        os.environ.pop(variable)

@@ -16,7 +16,7 @@ import pytest
 from fedsql import errors
 from tests import mysql_server
 from tests.adversarial.harness import running, write_config
-from tests.source_harness import COLS, UNION, error, query, reference_db, table_entry
+from tests.source_harness import COLS, UNION, error, one_table_executor, query, reference_db, table_entry
 
 pytestmark = [pytest.mark.e2e,
               pytest.mark.skipif(mysql_server.available() is not None, reason=mysql_server.available() or "")]
@@ -146,20 +146,10 @@ def test_wrong_password_missing_table_and_down_are_clear(myfed):
 def test_text_under_a_folding_collation_is_not_pushed(myfed, tmp_path):
     """MySQL's default collation folds case and trailing spaces ('a' = 'A' = 'a '): grouping or
     comparing such a column there would merge what DuckDB keeps apart."""
-    from executors.local_duckdb import LocalExecutor
-    from fedsql.config import parse_config
-
     _, my, _ = myfed
     my.sql("CREATE TABLE bank.c (c VARCHAR(10) COLLATE utf8mb4_general_ci, x BIGINT); "
            "INSERT INTO bank.c VALUES ('a', 1), ('A', 2), ('a ', 3), (NULL, 4)")
-    head = ('[federation]\nname = "u"\ncompute = ["a", "b", "c"]\n[parties.b]\naddress = "127.0.0.1:2"\n'
-            '[parties.c]\naddress = "127.0.0.1:3"\n[parties.a]\naddress = "127.0.0.1:1"\n')
-    fed = parse_config(head + f'[parties.a.tables.c]\nsource = "{my.url("bank")}"\ntable = "bank.c"\n', tmp_path / "f.toml")
-    os.environ["FEDSQL_SOURCE_PASSWORD_A_C"] = PASSWORD
-    try:
-        ex = LocalExecutor(fed.party("a"))
-    finally:
-        os.environ.pop("FEDSQL_SOURCE_PASSWORD_A_C")
+    ex = one_table_executor(tmp_path, my.url("bank"), "bank.c", "c", PASSWORD)
     got = ex.query('SELECT c, SUM(x) AS s FROM "c" AS "c" WHERE c = \'a\' OR c IS NULL OR x > 1 GROUP BY c')
     assert sorted(got.to_pylist(), key=lambda r: (r["c"] is None, r["c"] or "")) == [
         {"c": "A", "s": 2}, {"c": "a", "s": 1}, {"c": "a ", "s": 3}, {"c": None, "s": 4}]
@@ -178,15 +168,12 @@ def test_a_long_statement_is_cancelled_at_the_deadline(myfed):
     assert time.monotonic() - started < 10
 
 
-def test_decimal_date_datetime_and_nulls_are_exact(myfed, tmp_path, monkeypatch, caplog):
+def test_decimal_date_datetime_and_nulls_are_exact(myfed, tmp_path, caplog):
     """Types come from MariaDB: decimal(p,s), date, datetime(6) and NULLs, read as rows and
     through a pushed aggregate, equal to DuckDB over the same values."""
     import logging
 
     import duckdb
-
-    from executors.local_duckdb import LocalExecutor
-    from fedsql.config import parse_config
 
     _, my, _ = myfed
     rows = ("(1, -1.25, '2024-01-02', '2024-01-02 03:04:05.123456'), (2, 0.00, '1969-12-31', NULL), "
@@ -196,12 +183,7 @@ def test_decimal_date_datetime_and_nulls_are_exact(myfed, tmp_path, monkeypatch,
     ref = duckdb.connect()
     ref.execute("CREATE TABLE typed (n BIGINT, d DECIMAL(10,2), day DATE, ts TIMESTAMP)")
     ref.execute(f"INSERT INTO typed VALUES {rows}")
-    head = ('[federation]\nname = "u"\ncompute = ["a", "b", "c"]\n[parties.b]\naddress = "127.0.0.1:2"\n'
-            '[parties.c]\naddress = "127.0.0.1:3"\n[parties.a]\naddress = "127.0.0.1:1"\n')
-    fed = parse_config(head + f'[parties.a.tables.typed]\nsource = "{my.url("bank")}"\ntable = "bank.typed"\n',
-                       tmp_path / "f.toml")
-    monkeypatch.setenv("FEDSQL_SOURCE_PASSWORD_A_TYPED", PASSWORD)
-    ex = LocalExecutor(fed.party("a"))
+    ex = one_table_executor(tmp_path, my.url("bank"), "bank.typed", "typed", PASSWORD)
     assert [tuple(c) for c in ex.schema("typed")] == [("n", "BIGINT"), ("d", "DECIMAL(10,2)"), ("day", "DATE"),
                                                       ("ts", "TIMESTAMP")]
     read = ex.query('SELECT * FROM "typed" ORDER BY n')

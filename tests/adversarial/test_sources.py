@@ -23,7 +23,7 @@ import pytest
 from fedsql import errors
 from tests import pg_server
 from tests.adversarial.harness import running, write_config
-from tests.source_harness import UNION, error, query, reference_db, table_entry
+from tests.source_harness import UNION, error, one_table_executor, query, reference_db, table_entry
 
 pytestmark = [pytest.mark.e2e,
               pytest.mark.skipif(pg_server.available() is not None, reason=pg_server.available() or "")]
@@ -251,13 +251,10 @@ def _types(table: pa.Table) -> list:
     return [(t.unit, t.tz is not None) if pa.types.is_timestamp(t) else t for t in table.schema.types]
 
 
-def test_decimal_date_timestamp_and_nulls_are_exact(srcfed, tmp_path, monkeypatch, caplog):
+def test_decimal_date_timestamp_and_nulls_are_exact(srcfed, tmp_path, caplog):
     """Types come from PostgreSQL: numeric(p,s), date, timestamp, timestamptz and NULLs, read
     as rows and through a pushed aggregate, equal to DuckDB over the same values."""
     import logging
-
-    from executors.local_duckdb import LocalExecutor
-    from fedsql.config import parse_config
 
     _, pg, _ = srcfed
     rows = ("(1, -1.25, DATE '2024-01-02', TIMESTAMP '2024-01-02 03:04:05.123456', TIMESTAMPTZ '2024-01-02 03:04:05.123456+00'), "
@@ -270,12 +267,7 @@ def test_decimal_date_timestamp_and_nulls_are_exact(srcfed, tmp_path, monkeypatc
     ref.execute("SET TimeZone = 'UTC'")
     ref.execute("CREATE TABLE typed (n BIGINT, d DECIMAL(10,2), day DATE, ts TIMESTAMP, tz TIMESTAMPTZ)")
     ref.execute(f"INSERT INTO typed VALUES {rows}")
-    head = ('[federation]\nname = "u"\ncompute = ["a", "b", "c"]\n[parties.b]\naddress = "127.0.0.1:2"\n'
-            '[parties.c]\naddress = "127.0.0.1:3"\n[parties.a]\naddress = "127.0.0.1:1"\n')
-    fed = parse_config(head + f'[parties.a.tables.typed]\nsource = "{pg.url("bank")}"\ntable = "public.typed"\n',
-                       tmp_path / "f.toml")
-    monkeypatch.setenv("FEDSQL_SOURCE_PASSWORD_A_TYPED", PASSWORD)
-    ex = LocalExecutor(fed.party("a"))
+    ex = one_table_executor(tmp_path, pg.url("bank"), "public.typed", "typed", PASSWORD)
     assert [tuple(c) for c in ex.schema("typed")] == [("n", "BIGINT"), ("d", "DECIMAL(10,2)"), ("day", "DATE"),
                                                       ("ts", "TIMESTAMP"), ("tz", "TIMESTAMP WITH TIME ZONE")]
     read = ex.query('SELECT * FROM "typed" ORDER BY n')
